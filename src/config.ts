@@ -1,0 +1,136 @@
+import { z } from 'zod';
+
+/**
+ * The whole configuration, read once from an environment map (process.env on Node, the
+ * bindings on Workers), validated, and passed down. Nothing else reads the environment.
+ */
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const commaList = z
+  .string()
+  .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
+
+const url = z.string().url();
+
+const schema = z.object({
+  PORT: int(0, 65535).default(3000),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  CORS_ORIGIN: commaList.default(['http://localhost:5173', 'http://localhost:3000']),
+  DATA_DIR: z.string().min(1).default('./data'),
+
+  SYSTEM_PROMPT: z.string().default('You are a helpful assistant.'),
+  DEFAULT_MODEL: z.string().min(1).default('local'),
+  ALLOWED_MODELS: commaList.optional(),
+  HISTORY_LIMIT: int(1, 200).default(20),
+  MAX_MESSAGE_CHARS: int(1, 1_000_000).default(32_000),
+  MAX_BODY_BYTES: int(1024, 10_000_000).default(256 * 1024),
+  MAX_OUTPUT_TOKENS: int(1, 1_000_000).default(4096),
+  LOCAL_MODEL_TOKEN_DELAY_MS: int(0, 10_000).default(0),
+  LOCAL_MODEL_CONTEXT_TOKENS: int(256, 10_000_000).default(8192),
+  MODEL_CONTEXT_TOKENS: int(256, 10_000_000).default(128_000),
+
+  OPENAI_API_KEY: z.string().min(1).optional(),
+  OPENAI_BASE_URL: url.optional(),
+  OPENAI_ORGANIZATION: z.string().min(1).optional(),
+  GEMINI_API_KEY: z.string().min(1).optional(),
+  GEMINI_BASE_URL: url.optional(),
+  PROVIDER_MAX_RETRIES: int(0, 10).default(2),
+  PROVIDER_TIMEOUT_MS: int(1000, 3_600_000).default(120_000),
+
+  RATE_LIMIT_USER: int(1, 1_000_000).default(100),
+  RATE_LIMIT_ANON: int(1, 1_000_000).default(20),
+  RATE_LIMIT_WINDOW_SECONDS: int(1, 86_400 * 7).default(900),
+  TRUST_PROXY: bool.default(false),
+
+  SHUTDOWN_GRACE_MS: int(0, 600_000).default(10_000),
+});
+
+export type Env = Record<string, string | undefined>;
+
+export interface Config {
+  port: number;
+  host: string;
+  logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  corsOrigins: string[];
+  dataDir: string;
+  chat: {
+    systemPrompt: string;
+    defaultModel: string;
+    allowedModels: string[] | undefined;
+    historyLimit: number;
+    maxMessageChars: number;
+    maxBodyBytes: number;
+    maxOutputTokens: number;
+  };
+  models: {
+    local: { tokenDelayMs: number; contextTokens: number };
+    contextTokens: number;
+    openai: { apiKey: string | undefined; baseURL: string | undefined; organization: string | undefined };
+    gemini: { apiKey: string | undefined; baseUrl: string | undefined };
+    maxRetries: number;
+    timeoutMs: number;
+  };
+  rateLimit: { userLimit: number; anonymousLimit: number; windowMs: number };
+  /** Read the client IP from X-Forwarded-For (only behind a proxy that sets it). */
+  trustProxy: boolean;
+  shutdownGraceMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly issues: string[]) {
+    super(`Invalid configuration:\n  ${issues.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Empty strings mean "unset", as they do in most .env files. */
+function withoutEmpty(env: Env): Env {
+  const out: Env = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') out[k] = v;
+  return out;
+}
+
+export function loadConfig(env: Env): Config {
+  const parsed = schema.safeParse(withoutEmpty(env));
+  if (!parsed.success) {
+    // Name the variable and the rule, never echo the value: it may be a secret.
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+  }
+  const e = parsed.data;
+  if (e.OPENAI_BASE_URL && !e.OPENAI_API_KEY) {
+    // OpenAI-compatible servers (Ollama, vLLM, llama.cpp) usually need no key, but the SDK insists on one.
+    e.OPENAI_API_KEY = 'not-needed';
+  }
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    logLevel: e.LOG_LEVEL,
+    corsOrigins: e.CORS_ORIGIN,
+    dataDir: e.DATA_DIR,
+    chat: {
+      systemPrompt: e.SYSTEM_PROMPT,
+      defaultModel: e.DEFAULT_MODEL,
+      allowedModels: e.ALLOWED_MODELS,
+      historyLimit: e.HISTORY_LIMIT,
+      maxMessageChars: e.MAX_MESSAGE_CHARS,
+      maxBodyBytes: e.MAX_BODY_BYTES,
+      maxOutputTokens: e.MAX_OUTPUT_TOKENS,
+    },
+    models: {
+      local: { tokenDelayMs: e.LOCAL_MODEL_TOKEN_DELAY_MS, contextTokens: e.LOCAL_MODEL_CONTEXT_TOKENS },
+      contextTokens: e.MODEL_CONTEXT_TOKENS,
+      openai: { apiKey: e.OPENAI_API_KEY, baseURL: e.OPENAI_BASE_URL, organization: e.OPENAI_ORGANIZATION },
+      gemini: { apiKey: e.GEMINI_API_KEY, baseUrl: e.GEMINI_BASE_URL },
+      maxRetries: e.PROVIDER_MAX_RETRIES,
+      timeoutMs: e.PROVIDER_TIMEOUT_MS,
+    },
+    rateLimit: { userLimit: e.RATE_LIMIT_USER, anonymousLimit: e.RATE_LIMIT_ANON, windowMs: e.RATE_LIMIT_WINDOW_SECONDS * 1000 },
+    trustProxy: e.TRUST_PROXY,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+  };
+}

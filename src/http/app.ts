@@ -1,0 +1,80 @@
+import { Hono, type Context } from 'hono';
+import { cors } from 'hono/cors';
+import { requestId } from 'hono/request-id';
+import { AppError, errorBody, toAppError } from '../errors.js';
+import type { Services } from '../services.js';
+import type { AppEnv } from './app-env.js';
+import { chatStreamHandler } from './chat-stream-route.js';
+import { setRateLimitHeaders } from './http-helpers.js';
+import type { RateLimitDecision } from '../ratelimit/rate-limiter.js';
+
+export interface AppOptions {
+  /** The caller's IP as the runtime sees the connection (Node socket, Workers header). */
+  connectionIp(c: Context): string;
+}
+
+/**
+ * The Hono app: web-standard only, so the same code serves Node and Workers.
+ */
+export function createApp(services: Services, options: AppOptions): Hono<AppEnv> {
+  const { config, logger } = services;
+  const app = new Hono<AppEnv>();
+
+  app.use(requestId({ headerName: 'X-Request-Id' }));
+  app.use(async (c, next) => {
+    const reqLogger = logger.child({ reqId: c.get('requestId') });
+    c.set('logger', reqLogger);
+    c.set('principal', { userId: null, ip: clientIp(c, options, config.trustProxy) });
+    const started = performance.now();
+    await next();
+    reqLogger.info({ method: c.req.method, path: c.req.path, status: c.res.status, ms: +(performance.now() - started).toFixed(2) }, 'request');
+  });
+  app.use(corsMiddleware(config.corsOrigins));
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', async (c) => {
+    if (services.turns.closing) return c.json({ status: 'shutting-down' }, 503);
+    try {
+      await services.store.ping();
+      return c.json({ status: 'ready', store: services.store.kind, rateLimiter: services.limiter.kind, providers: services.models.providers });
+    } catch (err) {
+      c.get('logger').error({ err }, 'readiness check failed');
+      return c.json({ status: 'unavailable', store: services.store.kind }, 503);
+    }
+  });
+
+  app.post('/api/v2/ai/chat/stream', chatStreamHandler(services));
+
+  app.notFound((c) => c.json(errorBody(new AppError('NOT_FOUND', `No route for ${c.req.method} ${c.req.path}`)), 404));
+  app.onError((err, c) => {
+    const error = toAppError(err);
+    const log = c.get('logger') ?? logger;
+    if (error.code === 'INTERNAL') log.error({ err }, 'unhandled error');
+    else log.debug({ code: error.code, msg: error.message }, 'request refused');
+    const rateLimit = error.details?.rateLimit as RateLimitDecision | undefined;
+    if (rateLimit) setRateLimitHeaders(c, rateLimit);
+    return c.json(errorBody(error), error.status as 400);
+  });
+  return app;
+}
+
+function corsMiddleware(origins: string[]) {
+  const any = origins.includes('*');
+  return cors({
+    // With credentials the browser refuses "*", so a "*" setting reflects the caller's origin.
+    origin: (origin) => (any || origins.includes(origin) ? origin : null),
+    credentials: true,
+    allowHeaders: ['Content-Type', 'Authorization', 'X-Request-Id'],
+    exposeHeaders: ['X-Request-Id', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset', 'Retry-After'],
+    maxAge: 600,
+  });
+}
+
+function clientIp(c: Context, options: AppOptions, trustProxy: boolean): string {
+  if (trustProxy) {
+    // The proxy appends the address it saw, so the right-most entry is the one it vouches for.
+    const forwarded = c.req.header('x-forwarded-for')?.split(',').at(-1)?.trim();
+    if (forwarded) return forwarded;
+  }
+  return options.connectionIp(c);
+}

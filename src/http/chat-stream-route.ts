@@ -1,0 +1,67 @@
+import type { Context } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import { z } from 'zod';
+import { chatFieldsSchema, conversationIdSchema, describeIssues } from '../chat/chat-request.js';
+import { TurnAbort } from '../chat/turn-abort.js';
+import { AppError, type ErrorCode } from '../errors.js';
+import type { Services } from '../services.js';
+import { readJsonBody, setRateLimitHeaders } from './http-helpers.js';
+import type { AppEnv } from './app-env.js';
+
+/** POST /api/v2/ai/chat/stream (PROTOCOLS.md section 1, seed 002). */
+export function chatStreamHandler(services: Services) {
+  const schema = z.object({ ...chatFieldsSchema(services.config.chat.maxMessageChars), sessionId: conversationIdSchema.optional() });
+
+  return async (c: Context<AppEnv>) => {
+    const body = await readJsonBody(c, services.config.chat.maxBodyBytes);
+    const parsed = schema.safeParse(body);
+    if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
+    const req = parsed.data;
+
+    const turn = await services.pipeline.prepare({
+      principal: c.get('principal'),
+      message: req.message,
+      conversationId: req.sessionId,
+      model: req.model,
+      maxTokens: req.maxTokens,
+      temperature: req.temperature,
+    });
+    setRateLimitHeaders(c, turn.rateLimit);
+    c.header('X-Accel-Buffering', 'no');
+    const sessionId = turn.conversation.id;
+    const prefix = `data: {"content":`;
+    const suffix = `,"sessionId":${JSON.stringify(sessionId)}}\n\n`;
+
+    return streamSSE(c, async (stream) => {
+      const controller = new AbortController();
+      const abort = () => controller.abort(new TurnAbort('aborted'));
+      stream.onAbort(abort);
+      c.req.raw.signal.addEventListener('abort', abort, { once: true });
+
+      for await (const event of turn.run(controller.signal)) {
+        if (stream.aborted || stream.closed) break;
+        switch (event.type) {
+          case 'delta':
+            // Hand-built line: this is the hot path of every token.
+            await stream.write(prefix + JSON.stringify(event.text) + suffix);
+            break;
+          case 'end':
+            if (event.finishReason === 'stopped' || event.finishReason === 'aborted') break;
+            await stream.write(
+              sse({ done: true, sessionId, messageId: event.messageId, finishReason: event.finishReason, usage: event.usage }),
+            );
+            break;
+          case 'error':
+            await stream.write(sse({ error: event.error.message, code: event.error.code satisfies ErrorCode, sessionId }));
+            break;
+          case 'start':
+            break;
+        }
+      }
+    });
+  };
+}
+
+function sse(data: unknown): string {
+  return `data: ${JSON.stringify(data)}\n\n`;
+}

@@ -1,0 +1,62 @@
+import type { Context } from 'hono';
+import { AppError } from '../errors.js';
+import type { RateLimitDecision } from '../ratelimit/rate-limiter.js';
+
+/**
+ * Reads a JSON body with a hard size cap, counting bytes as they arrive so a huge or
+ * endless body is refused without being buffered.
+ */
+export async function readJsonBody(c: Context, maxBytes: number): Promise<unknown> {
+  const type = c.req.header('content-type') ?? '';
+  if (!/^application\/(.+\+)?json\b/i.test(type)) {
+    throw new AppError('BAD_REQUEST', 'Content-Type must be application/json');
+  }
+  const declared = Number(c.req.header('content-length') ?? NaN);
+  if (declared > maxBytes) throw tooLarge(maxBytes);
+  const body = c.req.raw.body;
+  if (!body) throw new AppError('BAD_REQUEST', 'Request body is empty');
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge(maxBytes);
+    }
+    chunks.push(value);
+  }
+  const text = new TextDecoder('utf-8', { fatal: false }).decode(concat(chunks, size));
+  if (!text.trim()) throw new AppError('BAD_REQUEST', 'Request body is empty');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new AppError('BAD_REQUEST', 'Request body is not valid JSON');
+  }
+}
+
+function tooLarge(maxBytes: number): AppError {
+  return new AppError('BAD_REQUEST', `Request body exceeds ${maxBytes} bytes`, { status: 413 });
+}
+
+function concat(chunks: Uint8Array[], size: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.byteLength;
+  }
+  return out;
+}
+
+/** IETF draft RateLimit-* headers plus Retry-After when refused. */
+export function setRateLimitHeaders(c: Context, d: RateLimitDecision): void {
+  const resetSeconds = Math.max(0, Math.ceil((d.reset - Date.now()) / 1000));
+  c.header('RateLimit-Limit', String(d.limit));
+  c.header('RateLimit-Remaining', String(d.remaining));
+  c.header('RateLimit-Reset', String(resetSeconds));
+  if (!d.allowed) c.header('Retry-After', String(Math.max(1, resetSeconds)));
+}

@@ -1,0 +1,48 @@
+/**
+ * The logging surface the core depends on. The Node entry passes a pino logger (which fits
+ * this shape); the Workers entry passes a console-backed JSON logger.
+ */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  child(bindings: Record<string, unknown>): Logger;
+}
+
+type Level = 'debug' | 'info' | 'warn' | 'error';
+const LEVELS: Record<Level, number> = { debug: 20, info: 30, warn: 40, error: 50 };
+
+/** One JSON line per entry on the console; used where pino is unavailable (Workers). */
+export function createConsoleLogger(level: Level = 'info', bindings: Record<string, unknown> = {}): Logger {
+  const min = LEVELS[level];
+  const write = (lvl: Level) => (obj: object, msg?: string) => {
+    if (LEVELS[lvl] < min) return;
+    const line = JSON.stringify({ level: lvl, time: Date.now(), ...bindings, ...serialiseErrors(obj), msg });
+    if (lvl === 'error' || lvl === 'warn') console.error(line);
+    else console.log(line);
+  };
+  return {
+    debug: write('debug'),
+    info: write('info'),
+    warn: write('warn'),
+    error: write('error'),
+    child: (more) => createConsoleLogger(level, { ...bindings, ...more }),
+  };
+}
+
+function serialiseErrors(obj: object): object {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(obj)) {
+    out[k] = v instanceof Error ? { type: v.name, message: v.message } : v;
+  }
+  return out;
+}
+
+export const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  child: () => silentLogger,
+};

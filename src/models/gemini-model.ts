@@ -1,0 +1,97 @@
+import { ApiError, GoogleGenAI, type Content } from '@google/genai';
+import type { LanguageModel, ModelCallOptions, ModelFinishReason, ModelStreamPart, TokenUsage } from './language-model.js';
+import { providerError, streamCutError } from './provider-error.js';
+
+export interface GeminiProviderOptions {
+  apiKey: string;
+  baseUrl?: string | undefined;
+  maxRetries: number;
+  timeoutMs: number;
+  contextTokens: number;
+}
+
+export class GeminiProvider {
+  readonly client: GoogleGenAI;
+  readonly contextTokens: number;
+
+  constructor(options: GeminiProviderOptions) {
+    this.client = new GoogleGenAI({
+      apiKey: options.apiKey,
+      httpOptions: {
+        ...(options.baseUrl ? { baseUrl: options.baseUrl } : {}),
+        timeout: options.timeoutMs,
+        retryOptions: { attempts: options.maxRetries + 1 },
+      },
+    });
+    this.contextTokens = options.contextTokens;
+  }
+
+  model(modelId: string): LanguageModel {
+    return new GeminiChatModel(this, modelId);
+  }
+}
+
+const FINISH: Record<string, ModelFinishReason> = {
+  STOP: 'stop',
+  MAX_TOKENS: 'length',
+  SAFETY: 'content-filter',
+  RECITATION: 'content-filter',
+  BLOCKLIST: 'content-filter',
+  PROHIBITED_CONTENT: 'content-filter',
+  SPII: 'content-filter',
+};
+
+class GeminiChatModel implements LanguageModel {
+  readonly provider = 'gemini';
+
+  constructor(
+    readonly owner: GeminiProvider,
+    readonly modelId: string,
+  ) {}
+
+  get contextTokens(): number {
+    return this.owner.contextTokens;
+  }
+
+  async *stream(options: ModelCallOptions): AsyncIterable<ModelStreamPart> {
+    const { signal } = options;
+    const system = options.messages.filter((m) => m.role === 'system').map((m) => m.content);
+    const contents: Content[] = options.messages
+      .filter((m) => m.role !== 'system')
+      .map((m) => ({ role: m.role === 'assistant' ? 'model' : 'user', parts: [{ text: m.content }] }));
+    let finishReason: ModelFinishReason | undefined;
+    let usage: TokenUsage | undefined;
+    try {
+      const stream = await this.owner.client.models.generateContentStream({
+        model: this.modelId,
+        contents,
+        config: {
+          abortSignal: signal,
+          ...(system.length ? { systemInstruction: system.join('\n\n') } : {}),
+          ...(options.maxTokens === undefined ? {} : { maxOutputTokens: options.maxTokens }),
+          ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
+        },
+      });
+      for await (const chunk of stream) {
+        const meta = chunk.usageMetadata;
+        if (meta) {
+          usage = {
+            inputTokens: meta.promptTokenCount ?? 0,
+            outputTokens: (meta.candidatesTokenCount ?? 0) + (meta.thoughtsTokenCount ?? 0),
+          };
+        }
+        const candidate = chunk.candidates?.[0];
+        for (const part of candidate?.content?.parts ?? []) {
+          if (part.text && !part.thought) yield { type: 'text-delta', text: part.text };
+        }
+        if (candidate?.finishReason) finishReason = FINISH[candidate.finishReason] ?? 'other';
+      }
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      throw providerError('Gemini', err instanceof ApiError ? err.status : undefined, err);
+    }
+    if (signal.aborted) throw signal.reason;
+    if (!finishReason) throw streamCutError('Gemini');
+    yield { type: 'finish', finishReason, usage };
+  }
+}

@@ -1,0 +1,90 @@
+import type { LanguageModel, ModelCallOptions, ModelMessage, ModelStreamPart } from './language-model.js';
+import { countMessageTokens, splitTokens } from './tokenizer.js';
+
+export interface LocalModelOptions {
+  modelId?: string;
+  /** Pause before each token, to imitate a remote model's pace. */
+  tokenDelayMs: number;
+  contextTokens: number;
+}
+
+/**
+ * The embedded offline development model. It is not a language model: it answers
+ * deterministically from what it received (the latest message, what memory recalled and how
+ * much history came along), so every part around it can be exercised without keys.
+ */
+export class LocalModel implements LanguageModel {
+  readonly provider = 'local';
+  readonly modelId: string;
+  readonly contextTokens: number;
+  readonly #tokenDelayMs: number;
+
+  constructor(options: LocalModelOptions) {
+    this.modelId = options.modelId ?? 'local';
+    this.contextTokens = options.contextTokens;
+    this.#tokenDelayMs = options.tokenDelayMs;
+  }
+
+  async *stream(options: ModelCallOptions): AsyncIterable<ModelStreamPart> {
+    const { signal } = options;
+    signal.throwIfAborted();
+    const pieces = splitTokens(composeReply(options.messages));
+    const limit = options.maxTokens ?? Number.POSITIVE_INFINITY;
+    let emitted = 0;
+    for (const text of pieces) {
+      if (emitted >= limit) break;
+      if (this.#tokenDelayMs > 0) await sleep(this.#tokenDelayMs, signal);
+      signal.throwIfAborted();
+      emitted++;
+      yield { type: 'text-delta', text };
+    }
+    yield {
+      type: 'finish',
+      finishReason: emitted < pieces.length ? 'length' : 'stop',
+      usage: { inputTokens: countMessageTokens(options.messages), outputTokens: emitted },
+    };
+  }
+}
+
+export function composeReply(messages: readonly ModelMessage[]): string {
+  const last = [...messages].reverse().find((m) => m.role === 'user');
+  const earlier = messages.filter((m) => m.role !== 'system').length - (last ? 1 : 0);
+  const recalled = messages
+    .filter((m) => m.role === 'system' && m.content.startsWith(MEMORY_PREFIX))
+    .flatMap((m) => m.content.slice(MEMORY_PREFIX.length).split('\n'))
+    .map((line) => line.replace(/^- /, '').trim())
+    .filter(Boolean);
+
+  const parts = [
+    'This is the offline development model: no language model is configured, so this reply is generated locally.',
+    last ? `You said: "${clip(last.content, 400)}".` : 'There was no user message.',
+    earlier > 0
+      ? `This conversation has ${earlier} earlier message${earlier === 1 ? '' : 's'} in context.`
+      : 'This is the start of the conversation.',
+  ];
+  if (recalled.length) parts.push(`I recall: ${recalled.map((r) => `"${clip(r, 120)}"`).join('; ')}.`);
+  parts.push('Set OPENAI_API_KEY, OPENAI_BASE_URL or GEMINI_API_KEY to talk to a real model.');
+  return parts.join(' ');
+}
+
+/** System messages that carry recalled memory start with this line (see the context builder). */
+export const MEMORY_PREFIX = 'Relevant things the user said before:\n';
+
+function clip(text: string, max: number): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length <= max ? flat : `${flat.slice(0, max)}…`;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,90 @@
+import { createAdaptorServer } from '@hono/node-server';
+import { getConnInfo } from '@hono/node-server/conninfo';
+import { createNodeWebSocket } from '@hono/node-ws';
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Server as SocketIOServer } from 'socket.io';
+import type { Config } from '../config.js';
+import { createApp } from '../http/app.js';
+import type { Logger } from '../logger.js';
+import { createServices, type Services } from '../services.js';
+import { createSocketServer, type SocketGauges } from '../socket/socket-server.js';
+import { createNodeBackends } from './node-backends.js';
+import { createNodeLogger } from './node-logger.js';
+import { realtimeRoute } from './realtime-route.js';
+
+export interface NodeServer {
+  readonly httpServer: HttpServer;
+  readonly io: SocketIOServer;
+  readonly services: Services;
+  readonly gauges: SocketGauges;
+  listen(): Promise<{ port: number; host: string }>;
+  /** Graceful: stop accepting, let streams finish (or abort them after the grace period), persist, close stores. */
+  close(): Promise<void>;
+}
+
+const SOCKET_IO_PATH = '/socket.io/';
+
+export async function createNodeServer(config: Config, options: { logger?: Logger } = {}): Promise<NodeServer> {
+  const logger = options.logger ?? createNodeLogger(config);
+  const services = createServices(config, { logger, ...(await createNodeBackends(config, logger)) });
+  const app = createApp(services, { connectionIp: (c) => normaliseIp(getConnInfo(c).remote.address) });
+
+  const { upgradeWebSocket, injectWebSocket, wss } = createNodeWebSocket({ app });
+  app.get('/v1/realtime', realtimeRoute(upgradeWebSocket, services));
+
+  const httpServer = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
+  httpServer.keepAliveTimeout = 65_000;
+
+  // Trap: node-ws answers every upgrade it has no route for with an error, which would kill
+  // Socket.IO's websocket transport. It gets a private emitter and only non-Socket.IO upgrades.
+  const wsUpgrades = new EventEmitter();
+  injectWebSocket(wsUpgrades as unknown as HttpServer);
+  httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (req.url?.startsWith(SOCKET_IO_PATH)) return;
+    wsUpgrades.emit('upgrade', req, socket, head);
+  });
+
+  const { io, gauges } = createSocketServer(httpServer, services);
+  let closing: Promise<void> | undefined;
+
+  return {
+    httpServer,
+    io,
+    services,
+    gauges,
+    listen: () =>
+      new Promise((resolve, reject) => {
+        httpServer.once('error', reject);
+        httpServer.listen(config.port, config.host, () => {
+          httpServer.off('error', reject);
+          const addr = httpServer.address();
+          const port = typeof addr === 'object' && addr ? addr.port : config.port;
+          logger.info({ port, host: config.host, providers: services.models.providers, defaultModel: config.chat.defaultModel }, 'listening');
+          resolve({ port, host: config.host });
+        });
+      }),
+    close: () =>
+      (closing ??= (async () => {
+        logger.info({ activeTurns: services.turns.active }, 'shutting down');
+        const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+        httpServer.closeIdleConnections();
+        const drained = await services.turns.drain(config.shutdownGraceMs);
+        io.disconnectSockets(true);
+        await new Promise<void>((resolve) => io.close(() => resolve()));
+        for (const client of wss.clients) client.terminate();
+        httpServer.closeAllConnections();
+        await stopped;
+        await services.limiter.close();
+        await services.store.close();
+        logger.info(drained, 'shut down');
+      })()),
+  };
+}
+
+/** `::ffff:127.0.0.1` and `127.0.0.1` are one client. */
+export function normaliseIp(address: string | undefined): string {
+  if (!address) return 'unknown';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}

@@ -1,0 +1,56 @@
+import type { Principal } from '../chat/principal.js';
+import { limitKey, type RateLimitDecision, type RateLimitPolicy, type RateLimiter } from './rate-limiter.js';
+
+interface Windows {
+  start: number;
+  current: number;
+  previous: number;
+}
+
+/**
+ * In-process sliding window (the same approximation as @upstash/ratelimit's slidingWindow:
+ * this window's count plus the previous window's, weighted by how much of it still
+ * overlaps). Per process only; set UPSTASH_REDIS_REST_URL to share limits across nodes.
+ */
+export class MemoryRateLimiter implements RateLimiter {
+  readonly kind = 'memory';
+  readonly #state = new Map<string, Windows>();
+  #sweepAt = 0;
+
+  constructor(
+    private readonly policy: RateLimitPolicy,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async consume(principal: Principal): Promise<RateLimitDecision> {
+    const { key, anonymous } = limitKey(principal);
+    const limit = anonymous ? this.policy.anonymousLimit : this.policy.userLimit;
+    const { windowMs } = this.policy;
+    const now = this.now();
+    this.#sweep(now);
+    const start = now - (now % windowMs);
+    let w = this.#state.get(key);
+    if (!w || w.start < start - windowMs) w = { start, current: 0, previous: 0 };
+    else if (w.start < start) w = { start, current: 0, previous: w.current };
+    this.#state.set(key, w);
+
+    const overlap = 1 - (now - start) / windowMs;
+    const used = Math.floor(w.previous * overlap) + w.current;
+    const reset = start + windowMs;
+    if (used >= limit) return { allowed: false, limit, remaining: 0, reset };
+    w.current++;
+    return { allowed: true, limit, remaining: Math.max(0, limit - used - 1), reset };
+  }
+
+  /** Drops keys idle for two windows, at most once a window, so memory stays bounded. */
+  #sweep(now: number) {
+    if (now < this.#sweepAt) return;
+    this.#sweepAt = now + this.policy.windowMs;
+    const cutoff = now - 2 * this.policy.windowMs;
+    for (const [key, w] of this.#state) if (w.start < cutoff) this.#state.delete(key);
+  }
+
+  async close() {
+    this.#state.clear();
+  }
+}
