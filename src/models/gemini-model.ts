@@ -61,6 +61,7 @@ class GeminiChatModel implements LanguageModel {
       .map((m) => ({ role: m.role === 'assistant' ? 'model' : 'user', parts: [{ text: m.content }] }));
     let finishReason: ModelFinishReason | undefined;
     let usage: TokenUsage | undefined;
+    let received = false;
     try {
       const stream = await this.owner.client.models.generateContentStream({
         model: this.modelId,
@@ -73,6 +74,7 @@ class GeminiChatModel implements LanguageModel {
         },
       });
       for await (const chunk of stream) {
+        received = true;
         const meta = chunk.usageMetadata;
         if (meta) {
           usage = {
@@ -88,10 +90,16 @@ class GeminiChatModel implements LanguageModel {
       }
     } catch (err) {
       if (signal.aborted) throw signal.reason;
-      throw providerError('Gemini', err instanceof ApiError ? err.status : undefined, err);
+      if (err instanceof ApiError) throw providerError('Gemini', geminiStatus(err), err);
+      throw received ? streamCutError('Gemini', err) : providerError('Gemini', undefined, err);
     }
     if (signal.aborted) throw signal.reason;
     if (!finishReason) throw streamCutError('Gemini');
     yield { type: 'finish', finishReason, usage };
   }
+}
+
+/** Gemini answers a bad key with 400 INVALID_ARGUMENT and reason API_KEY_INVALID; report it as the credential error it is. */
+function geminiStatus(err: ApiError): number {
+  return err.status === 400 && err.message.includes('API_KEY_INVALID') ? 401 : err.status;
 }

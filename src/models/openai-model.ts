@@ -63,6 +63,7 @@ class OpenAIChatModel implements LanguageModel {
           : { max_completion_tokens: options.maxTokens };
     let finishReason: ModelFinishReason | undefined;
     let usage: TokenUsage | undefined;
+    let received = false;
     try {
       const stream = await this.owner.client.chat.completions.create(
         {
@@ -76,6 +77,7 @@ class OpenAIChatModel implements LanguageModel {
         { signal },
       );
       for await (const chunk of stream) {
+        received = true;
         if (chunk.usage) {
           usage = { inputTokens: chunk.usage.prompt_tokens, outputTokens: chunk.usage.completion_tokens };
         }
@@ -87,7 +89,9 @@ class OpenAIChatModel implements LanguageModel {
       }
     } catch (err) {
       if (signal.aborted) throw signal.reason;
-      throw providerError('OpenAI', err instanceof OpenAI.APIError ? err.status : undefined, err);
+      if (err instanceof OpenAI.APIError) throw providerError('OpenAI', err.status, err);
+      // The SDK surfaces a connection cut mid-stream as a bare fetch TypeError.
+      throw received ? streamCutError('OpenAI', err) : providerError('OpenAI', undefined, err);
     }
     if (signal.aborted) throw signal.reason;
     if (!finishReason) throw streamCutError('OpenAI');

@@ -22,6 +22,6 @@ export function providerError(provider: string, status: number | undefined, caus
   return new AppError('PROVIDER_ERROR', `The ${provider} model provider ${reason}${suffix}`, { cause, details: { status } });
 }
 
-export function streamCutError(provider: string): AppError {
-  return new AppError('PROVIDER_ERROR', `The ${provider} model stream ended unexpectedly`);
+export function streamCutError(provider: string, cause?: unknown): AppError {
+  return new AppError('PROVIDER_ERROR', `The ${provider} model stream ended unexpectedly`, { cause });
 }

@@ -72,7 +72,8 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
         httpServer.closeIdleConnections();
         const drained = await services.turns.drain(config.shutdownGraceMs);
         io.disconnectSockets(true);
-        await new Promise<void>((resolve) => io.close(() => resolve()));
+        // io.close() also closes the http server; its callback would wait for keep-alive sockets.
+        void io.close();
         for (const client of wss.clients) client.terminate();
         httpServer.closeAllConnections();
         await stopped;

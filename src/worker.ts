@@ -1,0 +1,40 @@
+import type { Hono } from 'hono';
+import { loadConfig, type Env } from './config.js';
+import type { AppEnv } from './http/app-env.js';
+import { createApp } from './http/app.js';
+import { createConsoleLogger } from './logger.js';
+import { MemoryRateLimiter } from './ratelimit/memory-rate-limiter.js';
+import { createServices } from './services.js';
+import { MemoryConversationStore } from './stores/memory-conversation-store.js';
+
+/**
+ * Cloudflare Workers entry: the same Hono app as on Node. Bindings arrive with the first
+ * request, so the app is built then and reused by that isolate. With no backends
+ * configured it runs on in-memory stores and the local model.
+ */
+let app: Hono<AppEnv> | undefined;
+
+function build(env: Env): Hono<AppEnv> {
+  const config = loadConfig(env);
+  const logger = createConsoleLogger(config.logLevel === 'silent' ? 'error' : config.logLevel);
+  const services = createServices(config, {
+    logger,
+    store: new MemoryConversationStore(),
+    limiter: new MemoryRateLimiter(config.rateLimit),
+  });
+  return createApp(services, { connectionIp: (c) => c.req.header('cf-connecting-ip') ?? 'unknown' });
+}
+
+export default {
+  fetch(request: Request, env: Record<string, unknown>, ctx: unknown): Response | Promise<Response> {
+    app ??= build(stringBindings(env));
+    return app.fetch(request, env, ctx as never);
+  },
+};
+
+/** Only string bindings are configuration; KV, D1 and other bindings are objects. */
+function stringBindings(env: Record<string, unknown>): Env {
+  const out: Env = {};
+  for (const [k, v] of Object.entries(env)) if (typeof v === 'string') out[k] = v;
+  return out;
+}

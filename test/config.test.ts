@@ -1,0 +1,46 @@
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
+
+describe('config', () => {
+  it('has working defaults with an empty environment', () => {
+    const c = loadConfig({});
+    expect(c.port).toBe(3000);
+    expect(c.host).toBe('127.0.0.1');
+    expect(c.chat.defaultModel).toBe('local');
+    expect(c.rateLimit).toEqual({ userLimit: 100, anonymousLimit: 20, windowMs: 900_000 });
+    expect(c.models.openai.apiKey).toBeUndefined();
+  });
+
+  it('parses lists, numbers and booleans; empty strings mean unset', () => {
+    const c = loadConfig({ CORS_ORIGIN: 'http://a.test, http://b.test', PORT: '8080', TRUST_PROXY: 'true', OPENAI_API_KEY: '' });
+    expect(c.corsOrigins).toEqual(['http://a.test', 'http://b.test']);
+    expect(c.port).toBe(8080);
+    expect(c.trustProxy).toBe(true);
+    expect(c.models.openai.apiKey).toBeUndefined();
+  });
+
+  it('names the bad variable and never echoes its value', () => {
+    let error: unknown;
+    try {
+      loadConfig({ PORT: 'seventy', OPENAI_BASE_URL: 'not a url sk-secret' });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as Error).message;
+    expect(message).toMatch(/PORT/);
+    expect(message).toMatch(/OPENAI_BASE_URL/);
+    expect(message).not.toContain('sk-secret');
+  });
+
+  it('the server refuses to start on bad config with a message naming the variable', () => {
+    const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/node/main.ts'], {
+      env: { PATH: process.env.PATH, PORT: '99999' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(result.status).toBe(78);
+    expect(result.stderr).toMatch(/Invalid configuration:\s+PORT:/);
+  });
+});

@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { TurnAbort } from '../../src/chat/turn-abort.js';
+import { LocalModel, MEMORY_PREFIX } from '../../src/models/local-model.js';
+import { createModelRegistry, routeModel } from '../../src/models/model-registry.js';
+import { countMessageTokens, countTokens, splitTokens } from '../../src/models/tokenizer.js';
+import type { ModelStreamPart } from '../../src/models/language-model.js';
+
+const msgs = [
+  { role: 'system' as const, content: 'sys' },
+  { role: 'user' as const, content: 'Hello there' },
+];
+
+async function run(model: LocalModel, opts: { maxTokens?: number; signal?: AbortSignal } = {}) {
+  const parts: ModelStreamPart[] = [];
+  for await (const p of model.stream({ messages: msgs, signal: opts.signal ?? new AbortController().signal, maxTokens: opts.maxTokens })) parts.push(p);
+  return parts;
+}
+
+describe('local model', () => {
+  const model = new LocalModel({ tokenDelayMs: 0, contextTokens: 8192 });
+
+  it('is deterministic, says what it is and answers from what it received, token by token', async () => {
+    const a = await run(model);
+    const b = await run(model);
+    expect(a).toEqual(b);
+    const text = a.flatMap((p) => (p.type === 'text-delta' ? [p.text] : [])).join('');
+    expect(text).toContain('offline development model');
+    expect(text).toContain('You said: "Hello there"');
+    const deltas = a.filter((p) => p.type === 'text-delta');
+    expect(deltas.length).toBe(countTokens(text));
+    expect(a.at(-1)).toEqual({ type: 'finish', finishReason: 'stop', usage: { inputTokens: countMessageTokens(msgs), outputTokens: deltas.length } });
+  });
+
+  it('mentions recalled memory it was given', async () => {
+    const parts: ModelStreamPart[] = [];
+    for await (const p of model.stream({
+      messages: [{ role: 'system', content: `${MEMORY_PREFIX}- I like green tea` }, ...msgs],
+      signal: new AbortController().signal,
+    })) parts.push(p);
+    expect(parts.flatMap((p) => (p.type === 'text-delta' ? [p.text] : [])).join('')).toContain('I recall: "I like green tea"');
+  });
+
+  it('honours maxTokens with finishReason length', async () => {
+    const parts = await run(model, { maxTokens: 4 });
+    expect(parts.filter((p) => p.type === 'text-delta')).toHaveLength(4);
+    expect(parts.at(-1)).toMatchObject({ finishReason: 'length', usage: { outputTokens: 4 } });
+  });
+
+  it('paces tokens and stops on abort with the abort reason', async () => {
+    const slow = new LocalModel({ tokenDelayMs: 20, contextTokens: 8192 });
+    const controller = new AbortController();
+    const reason = new TurnAbort('stopped');
+    setTimeout(() => controller.abort(reason), 110);
+    const started = Date.now();
+    const seen: ModelStreamPart[] = [];
+    await expect(
+      (async () => {
+        for await (const p of slow.stream({ messages: msgs, signal: controller.signal })) seen.push(p);
+      })(),
+    ).rejects.toBe(reason);
+    expect(Date.now() - started).toBeLessThan(400);
+    expect(seen.length).toBeGreaterThanOrEqual(2);
+    expect(seen.length).toBeLessThanOrEqual(6);
+  });
+
+  it('splitTokens keeps multi-byte characters whole', () => {
+    const text = 'naïve 日本語 🙂 done';
+    const pieces = splitTokens(text);
+    expect(pieces.join('')).toBe(text);
+    expect(pieces.every((p) => !p.includes('\uFFFD'))).toBe(true);
+  });
+});
+
+describe('model routing', () => {
+  it('routes names to providers as PROTOCOLS.md section 0 says', () => {
+    expect(routeModel('gpt-4o')).toEqual({ provider: 'openai', modelId: 'gpt-4o' });
+    expect(routeModel('o3-mini')).toEqual({ provider: 'openai', modelId: 'o3-mini' });
+    expect(routeModel('gemini-2.0-flash')).toEqual({ provider: 'gemini', modelId: 'gemini-2.0-flash' });
+    expect(routeModel('local')).toEqual({ provider: 'local', modelId: 'local' });
+    expect(routeModel('openai:llama3.2')).toEqual({ provider: 'openai', modelId: 'llama3.2' });
+    expect(routeModel('anthropic:claude')).toBeUndefined();
+    expect(routeModel('llama3.2')).toBeUndefined();
+    expect(routeModel('openai:')).toBeUndefined();
+  });
+
+  it('refuses unknown, unconfigured, disallowed and malformed models with INVALID_MODEL', () => {
+    const registry = createModelRegistry(loadConfig({ ALLOWED_MODELS: 'local,openai:llama3.2,gpt-4o', OPENAI_BASE_URL: 'http://127.0.0.1:9/v1' }));
+    expect(registry.resolve(undefined).provider).toBe('local');
+    expect(registry.resolve('openai:llama3.2').modelId).toBe('llama3.2');
+    expect(registry.resolve('gpt-4o').provider).toBe('openai');
+    expect(() => registry.resolve('gpt-4o-mini')).toThrow(expect.objectContaining({ code: 'INVALID_MODEL' }));
+    expect(() => registry.resolve('gemini-2.0-flash')).toThrow(expect.objectContaining({ code: 'INVALID_MODEL' }));
+    expect(() => registry.resolve('bad model name!')).toThrow(expect.objectContaining({ code: 'INVALID_MODEL' }));
+    expect(() => registry.resolve('x'.repeat(200))).toThrow(expect.objectContaining({ code: 'INVALID_MODEL' }));
+  });
+
+  it('refuses at start-up a default model that cannot be served', () => {
+    expect(() => createModelRegistry(loadConfig({ DEFAULT_MODEL: 'gpt-4o' }))).toThrow(/needs the openai provider/);
+    expect(() => createModelRegistry(loadConfig({ ALLOWED_MODELS: 'gpt-4o', OPENAI_API_KEY: 'k' }))).toThrow(/not allowed/);
+  });
+});

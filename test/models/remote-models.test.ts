@@ -1,0 +1,176 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { AppError } from '../../src/errors.js';
+import { TurnAbort } from '../../src/chat/turn-abort.js';
+import type { LanguageModel, ModelMessage, ModelStreamPart } from '../../src/models/language-model.js';
+import { createModelRegistry } from '../../src/models/model-registry.js';
+import { startGeminiStandin } from '../standins/gemini-standin.js';
+import { startOpenAIStandin } from '../standins/openai-standin.js';
+import type { RecordedRequest, Script, Standin } from '../standins/standin-script.js';
+
+const KEY = 'sk-test-SECRET-key-1234567890';
+const messages: ModelMessage[] = [
+  { role: 'system', content: 'Be brief.' },
+  { role: 'user', content: 'Hi there' },
+];
+
+interface ProviderCase {
+  name: string;
+  model: string;
+  start(): Promise<Standin>;
+  env(url: string): Record<string, string>;
+  /** Pulls what the adapter sent out of the recorded request. */
+  sent(req: RecordedRequest): { maxTokens: unknown; temperature: unknown; system: string; userText: string };
+}
+
+const cases: ProviderCase[] = [
+  {
+    name: 'OpenAI-compatible (chat completions SSE)',
+    model: 'gpt-4o-mini',
+    start: () => startOpenAIStandin({ apiKey: KEY }),
+    env: (url) => ({ OPENAI_API_KEY: KEY, OPENAI_BASE_URL: url }),
+    sent(req) {
+      const body = req.body as { max_tokens?: number; temperature?: number; messages: { role: string; content: string }[]; stream_options?: unknown };
+      expect(body.stream_options).toEqual({ include_usage: true });
+      return {
+        maxTokens: body.max_tokens,
+        temperature: body.temperature,
+        system: body.messages.find((m) => m.role === 'system')!.content,
+        userText: body.messages.find((m) => m.role === 'user')!.content,
+      };
+    },
+  },
+  {
+    name: 'Gemini (streamGenerateContent alt=sse)',
+    model: 'gemini-2.0-flash',
+    start: () => startGeminiStandin({ apiKey: KEY }),
+    env: (url) => ({ GEMINI_API_KEY: KEY, GEMINI_BASE_URL: url }),
+    sent(req) {
+      expect(req.path).toBe('/v1beta/models/gemini-2.0-flash:streamGenerateContent');
+      expect(req.query.alt).toBe('sse');
+      const body = req.body as {
+        contents: { role: string; parts: { text: string }[] }[];
+        systemInstruction: { parts: { text: string }[] };
+        generationConfig: { maxOutputTokens?: number; temperature?: number };
+      };
+      return {
+        maxTokens: body.generationConfig.maxOutputTokens,
+        temperature: body.generationConfig.temperature,
+        system: body.systemInstruction.parts[0]!.text,
+        userText: body.contents[0]!.parts[0]!.text,
+      };
+    },
+  },
+];
+
+async function collect(model: LanguageModel, options: { signal?: AbortSignal; maxTokens?: number; temperature?: number } = {}) {
+  const parts: ModelStreamPart[] = [];
+  let error: unknown;
+  try {
+    for await (const p of model.stream({ messages, signal: options.signal ?? new AbortController().signal, maxTokens: options.maxTokens, temperature: options.temperature })) {
+      parts.push(p);
+    }
+  } catch (err) {
+    error = err;
+  }
+  const text = parts.flatMap((p) => (p.type === 'text-delta' ? [p.text] : [])).join('');
+  const finish = parts.find((p) => p.type === 'finish');
+  return { parts, text, finish, error };
+}
+
+for (const pc of cases) {
+  describe(`${pc.name} adapter against a stand-in`, () => {
+    let standin: Standin;
+    let model: LanguageModel;
+    const script = (s: Script) => standin.setScript(() => s);
+
+    beforeAll(async () => {
+      standin = await pc.start();
+      const registry = createModelRegistry(loadConfig({ ...pc.env(standin.url), PROVIDER_MAX_RETRIES: '0' }));
+      model = registry.resolve(pc.model);
+    });
+    afterAll(() => standin.close());
+
+    it('streams deltas, then finish with usage; passes maxTokens, temperature and the system prompt', async () => {
+      script({ tokens: ['Hel', 'lo', ' world'], usage: { inputTokens: 11, outputTokens: 3 } });
+      const { parts, text, finish, error } = await collect(model, { maxTokens: 55, temperature: 0.3 });
+      expect(error).toBeUndefined();
+      expect(text).toBe('Hello world');
+      expect(parts.filter((p) => p.type === 'text-delta')).toHaveLength(3);
+      expect(finish).toEqual({ type: 'finish', finishReason: 'stop', usage: { inputTokens: 11, outputTokens: 3 } });
+      const sent = pc.sent(standin.requests.at(-1)!);
+      expect(sent).toEqual({ maxTokens: 55, temperature: 0.3, system: 'Be brief.', userText: 'Hi there' });
+    });
+
+    it('reports finishReason length', async () => {
+      script({ tokens: ['a', 'b'], finishReason: 'length' });
+      expect((await collect(model)).finish).toMatchObject({ finishReason: 'length' });
+    });
+
+    it('finishes without usage when the provider sends none', async () => {
+      script({ tokens: ['a'], usage: false });
+      expect((await collect(model)).finish).toEqual({ type: 'finish', finishReason: 'stop', usage: undefined });
+    });
+
+    for (const [status, code, pattern] of [
+      [500, 'PROVIDER_ERROR', /had an internal error \(HTTP 500\)/],
+      [503, 'PROVIDER_ERROR', /had an internal error \(HTTP 503\)/],
+      [429, 'PROVIDER_ERROR', /rate limiting or out of quota \(HTTP 429\)/],
+      [400, 'PROVIDER_ERROR', /rejected the request \(HTTP 400\)/],
+      [404, 'INVALID_MODEL', /does not offer this model/],
+    ] as const) {
+      it(`maps HTTP ${status} to ${code} without leaking the upstream body or key`, async () => {
+        script({ tokens: [], status, errorMessage: `upstream secret detail ${KEY}` });
+        const { error, parts } = await collect(model);
+        expect(parts).toEqual([]);
+        expect(error).toBeInstanceOf(AppError);
+        const e = error as AppError;
+        expect(e.code).toBe(code);
+        expect(e.message).toMatch(pattern);
+        expect(e.message).not.toContain('upstream secret');
+        expect(e.message).not.toContain(KEY);
+      });
+    }
+
+    it('maps a wrong key to a credentials error', async () => {
+      const registry = createModelRegistry(loadConfig({ ...pc.env(standin.url), ...(pc.model.startsWith('gpt') ? { OPENAI_API_KEY: 'sk-wrong' } : { GEMINI_API_KEY: 'wrong' }), PROVIDER_MAX_RETRIES: '0' }));
+      script({ tokens: ['x'] });
+      const { error } = await collect(registry.resolve(pc.model));
+      expect(error).toMatchObject({ code: 'PROVIDER_ERROR', message: expect.stringMatching(/refused the server credentials/) });
+    });
+
+    it('a stream cut mid-way yields what arrived, then PROVIDER_ERROR', async () => {
+      script({ tokens: ['one', ' two', ' three', ' four'], cutAfter: 2 });
+      const { text, finish, error } = await collect(model);
+      expect(text).toBe('one two');
+      expect(finish).toBeUndefined();
+      expect(error).toMatchObject({ code: 'PROVIDER_ERROR', message: expect.stringMatching(/ended unexpectedly/) });
+    });
+
+    it('an unreachable provider is a PROVIDER_ERROR', async () => {
+      const registry = createModelRegistry(loadConfig({ ...pc.env('http://127.0.0.1:9'), PROVIDER_MAX_RETRIES: '0' }));
+      const { error } = await collect(registry.resolve(pc.model));
+      expect(error).toMatchObject({ code: 'PROVIDER_ERROR', message: expect.stringMatching(/could not be reached/) });
+    });
+
+    it('abort ends the upstream request (the stand-in sees the connection close) and throws the abort reason', async () => {
+      script({ tokens: Array.from({ length: 100 }, (_, i) => ` t${i}`), delayMs: 20 });
+      const controller = new AbortController();
+      const reason = new TurnAbort('stopped');
+      const seen: string[] = [];
+      const abortSeen = standin.waitForAbort(2000);
+      let error: unknown;
+      try {
+        for await (const p of model.stream({ messages, signal: controller.signal })) {
+          if (p.type === 'text-delta') seen.push(p.text);
+          if (seen.length === 3) controller.abort(reason);
+        }
+      } catch (err) {
+        error = err;
+      }
+      expect(error).toBe(reason);
+      expect(seen).toHaveLength(3);
+      expect(await abortSeen).toBeLessThan(1500);
+    });
+  });
+}
