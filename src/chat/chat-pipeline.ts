@@ -4,6 +4,7 @@ import type { LanguageModel, ModelFinishReason, TokenUsage } from '../models/lan
 import type { ModelRegistry } from '../models/model-registry.js';
 import type { RateLimitDecision, RateLimiter } from '../ratelimit/rate-limiter.js';
 import type { Conversation, ConversationStore, FinishReason } from '../stores/conversation-store.js';
+import { abortable } from './abortable.js';
 import { buildContext } from './context-builder.js';
 import type { Principal } from './principal.js';
 import { abortKind } from './turn-abort.js';
@@ -147,7 +148,7 @@ export class ChatPipeline {
         reserveTokens: maxTokens,
       });
 
-      for await (const part of model.stream({ messages, maxTokens, temperature: input.temperature, signal })) {
+      for await (const part of abortable(model.stream({ messages, maxTokens, temperature: input.temperature, signal }), signal)) {
         if (part.type === 'text-delta') {
           text += part.text;
           yield { type: 'delta', text: part.text };

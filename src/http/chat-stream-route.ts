@@ -46,7 +46,11 @@ export function chatStreamHandler(services: Services) {
             await stream.write(prefix + JSON.stringify(event.text) + suffix);
             break;
           case 'end':
-            if (event.finishReason === 'stopped' || event.finishReason === 'aborted') break;
+            if (event.finishReason === 'aborted') {
+              // The client is still here, so the server cut the turn short: it is shutting down.
+              await stream.write(sse({ error: 'The server is shutting down; the partial reply was saved', code: 'INTERNAL', sessionId }));
+              break;
+            }
             await stream.write(
               sse({ done: true, sessionId, messageId: event.messageId, finishReason: event.finishReason, usage: event.usage }),
             );

@@ -75,6 +75,9 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
         // io.close() also closes the http server; its callback would wait for keep-alive sockets.
         void io.close();
         for (const client of wss.clients) client.terminate();
+        // Let finished responses flush their last bytes, then cut whatever is left.
+        httpServer.closeIdleConnections();
+        await Promise.race([stopped, delay(1000)]);
         httpServer.closeAllConnections();
         await stopped;
         await services.limiter.close();
@@ -88,4 +91,8 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
 export function normaliseIp(address: string | undefined): string {
   if (!address) return 'unknown';
   return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
