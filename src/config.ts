@@ -44,7 +44,25 @@ const schema = z.object({
 
   RATE_LIMIT_USER: int(1, 1_000_000).default(100),
   RATE_LIMIT_ANON: int(1, 1_000_000).default(20),
+  RATE_LIMIT_AUTH: int(1, 1_000_000).default(30),
   RATE_LIMIT_WINDOW_SECONDS: int(1, 86_400 * 7).default(900),
+  UPSTASH_REDIS_REST_URL: url.optional(),
+  UPSTASH_REDIS_REST_TOKEN: z.string().min(1).optional(),
+  RATE_LIMIT_PREFIX: z.string().min(1).max(64).default('gateway'),
+
+  JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  JWT_TTL_SECONDS: int(60, 86_400 * 90).default(86_400),
+  JWT_CLOCK_SKEW_SECONDS: int(0, 300).default(30),
+  JWT_ISSUER: z.string().min(1).default('ai-chat-gateway'),
+  JWT_JWKS_URL: url.optional(),
+  JWT_JWKS_ISSUER: z.string().min(1).optional(),
+  JWT_JWKS_AUDIENCE: z.string().min(1).optional(),
+  AUTH_REQUIRED: bool.default(false),
+  COOKIE_SECURE: bool.default(false),
+  COOKIE_SAMESITE: z.enum(['Strict', 'Lax', 'None']).default('Lax'),
+
+  MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\//, 'must be a mongodb:// or mongodb+srv:// URI').optional(),
+  MONGODB_DB: z.string().min(1).max(64).default('ai_chat_gateway'),
   TRUST_PROXY: bool.default(false),
 
   SHUTDOWN_GRACE_MS: int(0, 600_000).default(10_000),
@@ -75,7 +93,19 @@ export interface Config {
     maxRetries: number;
     timeoutMs: number;
   };
-  rateLimit: { userLimit: number; anonymousLimit: number; windowMs: number };
+  rateLimit: { userLimit: number; anonymousLimit: number; authLimit: number; windowMs: number };
+  upstash: { url: string; token: string; prefix: string } | undefined;
+  auth: {
+    jwtSecret: string | undefined;
+    ttlSeconds: number;
+    clockSkewSeconds: number;
+    issuer: string;
+    jwks: { url: string; issuer: string; audience: string } | undefined;
+    required: boolean;
+    cookieSecure: boolean;
+    cookieSameSite: 'Strict' | 'Lax' | 'None';
+  };
+  mongo: { uri: string; db: string } | undefined;
   /** Read the client IP from X-Forwarded-For (only behind a proxy that sets it). */
   trustProxy: boolean;
   shutdownGraceMs: number;
@@ -102,6 +132,14 @@ export function loadConfig(env: Env): Config {
     throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
   }
   const e = parsed.data;
+  const pairs: [string, unknown, string, unknown][] = [
+    ['UPSTASH_REDIS_REST_URL', e.UPSTASH_REDIS_REST_URL, 'UPSTASH_REDIS_REST_TOKEN', e.UPSTASH_REDIS_REST_TOKEN],
+    ['JWT_JWKS_URL', e.JWT_JWKS_URL, 'JWT_JWKS_ISSUER', e.JWT_JWKS_ISSUER],
+    ['JWT_JWKS_URL', e.JWT_JWKS_URL, 'JWT_JWKS_AUDIENCE', e.JWT_JWKS_AUDIENCE],
+  ];
+  const missing = pairs.filter(([, a, , b]) => (a === undefined) !== (b === undefined)).map(([a, , b]) => `${a} and ${b}: set both or neither`);
+  if (e.COOKIE_SAMESITE === 'None' && !e.COOKIE_SECURE) missing.push('COOKIE_SAMESITE: None requires COOKIE_SECURE=true');
+  if (missing.length) throw new ConfigError(missing);
   if (e.OPENAI_BASE_URL && !e.OPENAI_API_KEY) {
     // OpenAI-compatible servers (Ollama, vLLM, llama.cpp) usually need no key, but the SDK insists on one.
     e.OPENAI_API_KEY = 'not-needed';
@@ -129,7 +167,27 @@ export function loadConfig(env: Env): Config {
       maxRetries: e.PROVIDER_MAX_RETRIES,
       timeoutMs: e.PROVIDER_TIMEOUT_MS,
     },
-    rateLimit: { userLimit: e.RATE_LIMIT_USER, anonymousLimit: e.RATE_LIMIT_ANON, windowMs: e.RATE_LIMIT_WINDOW_SECONDS * 1000 },
+    rateLimit: {
+      userLimit: e.RATE_LIMIT_USER,
+      anonymousLimit: e.RATE_LIMIT_ANON,
+      authLimit: e.RATE_LIMIT_AUTH,
+      windowMs: e.RATE_LIMIT_WINDOW_SECONDS * 1000,
+    },
+    upstash:
+      e.UPSTASH_REDIS_REST_URL && e.UPSTASH_REDIS_REST_TOKEN
+        ? { url: e.UPSTASH_REDIS_REST_URL, token: e.UPSTASH_REDIS_REST_TOKEN, prefix: e.RATE_LIMIT_PREFIX }
+        : undefined,
+    auth: {
+      jwtSecret: e.JWT_SECRET,
+      ttlSeconds: e.JWT_TTL_SECONDS,
+      clockSkewSeconds: e.JWT_CLOCK_SKEW_SECONDS,
+      issuer: e.JWT_ISSUER,
+      jwks: e.JWT_JWKS_URL ? { url: e.JWT_JWKS_URL, issuer: e.JWT_JWKS_ISSUER!, audience: e.JWT_JWKS_AUDIENCE! } : undefined,
+      required: e.AUTH_REQUIRED,
+      cookieSecure: e.COOKIE_SECURE,
+      cookieSameSite: e.COOKIE_SAMESITE,
+    },
+    mongo: e.MONGODB_URI ? { uri: e.MONGODB_URI, db: e.MONGODB_DB } : undefined,
     trustProxy: e.TRUST_PROXY,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
   };

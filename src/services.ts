@@ -24,6 +24,7 @@ export function createServices(config: Config, backends: { logger: Logger; store
     store: backends.store,
     models,
     limiter: backends.limiter,
+    rateLimits: config.rateLimit,
     turns,
     logger: backends.logger,
     options: {

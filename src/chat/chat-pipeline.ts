@@ -2,7 +2,7 @@ import { AppError, toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { LanguageModel, ModelFinishReason, TokenUsage } from '../models/language-model.js';
 import type { ModelRegistry } from '../models/model-registry.js';
-import type { RateLimitDecision, RateLimiter } from '../ratelimit/rate-limiter.js';
+import { chatLimit, type RateLimitDecision, type RateLimitPolicy, type RateLimiter } from '../ratelimit/rate-limiter.js';
 import type { Conversation, ConversationStore, FinishReason } from '../stores/conversation-store.js';
 import { abortable } from './abortable.js';
 import { buildContext } from './context-builder.js';
@@ -50,6 +50,7 @@ export interface ChatPipelineDeps {
   store: ConversationStore;
   models: ModelRegistry;
   limiter: RateLimiter;
+  rateLimits: RateLimitPolicy;
   turns: TurnTracker;
   logger: Logger;
   options: ChatPipelineOptions;
@@ -85,7 +86,8 @@ export class ChatPipeline {
       const existing = await store.getConversation(input.conversationId);
       if (existing && existing.ownerId !== ownerId) throw notFound();
     }
-    const rateLimit = await limiter.consume(input.principal);
+    const { key, limit } = chatLimit(input.principal, this.deps.rateLimits);
+    const rateLimit = await limiter.consume(key, limit);
     if (!rateLimit.allowed) {
       const retryAfterSeconds = Math.max(1, Math.ceil((rateLimit.reset - Date.now()) / 1000));
       throw new AppError('RATE_LIMIT', `Too many chat requests; retry in ${retryAfterSeconds} s`, {

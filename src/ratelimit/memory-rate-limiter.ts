@@ -1,5 +1,4 @@
-import type { Principal } from '../chat/principal.js';
-import { limitKey, type RateLimitDecision, type RateLimitPolicy, type RateLimiter } from './rate-limiter.js';
+import type { RateLimitDecision, RateLimiter } from './rate-limiter.js';
 
 interface Windows {
   start: number;
@@ -18,14 +17,12 @@ export class MemoryRateLimiter implements RateLimiter {
   #sweepAt = 0;
 
   constructor(
-    private readonly policy: RateLimitPolicy,
+    private readonly windowMs: number,
     private readonly now: () => number = Date.now,
   ) {}
 
-  async consume(principal: Principal): Promise<RateLimitDecision> {
-    const { key, anonymous } = limitKey(principal);
-    const limit = anonymous ? this.policy.anonymousLimit : this.policy.userLimit;
-    const { windowMs } = this.policy;
+  async consume(key: string, limit: number): Promise<RateLimitDecision> {
+    const { windowMs } = this;
     const now = this.now();
     this.#sweep(now);
     const start = now - (now % windowMs);
@@ -45,8 +42,8 @@ export class MemoryRateLimiter implements RateLimiter {
   /** Drops keys idle for two windows, at most once a window, so memory stays bounded. */
   #sweep(now: number) {
     if (now < this.#sweepAt) return;
-    this.#sweepAt = now + this.policy.windowMs;
-    const cutoff = now - 2 * this.policy.windowMs;
+    this.#sweepAt = now + this.windowMs;
+    const cutoff = now - 2 * this.windowMs;
     for (const [key, w] of this.#state) if (w.start < cutoff) this.#state.delete(key);
   }
 

@@ -13,19 +13,25 @@ export interface RateLimitPolicy {
   userLimit: number;
   /** Chat turns per window for an anonymous client IP. */
   anonymousLimit: number;
+  /** Register and login attempts per window per client IP. */
+  authLimit: number;
   windowMs: number;
 }
 
-/** Counts chat turns; one `consume` per turn, whatever the protocol. */
+/** Counts events per key in a sliding window; one `consume` per chat turn, whatever the protocol. */
 export interface RateLimiter {
   readonly kind: string;
-  consume(principal: Principal): Promise<RateLimitDecision>;
+  consume(key: string, limit: number): Promise<RateLimitDecision>;
   close(): Promise<void>;
 }
 
-/** Keys never contain raw user input: user ids are server-issued and IPs are normalised. */
-export function limitKey(principal: Principal): { key: string; anonymous: boolean } {
+/** Keys never contain raw user input: user ids are server-issued and IPs come from the socket. */
+export function chatLimit(principal: Principal, policy: RateLimitPolicy): { key: string; limit: number } {
   return principal.userId === null
-    ? { key: `ip:${principal.ip}`, anonymous: true }
-    : { key: `user:${principal.userId}`, anonymous: false };
+    ? { key: `chat:ip:${principal.ip}`, limit: policy.anonymousLimit }
+    : { key: `chat:user:${principal.userId}`, limit: policy.userLimit };
+}
+
+export function authLimit(ip: string, policy: RateLimitPolicy): { key: string; limit: number } {
+  return { key: `auth:ip:${ip}`, limit: policy.authLimit };
 }

@@ -1,0 +1,223 @@
+/**
+ * Child processes of the benchmark (the stand-in and the real gateway entry), their
+ * clean-up, and cheap CPU / memory readings from /proc.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { createInterface } from 'node:readline';
+
+export interface ChildHandle {
+  readonly name: string;
+  readonly pid: number;
+  readonly process: ChildProcess;
+  /** Resolves with the exit code (or signal name) once the child has exited. */
+  readonly exited: Promise<string>;
+  readonly hasExited: () => boolean;
+  /** The last lines the child wrote (stdout and stderr). */
+  readonly tail: () => string[];
+  /** Lines that look like pino warn/error records (level >= 40) or anything on stderr. */
+  readonly problemLines: () => number;
+  /** Calls `fn` for every further stdout line. */
+  onStdoutLine(fn: (line: string) => void): void;
+  /** SIGTERM, then SIGKILL after `graceMs`. Safe to call more than once. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+const TAIL_LINES = 30;
+const live = new Set<ChildHandle>();
+
+// Last resort: whatever path the parent takes out (even process.exit), children die with it.
+process.on('exit', () => {
+  for (const child of live) if (!child.hasExited()) child.process.kill('SIGKILL');
+});
+
+/** Spawns `node --import tsx <script> ...args` in `cwd`, capturing its output line by line. */
+function spawnNode(name: string, cwd: string, script: string, args: string[], env: NodeJS.ProcessEnv): ChildHandle {
+  const proc = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  if (proc.pid === undefined) throw new Error(`could not spawn ${name}`);
+  const lines: string[] = [];
+  let problems = 0;
+  let exitedFlag = false;
+  const stdoutListeners: Array<(line: string) => void> = [];
+  const remember = (line: string, stderr: boolean) => {
+    lines.push(stderr ? `[stderr] ${line}` : line);
+    if (lines.length > TAIL_LINES) lines.shift();
+    if (stderr || /"level":(4|5|6)\d\b/.test(line)) problems++;
+  };
+  createInterface({ input: proc.stdout }).on('line', (l) => {
+    remember(l, false);
+    for (const fn of stdoutListeners) fn(l);
+  });
+  createInterface({ input: proc.stderr }).on('line', (l) => remember(l, true));
+  proc.stdin.on('error', () => {}); // EPIPE once the child is gone
+
+  const exited = new Promise<string>((resolve) => {
+    proc.once('exit', (code, signal) => {
+      exitedFlag = true;
+      live.delete(handle);
+      resolve(signal ?? String(code));
+    });
+  });
+  let stopping: Promise<void> | undefined;
+  const handle: ChildHandle = {
+    name,
+    pid: proc.pid,
+    process: proc,
+    exited,
+    hasExited: () => exitedFlag,
+    tail: () => [...lines],
+    problemLines: () => problems,
+    onStdoutLine: (fn) => void stdoutListeners.push(fn),
+    stop: (graceMs = 3000) =>
+      (stopping ??= (async () => {
+        if (exitedFlag) return;
+        proc.kill('SIGTERM');
+        proc.stdin.end();
+        const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+        await exited;
+        clearTimeout(timer);
+      })()),
+  };
+  live.add(handle);
+  return handle;
+}
+
+/** Stops every child still running (used on errors, timeouts and SIGINT). */
+export async function stopAllChildren(): Promise<void> {
+  await Promise.all([...live].map((c) => c.stop()));
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function diedEarly(child: ChildHandle): Promise<never> {
+  return child.exited.then((code) => {
+    throw new Error(`${child.name} exited early (${code}):\n  ${child.tail().join('\n  ')}`);
+  });
+}
+
+/** Starts the OpenAI stand-in child and waits for the URL it prints. */
+export async function startStandinProcess(root: string, tokens: number, paceMs: number): Promise<{ child: ChildHandle; url: string }> {
+  const child = spawnNode('stand-in', root, 'bench/standin-process.ts', [String(tokens), String(paceMs)], minimalEnv({}));
+  const url = new Promise<string>((resolve) => {
+    child.onStdoutLine((line) => {
+      try {
+        const parsed = JSON.parse(line) as { url?: unknown };
+        if (typeof parsed.url === 'string') resolve(parsed.url);
+      } catch {
+        /* not the URL line */
+      }
+    });
+  });
+  return { child, url: await withTimeout(Promise.race([url, diedEarly(child)]), 30_000, 'stand-in start-up') };
+}
+
+/** An unused loopback port (listen on 0, read it, close). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => (port ? resolve(port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** Starts the real gateway entry (`src/node/main.ts`) and polls /healthz until it answers 200. */
+export async function startGatewayProcess(
+  root: string,
+  standinUrl: string,
+  dataDir: string,
+): Promise<{ child: ChildHandle; url: string }> {
+  const port = await freePort();
+  const child = spawnNode(
+    'gateway',
+    root,
+    'src/node/main.ts',
+    [],
+    minimalEnv({
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      LOG_LEVEL: 'warn',
+      DATA_DIR: dataDir,
+      OPENAI_BASE_URL: standinUrl,
+      OPENAI_API_KEY: 'bench',
+      RATE_LIMIT_ANON: '1000000',
+      RATE_LIMIT_USER: '1000000',
+      PROVIDER_MAX_RETRIES: '0',
+      SHUTDOWN_GRACE_MS: '1000',
+    }),
+  );
+  const url = `http://127.0.0.1:${port}`;
+  const healthy = (async () => {
+    for (;;) {
+      try {
+        const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+        await res.arrayBuffer();
+        if (res.status === 200) return;
+      } catch {
+        /* not listening yet */
+      }
+      if (child.hasExited()) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  await withTimeout(Promise.race([healthy, diedEarly(child)]), 30_000, 'gateway start-up');
+  return { child, url };
+}
+
+/**
+ * A small, explicit environment so that variables of the caller's shell (API keys, store
+ * URLs...) cannot change what is measured.
+ */
+function minimalEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const key of ['PATH', 'HOME', 'TMPDIR', 'LANG', 'TZ']) {
+    const v = process.env[key];
+    if (v !== undefined) env[key] = v;
+  }
+  return { ...env, ...extra };
+}
+
+export interface ProcStats {
+  /** User + system CPU time since the process started. */
+  cpuMs: number;
+  rssMb: number;
+  /** Peak resident set size. */
+  hwmMb: number;
+}
+
+let clockTicks: number | undefined;
+function ticksPerSecond(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** CPU and memory of a process from /proc (Linux only; `undefined` elsewhere or once it is gone). */
+export function readProcStats(pid: number): ProcStats | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after "(comm)": state is [0], utime [11], stime [12] (fields 14 and 15 of proc(5)).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+    return { cpuMs: (ticks * 1000) / ticksPerSecond(), rssMb: kb('VmRSS') / 1024, hwmMb: kb('VmHWM') / 1024 };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,105 @@
+import { SignJWT, createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { AppError } from '../errors.js';
+
+export interface TokenServiceOptions {
+  /** HS256 secret for tokens this server issues. */
+  secret: Uint8Array;
+  ttlSeconds: number;
+  /** Accepted clock difference, bounded so an expired token can't live on. */
+  clockSkewSeconds: number;
+  issuer: string;
+  /** An external identity provider whose tokens are also accepted. */
+  jwks?: { url: string; issuer: string; audience: string } | undefined;
+}
+
+export interface VerifiedToken {
+  userId: string;
+  email: string | undefined;
+  /** `local` for tokens this server signed, `jwks` for the external identity provider's. */
+  source: 'local' | 'jwks';
+}
+
+const LOCAL_AUDIENCE = 'ai-chat-gateway';
+/** Asymmetric only: a JWKS key must never be usable as an HMAC secret (algorithm confusion). */
+const JWKS_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
+
+/**
+ * Issues and verifies JWTs with jose. Only HS256 is accepted for this server's own tokens
+ * and only asymmetric algorithms for the identity provider's; `alg: none`, a wrong key,
+ * a wrong issuer or audience, a missing or past `exp` are all refused.
+ */
+export class TokenService {
+  readonly #jwks: JWTVerifyGetKey | undefined;
+
+  constructor(private readonly options: TokenServiceOptions) {
+    this.#jwks = options.jwks ? createRemoteJWKSet(new URL(options.jwks.url), { cooldownDuration: 30_000, timeoutDuration: 5_000 }) : undefined;
+  }
+
+  get ttlSeconds(): number {
+    return this.options.ttlSeconds;
+  }
+
+  async issue(user: { id: string; email: string }): Promise<string> {
+    return new SignJWT({ email: user.email })
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+      .setSubject(user.id)
+      .setIssuer(this.options.issuer)
+      .setAudience(LOCAL_AUDIENCE)
+      .setIssuedAt()
+      .setExpirationTime(`${this.options.ttlSeconds}s`)
+      .sign(this.options.secret);
+  }
+
+  /** Throws UNAUTHORIZED with a reason safe to show. */
+  async verify(token: string): Promise<VerifiedToken> {
+    if (token.length > 8192 || token.split('.').length !== 3) throw invalid('malformed token');
+    const alg = headerAlg(token);
+    try {
+      if (alg === 'HS256') {
+        const { payload } = await jwtVerify(token, this.options.secret, {
+          algorithms: ['HS256'],
+          issuer: this.options.issuer,
+          audience: LOCAL_AUDIENCE,
+          clockTolerance: this.options.clockSkewSeconds,
+          requiredClaims: ['exp', 'sub'],
+        });
+        return { userId: subject(payload), email: typeof payload.email === 'string' ? payload.email : undefined, source: 'local' };
+      }
+      if (this.#jwks && this.options.jwks && JWKS_ALGORITHMS.includes(alg)) {
+        const { payload } = await jwtVerify(token, this.#jwks, {
+          algorithms: JWKS_ALGORITHMS,
+          issuer: this.options.jwks.issuer,
+          audience: this.options.jwks.audience,
+          clockTolerance: this.options.clockSkewSeconds,
+          requiredClaims: ['exp', 'sub'],
+        });
+        return { userId: `ext:${subject(payload)}`, email: typeof payload.email === 'string' ? payload.email : undefined, source: 'jwks' };
+      }
+      throw invalid(`algorithm ${alg} is not accepted`);
+    } catch (err) {
+      if (err instanceof AppError) throw err;
+      if (err instanceof errors.JWTExpired) throw invalid('token expired');
+      if (err instanceof errors.JOSEError) throw invalid('token rejected');
+      throw new AppError('UNAUTHORIZED', 'Invalid token', { cause: err });
+    }
+  }
+}
+
+function headerAlg(token: string): string {
+  try {
+    const header = JSON.parse(atob(token.split('.')[0]!.replace(/-/g, '+').replace(/_/g, '/'))) as { alg?: unknown };
+    if (typeof header.alg !== 'string') throw new Error('no alg');
+    return header.alg;
+  } catch {
+    throw invalid('malformed token');
+  }
+}
+
+function subject(payload: JWTPayload): string {
+  if (!payload.sub || payload.sub.length > 256) throw invalid('token has no valid subject');
+  return payload.sub;
+}
+
+function invalid(reason: string): AppError {
+  return new AppError('UNAUTHORIZED', `Invalid token: ${reason}`);
+}
