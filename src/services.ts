@@ -1,3 +1,5 @@
+import { Authenticator } from './auth/authenticator.js';
+import { TokenService } from './auth/token-service.js';
 import { ChatPipeline } from './chat/chat-pipeline.js';
 import { TurnTracker } from './chat/turn-tracker.js';
 import type { Config } from './config.js';
@@ -15,9 +17,19 @@ export interface Services {
   models: ModelRegistry;
   turns: TurnTracker;
   pipeline: ChatPipeline;
+  tokens: TokenService;
+  auth: Authenticator;
 }
 
-export function createServices(config: Config, backends: { logger: Logger; store: ConversationStore; limiter: RateLimiter }): Services {
+export interface Backends {
+  logger: Logger;
+  store: ConversationStore;
+  limiter: RateLimiter;
+  /** HS256 key for this server's tokens (JWT_SECRET, or one generated and kept by the runtime entry). */
+  jwtSecret: Uint8Array;
+}
+
+export function createServices(config: Config, backends: Backends): Services {
   const models = createModelRegistry(config);
   const turns = new TurnTracker();
   const pipeline = new ChatPipeline({
@@ -33,5 +45,14 @@ export function createServices(config: Config, backends: { logger: Logger; store
       maxOutputTokens: config.chat.maxOutputTokens,
     },
   });
-  return { config, ...backends, models, turns, pipeline };
+  const tokens = new TokenService({
+    secret: backends.jwtSecret,
+    ttlSeconds: config.auth.ttlSeconds,
+    clockSkewSeconds: config.auth.clockSkewSeconds,
+    issuer: config.auth.issuer,
+    jwks: config.auth.jwks,
+  });
+  const auth = new Authenticator(tokens, config.auth.required);
+  const { logger, store, limiter } = backends;
+  return { config, logger, store, limiter, models, turns, pipeline, tokens, auth };
 }

@@ -17,10 +17,12 @@ let app: Hono<AppEnv> | undefined;
 function build(env: Env): Hono<AppEnv> {
   const config = loadConfig(env);
   const logger = createConsoleLogger(config.logLevel === 'silent' ? 'error' : config.logLevel);
+  if (!config.auth.jwtSecret) logger.warn({}, 'JWT_SECRET is not set: tokens are signed with a per-isolate key and stop working when it restarts');
   const services = createServices(config, {
     logger,
     store: new MemoryConversationStore(),
-    limiter: new MemoryRateLimiter(config.rateLimit),
+    limiter: new MemoryRateLimiter(config.rateLimit.windowMs),
+    jwtSecret: config.auth.jwtSecret ? new TextEncoder().encode(config.auth.jwtSecret) : crypto.getRandomValues(new Uint8Array(48)),
   });
   return createApp(services, { connectionIp: (c) => c.req.header('cf-connecting-ip') ?? 'unknown' });
 }

@@ -8,7 +8,7 @@ describe('config', () => {
     expect(c.port).toBe(3000);
     expect(c.host).toBe('127.0.0.1');
     expect(c.chat.defaultModel).toBe('local');
-    expect(c.rateLimit).toEqual({ userLimit: 100, anonymousLimit: 20, windowMs: 900_000 });
+    expect(c.rateLimit).toEqual({ userLimit: 100, anonymousLimit: 20, authLimit: 30, windowMs: 900_000 });
     expect(c.models.openai.apiKey).toBeUndefined();
   });
 

@@ -6,6 +6,9 @@ export interface AppEnv {
   Variables: {
     requestId: string;
     logger: Logger;
+    /** The client address (X-Forwarded-For only when TRUST_PROXY is on). */
+    clientIp: string;
+    /** Set by the `authenticate` middleware on routes that take a token. */
     principal: Principal;
   };
 }

@@ -4,7 +4,10 @@ import { requestId } from 'hono/request-id';
 import { AppError, errorBody, toAppError } from '../errors.js';
 import type { Services } from '../services.js';
 import type { AppEnv } from './app-env.js';
+import { authRoutes } from './auth-routes.js';
+import { authenticate } from './authenticate.js';
 import { chatStreamHandler } from './chat-stream-route.js';
+import { conversationRoutes } from './conversation-routes.js';
 import { setRateLimitHeaders } from './http-helpers.js';
 import type { RateLimitDecision } from '../ratelimit/rate-limiter.js';
 
@@ -24,7 +27,7 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
   app.use(async (c, next) => {
     const reqLogger = logger.child({ reqId: c.get('requestId') });
     c.set('logger', reqLogger);
-    c.set('principal', { userId: null, ip: clientIp(c, options, config.trustProxy) });
+    c.set('clientIp', clientIp(c, options, config.trustProxy));
     const started = performance.now();
     await next();
     reqLogger.info({ method: c.req.method, path: c.req.path, status: c.res.status, ms: +(performance.now() - started).toFixed(2) }, 'request');
@@ -43,7 +46,9 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
     }
   });
 
-  app.post('/api/v2/ai/chat/stream', chatStreamHandler(services));
+  app.post('/api/v2/ai/chat/stream', authenticate(services), chatStreamHandler(services));
+  app.route('/api/v2/auth', authRoutes(services));
+  app.route('/api/v2/conversations', conversationRoutes(services));
 
   app.notFound((c) => c.json(errorBody(new AppError('NOT_FOUND', `No route for ${c.req.method} ${c.req.path}`)), 404));
   app.onError((err, c) => {

@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import type { Server as SocketIOServer } from 'socket.io';
 import type { Config } from '../config.js';
 import { createApp } from '../http/app.js';
+import { authenticate } from '../http/authenticate.js';
 import type { Logger } from '../logger.js';
 import { createServices, type Services } from '../services.js';
 import { createSocketServer, type SocketGauges } from '../socket/socket-server.js';
@@ -28,11 +29,11 @@ const SOCKET_IO_PATH = '/socket.io/';
 
 export async function createNodeServer(config: Config, options: { logger?: Logger } = {}): Promise<NodeServer> {
   const logger = options.logger ?? createNodeLogger(config);
-  const services = createServices(config, { logger, ...(await createNodeBackends(config, logger)) });
+  const services = createServices(config, await createNodeBackends(config, logger));
   const app = createApp(services, { connectionIp: (c) => normaliseIp(getConnInfo(c).remote.address) });
 
   const { upgradeWebSocket, injectWebSocket, wss } = createNodeWebSocket({ app });
-  app.get('/v1/realtime', realtimeRoute(upgradeWebSocket, services));
+  app.get('/v1/realtime', authenticate(services, { queryToken: true }), realtimeRoute(upgradeWebSocket, services));
 
   const httpServer = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
   httpServer.keepAliveTimeout = 65_000;

@@ -25,7 +25,7 @@ class ScriptedModel implements LanguageModel {
   }
 }
 
-function setup(model?: LanguageModel, limits = { userLimit: 100, anonymousLimit: 20, windowMs: 60_000 }) {
+function setup(model?: LanguageModel, limits = { userLimit: 100, anonymousLimit: 20, authLimit: 10, windowMs: 60_000 }) {
   const store = new MemoryConversationStore();
   const local = new LocalModel({ tokenDelayMs: 0, contextTokens: 8192 });
   const models = new ModelRegistry({
@@ -36,7 +36,8 @@ function setup(model?: LanguageModel, limits = { userLimit: 100, anonymousLimit:
   const pipeline = new ChatPipeline({
     store,
     models,
-    limiter: new MemoryRateLimiter(limits),
+    limiter: new MemoryRateLimiter(limits.windowMs),
+    rateLimits: limits,
     turns,
     logger: silentLogger,
     options: { systemPrompt: 'SYS', historyLimit: 20, maxOutputTokens: 500 },
@@ -178,7 +179,7 @@ describe('chat pipeline', () => {
   });
 
   it('counts one turn per prepare and refuses past the limit with RATE_LIMIT', async () => {
-    const { pipeline } = setup(undefined, { userLimit: 3, anonymousLimit: 2, windowMs: 60_000 });
+    const { pipeline } = setup(undefined, { userLimit: 3, anonymousLimit: 2, authLimit: 1, windowMs: 60_000 });
     await pipeline.prepare({ principal: anon, message: 'x' });
     await pipeline.prepare({ principal: anon, message: 'x' });
     await expect(pipeline.prepare({ principal: anon, message: 'x' })).rejects.toMatchObject({ code: 'RATE_LIMIT', details: { retryAfterSeconds: expect.any(Number) } });

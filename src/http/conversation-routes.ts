@@ -1,0 +1,73 @@
+import { Hono, type Context } from 'hono';
+import { z } from 'zod';
+import { conversationIdSchema, describeIssues } from '../chat/chat-request.js';
+import { AppError } from '../errors.js';
+import type { Services } from '../services.js';
+import type { Conversation, StoredMessage } from '../stores/conversation-store.js';
+import type { AppEnv } from './app-env.js';
+import { authenticate } from './authenticate.js';
+
+const pageQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().max(300).optional(),
+});
+
+const conversationJson = (c: Conversation) => ({
+  id: c.id,
+  title: c.title,
+  createdAt: new Date(c.createdAt).toISOString(),
+  updatedAt: new Date(c.updatedAt).toISOString(),
+});
+
+const messageJson = (m: StoredMessage) => ({
+  id: m.id,
+  role: m.role,
+  content: m.content,
+  createdAt: new Date(m.createdAt).toISOString(),
+  ...(m.model ? { model: m.model } : {}),
+  ...(m.finishReason ? { finishReason: m.finishReason } : {}),
+  ...(m.usage ? { usage: m.usage } : {}),
+});
+
+/** /api/v2/conversations: the caller's own conversations only; anything else is NOT_FOUND. */
+export function conversationRoutes(services: Services): Hono<AppEnv> {
+  const { store } = services;
+  const routes = new Hono<AppEnv>();
+  routes.use(authenticate(services, { requireUser: true }));
+
+  const page = (c: Context<AppEnv>) => {
+    const parsed = pageQuery.safeParse({ limit: c.req.query('limit'), cursor: c.req.query('cursor') });
+    if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
+    return parsed.data;
+  };
+
+  /** The conversation if the caller owns it; NOT_FOUND otherwise, never revealing that it exists. */
+  const owned = async (c: Context<AppEnv>) => {
+    const id = conversationIdSchema.safeParse(c.req.param('id'));
+    const conversation = id.success ? await store.getConversation(id.data) : undefined;
+    if (!conversation || conversation.ownerId !== c.get('principal').userId) throw new AppError('NOT_FOUND', 'Conversation not found');
+    return conversation;
+  };
+
+  routes.get('/', async (c) => {
+    const { limit, cursor } = page(c);
+    const result = await store.listConversations(c.get('principal').userId!, { limit, before: cursor });
+    return c.json({ conversations: result.items.map(conversationJson), nextCursor: result.nextCursor });
+  });
+
+  routes.get('/:id/messages', async (c) => {
+    const conversation = await owned(c);
+    const { limit, cursor } = page(c);
+    const result = await store.listMessages(conversation.id, { limit, after: cursor });
+    return c.json({ conversation: conversationJson(conversation), messages: result.items.map(messageJson), nextCursor: result.nextCursor });
+  });
+
+  routes.delete('/:id', async (c) => {
+    const conversation = await owned(c);
+    const deleted = await store.deleteConversation(conversation.id);
+    c.get('logger').info({ conversationId: conversation.id, messages: deleted.length }, 'conversation deleted');
+    return c.json({ deleted: true, id: conversation.id, messages: deleted.length });
+  });
+
+  return routes;
+}
