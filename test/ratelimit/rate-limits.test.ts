@@ -1,0 +1,169 @@
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/logger.js';
+import { UpstashRateLimiter } from '../../src/ratelimit/upstash-rate-limiter.js';
+import { bearer, register } from '../helpers/accounts.js';
+import { startGateway, tempDataDir, type TestGateway } from '../helpers/gateway.js';
+import { postChat, readSse } from '../helpers/sse.js';
+import { TEST_JWT_SECRET } from '../helpers/tokens.js';
+import { waitFor } from '../helpers/wait.js';
+import { startRedisServer } from '../standins/redis-server.js';
+import { startUpstashStandin } from '../standins/upstash-standin.js';
+
+describe('chat rate limits (embedded limiter)', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway({ JWT_SECRET: TEST_JWT_SECRET });
+  });
+  afterAll(() => gw.destroy());
+
+  it('the 21st anonymous turn within the window gets 429 with Retry-After and RateLimit headers; nothing is stored for it', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const res = await postChat(gw.url, { message: `anon ${i}`, sessionId: 'anon-limit' });
+      statuses.push(res.status);
+      if (i === 0) {
+        expect(res.headers.get('ratelimit-limit')).toBe('20');
+        expect(res.headers.get('ratelimit-remaining')).toBe('19');
+      }
+      await res.text();
+    }
+    expect(statuses).toEqual(Array(20).fill(200));
+    const refused = await postChat(gw.url, { message: 'one too many', sessionId: 'anon-limit' });
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(Number(refused.headers.get('retry-after'))).toBeLessThanOrEqual(900);
+    expect(refused.headers.get('ratelimit-remaining')).toBe('0');
+    expect(await refused.json()).toMatchObject({ code: 'RATE_LIMIT', error: expect.stringMatching(/Too many chat requests/) });
+    const { items } = await gw.server.services.store.listMessages('anon-limit', { limit: 100 });
+    expect(items.filter((m) => m.role === 'user')).toHaveLength(20);
+  });
+
+  it('an authenticated user gets 100 turns, the 101st is refused', async () => {
+    const user = await register(gw.url, 'hundred@example.com');
+    const results = await Promise.all(
+      Array.from({ length: 101 }, (_, i) => postChat(gw.url, { message: `turn ${i}` }, bearer(user)).then(async (r) => (await r.text(), r.status))),
+    );
+    expect(results.filter((s) => s === 200)).toHaveLength(100);
+    expect(results.filter((s) => s === 429)).toHaveLength(1);
+  });
+
+  it('sign-in attempts are limited per IP too', async () => {
+    const tight = await startGateway({ RATE_LIMIT_AUTH: '3' });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        const res = await fetch(`${tight.url}/api/v2/auth/login`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ email: 'x@example.com', password: 'guess' }),
+        });
+        statuses.push(res.status);
+      }
+      expect(statuses).toEqual([401, 401, 401, 429]);
+    } finally {
+      await tight.destroy();
+    }
+  });
+
+  it('X-Forwarded-For is ignored unless TRUST_PROXY is on', async () => {
+    const spoof = async (g: TestGateway, ip: string) => (await postChat(g.url, { message: 'x' }, { 'X-Forwarded-For': ip })).headers.get('ratelimit-remaining');
+    const strict = await startGateway({ RATE_LIMIT_ANON: '5' });
+    const proxied = await startGateway({ RATE_LIMIT_ANON: '5', TRUST_PROXY: 'true' });
+    try {
+      expect([await spoof(strict, '1.1.1.1'), await spoof(strict, '2.2.2.2')]).toEqual(['4', '3']);
+      expect([await spoof(proxied, '1.1.1.1'), await spoof(proxied, '2.2.2.2'), await spoof(proxied, 'evil, 2.2.2.2')]).toEqual(['4', '4', '3']);
+    } finally {
+      await strict.destroy();
+      await proxied.destroy();
+    }
+  });
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+describe('Upstash limiter against a real Redis behind an Upstash REST stand-in', () => {
+  let redis: Awaited<ReturnType<typeof startRedisServer>>;
+  let upstash: Awaited<ReturnType<typeof startUpstashStandin>>;
+  const TOKEN = 'upstash-test-token';
+
+  beforeAll(async () => {
+    redis = await startRedisServer();
+    upstash = await startUpstashStandin({ redisPort: redis.port, token: TOKEN });
+  });
+  afterAll(async () => {
+    await upstash.close();
+    await redis.close();
+  });
+
+  it('counts per key and refuses past the limit', async () => {
+    const limiter = new UpstashRateLimiter({ url: upstash.url, token: TOKEN, windowMs: 60_000, prefix: `t${Date.now()}`, timeoutMs: 2000, logger: silentLogger });
+    const a = [];
+    for (let i = 0; i < 4; i++) a.push(await limiter.consume('chat:ip:1.2.3.4', 3));
+    expect(a.map((d) => d.allowed)).toEqual([true, true, true, false]);
+    expect(a.map((d) => d.remaining)).toEqual([2, 1, 0, 0]);
+    expect(a[3]!.reset).toBeGreaterThan(Date.now());
+    expect((await limiter.consume('chat:ip:5.6.7.8', 3)).allowed).toBe(true);
+  });
+
+  it('lets requests through (and says so) when Upstash refuses the credentials', async () => {
+    const errors: unknown[] = [];
+    const logger = { ...silentLogger, error: (obj: object) => errors.push(obj), child: () => logger };
+    const limiter = new UpstashRateLimiter({ url: upstash.url, token: 'wrong', windowMs: 60_000, prefix: 'bad', timeoutMs: 2000, logger });
+    expect((await limiter.consume('k', 1)).allowed).toBe(true);
+    expect(errors).toHaveLength(1);
+  });
+
+  it('two gateway processes sharing Upstash admit exactly the limit between them', async () => {
+    const LIMIT = 12;
+    const prefix = `shared${Date.now()}`;
+    const procs = await Promise.all(
+      [0, 1].map(async () => {
+        const port = await freePort();
+        const child = spawn(process.execPath, ['--import', 'tsx', 'src/node/main.ts'], {
+          env: {
+            PATH: process.env.PATH ?? '',
+            HOST: '127.0.0.1',
+            PORT: String(port),
+            LOG_LEVEL: 'warn',
+            DATA_DIR: tempDataDir(),
+            JWT_SECRET: TEST_JWT_SECRET,
+            UPSTASH_REDIS_REST_URL: upstash.url,
+            UPSTASH_REDIS_REST_TOKEN: TOKEN,
+            RATE_LIMIT_PREFIX: prefix,
+            RATE_LIMIT_ANON: String(LIMIT),
+          },
+          stdio: 'ignore',
+        });
+        const url = `http://127.0.0.1:${port}`;
+        await waitFor(() => fetch(`${url}/readyz`).then((r) => r.ok, () => false), 20_000, 100);
+        return { child, url };
+      }),
+    );
+    try {
+      const ready = await (await fetch(`${procs[0]!.url}/readyz`)).json();
+      expect(ready).toMatchObject({ rateLimiter: 'upstash' });
+      const statuses = await Promise.all(
+        Array.from({ length: 30 }, (_, i) => postChat(procs[i % 2]!.url, { message: `shared ${i}` }).then(async (r) => (await r.text(), r.status))),
+      );
+      expect(statuses.filter((s) => s === 200)).toHaveLength(LIMIT);
+      expect(statuses.filter((s) => s === 429)).toHaveLength(30 - LIMIT);
+      // Both processes took part in admitting and refusing.
+      const byProc = [0, 1].map((p) => statuses.filter((s, i) => i % 2 === p && s === 200).length);
+      expect(byProc[0]! + byProc[1]!).toBe(LIMIT);
+      const ok = await readSse(await postChat(procs[0]!.url, { message: 'still limited?' }));
+      expect(ok).toEqual([]);
+    } finally {
+      for (const p of procs) p.child.kill('SIGTERM');
+    }
+  });
+});
