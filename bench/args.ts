@@ -20,6 +20,8 @@ export interface BenchOptions {
   timeoutSeconds: number;
   /** Where the JSON results go (relative to the repository root). */
   out: string;
+  /** Run the gateway with --cpu-prof, writing a .cpuprofile under bench/results/profiles/. */
+  profile: boolean;
 }
 
 export const USAGE = `Usage: npm run bench -- [options]
@@ -33,6 +35,8 @@ export const USAGE = `Usage: npm run bench -- [options]
   --warmup-rounds 1     unmeasured rounds per mode before each level > 1
   --timeout 170         hard limit for the whole run, seconds
   --out bench/results/latest.json
+  --profile             run the gateway under --cpu-prof (bench/results/profiles/*.cpuprofile;
+                        open in Chrome DevTools or speedscope; slows the gateway a little)
   --help
 
 Modes: "direct" = client -> stand-in, "gateway" = client -> gateway -> stand-in.
@@ -60,6 +64,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | undefined {
       'warmup-rounds': { type: 'string', default: '1' },
       timeout: { type: 'string', default: '170' },
       out: { type: 'string', default: 'bench/results/latest.json' },
+      profile: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -80,5 +85,6 @@ export function parseBenchArgs(argv: string[]): BenchOptions | undefined {
     warmupRounds: positiveInt('warmup-rounds', values['warmup-rounds'], 0),
     timeoutSeconds: positiveInt('timeout', values.timeout),
     out: values.out,
+    profile: values.profile,
   };
 }

@@ -33,8 +33,8 @@ process.on('exit', () => {
 });
 
 /** Spawns `node --import tsx <script> ...args` in `cwd`, capturing its output line by line. */
-function spawnNode(name: string, cwd: string, script: string, args: string[], env: NodeJS.ProcessEnv): ChildHandle {
-  const proc = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+function spawnNode(name: string, cwd: string, script: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = []): ChildHandle {
+  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script, ...args], { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
   if (proc.pid === undefined) throw new Error(`could not spawn ${name}`);
   const lines: string[] = [];
   let problems = 0;
@@ -131,11 +131,15 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Starts the real gateway entry (`src/node/main.ts`) and polls /healthz until it answers 200. */
+/**
+ * Starts the real gateway entry (`src/node/main.ts`) and polls /healthz until it answers 200.
+ * `nodeArgs` go before the script (e.g. `--cpu-prof`).
+ */
 export async function startGatewayProcess(
   root: string,
   standinUrl: string,
   dataDir: string,
+  nodeArgs: string[] = [],
 ): Promise<{ child: ChildHandle; url: string }> {
   const port = await freePort();
   const child = spawnNode(
@@ -155,6 +159,7 @@ export async function startGatewayProcess(
       PROVIDER_MAX_RETRIES: '0',
       SHUTDOWN_GRACE_MS: '1000',
     }),
+    nodeArgs,
   );
   const url = `http://127.0.0.1:${port}`;
   const healthy = (async () => {

@@ -66,7 +66,7 @@ async function runRound(ctx: RunContext, mode: Mode, concurrency: number): Promi
   const gwBefore = readProcStats(ctx.gatewayPid);
   const siBefore = readProcStats(ctx.standinPid);
   const clientBefore = process.cpuUsage();
-  const loop = monitorEventLoopDelay({ resolution: 2 });
+  const loop = monitorEventLoopDelay({ resolution: 10 });
   loop.enable();
   const started = performance.now();
   const results = await Promise.all(

@@ -65,7 +65,8 @@ async function main(): Promise<void> {
   dataDir = mkdtempSync(join(tmpdir(), 'gateway-bench-'));
   const standin = await startStandinProcess(ROOT, opts.tokens, opts.paceMs);
   log(`bench: stand-in ${standin.url} (pid ${standin.child.pid})`);
-  const gw = await startGatewayProcess(ROOT, standin.url, dataDir);
+  const profileDir = resolve(ROOT, 'bench/results/profiles');
+  const gw = await startGatewayProcess(ROOT, standin.url, dataDir, opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []);
   gateway = gw.child;
   const startupProblemLines = gw.child.problemLines(); // e.g. "JWT_SECRET is not set" at start-up
   log(`bench: gateway ${gw.url} (pid ${gw.child.pid}, data ${dataDir})`);
@@ -131,6 +132,7 @@ async function main(): Promise<void> {
     levels,
   );
   console.log(`\nResults written to ${out}`);
+  if (opts.profile) console.log(`Gateway CPU profile: ${profileDir}/ (written when the gateway exits)`);
   if (failures > 0) {
     await shutdown(1, `bench: ${failures} stream(s) failed (including ${warmupFailures} during warm-up)`);
   }

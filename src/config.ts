@@ -16,7 +16,7 @@ const commaList = z
 
 const url = z.string().url();
 
-const schema = z.object({
+export const configSchema = z.object({
   PORT: int(0, 65535).default(3000),
   HOST: z.string().min(1).default('127.0.0.1'),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
@@ -65,6 +65,16 @@ const schema = z.object({
   MONGODB_DB: z.string().min(1).max(64).default('ai_chat_gateway'),
   TRUST_PROXY: bool.default(false),
 
+  SOCKET_PING_INTERVAL_MS: int(1000, 600_000).default(25_000),
+  SOCKET_PING_TIMEOUT_MS: int(1000, 600_000).default(20_000),
+  SOCKET_PER_MESSAGE_DEFLATE: bool.default(false),
+  SOCKET_MAX_BUFFER_BYTES: int(1024, 100_000_000).default(1_000_000),
+  SOCKET_TRANSPORTS: z
+    .string()
+    .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
+    .pipe(z.array(z.enum(['polling', 'websocket'])).min(1))
+    .default(['polling', 'websocket']),
+
   SHUTDOWN_GRACE_MS: int(0, 600_000).default(10_000),
 });
 
@@ -108,6 +118,13 @@ export interface Config {
   mongo: { uri: string; db: string } | undefined;
   /** Read the client IP from X-Forwarded-For (only behind a proxy that sets it). */
   trustProxy: boolean;
+  socket: {
+    pingIntervalMs: number;
+    pingTimeoutMs: number;
+    perMessageDeflate: boolean;
+    maxBufferBytes: number;
+    transports: ('polling' | 'websocket')[];
+  };
   shutdownGraceMs: number;
 }
 
@@ -126,7 +143,7 @@ function withoutEmpty(env: Env): Env {
 }
 
 export function loadConfig(env: Env): Config {
-  const parsed = schema.safeParse(withoutEmpty(env));
+  const parsed = configSchema.safeParse(withoutEmpty(env));
   if (!parsed.success) {
     // Name the variable and the rule, never echo the value: it may be a secret.
     throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
@@ -189,6 +206,13 @@ export function loadConfig(env: Env): Config {
     },
     mongo: e.MONGODB_URI ? { uri: e.MONGODB_URI, db: e.MONGODB_DB } : undefined,
     trustProxy: e.TRUST_PROXY,
+    socket: {
+      pingIntervalMs: e.SOCKET_PING_INTERVAL_MS,
+      pingTimeoutMs: e.SOCKET_PING_TIMEOUT_MS,
+      perMessageDeflate: e.SOCKET_PER_MESSAGE_DEFLATE,
+      maxBufferBytes: e.SOCKET_MAX_BUFFER_BYTES,
+      transports: e.SOCKET_TRANSPORTS,
+    },
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
   };
 }

@@ -27,6 +27,7 @@ export function publicUser(u: User) {
 export function authRoutes(services: Services): Hono<AppEnv> {
   const { store, tokens, config } = services;
   const routes = new Hono<AppEnv>();
+  void decoyHash(); // computed ahead, so the first unknown-email login costs what every other does
 
   const parse = async <T>(c: Context<AppEnv>, schema: z.ZodType<T>): Promise<T> => {
     const parsed = schema.safeParse(await readJsonBody(c, config.chat.maxBodyBytes));

@@ -14,6 +14,7 @@ import { createSocketServer, type SocketGauges } from '../socket/socket-server.j
 import { createNodeBackends } from './node-backends.js';
 import { createNodeLogger } from './node-logger.js';
 import { realtimeRoute } from './realtime-route.js';
+import { normaliseIp } from './client-ip.js';
 
 export interface NodeServer {
   readonly httpServer: HttpServer;
@@ -88,11 +89,6 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
   };
 }
 
-/** `::ffff:127.0.0.1` and `127.0.0.1` are one client. */
-export function normaliseIp(address: string | undefined): string {
-  if (!address) return 'unknown';
-  return address.startsWith('::ffff:') ? address.slice(7) : address;
-}
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());

@@ -1,0 +1,158 @@
+import type { Namespace, Socket } from 'socket.io';
+import { z } from 'zod';
+import { chatFieldsSchema, conversationIdSchema, describeIssues } from '../chat/chat-request.js';
+import { AppError, toAppError } from '../errors.js';
+import type {
+  DefaultClientToServerEvents,
+  DefaultServerToClientEvents,
+  InterServerEvents,
+  ProtocolError,
+  SocketData,
+} from '../protocol/socket-events.js';
+import type { Services } from '../services.js';
+import { runSocketTurn } from './run-socket-turn.js';
+import { SocketTurns } from './socket-turns.js';
+
+type DefaultSocket = Socket<DefaultClientToServerEvents, DefaultServerToClientEvents, InterServerEvents, SocketData>;
+export type DefaultNamespace = Namespace<DefaultClientToServerEvents, DefaultServerToClientEvents, InterServerEvents, SocketData>;
+
+/** Streams one socket may run at once on `ai:chat` (each names its sessionId, so they can interleave). */
+const MAX_PARALLEL_TURNS = 4;
+
+const protocolError = (err: unknown): ProtocolError => {
+  const e = toAppError(err);
+  return { error: e.message, code: e.code };
+};
+
+/**
+ * Namespace `/`: seed 000 (`ai-message {prompt}`), seed 001 (`ai-message {chatId, content}`),
+ * seed 002 (`ai:chat` streaming), and `message` (logged). Thin translations over the pipeline.
+ */
+export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services): void {
+  const { maxMessageChars } = services.config.chat;
+  const fields = chatFieldsSchema(maxMessageChars);
+  const promptSchema = z.object({ prompt: fields.message, model: fields.model, maxTokens: fields.maxTokens, temperature: fields.temperature });
+  const persistedSchema = z.object({ chatId: conversationIdSchema, content: fields.message, model: fields.model });
+  const streamSchema = z.object({ ...fields, sessionId: conversationIdSchema.optional() });
+  const log = services.logger.child({ nsp: '/' });
+
+  nsp.on('connection', (socket: DefaultSocket) => {
+    const turns = new SocketTurns();
+    const sessionLog = log.child({ socketId: socket.id, userId: socket.data.userId });
+    sessionLog.debug({ ip: socket.data.ip }, 'socket connected');
+
+    socket.on('disconnect', (reason) => {
+      const aborted = turns.abortAll('aborted');
+      sessionLog.debug({ reason, aborted }, 'socket disconnected');
+    });
+
+    socket.on('message', (data) => {
+      sessionLog.debug({ bytes: safeSize(data) }, 'message event');
+    });
+
+    socket.on('ai-message', (payload: unknown) => {
+      // Seed 000 sends `{prompt}`; seed 001 sends `{chatId, content}`; with both, prompt wins (2a).
+      if (isRecord(payload) && 'prompt' in payload) void oneShot(socket, payload);
+      else void persisted(socket, payload);
+    });
+
+    socket.on('ai:chat', (payload: unknown) => void streamed(socket, payload));
+
+    async function oneShot(s: DefaultSocket, payload: Record<string, unknown>) {
+      try {
+        const parsed = promptSchema.safeParse(payload);
+        if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error).replace(/^message/, 'prompt'));
+        let response = '';
+        await runSocketTurn({
+          services,
+          socket: s,
+          turns,
+          input: { message: parsed.data.prompt, model: parsed.data.model, maxTokens: parsed.data.maxTokens, temperature: parsed.data.temperature },
+          onEvent(e) {
+            if (e.type === 'end') response = e.content;
+            else if (e.type === 'error') throw e.error;
+          },
+        });
+        if (s.connected) s.emit('ai-message-response', { response });
+      } catch (err) {
+        s.emit('ai-message-response', protocolError(err));
+      }
+    }
+
+    async function persisted(s: DefaultSocket, payload: unknown) {
+      try {
+        if (!isRecord(payload) || !payload.chatId || !payload.content) throw new AppError('BAD_REQUEST', 'chatId and content are required');
+        const parsed = persistedSchema.safeParse(payload);
+        if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
+        const { chatId, content, model } = parsed.data;
+        let reply = '';
+        await runSocketTurn({
+          services,
+          socket: s,
+          turns,
+          requireUser: true,
+          input: { message: content, conversationId: chatId, model },
+          onEvent(e) {
+            if (e.type === 'end') reply = e.content;
+            else if (e.type === 'error') throw e.error;
+          },
+        });
+        if (s.connected) s.emit('ai-response', { chat: chatId, content: reply });
+      } catch (err) {
+        s.emit('ai-response', protocolError(err));
+      }
+    }
+
+    async function streamed(s: DefaultSocket, payload: unknown) {
+      try {
+        if (!isRecord(payload)) throw new AppError('BAD_REQUEST', 'The payload must be an object with a message');
+        const parsed = streamSchema.safeParse(payload);
+        if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
+        if (turns.size >= MAX_PARALLEL_TURNS) throw new AppError('BUSY', `At most ${MAX_PARALLEL_TURNS} chats may stream at once on one connection`);
+        const { message, sessionId, model, maxTokens, temperature } = parsed.data;
+        let conversationId = '';
+        await runSocketTurn({
+          services,
+          socket: s,
+          turns,
+          payloadToken: payload.token,
+          input: { message, conversationId: sessionId, model, maxTokens, temperature },
+          onEvent(e) {
+            switch (e.type) {
+              case 'start':
+                conversationId = e.conversationId;
+                break;
+              case 'delta':
+                s.emit('ai:stream', { content: e.text, sessionId: conversationId });
+                break;
+              case 'end':
+                if (e.finishReason === 'stop' || e.finishReason === 'length') {
+                  s.emit('ai:complete', { response: e.content, sessionId: conversationId, messageId: e.messageId });
+                } else if (s.connected) {
+                  s.emit('ai:error', { error: 'The server is shutting down; the partial reply was saved', code: 'INTERNAL' });
+                }
+                break;
+              case 'error':
+                s.emit('ai:error', { error: e.error.message, code: e.error.code });
+                break;
+            }
+          },
+        });
+      } catch (err) {
+        s.emit('ai:error', protocolError(err));
+      }
+    }
+  });
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function safeSize(data: unknown): number {
+  try {
+    return JSON.stringify(data)?.length ?? 0;
+  } catch {
+    return -1;
+  }
+}

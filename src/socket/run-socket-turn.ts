@@ -1,0 +1,37 @@
+import type { Socket } from 'socket.io';
+import type { ChatTurnEvent, ChatTurnInput } from '../chat/chat-pipeline.js';
+import { AppError } from '../errors.js';
+import type { Services } from '../services.js';
+import { eventPrincipal } from './socket-auth.js';
+import type { SocketTurns } from './socket-turns.js';
+
+type AnySocket = Socket<never, never, never, { userId: string | null; ip: string }>;
+
+/**
+ * One chat turn on a socket: authenticate the event, admit it through the pipeline (which
+ * throws AppError for limits, models and ownership), then hand each event to the protocol.
+ * A disconnect aborts it through `turns`.
+ */
+export async function runSocketTurn(options: {
+  services: Services;
+  socket: AnySocket;
+  turns: SocketTurns;
+  payloadToken?: unknown;
+  input: Omit<ChatTurnInput, 'principal'>;
+  /** The protocol needs a signed-in user (seed 001). */
+  requireUser?: boolean;
+  onEvent(event: ChatTurnEvent): void;
+}): Promise<void> {
+  const { services, socket, turns } = options;
+  // Registered before the first await, so a stop, a second start or a disconnect sees it at once.
+  const running = turns.begin();
+  try {
+    const principal = await eventPrincipal(services, socket, options.payloadToken);
+    if (options.requireUser && principal.userId === null) throw new AppError('UNAUTHORIZED', 'Sign in to use persisted chats');
+    const turn = await services.pipeline.prepare({ ...options.input, principal });
+    running.setConversation(turn.conversation.id);
+    for await (const event of turn.run(running.signal)) options.onEvent(event);
+  } finally {
+    running.end();
+  }
+}

@@ -1,0 +1,58 @@
+import type { Socket } from 'socket.io';
+import type { Principal } from '../chat/principal.js';
+import { AppError } from '../errors.js';
+import type { Services } from '../services.js';
+import { normaliseIp } from '../node/client-ip.js';
+
+/** PROTOCOLS.md section 2: the exact refusal messages of the connection middleware. */
+export const INVALID_TOKEN = 'Authentication error : Invalid token';
+export const NO_TOKEN = 'Authentication error : No token provided';
+
+type AnySocket = Socket<never, never, never, { userId: string | null; ip: string }>;
+
+export function socketIp(socket: AnySocket, trustProxy: boolean): string {
+  if (trustProxy) {
+    const header = socket.handshake.headers['x-forwarded-for'];
+    const forwarded = (Array.isArray(header) ? header.join(',') : header)?.split(',').at(-1)?.trim();
+    if (forwarded) return forwarded;
+  }
+  return normaliseIp(socket.handshake.address);
+}
+
+const handshakeSources = (socket: AnySocket) => ({
+  authorization: socket.handshake.headers.authorization,
+  handshakeToken: (socket.handshake.auth as Record<string, unknown> | undefined)?.token,
+  cookie: socket.handshake.headers.cookie,
+});
+
+/** Connection middleware for every namespace: a bad token refuses the connection. */
+export function socketAuthMiddleware(services: Services) {
+  return async (socket: AnySocket, next: (err?: Error) => void) => {
+    const ip = socketIp(socket, services.config.trustProxy);
+    try {
+      const principal = await services.auth.authenticate(handshakeSources(socket), ip);
+      socket.data.userId = principal.userId;
+      socket.data.ip = ip;
+      next();
+    } catch (err) {
+      const missing = err instanceof AppError && err.details?.reason === 'missing';
+      services.logger.debug({ ip, nsp: socket.nsp.name, missing }, 'socket connection refused');
+      next(new Error(missing ? NO_TOKEN : INVALID_TOKEN));
+    }
+  };
+}
+
+/**
+ * The principal for one chat event. The connection's token is verified again, so a token
+ * that expires while the socket stays open stops working; a payload `token` (seed 002) that
+ * is present is verified too, and a bad one refuses the event.
+ */
+export async function eventPrincipal(services: Services, socket: AnySocket, payloadToken: unknown): Promise<Principal> {
+  const sources = handshakeSources(socket);
+  const principal = await services.auth.authenticate({ ...sources, payloadToken }, socket.data.ip);
+  const picked = sources.authorization || sources.handshakeToken || sources.cookie;
+  if (picked && payloadToken !== undefined && payloadToken !== null && payloadToken !== '') {
+    await services.auth.authenticate({ payloadToken }, socket.data.ip);
+  }
+  return principal;
+}
