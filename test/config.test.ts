@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { readFileSync } from 'node:fs';
+import { ConfigError, configSchema, loadConfig } from '../src/config.js';
 
 describe('config', () => {
   it('has working defaults with an empty environment', () => {
@@ -42,5 +43,13 @@ describe('config', () => {
     });
     expect(result.status).toBe(78);
     expect(result.stderr).toMatch(/Invalid configuration:\s+PORT:/);
+  });
+
+  it('.env.example documents every variable, and nothing else', () => {
+    const example = readFileSync('.env.example', 'utf8');
+    const documented = [...example.matchAll(/^([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]);
+    expect(documented.sort()).toEqual(Object.keys(configSchema.shape).sort());
+    // Every variable has a comment line somewhere above it.
+    expect(example.split('\n').filter((l) => l.startsWith('#')).length).toBeGreaterThan(30);
   });
 });
