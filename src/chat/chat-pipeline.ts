@@ -141,7 +141,8 @@ export class ChatPipeline {
       };
 
       const maxTokens = Math.min(input.maxTokens ?? options.maxOutputTokens, options.maxOutputTokens);
-      const history = await store.recentMessages(conversationId, options.historyLimit);
+      // A conversation created by this turn holds just the message stored above.
+      const history = conversationCreated ? [userMessage] : await store.recentMessages(conversationId, options.historyLimit);
       const messages = buildContext({
         systemPrompt: options.systemPrompt,
         recalled: [],

@@ -92,11 +92,18 @@ const toMessage = (r: MessageRow): StoredMessage => ({
 
 const toUser = (r: UserRow): User => ({ id: r.id, email: r.email, name: r.name, passwordHash: r.password_hash, createdAt: r.created_at });
 
-/** The embedded default: one SQLite file (WAL mode) under DATA_DIR that survives restarts. */
+/**
+ * The embedded default: one SQLite file (WAL mode) under DATA_DIR that survives restarts.
+ * Writes are group-committed: every write queued in one turn of the event loop goes into
+ * one transaction, so a burst of concurrent chat turns costs one commit, not hundreds.
+ * Each write's promise settles after its transaction committed.
+ */
 export class SqliteConversationStore implements ConversationStore {
   readonly kind = 'sqlite';
   readonly #db: Database.Database;
   readonly #stmt;
+  /** Writes queued for the next group commit. */
+  #pending: { run: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
 
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -143,9 +150,47 @@ export class SqliteConversationStore implements ConversationStore {
     };
   }
 
+  #write<T>(run: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.#pending.length === 0) setImmediate(() => this.#flush());
+      this.#pending.push({ run, resolve: resolve as (v: unknown) => void, reject });
+    });
+  }
+
+  #flush() {
+    const batch = this.#pending;
+    this.#pending = [];
+    if (!this.#db.open) {
+      for (const op of batch) op.reject(new Error('The store is closed'));
+      return;
+    }
+    const results: { ok: boolean; value: unknown }[] = [];
+    try {
+      this.#db.transaction(() => {
+        for (const op of batch) {
+          // Each write is its own savepoint: a failing one is undone alone, the rest still commit.
+          try {
+            results.push({ ok: true, value: this.#db.transaction(op.run)() });
+          } catch (err) {
+            results.push({ ok: false, value: err });
+          }
+        }
+      })();
+    } catch (err) {
+      for (const op of batch) op.reject(err);
+      return;
+    }
+    batch.forEach((op, i) => (results[i]!.ok ? op.resolve(results[i]!.value) : op.reject(results[i]!.value)));
+  }
+
   async ensureConversation(input: { id: string; ownerId: string | null; title: string }) {
+    return this.#write(() => this.#ensureConversation(input));
+  }
+
+  #ensureConversation(input: { id: string; ownerId: string | null; title: string }) {
     const now = monotonicNow();
     const created = this.#stmt.insertConversation.run(input.id, input.ownerId, input.title, now, now).changes === 1;
+    if (created) return { conversation: { ...input, createdAt: now, updatedAt: now }, created };
     const row = this.#stmt.getConversation.get(input.id);
     if (!row) throw new Error(`Conversation ${input.id} vanished after insert`);
     return { conversation: toConversation(row), created };
@@ -167,17 +212,17 @@ export class SqliteConversationStore implements ConversationStore {
   }
 
   async deleteConversation(id: string) {
-    return this.#db.transaction(() => {
+    return this.#write(() => {
       const ids = this.#stmt.messageIds.all(id).map((r) => r.id);
       this.#stmt.deleteMessages.run(id);
       this.#stmt.deleteConversation.run(id);
       return ids;
-    })();
+    });
   }
 
   async appendMessage(message: NewMessage) {
     const stored: StoredMessage = { ...message, id: message.id ?? crypto.randomUUID(), createdAt: message.createdAt ?? monotonicNow() };
-    this.#db.transaction(() => {
+    await this.#write(() => {
       this.#stmt.insertMessage.run({
         id: stored.id,
         conversation_id: stored.conversationId,
@@ -190,7 +235,7 @@ export class SqliteConversationStore implements ConversationStore {
         output_tokens: stored.usage?.outputTokens ?? null,
       });
       this.#stmt.touchConversation.run(stored.createdAt, stored.conversationId);
-    })();
+    });
     return stored;
   }
 
@@ -211,7 +256,7 @@ export class SqliteConversationStore implements ConversationStore {
   async createUser(input: Omit<User, 'id' | 'createdAt'>) {
     const user: User = { ...input, email: input.email.toLowerCase(), id: crypto.randomUUID(), createdAt: Date.now() };
     try {
-      this.#stmt.insertUser.run(user.id, user.email, user.name, user.passwordHash, user.createdAt);
+      await this.#write(() => this.#stmt.insertUser.run(user.id, user.email, user.name, user.passwordHash, user.createdAt));
     } catch (err) {
       if (err instanceof Error && 'code' in err && err.code === 'SQLITE_CONSTRAINT_UNIQUE') throw new DuplicateEmailError();
       throw err;
@@ -234,6 +279,7 @@ export class SqliteConversationStore implements ConversationStore {
   }
 
   async close() {
+    if (this.#pending.length) this.#flush();
     if (this.#db.open) this.#db.close();
   }
 }
