@@ -4,13 +4,15 @@ import type { AppEnv } from './http/app-env.js';
 import { createApp } from './http/app.js';
 import { createConsoleLogger } from './logger.js';
 import { MemoryRateLimiter } from './ratelimit/memory-rate-limiter.js';
+import { UpstashRateLimiter } from './ratelimit/upstash-rate-limiter.js';
 import { createServices } from './services.js';
 import { MemoryConversationStore } from './stores/memory-conversation-store.js';
 
 /**
  * Cloudflare Workers entry: the same Hono app as on Node. Bindings arrive with the first
- * request, so the app is built then and reused by that isolate. With no backends
- * configured it runs on in-memory stores and the local model.
+ * request, so the app is built then and reused by that isolate. Conversations live in
+ * memory per isolate (the SQLite and MongoDB adapters need Node); rate limits use Upstash
+ * when configured; models are the local one unless provider keys are set.
  */
 let app: Hono<AppEnv> | undefined;
 
@@ -21,7 +23,10 @@ function build(env: Env): Hono<AppEnv> {
   const services = createServices(config, {
     logger,
     store: new MemoryConversationStore(),
-    limiter: new MemoryRateLimiter(config.rateLimit.windowMs),
+    // Upstash speaks HTTP, so shared limits work on Workers too; otherwise per isolate.
+    limiter: config.upstash
+      ? new UpstashRateLimiter({ ...config.upstash, windowMs: config.rateLimit.windowMs, timeoutMs: 2_000, logger })
+      : new MemoryRateLimiter(config.rateLimit.windowMs),
     jwtSecret: config.auth.jwtSecret ? new TextEncoder().encode(config.auth.jwtSecret) : crypto.getRandomValues(new Uint8Array(48)),
   });
   return createApp(services, { connectionIp: (c) => c.req.header('cf-connecting-ip') ?? 'unknown' });
