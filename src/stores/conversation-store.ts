@@ -101,3 +101,16 @@ export function decodeCursor(cursor: string | undefined): { createdAt: number; i
   if (!Number.isFinite(createdAt)) return undefined;
   return { createdAt, id: cursor.slice(dot + 1) };
 }
+
+/**
+ * Builds a page from up to `limit + 1` rows fetched in order: the extra row only says that
+ * another page exists, and the cursor points after the last item kept.
+ */
+export function toPage<T extends { id: string }>(rows: T[], limit: number, timeOf: (item: T) => number): Page<T> {
+  const items = rows.slice(0, limit);
+  const last = items.at(-1);
+  return { items, nextCursor: rows.length > limit && last ? encodeCursor(timeOf(last), last.id) : null };
+}
+
+export const byUpdated = (c: Conversation): number => c.updatedAt;
+export const byCreated = (m: StoredMessage): number => m.createdAt;

@@ -1,8 +1,10 @@
 import {
   DuplicateEmailError,
+  byCreated,
+  byUpdated,
   decodeCursor,
-  encodeCursor,
   monotonicNow,
+  toPage,
   type Conversation,
   type ConversationStore,
   type NewMessage,
@@ -40,9 +42,7 @@ export class MemoryConversationStore implements ConversationStore {
       .filter((c) => c.ownerId === ownerId)
       .sort((a, b) => b.updatedAt - a.updatedAt || (a.id < b.id ? 1 : -1))
       .filter((c) => !before || c.updatedAt < before.createdAt || (c.updatedAt === before.createdAt && c.id < before.id));
-    const items = mine.slice(0, options.limit).map((c) => ({ ...c }));
-    const lastItem = items.at(-1);
-    return { items, nextCursor: mine.length > options.limit && lastItem ? encodeCursor(lastItem.updatedAt, lastItem.id) : null };
+    return toPage(mine.slice(0, options.limit + 1).map((c) => ({ ...c })), options.limit, byUpdated);
   }
 
   async deleteConversation(id: string) {
@@ -71,9 +71,7 @@ export class MemoryConversationStore implements ConversationStore {
     const rest = (this.#messages.get(conversationId) ?? []).filter(
       (m) => !after || m.createdAt > after.createdAt || (m.createdAt === after.createdAt && m.id > after.id),
     );
-    const items = rest.slice(0, options.limit).map((m) => ({ ...m }));
-    const lastItem = items.at(-1);
-    return { items, nextCursor: rest.length > options.limit && lastItem ? encodeCursor(lastItem.createdAt, lastItem.id) : null };
+    return toPage(rest.slice(0, options.limit + 1).map((m) => ({ ...m })), options.limit, byCreated);
   }
 
   async createUser(input: Omit<User, 'id' | 'createdAt'>) {

@@ -1,9 +1,11 @@
 import { MongoClient, MongoServerError, type Collection, type Db, type Filter } from 'mongodb';
 import {
   DuplicateEmailError,
+  byCreated,
+  byUpdated,
   decodeCursor,
-  encodeCursor,
   monotonicNow,
+  toPage,
   type Conversation,
   type ConversationStore,
   type FinishReason,
@@ -124,9 +126,7 @@ export class MongoConversationStore implements ConversationStore {
         }
       : { ownerId };
     const docs = await this.#conversations.find(filter).sort({ updatedAt: -1, _id: -1 }).limit(options.limit + 1).toArray();
-    const items = docs.slice(0, options.limit).map(toConversation);
-    const lastItem = items.at(-1);
-    return { items, nextCursor: docs.length > options.limit && lastItem ? encodeCursor(lastItem.updatedAt, lastItem.id) : null };
+    return toPage(docs.map(toConversation), options.limit, byUpdated);
   }
 
   async deleteConversation(id: string) {
@@ -167,9 +167,7 @@ export class MongoConversationStore implements ConversationStore {
         }
       : { conversationId };
     const docs = await this.#messages.find(filter).sort({ createdAt: 1, _id: 1 }).limit(options.limit + 1).toArray();
-    const items = docs.slice(0, options.limit).map(toMessage);
-    const lastItem = items.at(-1);
-    return { items, nextCursor: docs.length > options.limit && lastItem ? encodeCursor(lastItem.createdAt, lastItem.id) : null };
+    return toPage(docs.map(toMessage), options.limit, byCreated);
   }
 
   async createUser(input: Omit<User, 'id' | 'createdAt'>) {

@@ -3,9 +3,11 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import {
   DuplicateEmailError,
+  byCreated,
+  byUpdated,
   decodeCursor,
-  encodeCursor,
   monotonicNow,
+  toPage,
   type Conversation,
   type ConversationStore,
   type FinishReason,
@@ -206,9 +208,7 @@ export class SqliteConversationStore implements ConversationStore {
     const rows = before
       ? this.#stmt.listConversationsBefore.all(ownerId, before.createdAt, before.createdAt, before.id, options.limit + 1)
       : this.#stmt.listConversations.all(ownerId, options.limit + 1);
-    const items = rows.slice(0, options.limit).map(toConversation);
-    const lastItem = items.at(-1);
-    return { items, nextCursor: rows.length > options.limit && lastItem ? encodeCursor(lastItem.updatedAt, lastItem.id) : null };
+    return toPage(rows.map(toConversation), options.limit, byUpdated);
   }
 
   async deleteConversation(id: string) {
@@ -248,9 +248,7 @@ export class SqliteConversationStore implements ConversationStore {
     const rows = after
       ? this.#stmt.listMessagesAfter.all(conversationId, after.createdAt, after.createdAt, after.id, options.limit + 1)
       : this.#stmt.listMessages.all(conversationId, options.limit + 1);
-    const items = rows.slice(0, options.limit).map(toMessage);
-    const lastItem = items.at(-1);
-    return { items, nextCursor: rows.length > options.limit && lastItem ? encodeCursor(lastItem.createdAt, lastItem.id) : null };
+    return toPage(rows.map(toMessage), options.limit, byCreated);
   }
 
   async createUser(input: Omit<User, 'id' | 'createdAt'>) {
