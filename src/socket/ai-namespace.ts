@@ -44,7 +44,8 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
 
     socket.on('chat:start', async (payload: unknown) => {
       try {
-        if (turns.size > 0) throw new AppError('BUSY', 'A reply is already streaming on this connection; stop it or wait for chat:end');
+        // A stopped turn still storing its reply is not busy: the new one waits for it (`after`).
+        if (turns.streaming > 0) throw new AppError('BUSY', 'A reply is already streaming on this connection; stop it or wait for chat:end');
         const parsed = startSchema.safeParse(payload);
         if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
         const { message, conversationId, model, maxTokens, temperature } = parsed.data;
@@ -53,6 +54,7 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
           services,
           socket,
           turns,
+          after: turns.size > 0 ? turns.settled() : undefined,
           input: { message, conversationId: conversationId ?? undefined, model, maxTokens, temperature },
           onEvent(e) {
             switch (e.type) {

@@ -69,8 +69,8 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
           turns,
           input: { message: parsed.data.prompt, model: parsed.data.model, maxTokens: parsed.data.maxTokens, temperature: parsed.data.temperature },
           onEvent(e) {
-            if (e.type === 'end') response = e.content;
-            else if (e.type === 'error') throw e.error;
+            if (e.type === 'error') throw e.error;
+            if (e.type === 'end') response = completeOrThrow(e.finishReason, e.content);
           },
         });
         if (s.connected) s.emit('ai-message-response', { response });
@@ -93,8 +93,8 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
           requireUser: true,
           input: { message: content, conversationId: chatId, model },
           onEvent(e) {
-            if (e.type === 'end') reply = e.content;
-            else if (e.type === 'error') throw e.error;
+            if (e.type === 'error') throw e.error;
+            if (e.type === 'end') reply = completeOrThrow(e.finishReason, e.content);
           },
         });
         if (s.connected) s.emit('ai-response', { chat: chatId, content: reply });
@@ -143,6 +143,12 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
       }
     }
   });
+}
+
+/** A one-shot reply is only sent whole; a turn cut short while the client is still here means shutdown. */
+function completeOrThrow(finishReason: string, content: string): string {
+  if (finishReason === 'stop' || finishReason === 'length') return content;
+  throw new AppError('INTERNAL', 'The server is shutting down; the partial reply was saved');
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -20,16 +20,18 @@ export async function runSocketTurn(options: {
   input: Omit<ChatTurnInput, 'principal'>;
   /** The protocol needs a signed-in user (seed 001). */
   requireUser?: boolean;
+  /** Wait for this before admitting the turn (a stopped turn still storing its reply). */
+  after?: Promise<void>;
   onEvent(event: ChatTurnEvent): void;
 }): Promise<void> {
   const { services, socket, turns } = options;
   // Registered before the first await, so a stop, a second start or a disconnect sees it at once.
   const running = turns.begin();
   try {
+    await options.after;
     const principal = await eventPrincipal(services, socket, options.payloadToken);
     if (options.requireUser && principal.userId === null) throw new AppError('UNAUTHORIZED', 'Sign in to use persisted chats');
     const turn = await services.pipeline.prepare({ ...options.input, principal });
-    running.setConversation(turn.conversation.id);
     for await (const event of turn.run(running.signal)) options.onEvent(event);
   } finally {
     running.end();

@@ -19,6 +19,7 @@ export interface SocketGauges {
 export function createSocketServer(httpServer: HttpServer, services: Services): { io: Server; gauges: SocketGauges } {
   const { config } = services;
   const any = config.corsOrigins.includes('*');
+  const allowedOrigin = (origin: string | undefined) => origin === undefined || any || config.corsOrigins.includes(origin);
   const io = new Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>(httpServer, {
     path: '/socket.io/',
     serveClient: false,
@@ -30,9 +31,11 @@ export function createSocketServer(httpServer: HttpServer, services: Services): 
     httpCompression: config.socket.perMessageDeflate,
     cors: {
       // Non-browser clients send no Origin; browsers only from the configured list.
-      origin: (origin, cb) => cb(null, origin === undefined || any || config.corsOrigins.includes(origin)),
+      origin: (origin, cb) => cb(null, allowedOrigin(origin)),
       credentials: true,
     },
+    // CORS covers polling only; browsers apply no CORS to WebSockets, so the handshake checks the Origin too.
+    allowRequest: (req, cb) => cb(null, allowedOrigin(req.headers.origin)),
   });
 
   const counts: Record<string, number> = { '/': 0, '/ai': 0 };
@@ -41,6 +44,13 @@ export function createSocketServer(httpServer: HttpServer, services: Services): 
   for (const nsp of [root, ai]) {
     nsp.use(socketAuthMiddleware(services));
     nsp.on('connection', (socket) => {
+      // Clients that ask for acknowledgements (seed 003's `ackTimeout`/`retries`) re-send every
+      // unacknowledged event; acking on receipt keeps a chat:start from running twice.
+      socket.use((packet, next) => {
+        const ack = packet.at(-1);
+        if (typeof ack === 'function') (ack as (reply: { ok: true }) => void)({ ok: true });
+        next();
+      });
       counts[nsp.name] = (counts[nsp.name] ?? 0) + 1;
       socket.on('disconnect', () => counts[nsp.name]!--);
     });

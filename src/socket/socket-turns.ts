@@ -1,30 +1,50 @@
 import { TurnAbort } from '../chat/turn-abort.js';
 
+interface Running {
+  controller: AbortController;
+  done: Promise<void>;
+}
+
 /**
  * The turns running on one socket, so a disconnect aborts them all and `/ai` can refuse a
- * second start (BUSY) and stop the running one.
+ * second start (BUSY), stop the running one, and order a new start after a stopped one.
  */
 export class SocketTurns {
-  readonly #running = new Map<AbortController, { conversationId: string | undefined }>();
+  readonly #running = new Set<Running>();
 
+  /** Turns still registered, including stopped ones whose partial reply is being stored. */
   get size(): number {
     return this.#running.size;
   }
 
-  begin(): { signal: AbortSignal; setConversation(id: string): void; end(): void } {
-    const controller = new AbortController();
-    const entry = { conversationId: undefined as string | undefined };
-    this.#running.set(controller, entry);
+  /** Turns that are streaming and were not asked to stop. */
+  get streaming(): number {
+    let n = 0;
+    for (const r of this.#running) if (!r.controller.signal.aborted) n++;
+    return n;
+  }
+
+  /** Resolves when every registered turn (stopped ones included) has ended. */
+  settled(): Promise<void> {
+    return Promise.all([...this.#running].map((r) => r.done)).then(() => undefined);
+  }
+
+  begin(): { signal: AbortSignal; end(): void } {
+    let resolve!: () => void;
+    const entry: Running = { controller: new AbortController(), done: new Promise<void>((r) => (resolve = r)) };
+    this.#running.add(entry);
     return {
-      signal: controller.signal,
-      setConversation: (id) => (entry.conversationId = id),
-      end: () => this.#running.delete(controller),
+      signal: entry.controller.signal,
+      end: () => {
+        this.#running.delete(entry);
+        resolve();
+      },
     };
   }
 
   abortAll(kind: 'stopped' | 'aborted'): number {
     const n = this.#running.size;
-    for (const controller of this.#running.keys()) controller.abort(new TurnAbort(kind));
+    for (const r of this.#running) r.controller.abort(new TurnAbort(kind));
     return n;
   }
 }

@@ -1,0 +1,234 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { AiServerToClientEvents, DefaultServerToClientEvents } from '../../src/protocol/socket-events.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { postChat } from '../helpers/sse.js';
+import { waitFor } from '../helpers/wait.js';
+import { client, closeAllClients, connected, connectError, EventLog, TRANSPORTS, type AiClient, type DefaultClient } from './socket-harness.js';
+
+describe('gauges follow the real connections and streams', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    // Paced so a stream is still running while the test looks at the gauges (~60 tokens, ~1 s).
+    gw = await startGateway({ LOCAL_MODEL_TOKEN_DELAY_MS: '15' });
+  });
+  afterEach(closeAllClients);
+  afterAll(async () => {
+    closeAllClients();
+    await gw.destroy();
+  });
+
+  it.each(TRANSPORTS)('connections, byNamespace and activeStreams over %s', async (transport) => {
+    expect(gw.server.gauges).toMatchObject({ connections: 0, byNamespace: { '/': 0, '/ai': 0 }, activeStreams: 0 });
+    const root = client<DefaultClient>(gw.url, { transports: [transport] });
+    const ai = client<AiClient>(`${gw.url}/ai`, { transports: [transport] });
+    const ai2 = client<AiClient>(`${gw.url}/ai`, { transports: [transport] });
+    const rootLog = new EventLog<DefaultServerToClientEvents>(root);
+    const aiLog = new EventLog<AiServerToClientEvents>(ai);
+    await Promise.all([connected(root), connected(ai), connected(ai2)]);
+    expect(gw.server.gauges.connections).toBe(3);
+    expect(gw.server.gauges.byNamespace).toEqual({ '/': 1, '/ai': 2 });
+    expect(gw.server.gauges.activeStreams).toBe(0);
+
+    ai.emit('chat:start', { message: 'one' });
+    await aiLog.next('chat:message');
+    expect(gw.server.gauges.activeStreams).toBe(1);
+    root.emit('ai:chat', { message: 'two' });
+    await rootLog.next('ai:stream');
+    expect(gw.server.gauges.activeStreams).toBe(2);
+    // An HTTP stream counts too ("every protocol").
+    const controller = new AbortController();
+    const res = await postChat(gw.url, { message: 'three' }, {}, controller.signal);
+    await res.body!.getReader().read();
+    expect(gw.server.gauges.activeStreams).toBe(3);
+    controller.abort();
+
+    await aiLog.next('chat:end', 5000);
+    await rootLog.next('ai:complete', 5000);
+    await waitFor(() => gw.server.gauges.activeStreams === 0, 2000);
+
+    ai2.close();
+    await waitFor(() => gw.server.gauges.byNamespace['/ai'] === 1, 2000);
+    expect(gw.server.gauges.connections).toBe(2);
+    root.close();
+    ai.close();
+    await waitFor(() => gw.server.gauges.connections === 0, 2000);
+    expect(gw.server.gauges.byNamespace).toEqual({ '/': 0, '/ai': 0 });
+  });
+
+  it.each(TRANSPORTS)('a client that leaves mid-stream takes its stream off the gauge (%s)', async (transport) => {
+    const ai = client<AiClient>(`${gw.url}/ai`, { transports: [transport] });
+    const log = new EventLog<AiServerToClientEvents>(ai);
+    ai.emit('chat:start', { message: 'leaving soon' });
+    await log.next('chat:message');
+    expect(gw.server.gauges).toMatchObject({ connections: 1, activeStreams: 1 });
+    ai.close();
+    await waitFor(() => gw.server.gauges.activeStreams === 0 && gw.server.gauges.connections === 0, 2000);
+  });
+});
+
+describe('Socket.IO server options from the configuration', () => {
+  describe('SOCKET_TRANSPORTS=websocket', () => {
+    let gw: TestGateway;
+    beforeAll(async () => {
+      gw = await startGateway({ SOCKET_TRANSPORTS: 'websocket' });
+    });
+    afterEach(closeAllClients);
+    afterAll(() => gw.destroy());
+
+    it.each(['/', '/ai'])('a polling-only client cannot connect to %s; a websocket client can', async (nsp) => {
+      const url = nsp === '/' ? gw.url : `${gw.url}${nsp}`;
+      const polling = client(url, { transports: ['polling'] });
+      const err = await connectError(polling);
+      expect(err.message).toMatch(/xhr poll error/);
+      expect(polling.connected).toBe(false);
+
+      const ws = client(url, { transports: ['websocket'] });
+      await connected(ws);
+      expect(ws.io.engine.transport.name).toBe('websocket');
+    });
+
+    it('the polling handshake is refused at the HTTP level', async () => {
+      const res = await fetch(`${gw.url}/socket.io/?EIO=4&transport=polling`);
+      expect(res.status).toBe(400);
+      expect(await res.json()).toMatchObject({ code: 0, message: 'Transport unknown' });
+    });
+  });
+
+  describe('default transports: polling upgrades to websocket', () => {
+    let gw: TestGateway;
+    beforeAll(async () => {
+      gw = await startGateway();
+    });
+    afterEach(closeAllClients);
+    afterAll(() => gw.destroy());
+
+    it('a client with the default transports starts on polling and upgrades', async () => {
+      const socket = client<AiClient>(`${gw.url}/ai`);
+      await connected(socket);
+      expect(['polling', 'websocket']).toContain(socket.io.engine.transport.name);
+      await waitFor(() => socket.io.engine.transport.name === 'websocket', 2000);
+      const log = new EventLog<AiServerToClientEvents>(socket);
+      socket.emit('chat:start', { message: 'upgraded' });
+      expect(await log.next('chat:end')).toMatchObject({ finishReason: 'stop' });
+    });
+  });
+
+  describe('SOCKET_PER_MESSAGE_DEFLATE=true', () => {
+    let gw: TestGateway;
+    beforeAll(async () => {
+      gw = await startGateway({ SOCKET_PER_MESSAGE_DEFLATE: 'true' });
+    });
+    afterEach(closeAllClients);
+    afterAll(() => gw.destroy());
+
+    it.each(TRANSPORTS)('large messages round-trip compressed over %s', async (transport) => {
+      const socket = client<DefaultClient>(gw.url, { transports: [transport] });
+      const log = new EventLog<DefaultServerToClientEvents>(socket);
+      await connected(socket);
+      const prompt = 'compress me '.repeat(300);
+      socket.emit('ai-message', { prompt });
+      const reply = await log.next('ai-message-response');
+      expect(reply).toEqual({ response: expect.stringContaining('You said: "compress me compress me') });
+    });
+
+    it('the websocket upgrade negotiates permessage-deflate', async () => {
+      const { default: WebSocket } = await import('ws');
+      const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/socket.io/?EIO=4&transport=websocket`, { perMessageDeflate: true });
+      const extensions = await new Promise<string>((resolve, reject) => {
+        ws.on('upgrade', (res) => resolve(String(res.headers['sec-websocket-extensions'] ?? '')));
+        ws.on('error', reject);
+      });
+      ws.terminate();
+      expect(extensions).toMatch(/permessage-deflate/);
+    });
+  });
+
+  describe('namespaces', () => {
+    let gw: TestGateway;
+    beforeAll(async () => {
+      gw = await startGateway();
+    });
+    afterEach(closeAllClients);
+    afterAll(() => gw.destroy());
+
+    it.each(TRANSPORTS)('an unknown namespace is refused with "Invalid namespace" over %s and counts nowhere', async (transport) => {
+      const socket = client(`${gw.url}/admin`, { transports: [transport] });
+      expect((await connectError(socket)).message).toBe('Invalid namespace');
+      expect(gw.server.gauges.byNamespace).toEqual({ '/': 0, '/ai': 0 });
+    });
+  });
+
+  describe('CORS_ORIGIN', () => {
+    let gw: TestGateway;
+    beforeAll(async () => {
+      gw = await startGateway({ CORS_ORIGIN: 'http://allowed.test, http://also-allowed.test' });
+    });
+    afterEach(closeAllClients);
+    afterAll(() => gw.destroy());
+
+    const handshake = (origin?: string) =>
+      fetch(`${gw.url}/socket.io/?EIO=4&transport=polling`, { headers: origin ? { Origin: origin } : {} });
+
+    it.each(['http://allowed.test', 'http://also-allowed.test'])('a polling handshake from %s gets the CORS headers with credentials', async (origin) => {
+      const res = await handshake(origin);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('access-control-allow-origin')).toBe(origin);
+      expect(res.headers.get('access-control-allow-credentials')).toBe('true');
+      expect(await res.text()).toMatch(/^0\{"sid":"/);
+    });
+
+    it('another origin gets no CORS headers', async () => {
+      const res = await handshake('http://evil.test');
+      expect(res.headers.get('access-control-allow-origin')).toBeNull();
+      expect(res.headers.get('access-control-allow-credentials')).toBeNull();
+      await res.body?.cancel();
+    });
+
+    it('a preflight from an allowed origin is answered, another origin is not allowed', async () => {
+      const preflight = (origin: string) =>
+        fetch(`${gw.url}/socket.io/?EIO=4&transport=polling`, {
+          method: 'OPTIONS',
+          headers: { Origin: origin, 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'content-type' },
+        });
+      const ok = await preflight('http://allowed.test');
+      expect(ok.status).toBeLessThan(300);
+      expect(ok.headers.get('access-control-allow-origin')).toBe('http://allowed.test');
+      expect(ok.headers.get('access-control-allow-credentials')).toBe('true');
+      const bad = await preflight('http://evil.test');
+      expect(bad.headers.get('access-control-allow-origin')).toBeNull();
+    });
+
+    it('a browser websocket (no CORS in browsers) from another origin is refused, from an allowed one accepted', async () => {
+      // Browsers do not apply CORS to WebSockets, and seed 003 connects websocket-only; with the
+      // seed 001 cookie, a page on another origin could otherwise act as the signed-in user.
+      const evil = client(`${gw.url}/ai`, { transports: ['websocket'], extraHeaders: { origin: 'http://evil.test' } });
+      const outcome = await connected(evil, 2000).then(
+        () => 'connected',
+        (err: Error) => `refused: ${err.message}`,
+      );
+      expect(outcome).toMatch(/^refused/);
+      const ok = client(`${gw.url}/ai`, { transports: ['websocket'], extraHeaders: { origin: 'http://allowed.test' } });
+      await connected(ok);
+    });
+
+    it('a client without an Origin (Node, native apps) still connects', async () => {
+      const socket = client(gw.url, { transports: ['polling'] });
+      await connected(socket);
+      socket.close();
+    });
+  });
+
+  describe('ping settings', () => {
+    let gw: TestGateway;
+    beforeAll(async () => {
+      gw = await startGateway({ SOCKET_PING_INTERVAL_MS: '1500', SOCKET_PING_TIMEOUT_MS: '1200' });
+    });
+    afterAll(() => gw.destroy());
+
+    it('the handshake announces SOCKET_PING_INTERVAL_MS, SOCKET_PING_TIMEOUT_MS and SOCKET_MAX_BUFFER_BYTES', async () => {
+      const res = await fetch(`${gw.url}/socket.io/?EIO=4&transport=polling`);
+      const open = JSON.parse((await res.text()).slice(1)) as Record<string, unknown>;
+      expect(open).toMatchObject({ pingInterval: 1500, pingTimeout: 1200, maxPayload: 1_000_000, upgrades: ['websocket'] });
+    });
+  });
+});
