@@ -49,8 +49,9 @@
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { inflateSync } from 'node:zlib';
+import type {
+  BSONRegExp} from 'bson';
 import {
-  BSONRegExp,
   Long,
   ObjectId,
   Timestamp,
@@ -160,10 +161,6 @@ function isLong(v: unknown): v is Long {
 
 function isRegexValue(v: unknown): v is RegExp | BSONRegExp {
   return v instanceof RegExp || bsonTypeOf(v) === 'BSONRegExp';
-}
-
-function isDate(v: unknown): v is Date {
-  return v instanceof Date;
 }
 
 function isIntegerLike(v: unknown): boolean {
