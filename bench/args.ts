@@ -40,7 +40,9 @@ export const USAGE = `Usage: npm run bench -- [options]
   --help
 
 Modes: "direct" = client -> stand-in, "gateway" = client -> gateway -> stand-in.
-Direct and gateway rounds alternate (ABBA order) so machine noise hits both alike.`;
+Direct and gateway rounds alternate (ABBA order) so machine noise hits both alike.
+A round opens its streams 25 per event-loop turn (each stream's clock starts at its own send).
+Exit status: 0 ok, 1 failed streams or error, 2 hard timeout, 130 interrupted.`;
 
 function positiveInt(name: string, raw: string, min = 1): number {
   const n = Number(raw);

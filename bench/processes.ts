@@ -226,3 +226,26 @@ export function readProcStats(pid: number): ProcStats | undefined {
     return undefined;
   }
 }
+
+/** Machine-wide TCP counters that explain refused / reset connections under a connection storm. */
+export interface TcpCounters {
+  /** Connections dropped because a listener's accept queue was full (its backlog). */
+  listenOverflows: number;
+  /** SYN cookies sent because a SYN queue was full. */
+  syncookiesSent: number;
+  /** ACKs with an invalid SYN cookie: the client gets a reset (ECONNRESET). */
+  syncookiesFailed: number;
+}
+
+/** From /proc/net/netstat (Linux; `undefined` elsewhere). Counts every process on the machine, not only ours. */
+export function readTcpCounters(): TcpCounters | undefined {
+  try {
+    const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n');
+    const names = lines.find((l) => l.startsWith('TcpExt:'))?.split(/\s+/) ?? [];
+    const values = lines.filter((l) => l.startsWith('TcpExt:'))[1]?.split(/\s+/) ?? [];
+    const get = (key: string) => Number(values[names.indexOf(key)] ?? NaN);
+    return { listenOverflows: get('ListenOverflows'), syncookiesSent: get('SyncookiesSent'), syncookiesFailed: get('SyncookiesFailed') };
+  } catch {
+    return undefined;
+  }
+}

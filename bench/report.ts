@@ -46,13 +46,33 @@ export function formatLevel(level: LevelResult, opts: BenchOptions): string {
       `${f2(g.cpuMsPerStream.standin)} (gateway) | client ${f2(d.cpuMsPerStream.client)} (direct) / ${f2(g.cpuMsPerStream.client)} (gateway)`,
   );
   lines.push(
-    `  gateway process      ${f1(g.gatewayCoreShare * 100)} % of one core during its rounds; ` +
+    `  gateway process      CPU ${f1(g.gatewayCoreShare * 100)} % of one core on average during its rounds, ` +
+      `${f1(g.gatewayPeakCoreShare * 100)} % at peak (500 ms window); ` +
       `RSS ${f1(level.gatewayMemory.rssMbBefore)} -> ${f1(level.gatewayMemory.rssMbAfter)} MB (peak ${f1(level.gatewayMemory.peakMb)} MB)`,
   );
+  const usPerToken = (g.cpuMsPerStream.gateway * 1000) / opts.tokens;
+  if (Number.isFinite(usPerToken) && usPerToken > 0) {
+    const tokensPerSecond = 1e6 / usPerToken;
+    const streams = opts.paceMs > 0 ? tokensPerSecond / (1000 / opts.paceMs) : Number.NaN;
+    lines.push(
+      `  gateway cost         ${f1(usPerToken)} us CPU per relayed token (request overhead included)` +
+        (g.gatewayCoreShare >= 0.3
+          ? `: one core saturates near ${Math.round(tokensPerSecond)} tokens/s, about ` +
+            `${Number.isFinite(streams) ? Math.round(streams) : '-'} concurrent streams at ${opts.paceMs} ms/token`
+          : ' (gateway mostly idle: dominated by per-wake-up overhead, not a capacity figure)'),
+    );
+  }
   lines.push(
     `  client event loop    delay p99/max ${f1(d.clientLoopDelayP99Ms)}/${f1(d.clientLoopDelayMaxMs)} ms (direct), ` +
       `${f1(g.clientLoopDelayP99Ms)}/${f1(g.clientLoopDelayMaxMs)} ms (gateway)`,
   );
+  const tcp = level.tcp;
+  if (tcp && (tcp.listenOverflows > 0 || tcp.syncookiesFailed > 0)) {
+    lines.push(
+      `  kernel TCP (machine-wide, warm-up included): ${tcp.listenOverflows} listen-queue overflows, ` +
+        `${tcp.syncookiesSent} SYN cookies sent, ${tcp.syncookiesFailed} failed (each failure resets a client connection)`,
+    );
+  }
   for (const m of [d, g]) {
     for (const [err, n] of Object.entries(m.errors).slice(0, 5)) lines.push(`  FAILED ${m.mode}: ${n} x ${err}`);
   }
@@ -96,6 +116,7 @@ function roundStats(m: ModeStats): unknown {
     wallMs: round2(m.wallMs),
     cpuMsPerStream: r(m.cpuMsPerStream),
     gatewayCoreShare: round2(m.gatewayCoreShare),
+    gatewayPeakCoreShare: round2(m.gatewayPeakCoreShare),
     clientLoopDelayP99Ms: round2(m.clientLoopDelayP99Ms),
     clientLoopDelayMaxMs: round2(m.clientLoopDelayMaxMs),
     samples: { ttftMs: m.samples.ttftMs.map(round2), totalMs: m.samples.totalMs.map(round2) },
@@ -104,9 +125,13 @@ function roundStats(m: ModeStats): unknown {
 
 export interface RunInfo {
   startedAt: string;
+  /** 1-minute load average when the run started (the end value is under `machine`). */
+  loadAverageAtStart: number;
   durationMs: number;
   options: BenchOptions;
+  /** Failed streams, measured rounds and warm-up together. */
   failures: number;
+  warmupFailures: number;
   gatewayProblemLogLines: number;
   gatewayLogTail: string[];
 }
@@ -128,6 +153,7 @@ export function writeJson(file: string, info: RunInfo, levels: LevelResult[]): v
         totalP99: round2(l.gateway.totalMs.p99 - l.direct.totalMs.p99),
       },
       gatewayMemory: Object.fromEntries(Object.entries(l.gatewayMemory).map(([k, v]) => [k, round2(v)])),
+      kernelTcp: l.tcp ?? null,
       direct: roundStats(l.direct),
       gateway: roundStats(l.gateway),
     })),

@@ -3,7 +3,7 @@
  * alternates direct and gateway rounds (ABBA) and aggregates them per mode.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { readProcStats } from './processes.js';
+import { readProcStats, readTcpCounters, type TcpCounters } from './processes.js';
 import { measureStream, type Mode, type StreamResult, directTarget, gatewayTarget } from './sse-client.js';
 import { summarize, type Summary } from './stats.js';
 
@@ -15,6 +15,8 @@ export interface RunContext {
   tokens: number;
   /** Per-stream timeout; a stream that takes longer counts as a failure. */
   requestTimeoutMs: number;
+  /** Ends the run early (hard timeout, SIGINT): in-flight streams are cut and no new round starts. */
+  stopSignal: AbortSignal;
   /** Progress lines (stderr). */
   log(line: string): void;
 }
@@ -27,7 +29,13 @@ interface RoundResult {
   cpuMs: { gateway: number; standin: number; client: number };
   loopDelayP99Ms: number;
   loopDelayMaxMs: number;
+  /** Highest gateway CPU share of one core over any {@link PEAK_WINDOW_MS} window of the round. */
+  gatewayPeakCoreShare: number;
 }
+
+const PEAK_WINDOW_MS = 500;
+/** Streams started per event-loop turn when a round opens. */
+const LAUNCH_BATCH = 25;
 
 export interface ModeStats {
   mode: Mode;
@@ -43,6 +51,8 @@ export interface ModeStats {
   cpuMsPerStream: { gateway: number; standin: number; client: number };
   /** Gateway CPU during this mode's rounds as a share of one core (1 = 100 %). */
   gatewayCoreShare: number;
+  /** Highest share over any 500 ms window (the average hides a saturated burst followed by a quiet tail). */
+  gatewayPeakCoreShare: number;
   /** Worst client event-loop delay seen in any round (a client-side bottleneck shows here). */
   clientLoopDelayP99Ms: number;
   clientLoopDelayMaxMs: number;
@@ -55,6 +65,8 @@ export interface LevelResult {
   direct: ModeStats;
   gateway: ModeStats;
   gatewayMemory: { rssMbBefore: number; rssMbAfter: number; peakMb: number };
+  /** Kernel TCP counter increases during the level, warm-up included (machine-wide). */
+  tcp: TcpCounters | undefined;
 }
 
 function targets(ctx: RunContext) {
@@ -62,6 +74,7 @@ function targets(ctx: RunContext) {
 }
 
 async function runRound(ctx: RunContext, mode: Mode, concurrency: number): Promise<RoundResult> {
+  ctx.stopSignal.throwIfAborted();
   const target = targets(ctx)[mode];
   const gwBefore = readProcStats(ctx.gatewayPid);
   const siBefore = readProcStats(ctx.standinPid);
@@ -69,10 +82,26 @@ async function runRound(ctx: RunContext, mode: Mode, concurrency: number): Promi
   const loop = monitorEventLoopDelay({ resolution: 10 });
   loop.enable();
   const started = performance.now();
-  const results = await Promise.all(
-    Array.from({ length: concurrency }, () => measureStream(mode, target, ctx.tokens, ctx.requestTimeoutMs)),
-  );
+  let peak = 0;
+  let last = { at: started, cpuMs: gwBefore?.cpuMs ?? Number.NaN };
+  const samplePeak = () => {
+    const now = { at: performance.now(), cpuMs: readProcStats(ctx.gatewayPid)?.cpuMs ?? Number.NaN };
+    peak = Math.max(peak, (now.cpuMs - last.cpuMs) / (now.at - last.at));
+    last = now;
+  };
+  const sampler = setInterval(samplePeak, PEAK_WINDOW_MS);
+  const pending: Promise<StreamResult>[] = [];
+  for (let i = 0; i < concurrency; i++) {
+    pending.push(measureStream(mode, target, ctx.tokens, ctx.requestTimeoutMs, ctx.stopSignal));
+    // fetch() does real synchronous work; without a pause, request #1 would only reach the socket
+    // after all the others were built, and its clock would already be running.
+    if ((i + 1) % LAUNCH_BATCH === 0) await new Promise((resolve) => setImmediate(resolve));
+  }
+  const results = await Promise.all(pending);
   const wallMs = performance.now() - started;
+  clearInterval(sampler);
+  ctx.stopSignal.throwIfAborted(); // a cut round is not a result
+  if (performance.now() - last.at >= 100) samplePeak(); // the last, partial window (10 ms clock ticks: >= 100 ms keeps it meaningful)
   loop.disable();
   const client = process.cpuUsage(clientBefore);
   const gwAfter = readProcStats(ctx.gatewayPid);
@@ -85,6 +114,7 @@ async function runRound(ctx: RunContext, mode: Mode, concurrency: number): Promi
     cpuMs: { gateway: delta(gwBefore, gwAfter), standin: delta(siBefore, siAfter), client: (client.user + client.system) / 1000 },
     loopDelayP99Ms: loop.percentile(99) / 1e6,
     loopDelayMaxMs: loop.max / 1e6,
+    gatewayPeakCoreShare: peak,
   };
 }
 
@@ -107,7 +137,8 @@ export async function warmUp(ctx: RunContext, concurrency: number, rounds: numbe
   return failed;
 }
 
-export async function runLevel(ctx: RunContext, concurrency: number, rounds: number): Promise<LevelResult> {
+/** `tcpBefore`: counters read before the level's warm-up, so connection set-up trouble is seen too. */
+export async function runLevel(ctx: RunContext, concurrency: number, rounds: number, tcpBefore?: TcpCounters): Promise<LevelResult> {
   const memBefore = readProcStats(ctx.gatewayPid);
   const byMode: Record<Mode, RoundResult[]> = { direct: [], gateway: [] };
   const progressEvery = Math.max(1, Math.ceil(rounds / 4));
@@ -125,6 +156,7 @@ export async function runLevel(ctx: RunContext, concurrency: number, rounds: num
     }
   }
   const memAfter = readProcStats(ctx.gatewayPid);
+  const tcpAfter = readTcpCounters();
   return {
     concurrency,
     rounds,
@@ -135,6 +167,14 @@ export async function runLevel(ctx: RunContext, concurrency: number, rounds: num
       rssMbAfter: memAfter?.rssMb ?? Number.NaN,
       peakMb: memAfter?.hwmMb ?? Number.NaN,
     },
+    tcp:
+      tcpBefore && tcpAfter
+        ? {
+            listenOverflows: tcpAfter.listenOverflows - tcpBefore.listenOverflows,
+            syncookiesSent: tcpAfter.syncookiesSent - tcpBefore.syncookiesSent,
+            syncookiesFailed: tcpAfter.syncookiesFailed - tcpBefore.syncookiesFailed,
+          }
+        : undefined,
   };
 }
 
@@ -160,6 +200,7 @@ function aggregate(mode: Mode, rounds: RoundResult[]): ModeStats {
     wallMs,
     cpuMsPerStream: { gateway: gatewayCpu / streams, standin: sum((r) => r.cpuMs.standin) / streams, client: sum((r) => r.cpuMs.client) / streams },
     gatewayCoreShare: wallMs > 0 ? gatewayCpu / wallMs : Number.NaN,
+    gatewayPeakCoreShare: Math.max(...rounds.map((r) => r.gatewayPeakCoreShare)),
     clientLoopDelayP99Ms: Math.max(...rounds.map((r) => r.loopDelayP99Ms)),
     clientLoopDelayMaxMs: Math.max(...rounds.map((r) => r.loopDelayMaxMs)),
     samples: { ttftMs: ttft, totalMs: total },

@@ -148,7 +148,13 @@ export function gatewayTarget(gatewayUrl: string): Target {
  * `ok: false` with a short reason. A stream is ok when it ended after its terminator
  * (`[DONE]` / `done:true`) with exactly `expectedTokens` content events and no error.
  */
-export async function measureStream(mode: Mode, target: Target, expectedTokens: number, timeoutMs: number): Promise<StreamResult> {
+export async function measureStream(
+  mode: Mode,
+  target: Target,
+  expectedTokens: number,
+  timeoutMs: number,
+  stopSignal?: AbortSignal,
+): Promise<StreamResult> {
   const state: StreamState = { contentEvents: 0, done: false, error: undefined };
   let ttftMs = Number.NaN;
   const started = performance.now();
@@ -157,7 +163,7 @@ export async function measureStream(mode: Mode, target: Target, expectedTokens: 
       method: 'POST',
       headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
       body: target.body,
-      signal: AbortSignal.timeout(timeoutMs),
+      signal: stopSignal ? AbortSignal.any([AbortSignal.timeout(timeoutMs), stopSignal]) : AbortSignal.timeout(timeoutMs),
     });
     if (res.status !== 200 || !res.body) {
       const text = await res.text().catch(() => '');
@@ -184,6 +190,7 @@ export async function measureStream(mode: Mode, target: Target, expectedTokens: 
     return { mode, ok: state.error === undefined, ttftMs, totalMs, contentEvents: state.contentEvents, ...(state.error ? { error: state.error } : {}) };
   } catch (err) {
     const name = err instanceof Error ? err.name : '';
+    if (stopSignal?.aborted) return fail('run stopped');
     if (name === 'TimeoutError' || name === 'AbortError') return fail(`timeout after ${timeoutMs} ms`);
     return fail(describeError(err));
   }

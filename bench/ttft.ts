@@ -7,11 +7,11 @@
  *   client (this process) ──► gateway child ──► stand-in      gateway
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { USAGE, parseBenchArgs, type BenchOptions } from './args.js';
-import { startGatewayProcess, startStandinProcess, stopAllChildren, type ChildHandle } from './processes.js';
+import { readTcpCounters, startGatewayProcess, startStandinProcess, stopAllChildren, type ChildHandle } from './processes.js';
 import { formatLevel, formatSummary, writeJson } from './report.js';
 import { runLevel, warmUp, type LevelResult, type RunContext } from './runner.js';
 import { directTarget, gatewayTarget, measureStream } from './sse-client.js';
@@ -21,17 +21,20 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
 
 let dataDir: string | undefined;
 let gateway: ChildHandle | undefined;
-let exiting = false;
+/** Aborted when the run must stop (timeout, signal, error): in-flight streams and the level loop end. */
+const stopping = new AbortController();
+let shuttingDown: Promise<never> | undefined;
 
-/** Stops the children, removes the data directory, exits. Idempotent. */
-async function shutdown(code: number, reason?: string): Promise<never> {
-  if (!exiting) {
-    exiting = true;
+/** Stops the children, removes the data directory, exits. The first call decides the exit code. */
+function shutdown(code: number, reason?: string): Promise<never> {
+  shuttingDown ??= (async () => {
+    stopping.abort();
     if (reason) log(reason);
     await stopAllChildren().catch(() => {});
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-  }
-  process.exit(code);
+    process.exit(code);
+  })();
+  return shuttingDown;
 }
 
 function parseOptions(): BenchOptions {
@@ -61,7 +64,9 @@ async function main(): Promise<void> {
   }, opts.timeoutSeconds * 1000);
   hardTimeout.unref();
 
-  log(`bench: ${cpus().length} CPU(s); levels ${opts.concurrency.join(', ')}; ${opts.tokens} tokens x ${opts.paceMs} ms`);
+  const loadAtStart = loadavg()[0] ?? 0;
+  log(`bench: ${cpus().length} CPU(s), load ${loadAtStart.toFixed(2)}; levels ${opts.concurrency.join(', ')}; ${opts.tokens} tokens x ${opts.paceMs} ms`);
+  if (loadAtStart > cpus().length / 2) log('bench: WARNING: the machine is already busy; other processes will distort the numbers');
   dataDir = mkdtempSync(join(tmpdir(), 'gateway-bench-'));
   const standin = await startStandinProcess(ROOT, opts.tokens, opts.paceMs);
   log(`bench: stand-in ${standin.url} (pid ${standin.child.pid})`);
@@ -78,6 +83,7 @@ async function main(): Promise<void> {
     standinPid: standin.child.pid,
     tokens: opts.tokens,
     requestTimeoutMs: 30_000 + 5 * opts.tokens * opts.paceMs,
+    stopSignal: stopping.signal,
     log,
   };
 
@@ -86,7 +92,7 @@ async function main(): Promise<void> {
     ['direct', directTarget(ctx.standinUrl)],
     ['gateway', gatewayTarget(ctx.gatewayUrl)],
   ] as const) {
-    const r = await measureStream(mode, target, opts.tokens, ctx.requestTimeoutMs);
+    const r = await measureStream(mode, target, opts.tokens, ctx.requestTimeoutMs, ctx.stopSignal);
     if (!r.ok) throw new Error(`sanity check failed for ${mode}: ${r.error ?? '?'}\ngateway log tail:\n  ${gw.child.tail().join('\n  ')}`);
   }
 
@@ -97,14 +103,16 @@ async function main(): Promise<void> {
   }
   for (const concurrency of opts.concurrency) {
     const rounds = concurrency === 1 ? opts.requests : opts.rounds;
+    const tcpBefore = readTcpCounters();
     if (concurrency > 1 && opts.warmupRounds > 0) {
       log(`bench: c=${concurrency} warm-up, ${opts.warmupRounds} round(s) per mode`);
       warmupFailures += await warmUp(ctx, concurrency, opts.warmupRounds);
     }
     log(`bench: c=${concurrency}, ${rounds} measured round(s) per mode`);
-    levels.push(await runLevel(ctx, concurrency, rounds));
+    levels.push(await runLevel(ctx, concurrency, rounds, tcpBefore));
   }
 
+  if (stopping.signal.aborted) return;
   const failures = levels.reduce((n, l) => n + l.direct.failures + l.gateway.failures, 0) + warmupFailures;
   console.log('');
   for (const l of levels) console.log(`${formatLevel(l, opts)}\n`);
@@ -123,9 +131,11 @@ async function main(): Promise<void> {
     out,
     {
       startedAt,
+      loadAverageAtStart: loadAtStart,
       durationMs: performance.now() - started,
       options: opts,
       failures,
+      warmupFailures,
       gatewayProblemLogLines: problemLines,
       gatewayLogTail: gw.child.tail(),
     },
@@ -144,4 +154,7 @@ process.on('SIGINT', () => void shutdown(130, '\nbench: interrupted'));
 process.on('SIGTERM', () => void shutdown(143, '\nbench: terminated'));
 process.on('unhandledRejection', (err) => void shutdown(1, `bench: unhandled rejection: ${String(err)}`));
 
-main().catch((err: unknown) => shutdown(1, `bench: ${err instanceof Error ? err.message : String(err)}`));
+main().catch((err: unknown) => {
+  // Once the run is stopping, errors are the in-flight work being cut: the first reason stands.
+  if (!stopping.signal.aborted) void shutdown(1, `bench: ${err instanceof Error ? err.message : String(err)}`);
+});
