@@ -32,7 +32,7 @@ export function chatStreamHandler(services: Services) {
     const prefix = `data: {"content":`;
     const suffix = `,"sessionId":${JSON.stringify(sessionId)}}\n\n`;
 
-    return streamSSE(c, async (stream) => {
+    const response = streamSSE(c, async (stream) => {
       const controller = new AbortController();
       const abort = () => controller.abort(new TurnAbort('aborted'));
       stream.onAbort(abort);
@@ -63,6 +63,10 @@ export function chatStreamHandler(services: Services) {
         }
       }
     });
+    // streamSSE sets `Connection: keep-alive`, which stops Node from advertising its
+    // keep-alive timeout; without it clients drop the idle connection early and reconnect.
+    response.headers.delete('Connection');
+    return response;
   };
 }
 

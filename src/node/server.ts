@@ -27,6 +27,7 @@ export interface NodeServer {
 }
 
 const SOCKET_IO_PATH = '/socket.io/';
+const LISTEN_BACKLOG = 4096;
 
 export async function createNodeServer(config: Config, options: { logger?: Logger } = {}): Promise<NodeServer> {
   const logger = options.logger ?? createNodeLogger(config);
@@ -59,7 +60,8 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
     listen: () =>
       new Promise((resolve, reject) => {
         httpServer.once('error', reject);
-        httpServer.listen(config.port, config.host, () => {
+        // A deep accept queue: a burst of thousands of new streams must wait, not be reset.
+        httpServer.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG }, () => {
           httpServer.off('error', reject);
           const addr = httpServer.address();
           const port = typeof addr === 'object' && addr ? addr.port : config.port;
