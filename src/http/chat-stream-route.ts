@@ -35,8 +35,9 @@ export function chatStreamHandler(services: Services) {
     const response = streamSSE(c, async (stream) => {
       const controller = new AbortController();
       const abort = () => controller.abort(new TurnAbort('aborted'));
+      // The runtime cancels the response stream when the client goes away (Node and workerd alike);
+      // reading c.req.raw.signal instead would build a full web Request for every turn.
       stream.onAbort(abort);
-      c.req.raw.signal.addEventListener('abort', abort, { once: true });
 
       for await (const event of turn.run(controller.signal)) {
         if (stream.aborted || stream.closed) break;

@@ -1,8 +1,11 @@
+import { existsSync } from 'node:fs';
 import { ConfigError, loadConfig } from '../config.js';
 import { createNodeServer } from './server.js';
 
 /** The Node entry: the only place that reads process.env. */
 async function main(): Promise<void> {
+  // A .env file in the working directory fills in what the real environment does not set.
+  if (existsSync('.env')) process.loadEnvFile('.env');
   let config;
   try {
     config = loadConfig(process.env);
