@@ -131,6 +131,12 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** Read from package.json's start script, so the benchmark runs the gateway as users do. */
+const GATEWAY_NODE_FLAGS: string[] = (() => {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } };
+  return pkg.scripts.start.split(/\s+/).filter((a) => a.startsWith('--') && !a.startsWith('--import'));
+})();
+
 /**
  * Starts the real gateway entry (`src/node/main.ts`) and polls /healthz until it answers 200.
  * `nodeArgs` go before the script (e.g. `--cpu-prof`).
@@ -159,7 +165,8 @@ export async function startGatewayProcess(
       PROVIDER_MAX_RETRIES: '0',
       SHUTDOWN_GRACE_MS: '1000',
     }),
-    nodeArgs,
+    // The same V8 flags as `npm start`.
+    [...GATEWAY_NODE_FLAGS, ...nodeArgs],
   );
   const url = `http://127.0.0.1:${port}`;
   const healthy = (async () => {
