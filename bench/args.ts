@@ -1,7 +1,10 @@
 /** Command-line options of `npm run bench` (see {@link USAGE}). */
 import { parseArgs } from 'node:util';
+import { MODES, type Mode } from './sse-client.js';
 
 export interface BenchOptions {
+  /** Measured modes, in report order (direct, relay, gateway), whatever order they were given in. */
+  modes: Mode[];
   /** Concurrency levels, run in this order. */
   concurrency: number[];
   /** Tokens the stand-in streams per reply. */
@@ -20,17 +23,19 @@ export interface BenchOptions {
   timeoutSeconds: number;
   /** Where the JSON results go (relative to the repository root). */
   out: string;
-  /** Run the gateway with --cpu-prof, writing a .cpuprofile under bench/results/profiles/. */
+  /** Run the gateway with --cpu-prof, writing a .cpuprofile under bench/results/profiles/ (when "gateway" is measured). */
   profile: boolean;
 }
 
 export const USAGE = `Usage: npm run bench -- [options]
 
+  --modes direct,relay,gateway
+                        measured modes, comma-separated (any subset)
   --concurrency 1,200   concurrency levels, comma-separated (e.g. 1,200,2000)
   --tokens 50           tokens per streamed reply
   --pace 20             ms before each token (also before the first)
-  --requests 40         measured sequential requests per mode at concurrency 1
-  --rounds 2            measured rounds per mode at concurrency > 1
+  --requests 30         measured sequential requests per mode at concurrency 1
+  --rounds 3            measured rounds per mode at concurrency > 1
   --warmup 5            unmeasured sequential requests per mode at the start
   --warmup-rounds 1     unmeasured rounds per mode before each level > 1
   --timeout 170         hard limit for the whole run, seconds
@@ -39,8 +44,12 @@ export const USAGE = `Usage: npm run bench -- [options]
                         open in Chrome DevTools or speedscope; slows the gateway a little)
   --help
 
-Modes: "direct" = client -> stand-in, "gateway" = client -> gateway -> stand-in.
-Direct and gateway rounds alternate (ABBA order) so machine noise hits both alike.
+Modes: "direct"  = client -> stand-in,
+       "relay"   = client -> bare Node SSE relay (bench/relay-process.ts) -> stand-in,
+       "gateway" = client -> gateway -> stand-in.
+relay - direct is the cost of one extra Node HTTP hop; gateway - relay is the gateway's own cost.
+Rounds of the modes alternate, their order rotating each round (D R G, R G D, G D R, ...), so
+machine noise hits all alike; with a multiple of 3 rounds each mode goes first equally often.
 A round opens its streams 25 per event-loop turn (each stream's clock starts at its own send).
 Exit status: 0 ok, 1 failed streams or error, 2 hard timeout, 130 interrupted.`;
 
@@ -57,11 +66,12 @@ export function parseBenchArgs(argv: string[]): BenchOptions | undefined {
     strict: true,
     allowPositionals: false,
     options: {
+      modes: { type: 'string', default: MODES.join(',') },
       concurrency: { type: 'string', default: '1,200' },
       tokens: { type: 'string', default: '50' },
       pace: { type: 'string', default: '20' },
-      requests: { type: 'string', default: '40' },
-      rounds: { type: 'string', default: '2' },
+      requests: { type: 'string', default: '30' },
+      rounds: { type: 'string', default: '3' },
       warmup: { type: 'string', default: '5' },
       'warmup-rounds': { type: 'string', default: '1' },
       timeout: { type: 'string', default: '170' },
@@ -77,7 +87,17 @@ export function parseBenchArgs(argv: string[]): BenchOptions | undefined {
     .filter(Boolean)
     .map((s) => positiveInt('concurrency', s));
   if (concurrency.length === 0) throw new Error('--concurrency needs at least one level');
+  const given = values.modes
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const m of given) {
+    if (!(MODES as readonly string[]).includes(m)) throw new Error(`--modes: unknown mode "${m}" (known: ${MODES.join(', ')})`);
+  }
+  const modes = MODES.filter((m) => given.includes(m));
+  if (modes.length === 0) throw new Error('--modes needs at least one mode');
   return {
+    modes,
     concurrency,
     tokens: positiveInt('tokens', values.tokens),
     paceMs: positiveInt('pace', values.pace, 0),

@@ -1,5 +1,5 @@
 /**
- * Child processes of the benchmark (the stand-in and the real gateway entry), their
+ * Child processes of the benchmark (the stand-in, the bare relay and the real gateway entry), their
  * clean-up, and cheap CPU / memory readings from /proc.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
@@ -102,9 +102,14 @@ function diedEarly(child: ChildHandle): Promise<never> {
   });
 }
 
-/** Starts the OpenAI stand-in child and waits for the URL it prints. */
-export async function startStandinProcess(root: string, tokens: number, paceMs: number): Promise<{ child: ChildHandle; url: string }> {
-  const child = spawnNode('stand-in', root, 'bench/standin-process.ts', [String(tokens), String(paceMs)], minimalEnv({}));
+/** Read from package.json's start script, so the benchmark runs the gateway as users do. */
+const GATEWAY_NODE_FLAGS: string[] = (() => {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } };
+  return pkg.scripts.start.split(/\s+/).filter((a) => a.startsWith('--') && !a.startsWith('--import'));
+})();
+
+/** Resolves with the `url` of the first stdout line shaped like `{"url":"..."}`. */
+function printedUrl(child: ChildHandle, what: string): Promise<string> {
   const url = new Promise<string>((resolve) => {
     child.onStdoutLine((line) => {
       try {
@@ -115,7 +120,22 @@ export async function startStandinProcess(root: string, tokens: number, paceMs: 
       }
     });
   });
-  return { child, url: await withTimeout(Promise.race([url, diedEarly(child)]), 30_000, 'stand-in start-up') };
+  return withTimeout(Promise.race([url, diedEarly(child)]), 30_000, `${what} start-up`);
+}
+
+/** Starts the OpenAI stand-in child and waits for the URL it prints. */
+export async function startStandinProcess(root: string, tokens: number, paceMs: number): Promise<{ child: ChildHandle; url: string }> {
+  const child = spawnNode('stand-in', root, 'bench/standin-process.ts', [String(tokens), String(paceMs)], minimalEnv({}));
+  return { child, url: await printedUrl(child, 'stand-in') };
+}
+
+/**
+ * Starts the bare SSE relay (bench/relay-process.ts) in front of the stand-in, with the same
+ * V8 flags as the gateway, and waits for the URL it prints.
+ */
+export async function startRelayProcess(root: string, standinUrl: string): Promise<{ child: ChildHandle; url: string }> {
+  const child = spawnNode('relay', root, 'bench/relay-process.ts', [standinUrl], minimalEnv({}), [...GATEWAY_NODE_FLAGS]);
+  return { child, url: await printedUrl(child, 'relay') };
 }
 
 /** An unused loopback port (listen on 0, read it, close). */
@@ -130,12 +150,6 @@ export function freePort(): Promise<number> {
     });
   });
 }
-
-/** Read from package.json's start script, so the benchmark runs the gateway as users do. */
-const GATEWAY_NODE_FLAGS: string[] = (() => {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } };
-  return pkg.scripts.start.split(/\s+/).filter((a) => a.startsWith('--') && !a.startsWith('--import'));
-})();
 
 /**
  * Starts the real gateway entry (`src/node/main.ts`) and polls /healthz until it answers 200.

@@ -4,7 +4,11 @@
  * frames (terminated by a blank line) are interpreted.
  */
 
-export type Mode = 'direct' | 'gateway';
+/** direct: client -> stand-in; relay: client -> bare relay -> stand-in; gateway: client -> gateway -> stand-in. */
+export type Mode = 'direct' | 'relay' | 'gateway';
+
+/** Every mode, in the order of the report. */
+export const MODES: readonly Mode[] = ['direct', 'relay', 'gateway'];
 
 /** Incremental SSE parser: feed decoded text, get the `data` payload of every completed event. */
 export class SseParser {
@@ -141,6 +145,11 @@ export function gatewayTarget(gatewayUrl: string): Target {
       return false;
     },
   };
+}
+
+/** The bare relay (bench/relay-process.ts) speaks the gateway's SSE shape on the same route. */
+export function relayTarget(relayUrl: string): Target {
+  return gatewayTarget(relayUrl);
 }
 
 /**

@@ -1,9 +1,12 @@
 /**
  * `npm run bench`: time-to-first-token and total stream time, straight to an OpenAI stand-in
- * ("direct") versus through the real gateway process ("gateway"), at several concurrency
- * levels. Everything runs on 127.0.0.1 and stops by itself (see `--help`).
+ * ("direct"), through a bare Node SSE relay ("relay") and through the real gateway process
+ * ("gateway"), at several concurrency levels. relay - direct is the cost of any extra Node
+ * HTTP hop; gateway - relay is the gateway's own work. Everything runs on 127.0.0.1 and stops
+ * by itself (see `--help`).
  *
  *   client (this process) ──► stand-in child                 direct
+ *   client (this process) ──► relay child ──► stand-in        relay
  *   client (this process) ──► gateway child ──► stand-in      gateway
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -11,16 +14,24 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { USAGE, parseBenchArgs, type BenchOptions } from './args.js';
-import { readTcpCounters, startGatewayProcess, startStandinProcess, stopAllChildren, type ChildHandle } from './processes.js';
+import {
+  readTcpCounters,
+  startGatewayProcess,
+  startRelayProcess,
+  startStandinProcess,
+  stopAllChildren,
+  type ChildHandle,
+} from './processes.js';
 import { formatLevel, formatSummary, writeJson } from './report.js';
 import { runLevel, warmUp, type LevelResult, type RunContext } from './runner.js';
-import { directTarget, gatewayTarget, measureStream } from './sse-client.js';
+import { directTarget, gatewayTarget, measureStream, relayTarget } from './sse-client.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
 let dataDir: string | undefined;
 let gateway: ChildHandle | undefined;
+let relay: ChildHandle | undefined;
 /** Aborted when the run must stop (timeout, signal, error): in-flight streams and the level loop end. */
 const stopping = new AbortController();
 let shuttingDown: Promise<never> | undefined;
@@ -59,28 +70,43 @@ async function main(): Promise<void> {
 
   const hardTimeout = setTimeout(() => {
     for (const l of levels) console.log(`\n${formatLevel(l, opts)}`);
-    const tail = gateway ? `\ngateway log tail:\n  ${gateway.tail().join('\n  ')}` : '';
+    const tail =
+      (gateway ? `\ngateway log tail:\n  ${gateway.tail().join('\n  ')}` : '') +
+      (relay && relay.problemLines() > 0 ? `\nrelay log tail:\n  ${relay.tail().join('\n  ')}` : '');
     void shutdown(2, `\nbench: hard timeout of ${opts.timeoutSeconds} s reached; partial results above${tail}`);
   }, opts.timeoutSeconds * 1000);
   hardTimeout.unref();
 
   const loadAtStart = loadavg()[0] ?? 0;
-  log(`bench: ${cpus().length} CPU(s), load ${loadAtStart.toFixed(2)}; levels ${opts.concurrency.join(', ')}; ${opts.tokens} tokens x ${opts.paceMs} ms`);
+  log(
+    `bench: ${cpus().length} CPU(s), load ${loadAtStart.toFixed(2)}; modes ${opts.modes.join(', ')}; ` +
+      `levels ${opts.concurrency.join(', ')}; ${opts.tokens} tokens x ${opts.paceMs} ms`,
+  );
   if (loadAtStart > cpus().length / 2) log('bench: WARNING: the machine is already busy; other processes will distort the numbers');
   dataDir = mkdtempSync(join(tmpdir(), 'gateway-bench-'));
   const standin = await startStandinProcess(ROOT, opts.tokens, opts.paceMs);
   log(`bench: stand-in ${standin.url} (pid ${standin.child.pid})`);
+  // Only the processes of the measured modes run: an idle one would still share the cores.
+  const rl = opts.modes.includes('relay') ? await startRelayProcess(ROOT, standin.url) : undefined;
+  relay = rl?.child;
+  if (rl) log(`bench: relay ${rl.url} (pid ${rl.child.pid})`);
   const profileDir = resolve(ROOT, 'bench/results/profiles');
-  const gw = await startGatewayProcess(ROOT, standin.url, dataDir, opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []);
-  gateway = gw.child;
-  const startupProblemLines = gw.child.problemLines(); // e.g. "JWT_SECRET is not set" at start-up
-  log(`bench: gateway ${gw.url} (pid ${gw.child.pid}, data ${dataDir})`);
+  if (opts.profile && !opts.modes.includes('gateway')) log('bench: --profile ignored: the gateway mode is not measured');
+  const gw = opts.modes.includes('gateway')
+    ? await startGatewayProcess(ROOT, standin.url, dataDir, opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])
+    : undefined;
+  gateway = gw?.child;
+  const startupProblemLines = gw?.child.problemLines() ?? 0; // e.g. "JWT_SECRET is not set" at start-up
+  if (gw) log(`bench: gateway ${gw.url} (pid ${gw.child.pid}, data ${dataDir})`);
+  const gatewayTail = () => (gw ? `\ngateway log tail:\n  ${gw.child.tail().join('\n  ')}` : '');
+  const relayTail = () => (rl ? `\nrelay log tail:\n  ${rl.child.tail().join('\n  ')}` : '');
 
   const ctx: RunContext = {
+    modes: opts.modes,
     standinUrl: standin.url,
-    gatewayUrl: gw.url,
-    gatewayPid: gw.child.pid,
     standinPid: standin.child.pid,
+    ...(rl ? { relay: { url: rl.url, pid: rl.child.pid } } : {}),
+    ...(gw ? { gateway: { url: gw.url, pid: gw.child.pid } } : {}),
     tokens: opts.tokens,
     requestTimeoutMs: 30_000 + 5 * opts.tokens * opts.paceMs,
     stopSignal: stopping.signal,
@@ -88,12 +114,15 @@ async function main(): Promise<void> {
   };
 
   // One request each way before anything else: a broken set-up should fail loudly, at once.
-  for (const [mode, target] of [
-    ['direct', directTarget(ctx.standinUrl)],
-    ['gateway', gatewayTarget(ctx.gatewayUrl)],
-  ] as const) {
+  // (measureStream checks the count of content events and the terminator.)
+  const checks = [
+    ...(opts.modes.includes('direct') ? [['direct', directTarget(ctx.standinUrl)] as const] : []),
+    ...(rl ? [['relay', relayTarget(rl.url)] as const] : []),
+    ...(gw ? [['gateway', gatewayTarget(gw.url)] as const] : []),
+  ];
+  for (const [mode, target] of checks) {
     const r = await measureStream(mode, target, opts.tokens, ctx.requestTimeoutMs, ctx.stopSignal);
-    if (!r.ok) throw new Error(`sanity check failed for ${mode}: ${r.error ?? '?'}\ngateway log tail:\n  ${gw.child.tail().join('\n  ')}`);
+    if (!r.ok) throw new Error(`sanity check failed for ${mode}: ${r.error ?? '?'}${gatewayTail()}${relayTail()}`);
   }
 
   let warmupFailures = 0;
@@ -113,17 +142,21 @@ async function main(): Promise<void> {
   }
 
   if (stopping.signal.aborted) return;
-  const failures = levels.reduce((n, l) => n + l.direct.failures + l.gateway.failures, 0) + warmupFailures;
+  const failures = levels.reduce((n, l) => n + Object.values(l.modes).reduce((k, m) => k + m.failures, 0), 0) + warmupFailures;
   console.log('');
   for (const l of levels) console.log(`${formatLevel(l, opts)}\n`);
   console.log(formatSummary(levels));
   console.log(
-    '\nNote: client, stand-in and gateway share this machine\'s ' +
-      `${cpus().length} core(s); client-side and stand-in delays inflate both modes.`,
+    '\nNote: client, stand-in, relay and gateway share this machine\'s ' +
+      `${cpus().length} core(s); client-side and stand-in delays inflate every mode.`,
   );
-  const problemLines = gw.child.problemLines() - startupProblemLines;
-  if (problemLines > 0) {
+  const problemLines = (gw?.child.problemLines() ?? 0) - startupProblemLines;
+  if (gw && problemLines > 0) {
     console.log(`\ngateway wrote ${problemLines} warn/error log line(s) while measuring; last lines:\n  ${gw.child.tail().join('\n  ')}`);
+  }
+  const relayProblemLines = rl?.child.problemLines() ?? 0;
+  if (rl && relayProblemLines > 0) {
+    console.log(`\nrelay wrote ${relayProblemLines} stderr line(s); last lines:\n  ${rl.child.tail().join('\n  ')}`);
   }
 
   const out = resolve(ROOT, opts.out);
@@ -137,12 +170,13 @@ async function main(): Promise<void> {
       failures,
       warmupFailures,
       gatewayProblemLogLines: problemLines,
-      gatewayLogTail: gw.child.tail(),
+      gatewayLogTail: gw?.child.tail() ?? [],
+      relayProblemLogLines: relayProblemLines,
     },
     levels,
   );
   console.log(`\nResults written to ${out}`);
-  if (opts.profile) console.log(`Gateway CPU profile: ${profileDir}/ (written when the gateway exits)`);
+  if (opts.profile && gw) console.log(`Gateway CPU profile: ${profileDir}/ (written when the gateway exits)`);
   if (failures > 0) {
     await shutdown(1, `bench: ${failures} stream(s) failed (including ${warmupFailures} during warm-up)`);
   }
