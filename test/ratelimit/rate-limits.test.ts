@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/logger.js';
 import { UpstashRateLimiter } from '../../src/ratelimit/upstash-rate-limiter.js';
@@ -10,6 +9,7 @@ import { TEST_JWT_SECRET } from '../helpers/tokens.js';
 import { waitFor } from '../helpers/wait.js';
 import { startRedisServer } from '../standins/redis-server.js';
 import { startUpstashStandin } from '../standins/upstash-standin.js';
+import { freePort } from '../helpers/ports.js';
 
 describe('chat rate limits (embedded limiter)', () => {
   let gw: TestGateway;
@@ -80,16 +80,6 @@ describe('chat rate limits (embedded limiter)', () => {
     }
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 describe('Upstash limiter against a real Redis behind an Upstash REST stand-in', () => {
   let redis: Awaited<ReturnType<typeof startRedisServer>>;

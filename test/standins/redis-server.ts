@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import os from 'node:os';
+import { freePort } from '../helpers/ports.js';
 
 export interface RedisServerHandle {
   /** TCP port on 127.0.0.1. */
@@ -18,16 +19,6 @@ export interface RedisServerHandle {
 
 const NOT_INSTALLED =
   'redis-server executable not found on PATH. Install Debian\'s redis-server (apt-get install -y redis-server) to run these tests.';
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const addr = srv.address();
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  if (addr === null || typeof addr === 'string') throw new Error('could not determine a free port');
-  return addr.port;
-}
 
 /** One PING over a fresh connection; resolves true iff the server answered +PONG. */
 function pingOnce(port: number, timeoutMs: number): Promise<boolean> {
