@@ -7,7 +7,7 @@ import type { Conversation, ConversationStore, FinishReason } from '../stores/co
 import { abortable } from './abortable.js';
 import { buildContext } from './context-builder.js';
 import type { Principal } from './principal.js';
-import { abortKind } from './turn-abort.js';
+import { abortKind, abortedByServer } from './turn-abort.js';
 import type { TurnTracker } from './turn-tracker.js';
 
 export interface ChatTurnInput {
@@ -161,7 +161,10 @@ export class ChatPipeline {
       }
       if (!ended) throw new AppError('PROVIDER_ERROR', 'The model stream ended without a finish');
     } catch (err) {
-      if (signal.aborted) ended = { finishReason: abortKind(signal.reason), usage: undefined };
+      if (abortedByServer(signal.reason)) {
+        // The client is still there: tell it, on whatever protocol, why its reply stopped.
+        ended = { finishReason: 'aborted', usage: undefined, error: new AppError('INTERNAL', 'The server is shutting down; the partial reply was saved') };
+      } else if (signal.aborted) ended = { finishReason: abortKind(signal.reason), usage: undefined };
       else {
         const error = toAppError(err);
         if (error.code === 'INTERNAL' || error.code === 'PROVIDER_ERROR') logger.error({ err }, 'chat turn failed');

@@ -12,7 +12,6 @@ interface ActiveTurn {
 export class TurnTracker {
   readonly #active = new Set<ActiveTurn>();
   #closing = false;
-  started = 0;
 
   get active(): number {
     return this.#active.size;
@@ -31,7 +30,6 @@ export class TurnTracker {
     let resolve!: () => void;
     const turn: ActiveTurn = { controller, done: new Promise<void>((r) => (resolve = r)) };
     this.#active.add(turn);
-    this.started++;
     return {
       signal: controller.signal,
       finish: () => {
@@ -55,7 +53,7 @@ export class TurnTracker {
     clearTimeout(timer);
     const remaining = [...this.#active];
     if (timedOut) {
-      for (const t of remaining) t.controller.abort(new TurnAbort('aborted'));
+      for (const t of remaining) t.controller.abort(new TurnAbort('aborted', true));
       await all();
     }
     return { finished: initial - remaining.length, aborted: timedOut ? remaining.length : 0 };

@@ -3,7 +3,7 @@ import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
 import { chatFieldsSchema, conversationIdSchema, describeIssues } from '../chat/chat-request.js';
 import { TurnAbort } from '../chat/turn-abort.js';
-import { AppError, type ErrorCode } from '../errors.js';
+import { AppError } from '../errors.js';
 import type { Services } from '../services.js';
 import { readJsonBody, setRateLimitHeaders } from './http-helpers.js';
 import type { AppEnv } from './app-env.js';
@@ -47,17 +47,14 @@ export function chatStreamHandler(services: Services) {
             await stream.write(prefix + JSON.stringify(event.text) + suffix);
             break;
           case 'end':
-            if (event.finishReason === 'aborted') {
-              // The client is still here, so the server cut the turn short: it is shutting down.
-              await stream.write(sse({ error: 'The server is shutting down; the partial reply was saved', code: 'INTERNAL', sessionId }));
-              break;
-            }
+            // An `aborted` end means the client left: there is nobody to tell.
+            if (event.finishReason === 'aborted') break;
             await stream.write(
               sse({ done: true, sessionId, messageId: event.messageId, finishReason: event.finishReason, usage: event.usage }),
             );
             break;
           case 'error':
-            await stream.write(sse({ error: event.error.message, code: event.error.code satisfies ErrorCode, sessionId }));
+            await stream.write(sse({ error: event.error.message, code: event.error.code, sessionId }));
             break;
           case 'start':
             break;

@@ -25,8 +25,6 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
   nsp.on('connection', (socket: AiSocket) => {
     const turns = new SocketTurns();
     const sessionLog = log.child({ socketId: socket.id, userId: socket.data.userId });
-    // Set while a turn streams; `chat:stop` reports on it once the partial reply is stored.
-    let stopping = false;
 
     socket.on('disconnect', (reason) => {
       const aborted = turns.abortAll('aborted');
@@ -38,7 +36,6 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
         sessionLog.debug({}, 'chat:stop with nothing streaming');
         return;
       }
-      stopping = true;
       turns.abortAll('stopped');
     });
 
@@ -49,7 +46,6 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
         const parsed = startSchema.safeParse(payload);
         if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
         const { message, conversationId, model, maxTokens, temperature } = parsed.data;
-        stopping = false;
         await runSocketTurn({
           services,
           socket,
@@ -74,10 +70,8 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
                     model: e.model,
                     finishReason: e.finishReason,
                   });
-                } else if (e.finishReason === 'stopped' || stopping) {
+                } else if (e.finishReason === 'stopped') {
                   socket.emit('chat:stopped', { conversationId: e.conversationId, messageId: e.messageId || null });
-                } else if (socket.connected) {
-                  socket.emit('chat:error', { message: 'The server is shutting down; the partial reply was saved', code: 'INTERNAL' });
                 }
                 break;
               case 'error':

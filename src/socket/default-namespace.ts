@@ -70,7 +70,7 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
           input: { message: parsed.data.prompt, model: parsed.data.model, maxTokens: parsed.data.maxTokens, temperature: parsed.data.temperature },
           onEvent(e) {
             if (e.type === 'error') throw e.error;
-            if (e.type === 'end') response = completeOrThrow(e.finishReason, e.content);
+            if (e.type === 'end') response = e.content;
           },
         });
         if (s.connected) s.emit('ai-message-response', { response });
@@ -94,7 +94,7 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
           input: { message: content, conversationId: chatId, model },
           onEvent(e) {
             if (e.type === 'error') throw e.error;
-            if (e.type === 'end') reply = completeOrThrow(e.finishReason, e.content);
+            if (e.type === 'end') reply = e.content;
           },
         });
         if (s.connected) s.emit('ai-response', { chat: chatId, content: reply });
@@ -126,11 +126,8 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
                 s.emit('ai:stream', { content: e.text, sessionId: conversationId });
                 break;
               case 'end':
-                if (e.finishReason === 'stop' || e.finishReason === 'length') {
-                  s.emit('ai:complete', { response: e.content, sessionId: conversationId, messageId: e.messageId });
-                } else if (s.connected) {
-                  s.emit('ai:error', { error: 'The server is shutting down; the partial reply was saved', code: 'INTERNAL' });
-                }
+                // An `aborted` end means the client left: there is nobody to tell.
+                if (e.finishReason !== 'aborted') s.emit('ai:complete', { response: e.content, sessionId: conversationId, messageId: e.messageId });
                 break;
               case 'error':
                 s.emit('ai:error', { error: e.error.message, code: e.error.code });
@@ -143,12 +140,6 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
       }
     }
   });
-}
-
-/** A one-shot reply is only sent whole; a turn cut short while the client is still here means shutdown. */
-function completeOrThrow(finishReason: string, content: string): string {
-  if (finishReason === 'stop' || finishReason === 'length') return content;
-  throw new AppError('INTERNAL', 'The server is shutting down; the partial reply was saved');
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -203,7 +203,10 @@ describe('chat pipeline', () => {
     expect(turns.active).toBe(2);
     const result = await turns.drain(200);
     expect(result).toEqual({ finished: 1, aborted: 1 });
-    await Promise.all([short, long]);
+    const [shortEvents, longEvents] = await Promise.all([short, long]);
+    expect(shortEvents.at(-1)).toMatchObject({ type: 'end', finishReason: 'stop' });
+    // The client of the long turn is still there: it is told why its reply stopped.
+    expect(longEvents.at(-1)).toMatchObject({ type: 'error', error: { code: 'INTERNAL', message: expect.stringMatching(/shutting down/) } });
     expect((await store.recentMessages('s', 5)).at(-1)).toMatchObject({ finishReason: 'stop', content: 'xxx' });
     expect((await store.recentMessages('l', 5)).at(-1)).toMatchObject({ finishReason: 'aborted' });
     await expect(pipeline.prepare({ principal: anon, message: 'late' })).rejects.toMatchObject({ code: 'INTERNAL' });
