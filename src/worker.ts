@@ -3,8 +3,7 @@ import { loadConfig, type Env } from './config.js';
 import type { AppEnv } from './http/app-env.js';
 import { createApp } from './http/app.js';
 import { createConsoleLogger } from './logger.js';
-import { MemoryRateLimiter } from './ratelimit/memory-rate-limiter.js';
-import { UpstashRateLimiter } from './ratelimit/upstash-rate-limiter.js';
+import { createRateLimiter } from './ratelimit/create-rate-limiter.js';
 import { createServices } from './services.js';
 import { MemoryConversationStore } from './stores/memory-conversation-store.js';
 
@@ -23,10 +22,7 @@ function build(env: Env): Hono<AppEnv> {
   const services = createServices(config, {
     logger,
     store: new MemoryConversationStore(),
-    // Upstash speaks HTTP, so shared limits work on Workers too; otherwise per isolate.
-    limiter: config.upstash
-      ? new UpstashRateLimiter({ ...config.upstash, windowMs: config.rateLimit.windowMs, timeoutMs: 2_000, logger })
-      : new MemoryRateLimiter(config.rateLimit.windowMs),
+    limiter: createRateLimiter(config, logger),
     jwtSecret: config.auth.jwtSecret ? new TextEncoder().encode(config.auth.jwtSecret) : crypto.getRandomValues(new Uint8Array(48)),
   });
   return createApp(services, { connectionIp: (c) => c.req.header('cf-connecting-ip') ?? 'unknown' });

@@ -1,6 +1,7 @@
 import { Hono, type Context } from 'hono';
 import { cors } from 'hono/cors';
 import { requestId } from 'hono/request-id';
+import { clientIp } from '../chat/principal.js';
 import { AppError, errorBody, toAppError } from '../errors.js';
 import type { Services } from '../services.js';
 import type { AppEnv } from './app-env.js';
@@ -27,7 +28,7 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
   app.use(async (c, next) => {
     const reqLogger = logger.child({ reqId: c.get('requestId') });
     c.set('logger', reqLogger);
-    c.set('clientIp', clientIp(c, options, config.trustProxy));
+    c.set('clientIp', clientIp(options.connectionIp(c), c.req.header('x-forwarded-for'), config.trustProxy));
     const started = performance.now();
     await next();
     reqLogger.info({ method: c.req.method, path: c.req.path, status: c.res.status, ms: +(performance.now() - started).toFixed(2) }, 'request');
@@ -73,13 +74,4 @@ function corsMiddleware(origins: string[]) {
     exposeHeaders: ['X-Request-Id', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset', 'Retry-After'],
     maxAge: 600,
   });
-}
-
-function clientIp(c: Context, options: AppOptions, trustProxy: boolean): string {
-  if (trustProxy) {
-    // The proxy appends the address it saw, so the right-most entry is the one it vouches for.
-    const forwarded = c.req.header('x-forwarded-for')?.split(',').at(-1)?.trim();
-    if (forwarded) return forwarded;
-  }
-  return options.connectionIp(c);
 }

@@ -10,7 +10,7 @@ import type { Services } from '../services.js';
 import { DuplicateEmailError, type User } from '../stores/conversation-store.js';
 import type { AppEnv } from './app-env.js';
 import { authenticate } from './authenticate.js';
-import { readJsonBody, setRateLimitHeaders } from './http-helpers.js';
+import { readJsonBody } from './http-helpers.js';
 
 const email = z.string().trim().toLowerCase().pipe(z.email('must be a valid email address')).pipe(z.string().max(254));
 const password = z.string().min(8, 'must be at least 8 characters').max(256, 'must be at most 256 characters');
@@ -39,8 +39,8 @@ export function authRoutes(services: Services): Hono<AppEnv> {
   const throttle = async (c: Context<AppEnv>) => {
     const { key, limit } = authLimit(c.get('clientIp'), config.rateLimit);
     const decision = await services.limiter.consume(key, limit);
+    // The error handler sets Retry-After and RateLimit-* from the details.
     if (!decision.allowed) {
-      setRateLimitHeaders(c, decision);
       throw new AppError('RATE_LIMIT', 'Too many sign-in attempts; try again later', { details: { rateLimit: decision } });
     }
   };

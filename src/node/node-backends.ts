@@ -2,9 +2,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
-import { MemoryRateLimiter } from '../ratelimit/memory-rate-limiter.js';
-import type { RateLimiter } from '../ratelimit/rate-limiter.js';
-import { UpstashRateLimiter } from '../ratelimit/upstash-rate-limiter.js';
+import { createRateLimiter } from '../ratelimit/create-rate-limiter.js';
 import type { Backends } from '../services.js';
 import type { ConversationStore } from '../stores/conversation-store.js';
 import { MongoConversationStore } from '../stores/mongo-conversation-store.js';
@@ -15,9 +13,7 @@ export async function createNodeBackends(config: Config, logger: Logger): Promis
   const store: ConversationStore = config.mongo
     ? await MongoConversationStore.connect(config.mongo.uri, config.mongo.db)
     : new SqliteConversationStore(join(config.dataDir, 'gateway.sqlite'));
-  const limiter: RateLimiter = config.upstash
-    ? new UpstashRateLimiter({ ...config.upstash, windowMs: config.rateLimit.windowMs, timeoutMs: 2_000, logger })
-    : new MemoryRateLimiter(config.rateLimit.windowMs);
+  const limiter = createRateLimiter(config, logger);
   const jwtSecret = config.auth.jwtSecret ? new TextEncoder().encode(config.auth.jwtSecret) : persistedSecret(config.dataDir, logger);
   logger.info({ store: store.kind, rateLimiter: limiter.kind, authRequired: config.auth.required }, 'backends ready');
   return { logger, store, limiter, jwtSecret };

@@ -1,5 +1,5 @@
 import type { Socket } from 'socket.io';
-import type { Principal } from '../chat/principal.js';
+import { clientIp, type Principal } from '../chat/principal.js';
 import { AppError } from '../errors.js';
 import type { Services } from '../services.js';
 import { normaliseIp } from '../node/client-ip.js';
@@ -11,12 +11,7 @@ export const NO_TOKEN = 'Authentication error : No token provided';
 type AnySocket = Socket<never, never, never, { userId: string | null; ip: string }>;
 
 export function socketIp(socket: AnySocket, trustProxy: boolean): string {
-  if (trustProxy) {
-    const header = socket.handshake.headers['x-forwarded-for'];
-    const forwarded = (Array.isArray(header) ? header.join(',') : header)?.split(',').at(-1)?.trim();
-    if (forwarded) return forwarded;
-  }
-  return normaliseIp(socket.handshake.address);
+  return clientIp(normaliseIp(socket.handshake.address), socket.handshake.headers['x-forwarded-for'], trustProxy);
 }
 
 const handshakeSources = (socket: AnySocket) => ({
