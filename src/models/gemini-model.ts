@@ -1,6 +1,6 @@
 import { ApiError, GoogleGenAI, type Content } from '@google/genai';
 import type { LanguageModel, ModelCallOptions, ModelFinishReason, ModelStreamPart, TokenUsage } from './language-model.js';
-import { providerError, streamCutError } from './provider-error.js';
+import { finishPart, streamFailure } from './provider-error.js';
 
 export interface GeminiProviderOptions {
   apiKey: string;
@@ -89,13 +89,9 @@ class GeminiChatModel implements LanguageModel {
         if (candidate?.finishReason) finishReason = FINISH[candidate.finishReason] ?? 'other';
       }
     } catch (err) {
-      if (signal.aborted) throw signal.reason;
-      if (err instanceof ApiError) throw providerError('Gemini', geminiStatus(err), err);
-      throw received ? streamCutError('Gemini', err) : providerError('Gemini', undefined, err);
+      throw streamFailure('Gemini', signal, err, err instanceof ApiError ? geminiStatus(err) : undefined, received);
     }
-    if (signal.aborted) throw signal.reason;
-    if (!finishReason) throw streamCutError('Gemini');
-    yield { type: 'finish', finishReason, usage };
+    yield finishPart('Gemini', signal, finishReason, usage);
   }
 }
 

@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import type { LanguageModel, ModelCallOptions, ModelFinishReason, ModelStreamPart, TokenUsage } from './language-model.js';
-import { providerError, streamCutError } from './provider-error.js';
+import { finishPart, streamFailure } from './provider-error.js';
 
 export interface OpenAIProviderOptions {
   apiKey: string;
@@ -88,13 +88,9 @@ class OpenAIChatModel implements LanguageModel {
         if (choice.finish_reason) finishReason = FINISH[choice.finish_reason] ?? 'other';
       }
     } catch (err) {
-      if (signal.aborted) throw signal.reason;
-      if (err instanceof OpenAI.APIError) throw providerError('OpenAI', err.status, err);
-      // The SDK surfaces a connection cut mid-stream as a bare fetch TypeError.
-      throw received ? streamCutError('OpenAI', err) : providerError('OpenAI', undefined, err);
+      // The SDK surfaces a connection cut mid-stream as a bare fetch TypeError, not an APIError.
+      throw streamFailure('OpenAI', signal, err, err instanceof OpenAI.APIError ? err.status : undefined, received);
     }
-    if (signal.aborted) throw signal.reason;
-    if (!finishReason) throw streamCutError('OpenAI');
-    yield { type: 'finish', finishReason, usage };
+    yield finishPart('OpenAI', signal, finishReason, usage);
   }
 }
