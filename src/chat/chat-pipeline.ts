@@ -82,10 +82,8 @@ export class ChatPipeline {
     const model = models.resolve(input.model);
     const ownerId = input.principal.userId;
 
-    if (input.conversationId) {
-      const existing = await store.getConversation(input.conversationId);
-      if (existing && existing.ownerId !== ownerId) throw notFound();
-    }
+    const existing = input.conversationId ? await store.getConversation(input.conversationId) : undefined;
+    if (existing && existing.ownerId !== ownerId) throw notFound();
     const { key, limit } = chatLimit(input.principal, this.deps.rateLimits);
     const rateLimit = await limiter.consume(key, limit);
     if (!rateLimit.allowed) {
@@ -95,11 +93,10 @@ export class ChatPipeline {
       });
     }
 
-    const { conversation, created } = await store.ensureConversation({
-      id: input.conversationId ?? crypto.randomUUID(),
-      ownerId,
-      title: titleOf(input.message),
-    });
+    // Only a new conversation needs a write here; a known one was read and checked above.
+    const { conversation, created } = existing
+      ? { conversation: existing, created: false }
+      : await store.ensureConversation({ id: input.conversationId ?? crypto.randomUUID(), ownerId, title: titleOf(input.message) });
     // Another caller may have created the same id between the read and the insert.
     if (conversation.ownerId !== ownerId) throw notFound();
 
