@@ -2,6 +2,7 @@ import { Hono, type Context } from 'hono';
 import { cors } from 'hono/cors';
 import { requestId } from 'hono/request-id';
 import { clientIp } from '../chat/principal.js';
+import { originAllowed } from '../origins.js';
 import { AppError, errorBody, toAppError } from '../errors.js';
 import type { Services } from '../services.js';
 import type { AppEnv } from './app-env.js';
@@ -65,10 +66,10 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
 }
 
 function corsMiddleware(origins: string[]) {
-  const any = origins.includes('*');
+  const allowed = originAllowed(origins);
   return cors({
     // With credentials the browser refuses "*", so a "*" setting reflects the caller's origin.
-    origin: (origin) => (any || origins.includes(origin) ? origin : null),
+    origin: (origin) => (allowed(origin) ? origin : null),
     credentials: true,
     allowHeaders: ['Content-Type', 'Authorization', 'X-Request-Id'],
     exposeHeaders: ['X-Request-Id', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset', 'Retry-After'],

@@ -1,11 +1,8 @@
-import type { Socket } from 'socket.io';
 import type { ChatTurnEvent, ChatTurnInput } from '../chat/chat-pipeline.js';
 import { AppError } from '../errors.js';
 import type { Services } from '../services.js';
-import { eventPrincipal } from './socket-auth.js';
+import { eventPrincipal, type AnySocket } from './socket-auth.js';
 import type { SocketTurns } from './socket-turns.js';
-
-type AnySocket = Socket<never, never, never, { userId: string | null; ip: string }>;
 
 /**
  * One chat turn on a socket: authenticate the event, admit it through the pipeline (which

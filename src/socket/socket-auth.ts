@@ -1,6 +1,7 @@
 import type { Socket } from 'socket.io';
 import { clientIp, type Principal } from '../chat/principal.js';
 import { AppError } from '../errors.js';
+import type { SocketData } from '../protocol/socket-events.js';
 import type { Services } from '../services.js';
 import { normaliseIp } from '../node/client-ip.js';
 
@@ -8,7 +9,8 @@ import { normaliseIp } from '../node/client-ip.js';
 export const INVALID_TOKEN = 'Authentication error : Invalid token';
 export const NO_TOKEN = 'Authentication error : No token provided';
 
-type AnySocket = Socket<never, never, never, { userId: string | null; ip: string }>;
+/** Any namespace's socket: these helpers only read the handshake and the socket data. */
+export type AnySocket = Socket<never, never, never, SocketData>;
 
 export function socketIp(socket: AnySocket, trustProxy: boolean): string {
   return clientIp(normaliseIp(socket.handshake.address), socket.handshake.headers['x-forwarded-for'], trustProxy);

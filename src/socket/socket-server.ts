@@ -1,5 +1,6 @@
 import type { Server as HttpServer } from 'node:http';
 import { Server } from 'socket.io';
+import { originAllowed } from '../origins.js';
 import type { InterServerEvents, SocketData } from '../protocol/socket-events.js';
 import type { Services } from '../services.js';
 import { attachAiNamespace, type AiNamespace } from './ai-namespace.js';
@@ -18,8 +19,9 @@ export interface SocketGauges {
 /** The Socket.IO sidecar on the same http.Server as Hono: namespaces `/` and `/ai`. */
 export function createSocketServer(httpServer: HttpServer, services: Services): { io: Server; gauges: SocketGauges } {
   const { config } = services;
-  const any = config.corsOrigins.includes('*');
-  const allowedOrigin = (origin: string | undefined) => origin === undefined || any || config.corsOrigins.includes(origin);
+  const allowed = originAllowed(config.corsOrigins);
+  // Non-browser clients send no Origin.
+  const allowedOrigin = (origin: string | undefined) => origin === undefined || allowed(origin);
   const io = new Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>(httpServer, {
     path: '/socket.io/',
     serveClient: false,
