@@ -1,5 +1,4 @@
-import type { ModelMessage } from '../models/language-model.js';
-import { MEMORY_PREFIX } from '../models/local-model.js';
+import { MEMORY_PREFIX, type ModelMessage } from '../models/language-model.js';
 import { countMessageTokens, countTokens } from '../models/tokenizer.js';
 import type { StoredMessage } from '../stores/conversation-store.js';
 

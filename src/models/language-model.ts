@@ -35,3 +35,6 @@ export interface LanguageModel {
   readonly contextTokens: number;
   stream(options: ModelCallOptions): AsyncIterable<ModelStreamPart>;
 }
+
+/** The system message that carries recalled long-term memory starts with this line, one memory per `- ` line after it. */
+export const MEMORY_PREFIX = 'Relevant things the user said before:\n';

@@ -1,4 +1,4 @@
-import type { LanguageModel, ModelCallOptions, ModelMessage, ModelStreamPart } from './language-model.js';
+import { MEMORY_PREFIX, type LanguageModel, type ModelCallOptions, type ModelMessage, type ModelStreamPart } from './language-model.js';
 import { countMessageTokens, splitTokens } from './tokenizer.js';
 
 export interface LocalModelOptions {
@@ -67,8 +67,6 @@ export function composeReply(messages: readonly ModelMessage[]): string {
   return parts.join(' ');
 }
 
-/** System messages that carry recalled memory start with this line (see the context builder). */
-export const MEMORY_PREFIX = 'Relevant things the user said before:\n';
 
 function clip(text: string, max: number): string {
   const flat = text.replace(/\s+/g, ' ').trim();

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { TurnAbort } from '../../src/chat/turn-abort.js';
-import { LocalModel, MEMORY_PREFIX } from '../../src/models/local-model.js';
+import { MEMORY_PREFIX } from '../../src/models/language-model.js';
+import { LocalModel } from '../../src/models/local-model.js';
 import { createModelRegistry, routeModel } from '../../src/models/model-registry.js';
 import { countMessageTokens, countTokens, splitTokens } from '../../src/models/tokenizer.js';
 import type { ModelStreamPart } from '../../src/models/language-model.js';
