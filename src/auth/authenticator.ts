@@ -18,20 +18,16 @@ export class Authenticator {
     return this.authRequired;
   }
 
-  /** Throws UNAUTHORIZED. `message` distinguishes a missing token from a bad one for the socket refusals. */
+  /** Throws UNAUTHORIZED; `details.reason` is `missing` when no token came and one is required (the socket refusals tell the two apart). */
   async authenticate(sources: TokenSources, ip: string): Promise<Principal> {
     const picked = pickToken(sources);
-    if (picked.kind === 'malformed') throw new AppError('UNAUTHORIZED', `Invalid token: malformed ${picked.from}`, { details: { reason: 'invalid' } });
+    if (picked.kind === 'malformed') throw new AppError('UNAUTHORIZED', `Invalid token: malformed ${picked.from}`);
     if (picked.kind === 'none') {
       if (this.authRequired) throw new AppError('UNAUTHORIZED', 'Authentication required', { details: { reason: 'missing' } });
       return { userId: null, ip };
     }
-    try {
-      const verified = await this.tokens.verify(picked.token);
-      return { userId: verified.userId, ip };
-    } catch (err) {
-      if (err instanceof AppError) throw new AppError('UNAUTHORIZED', err.message, { details: { reason: 'invalid' } });
-      throw err;
-    }
+    // verify() throws nothing but UNAUTHORIZED AppErrors.
+    const verified = await this.tokens.verify(picked.token);
+    return { userId: verified.userId, ip };
   }
 }
