@@ -160,6 +160,7 @@ export async function startGatewayProcess(
   standinUrl: string,
   dataDir: string,
   nodeArgs: string[] = [],
+  extraEnv: Record<string, string> = {},
 ): Promise<{ child: ChildHandle; url: string }> {
   const port = await freePort();
   const child = spawnNode(
@@ -178,6 +179,7 @@ export async function startGatewayProcess(
       RATE_LIMIT_USER: '1000000',
       PROVIDER_MAX_RETRIES: '0',
       SHUTDOWN_GRACE_MS: '1000',
+      ...extraEnv,
     }),
     // The same V8 flags as `npm start`.
     [...GATEWAY_NODE_FLAGS, ...nodeArgs],

@@ -14,17 +14,19 @@ const commaList = z
   .string()
   .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
 
-const url = z.string().url();
+const url = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL, e.g. http://localhost:11434/v1' });
 
 export const configSchema = z.object({
   PORT: int(0, 65535).default(3000),
   HOST: z.string().min(1).default('127.0.0.1'),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
-  CORS_ORIGIN: commaList.default(['http://localhost:5173', 'http://localhost:3000']),
+  /** Unset: browsers on loopback origins (any port) and the gateway's own origin only. */
+  CORS_ORIGIN: commaList.optional(),
   DATA_DIR: z.string().min(1).default('./data'),
 
   SYSTEM_PROMPT: z.string().default('You are a helpful assistant.'),
-  DEFAULT_MODEL: z.string().min(1).default('local'),
+  /** Unset: picked from the configured providers (see createModelRegistry). */
+  DEFAULT_MODEL: z.string().min(1).optional(),
   ALLOWED_MODELS: commaList.optional(),
   HISTORY_LIMIT: int(1, 200).default(20),
   MAX_MESSAGE_CHARS: int(1, 1_000_000).default(32_000),
@@ -40,11 +42,15 @@ export const configSchema = z.object({
   GEMINI_API_KEY: z.string().min(1).optional(),
   GEMINI_BASE_URL: url.optional(),
   PROVIDER_MAX_RETRIES: int(0, 10).default(2),
-  PROVIDER_TIMEOUT_MS: int(1000, 3_600_000).default(120_000),
+  PROVIDER_TIMEOUT_MS: int(1000, 3_600_000).default(60_000),
+  PROVIDER_FIRST_BYTE_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
+  PROVIDER_IDLE_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
 
   RATE_LIMIT_USER: int(1, 1_000_000).default(100),
   RATE_LIMIT_ANON: int(1, 1_000_000).default(20),
   RATE_LIMIT_AUTH: int(1, 1_000_000).default(30),
+  RATE_LIMIT_ACCOUNT: int(1, 1_000_000).default(10),
+  RATE_LIMIT_FAIL_CLOSED: bool.default(false),
   RATE_LIMIT_WINDOW_SECONDS: int(1, 86_400 * 7).default(900),
   UPSTASH_REDIS_REST_URL: url.optional(),
   UPSTASH_REDIS_REST_TOKEN: z.string().min(1).optional(),
@@ -60,15 +66,22 @@ export const configSchema = z.object({
   AUTH_REQUIRED: bool.default(false),
   COOKIE_SECURE: bool.default(false),
   COOKIE_SAMESITE: z.enum(['Strict', 'Lax', 'None']).default('Lax'),
+  AUTH_SESSION_CACHE_MS: int(0, 300_000).default(5_000),
+  AUTH_HASH_CONCURRENCY: int(1, 64).default(2),
+  AUTH_HASH_QUEUE: int(0, 10_000).default(32),
+  AUTH_HASH_MAX_WAIT_MS: int(100, 120_000).default(10_000),
 
   MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\//, 'must be a mongodb:// or mongodb+srv:// URI').optional(),
   MONGODB_DB: z.string().min(1).max(64).default('ai_chat_gateway'),
+  MONGODB_CONNECT_TIMEOUT_MS: int(500, 120_000).default(5_000),
   TRUST_PROXY: bool.default(false),
 
   SOCKET_PING_INTERVAL_MS: int(1000, 600_000).default(25_000),
   SOCKET_PING_TIMEOUT_MS: int(1000, 600_000).default(20_000),
   SOCKET_PER_MESSAGE_DEFLATE: bool.default(false),
   SOCKET_MAX_BUFFER_BYTES: int(1024, 100_000_000).default(1_000_000),
+  SOCKET_MAX_BACKLOG_BYTES: int(4096, 1_000_000_000).default(1_048_576),
+  SLOW_CLIENT_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
   SOCKET_TRANSPORTS: z
     .string()
     .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
@@ -84,11 +97,13 @@ export interface Config {
   port: number;
   host: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
-  corsOrigins: string[];
+  /** Allowed browser origins; undefined means loopback origins on any port. */
+  corsOrigins: string[] | undefined;
   dataDir: string;
   chat: {
     systemPrompt: string;
-    defaultModel: string;
+    /** Undefined: chosen from the configured providers. */
+    defaultModel: string | undefined;
     allowedModels: string[] | undefined;
     historyLimit: number;
     maxMessageChars: number;
@@ -102,8 +117,10 @@ export interface Config {
     gemini: { apiKey: string | undefined; baseUrl: string | undefined };
     maxRetries: number;
     timeoutMs: number;
+    firstByteTimeoutMs: number;
+    idleTimeoutMs: number;
   };
-  rateLimit: { userLimit: number; anonymousLimit: number; authLimit: number; windowMs: number };
+  rateLimit: { userLimit: number; anonymousLimit: number; authLimit: number; accountLimit: number; windowMs: number; failClosed: boolean };
   upstash: { url: string; token: string; prefix: string } | undefined;
   auth: {
     jwtSecret: string | undefined;
@@ -114,8 +131,10 @@ export interface Config {
     required: boolean;
     cookieSecure: boolean;
     cookieSameSite: 'Strict' | 'Lax' | 'None';
+    sessionCacheMs: number;
+    hashing: { concurrency: number; queue: number; maxWaitMs: number };
   };
-  mongo: { uri: string; db: string } | undefined;
+  mongo: { uri: string; db: string; connectTimeoutMs: number } | undefined;
   /** Read the client IP from X-Forwarded-For (only behind a proxy that sets it). */
   trustProxy: boolean;
   socket: {
@@ -124,7 +143,11 @@ export interface Config {
     perMessageDeflate: boolean;
     maxBufferBytes: number;
     transports: ('polling' | 'websocket')[];
+    /** Bytes a socket may have waiting to be sent before the reply stops pulling from the model. */
+    maxBacklogBytes: number;
   };
+  /** How long a client may leave a reply unread (its buffer full) before the turn is cut. */
+  slowClientTimeoutMs: number;
   shutdownGraceMs: number;
 }
 
@@ -183,12 +206,16 @@ export function loadConfig(env: Env): Config {
       gemini: { apiKey: e.GEMINI_API_KEY, baseUrl: e.GEMINI_BASE_URL },
       maxRetries: e.PROVIDER_MAX_RETRIES,
       timeoutMs: e.PROVIDER_TIMEOUT_MS,
+      firstByteTimeoutMs: e.PROVIDER_FIRST_BYTE_TIMEOUT_MS,
+      idleTimeoutMs: e.PROVIDER_IDLE_TIMEOUT_MS,
     },
     rateLimit: {
       userLimit: e.RATE_LIMIT_USER,
       anonymousLimit: e.RATE_LIMIT_ANON,
       authLimit: e.RATE_LIMIT_AUTH,
+      accountLimit: e.RATE_LIMIT_ACCOUNT,
       windowMs: e.RATE_LIMIT_WINDOW_SECONDS * 1000,
+      failClosed: e.RATE_LIMIT_FAIL_CLOSED,
     },
     upstash:
       e.UPSTASH_REDIS_REST_URL && e.UPSTASH_REDIS_REST_TOKEN
@@ -203,8 +230,10 @@ export function loadConfig(env: Env): Config {
       required: e.AUTH_REQUIRED,
       cookieSecure: e.COOKIE_SECURE,
       cookieSameSite: e.COOKIE_SAMESITE,
+      sessionCacheMs: e.AUTH_SESSION_CACHE_MS,
+      hashing: { concurrency: e.AUTH_HASH_CONCURRENCY, queue: e.AUTH_HASH_QUEUE, maxWaitMs: e.AUTH_HASH_MAX_WAIT_MS },
     },
-    mongo: e.MONGODB_URI ? { uri: e.MONGODB_URI, db: e.MONGODB_DB } : undefined,
+    mongo: e.MONGODB_URI ? { uri: e.MONGODB_URI, db: e.MONGODB_DB, connectTimeoutMs: e.MONGODB_CONNECT_TIMEOUT_MS } : undefined,
     trustProxy: e.TRUST_PROXY,
     socket: {
       pingIntervalMs: e.SOCKET_PING_INTERVAL_MS,
@@ -212,7 +241,9 @@ export function loadConfig(env: Env): Config {
       perMessageDeflate: e.SOCKET_PER_MESSAGE_DEFLATE,
       maxBufferBytes: e.SOCKET_MAX_BUFFER_BYTES,
       transports: e.SOCKET_TRANSPORTS,
+      maxBacklogBytes: e.SOCKET_MAX_BACKLOG_BYTES,
     },
+    slowClientTimeoutMs: e.SLOW_CLIENT_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
   };
 }

@@ -1,4 +1,8 @@
+import { Accounts } from './auth/accounts.js';
+import { AnonymousSessions } from './auth/anonymous-sessions.js';
 import { Authenticator } from './auth/authenticator.js';
+import { BoundedPasswordHasher, type PasswordHasher } from './auth/password-hasher.js';
+import { SessionRegistry } from './auth/session-registry.js';
 import { TokenService } from './auth/token-service.js';
 import { ChatPipeline } from './chat/chat-pipeline.js';
 import { TurnTracker } from './chat/turn-tracker.js';
@@ -7,6 +11,7 @@ import type { Logger } from './logger.js';
 import { createModelRegistry, type ModelRegistry } from './models/model-registry.js';
 import type { RateLimiter } from './ratelimit/rate-limiter.js';
 import type { ConversationStore } from './stores/conversation-store.js';
+import { originPolicy, type OriginPolicy } from './origins.js';
 
 /** Everything the protocol adapters need, built once per process by a runtime entry. */
 export interface Services {
@@ -18,7 +23,12 @@ export interface Services {
   turns: TurnTracker;
   pipeline: ChatPipeline;
   tokens: TokenService;
+  /** Sign-in sessions (revocation); undefined where the store is not shared (Workers). */
+  sessions: SessionRegistry | undefined;
   auth: Authenticator;
+  accounts: Accounts;
+  /** The one browser-origin rule (HTTP CORS, Socket.IO, WebSocket upgrades). */
+  origins: OriginPolicy;
 }
 
 export interface Backends {
@@ -27,22 +37,31 @@ export interface Backends {
   limiter: RateLimiter;
   /** HS256 key for this server's tokens (JWT_SECRET, or one generated and kept by the runtime entry). */
   jwtSecret: Uint8Array;
+  /** Argon2id: native on Node, pure JS on Workers. Bounded here. */
+  hasher: PasswordHasher;
+  /** Whether tokens are checked against stored sessions (false where every isolate has its own memory store). */
+  revocableTokens: boolean;
+  /** The model registry, when the runtime entry built it (Node picks a default model by asking the provider). */
+  models?: ModelRegistry | undefined;
 }
 
 export function createServices(config: Config, backends: Backends): Services {
-  const models = createModelRegistry(config);
+  const { logger, store, limiter } = backends;
+  const models = backends.models ?? createModelRegistry(config, logger);
   const turns = new TurnTracker();
   const pipeline = new ChatPipeline({
-    store: backends.store,
+    store,
     models,
-    limiter: backends.limiter,
+    limiter,
     rateLimits: config.rateLimit,
     turns,
-    logger: backends.logger,
+    logger,
     options: {
       systemPrompt: config.chat.systemPrompt,
       historyLimit: config.chat.historyLimit,
       maxOutputTokens: config.chat.maxOutputTokens,
+      firstByteTimeoutMs: config.models.firstByteTimeoutMs,
+      idleTimeoutMs: config.models.idleTimeoutMs,
     },
   });
   const tokens = new TokenService({
@@ -52,7 +71,18 @@ export function createServices(config: Config, backends: Backends): Services {
     issuer: config.auth.issuer,
     jwks: config.auth.jwks,
   });
-  const auth = new Authenticator(tokens, config.auth.required);
-  const { logger, store, limiter } = backends;
-  return { config, logger, store, limiter, models, turns, pipeline, tokens, auth };
+  const sessions = backends.revocableTokens ? new SessionRegistry(store, { cacheMs: config.auth.sessionCacheMs }) : undefined;
+  const auth = new Authenticator({ tokens, required: config.auth.required, anonymous: new AnonymousSessions(backends.jwtSecret), sessions });
+  const accounts = new Accounts({
+    store,
+    hasher: new BoundedPasswordHasher(backends.hasher, config.auth.hashing),
+    tokens,
+    sessions,
+    limiter,
+    limits: { perIp: config.rateLimit.authLimit, perAccount: config.rateLimit.accountLimit, windowMs: config.rateLimit.windowMs },
+    turns,
+    logger,
+  });
+  const origins = originPolicy(config.corsOrigins, logger);
+  return { config, logger, store, limiter, models, turns, pipeline, tokens, sessions, auth, accounts, origins };
 }

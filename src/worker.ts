@@ -5,6 +5,7 @@ import { createApp } from './http/app.js';
 import { createConsoleLogger } from './logger.js';
 import { createRateLimiter } from './ratelimit/create-rate-limiter.js';
 import { createServices } from './services.js';
+import { NoblePasswordHasher } from './auth/noble-password-hasher.js';
 import { MemoryConversationStore } from './stores/memory-conversation-store.js';
 
 /**
@@ -24,6 +25,9 @@ function build(env: Env): Hono<AppEnv> {
     store: new MemoryConversationStore(),
     limiter: createRateLimiter(config, logger),
     jwtSecret: config.auth.jwtSecret ? new TextEncoder().encode(config.auth.jwtSecret) : crypto.getRandomValues(new Uint8Array(48)),
+    hasher: new NoblePasswordHasher(),
+    // Each isolate has its own memory store: a session row written by one is unknown to the next.
+    revocableTokens: false,
   });
   return createApp(services, { connectionIp: (c) => c.req.header('cf-connecting-ip') ?? 'unknown' });
 }

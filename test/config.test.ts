@@ -8,8 +8,12 @@ describe('config', () => {
     const c = loadConfig({});
     expect(c.port).toBe(3000);
     expect(c.host).toBe('127.0.0.1');
-    expect(c.chat.defaultModel).toBe('local');
-    expect(c.rateLimit).toEqual({ userLimit: 100, anonymousLimit: 20, authLimit: 30, windowMs: 900_000 });
+    // Chosen at start-up from the configured providers.
+    expect(c.chat.defaultModel).toBeUndefined();
+    // Loopback origins on any port.
+    expect(c.corsOrigins).toBeUndefined();
+    expect(c.rateLimit).toEqual({ userLimit: 100, anonymousLimit: 20, authLimit: 30, accountLimit: 10, windowMs: 900_000, failClosed: false });
+    expect(c.models).toMatchObject({ firstByteTimeoutMs: 30_000, idleTimeoutMs: 30_000 });
     expect(c.models.openai.apiKey).toBeUndefined();
   });
 
@@ -33,6 +37,12 @@ describe('config', () => {
     expect(message).toMatch(/PORT/);
     expect(message).toMatch(/OPENAI_BASE_URL/);
     expect(message).not.toContain('sk-secret');
+  });
+
+  it('provider base URLs must carry http:// or https://', () => {
+    expect(() => loadConfig({ OPENAI_BASE_URL: 'localhost:11434/v1' })).toThrow(/OPENAI_BASE_URL: must be an http:\/\/ or https:\/\/ URL/);
+    expect(() => loadConfig({ GEMINI_BASE_URL: 'ftp://example.com' })).toThrow(/GEMINI_BASE_URL/);
+    expect(loadConfig({ OPENAI_BASE_URL: 'http://localhost:11434/v1' }).models.openai.baseURL).toBe('http://localhost:11434/v1');
   });
 
   it('the server refuses to start on bad config with a message naming the variable', () => {

@@ -1,21 +1,33 @@
 import type { Principal } from '../chat/principal.js';
 import { AppError } from '../errors.js';
+import type { AnonymousSessions } from './anonymous-sessions.js';
+import type { SessionRegistry } from './session-registry.js';
 import type { TokenService } from './token-service.js';
 import { pickToken, type TokenSources } from './token-sources.js';
+
+export interface AuthenticatorOptions {
+  tokens: TokenService;
+  required: boolean;
+  anonymous: AnonymousSessions;
+  /** Sign-in sessions; without it (Workers on per-isolate memory) tokens are not revocable. */
+  sessions?: SessionRegistry | undefined;
+}
 
 /**
  * Turns the token sources of a request or socket into a principal. One module for HTTP
  * and Socket.IO, so a rule holds on every entry point: a present-but-bad token is an error,
- * never anonymous, and AUTH_REQUIRED refuses anonymous use.
+ * never anonymous; a revoked one (logout, password change, deleted account) is bad; and
+ * AUTH_REQUIRED refuses anonymous use.
  */
 export class Authenticator {
-  constructor(
-    private readonly tokens: TokenService,
-    private readonly authRequired: boolean,
-  ) {}
+  constructor(private readonly options: AuthenticatorOptions) {}
 
   get required(): boolean {
-    return this.authRequired;
+    return this.options.required;
+  }
+
+  get anonymous(): AnonymousSessions {
+    return this.options.anonymous;
   }
 
   /** Throws UNAUTHORIZED; `details.reason` is `missing` when no token came and one is required (the socket refusals tell the two apart). */
@@ -23,11 +35,15 @@ export class Authenticator {
     const picked = pickToken(sources);
     if (picked.kind === 'malformed') throw new AppError('UNAUTHORIZED', `Invalid token: malformed ${picked.from}`);
     if (picked.kind === 'none') {
-      if (this.authRequired) throw new AppError('UNAUTHORIZED', 'Authentication required', { details: { reason: 'missing' } });
-      return { userId: null, ip };
+      if (this.options.required) throw new AppError('UNAUTHORIZED', 'Authentication required', { details: { reason: 'missing' } });
+      return { userId: null, ip, anonymousId: await this.options.anonymous.read(sources.cookie) };
     }
     // verify() throws nothing but UNAUTHORIZED AppErrors.
-    const verified = await this.tokens.verify(picked.token);
-    return { userId: verified.userId, ip };
+    const verified = await this.options.tokens.verify(picked.token);
+    const { sessions } = this.options;
+    if (verified.sessionId && sessions && !(await sessions.isActive(verified.sessionId, verified.userId))) {
+      throw new AppError('UNAUTHORIZED', 'Invalid token: signed out or account deleted');
+    }
+    return { userId: verified.userId, ip, anonymousId: null, sessionId: verified.sessionId ?? null };
   }
 }

@@ -15,6 +15,8 @@ export interface TokenServiceOptions {
 export interface VerifiedToken {
   userId: string;
   email: string | undefined;
+  /** The sign-in session a token of this server names (`sid`); undefined for the identity provider's. */
+  sessionId: string | undefined;
   /** `local` for tokens this server signed, `jwks` for the external identity provider's. */
   source: 'local' | 'jwks';
 }
@@ -39,8 +41,9 @@ export class TokenService {
     return this.options.ttlSeconds;
   }
 
-  async issue(user: { id: string; email: string }): Promise<string> {
-    return new SignJWT({ email: user.email })
+  /** A token for the user, naming the sign-in session that can revoke it. */
+  async issue(user: { id: string; email: string }, sessionId: string): Promise<string> {
+    return new SignJWT({ email: user.email, sid: sessionId })
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
       .setSubject(user.id)
       .setIssuer(this.options.issuer)
@@ -63,7 +66,8 @@ export class TokenService {
           clockTolerance: this.options.clockSkewSeconds,
           requiredClaims: ['exp', 'sub'],
         });
-        return { userId: subject(payload), email: typeof payload.email === 'string' ? payload.email : undefined, source: 'local' };
+        if (typeof payload.sid !== 'string' || payload.sid.length > 64) throw invalid('token names no sign-in session; sign in again');
+        return { userId: subject(payload), email: typeof payload.email === 'string' ? payload.email : undefined, sessionId: payload.sid, source: 'local' };
       }
       if (this.#jwks && this.options.jwks && JWKS_ALGORITHMS.includes(alg)) {
         const { payload } = await jwtVerify(token, this.#jwks, {
@@ -73,7 +77,7 @@ export class TokenService {
           clockTolerance: this.options.clockSkewSeconds,
           requiredClaims: ['exp', 'sub'],
         });
-        return { userId: `ext:${subject(payload)}`, email: typeof payload.email === 'string' ? payload.email : undefined, source: 'jwks' };
+        return { userId: `ext:${subject(payload)}`, email: typeof payload.email === 'string' ? payload.email : undefined, sessionId: undefined, source: 'jwks' };
       }
       throw invalid(`algorithm ${alg} is not accepted`);
     } catch (err) {

@@ -5,9 +5,10 @@ import type { ModelRegistry } from '../models/model-registry.js';
 import { chatLimit, type RateLimitDecision, type RateLimitPolicy, type RateLimiter } from '../ratelimit/rate-limiter.js';
 import type { Conversation, ConversationStore, FinishReason } from '../stores/conversation-store.js';
 import { abortable } from './abortable.js';
+import { countTokens } from '../models/tokenizer.js';
 import { buildContext } from './context-builder.js';
-import type { Principal } from './principal.js';
-import { abortKind, abortedByServer } from './turn-abort.js';
+import { ownersOf, type Principal } from './principal.js';
+import { asTurnAbort } from './turn-abort.js';
 import type { TurnTracker } from './turn-tracker.js';
 
 export interface ChatTurnInput {
@@ -44,6 +45,10 @@ export interface ChatPipelineOptions {
   systemPrompt: string;
   historyLimit: number;
   maxOutputTokens: number;
+  /** A model that sends nothing for this long after the request ends the turn with PROVIDER_ERROR. */
+  firstByteTimeoutMs: number;
+  /** A model that goes quiet this long between parts ends the turn with PROVIDER_ERROR (partial reply kept). */
+  idleTimeoutMs: number;
 }
 
 export interface ChatPipelineDeps {
@@ -65,6 +70,12 @@ export interface PreparedTurn {
   run(signal?: AbortSignal): AsyncGenerator<ChatTurnEvent, void, undefined>;
 }
 
+interface Ending {
+  finishReason: FinishReason;
+  usage: TokenUsage | undefined;
+  error?: AppError | undefined;
+}
+
 const TITLE_CHARS = 80;
 
 /**
@@ -75,15 +86,18 @@ const TITLE_CHARS = 80;
 export class ChatPipeline {
   constructor(private readonly deps: ChatPipelineDeps) {}
 
-  /** Throws AppError (INVALID_MODEL, NOT_FOUND, RATE_LIMIT, ...) before anything is streamed or stored. */
+  /** Throws AppError (INVALID_MODEL, RATE_LIMIT, ...) before anything is streamed or stored. */
   async prepare(input: ChatTurnInput): Promise<PreparedTurn> {
     const { store, limiter, models, turns } = this.deps;
     if (turns.closing) throw new AppError('INTERNAL', 'The server is shutting down; retry in a moment');
     const model = models.resolve(input.model);
-    const ownerId = input.principal.userId;
+    const owners = ownersOf(input.principal);
 
-    const existing = input.conversationId ? await store.getConversation(input.conversationId) : undefined;
-    if (existing && existing.ownerId !== ownerId) throw notFound();
+    // A conversation is reached only through its owner: someone else's id is simply not found here.
+    let existing: Conversation | undefined;
+    if (input.conversationId) {
+      for (const owner of owners) if ((existing = await store.getConversation(owner, input.conversationId))) break;
+    }
     const { key, limit } = chatLimit(input.principal, this.deps.rateLimits);
     const rateLimit = await limiter.consume(key, limit);
     if (!rateLimit.allowed) {
@@ -93,12 +107,10 @@ export class ChatPipeline {
       });
     }
 
-    // Only a new conversation needs a write here; a known one was read and checked above.
+    // Only a new conversation needs a write here; a known one was read above.
     const { conversation, created } = existing
       ? { conversation: existing, created: false }
-      : await store.ensureConversation({ id: input.conversationId ?? crypto.randomUUID(), ownerId, title: titleOf(input.message) });
-    // Another caller may have created the same id between the read and the insert.
-    if (conversation.ownerId !== ownerId) throw notFound();
+      : await store.ensureConversation({ ownerId: owners[0]!, id: input.conversationId ?? crypto.randomUUID(), title: titleOf(input.message) });
 
     return {
       conversation,
@@ -116,21 +128,55 @@ export class ChatPipeline {
     model: LanguageModel,
     outer: AbortSignal | undefined,
   ): AsyncGenerator<ChatTurnEvent, void, undefined> {
-    const { store, turns, options } = this.deps;
+    // Registered until the consumer has the final event: shutdown and deletion wait for that.
+    const { signal, finish } = this.deps.turns.track(outer, conversation);
+    try {
+      const modelName = model.provider === 'local' ? model.modelId : `${model.provider}:${model.modelId}`;
+      const result = yield* this.#stream(input, conversation, conversationCreated, model, modelName, signal);
+      const conversationId = conversation.id;
+      if (result.ending.error) {
+        yield { type: 'error', conversationId, messageId: result.messageId, content: result.text, error: result.ending.error };
+      } else {
+        const { finishReason, usage } = result.ending;
+        yield { type: 'end', conversationId, messageId: result.messageId ?? '', content: result.text, finishReason, usage, model: modelName };
+      }
+    } finally {
+      finish();
+    }
+  }
+
+  /** Streams the deltas; returns (after storing the reply, however the stream ended) how it ended. */
+  async *#stream(
+    input: ChatTurnInput,
+    conversation: Conversation,
+    conversationCreated: boolean,
+    model: LanguageModel,
+    modelName: string,
+    signal: AbortSignal,
+  ): AsyncGenerator<ChatTurnEvent, { ending: Ending; text: string; messageId: string | undefined }, undefined> {
+    const { store, options } = this.deps;
     const logger = this.deps.logger.child({ conversationId: conversation.id, model: model.modelId, provider: model.provider });
-    const { signal, finish } = turns.track(outer);
-    const conversationId = conversation.id;
-    const modelName = model.provider === 'local' ? model.modelId : `${model.provider}:${model.modelId}`;
+    // The model call has its own signal: the turn's abort reaches it, and so do the stream timeouts.
+    const modelCall = new AbortController();
+    const forward = () => modelCall.abort(signal.reason);
+    if (signal.aborted) forward();
+    else signal.addEventListener('abort', forward, { once: true });
+    const watchdog = new StreamWatchdog(options.firstByteTimeoutMs, options.idleTimeoutMs, (err) => modelCall.abort(err));
     let text = '';
-    let ended: { finishReason: FinishReason; usage: TokenUsage | undefined; error?: AppError } | undefined;
-    let assistantId: string | undefined;
+    let ending: Ending | undefined;
+    let messageId: string | undefined;
     const startedAt = performance.now();
 
     try {
-      const userMessage = await store.appendMessage({ conversationId, role: 'user', content: input.message });
+      const userMessage = await store.appendMessage({
+        conversationKey: conversation.key,
+        role: 'user',
+        content: input.message,
+        tokens: countTokens(input.message),
+      });
       yield {
         type: 'start',
-        conversationId,
+        conversationId: conversation.id,
         conversationCreated,
         userMessageId: userMessage.id,
         content: userMessage.content,
@@ -139,7 +185,7 @@ export class ChatPipeline {
 
       const maxTokens = Math.min(input.maxTokens ?? options.maxOutputTokens, options.maxOutputTokens);
       // A conversation created by this turn holds just the message stored above.
-      const history = conversationCreated ? [userMessage] : await store.recentMessages(conversationId, options.historyLimit);
+      const history = conversationCreated ? [userMessage] : await store.recentMessages(conversation.key, options.historyLimit);
       const messages = buildContext({
         systemPrompt: options.systemPrompt,
         recalled: [],
@@ -148,60 +194,54 @@ export class ChatPipeline {
         reserveTokens: maxTokens,
       });
 
-      for await (const part of abortable(model.stream({ messages, maxTokens, temperature: input.temperature, signal }), signal)) {
+      watchdog.start();
+      const parts = model.stream({ messages, maxTokens, temperature: input.temperature, signal: modelCall.signal });
+      for await (const part of abortable(parts, modelCall.signal)) {
+        watchdog.touch();
         if (part.type === 'text-delta') {
           text += part.text;
           yield { type: 'delta', text: part.text };
         } else {
-          ended = { finishReason: storedFinish(part.finishReason), usage: part.usage };
+          ending = { finishReason: storedFinish(part.finishReason), usage: part.usage };
         }
       }
-      if (!ended) throw new AppError('PROVIDER_ERROR', 'The model stream ended without a finish');
+      if (!ending) throw new AppError('PROVIDER_ERROR', 'The model stream ended without a finish');
     } catch (err) {
-      if (abortedByServer(signal.reason)) {
-        // The client is still there: tell it, on whatever protocol, why its reply stopped.
-        ended = { finishReason: 'aborted', usage: undefined, error: new AppError('INTERNAL', 'The server is shutting down; the partial reply was saved') };
-      } else if (signal.aborted) ended = { finishReason: abortKind(signal.reason), usage: undefined };
-      else {
+      if (signal.aborted) {
+        const abort = asTurnAbort(signal.reason);
+        ending = { finishReason: abort.finishReason, usage: undefined, error: abort.clientError };
+      } else {
         const error = toAppError(err);
         if (error.code === 'INTERNAL' || error.code === 'PROVIDER_ERROR') logger.error({ err }, 'chat turn failed');
-        ended = { finishReason: 'error', usage: undefined, error };
+        ending = { finishReason: 'error', usage: undefined, error };
       }
     } finally {
+      watchdog.stop();
+      signal.removeEventListener('abort', forward);
       // Runs on normal end, on error and when the consumer stops iterating (a write to a gone client failed).
-      ended ??= { finishReason: abortKind(signal.aborted ? signal.reason : undefined), usage: undefined };
-      assistantId = await this.#persistReply(conversationId, text, modelName, ended, logger);
-      finish();
+      ending ??= { finishReason: signal.aborted ? asTurnAbort(signal.reason).finishReason : 'aborted', usage: undefined };
+      messageId = await this.#persistReply(conversation.key, text, modelName, ending, logger);
       logger.info(
-        { finishReason: ended.finishReason, outputChars: text.length, usage: ended.usage, ms: Math.round(performance.now() - startedAt) },
+        { finishReason: ending.finishReason, outputChars: text.length, usage: ending.usage, ms: Math.round(performance.now() - startedAt) },
         'chat turn ended',
       );
     }
-
-    if (ended.error) {
-      yield { type: 'error', conversationId, messageId: assistantId, content: text, error: ended.error };
-      return;
-    }
-    yield { type: 'end', conversationId, messageId: assistantId ?? '', content: text, finishReason: ended.finishReason, usage: ended.usage, model: modelName };
+    return { ending, text, messageId };
   }
 
-  async #persistReply(
-    conversationId: string,
-    content: string,
-    model: string,
-    ended: { finishReason: FinishReason; usage: TokenUsage | undefined },
-    logger: Logger,
-  ): Promise<string | undefined> {
+  async #persistReply(conversationKey: string, content: string, model: string, ending: Ending, logger: Logger): Promise<string | undefined> {
     // An error before any text leaves nothing worth storing; every other ending is kept.
-    if (ended.finishReason === 'error' && content === '') return undefined;
+    if (ending.finishReason === 'error' && content === '') return undefined;
     try {
       const stored = await this.deps.store.appendMessage({
-        conversationId,
+        conversationKey,
         role: 'assistant',
         content,
         model,
-        finishReason: ended.finishReason,
-        usage: ended.usage,
+        finishReason: ending.finishReason,
+        usage: ending.usage,
+        // The provider's own count is exact for its tokenizer; count only when it sent none.
+        tokens: ending.usage?.outputTokens ?? countTokens(content),
       });
       return stored.id;
     } catch (err) {
@@ -211,8 +251,50 @@ export class ChatPipeline {
   }
 }
 
-function notFound(): AppError {
-  return new AppError('NOT_FOUND', 'Conversation not found');
+/**
+ * Ends a model call that goes quiet: nothing within `firstByteMs` of the request, or nothing
+ * for `idleMs` between parts (the SDKs' own timeouts stop counting once headers arrive).
+ * `touch()` is a clock read per part; the one timer re-arms itself only when it fires.
+ */
+class StreamWatchdog {
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #lastPartAt = 0;
+
+  constructor(
+    private readonly firstByteMs: number,
+    private readonly idleMs: number,
+    private readonly onTimeout: (error: AppError) => void,
+  ) {}
+
+  start(): void {
+    this.#timer = setTimeout(() => this.#check(), this.firstByteMs);
+  }
+
+  touch(): void {
+    this.#lastPartAt = performance.now();
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #check(): void {
+    if (this.#lastPartAt === 0) {
+      this.onTimeout(new AppError('PROVIDER_ERROR', `The model provider did not start answering within ${seconds(this.firstByteMs)}`));
+      return;
+    }
+    const quiet = performance.now() - this.#lastPartAt;
+    if (quiet >= this.idleMs) {
+      this.onTimeout(new AppError('PROVIDER_ERROR', `The model provider sent nothing for ${seconds(this.idleMs)}; the reply was cut`));
+      return;
+    }
+    this.#timer = setTimeout(() => this.#check(), this.idleMs - quiet);
+  }
+}
+
+function seconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
 }
 
 function storedFinish(reason: ModelFinishReason): FinishReason {

@@ -1,5 +1,5 @@
 import { MEMORY_PREFIX, type ModelMessage } from '../models/language-model.js';
-import { countMessageTokens, countTokens } from '../models/tokenizer.js';
+import { MESSAGE_OVERHEAD, countMessageTokens, countTokens } from '../models/tokenizer.js';
 import type { StoredMessage } from '../stores/conversation-store.js';
 
 export interface ContextInput {
@@ -7,18 +7,17 @@ export interface ContextInput {
   /** Long-term memories recalled for this user, most similar first. */
   recalled: readonly string[];
   /** Recent messages, oldest first; the last one is the new user message. */
-  history: readonly StoredMessage[];
+  history: readonly Pick<StoredMessage, 'role' | 'content' | 'tokens'>[];
   /** Tokens the model accepts in one request. */
   contextTokens: number;
   /** Tokens kept free for the reply. */
   reserveTokens: number;
 }
 
-const encoder = new TextEncoder();
-
 /**
  * System prompt, recalled memory, then history oldest first, with the oldest history
  * dropped until the prompt fits the model's budget. The newest message always stays.
+ * History carries the token counts stored with each message, so nothing is re-tokenised.
  */
 export function buildContext(input: ContextInput): ModelMessage[] {
   const head: ModelMessage[] = [{ role: 'system', content: input.systemPrompt }];
@@ -28,18 +27,21 @@ export function buildContext(input: ContextInput): ModelMessage[] {
   const history: ModelMessage[] = input.history.map((m) => ({ role: m.role, content: m.content }));
   const budget = Math.max(0, input.contextTokens - input.reserveTokens);
 
-  // A token is never shorter than a byte, so a prompt whose bytes fit needs no tokenizer pass.
-  const bytes = [...head, ...history].reduce((n, m) => n + encoder.encode(m.content).length + 16, 0);
-  if (bytes <= budget) return [...head, ...history];
+  // A token is never shorter than a byte, and a UTF-16 unit never more than 3 UTF-8 bytes:
+  // a prompt whose upper bound fits needs no counting at all.
+  let upperBound = 0;
+  for (const m of head) upperBound += m.content.length * 3 + 16;
+  for (const m of history) upperBound += m.content.length * 3 + 16;
+  if (upperBound <= budget) return [...head, ...history];
 
   let total = countMessageTokens(head);
   const kept: ModelMessage[] = [];
-  for (let i = history.length - 1; i >= 0; i--) {
-    const m = history[i]!;
-    const cost = countTokens(m.content) + 4;
+  for (let i = input.history.length - 1; i >= 0; i--) {
+    const m = input.history[i]!;
+    const cost = (m.tokens ?? countTokens(m.content)) + MESSAGE_OVERHEAD;
     if (kept.length > 0 && total + cost > budget) break;
     total += cost;
-    kept.push(m);
+    kept.push(history[i]!);
   }
   return [...head, ...kept.reverse()];
 }

@@ -1,10 +1,37 @@
-/** Who is asking. Identity comes only from a verified token; the IP keys anonymous rate limits. */
+/**
+ * Who is asking. Identity comes only from a verified token (or, for anonymous callers, the
+ * server-signed anonymous-session cookie); the IP keys anonymous rate limits.
+ */
 export interface Principal {
   userId: string | null;
   ip: string;
+  /** The id in a valid anonymous-session cookie; null for signed-in users and cookie-less clients. */
+  anonymousId: string | null;
+  /** The sign-in session the caller's token names (this server's own tokens only). */
+  sessionId?: string | null | undefined;
 }
 
 export const isAnonymous = (p: Principal): boolean => p.userId === null;
+
+/**
+ * The owner new conversations are created under (PROTOCOLS.md section 0): the user; else the
+ * anonymous session from the signed cookie; else the client IP.
+ */
+export function ownerOf(p: Principal): string {
+  if (p.userId !== null) return p.userId;
+  return p.anonymousId ? `anon:${p.anonymousId}` : `ip:${p.ip}`;
+}
+
+/**
+ * The owners whose conversations this caller may reach, preferred first. An anonymous client
+ * that carries the cookie may also reach what it started from its IP before it had one (a
+ * browser's first turn): anyone on that IP without a cookie can reach those anyway, so this
+ * grants nothing new, and two cookie holders on one IP never see each other's.
+ */
+export function ownersOf(p: Principal): string[] {
+  if (p.userId !== null) return [p.userId];
+  return p.anonymousId ? [`anon:${p.anonymousId}`, `ip:${p.ip}`] : [`ip:${p.ip}`];
+}
 
 /**
  * The client's address for rate limits: the connection's, or, only behind a trusted proxy,

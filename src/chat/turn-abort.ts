@@ -1,21 +1,53 @@
+import { AppError } from '../errors.js';
+
 /**
- * Why a turn was cut short: the client asked (`stopped`), or it was `aborted`: the client
- * went away, or (`byServer`) the server is shutting down while the client is still there.
+ * Why a turn was cut short:
+ * - `stop`: the client asked (stored as `stopped`);
+ * - `disconnect`: the client went away (stored as `aborted`, nobody to tell);
+ * - `shutdown`: the server is stopping while the client is still there;
+ * - `deleted`: the conversation (or the account) was deleted while the reply streamed;
+ * - `slow-client`: the client stopped reading and its buffer stayed full too long.
  */
+export type AbortCause = 'stop' | 'disconnect' | 'shutdown' | 'deleted' | 'slow-client';
+
+const MESSAGES: Record<AbortCause, string> = {
+  stop: 'Stopped by the client',
+  disconnect: 'Client went away',
+  shutdown: 'The server is shutting down; the partial reply was saved',
+  deleted: 'The conversation was deleted while the reply streamed',
+  'slow-client': 'The connection stopped reading the reply; it was cut and the partial reply saved',
+};
+
 export class TurnAbort extends Error {
-  constructor(
-    readonly kind: 'stopped' | 'aborted',
-    readonly byServer = false,
-  ) {
-    super(kind === 'stopped' ? 'Stopped by the client' : byServer ? 'The server is shutting down' : 'Client went away');
+  constructor(readonly kind: AbortCause) {
+    super(MESSAGES[kind]);
     this.name = 'TurnAbort';
+  }
+
+  /** How the reply is stored. */
+  get finishReason(): 'stopped' | 'aborted' {
+    return this.kind === 'stop' ? 'stopped' : 'aborted';
+  }
+
+  /**
+   * The coded error a client that is still listening must get, on whatever protocol; undefined
+   * for a stop (the protocol has its own event) and a disconnect (nobody to tell).
+   */
+  get clientError(): AppError | undefined {
+    switch (this.kind) {
+      case 'shutdown':
+        return new AppError('INTERNAL', this.message);
+      case 'deleted':
+        return new AppError('NOT_FOUND', this.message);
+      case 'slow-client':
+        return new AppError('BAD_REQUEST', this.message);
+      default:
+        return undefined;
+    }
   }
 }
 
-export function abortKind(reason: unknown): 'stopped' | 'aborted' {
-  return reason instanceof TurnAbort ? reason.kind : 'aborted';
-}
-
-export function abortedByServer(reason: unknown): boolean {
-  return reason instanceof TurnAbort && reason.byServer;
+/** The abort reason as a TurnAbort; anything else (a bare abort) counts as the client leaving. */
+export function asTurnAbort(reason: unknown): TurnAbort {
+  return reason instanceof TurnAbort ? reason : new TurnAbort('disconnect');
 }

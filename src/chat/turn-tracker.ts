@@ -1,16 +1,21 @@
-import { TurnAbort } from './turn-abort.js';
+import { TurnAbort, type AbortCause } from './turn-abort.js';
 
 interface ActiveTurn {
   controller: AbortController;
+  conversationKey: string;
+  ownerId: string;
   done: Promise<void>;
 }
 
 /**
- * Knows every running chat turn: a gauge for monitoring, and the handle graceful shutdown
- * uses to let streams finish, then abort the rest and wait until their replies are stored.
+ * Knows every running chat turn, by conversation: a gauge for monitoring, the handle that
+ * stops a conversation's turn from outside its connection (delete, stop by id), and what
+ * graceful shutdown uses to let streams finish, then abort the rest and wait until their
+ * replies are stored.
  */
 export class TurnTracker {
   readonly #active = new Set<ActiveTurn>();
+  readonly #byConversation = new Map<string, Set<ActiveTurn>>();
   #closing = false;
 
   get active(): number {
@@ -22,22 +27,48 @@ export class TurnTracker {
   }
 
   /** Registers a turn; returns the signal it must honour and a function to call when it is over. */
-  track(outer: AbortSignal | undefined): { signal: AbortSignal; finish: () => void } {
+  track(outer: AbortSignal | undefined, conversation: { key: string; ownerId: string }): { signal: AbortSignal; finish: () => void } {
     const controller = new AbortController();
     const onOuterAbort = () => controller.abort(outer?.reason);
     if (outer?.aborted) controller.abort(outer.reason);
     else outer?.addEventListener('abort', onOuterAbort, { once: true });
     let resolve!: () => void;
-    const turn: ActiveTurn = { controller, done: new Promise<void>((r) => (resolve = r)) };
+    const turn: ActiveTurn = { controller, conversationKey: conversation.key, ownerId: conversation.ownerId, done: new Promise<void>((r) => (resolve = r)) };
     this.#active.add(turn);
+    let peers = this.#byConversation.get(conversation.key);
+    if (!peers) this.#byConversation.set(conversation.key, (peers = new Set()));
+    peers.add(turn);
     return {
       signal: controller.signal,
       finish: () => {
         outer?.removeEventListener('abort', onOuterAbort);
         this.#active.delete(turn);
+        peers.delete(turn);
+        if (peers.size === 0) this.#byConversation.delete(conversation.key);
         resolve();
       },
     };
+  }
+
+  /** True while a turn of this conversation runs. */
+  isRunning(conversationKey: string): boolean {
+    return this.#byConversation.has(conversationKey);
+  }
+
+  /** Aborts the conversation's running turns and resolves once their replies are stored; the count aborted. */
+  async abortConversation(conversationKey: string, cause: AbortCause): Promise<number> {
+    return this.#abort([...(this.#byConversation.get(conversationKey) ?? [])], cause);
+  }
+
+  /** Aborts every running turn of an owner (account deletion) and waits for them. */
+  async abortOwner(ownerId: string, cause: AbortCause): Promise<number> {
+    return this.#abort([...this.#active].filter((t) => t.ownerId === ownerId), cause);
+  }
+
+  async #abort(turns: ActiveTurn[], cause: AbortCause): Promise<number> {
+    for (const t of turns) t.controller.abort(new TurnAbort(cause));
+    await Promise.all(turns.map((t) => t.done));
+    return turns.length;
   }
 
   /** Waits up to `graceMs` for running turns, then aborts the rest and waits for them to persist. */
@@ -52,10 +83,7 @@ export class TurnTracker {
     ]);
     clearTimeout(timer);
     const remaining = [...this.#active];
-    if (timedOut) {
-      for (const t of remaining) t.controller.abort(new TurnAbort('aborted', true));
-      await all();
-    }
+    if (timedOut) await this.#abort(remaining, 'shutdown');
     return { finished: initial - remaining.length, aborted: timedOut ? remaining.length : 0 };
   }
 }

@@ -1,8 +1,9 @@
 import { Hono, type Context } from 'hono';
 import { cors } from 'hono/cors';
 import { requestId } from 'hono/request-id';
+import { secureHeaders } from 'hono/secure-headers';
 import { clientIp } from '../chat/principal.js';
-import { originAllowed } from '../origins.js';
+import type { OriginPolicy } from '../origins.js';
 import { AppError, errorBody, toAppError } from '../errors.js';
 import type { Services } from '../services.js';
 import type { AppEnv } from './app-env.js';
@@ -10,7 +11,8 @@ import { authRoutes } from './auth-routes.js';
 import { authenticate } from './authenticate.js';
 import { chatStreamHandler } from './chat-stream-route.js';
 import { conversationRoutes } from './conversation-routes.js';
-import { setRateLimitHeaders } from './http-helpers.js';
+import { setRateLimitHeaders, setRetryAfter } from './http-helpers.js';
+import { readiness } from './readiness.js';
 import type { RateLimitDecision } from '../ratelimit/rate-limiter.js';
 
 export interface AppOptions {
@@ -34,18 +36,14 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
     await next();
     reqLogger.info({ method: c.req.method, path: c.req.path, status: c.res.status, ms: +(performance.now() - started).toFixed(2) }, 'request');
   });
-  app.use(corsMiddleware(config.corsOrigins));
+  app.use(secureHeaders());
+  app.use(corsMiddleware(services.origins));
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', async (c) => {
-    if (services.turns.closing) return c.json({ status: 'shutting-down' }, 503);
-    try {
-      await services.store.ping();
-      return c.json({ status: 'ready', store: services.store.kind, rateLimiter: services.limiter.kind, providers: services.models.providers });
-    } catch (err) {
-      c.get('logger').error({ err }, 'readiness check failed');
-      return c.json({ status: 'unavailable', store: services.store.kind }, 503);
-    }
+    const report = await readiness(services);
+    if (report.status === 'unavailable') c.get('logger').warn({ checks: report.checks }, 'not ready');
+    return c.json(report, report.status === 'ready' || report.status === 'degraded' ? 200 : 503);
   });
 
   app.post('/api/v2/ai/chat/stream', authenticate(services), chatStreamHandler(services));
@@ -60,16 +58,17 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
     else log.debug({ code: error.code, msg: error.message }, 'request refused');
     const rateLimit = error.details?.rateLimit as RateLimitDecision | undefined;
     if (rateLimit) setRateLimitHeaders(c, rateLimit);
+    const retryAfter = error.details?.retryAfterSeconds;
+    if (!rateLimit && typeof retryAfter === 'number') setRetryAfter(c, retryAfter);
     return c.json(errorBody(error), error.status as 400);
   });
   return app;
 }
 
-function corsMiddleware(origins: string[]) {
-  const allowed = originAllowed(origins);
+function corsMiddleware(allowed: OriginPolicy) {
   return cors({
     // With credentials the browser refuses "*", so a "*" setting reflects the caller's origin.
-    origin: (origin) => (allowed(origin) ? origin : null),
+    origin: (origin, c) => (allowed(origin, c.req.header('host')) ? origin : null),
     credentials: true,
     allowHeaders: ['Content-Type', 'Authorization', 'X-Request-Id'],
     exposeHeaders: ['X-Request-Id', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset', 'Retry-After'],

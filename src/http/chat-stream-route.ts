@@ -34,31 +34,42 @@ export function chatStreamHandler(services: Services) {
 
     const response = streamSSE(c, async (stream) => {
       const controller = new AbortController();
-      const abort = () => controller.abort(new TurnAbort('aborted'));
+      const abort = () => controller.abort(new TurnAbort('disconnect'));
       // The runtime cancels the response stream when the client goes away (Node and workerd alike);
       // reading c.req.raw.signal instead would build a full web Request for every turn.
       stream.onAbort(abort);
+      // A write waits while the client does not read (so the model is not pulled meanwhile);
+      // one that waits past SLOW_CLIENT_TIMEOUT_MS ends the turn.
+      const slowReader = new PendingWriteWatch(services.config.slowClientTimeoutMs, () => {
+        controller.abort(new TurnAbort('slow-client'));
+        // Releases the stuck write, so the turn ends and stores its partial reply now.
+        stream.abort();
+      });
 
-      for await (const event of turn.run(controller.signal)) {
-        if (stream.aborted || stream.closed) break;
-        switch (event.type) {
-          case 'delta':
-            // Hand-built line: this is the hot path of every token.
-            await stream.write(prefix + JSON.stringify(event.text) + suffix);
-            break;
-          case 'end':
-            // An `aborted` end means the client left: there is nobody to tell.
-            if (event.finishReason === 'aborted') break;
-            await stream.write(
-              sse({ done: true, sessionId, messageId: event.messageId, finishReason: event.finishReason, usage: event.usage }),
-            );
-            break;
-          case 'error':
-            await stream.write(sse({ error: event.error.message, code: event.error.code, sessionId }));
-            break;
-          case 'start':
-            break;
+      try {
+        for await (const event of turn.run(controller.signal)) {
+          if (stream.aborted || stream.closed) break;
+          switch (event.type) {
+            case 'delta':
+              // Hand-built line: this is the hot path of every token.
+              await slowReader.watch(stream.write(prefix + JSON.stringify(event.text) + suffix));
+              break;
+            case 'end':
+              // An `aborted` end means the client left: there is nobody to tell.
+              if (event.finishReason === 'aborted') break;
+              await stream.write(
+                sse({ done: true, sessionId, messageId: event.messageId, finishReason: event.finishReason, usage: event.usage }),
+              );
+              break;
+            case 'error':
+              await stream.write(sse({ error: event.error.message, code: event.error.code, sessionId }));
+              break;
+            case 'start':
+              break;
+          }
         }
+      } finally {
+        slowReader.stop();
       }
     });
     // streamSSE sets `Connection: keep-alive`, which stops Node from advertising its
@@ -70,4 +81,35 @@ export function chatStreamHandler(services: Services) {
 
 function sse(data: unknown): string {
   return `data: ${JSON.stringify(data)}\n\n`;
+}
+
+/** Calls `onStuck` when one watched promise stays pending longer than `timeoutMs`; one timer per stream. */
+class PendingWriteWatch {
+  #pendingSince = 0;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly onStuck: () => void,
+  ) {}
+
+  async watch<T>(write: Promise<T>): Promise<T> {
+    this.#pendingSince = performance.now();
+    this.#timer ??= setInterval(() => {
+      if (this.#pendingSince && performance.now() - this.#pendingSince > this.timeoutMs) {
+        this.stop();
+        this.onStuck();
+      }
+    }, Math.min(1000, this.timeoutMs));
+    try {
+      return await write;
+    } finally {
+      this.#pendingSince = 0;
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
 }

@@ -5,12 +5,15 @@ import { AppError } from '../errors.js';
 import type { Services } from '../services.js';
 import type { Conversation, StoredMessage } from '../stores/conversation-store.js';
 import type { AppEnv } from './app-env.js';
+import { readJsonBody } from './http-helpers.js';
 import { authenticate } from './authenticate.js';
 
 const pageQuery = z.object({
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().max(300).optional(),
 });
+
+const renameSchema = z.object({ title: z.string().trim().min(1, 'must not be empty').max(200) });
 
 const conversationJson = (c: Conversation) => ({
   id: c.id,
@@ -41,11 +44,11 @@ export function conversationRoutes(services: Services): Hono<AppEnv> {
     return parsed.data;
   };
 
-  /** The conversation if the caller owns it; NOT_FOUND otherwise, never revealing that it exists. */
+  /** The caller's conversation with this id; NOT_FOUND otherwise, never revealing that another owner has one. */
   const owned = async (c: Context<AppEnv>) => {
     const id = conversationIdSchema.safeParse(c.req.param('id'));
-    const conversation = id.success ? await store.getConversation(id.data) : undefined;
-    if (!conversation || conversation.ownerId !== c.get('principal').userId) throw new AppError('NOT_FOUND', 'Conversation not found');
+    const conversation = id.success ? await store.getConversation(c.get('principal').userId!, id.data) : undefined;
+    if (!conversation) throw new AppError('NOT_FOUND', 'Conversation not found');
     return conversation;
   };
 
@@ -58,14 +61,25 @@ export function conversationRoutes(services: Services): Hono<AppEnv> {
   routes.get('/:id/messages', async (c) => {
     const conversation = await owned(c);
     const { limit, cursor } = page(c);
-    const result = await store.listMessages(conversation.id, { limit, after: cursor });
+    const result = await store.listMessages(conversation.key, { limit, after: cursor });
     return c.json({ conversation: conversationJson(conversation), messages: result.items.map(messageJson), nextCursor: result.nextCursor });
+  });
+
+  routes.patch('/:id', async (c) => {
+    const conversation = await owned(c);
+    const parsed = renameSchema.safeParse(await readJsonBody(c, services.config.chat.maxBodyBytes));
+    if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
+    const renamed = await store.renameConversation(conversation.ownerId, conversation.id, parsed.data.title);
+    if (!renamed) throw new AppError('NOT_FOUND', 'Conversation not found');
+    return c.json({ conversation: conversationJson(renamed) });
   });
 
   routes.delete('/:id', async (c) => {
     const conversation = await owned(c);
-    const deleted = await store.deleteConversation(conversation.id);
-    c.get('logger').info({ conversationId: conversation.id, messages: deleted.length }, 'conversation deleted');
+    // A reply still streaming ends first (its client is told, with a code), then nothing is left to write.
+    const stopped = await services.turns.abortConversation(conversation.key, 'deleted');
+    const deleted = await store.deleteConversation(conversation.ownerId, conversation.id);
+    c.get('logger').info({ conversationId: conversation.id, messages: deleted.length, stoppedTurns: stopped }, 'conversation deleted');
     return c.json({ deleted: true, id: conversation.id, messages: deleted.length });
   });
 

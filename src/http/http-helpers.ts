@@ -19,7 +19,10 @@ export async function readJsonBody(c: Context, maxBytes: number): Promise<unknow
   let size = 0;
   const reader = body.getReader();
   for (;;) {
-    const { done, value } = await reader.read();
+    const { done, value } = await reader.read().catch((err: unknown) => {
+      // The client went away mid-upload: nobody will read an answer; not a server error.
+      throw new AppError('BAD_REQUEST', 'The request body was cut off', { cause: err, details: { clientAbort: true } });
+    });
     if (done) break;
     size += value.byteLength;
     if (size > maxBytes) {
@@ -50,6 +53,11 @@ function concat(chunks: Uint8Array[], size: number): Uint8Array {
     offset += c.byteLength;
   }
   return out;
+}
+
+/** Retry-After for a refusal that is not a window count (a busy hash queue, a limiter outage). */
+export function setRetryAfter(c: Context, seconds: number): void {
+  c.header('Retry-After', String(Math.max(1, Math.ceil(seconds))));
 }
 
 /** IETF draft RateLimit-* headers plus Retry-After when refused. */

@@ -3,6 +3,10 @@ import { countMessageTokens, splitTokens } from './tokenizer.js';
 
 export interface LocalModelOptions {
   modelId?: string;
+  /** The model the client asked for, when the local model answers in its place (no provider configured). */
+  requested?: string | undefined;
+  /** Whether a real provider is configured (the reply then does not tell the user to configure one). */
+  remoteConfigured?: boolean;
   /** Pause before each token, to imitate a remote model's pace. */
   tokenDelayMs: number;
   contextTokens: number;
@@ -18,17 +22,19 @@ export class LocalModel implements LanguageModel {
   readonly modelId: string;
   readonly contextTokens: number;
   readonly #tokenDelayMs: number;
+  readonly #about: ReplyContext;
 
   constructor(options: LocalModelOptions) {
     this.modelId = options.modelId ?? 'local';
     this.contextTokens = options.contextTokens;
     this.#tokenDelayMs = options.tokenDelayMs;
+    this.#about = { requested: options.requested, remoteConfigured: options.remoteConfigured ?? false };
   }
 
   async *stream(options: ModelCallOptions): AsyncIterable<ModelStreamPart> {
     const { signal } = options;
     signal.throwIfAborted();
-    const pieces = splitTokens(composeReply(options.messages));
+    const pieces = splitTokens(composeReply(options.messages, this.#about));
     const limit = options.maxTokens ?? Number.POSITIVE_INFINITY;
     let emitted = 0;
     for (const text of pieces) {
@@ -46,7 +52,12 @@ export class LocalModel implements LanguageModel {
   }
 }
 
-export function composeReply(messages: readonly ModelMessage[]): string {
+export interface ReplyContext {
+  requested: string | undefined;
+  remoteConfigured: boolean;
+}
+
+export function composeReply(messages: readonly ModelMessage[], about: ReplyContext = { requested: undefined, remoteConfigured: false }): string {
   const last = [...messages].reverse().find((m) => m.role === 'user');
   const earlier = messages.filter((m) => m.role !== 'system').length - (last ? 1 : 0);
   const recalled = messages
@@ -56,14 +67,18 @@ export function composeReply(messages: readonly ModelMessage[]): string {
     .filter(Boolean);
 
   const parts = [
-    'This is the offline development model: no language model is configured, so this reply is generated locally.',
+    about.requested && about.requested !== 'local'
+      ? `This is the offline development model answering in place of "${clip(about.requested, 80)}": no model provider is configured, so this reply is generated locally.`
+      : about.remoteConfigured
+        ? 'This is the offline development model (you asked for "local"): not a language model, this reply is generated locally.'
+        : 'This is the offline development model: no model provider is configured, so this reply is generated locally.',
     last ? `You said: "${clip(last.content, 400)}".` : 'There was no user message.',
     earlier > 0
       ? `This conversation has ${earlier} earlier message${earlier === 1 ? '' : 's'} in context.`
       : 'This is the start of the conversation.',
   ];
   if (recalled.length) parts.push(`I recall: ${recalled.map((r) => `"${clip(r, 120)}"`).join('; ')}.`);
-  parts.push('Set OPENAI_API_KEY, OPENAI_BASE_URL or GEMINI_API_KEY to talk to a real model.');
+  if (!about.remoteConfigured) parts.push('Set OPENAI_API_KEY, OPENAI_BASE_URL or GEMINI_API_KEY to talk to a real model.');
   return parts.join(' ');
 }
 

@@ -1,4 +1,5 @@
-import type { Config } from '../config.js';
+import { ConfigError, type Config } from '../config.js';
+import { silentLogger, type Logger } from '../logger.js';
 import { AppError } from '../errors.js';
 import { GeminiProvider } from './gemini-model.js';
 import type { LanguageModel } from './language-model.js';
@@ -11,17 +12,25 @@ export type ProviderName = (typeof PROVIDERS)[number];
 const MODEL_NAME = /^[A-Za-z0-9._:/-]{1,128}$/;
 
 interface ModelFactory {
-  model(modelId: string): LanguageModel;
+  /** `requested`: the name the client asked for, when the local model stands in for it. */
+  model(modelId: string, requested?: string): LanguageModel;
 }
+
+/** What a server with a provider key and no DEFAULT_MODEL answers with. */
+export const PROVIDER_DEFAULT_MODELS = { openai: 'gpt-4o-mini', gemini: 'gemini-2.5-flash' } as const;
 
 /**
  * Routes a requested model name to a provider (PROTOCOLS.md section 0):
  * `gpt-*` and `o<digit>*` go to OpenAI (or the OpenAI-compatible base URL), `gemini-*` to
  * Gemini, `local` to the embedded model, and `provider:model` names the provider outright.
+ * With no remote provider configured at all, every well-formed name is served by the local
+ * model (so a client that asks for `gpt-4` still works on a zero-config server), and the
+ * model reported back is `local`.
  */
 export class ModelRegistry {
   readonly #factories = new Map<ProviderName, ModelFactory>();
   readonly #allowed: ReadonlySet<string> | undefined;
+  readonly #localOnly: boolean;
   readonly defaultModel: string;
 
   constructor(options: { factories: Partial<Record<ProviderName, ModelFactory>>; defaultModel: string; allowedModels?: string[] | undefined }) {
@@ -30,6 +39,7 @@ export class ModelRegistry {
       if (factory) this.#factories.set(name, factory);
     }
     this.#allowed = options.allowedModels ? new Set(options.allowedModels) : undefined;
+    this.#localOnly = this.providers.every((p) => p === 'local');
     this.defaultModel = options.defaultModel;
   }
 
@@ -38,15 +48,21 @@ export class ModelRegistry {
     return [...this.#factories.keys()];
   }
 
-  /** Throws INVALID_MODEL for a name that is malformed, not allowed, or has no configured provider. */
-  resolve(requested: string | undefined): LanguageModel {
+  /**
+   * Throws INVALID_MODEL for a name that is malformed, not allowed, or has no configured
+   * provider. `strict` turns off the zero-config stand-in (for DEFAULT_MODEL, which an
+   * operator chose on purpose).
+   */
+  resolve(requested: string | undefined, options: { strict?: boolean } = {}): LanguageModel {
     const name = requested ?? this.defaultModel;
     if (!MODEL_NAME.test(name)) throw new AppError('INVALID_MODEL', 'Model names are 1-128 characters of letters, digits and ._:/-');
     const route = routeModel(name);
-    if (!route) throw new AppError('INVALID_MODEL', `Unknown model "${name}": use gpt-*, o*, gemini-*, local or provider:model`);
-    if (this.#allowed && !this.#allowed.has(name) && !this.#allowed.has(`${route.provider}:${route.modelId}`)) {
+    if (this.#allowed && !this.#allowed.has(name) && !(route && this.#allowed.has(`${route.provider}:${route.modelId}`))) {
       throw new AppError('INVALID_MODEL', `Model "${name}" is not allowed on this server`);
     }
+    const local = this.#factories.get('local');
+    if (this.#localOnly && local && route?.provider !== 'local' && !options.strict) return local.model('local', name);
+    if (!route) throw new AppError('INVALID_MODEL', `Unknown model "${name}": use gpt-*, o*, gemini-*, local or provider:model`);
     const factory = this.#factories.get(route.provider);
     if (!factory) throw new AppError('INVALID_MODEL', `Model "${name}" needs the ${route.provider} provider, which is not configured`);
     return factory.model(route.modelId);
@@ -67,12 +83,61 @@ export function routeModel(name: string): { provider: ProviderName; modelId: str
   return undefined;
 }
 
-/** The one place that turns configuration into providers. */
-export function createModelRegistry(config: Config): ModelRegistry {
+/**
+ * The default model when DEFAULT_MODEL is unset: OpenAI's, else Gemini's, else the local one.
+ * An OpenAI-compatible server (Ollama, vLLM...) has no standard model name, so the Node entry
+ * asks it (`discoverCompatibleModel`) and passes the answer in.
+ */
+export function chooseDefaultModel(config: Config, discovered?: string): string {
+  if (config.chat.defaultModel) return config.chat.defaultModel;
+  if (config.models.openai.apiKey) return discovered ?? (config.models.openai.baseURL ? 'openai:default' : PROVIDER_DEFAULT_MODELS.openai);
+  if (config.models.gemini.apiKey) return PROVIDER_DEFAULT_MODELS.gemini;
+  return 'local';
+}
+
+/**
+ * Asks an OpenAI-compatible server for its models (`GET /models`) and returns the first as
+ * `openai:<id>`; used only when OPENAI_BASE_URL is set and DEFAULT_MODEL is not. Throws a
+ * ConfigError naming the variables when the server cannot be asked.
+ */
+export async function discoverCompatibleModel(config: Config, timeoutMs = 5_000): Promise<string | undefined> {
+  const { baseURL, apiKey } = config.models.openai;
+  if (config.chat.defaultModel || !baseURL) return undefined;
+  const url = `${baseURL.replace(/\/+$/, '')}/models`;
+  const fix = 'start that server, or set DEFAULT_MODEL=openai:<model> to skip this lookup';
+  let ids: string[];
+  try {
+    const res = await fetch(url, { headers: apiKey ? { Authorization: `Bearer ${apiKey}` } : {}, signal: AbortSignal.timeout(timeoutMs) });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const body = (await res.json()) as { data?: { id?: unknown }[] };
+    ids = (body.data ?? []).map((m) => m.id).filter((id): id is string => typeof id === 'string' && MODEL_NAME.test(id));
+  } catch (err) {
+    throw new ConfigError([`OPENAI_BASE_URL: could not list the models at ${url} (${describe(err)}); ${fix}`]);
+  }
+  if (!ids.length) throw new ConfigError([`OPENAI_BASE_URL: the server at ${url} lists no models; pull one (e.g. \`ollama pull llama3.2\`) or set DEFAULT_MODEL`]);
+  return `openai:${ids[0]}`;
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err.cause as { code?: unknown } | undefined)?.code;
+    if (typeof code === 'string') return code;
+    if (err.name === 'TimeoutError') return 'no answer in time';
+    return err.message.slice(0, 80);
+  }
+  return 'unknown error';
+}
+
+/** The one place that turns configuration into providers. Throws ConfigError for a default model that cannot be served. */
+export function createModelRegistry(config: Config, logger: Logger = silentLogger, discoveredDefault?: string): ModelRegistry {
   const m = config.models;
-  const local = new LocalModel({ tokenDelayMs: m.local.tokenDelayMs, contextTokens: m.local.contextTokens });
+  const remote = Boolean(m.openai.apiKey || m.gemini.apiKey);
+  const localOptions = { ...m.local, remoteConfigured: remote };
+  const local = new LocalModel(localOptions);
   const factories: Partial<Record<ProviderName, ModelFactory>> = {
-    local: { model: (id) => (id === 'local' ? local : new LocalModel({ ...m.local, modelId: id })) },
+    local: {
+      model: (id, requested) => (id === 'local' && !requested ? local : new LocalModel({ ...localOptions, modelId: id, requested })),
+    },
   };
   if (m.openai.apiKey) {
     factories.openai = new OpenAIProvider({
@@ -82,6 +147,7 @@ export function createModelRegistry(config: Config): ModelRegistry {
       maxRetries: m.maxRetries,
       timeoutMs: m.timeoutMs,
       contextTokens: m.contextTokens,
+      logger,
     });
   }
   if (m.gemini.apiKey) {
@@ -93,7 +159,20 @@ export function createModelRegistry(config: Config): ModelRegistry {
       contextTokens: m.contextTokens,
     });
   }
-  const registry = new ModelRegistry({ factories, defaultModel: config.chat.defaultModel, allowedModels: config.chat.allowedModels });
-  registry.resolve(undefined); // a default model that cannot be served is a start-up error, not a per-request one
+  const defaultModel = chooseDefaultModel(config, discoveredDefault);
+  const registry = new ModelRegistry({ factories, defaultModel, allowedModels: config.chat.allowedModels });
+  try {
+    registry.resolve(undefined, { strict: true }); // a default model that cannot be served is a start-up error, not a per-request one
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    const route = routeModel(defaultModel);
+    const hint =
+      route?.provider === 'openai'
+        ? 'set OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server)'
+        : route?.provider === 'gemini'
+          ? 'set GEMINI_API_KEY'
+          : 'use gpt-*, o*, gemini-*, local or provider:model, and list it in ALLOWED_MODELS when that is set';
+    throw new ConfigError([`DEFAULT_MODEL=${defaultModel}: ${reason}; ${hint}, or choose another DEFAULT_MODEL`]);
+  }
   return registry;
 }

@@ -1,4 +1,5 @@
 import OpenAI from 'openai';
+import type { Logger } from '../logger.js';
 import type { LanguageModel, ModelCallOptions, ModelFinishReason, ModelStreamPart, TokenUsage } from './language-model.js';
 import { finishPart, streamFailure } from './provider-error.js';
 
@@ -9,6 +10,8 @@ export interface OpenAIProviderOptions {
   maxRetries: number;
   timeoutMs: number;
   contextTokens: number;
+  /** The SDK's own diagnostics go here instead of the console. */
+  logger: Logger;
 }
 
 /** One SDK client per process: it keeps the connection pool warm across requests. */
@@ -25,6 +28,9 @@ export class OpenAIProvider {
       organization: options.organization ?? null,
       maxRetries: options.maxRetries,
       timeout: options.timeoutMs,
+      // Never below warn: the SDK's debug lines describe whole requests.
+      logLevel: 'warn',
+      logger: sdkLogger(options.logger),
     });
     this.compatible = options.baseURL !== undefined;
     this.contextTokens = options.contextTokens;
@@ -93,4 +99,23 @@ class OpenAIChatModel implements LanguageModel {
     }
     yield finishPart('OpenAI', signal, finishReason, usage);
   }
+}
+
+/** The SDK's (message, ...details) calls as structured log records, details clipped. */
+function sdkLogger(logger: Logger): NonNullable<ConstructorParameters<typeof OpenAI>[0]>['logger'] {
+  const log = (level: 'error' | 'warn' | 'info' | 'debug') => (message: string, ...details: unknown[]) =>
+    logger[level]({ sdk: 'openai', details: details.map((d) => clip(typeof d === 'string' ? d : safeJson(d))) }, clip(String(message)));
+  return { error: log('error'), warn: log('warn'), info: log('info'), debug: log('debug') };
+}
+
+function safeJson(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+function clip(text: string): string {
+  return text.length > 500 ? `${text.slice(0, 500)}…` : text;
 }

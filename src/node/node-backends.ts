@@ -1,22 +1,67 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Config } from '../config.js';
+import { ConfigError, type Config } from '../config.js';
 import type { Logger } from '../logger.js';
+import { createModelRegistry, discoverCompatibleModel } from '../models/model-registry.js';
 import { createRateLimiter } from '../ratelimit/create-rate-limiter.js';
 import type { Backends } from '../services.js';
 import type { ConversationStore } from '../stores/conversation-store.js';
 import { MongoConversationStore } from '../stores/mongo-conversation-store.js';
 import { SqliteConversationStore } from '../stores/sqlite-conversation-store.js';
+import { NativePasswordHasher } from './native-password-hasher.js';
+
+/** A dependency named in the configuration cannot be reached at start-up (exit 69, EX_UNAVAILABLE). */
+export class StartupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StartupError';
+  }
+}
 
 /** The one wiring module for Node: configuration picks each port's adapter. */
 export async function createNodeBackends(config: Config, logger: Logger): Promise<Backends> {
-  const store: ConversationStore = config.mongo
-    ? await MongoConversationStore.connect(config.mongo.uri, config.mongo.db)
-    : new SqliteConversationStore(join(config.dataDir, 'gateway.sqlite'));
+  ensurePrivateDir(config.dataDir, logger);
+  const models = createModelRegistry(config, logger, await discoverCompatibleModel(config));
+  const store = config.mongo ? await connectMongo(config.mongo) : new SqliteConversationStore(join(config.dataDir, 'gateway.sqlite'));
   const limiter = createRateLimiter(config, logger);
   const jwtSecret = config.auth.jwtSecret ? new TextEncoder().encode(config.auth.jwtSecret) : persistedSecret(config.dataDir, logger);
-  logger.info({ store: store.kind, rateLimiter: limiter.kind, authRequired: config.auth.required }, 'backends ready');
-  return { logger, store, limiter, jwtSecret };
+  logger.info(
+    { store: store.kind, rateLimiter: limiter.kind, authRequired: config.auth.required, providers: models.providers, defaultModel: models.defaultModel },
+    config.chat.defaultModel ? 'backends ready' : `backends ready; no DEFAULT_MODEL set, so requests without a model use ${models.defaultModel}`,
+  );
+  return { logger, store, limiter, jwtSecret, hasher: new NativePasswordHasher(), revocableTokens: true, models };
+}
+
+async function connectMongo(mongo: NonNullable<Config['mongo']>): Promise<ConversationStore> {
+  try {
+    return await MongoConversationStore.connect(mongo.uri, mongo.db, { connectTimeoutMs: mongo.connectTimeoutMs });
+  } catch (err) {
+    const host = (() => {
+      try {
+        return new URL(mongo.uri.replace(/^mongodb(\+srv)?:/, 'http:')).host;
+      } catch {
+        return 'the configured host';
+      }
+    })();
+    const reason = err instanceof Error ? err.message.replace(/mongodb(\+srv)?:\/\/\S+/g, '<uri>').slice(0, 160) : String(err);
+    throw new StartupError(
+      `MONGODB_URI: could not connect to ${host} within ${mongo.connectTimeoutMs} ms (${reason}). ` +
+        'Check the URI and that MongoDB is running and reachable, or unset MONGODB_URI to use the embedded SQLite store.',
+    );
+  }
+}
+
+/** DATA_DIR holds password hashes, every conversation and the JWT secret: owner-only. */
+function ensurePrivateDir(dir: string, logger: Logger): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if ((statSync(dir).mode & 0o077) !== 0) {
+      chmodSync(dir, 0o700);
+      logger.warn({ dir }, 'DATA_DIR was readable by others; made it owner-only (0700)');
+    }
+  } catch (err) {
+    throw new ConfigError([`DATA_DIR: cannot create or use ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'}); choose a writable directory`]);
+  }
 }
 
 /**
@@ -26,7 +71,6 @@ export async function createNodeBackends(config: Config, logger: Logger): Promis
 function persistedSecret(dataDir: string, logger: Logger): Uint8Array {
   const file = join(dataDir, 'jwt-secret');
   if (!existsSync(file)) {
-    mkdirSync(dataDir, { recursive: true });
     const secret = Buffer.from(crypto.getRandomValues(new Uint8Array(48))).toString('base64url');
     writeFileSync(file, `${secret}\n`, { mode: 0o600, flag: 'wx' });
     logger.warn({ file }, 'JWT_SECRET is not set: generated one and stored it in the data directory; set JWT_SECRET to share tokens across nodes');

@@ -46,6 +46,13 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
   injectWebSocket(wsUpgrades as unknown as HttpServer);
   httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (req.url?.startsWith(SOCKET_IO_PATH)) return;
+    // Browsers apply no CORS to WebSockets, and a cross-site page's upgrade carries the victim's
+    // cookie: the same origin rule as Socket.IO's handshake, before anything else runs.
+    const origin = req.headers.origin;
+    if (origin !== undefined && !services.origins(origin, req.headers.host)) {
+      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n{"error":"Origin not allowed","code":"UNAUTHORIZED"}');
+      return;
+    }
     wsUpgrades.emit('upgrade', req, socket, head);
   });
 
@@ -65,7 +72,7 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
           httpServer.off('error', reject);
           const addr = httpServer.address();
           const port = typeof addr === 'object' && addr ? addr.port : config.port;
-          logger.info({ port, host: config.host, providers: services.models.providers, defaultModel: config.chat.defaultModel }, 'listening');
+          logger.info({ port, host: config.host, providers: services.models.providers, defaultModel: services.models.defaultModel }, 'listening');
           resolve({ port, host: config.host });
         });
       }),
@@ -75,6 +82,8 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
         const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
         httpServer.closeIdleConnections();
         const drained = await services.turns.drain(config.shutdownGraceMs);
+        // Let every protocol adapter hand its last event (the shutdown error) to its socket first.
+        await new Promise((resolve) => setImmediate(resolve));
         io.disconnectSockets(true);
         // io.close() also closes the http server; its callback would wait for keep-alive sockets.
         void io.close();

@@ -80,4 +80,6 @@ export interface SocketData {
   /** The principal the connection authenticated as (re-checked on every chat event). */
   userId: string | null;
   ip: string;
+  /** The sign-in session of the connection's token, so revoking it disconnects the socket. */
+  sessionId: string | null;
 }

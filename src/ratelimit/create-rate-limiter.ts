@@ -7,6 +7,6 @@ import { UpstashRateLimiter } from './upstash-rate-limiter.js';
 /** Upstash (shared by every node, HTTP-based so it runs on Node and Workers) when configured, else in-process. */
 export function createRateLimiter(config: Config, logger: Logger): RateLimiter {
   return config.upstash
-    ? new UpstashRateLimiter({ ...config.upstash, windowMs: config.rateLimit.windowMs, timeoutMs: 2_000, logger })
+    ? new UpstashRateLimiter({ ...config.upstash, windowMs: config.rateLimit.windowMs, timeoutMs: 2_000, failClosed: config.rateLimit.failClosed, logger })
     : new MemoryRateLimiter(config.rateLimit.windowMs);
 }

@@ -13,6 +13,7 @@ interface Windows {
  */
 export class MemoryRateLimiter implements RateLimiter {
   readonly kind = 'memory';
+  readonly failClosed = false;
   readonly #state = new Map<string, Windows>();
   #sweepAt = 0;
 
@@ -46,6 +47,8 @@ export class MemoryRateLimiter implements RateLimiter {
     const cutoff = now - 2 * this.windowMs;
     for (const [key, w] of this.#state) if (w.start < cutoff) this.#state.delete(key);
   }
+
+  async ping() {}
 
   async close() {
     this.#state.clear();

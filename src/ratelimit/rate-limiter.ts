@@ -21,17 +21,22 @@ export interface RateLimitPolicy {
 /** Counts events per key in a sliding window; one `consume` per chat turn, whatever the protocol. */
 export interface RateLimiter {
   readonly kind: string;
+  /**
+   * Counts one event. When the backend cannot answer, lets it through (logged) unless the
+   * limiter fails closed, in which case it throws RATE_LIMIT with HTTP status 503.
+   */
   consume(key: string, limit: number): Promise<RateLimitDecision>;
+  /** Throws when the backend cannot serve (for /readyz). */
+  ping(): Promise<void>;
+  /** Whether a backend outage refuses requests (true) or lets them through unlimited (false). */
+  readonly failClosed: boolean;
   close(): Promise<void>;
 }
 
 /** Keys never contain raw user input: user ids are server-issued and IPs come from the socket. */
-export function chatLimit(principal: Principal, policy: RateLimitPolicy): { key: string; limit: number } {
+export function chatLimit(principal: Principal, policy: Pick<RateLimitPolicy, 'userLimit' | 'anonymousLimit'>): { key: string; limit: number } {
   return principal.userId === null
     ? { key: `chat:ip:${principal.ip}`, limit: policy.anonymousLimit }
     : { key: `chat:user:${principal.userId}`, limit: policy.userLimit };
 }
 
-export function authLimit(ip: string, policy: RateLimitPolicy): { key: string; limit: number } {
-  return { key: `auth:ip:${ip}`, limit: policy.authLimit };
-}

@@ -27,7 +27,7 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
     const sessionLog = log.child({ socketId: socket.id, userId: socket.data.userId });
 
     socket.on('disconnect', (reason) => {
-      const aborted = turns.abortAll('aborted');
+      const aborted = turns.abortAll('disconnect');
       sessionLog.debug({ reason, aborted }, 'socket disconnected');
     });
 
@@ -36,7 +36,7 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
         sessionLog.debug({}, 'chat:stop with nothing streaming');
         return;
       }
-      turns.abortAll('stopped');
+      turns.abortAll('stop');
     });
 
     socket.on('chat:start', async (payload: unknown) => {

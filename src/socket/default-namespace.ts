@@ -42,7 +42,7 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
     sessionLog.debug({ ip: socket.data.ip }, 'socket connected');
 
     socket.on('disconnect', (reason) => {
-      const aborted = turns.abortAll('aborted');
+      const aborted = turns.abortAll('disconnect');
       sessionLog.debug({ reason, aborted }, 'socket disconnected');
     });
 
@@ -62,18 +62,10 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
       try {
         const parsed = promptSchema.safeParse(payload);
         if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error).replace(/^message/, 'prompt'));
-        let response = '';
-        await runSocketTurn({
-          services,
-          socket: s,
-          turns,
+        const reply = await wholeReply(s, {
           input: { message: parsed.data.prompt, model: parsed.data.model, maxTokens: parsed.data.maxTokens, temperature: parsed.data.temperature },
-          onEvent(e) {
-            if (e.type === 'error') throw e.error;
-            if (e.type === 'end') response = e.content;
-          },
         });
-        if (s.connected) s.emit('ai-message-response', { response });
+        if (reply !== undefined) s.emit('ai-message-response', { response: reply });
       } catch (err) {
         s.emit('ai-message-response', protocolError(err));
       }
@@ -85,22 +77,34 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
         const parsed = persistedSchema.safeParse(payload);
         if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
         const { chatId, content, model } = parsed.data;
-        let reply = '';
-        await runSocketTurn({
-          services,
-          socket: s,
-          turns,
-          requireUser: true,
-          input: { message: content, conversationId: chatId, model },
-          onEvent(e) {
-            if (e.type === 'error') throw e.error;
-            if (e.type === 'end') reply = e.content;
-          },
-        });
-        if (s.connected) s.emit('ai-response', { chat: chatId, content: reply });
+        const reply = await wholeReply(s, { requireUser: true, input: { message: content, conversationId: chatId, model } });
+        if (reply !== undefined) s.emit('ai-response', { chat: chatId, content: reply });
       } catch (err) {
         s.emit('ai-response', protocolError(err));
       }
+    }
+
+    /**
+     * Seeds 000 and 001 answer once, with the whole reply. Resolves with it, or undefined when
+     * the client stopped or left; a failure (shutdown included) is thrown so the caller's
+     * error event tells the client.
+     */
+    async function wholeReply(s: DefaultSocket, turn: { input: Parameters<typeof runSocketTurn>[0]['input']; requireUser?: boolean }): Promise<string | undefined> {
+      let reply: string | undefined;
+      let failure: AppError | undefined;
+      await runSocketTurn({
+        services,
+        socket: s,
+        turns,
+        requireUser: turn.requireUser ?? false,
+        input: turn.input,
+        onEvent(e) {
+          if (e.type === 'error') failure = e.error;
+          else if (e.type === 'end' && (e.finishReason === 'stop' || e.finishReason === 'length')) reply = e.content;
+        },
+      });
+      if (failure) throw failure;
+      return s.connected ? reply : undefined;
     }
 
     async function streamed(s: DefaultSocket, payload: unknown) {

@@ -30,6 +30,7 @@ export function socketAuthMiddleware(services: Services) {
       const principal = await services.auth.authenticate(handshakeSources(socket), ip);
       socket.data.userId = principal.userId;
       socket.data.ip = ip;
+      socket.data.sessionId = principal.sessionId ?? null;
       next();
     } catch (err) {
       const missing = err instanceof AppError && err.details?.reason === 'missing';

@@ -1,6 +1,7 @@
-import type { Server as HttpServer } from 'node:http';
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import { ANONYMOUS_COOKIE, ANONYMOUS_COOKIE_MAX_AGE } from '../auth/anonymous-sessions.js';
+import { readCookie, TOKEN_COOKIE } from '../auth/token-sources.js';
 import { Server } from 'socket.io';
-import { originAllowed } from '../origins.js';
 import type { InterServerEvents, SocketData } from '../protocol/socket-events.js';
 import type { Services } from '../services.js';
 import { attachAiNamespace, type AiNamespace } from './ai-namespace.js';
@@ -19,9 +20,8 @@ export interface SocketGauges {
 /** The Socket.IO sidecar on the same http.Server as Hono: namespaces `/` and `/ai`. */
 export function createSocketServer(httpServer: HttpServer, services: Services): { io: Server; gauges: SocketGauges } {
   const { config } = services;
-  const allowed = originAllowed(config.corsOrigins);
   // Non-browser clients send no Origin.
-  const allowedOrigin = (origin: string | undefined) => origin === undefined || allowed(origin);
+  const allowedOrigin = (origin: string | undefined, host: string | undefined, quiet = false) => origin === undefined || services.origins(origin, host, { quiet });
   const io = new Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>(httpServer, {
     path: '/socket.io/',
     serveClient: false,
@@ -33,12 +33,15 @@ export function createSocketServer(httpServer: HttpServer, services: Services): 
     httpCompression: config.socket.perMessageDeflate,
     cors: {
       // Non-browser clients send no Origin; browsers only from the configured list.
-      origin: (origin, cb) => cb(null, allowedOrigin(origin)),
+      // CORS headers only; a same-origin page needs none, and the handshake check below decides (and logs).
+      origin: (origin, cb) => cb(null, allowedOrigin(origin, undefined, true)),
       credentials: true,
     },
     // CORS covers polling only; browsers apply no CORS to WebSockets, so the handshake checks the Origin too.
-    allowRequest: (req, cb) => cb(null, allowedOrigin(req.headers.origin)),
+    allowRequest: (req, cb) => cb(null, allowedOrigin(req.headers.origin, req.headers.host)),
   });
+
+  giveAnonymousCookies(io, services);
 
   const counts: Record<string, number> = { '/': 0, '/ai': 0 };
   const root = io.of('/') as unknown as DefaultNamespace;
@@ -60,6 +63,14 @@ export function createSocketServer(httpServer: HttpServer, services: Services): 
   attachDefaultNamespace(root, services);
   attachAiNamespace(ai, services);
 
+  // A revoked session (logout, password change, deleted account) loses its open sockets too.
+  services.sessions?.onRevoked((_userId, sessionIds) => {
+    const revoked = new Set(sessionIds);
+    for (const nsp of [root, ai]) {
+      for (const socket of nsp.sockets.values()) if (socket.data.sessionId && revoked.has(socket.data.sessionId)) socket.disconnect(true);
+    }
+  });
+
   const gauges: SocketGauges = {
     get connections() {
       return Object.values(counts).reduce((a, b) => a + b, 0);
@@ -72,4 +83,26 @@ export function createSocketServer(httpServer: HttpServer, services: Services): 
     },
   };
   return { io: io as unknown as Server, gauges };
+}
+
+/**
+ * Anonymous clients are told apart by a signed cookie (PROTOCOLS.md section 0). A handshake
+ * that carries none gets one in its response, so browsers (polling, and WebSocket handshakes
+ * alike) bring it on their next connection; this connection is known by its IP meanwhile.
+ */
+function giveAnonymousCookies(io: Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>, services: Services): void {
+  const { auth, config } = services;
+  if (config.auth.required) return;
+  auth.anonymous.warmUp();
+  io.engine.on('initial_headers', (headers: Record<string, string | string[]>, req: IncomingMessage) => {
+    const cookie = req.headers.cookie ?? '';
+    if (req.headers.authorization || readCookie(cookie, TOKEN_COOKIE) || readCookie(cookie, ANONYMOUS_COOKIE)) return;
+    const value = auth.anonymous.issueNow();
+    if (!value) return;
+    const attributes = [`Max-Age=${ANONYMOUS_COOKIE_MAX_AGE}`, 'Path=/', 'HttpOnly', `SameSite=${config.auth.cookieSameSite}`];
+    if (config.auth.cookieSecure) attributes.push('Secure');
+    const line = [`${ANONYMOUS_COOKIE}=${value}`, ...attributes].join('; ');
+    const existing = headers['set-cookie'];
+    headers['set-cookie'] = existing === undefined ? line : [...(Array.isArray(existing) ? existing : [existing]), line];
+  });
 }

@@ -1,4 +1,4 @@
-import { TurnAbort } from '../chat/turn-abort.js';
+import { TurnAbort, type AbortCause } from '../chat/turn-abort.js';
 
 interface Running {
   controller: AbortController;
@@ -29,12 +29,13 @@ export class SocketTurns {
     return Promise.all([...this.#running].map((r) => r.done)).then(() => undefined);
   }
 
-  begin(): { signal: AbortSignal; end(): void } {
+  begin(): { signal: AbortSignal; abort(kind: AbortCause): void; end(): void } {
     let resolve!: () => void;
     const entry: Running = { controller: new AbortController(), done: new Promise<void>((r) => (resolve = r)) };
     this.#running.add(entry);
     return {
       signal: entry.controller.signal,
+      abort: (kind) => entry.controller.abort(new TurnAbort(kind)),
       end: () => {
         this.#running.delete(entry);
         resolve();
@@ -42,7 +43,7 @@ export class SocketTurns {
     };
   }
 
-  abortAll(kind: 'stopped' | 'aborted'): number {
+  abortAll(kind: AbortCause): number {
     const n = this.#running.size;
     for (const r of this.#running) r.controller.abort(new TurnAbort(kind));
     return n;

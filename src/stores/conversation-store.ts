@@ -4,9 +4,15 @@ import type { TokenUsage } from '../models/language-model.js';
 export type FinishReason = 'stop' | 'length' | 'stopped' | 'aborted' | 'error';
 
 export interface Conversation {
+  /** Internal and unique: the owner and the public id together ({@link conversationKey}). */
+  key: string;
+  /** The id the owner uses: seed 002's sessionId, seed 001's chatId, seed 003's conversationId. */
   id: string;
-  /** The user who created it; null for an anonymous conversation. */
-  ownerId: string | null;
+  /**
+   * Who owns it: a user id, or an anonymous client (`anon:<session>` from the signed cookie,
+   * else `ip:<address>`). The same public id under two owners is two conversations.
+   */
+  ownerId: string;
   title: string;
   createdAt: number;
   updatedAt: number;
@@ -14,7 +20,8 @@ export interface Conversation {
 
 export interface StoredMessage {
   id: string;
-  conversationId: string;
+  /** The owning conversation's {@link Conversation.key}. */
+  conversationKey: string;
   role: 'user' | 'assistant';
   content: string;
   /** Milliseconds since the epoch, strictly increasing within a process. */
@@ -22,6 +29,8 @@ export interface StoredMessage {
   model?: string | undefined;
   finishReason?: FinishReason | undefined;
   usage?: TokenUsage | undefined;
+  /** Tokens in `content`, counted once when written, so context trimming never re-tokenises history. */
+  tokens?: number | undefined;
 }
 
 export interface User {
@@ -30,6 +39,15 @@ export interface User {
   name: string | null;
   passwordHash: string;
   createdAt: number;
+}
+
+/** A signed-in session: every token this server issues names one; deleting it revokes the token. */
+export interface Session {
+  id: string;
+  userId: string;
+  createdAt: number;
+  /** When the token issued with it expires; the row may be pruned after that. */
+  expiresAt: number;
 }
 
 export interface Page<T> {
@@ -41,36 +59,55 @@ export interface Page<T> {
 export type NewMessage = Omit<StoredMessage, 'id' | 'createdAt'> & { id?: string; createdAt?: number };
 
 /**
- * Users, conversations and messages. Adapters: SQLite (embedded default), in-memory
- * (Workers and throwaway use) and MongoDB. `test/stores/conversation-store.contract.ts`
- * holds every adapter to the same behaviour.
+ * Users, sessions, conversations and messages. Adapters: SQLite (embedded default), in-memory
+ * (Workers and throwaway use) and MongoDB. `test/stores/conversation-store.contract.test.ts`
+ * holds every adapter to the same behaviour. Conversations are addressed by owner and public
+ * id: no method reaches another owner's conversation by id.
  */
 export interface ConversationStore {
   readonly kind: string;
   /**
-   * Returns the conversation with this id, creating it for `ownerId` when it does not exist.
-   * Safe under concurrent calls with one id: exactly one creation wins and every caller
-   * gets the same record (the caller then checks ownership).
+   * Returns the owner's conversation with this id, creating it when it does not exist. Safe
+   * under concurrent calls: exactly one creation wins and every caller gets the same record.
    */
-  ensureConversation(input: { id: string; ownerId: string | null; title: string }): Promise<{ conversation: Conversation; created: boolean }>;
-  getConversation(id: string): Promise<Conversation | undefined>;
-  /** Newest first. */
+  ensureConversation(input: { ownerId: string; id: string; title: string }): Promise<{ conversation: Conversation; created: boolean }>;
+  getConversation(ownerId: string, id: string): Promise<Conversation | undefined>;
+  /** Newest activity first. */
   listConversations(ownerId: string, options: { limit: number; before?: string | undefined }): Promise<Page<Conversation>>;
-  /** Deletes the conversation and its messages; returns the deleted message ids. */
-  deleteConversation(id: string): Promise<string[]>;
+  /** Returns the renamed conversation, or undefined when the owner has none with this id. */
+  renameConversation(ownerId: string, id: string, title: string): Promise<Conversation | undefined>;
+  /** Deletes the owner's conversation and its messages; returns the deleted message ids. */
+  deleteConversation(ownerId: string, id: string): Promise<string[]>;
   appendMessage(message: NewMessage): Promise<StoredMessage>;
   /** The last `limit` messages, oldest first. */
-  recentMessages(conversationId: string, limit: number): Promise<StoredMessage[]>;
+  recentMessages(conversationKey: string, limit: number): Promise<StoredMessage[]>;
   /** Oldest first, starting after the cursor. */
-  listMessages(conversationId: string, options: { limit: number; after?: string | undefined }): Promise<Page<StoredMessage>>;
+  listMessages(conversationKey: string, options: { limit: number; after?: string | undefined }): Promise<Page<StoredMessage>>;
 
   createUser(user: Omit<User, 'id' | 'createdAt'>): Promise<User>;
   findUserByEmail(email: string): Promise<User | undefined>;
   findUserById(id: string): Promise<User | undefined>;
+  updateUserPassword(userId: string, passwordHash: string): Promise<void>;
+  /** Deletes the user with their sessions, conversations and messages; false when there was no such user. */
+  deleteUser(userId: string): Promise<boolean>;
+
+  createSession(session: Session): Promise<void>;
+  getSession(id: string): Promise<Session | undefined>;
+  deleteSession(id: string): Promise<void>;
+  /** Deletes every session of the user, but `exceptId` when given; returns the deleted ids. */
+  deleteUserSessions(userId: string, exceptId?: string): Promise<string[]>;
 
   /** Throws when the backend cannot serve requests. */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * The internal key of an owner's conversation. Public ids never contain `/` (they are
+ * `[A-Za-z0-9_-]`), so the key splits unambiguously at its last `/`.
+ */
+export function conversationKey(ownerId: string, id: string): string {
+  return `${ownerId}/${id}`;
 }
 
 let last = 0;
@@ -88,7 +125,7 @@ export class DuplicateEmailError extends Error {
   }
 }
 
-/** Cursors are opaque to clients; inside they are `createdAt:id`. */
+/** Cursors are opaque to clients; inside they are `createdAt.id`. */
 export function encodeCursor(createdAt: number, id: string): string {
   return `${createdAt.toString(36)}.${id}`;
 }
@@ -112,5 +149,6 @@ export function toPage<T extends { id: string }>(rows: T[], limit: number, timeO
   return { items, nextCursor: rows.length > limit && last ? encodeCursor(timeOf(last), last.id) : null };
 }
 
+/** Conversations page by (updatedAt, public id): ids are unique within one owner's list. */
 export const byUpdated = (c: Conversation): number => c.updatedAt;
 export const byCreated = (m: StoredMessage): number => m.createdAt;

@@ -2,6 +2,7 @@ import {
   DuplicateEmailError,
   byCreated,
   byUpdated,
+  conversationKey,
   decodeCursor,
   monotonicNow,
   toPage,
@@ -9,6 +10,7 @@ import {
   type ConversationStore,
   type NewMessage,
   type Page,
+  type Session,
   type StoredMessage,
   type User,
 } from './conversation-store.js';
@@ -20,19 +22,22 @@ export class MemoryConversationStore implements ConversationStore {
   readonly #messages = new Map<string, StoredMessage[]>();
   readonly #users = new Map<string, User>();
   readonly #usersByEmail = new Map<string, string>();
+  readonly #sessions = new Map<string, Session>();
+  #pruneAt = 0;
 
-  async ensureConversation(input: { id: string; ownerId: string | null; title: string }) {
-    const existing = this.#conversations.get(input.id);
+  async ensureConversation(input: { ownerId: string; id: string; title: string }) {
+    const key = conversationKey(input.ownerId, input.id);
+    const existing = this.#conversations.get(key);
     if (existing) return { conversation: { ...existing }, created: false };
     const now = monotonicNow();
-    const conversation: Conversation = { ...input, createdAt: now, updatedAt: now };
-    this.#conversations.set(input.id, conversation);
-    this.#messages.set(input.id, []);
+    const conversation: Conversation = { key, ...input, createdAt: now, updatedAt: now };
+    this.#conversations.set(key, conversation);
+    this.#messages.set(key, []);
     return { conversation: { ...conversation }, created: true };
   }
 
-  async getConversation(id: string) {
-    const c = this.#conversations.get(id);
+  async getConversation(ownerId: string, id: string) {
+    const c = this.#conversations.get(conversationKey(ownerId, id));
     return c ? { ...c } : undefined;
   }
 
@@ -45,30 +50,38 @@ export class MemoryConversationStore implements ConversationStore {
     return toPage(mine.slice(0, options.limit + 1).map((c) => ({ ...c })), options.limit, byUpdated);
   }
 
-  async deleteConversation(id: string) {
-    const ids = (this.#messages.get(id) ?? []).map((m) => m.id);
-    this.#conversations.delete(id);
-    this.#messages.delete(id);
+  async renameConversation(ownerId: string, id: string, title: string) {
+    const c = this.#conversations.get(conversationKey(ownerId, id));
+    if (!c) return undefined;
+    c.title = title;
+    return { ...c };
+  }
+
+  async deleteConversation(ownerId: string, id: string) {
+    const key = conversationKey(ownerId, id);
+    const ids = (this.#messages.get(key) ?? []).map((m) => m.id);
+    this.#conversations.delete(key);
+    this.#messages.delete(key);
     return ids;
   }
 
   async appendMessage(message: NewMessage) {
     const stored: StoredMessage = { ...message, id: message.id ?? crypto.randomUUID(), createdAt: message.createdAt ?? monotonicNow() };
-    const list = this.#messages.get(message.conversationId);
-    const conversation = this.#conversations.get(message.conversationId);
-    if (!list || !conversation) throw new Error(`No conversation ${message.conversationId}`);
+    const list = this.#messages.get(message.conversationKey);
+    const conversation = this.#conversations.get(message.conversationKey);
+    if (!list || !conversation) throw new Error('No such conversation');
     list.push(stored);
     conversation.updatedAt = stored.createdAt;
     return { ...stored };
   }
 
-  async recentMessages(conversationId: string, limit: number) {
-    return (this.#messages.get(conversationId) ?? []).slice(-limit).map((m) => ({ ...m }));
+  async recentMessages(key: string, limit: number) {
+    return (this.#messages.get(key) ?? []).slice(-limit).map((m) => ({ ...m }));
   }
 
-  async listMessages(conversationId: string, options: { limit: number; after?: string | undefined }): Promise<Page<StoredMessage>> {
+  async listMessages(key: string, options: { limit: number; after?: string | undefined }): Promise<Page<StoredMessage>> {
     const after = decodeCursor(options.after);
-    const rest = (this.#messages.get(conversationId) ?? []).filter(
+    const rest = (this.#messages.get(key) ?? []).filter(
       (m) => !after || m.createdAt > after.createdAt || (m.createdAt === after.createdAt && m.id > after.id),
     );
     return toPage(rest.slice(0, options.limit + 1).map((m) => ({ ...m })), options.limit, byCreated);
@@ -91,6 +104,52 @@ export class MemoryConversationStore implements ConversationStore {
   async findUserById(id: string) {
     const u = this.#users.get(id);
     return u ? { ...u } : undefined;
+  }
+
+  async updateUserPassword(userId: string, passwordHash: string) {
+    const u = this.#users.get(userId);
+    if (u) u.passwordHash = passwordHash;
+  }
+
+  async deleteUser(userId: string) {
+    const user = this.#users.get(userId);
+    if (!user) return false;
+    await this.deleteUserSessions(userId);
+    for (const c of [...this.#conversations.values()]) if (c.ownerId === userId) await this.deleteConversation(userId, c.id);
+    this.#usersByEmail.delete(user.email);
+    this.#users.delete(userId);
+    return true;
+  }
+
+  async createSession(session: Session) {
+    this.#sessions.set(session.id, { ...session });
+    this.#pruneSessions();
+  }
+
+  async getSession(id: string) {
+    const s = this.#sessions.get(id);
+    return s ? { ...s } : undefined;
+  }
+
+  async deleteSession(id: string) {
+    this.#sessions.delete(id);
+  }
+
+  async deleteUserSessions(userId: string, exceptId?: string) {
+    const deleted: string[] = [];
+    for (const s of this.#sessions.values()) {
+      if (s.userId === userId && s.id !== exceptId) deleted.push(s.id);
+    }
+    for (const id of deleted) this.#sessions.delete(id);
+    return deleted;
+  }
+
+  /** Expired sessions are useless; drop them (at most once a minute) so the map stays bounded by live ones. */
+  #pruneSessions() {
+    const now = Date.now();
+    if (now < this.#pruneAt) return;
+    this.#pruneAt = now + 60_000;
+    for (const [id, s] of this.#sessions) if (s.expiresAt < now) this.#sessions.delete(id);
   }
 
   async ping() {}

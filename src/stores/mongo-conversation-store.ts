@@ -3,6 +3,7 @@ import {
   DuplicateEmailError,
   byCreated,
   byUpdated,
+  conversationKey,
   decodeCursor,
   monotonicNow,
   toPage,
@@ -11,6 +12,7 @@ import {
   type FinishReason,
   type NewMessage,
   type Page,
+  type Session,
   type StoredMessage,
   type User,
 } from './conversation-store.js';
@@ -22,28 +24,38 @@ interface UserDoc {
   passwordHash: string;
   createdAt: Date;
 }
+interface SessionDoc {
+  _id: string;
+  userId: string;
+  createdAt: Date;
+  expiresAt: Date;
+}
+/** `_id` is the conversation key (owner and public id). */
 interface ConversationDoc {
   _id: string;
-  ownerId: string | null;
+  id: string;
+  ownerId: string;
   title: string;
   createdAt: Date;
   updatedAt: Date;
 }
 interface MessageDoc {
   _id: string;
-  conversationId: string;
+  conversationKey: string;
   role: 'user' | 'assistant';
   content: string;
   createdAt: Date;
   model?: string;
   finishReason?: FinishReason;
   usage?: { inputTokens: number; outputTokens: number };
+  tokens?: number;
 }
 
 const DUPLICATE_KEY = 11000;
 
 const toConversation = (d: ConversationDoc): Conversation => ({
-  id: d._id,
+  key: d._id,
+  id: d.id,
   ownerId: d.ownerId,
   title: d.title,
   createdAt: d.createdAt.getTime(),
@@ -52,14 +64,17 @@ const toConversation = (d: ConversationDoc): Conversation => ({
 
 const toMessage = (d: MessageDoc): StoredMessage => ({
   id: d._id,
-  conversationId: d.conversationId,
+  conversationKey: d.conversationKey,
   role: d.role,
   content: d.content,
   createdAt: d.createdAt.getTime(),
   ...(d.model === undefined ? {} : { model: d.model }),
   ...(d.finishReason === undefined ? {} : { finishReason: d.finishReason }),
   ...(d.usage === undefined ? {} : { usage: { inputTokens: d.usage.inputTokens, outputTokens: d.usage.outputTokens } }),
+  ...(d.tokens === undefined ? {} : { tokens: d.tokens }),
 });
+
+const toSession = (d: SessionDoc): Session => ({ id: d._id, userId: d.userId, createdAt: d.createdAt.getTime(), expiresAt: d.expiresAt.getTime() });
 
 const toUser = (d: UserDoc): User => ({ id: d._id, email: d.email, name: d.name, passwordHash: d.passwordHash, createdAt: d.createdAt.getTime() });
 
@@ -71,6 +86,7 @@ export class MongoConversationStore implements ConversationStore {
   readonly #users: Collection<UserDoc>;
   readonly #conversations: Collection<ConversationDoc>;
   readonly #messages: Collection<MessageDoc>;
+  readonly #sessions: Collection<SessionDoc>;
 
   private constructor(client: MongoClient, dbName: string) {
     this.#client = client;
@@ -78,42 +94,48 @@ export class MongoConversationStore implements ConversationStore {
     this.#users = this.#db.collection<UserDoc>('users');
     this.#conversations = this.#db.collection<ConversationDoc>('conversations');
     this.#messages = this.#db.collection<MessageDoc>('messages');
+    this.#sessions = this.#db.collection<SessionDoc>('sessions');
   }
 
   /** Connects and creates the indexes (idempotent), so a fresh database is ready to serve. */
-  static async connect(uri: string, dbName: string): Promise<MongoConversationStore> {
-    const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000, maxPoolSize: 50, appName: 'ai-chat-gateway' });
+  static async connect(uri: string, dbName: string, options: { connectTimeoutMs?: number } = {}): Promise<MongoConversationStore> {
+    const timeout = options.connectTimeoutMs ?? 5_000;
+    const client = new MongoClient(uri, { serverSelectionTimeoutMS: timeout, connectTimeoutMS: timeout, maxPoolSize: 50, appName: 'ai-chat-gateway' });
     await client.connect();
     const store = new MongoConversationStore(client, dbName);
     await Promise.all([
       store.#users.createIndex({ email: 1 }, { unique: true, name: 'email_unique' }),
-      store.#messages.createIndex({ conversationId: 1, createdAt: 1, _id: 1 }, { name: 'conversation_time' }),
-      store.#conversations.createIndex({ ownerId: 1, updatedAt: -1, _id: -1 }, { name: 'owner_recent' }),
+      store.#messages.createIndex({ conversationKey: 1, createdAt: 1, _id: 1 }, { name: 'conversation_time' }),
+      store.#conversations.createIndex({ ownerId: 1, updatedAt: -1, id: -1 }, { name: 'owner_recent' }),
+      store.#sessions.createIndex({ userId: 1 }, { name: 'user_sessions' }),
+      // MongoDB removes expired sessions by itself.
+      store.#sessions.createIndex({ expiresAt: 1 }, { name: 'session_expiry', expireAfterSeconds: 0 }),
     ]);
     return store;
   }
 
-  async ensureConversation(input: { id: string; ownerId: string | null; title: string }) {
+  async ensureConversation(input: { ownerId: string; id: string; title: string }) {
     const now = new Date(monotonicNow());
+    const key = conversationKey(input.ownerId, input.id);
     for (let attempt = 0; ; attempt++) {
       try {
         const res = await this.#conversations.findOneAndUpdate(
-          { _id: input.id },
-          { $setOnInsert: { ownerId: input.ownerId, title: input.title, createdAt: now, updatedAt: now } },
+          { _id: key },
+          { $setOnInsert: { id: input.id, ownerId: input.ownerId, title: input.title, createdAt: now, updatedAt: now } },
           { upsert: true, returnDocument: 'after', includeResultMetadata: true },
         );
-        if (!res.value) throw new Error(`Conversation ${input.id} missing after upsert`);
+        if (!res.value) throw new Error('Conversation missing after upsert');
         return { conversation: toConversation(res.value), created: res.lastErrorObject?.updatedExisting === false };
       } catch (err) {
-        // Two concurrent upserts of one new id: the loser retries and finds the winner's document.
+        // Two concurrent upserts of one new key: the loser retries and finds the winner's document.
         if (attempt === 0 && err instanceof MongoServerError && err.code === DUPLICATE_KEY) continue;
         throw err;
       }
     }
   }
 
-  async getConversation(id: string) {
-    const d = await this.#conversations.findOne({ _id: id });
+  async getConversation(ownerId: string, id: string) {
+    const d = await this.#conversations.findOne({ _id: conversationKey(ownerId, id) });
     return d ? toConversation(d) : undefined;
   }
 
@@ -122,17 +144,23 @@ export class MongoConversationStore implements ConversationStore {
     const filter: Filter<ConversationDoc> = before
       ? {
           ownerId,
-          $or: [{ updatedAt: { $lt: new Date(before.createdAt) } }, { updatedAt: new Date(before.createdAt), _id: { $lt: before.id } }],
+          $or: [{ updatedAt: { $lt: new Date(before.createdAt) } }, { updatedAt: new Date(before.createdAt), id: { $lt: before.id } }],
         }
       : { ownerId };
-    const docs = await this.#conversations.find(filter).sort({ updatedAt: -1, _id: -1 }).limit(options.limit + 1).toArray();
+    const docs = await this.#conversations.find(filter).sort({ updatedAt: -1, id: -1 }).limit(options.limit + 1).toArray();
     return toPage(docs.map(toConversation), options.limit, byUpdated);
   }
 
-  async deleteConversation(id: string) {
-    const ids = (await this.#messages.find({ conversationId: id }, { projection: { _id: 1 } }).toArray()).map((d) => d._id);
-    await this.#messages.deleteMany({ conversationId: id });
-    await this.#conversations.deleteOne({ _id: id });
+  async renameConversation(ownerId: string, id: string, title: string) {
+    const d = await this.#conversations.findOneAndUpdate({ _id: conversationKey(ownerId, id) }, { $set: { title } }, { returnDocument: 'after' });
+    return d ? toConversation(d) : undefined;
+  }
+
+  async deleteConversation(ownerId: string, id: string) {
+    const key = conversationKey(ownerId, id);
+    const ids = (await this.#messages.find({ conversationKey: key }, { projection: { _id: 1 } }).toArray()).map((d) => d._id);
+    await this.#messages.deleteMany({ conversationKey: key });
+    await this.#conversations.deleteOne({ _id: key });
     return ids;
   }
 
@@ -141,31 +169,32 @@ export class MongoConversationStore implements ConversationStore {
     const createdAt = new Date(stored.createdAt);
     await this.#messages.insertOne({
       _id: stored.id,
-      conversationId: stored.conversationId,
+      conversationKey: stored.conversationKey,
       role: stored.role,
       content: stored.content,
       createdAt,
       ...(stored.model === undefined ? {} : { model: stored.model }),
       ...(stored.finishReason === undefined ? {} : { finishReason: stored.finishReason }),
       ...(stored.usage === undefined ? {} : { usage: stored.usage }),
+      ...(stored.tokens === undefined ? {} : { tokens: stored.tokens }),
     });
-    await this.#conversations.updateOne({ _id: stored.conversationId, updatedAt: { $lt: createdAt } }, { $set: { updatedAt: createdAt } });
+    await this.#conversations.updateOne({ _id: stored.conversationKey, updatedAt: { $lt: createdAt } }, { $set: { updatedAt: createdAt } });
     return stored;
   }
 
-  async recentMessages(conversationId: string, limit: number) {
-    const docs = await this.#messages.find({ conversationId }).sort({ createdAt: -1, _id: -1 }).limit(limit).toArray();
+  async recentMessages(key: string, limit: number) {
+    const docs = await this.#messages.find({ conversationKey: key }).sort({ createdAt: -1, _id: -1 }).limit(limit).toArray();
     return docs.reverse().map(toMessage);
   }
 
-  async listMessages(conversationId: string, options: { limit: number; after?: string | undefined }): Promise<Page<StoredMessage>> {
+  async listMessages(key: string, options: { limit: number; after?: string | undefined }): Promise<Page<StoredMessage>> {
     const after = decodeCursor(options.after);
     const filter: Filter<MessageDoc> = after
       ? {
-          conversationId,
+          conversationKey: key,
           $or: [{ createdAt: { $gt: new Date(after.createdAt) } }, { createdAt: new Date(after.createdAt), _id: { $gt: after.id } }],
         }
-      : { conversationId };
+      : { conversationKey: key };
     const docs = await this.#messages.find(filter).sort({ createdAt: 1, _id: 1 }).limit(options.limit + 1).toArray();
     return toPage(docs.map(toMessage), options.limit, byCreated);
   }
@@ -189,6 +218,39 @@ export class MongoConversationStore implements ConversationStore {
   async findUserById(id: string) {
     const d = await this.#users.findOne({ _id: id });
     return d ? toUser(d) : undefined;
+  }
+
+  async updateUserPassword(userId: string, passwordHash: string) {
+    await this.#users.updateOne({ _id: userId }, { $set: { passwordHash } });
+  }
+
+  async deleteUser(userId: string) {
+    await this.#sessions.deleteMany({ userId });
+    const keys = (await this.#conversations.find({ ownerId: userId }, { projection: { _id: 1 } }).toArray()).map((d) => d._id);
+    if (keys.length) await this.#messages.deleteMany({ conversationKey: { $in: keys } });
+    await this.#conversations.deleteMany({ ownerId: userId });
+    const res = await this.#users.deleteOne({ _id: userId });
+    return res.deletedCount === 1;
+  }
+
+  async createSession(session: Session) {
+    await this.#sessions.insertOne({ _id: session.id, userId: session.userId, createdAt: new Date(session.createdAt), expiresAt: new Date(session.expiresAt) });
+  }
+
+  async getSession(id: string) {
+    const d = await this.#sessions.findOne({ _id: id });
+    return d ? toSession(d) : undefined;
+  }
+
+  async deleteSession(id: string) {
+    await this.#sessions.deleteOne({ _id: id });
+  }
+
+  async deleteUserSessions(userId: string, exceptId?: string) {
+    const filter: Filter<SessionDoc> = exceptId === undefined ? { userId } : { userId, _id: { $ne: exceptId } };
+    const ids = (await this.#sessions.find(filter, { projection: { _id: 1 } }).toArray()).map((d) => d._id);
+    if (ids.length) await this.#sessions.deleteMany({ _id: { $in: ids } });
+    return ids;
   }
 
   async ping() {

@@ -1,10 +1,11 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import {
   DuplicateEmailError,
   byCreated,
   byUpdated,
+  conversationKey,
   decodeCursor,
   monotonicNow,
   toPage,
@@ -13,9 +14,12 @@ import {
   type FinishReason,
   type NewMessage,
   type Page,
+  type Session,
   type StoredMessage,
   type User,
 } from './conversation-store.js';
+
+const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS users (
@@ -25,9 +29,18 @@ CREATE TABLE IF NOT EXISTS users (
   password_hash TEXT NOT NULL,
   created_at INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS conversations (
+CREATE TABLE IF NOT EXISTS sessions (
   id TEXT PRIMARY KEY,
-  owner_id TEXT,
+  user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id);
+CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at);
+CREATE TABLE IF NOT EXISTS conversations (
+  key TEXT PRIMARY KEY,
+  id TEXT NOT NULL,
+  owner_id TEXT NOT NULL,
   title TEXT NOT NULL,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL
@@ -35,28 +48,48 @@ CREATE TABLE IF NOT EXISTS conversations (
 CREATE INDEX IF NOT EXISTS conversations_owner_recent ON conversations (owner_id, updated_at DESC, id DESC);
 CREATE TABLE IF NOT EXISTS messages (
   id TEXT PRIMARY KEY,
-  conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+  conversation_key TEXT NOT NULL REFERENCES conversations (key) ON DELETE CASCADE,
   role TEXT NOT NULL,
   content TEXT NOT NULL,
   created_at INTEGER NOT NULL,
   model TEXT,
   finish_reason TEXT,
   input_tokens INTEGER,
-  output_tokens INTEGER
+  output_tokens INTEGER,
+  tokens INTEGER
 );
-CREATE INDEX IF NOT EXISTS messages_conversation_time ON messages (conversation_id, created_at, id);
+CREATE INDEX IF NOT EXISTS messages_conversation_time ON messages (conversation_key, created_at, id);
+`;
+
+/**
+ * Version 1 keyed conversations by their public id alone (anonymous ones with a null owner).
+ * Conversations are now scoped to their owner; old anonymous ones move under an owner no
+ * client can be, so nobody reaches them by guessing an id.
+ */
+const MIGRATE_FROM_V1 = `
+ALTER TABLE messages RENAME TO messages_v1;
+ALTER TABLE conversations RENAME TO conversations_v1;
+${SCHEMA}
+INSERT INTO conversations (key, id, owner_id, title, created_at, updated_at)
+  SELECT coalesce(owner_id, 'legacy-anonymous') || '/' || id, id, coalesce(owner_id, 'legacy-anonymous'), title, created_at, updated_at FROM conversations_v1;
+INSERT INTO messages (id, conversation_key, role, content, created_at, model, finish_reason, input_tokens, output_tokens)
+  SELECT m.id, coalesce(c.owner_id, 'legacy-anonymous') || '/' || m.conversation_id, m.role, m.content, m.created_at, m.model, m.finish_reason, m.input_tokens, m.output_tokens
+  FROM messages_v1 m JOIN conversations_v1 c ON c.id = m.conversation_id;
+DROP TABLE messages_v1;
+DROP TABLE conversations_v1;
 `;
 
 interface ConversationRow {
+  key: string;
   id: string;
-  owner_id: string | null;
+  owner_id: string;
   title: string;
   created_at: number;
   updated_at: number;
 }
 interface MessageRow {
   id: string;
-  conversation_id: string;
+  conversation_key: string;
   role: 'user' | 'assistant';
   content: string;
   created_at: number;
@@ -64,6 +97,13 @@ interface MessageRow {
   finish_reason: FinishReason | null;
   input_tokens: number | null;
   output_tokens: number | null;
+  tokens: number | null;
+}
+interface SessionRow {
+  id: string;
+  user_id: string;
+  created_at: number;
+  expires_at: number;
 }
 interface UserRow {
   id: string;
@@ -74,6 +114,7 @@ interface UserRow {
 }
 
 const toConversation = (r: ConversationRow): Conversation => ({
+  key: r.key,
   id: r.id,
   ownerId: r.owner_id,
   title: r.title,
@@ -83,14 +124,17 @@ const toConversation = (r: ConversationRow): Conversation => ({
 
 const toMessage = (r: MessageRow): StoredMessage => ({
   id: r.id,
-  conversationId: r.conversation_id,
+  conversationKey: r.conversation_key,
   role: r.role,
   content: r.content,
   createdAt: r.created_at,
   ...(r.model === null ? {} : { model: r.model }),
   ...(r.finish_reason === null ? {} : { finishReason: r.finish_reason }),
   ...(r.input_tokens === null || r.output_tokens === null ? {} : { usage: { inputTokens: r.input_tokens, outputTokens: r.output_tokens } }),
+  ...(r.tokens === null ? {} : { tokens: r.tokens }),
 });
+
+const toSession = (r: SessionRow): Session => ({ id: r.id, userId: r.user_id, createdAt: r.created_at, expiresAt: r.expires_at });
 
 const toUser = (r: UserRow): User => ({ id: r.id, email: r.email, name: r.name, passwordHash: r.password_hash, createdAt: r.created_at });
 
@@ -107,20 +151,22 @@ export class SqliteConversationStore implements ConversationStore {
   /** Writes queued for the next group commit. */
   #pending: { run: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
 
+  #pruneSessionsAt = 0;
+
   constructor(file: string) {
-    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    if (file !== ':memory:') createPrivateFile(file);
     const db = new Database(file);
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
-    db.exec(SCHEMA);
+    migrate(db);
     this.#db = db;
     this.#stmt = {
-      insertConversation: db.prepare<[string, string | null, string, number, number]>(
-        'INSERT INTO conversations (id, owner_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING',
+      insertConversation: db.prepare<[string, string, string, string, number, number]>(
+        'INSERT INTO conversations (key, id, owner_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING',
       ),
-      getConversation: db.prepare<[string], ConversationRow>('SELECT * FROM conversations WHERE id = ?'),
+      getConversation: db.prepare<[string], ConversationRow>('SELECT * FROM conversations WHERE key = ?'),
       listConversations: db.prepare<[string, number], ConversationRow>(
         'SELECT * FROM conversations WHERE owner_id = ? ORDER BY updated_at DESC, id DESC LIMIT ?',
       ),
@@ -128,20 +174,20 @@ export class SqliteConversationStore implements ConversationStore {
         `SELECT * FROM conversations WHERE owner_id = ? AND (updated_at < ? OR (updated_at = ? AND id < ?))
          ORDER BY updated_at DESC, id DESC LIMIT ?`,
       ),
-      messageIds: db.prepare<[string], { id: string }>('SELECT id FROM messages WHERE conversation_id = ?'),
-      deleteMessages: db.prepare<[string]>('DELETE FROM messages WHERE conversation_id = ?'),
-      deleteConversation: db.prepare<[string]>('DELETE FROM conversations WHERE id = ?'),
+      renameConversation: db.prepare<[string, string]>('UPDATE conversations SET title = ? WHERE key = ?'),
+      messageIds: db.prepare<[string], { id: string }>('SELECT id FROM messages WHERE conversation_key = ?'),
+      deleteConversation: db.prepare<[string]>('DELETE FROM conversations WHERE key = ?'),
       insertMessage: db.prepare(
-        `INSERT INTO messages (id, conversation_id, role, content, created_at, model, finish_reason, input_tokens, output_tokens)
-         VALUES (@id, @conversation_id, @role, @content, @created_at, @model, @finish_reason, @input_tokens, @output_tokens)`,
+        `INSERT INTO messages (id, conversation_key, role, content, created_at, model, finish_reason, input_tokens, output_tokens, tokens)
+         VALUES (@id, @conversation_key, @role, @content, @created_at, @model, @finish_reason, @input_tokens, @output_tokens, @tokens)`,
       ),
-      touchConversation: db.prepare<[number, string]>('UPDATE conversations SET updated_at = max(updated_at, ?) WHERE id = ?'),
+      touchConversation: db.prepare<[number, string]>('UPDATE conversations SET updated_at = max(updated_at, ?) WHERE key = ?'),
       recentMessages: db.prepare<[string, number], MessageRow>(
-        'SELECT * FROM (SELECT * FROM messages WHERE conversation_id = ? ORDER BY created_at DESC, id DESC LIMIT ?) ORDER BY created_at, id',
+        'SELECT * FROM (SELECT * FROM messages WHERE conversation_key = ? ORDER BY created_at DESC, id DESC LIMIT ?) ORDER BY created_at, id',
       ),
-      listMessages: db.prepare<[string, number], MessageRow>('SELECT * FROM messages WHERE conversation_id = ? ORDER BY created_at, id LIMIT ?'),
+      listMessages: db.prepare<[string, number], MessageRow>('SELECT * FROM messages WHERE conversation_key = ? ORDER BY created_at, id LIMIT ?'),
       listMessagesAfter: db.prepare<[string, number, number, string, number], MessageRow>(
-        `SELECT * FROM messages WHERE conversation_id = ? AND (created_at > ? OR (created_at = ? AND id > ?))
+        `SELECT * FROM messages WHERE conversation_key = ? AND (created_at > ? OR (created_at = ? AND id > ?))
          ORDER BY created_at, id LIMIT ?`,
       ),
       insertUser: db.prepare<[string, string, string | null, string, number]>(
@@ -149,6 +195,14 @@ export class SqliteConversationStore implements ConversationStore {
       ),
       userByEmail: db.prepare<[string], UserRow>('SELECT * FROM users WHERE email = ?'),
       userById: db.prepare<[string], UserRow>('SELECT * FROM users WHERE id = ?'),
+      updatePassword: db.prepare<[string, string]>('UPDATE users SET password_hash = ? WHERE id = ?'),
+      deleteOwnedConversations: db.prepare<[string]>('DELETE FROM conversations WHERE owner_id = ?'),
+      deleteUser: db.prepare<[string]>('DELETE FROM users WHERE id = ?'),
+      insertSession: db.prepare<[string, string, number, number]>('INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)'),
+      getSession: db.prepare<[string], SessionRow>('SELECT * FROM sessions WHERE id = ?'),
+      deleteSession: db.prepare<[string]>('DELETE FROM sessions WHERE id = ?'),
+      userSessionIds: db.prepare<[string], { id: string }>('SELECT id FROM sessions WHERE user_id = ?'),
+      pruneSessions: db.prepare<[number]>('DELETE FROM sessions WHERE expires_at < ?'),
     };
   }
 
@@ -185,21 +239,22 @@ export class SqliteConversationStore implements ConversationStore {
     batch.forEach((op, i) => (results[i]!.ok ? op.resolve(results[i]!.value) : op.reject(results[i]!.value)));
   }
 
-  async ensureConversation(input: { id: string; ownerId: string | null; title: string }) {
+  async ensureConversation(input: { ownerId: string; id: string; title: string }) {
     return this.#write(() => this.#ensureConversation(input));
   }
 
-  #ensureConversation(input: { id: string; ownerId: string | null; title: string }) {
+  #ensureConversation(input: { ownerId: string; id: string; title: string }) {
     const now = monotonicNow();
-    const created = this.#stmt.insertConversation.run(input.id, input.ownerId, input.title, now, now).changes === 1;
-    if (created) return { conversation: { ...input, createdAt: now, updatedAt: now }, created };
-    const row = this.#stmt.getConversation.get(input.id);
-    if (!row) throw new Error(`Conversation ${input.id} vanished after insert`);
+    const key = conversationKey(input.ownerId, input.id);
+    const created = this.#stmt.insertConversation.run(key, input.id, input.ownerId, input.title, now, now).changes === 1;
+    if (created) return { conversation: { key, ...input, createdAt: now, updatedAt: now }, created };
+    const row = this.#stmt.getConversation.get(key);
+    if (!row) throw new Error('Conversation vanished after insert');
     return { conversation: toConversation(row), created };
   }
 
-  async getConversation(id: string) {
-    const row = this.#stmt.getConversation.get(id);
+  async getConversation(ownerId: string, id: string) {
+    const row = this.#stmt.getConversation.get(conversationKey(ownerId, id));
     return row ? toConversation(row) : undefined;
   }
 
@@ -211,11 +266,18 @@ export class SqliteConversationStore implements ConversationStore {
     return toPage(rows.map(toConversation), options.limit, byUpdated);
   }
 
-  async deleteConversation(id: string) {
+  async renameConversation(ownerId: string, id: string, title: string) {
+    const key = conversationKey(ownerId, id);
+    const changed = await this.#write(() => this.#stmt.renameConversation.run(title, key).changes);
+    return changed ? this.getConversation(ownerId, id) : undefined;
+  }
+
+  async deleteConversation(ownerId: string, id: string) {
+    const key = conversationKey(ownerId, id);
     return this.#write(() => {
-      const ids = this.#stmt.messageIds.all(id).map((r) => r.id);
-      this.#stmt.deleteMessages.run(id);
-      this.#stmt.deleteConversation.run(id);
+      const ids = this.#stmt.messageIds.all(key).map((r) => r.id);
+      // Messages go with it (ON DELETE CASCADE).
+      this.#stmt.deleteConversation.run(key);
       return ids;
     });
   }
@@ -225,7 +287,7 @@ export class SqliteConversationStore implements ConversationStore {
     await this.#write(() => {
       this.#stmt.insertMessage.run({
         id: stored.id,
-        conversation_id: stored.conversationId,
+        conversation_key: stored.conversationKey,
         role: stored.role,
         content: stored.content,
         created_at: stored.createdAt,
@@ -233,21 +295,22 @@ export class SqliteConversationStore implements ConversationStore {
         finish_reason: stored.finishReason ?? null,
         input_tokens: stored.usage?.inputTokens ?? null,
         output_tokens: stored.usage?.outputTokens ?? null,
+        tokens: stored.tokens ?? null,
       });
-      this.#stmt.touchConversation.run(stored.createdAt, stored.conversationId);
+      this.#stmt.touchConversation.run(stored.createdAt, stored.conversationKey);
     });
     return stored;
   }
 
-  async recentMessages(conversationId: string, limit: number) {
-    return this.#stmt.recentMessages.all(conversationId, limit).map(toMessage);
+  async recentMessages(key: string, limit: number) {
+    return this.#stmt.recentMessages.all(key, limit).map(toMessage);
   }
 
-  async listMessages(conversationId: string, options: { limit: number; after?: string | undefined }): Promise<Page<StoredMessage>> {
+  async listMessages(key: string, options: { limit: number; after?: string | undefined }): Promise<Page<StoredMessage>> {
     const after = decodeCursor(options.after);
     const rows = after
-      ? this.#stmt.listMessagesAfter.all(conversationId, after.createdAt, after.createdAt, after.id, options.limit + 1)
-      : this.#stmt.listMessages.all(conversationId, options.limit + 1);
+      ? this.#stmt.listMessagesAfter.all(key, after.createdAt, after.createdAt, after.id, options.limit + 1)
+      : this.#stmt.listMessages.all(key, options.limit + 1);
     return toPage(rows.map(toMessage), options.limit, byCreated);
   }
 
@@ -272,6 +335,45 @@ export class SqliteConversationStore implements ConversationStore {
     return row ? toUser(row) : undefined;
   }
 
+  async updateUserPassword(userId: string, passwordHash: string) {
+    await this.#write(() => this.#stmt.updatePassword.run(passwordHash, userId));
+  }
+
+  async deleteUser(userId: string) {
+    return this.#write(() => {
+      // Conversations take their messages with them; the user row takes its sessions.
+      this.#stmt.deleteOwnedConversations.run(userId);
+      return this.#stmt.deleteUser.run(userId).changes === 1;
+    });
+  }
+
+  async createSession(session: Session) {
+    const now = Date.now();
+    const prune = now >= this.#pruneSessionsAt;
+    if (prune) this.#pruneSessionsAt = now + 3_600_000;
+    await this.#write(() => {
+      if (prune) this.#stmt.pruneSessions.run(now);
+      this.#stmt.insertSession.run(session.id, session.userId, session.createdAt, session.expiresAt);
+    });
+  }
+
+  async getSession(id: string) {
+    const row = this.#stmt.getSession.get(id);
+    return row ? toSession(row) : undefined;
+  }
+
+  async deleteSession(id: string) {
+    await this.#write(() => this.#stmt.deleteSession.run(id));
+  }
+
+  async deleteUserSessions(userId: string, exceptId?: string) {
+    return this.#write(() => {
+      const ids = this.#stmt.userSessionIds.all(userId).map((r) => r.id).filter((id) => id !== exceptId);
+      for (const id of ids) this.#stmt.deleteSession.run(id);
+      return ids;
+    });
+  }
+
   async ping() {
     this.#db.prepare('SELECT 1').get();
   }
@@ -280,4 +382,26 @@ export class SqliteConversationStore implements ConversationStore {
     if (this.#pending.length) this.#flush();
     if (this.#db.open) this.#db.close();
   }
+}
+
+function migrate(db: Database.Database): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version >= SCHEMA_VERSION) return;
+  const hasV1 = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'conversations'").get() !== undefined;
+  db.transaction(() => {
+    db.exec(hasV1 && version < 2 && !columnExists(db, 'conversations', 'key') ? MIGRATE_FROM_V1 : SCHEMA);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  })();
+}
+
+function columnExists(db: Database.Database, table: string, column: string): boolean {
+  return (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).some((c) => c.name === column);
+}
+
+/** The database holds password hashes and every conversation: owner-only from its first byte. */
+function createPrivateFile(file: string): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  if (!existsSync(file)) closeSync(openSync(file, 'a', 0o600));
+  // SQLite gives its -wal and -shm files the database file's permissions.
+  chmodSync(file, 0o600);
 }

@@ -10,7 +10,9 @@ import { LocalModel } from '../../src/models/local-model.js';
 import { ModelRegistry } from '../../src/models/model-registry.js';
 import { MemoryRateLimiter } from '../../src/ratelimit/memory-rate-limiter.js';
 import { MemoryConversationStore } from '../../src/stores/memory-conversation-store.js';
-import type { StoredMessage } from '../../src/stores/conversation-store.js';
+import { conversationKey, type StoredMessage } from '../../src/stores/conversation-store.js';
+import type { Principal } from '../../src/chat/principal.js';
+import { countTokens } from '../../src/models/tokenizer.js';
 
 /** A model driven by the test, recording what it was called with. */
 class ScriptedModel implements LanguageModel {
@@ -25,7 +27,9 @@ class ScriptedModel implements LanguageModel {
   }
 }
 
-function setup(model?: LanguageModel, limits = { userLimit: 100, anonymousLimit: 20, authLimit: 10, windowMs: 60_000 }) {
+const OPTIONS = { systemPrompt: 'SYS', historyLimit: 20, maxOutputTokens: 500, firstByteTimeoutMs: 5_000, idleTimeoutMs: 5_000 };
+
+function setup(model?: LanguageModel, limits = { userLimit: 100, anonymousLimit: 20, authLimit: 10, windowMs: 60_000 }, options = OPTIONS) {
   const store = new MemoryConversationStore();
   const local = new LocalModel({ tokenDelayMs: 0, contextTokens: 8192 });
   const models = new ModelRegistry({
@@ -40,13 +44,15 @@ function setup(model?: LanguageModel, limits = { userLimit: 100, anonymousLimit:
     rateLimits: limits,
     turns,
     logger: silentLogger,
-    options: { systemPrompt: 'SYS', historyLimit: 20, maxOutputTokens: 500 },
+    options,
   });
   return { store, pipeline, turns };
 }
 
-const anon = { userId: null, ip: '10.0.0.1' };
-const alice = { userId: 'alice', ip: '10.0.0.2' };
+const anon: Principal = { userId: null, ip: '10.0.0.1', anonymousId: null };
+const alice: Principal = { userId: 'alice', ip: '10.0.0.2', anonymousId: null };
+/** Where conversations of the `anon` principal live. */
+const anonKey = (id: string) => conversationKey('ip:10.0.0.1', id);
 
 async function drain(gen: AsyncIterable<ChatTurnEvent>) {
   const events: ChatTurnEvent[] = [];
@@ -59,7 +65,7 @@ describe('chat pipeline', () => {
     let storedAtCall: StoredMessage[] = [];
     const { store, pipeline } = setup(
       new ScriptedModel(async function* () {
-        storedAtCall = await store.recentMessages('c1', 10);
+        storedAtCall = await store.recentMessages(anonKey('c1'), 10);
         yield { type: 'text-delta', text: 'Hi' };
         yield { type: 'finish', finishReason: 'stop', usage: { inputTokens: 5, outputTokens: 1 } };
       }),
@@ -70,7 +76,7 @@ describe('chat pipeline', () => {
     expect(events.map((e) => e.type)).toEqual(['start', 'delta', 'end']);
     expect(events[0]).toMatchObject({ conversationId: 'c1', conversationCreated: true, content: 'hello' });
     const end = events[2] as Extract<ChatTurnEvent, { type: 'end' }>;
-    const stored = await store.recentMessages('c1', 10);
+    const stored = await store.recentMessages(anonKey('c1'), 10);
     expect(stored.at(-1)).toMatchObject({ id: end.messageId, role: 'assistant', content: 'Hi', finishReason: 'stop', usage: { inputTokens: 5, outputTokens: 1 } });
   });
 
@@ -79,8 +85,8 @@ describe('chat pipeline', () => {
       yield { type: 'finish', finishReason: 'stop', usage: undefined };
     });
     const { store, pipeline } = setup(model);
-    await store.ensureConversation({ id: 'long', ownerId: null, title: 't' });
-    for (let i = 0; i < 30; i++) await store.appendMessage({ conversationId: 'long', role: i % 2 ? 'assistant' : 'user', content: `m${i}` });
+    await store.ensureConversation({ id: 'long', ownerId: 'ip:10.0.0.1', title: 't' });
+    for (let i = 0; i < 30; i++) await store.appendMessage({ conversationKey: anonKey('long'), role: i % 2 ? 'assistant' : 'user', content: `m${i}` });
     await drain((await pipeline.prepare({ principal: anon, message: 'newest', conversationId: 'long' })).run());
     const sent = model.calls[0]!.messages;
     expect(sent[0]).toEqual({ role: 'system', content: 'SYS' });
@@ -91,7 +97,7 @@ describe('chat pipeline', () => {
   it('trims the oldest history to the context budget but keeps the newest message', () => {
     const history = Array.from({ length: 10 }, (_, i) => ({
       id: `${i}`,
-      conversationId: 'c',
+      conversationKey: 'o/c',
       role: 'user' as const,
       content: `message ${i} `.repeat(50),
       createdAt: i,
@@ -107,7 +113,7 @@ describe('chat pipeline', () => {
   });
 
   it('stores the partial reply as stopped when the client stops, and as aborted when it goes away', async () => {
-    for (const kind of ['stopped', 'aborted'] as const) {
+    for (const [cause, kind] of [['stop', 'stopped'], ['disconnect', 'aborted']] as const) {
       const { store, pipeline, turns } = setup(
         new ScriptedModel(async function* (o) {
           yield { type: 'text-delta', text: 'partial' };
@@ -119,10 +125,10 @@ describe('chat pipeline', () => {
       const events: ChatTurnEvent[] = [];
       for await (const e of turn.run(controller.signal)) {
         events.push(e);
-        if (e.type === 'delta') controller.abort(new TurnAbort(kind));
+        if (e.type === 'delta') controller.abort(new TurnAbort(cause));
       }
       expect(events.at(-1)).toMatchObject({ type: 'end', finishReason: kind, content: 'partial' });
-      expect((await store.recentMessages(`k-${kind}`, 5)).at(-1)).toMatchObject({ content: 'partial', finishReason: kind });
+      expect((await store.recentMessages(anonKey(`k-${kind}`), 5)).at(-1)).toMatchObject({ content: 'partial', finishReason: kind });
       expect(turns.active).toBe(0);
     }
   });
@@ -136,7 +142,7 @@ describe('chat pipeline', () => {
     );
     const events = await drain((await pipeline.prepare({ principal: anon, message: 'go', conversationId: 'err' })).run());
     expect(events.at(-1)).toMatchObject({ type: 'error', content: 'half', error: { code: 'PROVIDER_ERROR' } });
-    expect((await store.recentMessages('err', 5)).map((m) => [m.role, m.content, m.finishReason])).toEqual([
+    expect((await store.recentMessages(anonKey('err'), 5)).map((m) => [m.role, m.content, m.finishReason])).toEqual([
       ['user', 'go', undefined],
       ['assistant', 'half', 'error'],
     ]);
@@ -165,17 +171,124 @@ describe('chat pipeline', () => {
     );
     const turn = await pipeline.prepare({ principal: anon, message: 'go', conversationId: 'gone' });
     for await (const e of turn.run()) if (e.type === 'delta') break;
-    expect((await store.recentMessages('gone', 5)).at(-1)).toMatchObject({ role: 'assistant', content: 'a', finishReason: 'aborted' });
+    expect((await store.recentMessages(anonKey('gone'), 5)).at(-1)).toMatchObject({ role: 'assistant', content: 'a', finishReason: 'aborted' });
   });
 
-  it('answers NOT_FOUND for a conversation owned by someone else, before counting or storing anything', async () => {
-    const { store, pipeline } = setup();
-    await drain((await pipeline.prepare({ principal: alice, message: 'mine', conversationId: 'alices' })).run());
-    await expect(pipeline.prepare({ principal: anon, message: 'x', conversationId: 'alices' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
-    await expect(pipeline.prepare({ principal: { userId: 'bob', ip: '1.1.1.1' }, message: 'x', conversationId: 'alices' })).rejects.toMatchObject({
-      code: 'NOT_FOUND',
+  it('scopes a conversation id to its owner: someone else using the id gets a new conversation of their own', async () => {
+    const model = new ScriptedModel(async function* () {
+      yield { type: 'finish', finishReason: 'stop', usage: undefined };
     });
-    expect(await store.recentMessages('alices', 10)).toHaveLength(2);
+    const { store, pipeline } = setup(model);
+    await drain((await pipeline.prepare({ principal: alice, message: 'SECRET plans', conversationId: 'shared' })).run());
+    const others: Principal[] = [anon, { userId: 'bob', ip: '10.0.0.2', anonymousId: null }, { userId: null, ip: '10.0.0.9', anonymousId: 'cookie-1' }];
+    for (const principal of others) {
+      const turn = await pipeline.prepare({ principal, message: 'what did I say?', conversationId: 'shared' });
+      expect(turn.conversationCreated).toBe(true);
+      await drain(turn.run());
+      expect(JSON.stringify(model.calls.at(-1)!.messages)).not.toContain('SECRET');
+    }
+    expect(await store.recentMessages(conversationKey('alice', 'shared'), 10)).toHaveLength(2);
+    expect(await store.getConversation('anon:cookie-1', 'shared')).toBeDefined();
+  });
+
+  it("an anonymous client with the cookie continues what it started from its IP before it had one, and nobody else's", async () => {
+    const model = new ScriptedModel(async function* () {
+      yield { type: 'finish', finishReason: 'stop', usage: undefined };
+    });
+    const { pipeline } = setup(model);
+    const firstVisit: Principal = { userId: null, ip: '10.0.0.5', anonymousId: null };
+    const withCookie: Principal = { userId: null, ip: '10.0.0.5', anonymousId: 'S1' };
+    const otherCookieSameIp: Principal = { userId: null, ip: '10.0.0.5', anonymousId: 'S2' };
+    await drain((await pipeline.prepare({ principal: firstVisit, message: 'first turn', conversationId: 'browser' })).run());
+    const second = await pipeline.prepare({ principal: withCookie, message: 'second turn', conversationId: 'browser' });
+    expect(second.conversationCreated).toBe(false);
+    await drain(second.run());
+    expect(model.calls.at(-1)!.messages.map((m) => m.content)).toContain('first turn');
+
+    await drain((await pipeline.prepare({ principal: withCookie, message: 'cookie SECRET', conversationId: 'mine' })).run());
+    const neighbour = await pipeline.prepare({ principal: otherCookieSameIp, message: 'peek', conversationId: 'mine' });
+    expect(neighbour.conversationCreated).toBe(true);
+    await drain(neighbour.run());
+    expect(JSON.stringify(model.calls.at(-1)!.messages)).not.toContain('SECRET');
+  });
+
+  it('a model that sends nothing ends the turn with PROVIDER_ERROR after the first-byte timeout, and the upstream call is aborted', async () => {
+    let upstreamAborted = false;
+    const { store, pipeline } = setup(
+      new ScriptedModel(async function* (o) {
+        yield* [];
+        await new Promise((_, reject) =>
+          o.signal.addEventListener('abort', () => {
+            upstreamAborted = true;
+            reject(o.signal.reason);
+          }),
+        );
+      }),
+      undefined,
+      { ...OPTIONS, firstByteTimeoutMs: 150 },
+    );
+    const started = performance.now();
+    const events = await drain((await pipeline.prepare({ principal: anon, message: 'go', conversationId: 'hang' })).run());
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(events.at(-1)).toMatchObject({ type: 'error', error: { code: 'PROVIDER_ERROR', message: expect.stringMatching(/did not start answering/) } });
+    expect(upstreamAborted).toBe(true);
+    expect(await store.recentMessages(anonKey('hang'), 5)).toHaveLength(1);
+  });
+
+  it('a model that stalls mid-stream ends the turn with PROVIDER_ERROR after the idle timeout, keeping the partial reply', async () => {
+    const { store, pipeline } = setup(
+      new ScriptedModel(async function* (o) {
+        yield { type: 'text-delta', text: 'half a' };
+        await new Promise((r) => setTimeout(r, 50));
+        yield { type: 'text-delta', text: 'nswer' };
+        await new Promise((_, reject) => o.signal.addEventListener('abort', () => reject(o.signal.reason)));
+      }),
+      undefined,
+      { ...OPTIONS, idleTimeoutMs: 200 },
+    );
+    const events = await drain((await pipeline.prepare({ principal: anon, message: 'go', conversationId: 'stall' })).run());
+    expect(events.at(-1)).toMatchObject({ type: 'error', content: 'half answer', error: { code: 'PROVIDER_ERROR', message: expect.stringMatching(/sent nothing for 200 ms/) } });
+    expect((await store.recentMessages(anonKey('stall'), 5)).at(-1)).toMatchObject({ content: 'half answer', finishReason: 'error' });
+  });
+
+  it('a conversation aborted as deleted ends with NOT_FOUND and the tracker waits until its reply is stored', async () => {
+    const { store, pipeline, turns } = setup(
+      new ScriptedModel(async function* (o) {
+        yield { type: 'text-delta', text: 'streaming' };
+        await new Promise((_, reject) => o.signal.addEventListener('abort', () => reject(o.signal.reason)));
+      }),
+    );
+    const turn = await pipeline.prepare({ principal: alice, message: 'go', conversationId: 'doomed' });
+    const events: ChatTurnEvent[] = [];
+    const consumed = (async () => {
+      for await (const e of turn.run()) events.push(e);
+    })();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(turns.isRunning(conversationKey('alice', 'doomed'))).toBe(true);
+    expect(await turns.abortConversation(conversationKey('alice', 'doomed'), 'deleted')).toBe(1);
+    expect((await store.recentMessages(conversationKey('alice', 'doomed'), 5)).at(-1)).toMatchObject({ content: 'streaming', finishReason: 'aborted' });
+    await consumed;
+    expect(events.at(-1)).toMatchObject({ type: 'error', error: { code: 'NOT_FOUND' } });
+    expect(turns.active).toBe(0);
+  });
+
+  it('stores token counts with messages, and trims context from them without re-tokenising history', async () => {
+    const { store, pipeline } = setup();
+    await drain((await pipeline.prepare({ principal: anon, message: 'count me please', conversationId: 'tok' })).run());
+    const [user, reply] = await store.recentMessages(anonKey('tok'), 5);
+    expect(user!.tokens).toBe(countTokens('count me please'));
+    expect(reply!.tokens).toBe(reply!.usage!.outputTokens);
+    // Stored counts are trusted as they are: a message claiming to be huge is dropped first.
+    const history = [
+      { role: 'user' as const, content: 'old', tokens: 10_000 },
+      { role: 'assistant' as const, content: 'reply', tokens: 5 },
+      { role: 'user' as const, content: 'x'.repeat(2_000), tokens: 10 },
+    ];
+    expect(buildContext({ systemPrompt: 'SYS', recalled: [], history, contextTokens: 1_000, reserveTokens: 100 }).map((m) => m.content)).toEqual([
+      'SYS',
+      'reply',
+      'x'.repeat(2_000),
+    ]);
   });
 
   it('counts one turn per prepare and refuses past the limit with RATE_LIMIT', async () => {
@@ -207,8 +320,8 @@ describe('chat pipeline', () => {
     expect(shortEvents.at(-1)).toMatchObject({ type: 'end', finishReason: 'stop' });
     // The client of the long turn is still there: it is told why its reply stopped.
     expect(longEvents.at(-1)).toMatchObject({ type: 'error', error: { code: 'INTERNAL', message: expect.stringMatching(/shutting down/) } });
-    expect((await store.recentMessages('s', 5)).at(-1)).toMatchObject({ finishReason: 'stop', content: 'xxx' });
-    expect((await store.recentMessages('l', 5)).at(-1)).toMatchObject({ finishReason: 'aborted' });
+    expect((await store.recentMessages(anonKey('s'), 5)).at(-1)).toMatchObject({ finishReason: 'stop', content: 'xxx' });
+    expect((await store.recentMessages(anonKey('l'), 5)).at(-1)).toMatchObject({ finishReason: 'aborted' });
     await expect(pipeline.prepare({ principal: anon, message: 'late' })).rejects.toMatchObject({ code: 'INTERNAL' });
   });
 });

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { contentOf, postChat, readSse } from '../helpers/sse.js';
 import { waitFor } from '../helpers/wait.js';
+import { messagesOf } from '../helpers/conversations.js';
 import { startGeminiStandin } from '../standins/gemini-standin.js';
 import { startOpenAIStandin } from '../standins/openai-standin.js';
 import type { Standin } from '../standins/standin-script.js';
@@ -47,7 +48,7 @@ describe('SSE chat through remote providers', () => {
       expect(body).toContain('Say hello in French');
       expect(body).toContain('Bonjour!');
       expect(body).toContain('Again');
-      const { items } = await gw.server.services.store.listMessages(sessionId, { limit: 10 });
+      const items = await messagesOf(gw, sessionId);
       expect(items[1]).toMatchObject({ role: 'assistant', content: 'Bonjour!', model: model.startsWith('gpt') ? 'openai:gpt-4o-mini' : 'gemini:gemini-2.0-flash' });
     });
 
@@ -63,7 +64,7 @@ describe('SSE chat through remote providers', () => {
       const events = await readSse(await postChat(gw.url, { message: 'hi', model }));
       expect(contentOf(events)).toBe('ab');
       expect(events.at(-1)).toMatchObject({ code: 'PROVIDER_ERROR', error: expect.stringMatching(/ended unexpectedly/) });
-      const { items } = await gw.server.services.store.listMessages(events.at(-1)!.sessionId as string, { limit: 10 });
+      const items = await messagesOf(gw, events.at(-1)!.sessionId as string);
       expect(items.at(-1)).toMatchObject({ role: 'assistant', content: 'ab', finishReason: 'error' });
     });
 
@@ -79,7 +80,7 @@ describe('SSE chat through remote providers', () => {
       controller.abort();
       await abortSeen;
       expect(Date.now() - cutAt).toBeLessThan(500);
-      const reply = await waitFor(async () => (await gw.server.services.store.listMessages(`cut-${model.replace(".", "_")}`, { limit: 10 })).items.find((m) => m.role === 'assistant'));
+      const reply = await waitFor(async () => (await messagesOf(gw, `cut-${model.replace(".", "_")}`)).find((m) => m.role === 'assistant'));
       expect(reply.finishReason).toBe('aborted');
       expect(reply.content).toMatch(/^t0 /);
     });

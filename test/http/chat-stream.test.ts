@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, tempDataDir, type TestGateway } from '../helpers/gateway.js';
 import { contentOf, postChat, readSse } from '../helpers/sse.js';
 import { waitFor } from '../helpers/wait.js';
+import { LOOPBACK_OWNER, conversationOf, messagesOf } from '../helpers/conversations.js';
 
 describe('POST /api/v2/ai/chat/stream (seed 002 SSE)', () => {
   let gw: TestGateway;
@@ -37,7 +38,7 @@ describe('POST /api/v2/ai/chat/stream (seed 002 SSE)', () => {
     expect(second.at(-1)).toMatchObject({ done: true, sessionId });
     expect(contentOf(second)).toContain('2 earlier messages');
 
-    const { items } = await gw.server.services.store.listMessages(sessionId, { limit: 10 });
+    const items = await messagesOf(gw, sessionId);
     expect(items.map((m) => [m.role, m.finishReason ?? null])).toEqual([
       ['user', null],
       ['assistant', 'stop'],
@@ -52,7 +53,7 @@ describe('POST /api/v2/ai/chat/stream (seed 002 SSE)', () => {
   it('accepts a client-chosen sessionId and creates the conversation', async () => {
     const events = await readSse(await postChat(gw.url, { message: 'hi', sessionId: 'my-session_1' }));
     expect(events.at(-1)).toMatchObject({ done: true, sessionId: 'my-session_1' });
-    expect(await gw.server.services.store.getConversation('my-session_1')).toMatchObject({ title: 'hi', ownerId: null });
+    expect(await conversationOf(gw, 'my-session_1')).toMatchObject({ title: 'hi', ownerId: LOOPBACK_OWNER });
   });
 
   it('honours maxTokens with finishReason length', async () => {
@@ -90,15 +91,19 @@ describe('POST /api/v2/ai/chat/stream (seed 002 SSE)', () => {
       expect(await res.json()).toMatchObject({ code: 'BAD_REQUEST' });
     });
 
-    it('an unknown model answers INVALID_MODEL', async () => {
-      const res = await postChat(gw.url, { message: 'hi', model: 'claude-3' });
+    it('a malformed model name answers INVALID_MODEL', async () => {
+      const res = await postChat(gw.url, { message: 'hi', model: 'no spaces allowed' });
       expect(res.status).toBe(400);
       expect(await res.json()).toMatchObject({ code: 'INVALID_MODEL' });
     });
 
-    it('a model whose provider is not configured answers INVALID_MODEL', async () => {
-      const res = await postChat(gw.url, { message: 'hi', model: 'gpt-4o' });
-      expect(await res.json()).toEqual({ code: 'INVALID_MODEL', error: 'Model "gpt-4o" needs the openai provider, which is not configured' });
+    it('with no provider configured, any model name (seed 003 asks for gpt-4) is answered by the local model, reported as local', async () => {
+      for (const model of ['gpt-4', 'claude-3']) {
+        const events = await readSse(await postChat(gw.url, { message: 'hi', model }));
+        expect(contentOf(events)).toContain(`answering in place of "${model}"`);
+        const sessionId = events.at(-1)!.sessionId as string;
+        expect((await messagesOf(gw, sessionId)).at(-1)).toMatchObject({ role: 'assistant', model: 'local' });
+      }
     });
 
     it('nothing was stored for refused requests and the server is still up', async () => {
@@ -117,7 +122,7 @@ describe('POST /api/v2/ai/chat/stream (seed 002 SSE)', () => {
       await reader.read();
       controller.abort();
       const reply = await waitFor(async () => {
-        const { items } = await slow.server.services.store.listMessages('abort-me', { limit: 10 });
+        const items = await messagesOf(slow, 'abort-me');
         return items.find((m) => m.role === 'assistant');
       });
       expect(reply.finishReason).toBe('aborted');
@@ -130,11 +135,14 @@ describe('POST /api/v2/ai/chat/stream (seed 002 SSE)', () => {
   });
 
   it('ALLOWED_MODELS refuses models outside the list', async () => {
-    const strict = await startGateway({ ALLOWED_MODELS: 'local' , OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: 'http://127.0.0.1:9/v1' });
+    const strict = await startGateway({ ALLOWED_MODELS: 'local', OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: 'http://127.0.0.1:9/v1', DEFAULT_MODEL: 'local' });
     try {
       const res = await postChat(strict.url, { message: 'hi', model: 'gpt-4o-mini' });
       expect(res.status).toBe(400);
       expect(await res.json()).toMatchObject({ code: 'INVALID_MODEL', error: 'Model "gpt-4o-mini" is not allowed on this server' });
+      // With a provider configured, a name no provider serves is refused rather than faked.
+      const unknown = await postChat(strict.url, { message: 'hi', model: 'gemini-2.5-pro' });
+      expect(await unknown.json()).toMatchObject({ code: 'INVALID_MODEL' });
       const ok = await readSse(await postChat(strict.url, { message: 'hi', model: 'local' }));
       expect(ok.at(-1)).toMatchObject({ done: true });
     } finally {
@@ -154,7 +162,7 @@ describe('POST /api/v2/ai/chat/stream (seed 002 SSE)', () => {
       const second = await readSse(await postChat(b.url, { message: 'still there?', sessionId }));
       expect(second.at(-1)).toMatchObject({ done: true, sessionId });
       expect(contentOf(second)).toContain('2 earlier messages');
-      const { items } = await b.server.services.store.listMessages(sessionId, { limit: 10 });
+      const items = await messagesOf(b, sessionId);
       expect(items.map((m) => m.content.slice(0, 11))).toEqual(['remember me', 'This is the', 'still there', 'This is the']);
     } finally {
       await b.destroy();
@@ -173,7 +181,12 @@ describe('health routes', () => {
     expect(await (await fetch(`${gw.url}/healthz`)).json()).toEqual({ status: 'ok' });
     const ready = await fetch(`${gw.url}/readyz`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toEqual({ status: 'ready', store: 'sqlite', rateLimiter: 'memory', providers: ['local'] });
+    expect(await ready.json()).toEqual({
+      status: 'ready',
+      checks: { store: { status: 'ok', kind: 'sqlite', ms: expect.any(Number) }, rateLimiter: { status: 'ok', kind: 'memory', ms: expect.any(Number) } },
+      providers: ['local'],
+      defaultModel: 'local',
+    });
     const missing = await fetch(`${gw.url}/nope`);
     expect(missing.status).toBe(404);
     expect(await missing.json()).toMatchObject({ code: 'NOT_FOUND' });

@@ -51,7 +51,7 @@ describe('local model', () => {
   it('paces tokens and stops on abort with the abort reason', async () => {
     const slow = new LocalModel({ tokenDelayMs: 20, contextTokens: 8192 });
     const controller = new AbortController();
-    const reason = new TurnAbort('stopped');
+    const reason = new TurnAbort('stop');
     setTimeout(() => controller.abort(reason), 110);
     const started = Date.now();
     const seen: ModelStreamPart[] = [];
@@ -86,7 +86,7 @@ describe('model routing', () => {
   });
 
   it('refuses unknown, unconfigured, disallowed and malformed models with INVALID_MODEL', () => {
-    const registry = createModelRegistry(loadConfig({ ALLOWED_MODELS: 'local,openai:llama3.2,gpt-4o', OPENAI_BASE_URL: 'http://127.0.0.1:9/v1' }));
+    const registry = createModelRegistry(loadConfig({ ALLOWED_MODELS: 'local,openai:llama3.2,gpt-4o', OPENAI_BASE_URL: 'http://127.0.0.1:9/v1', DEFAULT_MODEL: 'local' }));
     expect(registry.resolve(undefined).provider).toBe('local');
     expect(registry.resolve('openai:llama3.2').modelId).toBe('llama3.2');
     expect(registry.resolve('gpt-4o').provider).toBe('openai');
@@ -96,8 +96,40 @@ describe('model routing', () => {
     expect(() => registry.resolve('x'.repeat(200))).toThrow(expect.objectContaining({ code: 'INVALID_MODEL' }));
   });
 
-  it('refuses at start-up a default model that cannot be served', () => {
-    expect(() => createModelRegistry(loadConfig({ DEFAULT_MODEL: 'gpt-4o' }))).toThrow(/needs the openai provider/);
-    expect(() => createModelRegistry(loadConfig({ ALLOWED_MODELS: 'gpt-4o', OPENAI_API_KEY: 'k' }))).toThrow(/not allowed/);
+  it('refuses at start-up a default model that cannot be served, naming DEFAULT_MODEL and the fix', () => {
+    expect(() => createModelRegistry(loadConfig({ DEFAULT_MODEL: 'gpt-4o' }))).toThrow(/DEFAULT_MODEL=gpt-4o: .*needs the openai provider.*set OPENAI_API_KEY/);
+    expect(() => createModelRegistry(loadConfig({ DEFAULT_MODEL: 'gemini-2.5-pro', OPENAI_API_KEY: 'k' }))).toThrow(/set GEMINI_API_KEY/);
+    expect(() => createModelRegistry(loadConfig({ ALLOWED_MODELS: 'gpt-4o', OPENAI_API_KEY: 'k' }))).toThrow(/DEFAULT_MODEL=gpt-4o-mini: .*not allowed/);
+  });
+
+  it('without DEFAULT_MODEL, the default comes from the configured providers', () => {
+    expect(createModelRegistry(loadConfig({})).defaultModel).toBe('local');
+    expect(createModelRegistry(loadConfig({ OPENAI_API_KEY: 'k' })).defaultModel).toBe('gpt-4o-mini');
+    expect(createModelRegistry(loadConfig({ GEMINI_API_KEY: 'k' })).defaultModel).toBe('gemini-2.5-flash');
+    expect(createModelRegistry(loadConfig({ OPENAI_API_KEY: 'k', GEMINI_API_KEY: 'k' })).defaultModel).toBe('gpt-4o-mini');
+    // An OpenAI-compatible server is asked for its models by the Node entry.
+    expect(createModelRegistry(loadConfig({ OPENAI_BASE_URL: 'http://127.0.0.1:9/v1' }), undefined, 'openai:llama3.2').defaultModel).toBe('openai:llama3.2');
+  });
+
+  it('with no provider configured, any well-formed model name is answered by the local model, which says so', async () => {
+    const registry = createModelRegistry(loadConfig({}));
+    const model = registry.resolve('gpt-4');
+    expect(model).toMatchObject({ provider: 'local', modelId: 'local' });
+    const text = (await run(model as LocalModel)).flatMap((p) => (p.type === 'text-delta' ? [p.text] : [])).join('');
+    expect(text).toContain('offline development model answering in place of "gpt-4"');
+    expect(text).toContain('Set OPENAI_API_KEY');
+    expect(registry.resolve('claude-sonnet').provider).toBe('local');
+    expect(() => registry.resolve('bad model name!')).toThrow(expect.objectContaining({ code: 'INVALID_MODEL' }));
+    // ALLOWED_MODELS still applies to the name asked for.
+    expect(() => createModelRegistry(loadConfig({ ALLOWED_MODELS: 'local' })).resolve('gpt-4')).toThrow(expect.objectContaining({ code: 'INVALID_MODEL' }));
+  });
+
+  it('with a real provider configured, the local model does not claim that none is', async () => {
+    const registry = createModelRegistry(loadConfig({ OPENAI_API_KEY: 'k' }));
+    expect(() => registry.resolve('claude-sonnet')).toThrow(expect.objectContaining({ code: 'INVALID_MODEL' }));
+    const text = (await run(registry.resolve('local') as LocalModel)).flatMap((p) => (p.type === 'text-delta' ? [p.text] : [])).join('');
+    expect(text).toContain('offline development model (you asked for "local")');
+    expect(text).not.toContain('no model provider is configured');
+    expect(text).not.toContain('Set OPENAI_API_KEY');
   });
 });

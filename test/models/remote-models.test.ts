@@ -156,7 +156,7 @@ for (const pc of cases) {
     it('abort ends the upstream request (the stand-in sees the connection close) and throws the abort reason', async () => {
       script({ tokens: Array.from({ length: 100 }, (_, i) => ` t${i}`), delayMs: 20 });
       const controller = new AbortController();
-      const reason = new TurnAbort('stopped');
+      const reason = new TurnAbort('stop');
       const seen: string[] = [];
       const abortSeen = standin.waitForAbort(2000);
       let error: unknown;

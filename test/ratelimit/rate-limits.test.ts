@@ -1,3 +1,4 @@
+import { messagesOf } from '../helpers/conversations.js';
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/logger.js';
@@ -36,7 +37,7 @@ describe('chat rate limits (embedded limiter)', () => {
     expect(Number(refused.headers.get('retry-after'))).toBeLessThanOrEqual(900);
     expect(refused.headers.get('ratelimit-remaining')).toBe('0');
     expect(await refused.json()).toMatchObject({ code: 'RATE_LIMIT', error: expect.stringMatching(/Too many chat requests/) });
-    const { items } = await gw.server.services.store.listMessages('anon-limit', { limit: 100 });
+    const items = await messagesOf(gw, 'anon-limit');
     expect(items.filter((m) => m.role === 'user')).toHaveLength(20);
   });
 
@@ -96,7 +97,7 @@ describe('Upstash limiter against a real Redis behind an Upstash REST stand-in',
   });
 
   it('counts per key and refuses past the limit', async () => {
-    const limiter = new UpstashRateLimiter({ url: upstash.url, token: TOKEN, windowMs: 60_000, prefix: `t${Date.now()}`, timeoutMs: 2000, logger: silentLogger });
+    const limiter = new UpstashRateLimiter({ url: upstash.url, token: TOKEN, windowMs: 60_000, prefix: `t${Date.now()}`, timeoutMs: 2000, failClosed: false, logger: silentLogger });
     const a = [];
     for (let i = 0; i < 4; i++) a.push(await limiter.consume('chat:ip:1.2.3.4', 3));
     expect(a.map((d) => d.allowed)).toEqual([true, true, true, false]);
@@ -108,9 +109,41 @@ describe('Upstash limiter against a real Redis behind an Upstash REST stand-in',
   it('lets requests through (and says so) when Upstash refuses the credentials', async () => {
     const errors: unknown[] = [];
     const logger = { ...silentLogger, error: (obj: object) => errors.push(obj), child: () => logger };
-    const limiter = new UpstashRateLimiter({ url: upstash.url, token: 'wrong', windowMs: 60_000, prefix: 'bad', timeoutMs: 2000, logger });
+    const limiter = new UpstashRateLimiter({ url: upstash.url, token: 'wrong', windowMs: 60_000, prefix: 'bad', timeoutMs: 2000, failClosed: false, logger });
     expect((await limiter.consume('k', 1)).allowed).toBe(true);
     expect(errors).toHaveLength(1);
+    await expect(limiter.ping()).rejects.toThrow();
+  });
+
+  it('with RATE_LIMIT_FAIL_CLOSED refuses with RATE_LIMIT (HTTP 503) while Upstash cannot answer', async () => {
+    const limiter = new UpstashRateLimiter({ url: upstash.url, token: 'wrong', windowMs: 60_000, prefix: 'bad', timeoutMs: 2000, failClosed: true, logger: silentLogger });
+    await expect(limiter.consume('k', 1)).rejects.toMatchObject({ code: 'RATE_LIMIT', status: 503, details: { retryAfterSeconds: 5 } });
+  });
+
+  it('/readyz reports a limiter outage: degraded when it fails open, unavailable (503) when it fails closed; chat follows the choice', async () => {
+    const unreachable = `http://127.0.0.1:${await freePort()}`;
+    for (const failClosed of [false, true]) {
+      const gw = await startGateway({ UPSTASH_REDIS_REST_URL: unreachable, UPSTASH_REDIS_REST_TOKEN: TOKEN, RATE_LIMIT_FAIL_CLOSED: String(failClosed) });
+      try {
+        const res = await fetch(`${gw.url}/readyz`);
+        const body = (await res.json()) as { status: string; checks: Record<string, { status: string; kind: string; effect?: string }> };
+        expect(res.status).toBe(failClosed ? 503 : 200);
+        expect(body.status).toBe(failClosed ? 'unavailable' : 'degraded');
+        expect(body.checks.store).toMatchObject({ status: 'ok', kind: 'sqlite' });
+        expect(body.checks.rateLimiter).toMatchObject({ status: 'down', kind: 'upstash', effect: expect.any(String) });
+        const chat = await postChat(gw.url, { message: 'hi' });
+        if (failClosed) {
+          expect(chat.status).toBe(503);
+          expect(chat.headers.get('retry-after')).toBe('5');
+          expect(await chat.json()).toMatchObject({ code: 'RATE_LIMIT' });
+        } else {
+          expect(chat.status).toBe(200);
+          await chat.text();
+        }
+      } finally {
+        await gw.destroy();
+      }
+    }
   });
 
   it('two gateway processes sharing Upstash admit exactly the limit between them', async () => {
@@ -141,7 +174,7 @@ describe('Upstash limiter against a real Redis behind an Upstash REST stand-in',
     );
     try {
       const ready = await (await fetch(`${procs[0]!.url}/readyz`)).json();
-      expect(ready).toMatchObject({ rateLimiter: 'upstash' });
+      expect(ready).toMatchObject({ status: 'ready', checks: { rateLimiter: { status: 'ok', kind: 'upstash' } } });
       const statuses = await Promise.all(
         Array.from({ length: 30 }, (_, i) => postChat(procs[i % 2]!.url, { message: `shared ${i}` }).then(async (r) => (await r.text(), r.status))),
       );

@@ -1,3 +1,4 @@
+import { conversationOf } from '../helpers/conversations.js';
 import { SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AiServerToClientEvents, DefaultServerToClientEvents } from '../../src/protocol/socket-events.js';
@@ -73,7 +74,7 @@ describe('Socket.IO connection auth', () => {
         await connected(socket);
         expect(socket.connected).toBe(true);
         const server = (await gw.server.io.of(nsp).fetchSockets()).find((s) => s.id === socket.id);
-        expect(server?.data).toEqual({ userId: alice.user.id, ip: '127.0.0.1' });
+        expect(server?.data).toEqual({ userId: alice.user.id, ip: '127.0.0.1', sessionId: expect.any(String) });
         socket.close();
       });
 
@@ -100,7 +101,7 @@ describe('Socket.IO connection auth', () => {
         const socket = client(url(nsp), { transports: [transport] });
         await connected(socket);
         const server = (await gw.server.io.of(nsp).fetchSockets()).find((s) => s.id === socket.id);
-        expect(server?.data).toEqual({ userId: null, ip: '127.0.0.1' });
+        expect(server?.data).toEqual({ userId: null, ip: '127.0.0.1', sessionId: null });
         socket.close();
       });
     });
@@ -156,7 +157,7 @@ describe('Socket.IO connection auth', () => {
         ai.emit('chat:start', { message: 'hello /ai', conversationId: null });
         expect(await rootLog.next('ai-response')).toMatchObject({ chat: `strict-${transport}` });
         expect(await aiLog.next('chat:end')).toMatchObject({ finishReason: 'stop' });
-        const convo = await strict.server.services.store.getConversation(`strict-${transport}`);
+        const convo = await conversationOf(strict, `strict-${transport}`, carol.user.id);
         expect(convo?.ownerId).toBe(carol.user.id);
         root.close();
         ai.close();
@@ -177,7 +178,8 @@ describe('Socket.IO connection auth', () => {
 
     it.each(TRANSPORTS)('stops working on the next chat event (%s)', async (transport) => {
       const exp = Math.floor(Date.now() / 1000) + 2;
-      const token = await new SignJWT({})
+      const session = await short.server.services.sessions!.open(dave.user.id, 60);
+      const token = await new SignJWT({ sid: session.id })
         .setProtectedHeader({ alg: 'HS256' })
         .setSubject(dave.user.id)
         .setIssuer('ai-chat-gateway')
@@ -200,7 +202,8 @@ describe('Socket.IO connection auth', () => {
       expect(await rootLog.next('ai:error')).toMatchObject({ code: 'UNAUTHORIZED' });
       root.emit('ai-message', { chatId: 'expired-turn', content: 'after expiry' });
       expect(await rootLog.next('ai-response')).toMatchObject({ code: 'UNAUTHORIZED' });
-      expect(await short.server.services.store.getConversation('expired-turn')).toBeUndefined();
+      expect(await conversationOf(short, 'expired-turn')).toBeUndefined();
+      expect(await conversationOf(short, 'expired-turn', dave.user.id)).toBeUndefined();
       // And it can no longer open a connection.
       const again = client(`${short.url}/ai`, { transports: [transport], auth: { token } });
       expect((await connectError(again)).message).toBe(INVALID);

@@ -1,3 +1,4 @@
+import { conversationOf } from '../helpers/conversations.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AiServerToClientEvents, DefaultServerToClientEvents } from '../../src/protocol/socket-events.js';
 import { register, type Account } from '../helpers/accounts.js';
@@ -94,7 +95,7 @@ describe('robustness against bad payloads', () => {
         loose.emit('ai-message', payload);
         expect(await log.next(event)).toEqual({ error: expect.stringMatching(message), code: 'BAD_REQUEST' });
       }
-      expect(await gw.server.services.store.getConversation('ok-id')).toBeUndefined();
+      expect(await conversationOf(gw, 'ok-id')).toBeUndefined();
     });
 
     it('ai:chat: each garbage payload, and an over-long message, answers ai:error BAD_REQUEST, then a valid turn works', async () => {

@@ -1,3 +1,4 @@
+import { conversationOf, messagesOf } from '../helpers/conversations.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DefaultServerToClientEvents } from '../../src/protocol/socket-events.js';
 import { register, type Account } from '../helpers/accounts.js';
@@ -109,7 +110,7 @@ describe('seeds 000 and 001 on the default namespace', () => {
         await sleep(50);
         expect(log.names).toEqual(['ai-message-response']);
         // Anonymous and seed 000: the chatId was not used as a persisted seed 001 chat.
-        expect(await gw.server.services.store.getConversation('chat-000-both')).toBeUndefined();
+        expect(await conversationOf(gw, 'chat-000-both')).toBeUndefined();
         socket.close();
       });
     });
@@ -127,8 +128,8 @@ describe('seeds 000 and 001 on the default namespace', () => {
         expect(reply).toEqual({ chat: chatId, content: expect.stringContaining(localEcho('Remember that my cat is called Tom')) });
         expect(received).toEqual(reply);
 
-        expect(await gw.server.services.store.getConversation(chatId)).toMatchObject({ id: chatId, ownerId: alice.user.id });
-        const { items } = await gw.server.services.store.listMessages(chatId, { limit: 10 });
+        expect(await conversationOf(gw, chatId, alice.user.id)).toMatchObject({ id: chatId, ownerId: alice.user.id });
+        const items = await messagesOf(gw, chatId, alice.user.id);
         expect(items.map((m) => [m.role, m.content, m.finishReason ?? null])).toEqual([
           ['user', 'Remember that my cat is called Tom', null],
           ['assistant', (reply as { content: string }).content, 'stop'],
@@ -138,7 +139,7 @@ describe('seeds 000 and 001 on the default namespace', () => {
         socket.emit('ai-message', { chatId, content: 'What is my cat called?' });
         const second = await log.next('ai-response');
         expect(second).toEqual({ chat: chatId, content: expect.stringContaining('2 earlier messages') });
-        const after = await gw.server.services.store.listMessages(chatId, { limit: 10 });
+        const after = { items: await messagesOf(gw, chatId, alice.user.id) };
         expect(after.items.map((m) => m.role)).toEqual(['user', 'assistant', 'user', 'assistant']);
         socket.close();
       });
@@ -153,7 +154,7 @@ describe('seeds 000 and 001 on the default namespace', () => {
         (socket as unknown as LooseClient).emit('ai-message', payload);
         expect(await log.next('ai-response')).toEqual({ error: 'chatId and content are required', code: 'BAD_REQUEST' });
         expect(socket.connected).toBe(true);
-        expect(await gw.server.services.store.getConversation('chat-001-missing')).toBeUndefined();
+        expect(await conversationOf(gw, 'chat-001-missing')).toBeUndefined();
         socket.close();
       });
 
@@ -169,12 +170,12 @@ describe('seeds 000 and 001 on the default namespace', () => {
         const { socket, log } = await seed001Client(undefined);
         socket.emit('ai-message', { chatId, content: 'who am I?' });
         expect(await log.next('ai-response')).toEqual({ error: expect.any(String), code: 'UNAUTHORIZED' });
-        expect(await gw.server.services.store.getConversation(chatId)).toBeUndefined();
+        expect(await conversationOf(gw, chatId)).toBeUndefined();
         expect(socket.connected).toBe(true);
         socket.close();
       });
 
-      it("another user's chatId answers NOT_FOUND and leaves that chat untouched", async () => {
+      it("another user's chatId starts the caller's own chat and leaves that one untouched and unseen", async () => {
         const chatId = `chat-001-bob-${transport}`;
         const asBob = await seed001Client(bob);
         asBob.socket.emit('ai-message', { chatId, content: "Bob's secret" });
@@ -182,10 +183,11 @@ describe('seeds 000 and 001 on the default namespace', () => {
 
         const asAlice = await seed001Client(alice);
         asAlice.socket.emit('ai-message', { chatId, content: 'let me in' });
-        expect(await asAlice.log.next('ai-response')).toEqual({ error: 'Conversation not found', code: 'NOT_FOUND' });
-        const { items } = await gw.server.services.store.listMessages(chatId, { limit: 10 });
-        expect(items.map((m) => m.content)).toEqual(["Bob's secret", expect.any(String)]);
-        expect(await gw.server.services.store.getConversation(chatId)).toMatchObject({ ownerId: bob.user.id });
+        const reply = await asAlice.log.next('ai-response');
+        expect(reply).toEqual({ chat: chatId, content: expect.stringContaining('This is the start of the conversation') });
+        expect(JSON.stringify(reply)).not.toContain("Bob's secret");
+        expect((await messagesOf(gw, chatId, bob.user.id)).map((m) => m.content)).toEqual(["Bob's secret", expect.any(String)]);
+        expect((await messagesOf(gw, chatId, alice.user.id)).map((m) => m.content)).toEqual(['let me in', expect.any(String)]);
         asBob.socket.close();
         asAlice.socket.close();
       });
@@ -197,7 +199,7 @@ describe('seeds 000 and 001 on the default namespace', () => {
         expect(await log.next('ai-message-response')).toEqual({ response: expect.stringContaining(localEcho('one shot please')) });
         await sleep(50);
         expect(log.names).toEqual(['ai-message-response']);
-        expect(await gw.server.services.store.getConversation(chatId)).toBeUndefined();
+        expect(await conversationOf(gw, chatId, alice.user.id)).toBeUndefined();
         socket.close();
       });
     });

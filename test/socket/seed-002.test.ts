@@ -1,3 +1,4 @@
+import { LOOPBACK_OWNER, conversationOf, messagesOf } from '../helpers/conversations.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AiServerToClientEvents, DefaultServerToClientEvents } from '../../src/protocol/socket-events.js';
 import { register, type Account } from '../helpers/accounts.js';
@@ -44,14 +45,14 @@ describe('seed 002: ai:chat streaming on the default namespace', () => {
       // Stream events strictly before the completion, nothing else.
       expect(log.names).toEqual([...chunks.map(() => 'ai:stream'), 'ai:complete']);
 
-      const { items } = await gw.server.services.store.listMessages(complete.sessionId, { limit: 10 });
+      const items = await messagesOf(gw, complete.sessionId);
       expect(items.map((m) => [m.role, m.content])).toEqual([
         ['user', 'Hello'],
         ['assistant', complete.response],
       ]);
       expect(items[1]!.id).toBe(complete.messageId);
       expect(items[1]!.finishReason).toBe('stop');
-      expect((await gw.server.services.store.getConversation(complete.sessionId))?.ownerId).toBeNull();
+      expect((await conversationOf(gw, complete.sessionId))?.ownerId).toBe(LOOPBACK_OWNER);
       socket.close();
     });
 
@@ -71,14 +72,14 @@ describe('seed 002: ai:chat streaming on the default namespace', () => {
       sendMessage('My name is Ada');
       const first = await log.next('ai:complete');
       expect(first.response).toBe(response);
-      expect(await gw.server.services.store.getConversation(first.sessionId)).toMatchObject({ ownerId: alice.user.id, title: 'My name is Ada' });
+      expect(await conversationOf(gw, first.sessionId, alice.user.id)).toMatchObject({ ownerId: alice.user.id, title: 'My name is Ada' });
 
       sendMessage('What is my name?', first.sessionId);
       const second = await log.next('ai:complete');
       expect(second.sessionId).toBe(first.sessionId);
       expect(second.response).toBe(response);
       expect(second.response).toContain('2 earlier messages');
-      const { items } = await gw.server.services.store.listMessages(first.sessionId, { limit: 10 });
+      const items = await messagesOf(gw, first.sessionId, alice.user.id);
       expect(items.map((m) => m.role)).toEqual(['user', 'assistant', 'user', 'assistant']);
       expect(log.all('ai:error')).toEqual([]);
       socket.close();
@@ -90,7 +91,7 @@ describe('seed 002: ai:chat streaming on the default namespace', () => {
       socket.emit('ai:chat', { message: 'Hello', token: null as unknown as string });
       const complete = await log.next('ai:complete');
       expect(complete.response).toContain(localEcho('Hello'));
-      expect((await gw.server.services.store.getConversation(complete.sessionId))?.ownerId).toBeNull();
+      expect((await conversationOf(gw, complete.sessionId))?.ownerId).toBe(LOOPBACK_OWNER);
       socket.close();
     });
 
@@ -102,22 +103,26 @@ describe('seed 002: ai:chat streaming on the default namespace', () => {
       const complete = await log.next('ai:complete');
       expect(complete.sessionId).toBe(sessionId);
       expect(log.all('ai:stream').every((s) => s.sessionId === sessionId)).toBe(true);
-      expect(await gw.server.services.store.getConversation(sessionId)).toMatchObject({ id: sessionId, ownerId: null });
+      expect(await conversationOf(gw, sessionId)).toMatchObject({ id: sessionId, ownerId: LOOPBACK_OWNER });
       socket.close();
     });
 
-    it("another user's sessionId answers ai:error NOT_FOUND", async () => {
+    it("another owner's sessionId starts the caller's own conversation and reveals nothing", async () => {
       const sessionId = `bob-002-${transport}`;
       const socket = client<DefaultClient>(gw.url, { transports: [transport] });
       const log = new EventLog<DefaultServerToClientEvents>(socket);
-      socket.emit('ai:chat', { message: 'mine', sessionId, token: bob.token });
+      socket.emit('ai:chat', { message: "Bob's SECRET plan", sessionId, token: bob.token });
       await log.next('ai:complete');
       socket.emit('ai:chat', { message: 'let me read it', sessionId, token: alice.token });
-      expect(await log.next('ai:error')).toEqual({ error: 'Conversation not found', code: 'NOT_FOUND' });
+      const asAlice = await log.next('ai:complete');
+      expect(asAlice).toMatchObject({ sessionId, response: expect.stringContaining('This is the start of the conversation') });
       socket.emit('ai:chat', { message: 'anonymous too', sessionId });
-      expect(await log.next('ai:error')).toEqual({ error: 'Conversation not found', code: 'NOT_FOUND' });
-      const { items } = await gw.server.services.store.listMessages(sessionId, { limit: 10 });
-      expect(items).toHaveLength(2);
+      const asAnonymous = await log.next('ai:complete');
+      expect(asAnonymous).toMatchObject({ sessionId, response: expect.stringContaining('This is the start of the conversation') });
+      expect(JSON.stringify([asAlice, asAnonymous])).not.toContain('SECRET');
+      expect(await messagesOf(gw, sessionId, bob.user.id)).toHaveLength(2);
+      expect(await messagesOf(gw, sessionId, alice.user.id)).toHaveLength(2);
+      expect(await messagesOf(gw, sessionId)).toHaveLength(2);
       socket.close();
     });
 
@@ -130,7 +135,8 @@ describe('seed 002: ai:chat streaming on the default namespace', () => {
         const sessionId = `bad-token-${kind}-${transport}`;
         socket.emit('ai:chat', { message: 'Hello', sessionId, token: bad[kind]! });
         expect(await log.next('ai:error')).toEqual({ error: expect.any(String), code: 'UNAUTHORIZED' });
-        expect(await gw.server.services.store.getConversation(sessionId)).toBeUndefined();
+        expect(await conversationOf(gw, sessionId)).toBeUndefined();
+        expect(await conversationOf(gw, sessionId, alice.user.id)).toBeUndefined();
       }
       expect(log.all('ai:stream')).toEqual([]);
       expect(socket.connected).toBe(true);
@@ -146,7 +152,7 @@ describe('seed 002: ai:chat streaming on the default namespace', () => {
       expect(await log.next('ai:error')).toMatchObject({ code: 'UNAUTHORIZED' });
       socket.emit('ai:chat', { message: 'Hello' });
       const ok = await log.next('ai:complete');
-      expect((await gw.server.services.store.getConversation(ok.sessionId))?.ownerId).toBe(alice.user.id);
+      expect((await conversationOf(gw, ok.sessionId, alice.user.id))?.ownerId).toBe(alice.user.id);
       socket.close();
     });
 
@@ -165,15 +171,14 @@ describe('seed 002: ai:chat streaming on the default namespace', () => {
       socket.close();
     });
 
-    it('an unknown model answers ai:error INVALID_MODEL', async () => {
+    it('a malformed model name answers ai:error INVALID_MODEL; any other name is served by the local model on this zero-config server', async () => {
       const socket = client<DefaultClient>(gw.url, { transports: [transport] });
       const log = new EventLog<DefaultServerToClientEvents>(socket);
-      socket.emit('ai:chat', { message: 'hi', model: 'claude-3', sessionId: `bad-model-${transport}` });
-      expect(await log.next('ai:error')).toEqual({ error: expect.stringContaining('claude-3'), code: 'INVALID_MODEL' });
-      // A provider that is not configured is INVALID_MODEL too.
-      socket.emit('ai:chat', { message: 'hi', model: 'gpt-4o' });
-      expect(await log.next('ai:error')).toMatchObject({ code: 'INVALID_MODEL' });
-      expect(await gw.server.services.store.getConversation(`bad-model-${transport}`)).toBeUndefined();
+      socket.emit('ai:chat', { message: 'hi', model: 'not a model!', sessionId: `bad-model-${transport}` });
+      expect(await log.next('ai:error')).toEqual({ error: expect.stringContaining('Model names'), code: 'INVALID_MODEL' });
+      expect(await conversationOf(gw, `bad-model-${transport}`)).toBeUndefined();
+      socket.emit('ai:chat', { message: 'hi', model: 'claude-3' });
+      expect((await log.next('ai:complete')).response).toContain('answering in place of "claude-3"');
       socket.close();
     });
   });
@@ -202,7 +207,7 @@ describe('seed 002: ai:chat streaming on the default namespace', () => {
 
       socket.emit('ai:chat', { message: 'turn 4 (socket)', sessionId: `over-limit-${transport}` });
       expect(await log.next('ai:error')).toEqual({ error: expect.stringMatching(/Too many chat requests/), code: 'RATE_LIMIT' });
-      expect(await limited.server.services.store.getConversation(`over-limit-${transport}`)).toBeUndefined();
+      expect(await conversationOf(limited, `over-limit-${transport}`)).toBeUndefined();
 
       // The same budget is spent for HTTP too.
       const res = await postChat(limited.url, { message: 'turn 5 (SSE)' });
@@ -241,8 +246,8 @@ describe('seed 002: ai:chat streaming on the default namespace', () => {
     });
     afterAll(() => paced.destroy());
 
-    const assistantOf = (conversationId: string) =>
-      waitFor(async () => (await paced.server.services.store.listMessages(conversationId, { limit: 10 })).items.find((m) => m.role === 'assistant'), 3000);
+    const assistantOf = (conversationId: string, owner?: string) =>
+      waitFor(async () => (await messagesOf(paced, conversationId, owner)).find((m) => m.role === 'assistant'), 3000);
 
     it('ai:chat: the partial reply is stored as aborted and the stream stops', async () => {
       const sessionId = `leave-002-${transport}`;
@@ -270,7 +275,7 @@ describe('seed 002: ai:chat streaming on the default namespace', () => {
       await waitFor(() => paced.server.gauges.activeStreams === 1, 2000);
       await new Promise((r) => setTimeout(r, 100));
       socket.close();
-      const reply = await assistantOf(chatId);
+      const reply = await assistantOf(chatId, carol.user.id);
       expect(reply.finishReason).toBe('aborted');
       expect(reply.content.length).toBeGreaterThan(0);
       expect(reply.content).not.toContain('Set OPENAI_API_KEY');

@@ -1,3 +1,5 @@
+import { LOOPBACK_OWNER } from '../helpers/conversations.js';
+import { conversationKey } from '../../src/stores/conversation-store.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AiServerToClientEvents } from '../../src/protocol/socket-events.js';
 import type { StoredMessage } from '../../src/stores/conversation-store.js';
@@ -49,6 +51,8 @@ describe('seed 003: the /ai namespace', () => {
       OPENAI_API_KEY: API_KEY,
       OPENAI_BASE_URL: standin.url,
       PROVIDER_MAX_RETRIES: '0',
+      // The Vue snippet sends no model: it gets the server's default.
+      DEFAULT_MODEL: 'local',
     });
     [alice, bob] = await Promise.all([register(gw.url, 'alice-003@example.com'), register(gw.url, 'bob-003@example.com')]);
   });
@@ -76,8 +80,8 @@ describe('seed 003: the /ai namespace', () => {
 
   const short = () => standin.setScript(() => ({ tokens: [...SHORT], delayMs: 2 }));
   const long = () => standin.setScript(() => ({ tokens: [...LONG], delayMs: LONG_DELAY_MS }));
-  const messagesOf = async (conversationId: string): Promise<StoredMessage[]> =>
-    (await gw.server.services.store.listMessages(conversationId, { limit: 50 })).items;
+  const messagesOf = async (conversationId: string, owner = alice.user.id): Promise<StoredMessage[]> =>
+    (await gw.server.services.store.listMessages(conversationKey(owner, conversationId), { limit: 50 })).items;
   const lastRequestBody = () => asRecord(standin.requests.filter((r) => r.path === '/v1/chat/completions').at(-1)?.body) ?? {};
 
   /**
@@ -192,7 +196,7 @@ describe('seed 003: the /ai namespace', () => {
       const ui = aiChatComponent(bob.user.id, alice.token, transport);
       ui.sendMessage('whose conversation is this?');
       const end = await ui.log.next('chat:end');
-      expect((await gw.server.services.store.getConversation(end.conversationId))?.ownerId).toBe(alice.user.id);
+      expect((await gw.server.services.store.getConversation(alice.user.id, end.conversationId))?.ownerId).toBe(alice.user.id);
       const bobs = await gw.server.services.store.listConversations(bob.user.id, { limit: 100 });
       expect(bobs.items.map((c) => c.id)).not.toContain(end.conversationId);
       expect(JSON.stringify(lastRequestBody())).not.toContain(bob.user.id);
@@ -404,7 +408,7 @@ describe('seed 003: the /ai namespace', () => {
       socket.close();
     });
 
-    it("another user's conversationId answers chat:error NOT_FOUND", async () => {
+    it("another user's conversationId starts the caller's own conversation; the model never sees the other's", async () => {
       short();
       const asBob = aiChatComponent(bob.user.id, bob.token, transport);
       asBob.sendMessage("bob's private thoughts");
@@ -412,10 +416,12 @@ describe('seed 003: the /ai namespace', () => {
 
       const socket = client<AiClient>(`${gw.url}/ai`, { auth: { token: alice.token }, transports: [transport] });
       const log = new EventLog<AiServerToClientEvents>(socket);
-      socket.emit('chat:start', { userId: bob.user.id, message: 'let me in', conversationId });
-      expect(await log.next('chat:error')).toEqual({ message: 'Conversation not found', code: 'NOT_FOUND' });
-      expect(log.names).toEqual(['chat:error']);
-      expect(await messagesOf(conversationId)).toHaveLength(2);
+      socket.emit('chat:start', { userId: bob.user.id, message: 'let me in', conversationId, model: 'gpt-4' });
+      expect(await log.next('chat:end')).toMatchObject({ conversationId, finishReason: 'stop' });
+      expect(log.names.filter((n) => n !== 'chat:message')).toEqual(['chat:conversation', 'chat:user-message', 'chat:end']);
+      expect(JSON.stringify(lastRequestBody())).not.toContain("bob's private thoughts");
+      expect(await messagesOf(conversationId, bob.user.id)).toHaveLength(2);
+      expect((await messagesOf(conversationId, alice.user.id)).map((m) => m.content)).toEqual(['let me in', SHORT.join('')]);
       socket.close();
       asBob.socket.close();
     });
@@ -534,7 +540,7 @@ describe('seed 003: the /ai namespace', () => {
         expect(second.conversationId).toBe(end.conversationId);
         expect(vue.state.messages[3]!.content).toContain('2 earlier messages');
         expect(standin.requests.length).toBe(requestsBefore);
-        expect((await gw.server.services.store.getConversation(end.conversationId))?.ownerId).toBe(alice.user.id);
+        expect((await gw.server.services.store.getConversation(alice.user.id, end.conversationId))?.ownerId).toBe(alice.user.id);
         vue.socket.close();
       });
 
@@ -543,7 +549,7 @@ describe('seed 003: the /ai namespace', () => {
         vue.sendMessage('anonymous Vue');
         const end = await vue.log.next('chat:end');
         expect(vue.state.messages[1]!.content).toContain(localEcho('anonymous Vue'));
-        expect((await gw.server.services.store.getConversation(end.conversationId))?.ownerId).toBeNull();
+        expect((await gw.server.services.store.getConversation(LOOPBACK_OWNER, end.conversationId))?.ownerId).toBe(LOOPBACK_OWNER);
         vue.socket.close();
       });
     });

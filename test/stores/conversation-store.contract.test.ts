@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DuplicateEmailError, type ConversationStore } from '../../src/stores/conversation-store.js';
+import { DuplicateEmailError, conversationKey, type ConversationStore } from '../../src/stores/conversation-store.js';
 import { MemoryConversationStore } from '../../src/stores/memory-conversation-store.js';
 import { MongoConversationStore } from '../../src/stores/mongo-conversation-store.js';
 import { SqliteConversationStore } from '../../src/stores/sqlite-conversation-store.js';
@@ -82,96 +82,117 @@ for (const adapter of adapters) {
       await handle.cleanup();
     });
 
-    it('ensureConversation creates once and then returns the existing record', async () => {
+    it('ensureConversation creates once per owner and then returns the existing record', async () => {
       const a = await store.ensureConversation({ id: 'c-ensure', ownerId: 'u1', title: 'first' });
       expect(a.created).toBe(true);
-      expect(a.conversation).toMatchObject({ id: 'c-ensure', ownerId: 'u1', title: 'first' });
-      const b = await store.ensureConversation({ id: 'c-ensure', ownerId: 'u2', title: 'second' });
-      expect(b.created).toBe(false);
-      expect(b.conversation).toMatchObject({ id: 'c-ensure', ownerId: 'u1', title: 'first' });
-      expect(await store.getConversation('c-missing')).toBeUndefined();
+      expect(a.conversation).toMatchObject({ key: conversationKey('u1', 'c-ensure'), id: 'c-ensure', ownerId: 'u1', title: 'first' });
+      const again = await store.ensureConversation({ id: 'c-ensure', ownerId: 'u1', title: 'ignored' });
+      expect(again).toEqual({ conversation: a.conversation, created: false });
+      expect(await store.getConversation('u1', 'c-missing')).toBeUndefined();
     });
 
-    it('concurrent ensureConversation of one new id: exactly one creation, one owner', async () => {
-      const results = await Promise.all(
-        Array.from({ length: 8 }, (_, i) => store.ensureConversation({ id: 'c-race', ownerId: `racer-${i}`, title: 't' })),
-      );
+    it('the same public id under two owners is two separate conversations', async () => {
+      const mine = await store.ensureConversation({ id: 'my-session', ownerId: 'anon:aaa', title: 'mine' });
+      const theirs = await store.ensureConversation({ id: 'my-session', ownerId: 'ip:10.0.0.2', title: 'theirs' });
+      expect(mine.created && theirs.created).toBe(true);
+      expect(mine.conversation.key).not.toBe(theirs.conversation.key);
+      await store.appendMessage({ conversationKey: mine.conversation.key, role: 'user', content: 'SECRET' });
+      await store.appendMessage({ conversationKey: theirs.conversation.key, role: 'user', content: 'hello' });
+      expect((await store.recentMessages(theirs.conversation.key, 10)).map((m) => m.content)).toEqual(['hello']);
+      expect(await store.getConversation('ip:10.0.0.2', 'my-session')).toMatchObject({ title: 'theirs' });
+      expect(await store.getConversation('someone', 'my-session')).toBeUndefined();
+      // Deleting or renaming under one owner leaves the other's alone.
+      expect(await store.renameConversation('someone', 'my-session', 'x')).toBeUndefined();
+      expect(await store.deleteConversation('someone', 'my-session')).toEqual([]);
+      await store.deleteConversation('ip:10.0.0.2', 'my-session');
+      expect(await store.getConversation('anon:aaa', 'my-session')).toMatchObject({ title: 'mine' });
+      expect((await store.recentMessages(mine.conversation.key, 10)).map((m) => m.content)).toEqual(['SECRET']);
+    });
+
+    it('concurrent ensureConversation of one new id by one owner: exactly one creation', async () => {
+      const results = await Promise.all(Array.from({ length: 8 }, () => store.ensureConversation({ id: 'c-race', ownerId: 'racer', title: 't' })));
       expect(results.filter((r) => r.created)).toHaveLength(1);
-      expect(new Set(results.map((r) => r.conversation.ownerId)).size).toBe(1);
+      expect(new Set(results.map((r) => r.conversation.key)).size).toBe(1);
     });
 
-    it('anonymous conversations have a null owner', async () => {
-      const { conversation } = await store.ensureConversation({ id: 'c-anon', ownerId: null, title: 't' });
-      expect(conversation.ownerId).toBeNull();
-      expect((await store.getConversation('c-anon'))?.ownerId).toBeNull();
+    it('renames a conversation', async () => {
+      await store.ensureConversation({ id: 'c-rename', ownerId: 'u1', title: 'old' });
+      expect(await store.renameConversation('u1', 'c-rename', 'new title')).toMatchObject({ id: 'c-rename', title: 'new title' });
+      expect(await store.getConversation('u1', 'c-rename')).toMatchObject({ title: 'new title' });
     });
 
     it('appends messages in order, keeps metadata, and returns the last N oldest first', async () => {
-      await store.ensureConversation({ id: 'c-msgs', ownerId: 'u1', title: 't' });
+      const { conversation } = await store.ensureConversation({ id: 'c-msgs', ownerId: 'u1', title: 't' });
+      const key = conversation.key;
       for (let i = 0; i < 25; i++) {
-        await store.appendMessage({ conversationId: 'c-msgs', role: i % 2 ? 'assistant' : 'user', content: `m${i}` });
+        await store.appendMessage({ conversationKey: key, role: i % 2 ? 'assistant' : 'user', content: `m${i}` });
       }
       const reply = await store.appendMessage({
-        conversationId: 'c-msgs',
+        conversationKey: key,
         role: 'assistant',
         content: 'final',
         model: 'openai:gpt-4o',
         finishReason: 'length',
         usage: { inputTokens: 10, outputTokens: 20 },
+        tokens: 1,
       });
       expect(reply.id).toMatch(/^[0-9a-f-]{36}$/);
-      const recent = await store.recentMessages('c-msgs', 20);
+      const recent = await store.recentMessages(key, 20);
       expect(recent).toHaveLength(20);
       expect(recent.map((m) => m.content)).toEqual([...Array.from({ length: 19 }, (_, i) => `m${i + 6}`), 'final']);
       expect(recent.at(-1)).toEqual({
         id: reply.id,
-        conversationId: 'c-msgs',
+        conversationKey: key,
         role: 'assistant',
         content: 'final',
         createdAt: reply.createdAt,
         model: 'openai:gpt-4o',
         finishReason: 'length',
         usage: { inputTokens: 10, outputTokens: 20 },
+        tokens: 1,
       });
       expect(recent[0]).not.toHaveProperty('finishReason');
     });
 
     it('paginates messages oldest first with an opaque cursor', async () => {
+      const key = conversationKey('u1', 'c-msgs');
       const seen: string[] = [];
       let after: string | undefined;
       for (let page = 0; page < 10; page++) {
-        const res = await store.listMessages('c-msgs', { limit: 7, after });
+        const res = await store.listMessages(key, { limit: 7, after });
         seen.push(...res.items.map((m) => m.content));
         if (!res.nextCursor) break;
         after = res.nextCursor;
       }
       expect(seen).toEqual([...Array.from({ length: 25 }, (_, i) => `m${i}`), 'final']);
-      expect((await store.listMessages('c-msgs', { limit: 100 })).nextCursor).toBeNull();
+      expect((await store.listMessages(key, { limit: 100 })).nextCursor).toBeNull();
     });
 
     it('lists an owner’s conversations newest activity first, paginated, never another owner’s', async () => {
       for (const id of ['o-1', 'o-2', 'o-3']) {
-        await store.ensureConversation({ id, ownerId: 'lister', title: id });
-        await store.appendMessage({ conversationId: id, role: 'user', content: 'x' });
+        const { conversation } = await store.ensureConversation({ id, ownerId: 'lister', title: id });
+        await store.appendMessage({ conversationKey: conversation.key, role: 'user', content: 'x' });
       }
+      // The same id under another owner never shows up in this owner's list.
+      await store.ensureConversation({ id: 'o-2', ownerId: 'someone-else', title: 'x' });
       await store.ensureConversation({ id: 'o-other', ownerId: 'someone-else', title: 'x' });
-      await store.appendMessage({ conversationId: 'o-1', role: 'user', content: 'bump' });
+      await store.appendMessage({ conversationKey: conversationKey('lister', 'o-1'), role: 'user', content: 'bump' });
       const first = await store.listConversations('lister', { limit: 2 });
       expect(first.items.map((c) => c.id)).toEqual(['o-1', 'o-3']);
       expect(first.nextCursor).not.toBeNull();
       const second = await store.listConversations('lister', { limit: 2, before: first.nextCursor! });
-      expect(second.items.map((c) => c.id)).toEqual(['o-2']);
+      expect(second.items.map((c) => [c.id, c.ownerId])).toEqual([['o-2', 'lister']]);
       expect(second.nextCursor).toBeNull();
     });
 
     it('deletes a conversation with its messages and returns their ids', async () => {
-      await store.ensureConversation({ id: 'c-del', ownerId: 'u1', title: 't' });
-      const m1 = await store.appendMessage({ conversationId: 'c-del', role: 'user', content: 'a' });
-      const m2 = await store.appendMessage({ conversationId: 'c-del', role: 'assistant', content: 'b' });
-      expect((await store.deleteConversation('c-del')).sort()).toEqual([m1.id, m2.id].sort());
-      expect(await store.getConversation('c-del')).toBeUndefined();
-      expect(await store.recentMessages('c-del', 10)).toEqual([]);
-      expect(await store.deleteConversation('c-del')).toEqual([]);
+      const { conversation } = await store.ensureConversation({ id: 'c-del', ownerId: 'u1', title: 't' });
+      const m1 = await store.appendMessage({ conversationKey: conversation.key, role: 'user', content: 'a' });
+      const m2 = await store.appendMessage({ conversationKey: conversation.key, role: 'assistant', content: 'b' });
+      expect((await store.deleteConversation('u1', 'c-del')).sort()).toEqual([m1.id, m2.id].sort());
+      expect(await store.getConversation('u1', 'c-del')).toBeUndefined();
+      expect(await store.recentMessages(conversation.key, 10)).toEqual([]);
+      expect(await store.deleteConversation('u1', 'c-del')).toEqual([]);
     });
 
     it('users: unique email (case-insensitive), lookup by email and id', async () => {
@@ -182,6 +203,45 @@ for (const adapter of adapters) {
       expect(await store.findUserById(u.id)).toEqual(u);
       expect(await store.findUserById('nope')).toBeUndefined();
       expect(await store.findUserByEmail('nobody@example.com')).toBeUndefined();
+      await store.updateUserPassword(u.id, '$argon2id$new');
+      expect((await store.findUserById(u.id))?.passwordHash).toBe('$argon2id$new');
+    });
+
+    it('sessions: create, read, delete one, delete all of a user but one', async () => {
+      const u = await store.createUser({ email: 'sessions@example.com', name: null, passwordHash: 'h' });
+      const other = await store.createUser({ email: 'sessions-other@example.com', name: null, passwordHash: 'h' });
+      const expiresAt = Date.now() + 3_600_000;
+      for (const id of ['s1', 's2', 's3']) await store.createSession({ id, userId: u.id, createdAt: Date.now(), expiresAt });
+      await store.createSession({ id: 's-other', userId: other.id, createdAt: Date.now(), expiresAt });
+      expect(await store.getSession('s1')).toMatchObject({ id: 's1', userId: u.id, expiresAt });
+      await store.deleteSession('s1');
+      expect(await store.getSession('s1')).toBeUndefined();
+      expect((await store.deleteUserSessions(u.id, 's3')).sort()).toEqual(['s2']);
+      expect(await store.getSession('s3')).toBeDefined();
+      expect((await store.deleteUserSessions(u.id)).sort()).toEqual(['s3']);
+      expect(await store.getSession('s-other')).toBeDefined();
+    });
+
+    it('deleting a user deletes their sessions, conversations and messages, and nobody else\'s', async () => {
+      const u = await store.createUser({ email: 'leaving@example.com', name: null, passwordHash: 'h' });
+      const stays = await store.createUser({ email: 'staying@example.com', name: null, passwordHash: 'h' });
+      await store.createSession({ id: 'leaving-s', userId: u.id, createdAt: Date.now(), expiresAt: Date.now() + 60_000 });
+      await store.createSession({ id: 'staying-s', userId: stays.id, createdAt: Date.now(), expiresAt: Date.now() + 60_000 });
+      const gone = await store.ensureConversation({ id: 'shared-id', ownerId: u.id, title: 't' });
+      await store.appendMessage({ conversationKey: gone.conversation.key, role: 'user', content: 'bye' });
+      const kept = await store.ensureConversation({ id: 'shared-id', ownerId: stays.id, title: 't' });
+      await store.appendMessage({ conversationKey: kept.conversation.key, role: 'user', content: 'hi' });
+      expect(await store.deleteUser(u.id)).toBe(true);
+      expect(await store.deleteUser(u.id)).toBe(false);
+      expect(await store.findUserById(u.id)).toBeUndefined();
+      expect(await store.findUserByEmail('leaving@example.com')).toBeUndefined();
+      expect(await store.getSession('leaving-s')).toBeUndefined();
+      expect(await store.getConversation(u.id, 'shared-id')).toBeUndefined();
+      expect(await store.recentMessages(gone.conversation.key, 10)).toEqual([]);
+      expect(await store.getSession('staying-s')).toBeDefined();
+      expect((await store.recentMessages(kept.conversation.key, 10)).map((m) => m.content)).toEqual(['hi']);
+      // The email is free again.
+      await expect(store.createUser({ email: 'leaving@example.com', name: null, passwordHash: 'h' })).resolves.toMatchObject({ email: 'leaving@example.com' });
     });
 
     it('ping answers', async () => {
@@ -193,12 +253,12 @@ for (const adapter of adapters) {
         expect(store.kind).toBe('memory');
         return;
       }
-      await store.ensureConversation({ id: 'c-durable', ownerId: 'u9', title: 'kept' });
-      await store.appendMessage({ conversationId: 'c-durable', role: 'user', content: 'still here' });
+      const { conversation } = await store.ensureConversation({ id: 'c-durable', ownerId: 'u9', title: 'kept' });
+      await store.appendMessage({ conversationKey: conversation.key, role: 'user', content: 'still here' });
       await store.close();
       store = await handle.reopen();
-      expect(await store.getConversation('c-durable')).toMatchObject({ ownerId: 'u9', title: 'kept' });
-      expect((await store.recentMessages('c-durable', 5)).map((m) => m.content)).toEqual(['still here']);
+      expect(await store.getConversation('u9', 'c-durable')).toMatchObject({ ownerId: 'u9', title: 'kept' });
+      expect((await store.recentMessages(conversation.key, 5)).map((m) => m.content)).toEqual(['still here']);
     });
   });
 }

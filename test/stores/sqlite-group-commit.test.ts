@@ -1,7 +1,8 @@
-import { rmSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
+import { conversationKey } from '../../src/stores/conversation-store.js';
 import { SqliteConversationStore } from '../../src/stores/sqlite-conversation-store.js';
 import { tempDataDir } from '../helpers/gateway.js';
 
@@ -9,22 +10,23 @@ describe('SQLite group commit', () => {
   const dir = tempDataDir();
   const file = join(dir, 'gc.sqlite');
   const store = new SqliteConversationStore(file);
+  const key = conversationKey('ip:127.0.0.1', 'gc');
   afterAll(async () => {
     await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
   it('writes queued in one turn share a transaction; a failing one fails alone and the rest commit', async () => {
-    await store.ensureConversation({ id: 'gc', ownerId: null, title: 't' });
+    await store.ensureConversation({ id: 'gc', ownerId: 'ip:127.0.0.1', title: 't' });
     const results = await Promise.allSettled([
-      store.appendMessage({ conversationId: 'gc', role: 'user', content: 'one' }),
-      store.appendMessage({ conversationId: 'no-such-conversation', role: 'user', content: 'orphan' }),
-      store.appendMessage({ conversationId: 'gc', role: 'assistant', content: 'two' }),
+      store.appendMessage({ conversationKey: key, role: 'user', content: 'one' }),
+      store.appendMessage({ conversationKey: conversationKey('u', 'no-such-conversation'), role: 'user', content: 'orphan' }),
+      store.appendMessage({ conversationKey: key, role: 'assistant', content: 'two' }),
       store.ensureConversation({ id: 'gc-2', ownerId: 'u', title: 't' }),
     ]);
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
     expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/FOREIGN KEY/);
-    expect((await store.recentMessages('gc', 10)).map((m) => m.content)).toEqual(['one', 'two']);
+    expect((await store.recentMessages(key, 10)).map((m) => m.content)).toEqual(['one', 'two']);
 
     // Committed: another connection sees exactly the successful writes.
     const reader = new Database(file, { readonly: true });
@@ -34,11 +36,38 @@ describe('SQLite group commit', () => {
   });
 
   it('a write settles only after its commit, and close flushes what is queued', async () => {
-    const pending = store.appendMessage({ conversationId: 'gc', role: 'user', content: 'last' });
+    const pending = store.appendMessage({ conversationKey: key, role: 'user', content: 'last' });
     await store.close();
     await expect(pending).resolves.toMatchObject({ content: 'last' });
     const reopened = new SqliteConversationStore(file);
-    expect((await reopened.recentMessages('gc', 1))[0]!.content).toBe('last');
+    expect((await reopened.recentMessages(key, 1))[0]!.content).toBe('last');
     await reopened.close();
+  });
+
+  it('creates the database owner-only and migrates a version-1 file, hiding its anonymous conversations', async () => {
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const oldDir = tempDataDir();
+    const old = join(oldDir, 'v1.sqlite');
+    const v1 = new Database(old);
+    v1.exec(`
+      CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT, password_hash TEXT NOT NULL, created_at INTEGER NOT NULL);
+      CREATE TABLE conversations (id TEXT PRIMARY KEY, owner_id TEXT, title TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+      CREATE TABLE messages (id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE, role TEXT NOT NULL,
+        content TEXT NOT NULL, created_at INTEGER NOT NULL, model TEXT, finish_reason TEXT, input_tokens INTEGER, output_tokens INTEGER);
+      INSERT INTO users VALUES ('u1', 'a@example.com', NULL, 'h', 1);
+      INSERT INTO conversations VALUES ('mine', 'u1', 'Mine', 1, 2), ('my-session', NULL, 'Anonymous', 1, 2);
+      INSERT INTO messages VALUES ('m1', 'mine', 'user', 'kept', 1, NULL, NULL, NULL, NULL), ('m2', 'my-session', 'user', 'SECRET', 1, NULL, NULL, NULL, NULL);
+    `);
+    v1.close();
+    const migrated = new SqliteConversationStore(old);
+    expect(await migrated.getConversation('u1', 'mine')).toMatchObject({ title: 'Mine' });
+    expect((await migrated.recentMessages(conversationKey('u1', 'mine'), 5)).map((m) => m.content)).toEqual(['kept']);
+    for (const owner of ['ip:127.0.0.1', 'anon:x', 'u1']) expect(await migrated.getConversation(owner, 'my-session')).toBeUndefined();
+    await migrated.close();
+    // Opening it again is a no-op.
+    const again = new SqliteConversationStore(old);
+    expect((await again.listConversations('u1', { limit: 5 })).items.map((c) => c.id)).toEqual(['mine']);
+    await again.close();
+    rmSync(oldDir, { recursive: true, force: true });
   });
 });

@@ -65,7 +65,7 @@ describe('Cloudflare Workers entry', () => {
       const res = await postChat(url, 'nope');
       expect(res.status).toBe(400);
       expect(await res.json()).toMatchObject({ code: 'BAD_REQUEST' });
-      const model = await postChat(url, { message: 'x', model: 'gpt-4o' });
+      const model = await postChat(url, { message: 'x', model: 'not a model!' });
       expect(await model.json()).toMatchObject({ code: 'INVALID_MODEL' });
     });
   });

@@ -1,0 +1,151 @@
+import type { Principal } from '../chat/principal.js';
+import type { TurnTracker } from '../chat/turn-tracker.js';
+import { AppError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { RateLimiter } from '../ratelimit/rate-limiter.js';
+import { DuplicateEmailError, type ConversationStore, type User } from '../stores/conversation-store.js';
+import type { PasswordHasher } from './password-hasher.js';
+import type { SessionRegistry } from './session-registry.js';
+import type { TokenService } from './token-service.js';
+
+export interface AccountLimits {
+  /** Register and login attempts per window per client IP. */
+  perIp: number;
+  /** Login attempts per window per account (email), whatever the IP: slows guessing from many addresses. */
+  perAccount: number;
+  windowMs: number;
+}
+
+export interface AccountsDeps {
+  store: ConversationStore;
+  hasher: PasswordHasher;
+  tokens: TokenService;
+  /** Without it (Workers on per-isolate memory) tokens cannot be revoked. */
+  sessions: SessionRegistry | undefined;
+  limiter: RateLimiter;
+  limits: AccountLimits;
+  turns: TurnTracker;
+  logger: Logger;
+}
+
+/** Work other parts of the gateway must do when an account is deleted (memories, API keys). */
+export type AccountDeletionHook = (userId: string) => Promise<void>;
+
+const LOGIN_FAILED = 'Invalid email or password';
+
+/**
+ * Sign-up, sign-in, sign-out (this session or all), password change and account deletion.
+ * Every path that hashes is throttled per IP first (and sign-in per account too) so a burst
+ * of guesses cannot make the server hash without bound; hashing itself is bounded by the
+ * hasher.
+ */
+export class Accounts {
+  readonly #deletionHooks: AccountDeletionHook[] = [];
+  #decoy: Promise<string> | undefined;
+
+  constructor(private readonly deps: AccountsDeps) {}
+
+  /** Runs after the user's own rows are gone; a failing hook is logged, the deletion stands. */
+  onDelete(hook: AccountDeletionHook): void {
+    this.#deletionHooks.push(hook);
+  }
+
+  /** Computed ahead, so the first unknown-email login costs what every other does. */
+  warmUp(): void {
+    void this.#decoyHash().catch(() => {});
+  }
+
+  async register(input: { email: string; password: string; name: string | null }, ip: string): Promise<{ user: User; token: string }> {
+    await this.#throttle(`auth:ip:${ip}`, this.deps.limits.perIp, 'Too many sign-in attempts; try again later');
+    try {
+      const user = await this.deps.store.createUser({ email: input.email, name: input.name, passwordHash: await this.deps.hasher.hash(input.password) });
+      this.deps.logger.info({ userId: user.id }, 'user registered');
+      return { user, token: await this.#signIn(user) };
+    } catch (err) {
+      if (err instanceof DuplicateEmailError) throw new AppError('BAD_REQUEST', 'An account with this email already exists', { status: 409 });
+      throw err;
+    }
+  }
+
+  async login(input: { email: string; password: string }, ip: string): Promise<{ user: User; token: string }> {
+    await this.#throttle(`auth:ip:${ip}`, this.deps.limits.perIp, 'Too many sign-in attempts; try again later');
+    // Keyed by a hash of the email, so unknown addresses are throttled alike and no address is kept in the limiter.
+    await this.#throttle(`auth:account:${await sha256(input.email)}`, this.deps.limits.perAccount, 'Too many sign-in attempts for this account; try again later');
+    const user = await this.deps.store.findUserByEmail(input.email);
+    // Unknown email and wrong password cost the same and answer the same.
+    const ok = await this.deps.hasher.verify(input.password, user?.passwordHash ?? (await this.#decoyHash()));
+    if (!user || !ok) throw new AppError('UNAUTHORIZED', LOGIN_FAILED);
+    return { user, token: await this.#signIn(user) };
+  }
+
+  /** Revokes the caller's own session (its token stops working everywhere). */
+  async logout(principal: Principal): Promise<void> {
+    if (principal.userId && principal.sessionId && this.deps.sessions) await this.deps.sessions.revoke(principal.userId, principal.sessionId);
+  }
+
+  /** Revokes every session of the caller's account, this one included; returns how many. */
+  async logoutEverywhere(principal: Principal): Promise<number> {
+    const userId = requireLocalUser(principal);
+    return this.deps.sessions ? this.deps.sessions.revokeAll(userId) : 0;
+  }
+
+  /** Every other session is signed out; the caller gets a new token. */
+  async changePassword(principal: Principal, current: string, next: string): Promise<{ user: User; token: string }> {
+    const user = await this.#confirm(principal, current);
+    await this.deps.store.updateUserPassword(user.id, await this.deps.hasher.hash(next));
+    if (this.deps.sessions) await this.deps.sessions.revokeAll(user.id);
+    this.deps.logger.info({ userId: user.id }, 'password changed; every session signed out');
+    return { user, token: await this.#signIn(user) };
+  }
+
+  /** Deletes the account and everything it owns; its running replies end first. */
+  async deleteAccount(principal: Principal, password: string): Promise<void> {
+    const user = await this.#confirm(principal, password);
+    if (this.deps.sessions) await this.deps.sessions.revokeAll(user.id);
+    await this.deps.turns.abortOwner(user.id, 'deleted');
+    await this.deps.store.deleteUser(user.id);
+    for (const hook of this.#deletionHooks) {
+      await hook(user.id).catch((err: unknown) => this.deps.logger.error({ err, userId: user.id }, 'account deletion step failed'));
+    }
+    this.deps.logger.info({ userId: user.id }, 'account deleted');
+  }
+
+  async #confirm(principal: Principal, password: string): Promise<User> {
+    const userId = requireLocalUser(principal);
+    await this.#throttle(`auth:account-user:${userId}`, this.deps.limits.perAccount, 'Too many password attempts; try again later');
+    const user = await this.deps.store.findUserById(userId);
+    if (!user) throw new AppError('UNAUTHORIZED', 'This account no longer exists');
+    if (!(await this.deps.hasher.verify(password, user.passwordHash))) throw new AppError('UNAUTHORIZED', 'The password is not correct');
+    return user;
+  }
+
+  async #signIn(user: User): Promise<string> {
+    const ttl = this.deps.tokens.ttlSeconds;
+    const sessionId = this.deps.sessions ? (await this.deps.sessions.open(user.id, ttl)).id : crypto.randomUUID();
+    return this.deps.tokens.issue(user, sessionId);
+  }
+
+  async #throttle(key: string, limit: number, message: string): Promise<void> {
+    const decision = await this.deps.limiter.consume(key, limit);
+    // The HTTP error handler sets Retry-After and RateLimit-* from the details.
+    if (!decision.allowed) throw new AppError('RATE_LIMIT', message, { details: { rateLimit: decision } });
+  }
+
+  #decoyHash(): Promise<string> {
+    this.#decoy ??= this.deps.hasher.hash(crypto.randomUUID());
+    return this.#decoy;
+  }
+}
+
+function requireLocalUser(principal: Principal): string {
+  if (!principal.userId) throw new AppError('UNAUTHORIZED', 'Sign in to manage your account');
+  if (principal.userId.startsWith('ext:')) throw new AppError('BAD_REQUEST', 'This account is managed by your identity provider');
+  return principal.userId;
+}
+
+async function sha256(text: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)));
+  let hex = '';
+  for (const b of digest.subarray(0, 16)) hex += b.toString(16).padStart(2, '0');
+  return hex;
+}

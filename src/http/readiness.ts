@@ -1,0 +1,65 @@
+import type { Services } from '../services.js';
+
+export interface DependencyCheck {
+  status: 'ok' | 'down';
+  kind: string;
+  ms: number;
+  /** Why it is down, in words (no stack, no address with credentials). */
+  error?: string;
+  /** What a client sees while it is down. */
+  effect?: string;
+}
+
+export interface Readiness {
+  status: 'ready' | 'degraded' | 'unavailable' | 'shutting-down';
+  checks: Record<string, DependencyCheck>;
+  providers: string[];
+  defaultModel: string;
+}
+
+const CHECK_TIMEOUT_MS = 3_000;
+
+/**
+ * Each dependency's state. `unavailable` (HTTP 503) when requests would fail: the store is
+ * down, or the rate limiter is down and fails closed. `degraded` (200) when the gateway still
+ * serves but without something: a fail-open limiter that is down lets every turn through
+ * unlimited.
+ */
+export async function readiness(services: Services): Promise<Readiness> {
+  const base = { providers: services.models.providers, defaultModel: services.models.defaultModel };
+  if (services.turns.closing) return { status: 'shutting-down', checks: {}, ...base };
+  const [store, rateLimiter] = await Promise.all([
+    check(services.store.kind, () => services.store.ping()),
+    check(services.limiter.kind, () => services.limiter.ping()),
+  ]);
+  if (rateLimiter.status === 'down') {
+    rateLimiter.effect = services.limiter.failClosed ? 'chat and sign-in are refused (RATE_LIMIT_FAIL_CLOSED)' : 'requests pass without rate limits';
+  }
+  const checks = { store, rateLimiter };
+  const unavailable = store.status === 'down' || (rateLimiter.status === 'down' && services.limiter.failClosed);
+  const status = unavailable ? 'unavailable' : Object.values(checks).some((c) => c.status === 'down') ? 'degraded' : 'ready';
+  return { status, checks, ...base };
+}
+
+async function check(kind: string, ping: () => Promise<void>): Promise<DependencyCheck> {
+  const started = performance.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([ping(), new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer in time')), CHECK_TIMEOUT_MS)))]);
+    return { status: 'ok', kind, ms: elapsed(started) };
+  } catch (err) {
+    return { status: 'down', kind, ms: elapsed(started), error: describe(err) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function elapsed(started: number): number {
+  return Math.round((performance.now() - started) * 10) / 10;
+}
+
+function describe(err: unknown): string {
+  const code = (err as { code?: unknown; cause?: { code?: unknown } })?.cause?.code ?? (err as { code?: unknown })?.code;
+  if (typeof code === 'string') return code;
+  return err instanceof Error ? err.message.replace(/https?:\/\/\S+/g, '<url>').slice(0, 120) : 'unknown error';
+}

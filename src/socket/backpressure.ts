@@ -1,0 +1,47 @@
+import { TurnAbort } from '../chat/turn-abort.js';
+
+/** The engine.io internals read here: the packets waiting for the transport, and the WebSocket's own buffer. */
+interface EngineConnection {
+  writeBuffer?: { data?: unknown }[];
+  transport?: { socket?: { bufferedAmount?: number } };
+}
+
+const CHECK_INTERVAL_MS = 20;
+
+/**
+ * Bytes a Socket.IO connection has accepted but not yet handed to the network: packets
+ * engine.io holds while its transport is busy, plus what the WebSocket has queued. A client
+ * that stops reading makes this grow, because `emit` never blocks.
+ */
+export function outgoingBytes(socket: { conn: unknown }): number {
+  const conn = socket.conn as EngineConnection;
+  let bytes = conn.transport?.socket?.bufferedAmount ?? 0;
+  for (const packet of conn.writeBuffer ?? []) {
+    const data = packet.data;
+    bytes += typeof data === 'string' ? data.length : data instanceof Uint8Array ? data.byteLength : 16;
+  }
+  return bytes;
+}
+
+/**
+ * Waits until the connection's backlog is below half of `maxBytes`, so the caller stops
+ * pulling from the model meanwhile (the upstream then waits on TCP, not on our memory).
+ * Gives up with a `slow-client` TurnAbort after `timeoutMs`; returns at once when `signal`
+ * aborts (a disconnect or stop ends the turn anyway).
+ */
+export function waitForRoom(socket: { conn: unknown }, options: { maxBytes: number; timeoutMs: number; signal: AbortSignal }): Promise<void> {
+  const lowWater = options.maxBytes / 2;
+  const deadline = performance.now() + options.timeoutMs;
+  return new Promise<void>((resolve, reject) => {
+    const check = () => {
+      if (options.signal.aborted || outgoingBytes(socket) <= lowWater) {
+        clearInterval(timer);
+        resolve();
+      } else if (performance.now() >= deadline) {
+        clearInterval(timer);
+        reject(new TurnAbort('slow-client'));
+      }
+    };
+    const timer = setInterval(check, CHECK_INTERVAL_MS);
+  });
+}
