@@ -96,6 +96,6 @@ class GeminiChatModel implements LanguageModel {
 }
 
 /** Gemini answers a bad key with 400 INVALID_ARGUMENT and reason API_KEY_INVALID; report it as the credential error it is. */
-function geminiStatus(err: ApiError): number {
+export function geminiStatus(err: ApiError): number {
   return err.status === 400 && err.message.includes('API_KEY_INVALID') ? 401 : err.status;
 }

@@ -30,7 +30,7 @@ export interface GeminiStandinOptions extends StandinOptions {
   models?: string[];
 }
 
-const DEFAULT_MODELS = ['gemini-2.0-flash', 'gemini-2.5-flash', 'text-embedding-004'];
+const DEFAULT_MODELS = ['gemini-2.0-flash', 'gemini-2.5-flash', 'gemini-embedding-001', 'text-embedding-004'];
 const DEFAULT_EMBED_DIMS = 768;
 const JSON_CT = 'application/json; charset=UTF-8';
 
@@ -207,6 +207,9 @@ function dimsOf(req: Record<string, unknown>): number | undefined {
   return typeof d === 'number' && Number.isInteger(d) && d >= 1 ? d : undefined;
 }
 
+/** `batchEmbedContents` takes at most this many requests. */
+export const GEMINI_EMBEDDING_BATCH_LIMIT = 100;
+
 function embed(ex: Exchange, ctx: RouteContext, batch: boolean): void {
   const body = asRecord(ex.record.body);
   if (!body) {
@@ -216,6 +219,10 @@ function embed(ex: Exchange, ctx: RouteContext, batch: boolean): void {
   const requests = batch ? body['requests'] : [body];
   if (!Array.isArray(requests) || requests.length === 0) {
     sendError(ex.res, 400, '* BatchEmbedContentsRequest.requests: at least one request is required\n');
+    return;
+  }
+  if (requests.length > GEMINI_EMBEDDING_BATCH_LIMIT) {
+    sendError(ex.res, 400, `* BatchEmbedContentsRequest.requests: at most ${GEMINI_EMBEDDING_BATCH_LIMIT} requests can be in one batch\n`);
     return;
   }
   const script = ctx.script(ex.record);
@@ -235,10 +242,16 @@ function embed(ex: Exchange, ctx: RouteContext, batch: boolean): void {
       sendError(ex.res, 400, 'Invalid value for outputDimensionality.');
       return;
     }
-    out.push({ values: Array.from(deterministicEmbedding(contentText(rec['content']), dims)) });
+    out.push({ values: Array.from(deterministicEmbedding(contentText(rec['content']), script.embeddingDimensions ?? dims, script.embeddingScale)) });
   }
   const payload = batch ? { embeddings: out } : { embedding: out[0] };
-  sendJson(ex.res, 200, payload, undefined, JSON_CT);
+  after(ex, totalDelay(script), () => {
+    if (script.cutAfter !== undefined) {
+      cutConnection(ex);
+      return;
+    }
+    sendJson(ex.res, 200, payload, undefined, JSON_CT);
+  });
 }
 
 const METHOD_RE = /^\/(v1(?:alpha|beta)?\d*)\/models\/([^/:]+):([A-Za-z]+)$/;

@@ -205,6 +205,28 @@ describe('OpenAI stand-in with the real openai SDK', () => {
     expect(f32(deterministicEmbedding('a', 8))).not.toEqual(f32(deterministicEmbedding('b', 8)));
   });
 
+  it('enforces the documented embedding limits and honours the embedding script fields', async () => {
+    const reject = (input: unknown) =>
+      client.embeddings.create({ model: 'text-embedding-3-small', input: input as string[] }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    for (const input of [[''], Array.from({ length: 2049 }, () => 'x'), ['x'.repeat(4 * 8192 + 4)], Array.from({ length: 40 }, () => 'y'.repeat(32_000))]) {
+      const err = await reject(input);
+      expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+    }
+    const ok = await client.embeddings.create({ model: 'text-embedding-3-small', input: Array.from({ length: 2048 }, () => 'x'), dimensions: 4 });
+    expect(ok.data).toHaveLength(2048);
+
+    standin.setScript(() => ({ tokens: ['x'], delayMs: 150, embeddingDimensions: 3, embeddingScale: 2, reverseEmbeddings: true }));
+    const t0 = performance.now();
+    const res = await client.embeddings.create({ model: 'text-embedding-3-small', input: ['a', 'b'], dimensions: 8 });
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(140);
+    expect(res.data.map((d) => d.index)).toEqual([1, 0]);
+    expect(Array.from(res.data[1]!.embedding)).toEqual(f32(deterministicEmbedding('a', 3, 2)));
+    expect(Math.hypot(...res.data[1]!.embedding)).toBeCloseTo(2, 5);
+  });
+
   it('lists models', async () => {
     const page = await client.models.list();
     expect(page.data.map((m) => m.id)).toContain('gpt-4o-mini');
@@ -492,6 +514,20 @@ describe('Gemini stand-in with the real @google/genai SDK', () => {
     });
     expect(raw.status).toBe(200);
     expect(await raw.json()).toEqual({ embedding: { values: f32(deterministicEmbedding('alpha', 4)) } });
+  });
+
+  it('takes at most 100 texts per batchEmbedContents and honours the embedding script fields', async () => {
+    const tooMany = await ai.models
+      .embedContent({ model: 'gemini-embedding-001', contents: Array.from({ length: 101 }, (_, i) => `t${i}`) })
+      .then(() => undefined, (e: unknown) => e);
+    expect((tooMany as ApiError).status).toBe(400);
+    expect((tooMany as ApiError).message).toContain('at most 100 requests');
+
+    standin.setScript(() => ({ tokens: ['x'], delayMs: 150, embeddingDimensions: 3, embeddingScale: 2 }));
+    const t0 = performance.now();
+    const res = await ai.models.embedContent({ model: 'gemini-embedding-001', contents: ['a'], config: { outputDimensionality: 8 } });
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(140);
+    expect(res.embeddings?.[0]?.values).toEqual(f32(deterministicEmbedding('a', 3, 2)));
   });
 
   it('rejects a wrong key like Google does (400 INVALID_ARGUMENT / API_KEY_INVALID) and a missing one with 403', async () => {

@@ -253,6 +253,11 @@ function embeddingInputs(input: unknown): string[] | undefined {
   return out;
 }
 
+/** The documented limits of `POST /v1/embeddings`. */
+export const OPENAI_EMBEDDING_LIMITS = { maxInputs: 2048, maxInputTokens: 8192, maxRequestTokens: 300_000 } as const;
+
+const INVALID_INPUT = "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.";
+
 function embeddings(ex: Exchange, ctx: RouteContext): void {
   const body = asRecord(ex.record.body);
   const model = body?.['model'];
@@ -261,8 +266,24 @@ function embeddings(ex: Exchange, ctx: RouteContext): void {
     return;
   }
   const inputs = embeddingInputs(body['input']);
-  if (!inputs) {
-    sendError(ex.res, 400, "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.");
+  // The API reference: input "cannot be an empty string, and any array must be 2048 dimensions or less".
+  if (!inputs || inputs.length > OPENAI_EMBEDDING_LIMITS.maxInputs || inputs.some((t) => t === '')) {
+    sendError(ex.res, 400, INVALID_INPUT);
+    return;
+  }
+  const tokens = inputs.map(estimateTokens);
+  const longest = Math.max(...tokens);
+  if (longest > OPENAI_EMBEDDING_LIMITS.maxInputTokens) {
+    sendError(
+      ex.res,
+      400,
+      `This model's maximum context length is ${OPENAI_EMBEDDING_LIMITS.maxInputTokens} tokens, however you requested ${longest} tokens in your prompt. Please reduce your prompt.`,
+    );
+    return;
+  }
+  const promptTokens = tokens.reduce((a, b) => a + b, 0);
+  if (promptTokens > OPENAI_EMBEDDING_LIMITS.maxRequestTokens) {
+    sendError(ex.res, 400, `Requested ${promptTokens} tokens, max ${OPENAI_EMBEDDING_LIMITS.maxRequestTokens} tokens per request`);
     return;
   }
   const dimsRaw = body['dimensions'];
@@ -271,28 +292,33 @@ function embeddings(ex: Exchange, ctx: RouteContext): void {
     sendError(ex.res, 400, 'Invalid value for dimensions.');
     return;
   }
-  // The script may turn embeddings into an error too (only `status` / `errorMessage` apply).
   const script: Script = ctx.script(ex.record);
   if (script.status !== undefined && script.status >= 400) {
     sendError(ex.res, script.status, script.errorMessage);
     return;
   }
+  const size = script.embeddingDimensions ?? dims;
   const base64 = body['encoding_format'] === 'base64';
-  let promptTokens = 0;
   const data = inputs.map((text, index) => {
-    promptTokens += estimateTokens(text);
-    const vec = deterministicEmbedding(text, dims);
+    const vec = deterministicEmbedding(text, size, script.embeddingScale);
     const embedding = base64
       ? Buffer.from(vec.buffer, vec.byteOffset, vec.byteLength).toString('base64')
       : Array.from(vec);
     return { object: 'embedding', index, embedding };
   });
-  sendJson(
-    ex.res,
-    200,
-    { object: 'list', data, model, usage: { prompt_tokens: promptTokens, total_tokens: promptTokens } },
-    { 'x-request-id': requestId(), 'openai-version': '2020-10-01' },
-  );
+  if (script.reverseEmbeddings) data.reverse();
+  after(ex, totalDelay(script), () => {
+    if (script.cutAfter !== undefined) {
+      cutConnection(ex);
+      return;
+    }
+    sendJson(
+      ex.res,
+      200,
+      { object: 'list', data, model, usage: { prompt_tokens: promptTokens, total_tokens: promptTokens } },
+      { 'x-request-id': requestId(), 'openai-version': '2020-10-01' },
+    );
+  });
 }
 
 /** Starts the OpenAI stand-in. `url` ends in `/v1` and is meant for `new OpenAI({ baseURL })`. */

@@ -10,7 +10,12 @@ import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
-/** What the stand-in should answer to one chat request. */
+/**
+ * What the stand-in should answer to one chat request. Embedding requests use it too: they
+ * honour `status` / `errorMessage`, wait {@link totalDelay} before answering (so
+ * `{ tokens: ['x'], delayMs: 60_000 }` is a hang), close the connection without an answer
+ * when `cutAfter` is set, and read the `embedding*` fields.
+ */
 export interface Script {
   /** Text pieces, one per streamed chunk. */
   tokens: string[];
@@ -35,6 +40,18 @@ export interface Script {
    * the request text ({@link estimateTokens}). `false`: report no usage at all.
    */
   usage?: { inputTokens: number; outputTokens: number } | false;
+  /**
+   * Embedding routes only: answer vectors of this length whatever the request asked for, as a
+   * model whose size differs from the configured one would.
+   */
+  embeddingDimensions?: number;
+  /**
+   * Embedding routes only: multiply every value, since providers do not promise unit length
+   * (Gemini's vectors below its full 3072 dimensions are not normalised).
+   */
+  embeddingScale?: number;
+  /** OpenAI embeddings only: list `data` in reverse order (each item keeps its `index`). */
+  reverseEmbeddings?: boolean;
 }
 
 /** One request as the stand-in received it. */
@@ -121,10 +138,11 @@ export function resolveUsage(script: Script, inputText: string): { input: number
 }
 
 /**
- * Deterministic unit-length embedding for `text`. Values are exactly representable as float32,
- * so the float JSON form and OpenAI's base64 float32 form decode to identical numbers.
+ * Deterministic unit-length embedding for `text` (times `scale`). Values are exactly
+ * representable as float32, so the float JSON form and OpenAI's base64 float32 form decode to
+ * identical numbers.
  */
-export function deterministicEmbedding(text: string, dims: number): Float32Array {
+export function deterministicEmbedding(text: string, dims: number, scale = 1): Float32Array {
   // FNV-1a over UTF-16 code units, then mulberry32.
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) {
@@ -146,7 +164,7 @@ export function deterministicEmbedding(text: string, dims: number): Float32Array
   }
   norm = Math.sqrt(norm) || 1;
   const out = new Float32Array(dims);
-  for (let i = 0; i < dims; i++) out[i] = (raw[i] ?? 0) / norm;
+  for (let i = 0; i < dims; i++) out[i] = ((raw[i] ?? 0) / norm) * scale;
   return out;
 }
 
