@@ -85,7 +85,7 @@ export interface GeminiLiveStandin {
   readonly audio: Array<{ connection: number; mimeType: string; bytes: Buffer }>;
   readonly sent: Json[];
   setScript(script: GeminiLiveScript): void;
-  /** While on, `setup` is not answered. */
+  /** While on, `setup` is not answered; turning it off answers the held ones. */
   holdSetup(on: boolean): void;
   /** Sends `serverContent.interrupted` (ending a turn in progress with `turnComplete`). */
   interrupt(): void;
@@ -106,6 +106,7 @@ export async function startGeminiLiveStandin(options: GeminiLiveStandinOptions =
   const audio: Array<{ connection: number; mimeType: string; bytes: Buffer }> = [];
   const sent: Json[] = [];
   const open = new Map<number, { ws: WebSocket; interrupt(): void }>();
+  let held: Array<() => void> = [];
 
   const server = await startWsStandinServer((req, control) => {
     paths.push(req.path);
@@ -167,7 +168,8 @@ export async function startGeminiLiveStandin(options: GeminiLiveStandinOptions =
           return;
         }
         conn.setup = message.setup;
-        if (!holdingSetup) send({ setupComplete: {} });
+        if (holdingSetup) held.push(() => send({ setupComplete: {} }));
+        else send({ setupComplete: {} });
         return;
       }
       const input = message.realtimeInput;
@@ -230,6 +232,10 @@ export async function startGeminiLiveStandin(options: GeminiLiveStandinOptions =
     },
     holdSetup(on) {
       holdingSetup = on;
+      if (on) return;
+      const release = held;
+      held = [];
+      for (const answer of release) answer();
     },
     interrupt() {
       for (const c of open.values()) c.interrupt();

@@ -73,7 +73,7 @@ export interface RealtimeStandin {
   /** Every event the stand-in sent, in order. */
   readonly sent: Json[];
   setScript(script: RealtimeScript): void;
-  /** While on, upgrade requests get no answer at all. */
+  /** While on, upgrade requests get no answer at all; turning it off completes the held ones. */
   hang(on: boolean): void;
   /** Sends an `error` event on every open connection. */
   sendError(message: string, code?: string): void;
@@ -94,6 +94,7 @@ const BETA_SESSION_FIELDS = ['modalities', 'voice', 'input_audio_format', 'outpu
 export async function startRealtimeStandin(options: RealtimeStandinOptions = {}): Promise<RealtimeStandin> {
   let script = options.script ?? defaultRealtimeScript();
   let hanging = false;
+  let held: Array<() => void> = [];
   let ids = 0;
   const id = (prefix: string): string => `${prefix}_standin${(++ids).toString().padStart(6, '0')}`;
   const handshakes: RealtimeHandshake[] = [];
@@ -112,12 +113,16 @@ export async function startRealtimeStandin(options: RealtimeStandinOptions = {})
       control.refuse(refusal.status, { error: refusal.error });
       return;
     }
+    const accept = (): void => {
+      record.status = 101;
+      control.accept((ws) => serve(ws, req.query.model as string));
+    };
     if (hanging) {
       control.hang();
+      held.push(accept);
       return;
     }
-    record.status = 101;
-    control.accept((ws) => serve(ws, req.query.model as string));
+    accept();
   });
 
   function serve(ws: WebSocket, model: string): void {
@@ -314,6 +319,10 @@ export async function startRealtimeStandin(options: RealtimeStandinOptions = {})
     },
     hang(on) {
       hanging = on;
+      if (on) return;
+      const release = held;
+      held = [];
+      for (const accept of release) accept();
     },
     sendError(message, code = 'server_error') {
       forOpen((ws) => push(ws, { type: 'error', error: { type: 'server_error', code, message, param: null, event_id: null } }));
