@@ -97,6 +97,7 @@ class GeminiRealtimeUpstream implements RealtimeUpstream {
     });
     const initial = options.initialUpdate?.session;
     this.setup = this.buildSetup(mergeGaSession(geminiSetup({ type: 'realtime' }, this.setupOptions()).effective, asRecord(initial)));
+    this.translator.outputModality = outputModality(this.setup);
   }
 
   /** Opens the first connection; `session.created` (and `session.updated` for an initial update) follow `setupComplete`. */
@@ -178,6 +179,7 @@ class GeminiRealtimeUpstream implements RealtimeUpstream {
       return;
     }
     this.setup = next;
+    this.translator.outputModality = outputModality(next);
     void this.reconnect(event.event_id);
   }
 
@@ -276,7 +278,6 @@ class GeminiRealtimeUpstream implements RealtimeUpstream {
   private buildSetup(session: GaSession): GeminiSetup {
     const setup = geminiSetup(session, this.setupOptions());
     if (setup.ignored.length > 0) this.logger.debug({ ignored: setup.ignored }, 'gemini realtime: settings without a Gemini equivalent');
-    this.translator.outputModality = setup.effective.output_modalities?.[0] === 'text' ? 'text' : 'audio';
     return setup;
   }
 
@@ -366,12 +367,17 @@ class GeminiRealtimeUpstream implements RealtimeUpstream {
         callbacks: {
           onmessage: (msg) => {
             if (!current()) return;
-            if (msg.setupComplete) {
-              if (ack !== 'updated') this.translator.sessionEvent('session.created', this.setup.effective);
-              if (ack !== 'created') this.translator.sessionEvent('session.updated', this.setup.effective);
-              return;
+            // The SDK calls this from a floating promise: anything thrown would be an unhandled rejection.
+            try {
+              if (msg.setupComplete) {
+                if (ack !== 'updated') this.translator.sessionEvent('session.created', this.setup.effective);
+                if (ack !== 'created') this.translator.sessionEvent('session.updated', this.setup.effective);
+                return;
+              }
+              this.translator.handle(msg);
+            } catch (err) {
+              this.logger.error({ err }, 'gemini realtime: could not map a server message');
             }
-            this.translator.handle(msg);
           },
           onerror: (e) => {
             const message = redactSecrets(String((e as { message?: unknown }).message ?? ''), secrets);
@@ -436,6 +442,10 @@ class GeminiRealtimeUpstream implements RealtimeUpstream {
 function socketOf(session: Session): WebSocket | undefined {
   const ws = (session.conn as unknown as { ws?: unknown }).ws;
   return ws instanceof WebSocket ? ws : undefined;
+}
+
+function outputModality(setup: GeminiSetup): 'audio' | 'text' {
+  return setup.effective.output_modalities?.[0] === 'text' ? 'text' : 'audio';
 }
 
 function approxBytes(event: RealtimeClientEvent): number {

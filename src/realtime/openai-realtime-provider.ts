@@ -182,7 +182,12 @@ class OpenAIRealtimeUpstream implements RealtimeUpstream {
       this.logger.warn({}, 'realtime upstream sent a frame without a type; ignored');
       return;
     }
-    this.options.onEvent(event as RealtimeServerEvent);
+    try {
+      this.options.onEvent(event as RealtimeServerEvent);
+    } catch (err) {
+      // A throw here would escape the socket's data handler and take the process down.
+      this.logger.error({ err }, 'realtime upstream event handler threw');
+    }
   }
 }
 

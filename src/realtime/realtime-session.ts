@@ -30,7 +30,7 @@ export interface RealtimeSessionLimits {
   maxQueuedBytes: number;
   /** Session closes after this long without a client event or audio chunk. */
   idleTimeoutMs: number;
-  /** Session closes this long after the upstream was opened, however busy. */
+  /** Session closes this long after its upstream connection was started, however busy. */
   maxSessionMs: number;
   /** Client events are dropped (with an error) while the upstream socket holds more than this unsent. */
   maxUpstreamBufferedBytes: number;

@@ -334,17 +334,17 @@ describe.each([openai, gemini])('RealtimeSession over $name', (fx) => {
   });
 
   it('closes an idle session with BAD_REQUEST and closes the upstream', async () => {
-    const { h, conn } = await started({ limits: { idleTimeoutMs: 300 } });
-    // Activity keeps it open past the idle time...
-    for (let i = 0; i < 4; i++) {
-      await new Promise((r) => setTimeout(r, 120));
+    const { h, conn } = await started({ limits: { idleTimeoutMs: 600 } });
+    // Activity keeps it open well past the idle time...
+    for (let i = 0; i < 8; i++) {
+      await new Promise((r) => setTimeout(r, 100));
       h.session.handleClientAudio(Buffer.alloc(480, i));
     }
     expect(h.closes).toEqual([]);
     // ...silence ends it.
     const closed = await h.closed(2000);
     expect(closed).toMatchObject({ initiator: 'server', code: 'BAD_REQUEST' });
-    expect(h.errors.at(-1)).toMatchObject({ code: 'BAD_REQUEST', message: 'Realtime session closed after 300 ms without client activity' });
+    expect(h.errors.at(-1)).toMatchObject({ code: 'BAD_REQUEST', message: 'Realtime session closed after 600 ms without client activity' });
     await fx.waitForUpstreamClose(conn, 1500);
     expect(h.session.state).toBe('closed');
   });
@@ -676,6 +676,24 @@ describe('RealtimeSession over Gemini Live: the GA protocol is mapped', () => {
       },
     });
     expect(h.audio).toEqual(GEMINI_STANDIN_AUDIO);
+  });
+
+  it('maps a text-only session to TEXT responses and output_text events', async () => {
+    const h = harness(gemini.provider());
+    const conn = geminiStandin.connections.length;
+    h.session.handleClientEvent({ type: 'session.update', session: { modalities: ['text'], instructions: 'Type.' } });
+    await h.next('session.updated');
+    expect(geminiStandin.connections[conn]?.setup).toMatchObject({ generationConfig: { responseModalities: ['TEXT'] } });
+    expect(geminiStandin.connections[conn]?.setup?.outputAudioTranscription).toBeUndefined();
+    h.session.handleClientEvent({ type: 'conversation.item.create', item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'Hi' }] } });
+    h.session.handleClientEvent({ type: 'response.create' });
+    const done = await h.next('response.done');
+    const text = GEMINI_STANDIN_TRANSCRIPT.join('');
+    expect(h.of('response.output_text.delta').map((e) => e.delta)).toEqual(GEMINI_STANDIN_TRANSCRIPT);
+    expect(h.of('response.output_text.done')[0]).toMatchObject({ text });
+    expect(h.of('response.output_audio_transcript.delta')).toEqual([]);
+    expect(h.audio).toEqual([]);
+    expect(done.response).toMatchObject({ output_modalities: ['text'], output: [{ content: [{ type: 'output_text', text }] }] });
   });
 
   it('resamples model audio that is not 24 kHz', async () => {

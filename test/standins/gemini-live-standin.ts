@@ -7,7 +7,8 @@
  *
  * A turn (closed by `clientContent.turnComplete`, `realtimeInput.audioStreamEnd` or
  * `realtimeInput.activityEnd`) is answered with `modelTurn` audio parts of known bytes,
- * `outputTranscription`, `generationComplete`, then `turnComplete` with `usageMetadata`.
+ * `outputTranscription`, `generationComplete`, then `turnComplete` with `usageMetadata`
+ * (a TEXT-modality setup gets the transcript as text parts instead).
  */
 import type { WebSocket } from 'ws';
 import { isRecord, knownAudio, startWsStandinServer, until } from './ws-standin-server.js';
@@ -193,6 +194,11 @@ export async function startGeminiLiveStandin(options: GeminiLiveStandinOptions =
       ws.close(1007, 'Request contains an invalid argument.');
     });
 
+    function textOnly(): boolean {
+      const modalities = isRecord(conn.setup?.generationConfig) ? conn.setup.generationConfig.responseModalities : undefined;
+      return Array.isArray(modalities) && modalities.includes('TEXT') && !modalities.includes('AUDIO');
+    }
+
     function answer(audioTurn: boolean): void {
       if (turn) return;
       const s = script;
@@ -203,6 +209,11 @@ export async function startGeminiLiveStandin(options: GeminiLiveStandinOptions =
       const step = (): void => {
         state.timer = undefined;
         if (turn !== state) return;
+        if (textOnly()) {
+          // A TEXT-modality session gets the transcript as text parts, and no audio.
+          for (const text of s.transcript) send({ serverContent: { modelTurn: { parts: [{ text }] } } });
+          i = s.audioChunks.length;
+        }
         if (i < s.audioChunks.length) {
           const data = (s.audioChunks[i] as Buffer).toString('base64');
           send({ serverContent: { modelTurn: { parts: [{ inlineData: { mimeType: s.mimeType ?? 'audio/pcm;rate=24000', data } }] } } });
