@@ -1,0 +1,38 @@
+/** 16-bit little-endian mono PCM helpers for providers whose audio rate differs from GA's 24 kHz. */
+
+export const GA_PCM_RATE = 24000;
+
+/** The `rate` of an `audio/pcm;rate=N` MIME type; `audio/pcm` without a rate is 24 kHz here. */
+export function pcmRateOf(mimeType: string | undefined): number | undefined {
+  if (!mimeType) return undefined;
+  const [base, ...params] = mimeType.split(';').map((p) => p.trim().toLowerCase());
+  if (base !== 'audio/pcm' && base !== 'audio/l16') return undefined;
+  for (const param of params) {
+    const [name, value] = param.split('=');
+    if (name === 'rate' && value && /^\d+$/.test(value)) return Number(value);
+  }
+  return GA_PCM_RATE;
+}
+
+/**
+ * Linear-interpolation resampling of one chunk. Each chunk is resampled on its own, so a
+ * boundary sample may be off by one interpolation step; inaudible for speech, and it keeps
+ * the mapper stateless per chunk. An odd trailing byte is dropped.
+ */
+export function resamplePcm16(input: Buffer, fromRate: number, toRate: number): Buffer {
+  const inSamples = input.length >> 1;
+  if (fromRate === toRate || inSamples === 0) return input.subarray(0, inSamples << 1);
+  const outSamples = Math.max(1, Math.round((inSamples * toRate) / fromRate));
+  const out = Buffer.allocUnsafe(outSamples << 1);
+  const step = fromRate / toRate;
+  for (let i = 0; i < outSamples; i++) {
+    const pos = i * step;
+    const j = Math.min(Math.floor(pos), inSamples - 1);
+    const k = Math.min(j + 1, inSamples - 1);
+    const frac = pos - j;
+    const a = input.readInt16LE(j << 1);
+    const b = input.readInt16LE(k << 1);
+    out.writeInt16LE(Math.round(a + (b - a) * frac), i << 1);
+  }
+  return out;
+}
