@@ -39,6 +39,13 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
 
   const httpServer = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
   httpServer.keepAliveTimeout = 65_000;
+  // Upgraded sockets (Socket.IO, /v1/realtime) leave the HTTP server's own bookkeeping: kept
+  // here so shutdown can cut the ones whose peer never answers the close handshake.
+  const sockets = new Set<Duplex>();
+  httpServer.on('connection', (socket: Duplex) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
 
   // Trap: node-ws answers every upgrade it has no route for with an error, which would kill
   // Socket.IO's websocket transport. It gets a private emitter and only non-Socket.IO upgrades.
@@ -92,6 +99,7 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
         httpServer.closeIdleConnections();
         await Promise.race([stopped, delay(1000)]);
         httpServer.closeAllConnections();
+        for (const socket of sockets) socket.destroy();
         await stopped;
         await services.limiter.close();
         await services.store.close();

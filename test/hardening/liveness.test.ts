@@ -1,0 +1,313 @@
+/**
+ * Liveness under faults and slow peers: a provider that stalls, a client that stops reading,
+ * text that is expensive to tokenise, a client that vanishes mid-upload, a conversation
+ * deleted mid-reply, an SDK that would print to the console.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import type { Logger } from '../../src/logger.js';
+import { countTokens } from '../../src/models/tokenizer.js';
+import { createNodeServer } from '../../src/node/server.js';
+import type { AiServerToClientEvents, DefaultServerToClientEvents } from '../../src/protocol/socket-events.js';
+import { outgoingBytes } from '../../src/socket/backpressure.js';
+import { bearer, register } from '../helpers/accounts.js';
+import { messagesOf } from '../helpers/conversations.js';
+import { startGateway, tempDataDir, type TestGateway } from '../helpers/gateway.js';
+import { postChat, readSse } from '../helpers/sse.js';
+import { TEST_JWT_SECRET } from '../helpers/tokens.js';
+import { waitFor } from '../helpers/wait.js';
+import { EventLog, client, closeAllClients, connected, type AiClient, type DefaultClient } from '../socket/socket-harness.js';
+import { startOpenAIStandin, type Standin } from '../standins/openai-standin.js';
+
+const KEY = 'sk-liveness-test';
+
+/** A logger that keeps every record, for asserting what was (not) logged. */
+function recordingLogger() {
+  const records: { level: string; obj: Record<string, unknown>; msg: string | undefined }[] = [];
+  const make = (): Logger => ({
+    debug: (obj, msg) => void records.push({ level: 'debug', obj: obj as Record<string, unknown>, msg }),
+    info: (obj, msg) => void records.push({ level: 'info', obj: obj as Record<string, unknown>, msg }),
+    warn: (obj, msg) => void records.push({ level: 'warn', obj: obj as Record<string, unknown>, msg }),
+    error: (obj, msg) => void records.push({ level: 'error', obj: obj as Record<string, unknown>, msg }),
+    child: () => make(),
+  });
+  return { logger: make(), records };
+}
+
+async function gatewayWithLogger(env: Record<string, string>) {
+  const { logger, records } = recordingLogger();
+  const dataDir = tempDataDir();
+  const server = await createNodeServer(loadConfig({ HOST: '127.0.0.1', PORT: '0', SHUTDOWN_GRACE_MS: '500', DATA_DIR: dataDir, ...env }), { logger });
+  const { port } = await server.listen();
+  return { url: `http://127.0.0.1:${port}`, server, records, close: () => server.close() };
+}
+
+describe('a provider that stalls never holds a turn', () => {
+  let standin: Standin;
+  let gw: TestGateway;
+  let user: Awaited<ReturnType<typeof register>>;
+  beforeAll(async () => {
+    standin = await startOpenAIStandin({ apiKey: KEY });
+    gw = await startGateway({
+      JWT_SECRET: TEST_JWT_SECRET,
+      OPENAI_API_KEY: KEY,
+      OPENAI_BASE_URL: standin.url,
+      DEFAULT_MODEL: 'gpt-4o-mini',
+      PROVIDER_MAX_RETRIES: '0',
+      PROVIDER_FIRST_BYTE_TIMEOUT_MS: '600',
+      PROVIDER_IDLE_TIMEOUT_MS: '400',
+    });
+    user = await register(gw.url, 'stall@example.com');
+  });
+  afterAll(async () => {
+    closeAllClients();
+    await gw.destroy();
+    await standin.close();
+  });
+
+  // One token, then nothing for a minute.
+  const stallAfterOne = () => standin.setScript(() => ({ tokens: ['half', ' never'], firstTokenDelayMs: 0, delayMs: 60_000 }));
+
+  it('every protocol ends the turn with PROVIDER_ERROR, keeps the partial reply, and closes the upstream', async () => {
+    stallAfterOne();
+    const started = performance.now();
+    const sse = readSse(await postChat(gw.url, { message: 'sse', sessionId: 'stall-sse' }));
+
+    const root = client<DefaultClient>(gw.url, { transports: ['websocket'], extraHeaders: { cookie: user.cookie } });
+    const rootLog = new EventLog<DefaultServerToClientEvents>(root);
+    await connected(root);
+    root.emit('ai:chat', { message: 'ai:chat', sessionId: 'stall-002' });
+    root.emit('ai-message', { prompt: 'seed 000' });
+    root.emit('ai-message', { chatId: 'stall-001', content: 'seed 001' });
+    const ai = client<AiClient>(`${gw.url}/ai`, { transports: ['websocket'], auth: { token: user.token } });
+    const aiLog = new EventLog<AiServerToClientEvents>(ai);
+    ai.emit('chat:start', { message: 'seed 003', conversationId: 'stall-003' });
+
+    const [sseEvents, e002, e000, e001, e003] = await Promise.all([
+      sse,
+      rootLog.next('ai:error', 5000),
+      rootLog.next('ai-message-response', 5000),
+      rootLog.next('ai-response', 5000),
+      aiLog.next('chat:error', 5000),
+    ]);
+    expect(performance.now() - started).toBeLessThan(4000);
+    expect(sseEvents.at(-1)).toMatchObject({ code: 'PROVIDER_ERROR', error: expect.stringMatching(/sent nothing for 400 ms/) });
+    for (const e of [e002, e000, e001]) expect(e).toMatchObject({ code: 'PROVIDER_ERROR' });
+    expect(e003).toMatchObject({ code: 'PROVIDER_ERROR' });
+    expect((await messagesOf(gw, 'stall-sse')).at(-1)).toMatchObject({ role: 'assistant', content: 'half', finishReason: 'error' });
+    expect((await messagesOf(gw, 'stall-003', user.user.id)).at(-1)).toMatchObject({ content: 'half', finishReason: 'error' });
+    // Every upstream request was ended, not left hanging.
+    await waitFor(() => standin.aborts >= 5, 3000);
+    expect(gw.server.gauges.activeStreams).toBe(0);
+
+    // /ai is not BUSY afterwards.
+    standin.setScript(() => ({ tokens: ['fine'] }));
+    ai.emit('chat:start', { message: 'again', conversationId: 'stall-003' });
+    expect(await aiLog.next('chat:end')).toMatchObject({ finishReason: 'stop' });
+  });
+
+  it('a provider that answers headers but no token, and one that never answers at all, end with the first-byte timeout', async () => {
+    standin.setScript(() => ({ tokens: ['late'], firstTokenDelayMs: 60_000 }));
+    let started = performance.now();
+    let events = await readSse(await postChat(gw.url, { message: 'x' }));
+    expect(events.at(-1)).toMatchObject({ code: 'PROVIDER_ERROR', error: expect.stringMatching(/did not start answering within/) });
+    expect(performance.now() - started).toBeLessThan(3000);
+
+    // A server that accepts the connection and says nothing, not even headers.
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    const port = (silent.address() as net.AddressInfo).port;
+    const mute = await startGateway({ OPENAI_API_KEY: KEY, OPENAI_BASE_URL: `http://127.0.0.1:${port}/v1`, DEFAULT_MODEL: 'gpt-4o-mini', PROVIDER_FIRST_BYTE_TIMEOUT_MS: '600' });
+    try {
+      started = performance.now();
+      events = await readSse(await postChat(mute.url, { message: 'x' }));
+      expect(events.at(-1)).toMatchObject({ code: 'PROVIDER_ERROR' });
+      expect(performance.now() - started).toBeLessThan(3000);
+    } finally {
+      await mute.destroy();
+      silent.close();
+    }
+  });
+});
+
+describe('a client that stops reading is bounded', () => {
+  let standin: Standin;
+  let gw: TestGateway;
+  const MAX_BACKLOG = 64 * 1024;
+  // 20 MB of reply: far more than the kernel's socket buffers can hide.
+  const BIG = Array.from({ length: 20_000 }, (_, i) => `${i} ${'x'.repeat(1000)}`);
+  beforeAll(async () => {
+    standin = await startOpenAIStandin({ apiKey: KEY, recordRequests: false, script: () => ({ tokens: BIG }) });
+    gw = await startGateway({
+      OPENAI_API_KEY: KEY,
+      OPENAI_BASE_URL: standin.url,
+      DEFAULT_MODEL: 'gpt-4o-mini',
+      PROVIDER_MAX_RETRIES: '0',
+      MAX_OUTPUT_TOKENS: '1000000',
+      SOCKET_MAX_BACKLOG_BYTES: String(MAX_BACKLOG),
+      SLOW_CLIENT_TIMEOUT_MS: '1000',
+      RATE_LIMIT_ANON: '1000',
+    });
+  });
+  afterAll(async () => {
+    closeAllClients();
+    await gw.destroy();
+    await standin.close();
+  });
+
+  it('Socket.IO: the gateway stops pulling while the socket backlog is over the bound, then cuts the turn and stores it', async () => {
+    const ai = client<AiClient>(`${gw.url}/ai`, { transports: ['websocket'] });
+    const log = new EventLog<AiServerToClientEvents>(ai);
+    await connected(ai);
+    ai.emit('chat:start', { message: 'everything', conversationId: 'slow-reader' });
+    await log.next('chat:message');
+    // Stop reading: the TCP window fills and the server's writes queue up.
+    (ai.io.engine.transport as unknown as { ws: { pause(): void } }).ws.pause();
+    const serverSocket = [...gw.server.io.of('/ai').sockets.values()][0]!;
+    let maxBacklog = 0;
+    const sampler = setInterval(() => (maxBacklog = Math.max(maxBacklog, outgoingBytes(serverSocket))), 5);
+    const stored = await waitFor(async () => (await messagesOf(gw, 'slow-reader')).find((m) => m.role === 'assistant'), 8000);
+    clearInterval(sampler);
+    expect(stored.finishReason).toBe('aborted');
+    // Far less than the 20 MB the model offered: what the socket and the kernel could hold.
+    expect(stored.content.length).toBeLessThan(BIG.join('').length / 2);
+    // The gateway's own buffer never grew past the bound by more than one token's frame.
+    expect(maxBacklog).toBeLessThan(MAX_BACKLOG + 4096);
+    expect(gw.server.gauges.activeStreams).toBe(0);
+  });
+
+  it('SSE: a reader that stops is cut after SLOW_CLIENT_TIMEOUT_MS and its reply stored', async () => {
+    const socket = net.connect((new URL(gw.url).port as unknown as number) * 1, '127.0.0.1');
+    await new Promise((r) => socket.once('connect', r));
+    const body = JSON.stringify({ message: 'everything', sessionId: 'slow-sse' });
+    socket.write(`POST /api/v2/ai/chat/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    await new Promise((r) => socket.once('data', r));
+    socket.pause();
+    const stored = await waitFor(async () => (await messagesOf(gw, 'slow-sse')).find((m) => m.role === 'assistant'), 8000);
+    expect(stored.finishReason).toBe('aborted');
+    expect(stored.content.length).toBeLessThan(BIG.join('').length / 2);
+    socket.destroy();
+  });
+});
+
+describe('token counting is linear and bounded', () => {
+  it('32,000 "é" (quadratic for plain BPE) counts in milliseconds, close to the exact count', () => {
+    for (const ch of ['é', 'a', '漢']) {
+      const text = ch.repeat(32_000);
+      const started = performance.now();
+      const n = countTokens(text);
+      expect(performance.now() - started).toBeLessThan(150);
+      expect(n).toBeGreaterThan(0);
+    }
+    const prose = 'The quick brown fox jumps over the lazy dog. '.repeat(700);
+    expect(countTokens(prose)).toBeGreaterThan(6000);
+    expect(countTokens(prose)).toBeLessThan(7100);
+  });
+
+  it('turns with a 32,000-character worst-case message do not stall the event loop', async () => {
+    const gw = await startGateway();
+    try {
+      const delay = monitorEventLoopDelay({ resolution: 5 });
+      delay.enable();
+      for (const ch of ['é', 'è', 'ê']) {
+        const events = await readSse(await postChat(gw.url, { message: ch.repeat(32_000), sessionId: 'heavy' }));
+        expect(events.at(-1)).toMatchObject({ done: true });
+      }
+      delay.disable();
+      // The old code held the loop for 1-2.5 s per turn.
+      expect(delay.max / 1e6).toBeLessThan(250);
+    } finally {
+      await gw.destroy();
+    }
+  });
+});
+
+describe('what a vanishing or deleting client leaves behind', () => {
+  let gw: Awaited<ReturnType<typeof gatewayWithLogger>>;
+  beforeAll(async () => {
+    gw = await gatewayWithLogger({ JWT_SECRET: TEST_JWT_SECRET, LOCAL_MODEL_TOKEN_DELAY_MS: '20', RATE_LIMIT_ANON: '1000' });
+  });
+  afterAll(async () => {
+    closeAllClients();
+    await gw.close();
+  });
+
+  it('30 uploads cut off mid-body: no 5xx, no error log, the server keeps serving', async () => {
+    const port = Number(new URL(gw.url).port);
+    for (let i = 0; i < 30; i++) {
+      const socket = net.connect(port, '127.0.0.1');
+      await new Promise((r) => socket.once('connect', r));
+      socket.write(`POST /api/v2/ai/chat/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"message":"${'y'.repeat(1000)}`);
+      await new Promise((r) => setTimeout(r, 5));
+      socket.destroy();
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    expect(gw.records.filter((r) => r.level === 'error')).toEqual([]);
+    expect(gw.records.filter((r) => r.msg === 'request' && Number(r.obj.status) >= 500)).toEqual([]);
+    expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
+  });
+
+  it('deleting a conversation while its reply streams stops the turn first and tells the client with a code', async () => {
+    const owner = await register(gw.url, 'deleter@example.com');
+    const res = await postChat(gw.url, { message: 'a long reply please', sessionId: 'doomed' }, bearer(owner));
+    const reader = res.body!.getReader();
+    await reader.read();
+    const del = await fetch(`${gw.url}/api/v2/conversations/doomed`, { method: 'DELETE', headers: bearer(owner) });
+    expect(del.status).toBe(200);
+    let text = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    expect(text).toContain('"code":"NOT_FOUND"');
+    expect(text).not.toContain('"done":true');
+    expect(await gw.server.services.store.getConversation(owner.user.id, 'doomed')).toBeUndefined();
+    expect((await messagesOf(gw, 'doomed', owner.user.id)).length).toBe(0);
+    expect(gw.records.filter((r) => r.level === 'error')).toEqual([]);
+
+    // The same on /ai.
+    const ai = client<AiClient>(`${gw.url}/ai`, { transports: ['websocket'], auth: { token: owner.token } });
+    const log = new EventLog<AiServerToClientEvents>(ai);
+    ai.emit('chat:start', { message: 'stream on', conversationId: 'doomed-ai' });
+    await log.next('chat:message');
+    await fetch(`${gw.url}/api/v2/conversations/doomed-ai`, { method: 'DELETE', headers: bearer(owner) });
+    expect(await log.next('chat:error')).toMatchObject({ code: 'NOT_FOUND' });
+    expect(log.all('chat:end')).toEqual([]);
+    expect(gw.records.filter((r) => r.level === 'error')).toEqual([]);
+  });
+});
+
+describe('the openai SDK logs through the gateway logger, never the console', () => {
+  it('a malformed chunk from the provider becomes a PROVIDER_ERROR and a structured log record', async () => {
+    // An OpenAI-compatible server whose stream carries a line that is not JSON.
+    const broken = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+        res.write('data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":null}]}\n\n');
+        res.end('data: {this is not json from upstream sk-leak}\n\n');
+      });
+    });
+    await new Promise<void>((r) => broken.listen(0, '127.0.0.1', () => r()));
+    const gw = await gatewayWithLogger({ OPENAI_API_KEY: KEY, OPENAI_BASE_URL: `http://127.0.0.1:${(broken.address() as net.AddressInfo).port}/v1`, DEFAULT_MODEL: 'gpt-4o-mini', PROVIDER_MAX_RETRIES: '0' });
+    const printed: unknown[] = [];
+    const original = { error: console.error, warn: console.warn, log: console.log };
+    console.error = (...args: unknown[]) => void printed.push(args);
+    console.warn = (...args: unknown[]) => void printed.push(args);
+    try {
+      const events = await readSse(await postChat(gw.url, { message: 'hi' }));
+      expect(events.at(-1)).toMatchObject({ code: 'PROVIDER_ERROR' });
+      expect(JSON.stringify(events)).not.toContain('sk-leak');
+    } finally {
+      Object.assign(console, original);
+      await gw.close();
+      broken.close();
+    }
+    expect(printed).toEqual([]);
+    expect(gw.records.some((r) => r.obj.sdk === 'openai' && r.level === 'error')).toBe(true);
+  });
+});
