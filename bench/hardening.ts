@@ -1,11 +1,12 @@
 /**
  * The hardening scenarios of issue 7, measured on the real gateway entry in a child process:
  *
- *   npx tsx bench/hardening.ts [login-burst] [slow-readers] [tokenizer]   (default: all three)
+ *   npx tsx bench/hardening.ts [login-burst] [login-burst-spread] [slow-readers] [tokenizer]   (default: all)
  *
  * - login-burst: 120 concurrent wrong-password logins from four client IPs (127.0.0.2-5, each
  *   within its own sign-in quota) while /healthz is polled from 127.0.0.1: peak RSS and
- *   /healthz latency during the burst.
+ *   /healthz latency during the burst (`login-burst-spread`: at 120 different emails, so only
+ *   the bounded hash queue, not the per-account throttle, stands in the way).
  * - slow-readers: five Socket.IO clients start long replies on `/ai` and stop reading their
  *   WebSocket; gateway RSS over 20 s.
  * - tokenizer: chat turns whose message is 32,000 "é" (the worst case for BPE), three turns in
@@ -13,7 +14,9 @@
  *
  * Results go to stdout and bench/results/hardening.json.
  */
+import { spawn } from 'node:child_process';
 import http from 'node:http';
+import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,25 +59,23 @@ function request(url: string, options: { method?: string; body?: unknown; localA
   });
 }
 
-/** Polls /healthz back to back (one at a time) until stopped; returns every latency seen. */
+/**
+ * Polls /healthz from a separate process (bench/healthz-prober.ts), so the latency measured is
+ * the gateway's and not this process's own load (it also runs the clients).
+ */
 function pollHealth(url: string, intervalMs: number): { stop(): Promise<number[]> } {
-  const latencies: number[] = [];
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      try {
-        latencies.push((await request(`${url}/healthz`)).ms);
-      } catch {
-        latencies.push(Number.NaN);
-      }
-      await sleep(intervalMs);
-    }
-  })();
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/healthz-prober.ts', `${url}/healthz`, String(intervalMs)], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
   return {
     stop: async () => {
-      running = false;
-      await loop;
-      return latencies;
+      child.stdin.end();
+      await exited;
+      return (JSON.parse(out.trim() || '{"latencies":[]}') as { latencies: number[] }).latencies;
     },
   };
 }
@@ -99,7 +100,11 @@ const latencySummary = (ms: number[]) => {
   return { samples: ms.length, failed: ms.length - ok.length, p50: round(percentile(ok, 50)), p99: round(percentile(ok, 99)), max: round(Math.max(...ok)) };
 };
 
-async function loginBurst(): Promise<Record<string, unknown>> {
+/**
+ * 120 concurrent wrong-password logins from four IPs. `spread`: each at a different (unknown)
+ * email, so the per-account throttle never engages and only the bounded hash queue protects.
+ */
+async function loginBurst(spread = false): Promise<Record<string, unknown>> {
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-hardening-'));
   try {
     const { child, url } = await startGatewayProcess(ROOT, 'http://127.0.0.1:9/v1', dataDir, [], { RATE_LIMIT_AUTH: '30' });
@@ -117,7 +122,7 @@ async function loginBurst(): Promise<Record<string, unknown>> {
         request(`${url}/api/v2/auth/login`, {
           method: 'POST',
           localAddress: ips[i % ips.length],
-          body: { email: 'victim@example.com', password: `wrong-guess-${i}` },
+          body: { email: spread ? `nobody-${i}@example.com` : 'victim@example.com', password: `wrong-guess-${i}` },
         }).catch(() => ({ status: 0, body: '', ms: Number.NaN })),
       ),
     );
@@ -161,7 +166,11 @@ async function slowReaders(): Promise<Record<string, unknown>> {
       });
       socket.on('connect', () => socket.emit('chat:start', { message: 'tell me everything', model: 'gpt-4o-mini', maxTokens: 1_000_000 }));
     }
-    await sleep(20_000);
+    const rssAt: Record<string, number> = {};
+    for (const at of [5, 10, 20]) {
+      await sleep(at === 5 ? 5_000 : at === 10 ? 5_000 : 10_000);
+      rssAt[`${at}s`] = round(readProcStats(child.pid)?.rssMb ?? Number.NaN);
+    }
     const latencies = await health.stop();
     const samples = rss.stop();
     for (const s of sockets) s.disconnect();
@@ -169,12 +178,18 @@ async function slowReaders(): Promise<Record<string, unknown>> {
     const rssAfter = readProcStats(child.pid)?.rssMb ?? Number.NaN;
     await child.stop();
     await standin.child.stop();
+    // Every reply was cut when its client left: what was stored is what the gateway pulled from the model.
+    const db = new Database(join(dataDir, 'gateway.sqlite'));
+    const pulled = db.prepare("SELECT count(*) AS replies, coalesce(sum(length(content)), 0) AS chars FROM messages WHERE role = 'assistant'").get() as { replies: number; chars: number };
+    db.close();
     return {
       pausedClients: paused,
       rssBeforeMb: round(rssBefore),
+      rssAt,
       rssPeakMb: round(Math.max(...samples)),
-      rssAt20sMb: round(samples.at(-1) ?? Number.NaN),
       rssAfterDisconnectMb: round(rssAfter),
+      // The stand-in's tokens are " w<i>": about 6 characters each.
+      tokensPulledFromModel: Math.round(pulled.chars / 6),
       healthz: latencySummary(latencies),
     };
   } finally {
@@ -186,7 +201,7 @@ async function slowReaders(): Promise<Record<string, unknown>> {
 async function tokenizer(): Promise<Record<string, unknown>> {
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-hardening-'));
   try {
-    const { child, url } = await startGatewayProcess(ROOT, 'http://127.0.0.1:9/v1', dataDir);
+    const { child, url } = await startGatewayProcess(ROOT, 'http://127.0.0.1:9/v1', dataDir, [], { DEFAULT_MODEL: 'local' });
     await sleep(500);
     const turns: Record<string, unknown>[] = [];
     // A different character each turn: the tokenizer caches what it has already seen.
@@ -207,7 +222,12 @@ async function tokenizer(): Promise<Record<string, unknown>> {
   }
 }
 
-const scenarios: Record<string, () => Promise<Record<string, unknown>>> = { 'login-burst': loginBurst, 'slow-readers': slowReaders, tokenizer };
+const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
+  'login-burst': () => loginBurst(false),
+  'login-burst-spread': () => loginBurst(true),
+  'slow-readers': slowReaders,
+  tokenizer,
+};
 
 async function main(): Promise<void> {
   const chosen = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -175,6 +175,7 @@ export async function startGatewayProcess(
       DATA_DIR: dataDir,
       OPENAI_BASE_URL: standinUrl,
       OPENAI_API_KEY: 'bench',
+      DEFAULT_MODEL: 'gpt-4o-mini',
       RATE_LIMIT_ANON: '1000000',
       RATE_LIMIT_USER: '1000000',
       PROVIDER_MAX_RETRIES: '0',
