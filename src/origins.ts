@@ -3,6 +3,8 @@ import type { Logger } from './logger.js';
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 const REFUSAL_LOG_INTERVAL_MS = 60_000;
 const REMEMBERED_REFUSALS = 1_000;
+/** Refusal records per minute, all origins together: a flood of forged origins cannot flood the log. */
+const REFUSAL_LOGS_PER_INTERVAL = 20;
 
 /**
  * The one browser-origin rule for HTTP (CORS), Socket.IO (CORS and the WebSocket handshake)
@@ -19,6 +21,8 @@ export function originPolicy(configured: readonly string[] | undefined, logger: 
   const any = configured?.includes('*') ?? false;
   const listed = new Set(configured ?? []);
   const lastLogged = new Map<string, number>();
+  let windowStart = 0;
+  let loggedInWindow = 0;
 
   const allowed = (origin: string, host: string | undefined): boolean => {
     if (any || listed.has(origin)) return true;
@@ -32,10 +36,15 @@ export function originPolicy(configured: readonly string[] | undefined, logger: 
     if (allowed(origin, host)) return true;
     if (options?.quiet) return false;
     const now = Date.now();
+    if (now - windowStart >= REFUSAL_LOG_INTERVAL_MS) {
+      windowStart = now;
+      loggedInWindow = 0;
+    }
     const key = origin.slice(0, 200);
-    if ((lastLogged.get(key) ?? 0) + REFUSAL_LOG_INTERVAL_MS <= now) {
+    if ((lastLogged.get(key) ?? 0) + REFUSAL_LOG_INTERVAL_MS <= now && loggedInWindow < REFUSAL_LOGS_PER_INTERVAL) {
       if (lastLogged.size >= REMEMBERED_REFUSALS) lastLogged.clear();
       lastLogged.set(key, now);
+      loggedInWindow++;
       logger.warn(
         { origin: key, allowed: configured ?? 'loopback origins (CORS_ORIGIN unset)' },
         'refused a browser request from this origin; add it to CORS_ORIGIN (comma-separated) to allow it',

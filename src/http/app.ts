@@ -68,7 +68,8 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
 function corsMiddleware(allowed: OriginPolicy) {
   return cors({
     // With credentials the browser refuses "*", so a "*" setting reflects the caller's origin.
-    origin: (origin, c) => (allowed(origin, c.req.header('host')) ? origin : null),
+    // Hono asks even when there is no Origin (curl, servers): no CORS headers then, and nothing to log.
+    origin: (origin, c) => (origin !== '' && allowed(origin, c.req.header('host')) ? origin : null),
     credentials: true,
     allowHeaders: ['Content-Type', 'Authorization', 'X-Request-Id'],
     exposeHeaders: ['X-Request-Id', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset', 'Retry-After'],

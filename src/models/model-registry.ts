@@ -103,8 +103,14 @@ export function chooseDefaultModel(config: Config, discovered?: string): string 
 export async function discoverCompatibleModel(config: Config, timeoutMs = 5_000): Promise<string | undefined> {
   const { baseURL, apiKey } = config.models.openai;
   if (config.chat.defaultModel || !baseURL) return undefined;
-  const url = `${baseURL.replace(/\/+$/, '')}/models`;
+  const url = new URL(baseURL);
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}/models`;
+  // Printed in errors: never with credentials or a query string (either can hold a secret).
+  const shown = `${url.protocol}//${url.host}${url.pathname}`;
   const fix = 'start that server, or set DEFAULT_MODEL=openai:<model> to skip this lookup';
+  if (url.username || url.password) {
+    throw new ConfigError([`OPENAI_BASE_URL: credentials do not belong in the URL (${shown}); set OPENAI_API_KEY for the key, or ${fix}`]);
+  }
   let ids: string[];
   try {
     const res = await fetch(url, { headers: apiKey ? { Authorization: `Bearer ${apiKey}` } : {}, signal: AbortSignal.timeout(timeoutMs) });
@@ -112,9 +118,9 @@ export async function discoverCompatibleModel(config: Config, timeoutMs = 5_000)
     const body = (await res.json()) as { data?: { id?: unknown }[] };
     ids = (body.data ?? []).map((m) => m.id).filter((id): id is string => typeof id === 'string' && MODEL_NAME.test(id));
   } catch (err) {
-    throw new ConfigError([`OPENAI_BASE_URL: could not list the models at ${url} (${describe(err)}); ${fix}`]);
+    throw new ConfigError([`OPENAI_BASE_URL: could not list the models at ${shown} (${describe(err)}); ${fix}`]);
   }
-  if (!ids.length) throw new ConfigError([`OPENAI_BASE_URL: the server at ${url} lists no models; pull one (e.g. \`ollama pull llama3.2\`) or set DEFAULT_MODEL`]);
+  if (!ids.length) throw new ConfigError([`OPENAI_BASE_URL: the server at ${shown} lists no models; pull one (e.g. \`ollama pull llama3.2\`) or set DEFAULT_MODEL`]);
   return `openai:${ids[0]}`;
 }
 
@@ -123,9 +129,10 @@ function describe(err: unknown): string {
     const code = (err.cause as { code?: unknown } | undefined)?.code;
     if (typeof code === 'string') return code;
     if (err.name === 'TimeoutError') return 'no answer in time';
-    return err.message.slice(0, 80);
+    if (/^HTTP \d+$/.test(err.message)) return err.message;
+    if (err instanceof SyntaxError) return 'the answer was not JSON';
   }
-  return 'unknown error';
+  return 'the request failed';
 }
 
 /** The one place that turns configuration into providers. Throws ConfigError for a default model that cannot be served. */
