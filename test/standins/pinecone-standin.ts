@@ -82,6 +82,8 @@ export interface PineconeStandin {
   failNext(count: number, options?: { status?: number; message?: string; path?: string }): void;
   /** Never answers the next `count` requests (matching `path`, if given); the client must give up itself. */
   hangNext(count: number, options?: { path?: string }): void;
+  /** Forgets every pending failNext/hangNext. */
+  resetFaults(): void;
   /** Requests that are hanging right now. */
   readonly hanging: number;
   /** Namespaces that hold vectors, sorted. */
@@ -640,6 +642,10 @@ export async function startPineconeStandin(options: PineconeStandinOptions): Pro
     },
     hangNext(count, opts) {
       hangs.push({ remaining: count, path: opts?.path });
+    },
+    resetFaults() {
+      failures.length = 0;
+      hangs.length = 0;
     },
     get hanging() {
       return hangingResponses.size;
