@@ -18,7 +18,13 @@ export interface SqliteMemoryStoreOptions {
 /** sqlite-vec refuses KNN queries with a larger `k`. */
 const MAX_K = 4096;
 /** Rows deleted per transaction by the bulk deletes, so erasing a large account never stalls the event loop for long. */
-const DELETE_CHUNK = 1000;
+const DELETE_CHUNK = 250;
+/**
+ * Vectors per vec0 chunk. Every partition allocates whole chunks, so sqlite-vec's default
+ * (1024) costs each user with a single memory 3 MB at 768 dimensions; 32 costs about 100 KB,
+ * and a KNN over a 100k-memory partition is measured only about 8% slower.
+ */
+const CHUNK_SIZE = 32;
 
 interface MemoryRow {
   seq: number;
@@ -63,7 +69,8 @@ CREATE INDEX IF NOT EXISTS memories_owner_recent ON memories (owner_id, created_
 CREATE INDEX IF NOT EXISTS memories_owner_conversation ON memories (owner_id, conversation_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS memory_vectors USING vec0(
   user_id TEXT PARTITION KEY,
-  embedding FLOAT[${dimensions}] distance_metric=cosine
+  embedding FLOAT[${dimensions}] distance_metric=cosine,
+  chunk_size=${CHUNK_SIZE}
 );`;
 }
 
@@ -80,12 +87,13 @@ function createPrivateFile(file: string): void {
 
 function prepareStatements(db: Database.Database) {
   return {
-    upsertRecord: db.prepare<[string, string, string, string, string, string, number], { seq: number }>(
-      `INSERT INTO memories (owner_id, id, conversation_id, message_id, role, text, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (owner_id, id) DO UPDATE SET conversation_id = excluded.conversation_id, message_id = excluded.message_id,
-         role = excluded.role, text = excluded.text, created_at = excluded.created_at
-       RETURNING seq`,
+    insertRecord: db.prepare<[string, string, string, string, string, string, number]>(
+      'INSERT INTO memories (owner_id, id, conversation_id, message_id, role, text, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
     ),
+    updateRecord: db.prepare<[string, string, string, string, number, number]>(
+      'UPDATE memories SET conversation_id = ?, message_id = ?, role = ?, text = ?, created_at = ? WHERE seq = ?',
+    ),
+    updateVector: db.prepare<[Buffer, bigint]>('UPDATE memory_vectors SET embedding = ? WHERE rowid = ?'),
     // vec0 wants BigInt rowids from better-sqlite3: a JS number binds as REAL, which vec0
     // refuses on insert and silently matches nothing on delete.
     deleteVector: db.prepare<[bigint]>('DELETE FROM memory_vectors WHERE rowid = ?'),
@@ -271,10 +279,15 @@ export class SqliteMemoryStore implements MemoryStore {
     const rows = items.map((item) => ({ item, blob: this.#blob(item.vector) }));
     await this.#write(() => {
       for (const { item, blob } of rows) {
-        const { seq } = s.upsertRecord.get(item.ownerId, item.id, item.conversationId, item.messageId, item.role, item.text, item.createdAt)!;
-        const rowid = BigInt(seq);
-        s.deleteVector.run(rowid);
-        s.insertVector.run(rowid, item.ownerId, blob);
+        const existing = s.seqOf.get(item.ownerId, item.id)?.seq;
+        if (existing === undefined) {
+          const { lastInsertRowid } = s.insertRecord.run(item.ownerId, item.id, item.conversationId, item.messageId, item.role, item.text, item.createdAt);
+          s.insertVector.run(BigInt(lastInsertRowid), item.ownerId, blob);
+        } else {
+          // Same owner, so the vector stays in its partition: update it in place.
+          s.updateRecord.run(item.conversationId, item.messageId, item.role, item.text, item.createdAt, existing);
+          s.updateVector.run(blob, BigInt(existing));
+        }
       }
     });
   }

@@ -552,6 +552,16 @@ describe('SqliteMemoryStore on disk', () => {
     await store.close();
   });
 
+  it('a user with one 768-dimension memory costs kilobytes, not a 3 MB vec0 chunk', async () => {
+    const file = join(dir, 'small-users.sqlite');
+    const store = new SqliteMemoryStore(file, { dimensions: 768, embedder: EMBEDDER });
+    await store.init();
+    const vector = new Float32Array(768).fill(1 / Math.sqrt(768));
+    await store.upsert(Array.from({ length: 40 }, (_, u) => ({ ...memory(`user-${u}`, 'only'), vector })));
+    await store.close(); // checkpoints the WAL into the file
+    expect(statSync(file).size / 40).toBeLessThan(200 * 1024);
+  });
+
   it('deletes a large account in chunks and keeps the other users’ vectors', async () => {
     const file = join(dir, 'bulk.sqlite');
     const store = new SqliteMemoryStore(file, { dimensions: DIM, embedder: EMBEDDER });
