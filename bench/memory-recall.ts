@@ -13,7 +13,7 @@
  */
 import Database from 'better-sqlite3';
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as sqliteVec from 'sqlite-vec';
 import type { MemoryRecord } from '../src/memory/memory-store.js';
@@ -103,6 +103,7 @@ interface Level {
 }
 
 async function main() {
+  const loadBefore = loadavg()[0];
   const dir = mkdtempSync(join(tmpdir(), 'memory-recall-'));
   const file = join(dir, 'memory.sqlite');
   const store = new SqliteMemoryStore(file, { dimensions: DIMS, embedder: 'bench:random' });
@@ -210,6 +211,8 @@ async function main() {
     node: process.version,
     cpu: cpus()[0]?.model ?? 'unknown',
     cpus: cpus().length,
+    /** One-minute load average before and after: other work on the machine inflates the tails. */
+    loadAverage: { before: round2(loadBefore ?? Number.NaN), after: round2(loadavg()[0] ?? Number.NaN) },
     sqliteVec: vecVersion,
     dimensions: DIMS,
     otherUsers: OTHER_USERS,

@@ -226,7 +226,8 @@ export class PineconeMemoryStore implements MemoryStore {
 
   async upsert(items: readonly (MemoryRecord & { vector: Float32Array })[]): Promise<void> {
     const index = this.#idx;
-    const byOwner = new Map<string, PineconeRecord<MemoryMetadata>[]>();
+    // Per owner, by memory id: the last item of an id wins, as in a sequence of upserts.
+    const byOwner = new Map<string, Map<string, PineconeRecord<MemoryMetadata>>>();
     for (const item of items) {
       if (!Number.isInteger(item.createdAt) || item.createdAt < 0 || item.createdAt > TIME_MAX) {
         throw new MemoryStoreError(`Memory ${item.id} has an invalid createdAt (${item.createdAt})`);
@@ -244,11 +245,12 @@ export class PineconeMemoryStore implements MemoryStore {
         text: item.text,
         createdAt: item.createdAt,
       });
-      const list = byOwner.get(item.ownerId) ?? [];
-      list.push({ id, values: this.#checkVector(item.vector), metadata });
-      byOwner.set(item.ownerId, list);
+      const owned = byOwner.get(item.ownerId) ?? new Map<string, PineconeRecord<MemoryMetadata>>();
+      owned.set(item.id, { id, values: this.#checkVector(item.vector), metadata });
+      byOwner.set(item.ownerId, owned);
     }
-    for (const [ownerId, records] of byOwner) {
+    for (const [ownerId, owned] of byOwner) {
+      const records = [...owned.values()];
       const namespace = namespaceFor(ownerId);
       for (const batch of upsertBatches(records)) {
         await this.#call('upsert', () => index.upsert({ records: batch, namespace }));

@@ -189,6 +189,10 @@ for (const adapter of adapters) {
       const best = await store.query('replacer', X_AXIS, { topK: 2, minScore: -1 });
       expect(best.map((m) => m.id)).toEqual(['y', 'x']);
       expect(best[1]!.score).toBeCloseTo(0, 4);
+
+      // Within one call the last item of an id wins.
+      await store.upsert([memory('replacer', 'z', { text: 'first', createdAt: T0 + 40 }), memory('replacer', 'z', { text: 'second', createdAt: T0 + 5 })]);
+      expect((await listAll(store, 'replacer')).map((m) => `${m.id}:${m.text}`)).toEqual(['x:new', 'y:text of y', 'z:second']);
     });
 
     it('lists newest first with opaque cursors, across pages, without duplicates (ties by id)', async () => {
