@@ -1,0 +1,15 @@
+/**
+ * What a memory adapter throws when its backend fails or refuses to start. The message is
+ * safe to log: it never carries credentials or upstream bodies beyond a short, scrubbed
+ * reason. It is not client-safe; the pipeline decides what a client sees.
+ */
+export class MemoryStoreError extends Error {
+  /** The upstream HTTP status when one is known. */
+  readonly status: number | undefined;
+
+  constructor(message: string, options?: { status?: number | undefined }) {
+    super(message);
+    this.name = 'MemoryStoreError';
+    this.status = options?.status;
+  }
+}
