@@ -510,9 +510,9 @@ describe('SqliteMemoryStore on disk', () => {
     const conversations = new SqliteConversationStore(file);
     const memories = new SqliteMemoryStore(file, { dimensions: DIM, embedder: EMBEDDER });
     await memories.init();
-    await conversations.ensureConversation({ id: 'c1', ownerId: 'u', title: 't' });
+    const { conversation } = await conversations.ensureConversation({ id: 'c1', ownerId: 'u', title: 't' });
     const [msg] = await Promise.all([
-      conversations.appendMessage({ conversationId: 'c1', role: 'user', content: 'hello' }),
+      conversations.appendMessage({ conversationKey: conversation.key, role: 'user', content: 'hello' }),
       memories.upsert([memory('u', 'm1', { degrees: 0 })]),
     ]);
     await memories.upsert([memory('u', 'm2', { messageId: msg.id })]);
@@ -522,7 +522,7 @@ describe('SqliteMemoryStore on disk', () => {
     const conversations2 = new SqliteConversationStore(file);
     const memories2 = new SqliteMemoryStore(file, { dimensions: DIM, embedder: EMBEDDER });
     await memories2.init();
-    expect((await conversations2.recentMessages('c1', 5)).map((m) => m.content)).toEqual(['hello']);
+    expect((await conversations2.recentMessages(conversation.key, 5)).map((m) => m.content)).toEqual(['hello']);
     expect((await listAll(memories2, 'u')).map((m) => m.id).sort()).toEqual(['m1', 'm2']);
     await conversations2.close();
     await memories2.close();
