@@ -89,6 +89,18 @@ export const configSchema = z.object({
     .default(['polling', 'websocket']),
 
   SHUTDOWN_GRACE_MS: int(0, 600_000).default(10_000),
+
+  MEMORY_ENABLED: bool.default(true),
+  MEMORY_TOP_K: int(1, 50).default(3),
+  MEMORY_MIN_SCORE: z.coerce.number().min(-1).max(1).default(0.2),
+  MEMORY_RECALL_TIMEOUT_MS: int(10, 60_000).default(1_500),
+  EMBEDDING_PROVIDER: z.enum(['local', 'openai', 'gemini']).default('local'),
+  EMBEDDING_MODEL: z.string().min(1).max(128).optional(),
+  EMBEDDING_DIMENSIONS: int(1, 65_536).optional(),
+  PINECONE_API_KEY: z.string().min(1).optional(),
+  PINECONE_INDEX: z.string().min(1).max(45).optional(),
+  PINECONE_INDEX_HOST: url.optional(),
+  PINECONE_MAX_RETRIES: int(0, 10).default(2),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -149,6 +161,15 @@ export interface Config {
   /** How long a client may leave a reply unread (its buffer full) before the turn is cut. */
   slowClientTimeoutMs: number;
   shutdownGraceMs: number;
+  memory: {
+    enabled: boolean;
+    topK: number;
+    minScore: number;
+    recallTimeoutMs: number;
+    embedding: { provider: 'local' | 'openai' | 'gemini'; model: string | undefined; dimensions: number | undefined };
+    /** Long-term memory in Pinecone instead of the embedded SQLite file. */
+    pinecone: { apiKey: string; index: string | undefined; host: string | undefined; maxRetries: number } | undefined;
+  };
 }
 
 export class ConfigError extends Error {
@@ -179,6 +200,8 @@ export function loadConfig(env: Env): Config {
   ];
   const missing = pairs.filter(([, a, , b]) => (a === undefined) !== (b === undefined)).map(([a, , b]) => `${a} and ${b}: set both or neither`);
   if (e.COOKIE_SAMESITE === 'None' && !e.COOKIE_SECURE) missing.push('COOKIE_SAMESITE: None requires COOKIE_SECURE=true');
+  if (e.PINECONE_API_KEY && !e.PINECONE_INDEX && !e.PINECONE_INDEX_HOST) missing.push('PINECONE_API_KEY: also set PINECONE_INDEX (the index name) or PINECONE_INDEX_HOST (its data-plane URL)');
+  if (!e.PINECONE_API_KEY && (e.PINECONE_INDEX || e.PINECONE_INDEX_HOST)) missing.push('PINECONE_INDEX / PINECONE_INDEX_HOST: set PINECONE_API_KEY too');
   if (missing.length) throw new ConfigError(missing);
   if (e.OPENAI_BASE_URL && !e.OPENAI_API_KEY) {
     // OpenAI-compatible servers (Ollama, vLLM, llama.cpp) usually need no key, but the SDK insists on one.
@@ -245,5 +268,15 @@ export function loadConfig(env: Env): Config {
     },
     slowClientTimeoutMs: e.SLOW_CLIENT_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    memory: {
+      enabled: e.MEMORY_ENABLED,
+      topK: e.MEMORY_TOP_K,
+      minScore: e.MEMORY_MIN_SCORE,
+      recallTimeoutMs: e.MEMORY_RECALL_TIMEOUT_MS,
+      embedding: { provider: e.EMBEDDING_PROVIDER, model: e.EMBEDDING_MODEL, dimensions: e.EMBEDDING_DIMENSIONS },
+      pinecone: e.PINECONE_API_KEY
+        ? { apiKey: e.PINECONE_API_KEY, index: e.PINECONE_INDEX, host: e.PINECONE_INDEX_HOST, maxRetries: e.PINECONE_MAX_RETRIES }
+        : undefined,
+    },
   };
 }

@@ -11,6 +11,7 @@ import type { Logger } from './logger.js';
 import { createModelRegistry, type ModelRegistry } from './models/model-registry.js';
 import type { RateLimiter } from './ratelimit/rate-limiter.js';
 import type { ConversationStore } from './stores/conversation-store.js';
+import type { LongTermMemory } from './memory/long-term-memory.js';
 import { originPolicy, type OriginPolicy } from './origins.js';
 
 /** Everything the protocol adapters need, built once per process by a runtime entry. */
@@ -29,6 +30,8 @@ export interface Services {
   accounts: Accounts;
   /** The one browser-origin rule (HTTP CORS, Socket.IO, WebSocket upgrades). */
   origins: OriginPolicy;
+  /** Long-term memory of signed-in users; undefined when switched off (MEMORY_ENABLED=false, or Workers). */
+  memory: LongTermMemory | undefined;
 }
 
 export interface Backends {
@@ -43,14 +46,17 @@ export interface Backends {
   revocableTokens: boolean;
   /** The model registry, when the runtime entry built it (Node picks a default model by asking the provider). */
   models?: ModelRegistry | undefined;
+  memory?: LongTermMemory | undefined;
 }
 
 export function createServices(config: Config, backends: Backends): Services {
   const { logger, store, limiter } = backends;
   const models = backends.models ?? createModelRegistry(config, logger);
   const turns = new TurnTracker();
+  const { memory } = backends;
   const pipeline = new ChatPipeline({
     store,
+    memory,
     models,
     limiter,
     rateLimits: config.rateLimit,
@@ -83,6 +89,7 @@ export function createServices(config: Config, backends: Backends): Services {
     turns,
     logger,
   });
+  if (memory) accounts.onDelete((userId) => memory.erase(userId));
   const origins = originPolicy(config.corsOrigins, logger);
-  return { config, logger, store, limiter, models, turns, pipeline, tokens, sessions, auth, accounts, origins };
+  return { config, logger, store, limiter, models, turns, pipeline, tokens, sessions, auth, accounts, origins, memory };
 }

@@ -28,7 +28,11 @@ export interface AccountsDeps {
   logger: Logger;
 }
 
-/** Work other parts of the gateway must do when an account is deleted (memories, API keys). */
+/**
+ * Work other parts of the gateway must do when an account is deleted (memories, API keys).
+ * Runs before the account itself goes: a hook that fails stops the deletion, so nothing the
+ * user owned is left behind unreachable.
+ */
 export type AccountDeletionHook = (userId: string) => Promise<void>;
 
 const LOGIN_FAILED = 'Invalid email or password';
@@ -45,7 +49,6 @@ export class Accounts {
 
   constructor(private readonly deps: AccountsDeps) {}
 
-  /** Runs after the user's own rows are gone; a failing hook is logged, the deletion stands. */
   onDelete(hook: AccountDeletionHook): void {
     this.#deletionHooks.push(hook);
   }
@@ -101,12 +104,20 @@ export class Accounts {
   /** Deletes the account and everything it owns; its running replies end first. */
   async deleteAccount(principal: Principal, password: string): Promise<void> {
     const user = await this.#confirm(principal, password);
-    if (this.deps.sessions) await this.deps.sessions.revokeAll(user.id);
     await this.deps.turns.abortOwner(user.id, 'deleted');
-    await this.deps.store.deleteUser(user.id);
     for (const hook of this.#deletionHooks) {
-      await hook(user.id).catch((err: unknown) => this.deps.logger.error({ err, userId: user.id }, 'account deletion step failed'));
+      try {
+        await hook(user.id);
+      } catch (err) {
+        this.deps.logger.error({ err, userId: user.id }, 'account deletion step failed; the account was kept');
+        throw new AppError('INTERNAL', 'The account could not be deleted completely right now; nothing was deleted, try again shortly', {
+          status: 503,
+          details: { retryAfterSeconds: 30 },
+        });
+      }
     }
+    if (this.deps.sessions) await this.deps.sessions.revokeAll(user.id);
+    await this.deps.store.deleteUser(user.id);
     this.deps.logger.info({ userId: user.id }, 'account deleted');
   }
 

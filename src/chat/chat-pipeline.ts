@@ -3,13 +3,15 @@ import type { Logger } from '../logger.js';
 import type { LanguageModel, ModelFinishReason, TokenUsage } from '../models/language-model.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { chatLimit, type RateLimitDecision, type RateLimitPolicy, type RateLimiter } from '../ratelimit/rate-limiter.js';
-import type { Conversation, ConversationStore, FinishReason } from '../stores/conversation-store.js';
+import type { Conversation, ConversationStore, FinishReason, StoredMessage } from '../stores/conversation-store.js';
+import type { MemoryMatch } from '../memory/memory-store.js';
 import { abortable } from './abortable.js';
 import { countTokens } from '../models/tokenizer.js';
 import { buildContext } from './context-builder.js';
 import { ownersOf, type Principal } from './principal.js';
 import { asTurnAbort } from './turn-abort.js';
 import type { TurnTracker } from './turn-tracker.js';
+import type { LongTermMemory } from '../memory/long-term-memory.js';
 
 export interface ChatTurnInput {
   principal: Principal;
@@ -53,6 +55,8 @@ export interface ChatPipelineOptions {
 
 export interface ChatPipelineDeps {
   store: ConversationStore;
+  /** Long-term memory for signed-in users; absent when MEMORY_ENABLED=false. */
+  memory?: LongTermMemory | undefined;
   models: ModelRegistry;
   limiter: RateLimiter;
   rateLimits: RateLimitPolicy;
@@ -167,12 +171,20 @@ export class ChatPipeline {
     let messageId: string | undefined;
     const startedAt = performance.now();
 
+    const memory = this.deps.memory;
+    const userId = input.principal.userId;
+    let remember = false;
     try {
+      // Only signed-in users have long-term memory; an anonymous caller's context is its own conversation.
+      remember = memory !== undefined && userId !== null && (await memory.isEnabledFor(userId).catch(() => false));
+      // Recall runs while the user message is stored: it costs the first token only what it takes beyond that write.
+      const recall = remember ? memory!.recall(userId!, input.message) : undefined;
       const userMessage = await store.appendMessage({
         conversationKey: conversation.key,
         role: 'user',
         content: input.message,
         tokens: countTokens(input.message),
+        remember,
       });
       yield {
         type: 'start',
@@ -188,7 +200,7 @@ export class ChatPipeline {
       const history = conversationCreated ? [userMessage] : await store.recentMessages(conversation.key, options.historyLimit);
       const messages = buildContext({
         systemPrompt: options.systemPrompt,
-        recalled: [],
+        recalled: recall ? recalledOutside(await recall, history, memory!.options.topK) : [],
         history,
         contextTokens: model.contextTokens,
         reserveTokens: maxTokens,
@@ -220,7 +232,10 @@ export class ChatPipeline {
       signal.removeEventListener('abort', forward);
       // Runs on normal end, on error and when the consumer stops iterating (a write to a gone client failed).
       ending ??= { finishReason: signal.aborted ? asTurnAbort(signal.reason).finishReason : 'aborted', usage: undefined };
-      messageId = await this.#persistReply(conversation.key, text, modelName, ending, logger);
+      // Only a complete reply becomes a memory: a stopped or failed one says less than it seems to.
+      const rememberReply = remember && (ending.finishReason === 'stop' || ending.finishReason === 'length');
+      messageId = await this.#persistReply(conversation.key, text, modelName, ending, rememberReply, logger);
+      if (remember) memory!.wake();
       logger.info(
         { finishReason: ending.finishReason, outputChars: text.length, usage: ending.usage, ms: Math.round(performance.now() - startedAt) },
         'chat turn ended',
@@ -229,7 +244,7 @@ export class ChatPipeline {
     return { ending, text, messageId };
   }
 
-  async #persistReply(conversationKey: string, content: string, model: string, ending: Ending, logger: Logger): Promise<string | undefined> {
+  async #persistReply(conversationKey: string, content: string, model: string, ending: Ending, remember: boolean, logger: Logger): Promise<string | undefined> {
     // An error before any text leaves nothing worth storing; every other ending is kept.
     if (ending.finishReason === 'error' && content === '') return undefined;
     try {
@@ -242,6 +257,7 @@ export class ChatPipeline {
         usage: ending.usage,
         // The provider's own count is exact for its tokenizer; count only when it sent none.
         tokens: ending.usage?.outputTokens ?? countTokens(content),
+        remember,
       });
       return stored.id;
     } catch (err) {
@@ -295,6 +311,15 @@ class StreamWatchdog {
 
 function seconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}
+
+/** The best memories that are not already in the short-term window, at most `topK`. */
+function recalledOutside(matches: readonly MemoryMatch[], window: readonly StoredMessage[], topK: number): string[] {
+  const inWindow = new Set(window.map((m) => m.id));
+  return matches
+    .filter((m) => !inWindow.has(m.messageId))
+    .slice(0, topK)
+    .map((m) => m.text);
 }
 
 function storedFinish(reason: ModelFinishReason): FinishReason {

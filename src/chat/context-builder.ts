@@ -1,4 +1,4 @@
-import { MEMORY_PREFIX, type ModelMessage } from '../models/language-model.js';
+import { memoryBlock, type ModelMessage } from '../models/language-model.js';
 import { MESSAGE_OVERHEAD, countMessageTokens, countTokens } from '../models/tokenizer.js';
 import type { StoredMessage } from '../stores/conversation-store.js';
 
@@ -22,7 +22,7 @@ export interface ContextInput {
 export function buildContext(input: ContextInput): ModelMessage[] {
   const head: ModelMessage[] = [{ role: 'system', content: input.systemPrompt }];
   if (input.recalled.length) {
-    head.push({ role: 'system', content: MEMORY_PREFIX + input.recalled.map((r) => `- ${r}`).join('\n') });
+    head.push({ role: 'system', content: memoryBlock(input.recalled) });
   }
   const history: ModelMessage[] = input.history.map((m) => ({ role: m.role, content: m.content }));
   const budget = Math.max(0, input.contextTokens - input.reserveTokens);

@@ -11,6 +11,7 @@ import { authRoutes } from './auth-routes.js';
 import { authenticate } from './authenticate.js';
 import { chatStreamHandler } from './chat-stream-route.js';
 import { conversationRoutes } from './conversation-routes.js';
+import { memoryRoutes } from './memory-routes.js';
 import { setRateLimitHeaders, setRetryAfter } from './http-helpers.js';
 import { readiness } from './readiness.js';
 import type { RateLimitDecision } from '../ratelimit/rate-limiter.js';
@@ -49,6 +50,7 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
   app.post('/api/v2/ai/chat/stream', authenticate(services), chatStreamHandler(services));
   app.route('/api/v2/auth', authRoutes(services));
   app.route('/api/v2/conversations', conversationRoutes(services));
+  app.route('/api/v2/memory', memoryRoutes(services));
 
   app.notFound((c) => c.json(errorBody(new AppError('NOT_FOUND', `No route for ${c.req.method} ${c.req.path}`)), 404));
   app.onError((err, c) => {

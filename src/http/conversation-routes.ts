@@ -78,10 +78,24 @@ export function conversationRoutes(services: Services): Hono<AppEnv> {
     const conversation = await owned(c);
     // A reply still streaming ends first (its client is told, with a code), then nothing is left to write.
     const stopped = await services.turns.abortConversation(conversation.key, 'deleted');
+    // Its memories go first: if the memory store cannot answer, nothing is deleted and the client may retry.
+    if (services.memory) await forgetOrRefuse(() => services.memory!.forgetConversation(conversation.ownerId, conversation.id), c);
     const deleted = await store.deleteConversation(conversation.ownerId, conversation.id);
     c.get('logger').info({ conversationId: conversation.id, messages: deleted.length, stoppedTurns: stopped }, 'conversation deleted');
     return c.json({ deleted: true, id: conversation.id, messages: deleted.length });
   });
 
   return routes;
+}
+
+async function forgetOrRefuse(forget: () => Promise<void>, c: Context<AppEnv>): Promise<void> {
+  try {
+    await forget();
+  } catch (err) {
+    c.get('logger').error({ err }, 'could not delete the conversation\'s memories; the conversation was kept');
+    throw new AppError('INTERNAL', 'Long-term memory is unavailable, so the conversation was not deleted; try again shortly', {
+      status: 503,
+      details: { retryAfterSeconds: 30 },
+    });
+  }
 }

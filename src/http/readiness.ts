@@ -13,6 +13,8 @@ export interface DependencyCheck {
 export interface Readiness {
   status: 'ready' | 'degraded' | 'unavailable' | 'shutting-down';
   checks: Record<string, DependencyCheck>;
+  /** Long-term memory: `degraded` means turns answer with short-term context only. */
+  memory?: { status: 'ok' | 'degraded' | 'off'; store?: string; embedder?: string; error?: string };
   providers: string[];
   defaultModel: string;
 }
@@ -23,22 +25,24 @@ const CHECK_TIMEOUT_MS = 3_000;
  * Each dependency's state. `unavailable` (HTTP 503) when requests would fail: the store is
  * down, or the rate limiter is down and fails closed. `degraded` (200) when the gateway still
  * serves but without something: a fail-open limiter that is down lets every turn through
- * unlimited.
+ * unlimited, and long-term memory that is down leaves turns with short-term context only.
  */
 export async function readiness(services: Services): Promise<Readiness> {
   const base = { providers: services.models.providers, defaultModel: services.models.defaultModel };
   if (services.turns.closing) return { status: 'shutting-down', checks: {}, ...base };
-  const [store, rateLimiter] = await Promise.all([
+  const [store, rateLimiter, memory] = await Promise.all([
     check(services.store.kind, () => services.store.ping()),
     check(services.limiter.kind, () => services.limiter.ping()),
+    services.memory ? services.memory.health() : Promise.resolve({ status: 'off' as const }),
   ]);
   if (rateLimiter.status === 'down') {
     rateLimiter.effect = services.limiter.failClosed ? 'chat and sign-in are refused (RATE_LIMIT_FAIL_CLOSED)' : 'requests pass without rate limits';
   }
   const checks = { store, rateLimiter };
   const unavailable = store.status === 'down' || (rateLimiter.status === 'down' && services.limiter.failClosed);
-  const status = unavailable ? 'unavailable' : Object.values(checks).some((c) => c.status === 'down') ? 'degraded' : 'ready';
-  return { status, checks, ...base };
+  const degraded = Object.values(checks).some((c) => c.status === 'down') || memory.status === 'degraded';
+  const status = unavailable ? 'unavailable' : degraded ? 'degraded' : 'ready';
+  return { status, checks, memory, ...base };
 }
 
 async function check(kind: string, ping: () => Promise<void>): Promise<DependencyCheck> {

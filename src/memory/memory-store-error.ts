@@ -6,10 +6,13 @@
 export class MemoryStoreError extends Error {
   /** The upstream HTTP status when one is known. */
   readonly status: number | undefined;
+  /** The backend answered, and refuses this configuration (a dimension or metric mismatch): retrying cannot help. */
+  readonly refusal: boolean;
 
-  constructor(message: string, options?: { status?: number | undefined }) {
+  constructor(message: string, options?: { status?: number | undefined; refusal?: boolean }) {
     super(message);
     this.name = 'MemoryStoreError';
     this.status = options?.status;
+    this.refusal = options?.refusal ?? false;
   }
 }

@@ -152,6 +152,7 @@ export class PineconeMemoryStore implements MemoryStore {
       if (model.metric === 'euclidean') {
         throw new MemoryStoreError(
           `Pinecone index "${indexName}" uses the euclidean metric; long-term memory needs cosine similarity. Use an index created with metric "cosine".`,
+          { refusal: true },
         );
       }
       this.#index = this.#pc.index<MemoryMetadata>({ host: model.host });
@@ -167,6 +168,7 @@ export class PineconeMemoryStore implements MemoryStore {
     throw new MemoryStoreError(
       `Pinecone index "${indexName}" has dimension ${indexDimension}, but the embedder makes ${dimensions}-dimension vectors. ` +
         `Set EMBEDDING_DIMENSIONS=${indexDimension} if the embedder supports it, or use an index created with dimension ${dimensions}.`,
+      { refusal: true },
     );
   }
 

@@ -1,4 +1,4 @@
-import { MEMORY_PREFIX, type LanguageModel, type ModelCallOptions, type ModelMessage, type ModelStreamPart } from './language-model.js';
+import { memoriesIn, type LanguageModel, type ModelCallOptions, type ModelMessage, type ModelStreamPart } from './language-model.js';
 import { countMessageTokens, splitTokens } from './tokenizer.js';
 
 export interface LocalModelOptions {
@@ -60,11 +60,7 @@ export interface ReplyContext {
 export function composeReply(messages: readonly ModelMessage[], about: ReplyContext = { requested: undefined, remoteConfigured: false }): string {
   const last = [...messages].reverse().find((m) => m.role === 'user');
   const earlier = messages.filter((m) => m.role !== 'system').length - (last ? 1 : 0);
-  const recalled = messages
-    .filter((m) => m.role === 'system' && m.content.startsWith(MEMORY_PREFIX))
-    .flatMap((m) => m.content.slice(MEMORY_PREFIX.length).split('\n'))
-    .map((line) => line.replace(/^- /, '').trim())
-    .filter(Boolean);
+  const recalled = messages.filter((m) => m.role === 'system').flatMap((m) => memoriesIn(m.content));
 
   const parts = [
     about.requested && about.requested !== 'local'

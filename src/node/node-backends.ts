@@ -9,6 +9,11 @@ import type { ConversationStore } from '../stores/conversation-store.js';
 import { MongoConversationStore } from '../stores/mongo-conversation-store.js';
 import { SqliteConversationStore } from '../stores/sqlite-conversation-store.js';
 import { NativePasswordHasher } from './native-password-hasher.js';
+import { createEmbedder } from '../memory/create-embedder.js';
+import { LongTermMemory } from '../memory/long-term-memory.js';
+import { MemoryStoreError } from '../memory/memory-store-error.js';
+import { PineconeMemoryStore } from '../memory/pinecone-memory-store.js';
+import { SqliteMemoryStore } from '../memory/sqlite-memory-store.js';
 
 /** A dependency named in the configuration cannot be reached at start-up (exit 69, EX_UNAVAILABLE). */
 export class StartupError extends Error {
@@ -25,11 +30,65 @@ export async function createNodeBackends(config: Config, logger: Logger): Promis
   const store = config.mongo ? await connectMongo(config.mongo) : new SqliteConversationStore(join(config.dataDir, 'gateway.sqlite'));
   const limiter = createRateLimiter(config, logger);
   const jwtSecret = config.auth.jwtSecret ? new TextEncoder().encode(config.auth.jwtSecret) : persistedSecret(config.dataDir, logger);
+  const memory = await createMemory(config, store, logger);
   logger.info(
-    { store: store.kind, rateLimiter: limiter.kind, authRequired: config.auth.required, providers: models.providers, defaultModel: models.defaultModel },
+    {
+      store: store.kind,
+      rateLimiter: limiter.kind,
+      memory: memory ? config.memory.pinecone ? 'pinecone' : 'sqlite' : 'off',
+      authRequired: config.auth.required,
+      providers: models.providers,
+      defaultModel: models.defaultModel,
+    },
     config.chat.defaultModel ? 'backends ready' : `backends ready; no DEFAULT_MODEL set, so requests without a model use ${models.defaultModel}`,
   );
-  return { logger, store, limiter, jwtSecret, hasher: new NativePasswordHasher(), revocableTokens: true, models };
+  return { logger, store, limiter, jwtSecret, hasher: new NativePasswordHasher(), revocableTokens: true, models, memory };
+}
+
+/**
+ * Long-term memory: the configured embedder over Pinecone (PINECONE_*) or the embedded
+ * store (DATA_DIR/memory.sqlite). A store that refuses the setup (another dimension or
+ * embedder) stops the start with the variable to change; Pinecone merely unreachable at
+ * start leaves memory degraded and retried.
+ */
+async function createMemory(config: Config, conversations: ConversationStore, logger: Logger): Promise<LongTermMemory | undefined> {
+  if (!config.memory.enabled) return undefined;
+  const { embedding, pinecone } = config.memory;
+  const embedder = createEmbedder({
+    provider: embedding.provider,
+    model: embedding.model,
+    dimensions: embedding.dimensions,
+    openai: { apiKey: config.models.openai.apiKey, baseURL: config.models.openai.baseURL },
+    gemini: { apiKey: config.models.gemini.apiKey, baseUrl: config.models.gemini.baseUrl },
+    maxRetries: config.models.maxRetries,
+    timeoutMs: config.models.timeoutMs,
+  });
+  const store = pinecone
+    ? new PineconeMemoryStore({
+        apiKey: pinecone.apiKey,
+        indexName: pinecone.index ?? 'memory',
+        indexHost: pinecone.host,
+        dimensions: embedder.dimensions,
+        maxRetries: pinecone.maxRetries,
+      })
+    : new SqliteMemoryStore(join(config.dataDir, 'memory.sqlite'), {
+        dimensions: embedder.dimensions,
+        embedder: `${embedder.kind}:${embedder.model}`,
+        eraseHint: `or move ${join(config.dataDir, 'memory.sqlite')} away to start long-term memory afresh`,
+      });
+  const memory = new LongTermMemory({
+    embedder,
+    store,
+    conversations,
+    logger: logger.child({ component: 'memory' }),
+    options: { topK: config.memory.topK, minScore: config.memory.minScore, recallTimeoutMs: config.memory.recallTimeoutMs, windowSize: config.chat.historyLimit },
+  });
+  try {
+    await memory.init((err) => pinecone !== undefined && !(err instanceof MemoryStoreError && err.refusal));
+  } catch (err) {
+    throw new StartupError(`long-term memory: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return memory;
 }
 
 async function connectMongo(mongo: NonNullable<Config['mongo']>): Promise<ConversationStore> {

@@ -102,6 +102,7 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
         for (const socket of sockets) socket.destroy();
         await stopped;
         await services.limiter.close();
+        await services.memory?.close();
         await services.store.close();
         logger.info(drained, 'shut down');
       })()),

@@ -56,7 +56,27 @@ export interface Page<T> {
   nextCursor: string | null;
 }
 
-export type NewMessage = Omit<StoredMessage, 'id' | 'createdAt'> & { id?: string; createdAt?: number };
+export type NewMessage = Omit<StoredMessage, 'id' | 'createdAt'> & {
+  id?: string;
+  createdAt?: number;
+  /** Queue this message, in the same write, to become a long-term memory of the conversation's owner. */
+  remember?: boolean;
+};
+
+/** A stored message waiting in the durable queue to become a long-term memory. */
+export interface PendingMemory {
+  message: StoredMessage;
+  ownerId: string;
+  /** The conversation's public id. */
+  conversationId: string;
+  /** Failed attempts so far. */
+  attempts: number;
+}
+
+export interface UserSettings {
+  /** Long-term memory for this user (recall and storing); on unless the user opted out. */
+  memoryEnabled: boolean;
+}
 
 /**
  * Users, sessions, conversations and messages. Adapters: SQLite (embedded default), in-memory
@@ -88,8 +108,18 @@ export interface ConversationStore {
   findUserByEmail(email: string): Promise<User | undefined>;
   findUserById(id: string): Promise<User | undefined>;
   updateUserPassword(userId: string, passwordHash: string): Promise<void>;
-  /** Deletes the user with their sessions, conversations and messages; false when there was no such user. */
+  /** Deletes the user with their sessions, settings, conversations, messages and queued memory writes; false when there was no such user. */
   deleteUser(userId: string): Promise<boolean>;
+
+  /** Queued long-term-memory writes that are due (`nextAt <= now`), oldest first. */
+  pendingMemories(limit: number, now: number): Promise<PendingMemory[]>;
+  /** Drops finished entries from the queue and reschedules failed ones. */
+  settleMemories(done: readonly string[], retry: readonly { messageId: string; nextAt: number }[]): Promise<void>;
+  /** Drops every queued memory write of an owner (erase-all, opt-out). */
+  discardPendingMemories(ownerId: string): Promise<void>;
+  /** Defaults when the user never changed them (also for identity-provider users with no row). */
+  getUserSettings(userId: string): Promise<UserSettings>;
+  setUserSettings(userId: string, settings: UserSettings): Promise<void>;
 
   createSession(session: Session): Promise<void>;
   getSession(id: string): Promise<Session | undefined>;
@@ -110,6 +140,11 @@ export function conversationKey(ownerId: string, id: string): string {
   return `${ownerId}/${id}`;
 }
 
+/** The owner part of a conversation key. */
+export function ownerOfKey(key: string): string {
+  return key.slice(0, key.lastIndexOf('/'));
+}
+
 let last = 0;
 /** Date.now(), but strictly increasing, so messages written in the same millisecond keep their order. */
 export function monotonicNow(): number {
@@ -117,6 +152,8 @@ export function monotonicNow(): number {
   last = now > last ? now : last + 1;
   return last;
 }
+
+export const DEFAULT_USER_SETTINGS: Readonly<UserSettings> = { memoryEnabled: true };
 
 export class DuplicateEmailError extends Error {
   constructor() {

@@ -10,9 +10,12 @@ import {
   type ConversationStore,
   type NewMessage,
   type Page,
+  type PendingMemory,
   type Session,
   type StoredMessage,
   type User,
+  type UserSettings,
+  DEFAULT_USER_SETTINGS,
 } from './conversation-store.js';
 
 /** In-process store: the default on Workers, where no file system is available. Lost on restart. */
@@ -23,6 +26,9 @@ export class MemoryConversationStore implements ConversationStore {
   readonly #users = new Map<string, User>();
   readonly #usersByEmail = new Map<string, string>();
   readonly #sessions = new Map<string, Session>();
+  /** Queued memory writes by message id. */
+  readonly #outbox = new Map<string, { ownerId: string; conversationKey: string; attempts: number; nextAt: number }>();
+  readonly #settings = new Map<string, UserSettings>();
   #pruneAt = 0;
 
   async ensureConversation(input: { ownerId: string; id: string; title: string }) {
@@ -60,19 +66,52 @@ export class MemoryConversationStore implements ConversationStore {
   async deleteConversation(ownerId: string, id: string) {
     const key = conversationKey(ownerId, id);
     const ids = (this.#messages.get(key) ?? []).map((m) => m.id);
+    for (const id of ids) this.#outbox.delete(id);
     this.#conversations.delete(key);
     this.#messages.delete(key);
     return ids;
   }
 
-  async appendMessage(message: NewMessage) {
+  async appendMessage({ remember, ...message }: NewMessage) {
     const stored: StoredMessage = { ...message, id: message.id ?? crypto.randomUUID(), createdAt: message.createdAt ?? monotonicNow() };
     const list = this.#messages.get(message.conversationKey);
     const conversation = this.#conversations.get(message.conversationKey);
     if (!list || !conversation) throw new Error('No such conversation');
     list.push(stored);
     conversation.updatedAt = stored.createdAt;
+    if (remember) this.#outbox.set(stored.id, { ownerId: conversation.ownerId, conversationKey: conversation.key, attempts: 0, nextAt: stored.createdAt });
     return { ...stored };
+  }
+
+  async pendingMemories(limit: number, now: number): Promise<PendingMemory[]> {
+    const due = [...this.#outbox].filter(([, e]) => e.nextAt <= now).sort((a, b) => a[1].nextAt - b[1].nextAt).slice(0, limit);
+    const out: PendingMemory[] = [];
+    for (const [messageId, e] of due) {
+      const message = this.#messages.get(e.conversationKey)?.find((m) => m.id === messageId);
+      const conversation = this.#conversations.get(e.conversationKey);
+      if (message && conversation) out.push({ message: { ...message }, ownerId: e.ownerId, conversationId: conversation.id, attempts: e.attempts });
+    }
+    return out;
+  }
+
+  async settleMemories(done: readonly string[], retry: readonly { messageId: string; nextAt: number }[]) {
+    for (const id of done) this.#outbox.delete(id);
+    for (const r of retry) {
+      const e = this.#outbox.get(r.messageId);
+      if (e) Object.assign(e, { attempts: e.attempts + 1, nextAt: r.nextAt });
+    }
+  }
+
+  async discardPendingMemories(ownerId: string) {
+    for (const [id, e] of this.#outbox) if (e.ownerId === ownerId) this.#outbox.delete(id);
+  }
+
+  async getUserSettings(userId: string) {
+    return { ...(this.#settings.get(userId) ?? DEFAULT_USER_SETTINGS) };
+  }
+
+  async setUserSettings(userId: string, settings: UserSettings) {
+    this.#settings.set(userId, { ...settings });
   }
 
   async recentMessages(key: string, limit: number) {
@@ -116,6 +155,8 @@ export class MemoryConversationStore implements ConversationStore {
     if (!user) return false;
     await this.deleteUserSessions(userId);
     for (const c of [...this.#conversations.values()]) if (c.ownerId === userId) await this.deleteConversation(userId, c.id);
+    await this.discardPendingMemories(userId);
+    this.#settings.delete(userId);
     this.#usersByEmail.delete(user.email);
     this.#users.delete(userId);
     return true;

@@ -5,6 +5,7 @@ import {
   byUpdated,
   conversationKey,
   decodeCursor,
+  ownerOfKey,
   monotonicNow,
   toPage,
   type Conversation,
@@ -12,9 +13,12 @@ import {
   type FinishReason,
   type NewMessage,
   type Page,
+  type PendingMemory,
   type Session,
   type StoredMessage,
   type User,
+  type UserSettings,
+  DEFAULT_USER_SETTINGS,
 } from './conversation-store.js';
 
 interface UserDoc {
@@ -29,6 +33,18 @@ interface SessionDoc {
   userId: string;
   createdAt: Date;
   expiresAt: Date;
+}
+/** `_id` is the message id. */
+interface OutboxDoc {
+  _id: string;
+  ownerId: string;
+  conversationKey: string;
+  attempts: number;
+  nextAt: Date;
+}
+interface SettingsDoc {
+  _id: string;
+  memoryEnabled: boolean;
 }
 /** `_id` is the conversation key (owner and public id). */
 interface ConversationDoc {
@@ -87,6 +103,8 @@ export class MongoConversationStore implements ConversationStore {
   readonly #conversations: Collection<ConversationDoc>;
   readonly #messages: Collection<MessageDoc>;
   readonly #sessions: Collection<SessionDoc>;
+  readonly #outbox: Collection<OutboxDoc>;
+  readonly #settings: Collection<SettingsDoc>;
 
   private constructor(client: MongoClient, dbName: string) {
     this.#client = client;
@@ -95,6 +113,8 @@ export class MongoConversationStore implements ConversationStore {
     this.#conversations = this.#db.collection<ConversationDoc>('conversations');
     this.#messages = this.#db.collection<MessageDoc>('messages');
     this.#sessions = this.#db.collection<SessionDoc>('sessions');
+    this.#outbox = this.#db.collection<OutboxDoc>('memory_outbox');
+    this.#settings = this.#db.collection<SettingsDoc>('user_settings');
   }
 
   /** Connects and creates the indexes (idempotent), so a fresh database is ready to serve. */
@@ -110,6 +130,9 @@ export class MongoConversationStore implements ConversationStore {
       store.#sessions.createIndex({ userId: 1 }, { name: 'user_sessions' }),
       // MongoDB removes expired sessions by itself.
       store.#sessions.createIndex({ expiresAt: 1 }, { name: 'session_expiry', expireAfterSeconds: 0 }),
+      store.#outbox.createIndex({ nextAt: 1 }, { name: 'memory_due' }),
+      store.#outbox.createIndex({ ownerId: 1 }, { name: 'memory_owner' }),
+      store.#outbox.createIndex({ conversationKey: 1 }, { name: 'memory_conversation' }),
     ]);
     return store;
   }
@@ -159,12 +182,13 @@ export class MongoConversationStore implements ConversationStore {
   async deleteConversation(ownerId: string, id: string) {
     const key = conversationKey(ownerId, id);
     const ids = (await this.#messages.find({ conversationKey: key }, { projection: { _id: 1 } }).toArray()).map((d) => d._id);
+    await this.#outbox.deleteMany({ conversationKey: key });
     await this.#messages.deleteMany({ conversationKey: key });
     await this.#conversations.deleteOne({ _id: key });
     return ids;
   }
 
-  async appendMessage(message: NewMessage) {
+  async appendMessage({ remember, ...message }: NewMessage) {
     const stored: StoredMessage = { ...message, id: message.id ?? crypto.randomUUID(), createdAt: message.createdAt ?? monotonicNow() };
     const createdAt = new Date(stored.createdAt);
     await this.#messages.insertOne({
@@ -179,7 +203,43 @@ export class MongoConversationStore implements ConversationStore {
       ...(stored.tokens === undefined ? {} : { tokens: stored.tokens }),
     });
     await this.#conversations.updateOne({ _id: stored.conversationKey, updatedAt: { $lt: createdAt } }, { $set: { updatedAt: createdAt } });
+    if (remember) {
+      await this.#outbox.insertOne({ _id: stored.id, ownerId: ownerOfKey(stored.conversationKey), conversationKey: stored.conversationKey, attempts: 0, nextAt: createdAt });
+    }
     return stored;
+  }
+
+  async pendingMemories(limit: number, now: number): Promise<PendingMemory[]> {
+    const due = await this.#outbox.find({ nextAt: { $lte: new Date(now) } }).sort({ nextAt: 1 }).limit(limit).toArray();
+    if (!due.length) return [];
+    const messages = new Map((await this.#messages.find({ _id: { $in: due.map((d) => d._id) } }).toArray()).map((d) => [d._id, d]));
+    const keys = [...new Set(due.map((d) => d.conversationKey))];
+    const conversations = new Map((await this.#conversations.find({ _id: { $in: keys } }).toArray()).map((d) => [d._id, d]));
+    const out: PendingMemory[] = [];
+    for (const d of due) {
+      const message = messages.get(d._id);
+      const conversation = conversations.get(d.conversationKey);
+      if (message && conversation) out.push({ message: toMessage(message), ownerId: d.ownerId, conversationId: conversation.id, attempts: d.attempts });
+    }
+    return out;
+  }
+
+  async settleMemories(done: readonly string[], retry: readonly { messageId: string; nextAt: number }[]) {
+    if (done.length) await this.#outbox.deleteMany({ _id: { $in: [...done] } });
+    for (const r of retry) await this.#outbox.updateOne({ _id: r.messageId }, { $inc: { attempts: 1 }, $set: { nextAt: new Date(r.nextAt) } });
+  }
+
+  async discardPendingMemories(ownerId: string) {
+    await this.#outbox.deleteMany({ ownerId });
+  }
+
+  async getUserSettings(userId: string): Promise<UserSettings> {
+    const d = await this.#settings.findOne({ _id: userId });
+    return d ? { memoryEnabled: d.memoryEnabled } : { ...DEFAULT_USER_SETTINGS };
+  }
+
+  async setUserSettings(userId: string, settings: UserSettings) {
+    await this.#settings.updateOne({ _id: userId }, { $set: { memoryEnabled: settings.memoryEnabled } }, { upsert: true });
   }
 
   async recentMessages(key: string, limit: number) {
@@ -229,6 +289,8 @@ export class MongoConversationStore implements ConversationStore {
     const keys = (await this.#conversations.find({ ownerId: userId }, { projection: { _id: 1 } }).toArray()).map((d) => d._id);
     if (keys.length) await this.#messages.deleteMany({ conversationKey: { $in: keys } });
     await this.#conversations.deleteMany({ ownerId: userId });
+    await this.#outbox.deleteMany({ ownerId: userId });
+    await this.#settings.deleteOne({ _id: userId });
     const res = await this.#users.deleteOne({ _id: userId });
     return res.deletedCount === 1;
   }

@@ -7,6 +7,7 @@ import {
   byUpdated,
   conversationKey,
   decodeCursor,
+  ownerOfKey,
   monotonicNow,
   toPage,
   type Conversation,
@@ -14,12 +15,15 @@ import {
   type FinishReason,
   type NewMessage,
   type Page,
+  type PendingMemory,
   type Session,
   type StoredMessage,
   type User,
+  type UserSettings,
+  DEFAULT_USER_SETTINGS,
 } from './conversation-store.js';
 
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS users (
@@ -59,6 +63,18 @@ CREATE TABLE IF NOT EXISTS messages (
   tokens INTEGER
 );
 CREATE INDEX IF NOT EXISTS messages_conversation_time ON messages (conversation_key, created_at, id);
+CREATE TABLE IF NOT EXISTS memory_outbox (
+  message_id TEXT PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+  owner_id TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS memory_outbox_due ON memory_outbox (next_at);
+CREATE INDEX IF NOT EXISTS memory_outbox_owner ON memory_outbox (owner_id);
+CREATE TABLE IF NOT EXISTS user_settings (
+  user_id TEXT PRIMARY KEY,
+  memory_enabled INTEGER NOT NULL
+);
 `;
 
 /**
@@ -98,6 +114,11 @@ interface MessageRow {
   input_tokens: number | null;
   output_tokens: number | null;
   tokens: number | null;
+}
+interface PendingRow extends MessageRow {
+  owner_id: string;
+  attempts: number;
+  public_id: string;
 }
 interface SessionRow {
   id: string;
@@ -203,6 +224,20 @@ export class SqliteConversationStore implements ConversationStore {
       deleteSession: db.prepare<[string]>('DELETE FROM sessions WHERE id = ?'),
       userSessionIds: db.prepare<[string], { id: string }>('SELECT id FROM sessions WHERE user_id = ?'),
       pruneSessions: db.prepare<[number]>('DELETE FROM sessions WHERE expires_at < ?'),
+      enqueueMemory: db.prepare<[string, string, number]>('INSERT OR IGNORE INTO memory_outbox (message_id, owner_id, next_at) VALUES (?, ?, ?)'),
+      pendingMemories: db.prepare<[number, number], PendingRow>(
+        `SELECT m.*, o.owner_id, o.attempts, c.id AS public_id FROM memory_outbox o
+         JOIN messages m ON m.id = o.message_id JOIN conversations c ON c.key = m.conversation_key
+         WHERE o.next_at <= ? ORDER BY o.next_at LIMIT ?`,
+      ),
+      memoryDone: db.prepare<[string]>('DELETE FROM memory_outbox WHERE message_id = ?'),
+      memoryRetry: db.prepare<[number, string]>('UPDATE memory_outbox SET attempts = attempts + 1, next_at = ? WHERE message_id = ?'),
+      discardMemories: db.prepare<[string]>('DELETE FROM memory_outbox WHERE owner_id = ?'),
+      getSettings: db.prepare<[string], { memory_enabled: number }>('SELECT memory_enabled FROM user_settings WHERE user_id = ?'),
+      setSettings: db.prepare<[string, number]>(
+        'INSERT INTO user_settings (user_id, memory_enabled) VALUES (?, ?) ON CONFLICT (user_id) DO UPDATE SET memory_enabled = excluded.memory_enabled',
+      ),
+      deleteSettings: db.prepare<[string]>('DELETE FROM user_settings WHERE user_id = ?'),
     };
   }
 
@@ -282,7 +317,7 @@ export class SqliteConversationStore implements ConversationStore {
     });
   }
 
-  async appendMessage(message: NewMessage) {
+  async appendMessage({ remember, ...message }: NewMessage) {
     const stored: StoredMessage = { ...message, id: message.id ?? crypto.randomUUID(), createdAt: message.createdAt ?? monotonicNow() };
     await this.#write(() => {
       this.#stmt.insertMessage.run({
@@ -298,8 +333,34 @@ export class SqliteConversationStore implements ConversationStore {
         tokens: stored.tokens ?? null,
       });
       this.#stmt.touchConversation.run(stored.createdAt, stored.conversationKey);
+      if (remember) this.#stmt.enqueueMemory.run(stored.id, ownerOfKey(stored.conversationKey), stored.createdAt);
     });
     return stored;
+  }
+
+  async pendingMemories(limit: number, now: number): Promise<PendingMemory[]> {
+    return this.#stmt.pendingMemories.all(now, limit).map((r) => ({ message: toMessage(r), ownerId: r.owner_id, conversationId: r.public_id, attempts: r.attempts }));
+  }
+
+  async settleMemories(done: readonly string[], retry: readonly { messageId: string; nextAt: number }[]) {
+    if (!done.length && !retry.length) return;
+    await this.#write(() => {
+      for (const id of done) this.#stmt.memoryDone.run(id);
+      for (const r of retry) this.#stmt.memoryRetry.run(r.nextAt, r.messageId);
+    });
+  }
+
+  async discardPendingMemories(ownerId: string) {
+    await this.#write(() => this.#stmt.discardMemories.run(ownerId));
+  }
+
+  async getUserSettings(userId: string): Promise<UserSettings> {
+    const row = this.#stmt.getSettings.get(userId);
+    return row ? { memoryEnabled: row.memory_enabled === 1 } : { ...DEFAULT_USER_SETTINGS };
+  }
+
+  async setUserSettings(userId: string, settings: UserSettings) {
+    await this.#write(() => this.#stmt.setSettings.run(userId, settings.memoryEnabled ? 1 : 0));
   }
 
   async recentMessages(key: string, limit: number) {
@@ -341,8 +402,9 @@ export class SqliteConversationStore implements ConversationStore {
 
   async deleteUser(userId: string) {
     return this.#write(() => {
-      // Conversations take their messages with them; the user row takes its sessions.
+      // Conversations take their messages (and queued memory writes) with them; the user row takes its sessions.
       this.#stmt.deleteOwnedConversations.run(userId);
+      this.#stmt.deleteSettings.run(userId);
       return this.#stmt.deleteUser.run(userId).changes === 1;
     });
   }
@@ -384,12 +446,13 @@ export class SqliteConversationStore implements ConversationStore {
   }
 }
 
+/** Version 2 only lacked tables that SCHEMA creates when missing; version 1 needs its keys rebuilt. */
 function migrate(db: Database.Database): void {
   const version = db.pragma('user_version', { simple: true }) as number;
   if (version >= SCHEMA_VERSION) return;
   const hasV1 = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'conversations'").get() !== undefined;
   db.transaction(() => {
-    db.exec(hasV1 && version < 2 && !columnExists(db, 'conversations', 'key') ? MIGRATE_FROM_V1 : SCHEMA);
+    db.exec(hasV1 && !columnExists(db, 'conversations', 'key') ? MIGRATE_FROM_V1 : SCHEMA);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   })();
 }

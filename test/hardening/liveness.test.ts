@@ -195,11 +195,13 @@ describe('a client that stops reading is bounded', () => {
 
 describe('token counting is linear and bounded', () => {
   it('32,000 "é" (quadratic for plain BPE) counts in milliseconds, close to the exact count', () => {
+    countTokens('warm the encoder up: ' + 'x'.repeat(2_000));
     for (const ch of ['é', 'a', '漢']) {
       const text = ch.repeat(32_000);
       const started = performance.now();
       const n = countTokens(text);
-      expect(performance.now() - started).toBeLessThan(150);
+      // The plain encoder took over a second for the first of these.
+      expect(performance.now() - started).toBeLessThan(250);
       expect(n).toBeGreaterThan(0);
     }
     const prose = 'The quick brown fox jumps over the lazy dog. '.repeat(700);

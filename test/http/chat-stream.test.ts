@@ -184,6 +184,7 @@ describe('health routes', () => {
     expect(await ready.json()).toEqual({
       status: 'ready',
       checks: { store: { status: 'ok', kind: 'sqlite', ms: expect.any(Number) }, rateLimiter: { status: 'ok', kind: 'memory', ms: expect.any(Number) } },
+      memory: { status: 'ok', store: 'sqlite', embedder: 'local:local-hash-v1' },
       providers: ['local'],
       defaultModel: 'local',
     });

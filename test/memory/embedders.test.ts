@@ -183,7 +183,7 @@ describe('LocalEmbedder', () => {
     const elapsed = performance.now() - t0;
     if (elapsed > 40) {
       expect(ticks).toBeGreaterThan(2);
-      expect(maxGap).toBeLessThan(60);
+      expect(maxGap).toBeLessThan(150);
     }
 
     const controller = new AbortController();

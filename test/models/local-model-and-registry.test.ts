@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { TurnAbort } from '../../src/chat/turn-abort.js';
-import { MEMORY_PREFIX } from '../../src/models/language-model.js';
+import { memoryBlock } from '../../src/models/language-model.js';
 import { LocalModel } from '../../src/models/local-model.js';
 import { createModelRegistry, routeModel } from '../../src/models/model-registry.js';
 import { countMessageTokens, countTokens, splitTokens } from '../../src/models/tokenizer.js';
@@ -36,7 +36,7 @@ describe('local model', () => {
   it('mentions recalled memory it was given', async () => {
     const parts: ModelStreamPart[] = [];
     for await (const p of model.stream({
-      messages: [{ role: 'system', content: `${MEMORY_PREFIX}- I like green tea` }, ...msgs],
+      messages: [{ role: 'system', content: memoryBlock(['I like green tea']) }, ...msgs],
       signal: new AbortController().signal,
     })) parts.push(p);
     expect(parts.flatMap((p) => (p.type === 'text-delta' ? [p.text] : [])).join('')).toContain('I recall: "I like green tea"');

@@ -244,6 +244,47 @@ for (const adapter of adapters) {
       await expect(store.createUser({ email: 'leaving@example.com', name: null, passwordHash: 'h' })).resolves.toMatchObject({ email: 'leaving@example.com' });
     });
 
+    it('the memory queue: written with its message, due oldest first, retried, discarded per owner, gone with the conversation', async () => {
+      const a = await store.ensureConversation({ id: 'mem-q', ownerId: 'mq-user', title: 't' });
+      const b = await store.ensureConversation({ id: 'mem-q2', ownerId: 'mq-other', title: 't' });
+      const m1 = await store.appendMessage({ conversationKey: a.conversation.key, role: 'user', content: 'remember me', remember: true });
+      const m2 = await store.appendMessage({ conversationKey: a.conversation.key, role: 'assistant', content: 'noted', remember: true });
+      await store.appendMessage({ conversationKey: a.conversation.key, role: 'user', content: 'not this one' });
+      const m4 = await store.appendMessage({ conversationKey: b.conversation.key, role: 'user', content: 'theirs', remember: true });
+      const due = await store.pendingMemories(10, Date.now() + 1000);
+      expect(due.map((p) => [p.message.id, p.ownerId, p.conversationId, p.attempts])).toEqual([
+        [m1.id, 'mq-user', 'mem-q', 0],
+        [m2.id, 'mq-user', 'mem-q', 0],
+        [m4.id, 'mq-other', 'mem-q2', 0],
+      ]);
+      expect(due[0]!.message).toMatchObject({ content: 'remember me', role: 'user' });
+      expect(await store.pendingMemories(1, Date.now() + 1000)).toHaveLength(1);
+
+      await store.settleMemories([m1.id], [{ messageId: m2.id, nextAt: Date.now() + 60_000 }]);
+      expect((await store.pendingMemories(10, Date.now() + 1000)).map((p) => p.message.id)).toEqual([m4.id]);
+      expect((await store.pendingMemories(10, Date.now() + 120_000)).map((p) => [p.message.id, p.attempts])).toEqual([
+        [m4.id, 0],
+        [m2.id, 1],
+      ]);
+      await store.discardPendingMemories('mq-other');
+      expect((await store.pendingMemories(10, Date.now() + 120_000)).map((p) => p.message.id)).toEqual([m2.id]);
+      await store.deleteConversation('mq-user', 'mem-q');
+      expect(await store.pendingMemories(10, Date.now() + 120_000)).toEqual([]);
+    });
+
+    it('user settings: memory on by default, per user, survive, and go with the user', async () => {
+      expect(await store.getUserSettings('settings-a')).toEqual({ memoryEnabled: true });
+      await store.setUserSettings('settings-a', { memoryEnabled: false });
+      expect(await store.getUserSettings('settings-a')).toEqual({ memoryEnabled: false });
+      expect(await store.getUserSettings('settings-b')).toEqual({ memoryEnabled: true });
+      await store.setUserSettings('settings-a', { memoryEnabled: true });
+      expect(await store.getUserSettings('settings-a')).toEqual({ memoryEnabled: true });
+      const u = await store.createUser({ email: 'settings@example.com', name: null, passwordHash: 'h' });
+      await store.setUserSettings(u.id, { memoryEnabled: false });
+      await store.deleteUser(u.id);
+      expect(await store.getUserSettings(u.id)).toEqual({ memoryEnabled: true });
+    });
+
     it('ping answers', async () => {
       await expect(store.ping()).resolves.toBeUndefined();
     });

@@ -1,0 +1,304 @@
+import type { Logger } from '../logger.js';
+import type { ConversationStore, Page, PendingMemory } from '../stores/conversation-store.js';
+import type { Embedder } from './embedder.js';
+import type { MemoryMatch, MemoryRecord, MemoryStore } from './memory-store.js';
+
+export interface LongTermMemoryOptions {
+  /** Memories put into a prompt at most. */
+  topK: number;
+  /** Matches scoring below this are not recalled. */
+  minScore: number;
+  /** A recall slower than this is skipped (the turn goes on with short-term context only). */
+  recallTimeoutMs: number;
+  /** Extra candidates asked for, so memories already in the short-term window can be skipped. */
+  windowSize: number;
+}
+
+export interface LongTermMemoryDeps {
+  embedder: Embedder;
+  store: MemoryStore;
+  /** Holds the durable queue of memory writes and the per-user settings. */
+  conversations: ConversationStore;
+  logger: Logger;
+  options: LongTermMemoryOptions;
+}
+
+export interface MemoryHealth {
+  status: 'ok' | 'degraded';
+  store: string;
+  embedder: string;
+  /** The last failure, in words, while degraded. */
+  error?: string;
+}
+
+/** Queue entries written per batch. */
+const BATCH = 64;
+/** How often the queue is looked at without a nudge (retries, writes queued by other nodes or before a restart). */
+const POLL_MS = 5_000;
+/** Backoff for a failed write: 1 s doubling up to 5 min, retried for as long as it takes. */
+const backoffMs = (attempts: number) => Math.min(300_000, 1_000 * 2 ** Math.min(attempts, 9));
+/** A failure this recent (and no success since) makes memory "degraded" in /readyz. */
+const DEGRADED_FOR_MS = 60_000;
+const SETTINGS_CACHE_MS = 30_000;
+const SETTINGS_CACHE_MAX = 10_000;
+
+/**
+ * Long-term memory for signed-in users (seed 001, done right): recall the user's most
+ * similar memories before a turn, and remember each exchange after it. Recall is bounded in
+ * time and never fails a turn; writes go through a durable queue in the conversation store
+ * (queued in the same write as the message), so a failed write is retried, not lost.
+ */
+export class LongTermMemory {
+  readonly #settings = new Map<string, { enabled: boolean; until: number }>();
+  #scheduled: ReturnType<typeof setTimeout> | undefined;
+  #running: Promise<void> | undefined;
+  #again = false;
+  #poller: ReturnType<typeof setInterval> | undefined;
+  #closing = false;
+  #lastFailure: { at: number; error: string } | undefined;
+  /** The store answered init(); until then (a backend down at start) memory is degraded and init is retried. */
+  #ready = false;
+
+  constructor(private readonly deps: LongTermMemoryDeps) {}
+
+  get options(): LongTermMemoryOptions {
+    return this.deps.options;
+  }
+
+  /**
+   * Checks the store (dimension included) and starts writing what is queued. `tolerate`
+   * decides which failures leave memory degraded (retried in the background) rather than
+   * failing the start: a backend that is merely unreachable, not one that refuses the setup.
+   */
+  async init(tolerate: (err: unknown) => boolean = () => false): Promise<void> {
+    try {
+      await this.deps.store.init();
+      this.#ready = true;
+    } catch (err) {
+      if (!tolerate(err)) throw err;
+      this.#failed('start', err);
+    }
+    this.#poller = setInterval(() => void this.#tick(), POLL_MS);
+    this.#poller.unref?.();
+    this.wake();
+  }
+
+  async #tick(): Promise<void> {
+    if (!this.#ready) {
+      try {
+        await this.deps.store.init();
+        this.#ready = true;
+        this.deps.logger.info({ store: this.deps.store.kind }, 'long-term memory store reachable again');
+      } catch (err) {
+        this.#failed('start', err);
+        return;
+      }
+    }
+    this.wake();
+  }
+
+  /** Whether this user's turns recall and are remembered (memory on, and the user did not opt out). */
+  async isEnabledFor(userId: string): Promise<boolean> {
+    const now = Date.now();
+    const cached = this.#settings.get(userId);
+    if (cached && cached.until > now) return cached.enabled;
+    const { memoryEnabled } = await this.deps.conversations.getUserSettings(userId);
+    this.#cacheSetting(userId, memoryEnabled);
+    return memoryEnabled;
+  }
+
+  async setEnabled(userId: string, enabled: boolean): Promise<void> {
+    await this.deps.conversations.setUserSettings(userId, { memoryEnabled: enabled });
+    this.#cacheSetting(userId, enabled);
+    // Queued writes of a user who opted out are never made.
+    if (!enabled) await this.deps.conversations.discardPendingMemories(userId);
+  }
+
+  /**
+   * The user's memories most similar to `text`, best first: up to topK + windowSize of them
+   * (the caller drops those already in its short-term window, then keeps topK). Never throws:
+   * a slow or failing embedder or store means no memories for this turn, and a warning.
+   */
+  async recall(userId: string, text: string): Promise<MemoryMatch[]> {
+    const { topK, minScore, recallTimeoutMs, windowSize } = this.deps.options;
+    if (!this.#ready) return [];
+    const controller = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new Error(`recall took longer than ${recallTimeoutMs} ms`);
+        controller.abort(err);
+        reject(err);
+      }, recallTimeoutMs);
+    });
+    try {
+      const work = (async () => {
+        const [vector] = await this.deps.embedder.embed([text], 'query', controller.signal);
+        if (!vector) return [];
+        return this.deps.store.query(userId, vector, { topK: topK + windowSize, minScore });
+      })();
+      const matches = await Promise.race([work, timeout]);
+      this.#succeeded();
+      return matches;
+    } catch (err) {
+      this.#failed('recall', err);
+      return [];
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Nudges the writer: something was queued. */
+  wake(): void {
+    if (this.#scheduled || this.#closing) return;
+    this.#scheduled = setTimeout(() => {
+      this.#scheduled = undefined;
+      void this.#drain();
+    }, 0);
+  }
+
+  /** Resolves when no batch is being written (so a deletion cannot race a write of what it deletes). */
+  async idle(): Promise<void> {
+    while (this.#running) await this.#running;
+  }
+
+  list(userId: string, options: { limit: number; cursor?: string | undefined }): Promise<Page<MemoryRecord>> {
+    return this.deps.store.list(userId, options);
+  }
+
+  /** Forgets one memory; false when the user has none with this id. */
+  async forget(userId: string, id: string): Promise<boolean> {
+    await this.idle();
+    return (await this.deps.store.delete(userId, [id])) > 0;
+  }
+
+  /** Erases everything the user has, queued writes included. */
+  async erase(userId: string): Promise<void> {
+    await this.deps.conversations.discardPendingMemories(userId);
+    await this.idle();
+    await this.deps.store.deleteAll(userId);
+  }
+
+  /** Forgets what one conversation taught (its queued writes go with its messages). */
+  async forgetConversation(userId: string, conversationId: string): Promise<void> {
+    await this.idle();
+    await this.deps.store.deleteByConversation(userId, conversationId);
+  }
+
+  /** For /readyz: the store's answer now, and whether recall or writes failed lately. */
+  async health(): Promise<MemoryHealth> {
+    const base = { store: this.deps.store.kind, embedder: `${this.deps.embedder.kind}:${this.deps.embedder.model}` };
+    if (!this.#ready) return { status: 'degraded', ...base, error: this.#lastFailure?.error ?? 'not started' };
+    try {
+      await this.deps.store.ping();
+    } catch (err) {
+      return { status: 'degraded', ...base, error: `store: ${describe(err)}` };
+    }
+    const failure = this.#lastFailure;
+    if (failure && Date.now() - failure.at < DEGRADED_FOR_MS) return { status: 'degraded', ...base, error: failure.error };
+    return { status: 'ok', ...base };
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    clearInterval(this.#poller);
+    clearTimeout(this.#scheduled);
+    await this.idle();
+    await this.deps.store.close();
+  }
+
+  /** Whether any memory operation can run now (for the routes: 503-like answers while the store is down). */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  async #drain(): Promise<void> {
+    if (!this.#ready) return;
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    this.#running = (async () => {
+      do {
+        this.#again = false;
+        const batch = await this.deps.conversations.pendingMemories(BATCH, Date.now());
+        if (!batch.length) break;
+        await this.#write(batch);
+        if (batch.length === BATCH) this.#again = true;
+      } while (this.#again && !this.#closing);
+    })()
+      .catch((err: unknown) => this.#failed('queue', err))
+      .finally(() => (this.#running = undefined));
+    await this.#running;
+  }
+
+  async #write(batch: PendingMemory[]): Promise<void> {
+    const { conversations, embedder, store } = this.deps;
+    const keep: PendingMemory[] = [];
+    const dropped: string[] = [];
+    for (const p of batch) {
+      // Opted out since it was queued, or nothing to remember.
+      if (!(await this.isEnabledFor(p.ownerId)) || p.message.content.trim() === '') dropped.push(p.message.id);
+      else keep.push(p);
+    }
+    try {
+      if (keep.length) {
+        const vectors = await embedder.embed(
+          keep.map((p) => p.message.content),
+          'document',
+        );
+        await store.upsert(
+          keep.map((p, i) => ({
+            id: p.message.id,
+            ownerId: p.ownerId,
+            conversationId: p.conversationId,
+            messageId: p.message.id,
+            role: p.message.role,
+            text: p.message.content,
+            createdAt: p.message.createdAt,
+            vector: vectors[i]!,
+          })),
+        );
+      }
+      await conversations.settleMemories([...dropped, ...keep.map((p) => p.message.id)], []);
+      if (keep.length) this.#succeeded();
+    } catch (err) {
+      const now = Date.now();
+      this.#failed('write', err, { queued: keep.length, maxAttempts: Math.max(...keep.map((p) => p.attempts + 1)) });
+      await conversations.settleMemories(
+        dropped,
+        keep.map((p) => ({ messageId: p.message.id, nextAt: now + backoffMs(p.attempts) })),
+      );
+    }
+  }
+
+  #cacheSetting(userId: string, enabled: boolean) {
+    this.#settings.delete(userId);
+    this.#settings.set(userId, { enabled, until: Date.now() + SETTINGS_CACHE_MS });
+    if (this.#settings.size > SETTINGS_CACHE_MAX) this.#settings.delete(this.#settings.keys().next().value!);
+  }
+
+  #succeeded() {
+    this.#lastFailure = undefined;
+  }
+
+  #failed(what: 'start' | 'recall' | 'write' | 'queue', err: unknown, details: Record<string, unknown> = {}) {
+    const error = `${what}: ${describe(err)}`;
+    const first = !this.#lastFailure;
+    this.#lastFailure = { at: Date.now(), error };
+    // Warn on the first failure of a streak; later ones at debug, so an outage does not flood the log.
+    const log = first ? this.deps.logger.warn.bind(this.deps.logger) : this.deps.logger.debug.bind(this.deps.logger);
+    log(
+      { err, ...details },
+      what === 'recall'
+        ? 'long-term memory unavailable: this turn answers with short-term context only'
+        : what === 'start'
+          ? 'long-term memory store unreachable; turns answer with short-term context until it is back'
+          : 'long-term memory write failed; it stays queued and is retried',
+    );
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message.slice(0, 200) : 'unknown error';
+}
