@@ -200,7 +200,7 @@ export class ChatPipeline {
       const history = conversationCreated ? [userMessage] : await store.recentMessages(conversation.key, options.historyLimit);
       const messages = buildContext({
         systemPrompt: options.systemPrompt,
-        recalled: recall ? recalledOutside(await recall, history, memory!.options.topK) : [],
+        recalled: recall ? recalledOutside(await recall, history, input.message, memory!.options.topK) : [],
         history,
         contextTokens: model.contextTokens,
         reserveTokens: maxTokens,
@@ -313,13 +313,27 @@ function seconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
 }
 
-/** The best memories that are not already in the short-term window, at most `topK`. */
-function recalledOutside(matches: readonly MemoryMatch[], window: readonly StoredMessage[], topK: number): string[] {
+/**
+ * The best memories worth a place in the prompt, at most `topK`: not already in the
+ * short-term window, not the same words as the new message (asking the same question twice
+ * would recall the question), and no text twice.
+ */
+function recalledOutside(matches: readonly MemoryMatch[], window: readonly StoredMessage[], message: string, topK: number): string[] {
   const inWindow = new Set(window.map((m) => m.id));
-  return matches
-    .filter((m) => !inWindow.has(m.messageId))
-    .slice(0, topK)
-    .map((m) => m.text);
+  const seen = new Set([normalised(message)]);
+  const out: string[] = [];
+  for (const m of matches) {
+    if (out.length === topK) break;
+    const key = normalised(m.text);
+    if (inWindow.has(m.messageId) || seen.has(key)) continue;
+    seen.add(key);
+    out.push(m.text);
+  }
+  return out;
+}
+
+function normalised(text: string): string {
+  return text.toLowerCase().replace(/[^\p{L}\p{N}]+/gu, ' ').trim();
 }
 
 function storedFinish(reason: ModelFinishReason): FinishReason {
