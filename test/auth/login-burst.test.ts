@@ -19,11 +19,12 @@ const CLIENT_IPS = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5'] as const
 /** /healthz is asked every this many ms, on a fixed grid. */
 const POLL_MS = 20;
 /**
- * /healthz over kept-alive connections: how long the server takes to answer. Holds on a loaded
- * 2-core machine; the old main-thread hashing blocked the event loop for seconds (in-process
- * here: p50 6.9 s, p99 12.7 s).
+ * /healthz over kept-alive connections: how long the server takes to answer. Idle, the fixed
+ * server answers within ~30-60 ms at p99; on a 2-core machine at load average 6.6 (other test
+ * files running) it measured 561 ms, the event loop itself then lagging 250 ms for want of CPU.
+ * The old main-thread hashing, in-process here: p50 6.9 s, p99 12.7 s.
  */
-const HEALTHZ_P99_BOUND_MS = 250;
+const HEALTHZ_P99_BOUND_MS = 1000;
 /** Kept-alive connections the probes share, opened before the burst. */
 const PROBE_CONNECTIONS = 8;
 const RSS_GROWTH_BOUND = 300 * 1024 * 1024;
