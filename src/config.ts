@@ -101,6 +101,15 @@ export const configSchema = z.object({
   PINECONE_INDEX: z.string().min(1).max(45).optional(),
   PINECONE_INDEX_HOST: url.optional(),
   PINECONE_MAX_RETRIES: int(0, 10).default(2),
+
+  REALTIME_PROVIDER: z.enum(['openai', 'gemini', 'off']).optional(),
+  REALTIME_URL: z.url({ protocol: /^(wss?|https?)$/, error: 'must be a ws://, wss://, http:// or https:// URL' }).optional(),
+  REALTIME_MODEL: z.string().min(1).max(128).optional(),
+  REALTIME_API_KEY: z.string().min(1).optional(),
+  REALTIME_MAX_AUDIO_CHUNK_BYTES: int(1024, 16 * 1024 * 1024).default(262_144),
+  REALTIME_MAX_SESSIONS_PER_CLIENT: int(1, 1000).default(2),
+  REALTIME_IDLE_TIMEOUT_MS: int(1000, 86_400_000).default(300_000),
+  REALTIME_MAX_SESSION_MS: int(1000, 86_400_000).default(1_800_000),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -169,6 +178,14 @@ export interface Config {
     embedding: { provider: 'local' | 'openai' | 'gemini'; model: string | undefined; dimensions: number | undefined };
     /** Long-term memory in Pinecone instead of the embedded SQLite file. */
     pinecone: { apiKey: string; index: string | undefined; host: string | undefined; maxRetries: number } | undefined;
+  };
+  realtime: {
+    /** undefined: no provider, every realtime event answers REALTIME_UNAVAILABLE. */
+    provider: { kind: 'openai'; apiKey: string; url: string | undefined; model: string | undefined } | { kind: 'gemini'; apiKey: string; baseUrl: string | undefined; model: string | undefined } | undefined;
+    maxAudioChunkBytes: number;
+    maxSessionsPerClient: number;
+    idleTimeoutMs: number;
+    maxSessionMs: number;
   };
 }
 
@@ -278,5 +295,33 @@ export function loadConfig(env: Env): Config {
         ? { apiKey: e.PINECONE_API_KEY, index: e.PINECONE_INDEX, host: e.PINECONE_INDEX_HOST, maxRetries: e.PINECONE_MAX_RETRIES }
         : undefined,
     },
+    realtime: {
+      provider: realtimeProvider(e),
+      maxAudioChunkBytes: e.REALTIME_MAX_AUDIO_CHUNK_BYTES,
+      maxSessionsPerClient: e.REALTIME_MAX_SESSIONS_PER_CLIENT,
+      idleTimeoutMs: e.REALTIME_IDLE_TIMEOUT_MS,
+      maxSessionMs: e.REALTIME_MAX_SESSION_MS,
+    },
   };
+}
+
+/**
+ * The realtime provider: REALTIME_PROVIDER when set; otherwise OpenAI when it has a key of its
+ * own (REALTIME_API_KEY) or the chat key is OpenAI's own (no OPENAI_BASE_URL: a compatible chat
+ * server rarely speaks Realtime), else Gemini Live with GEMINI_API_KEY, else none.
+ */
+function realtimeProvider(e: z.infer<typeof configSchema>): Config['realtime']['provider'] {
+  const openaiKey = e.REALTIME_API_KEY ?? (e.OPENAI_BASE_URL ? undefined : e.OPENAI_API_KEY);
+  const kind = e.REALTIME_PROVIDER ?? (openaiKey ? 'openai' : e.GEMINI_API_KEY ? 'gemini' : 'off');
+  if (kind === 'openai') {
+    const apiKey = e.REALTIME_API_KEY ?? e.OPENAI_API_KEY;
+    if (!apiKey) throw new ConfigError(['REALTIME_PROVIDER=openai: set REALTIME_API_KEY (or OPENAI_API_KEY)']);
+    return { kind, apiKey, url: e.REALTIME_URL, model: e.REALTIME_MODEL };
+  }
+  if (kind === 'gemini') {
+    const apiKey = e.REALTIME_API_KEY ?? e.GEMINI_API_KEY;
+    if (!apiKey) throw new ConfigError(['REALTIME_PROVIDER=gemini: set GEMINI_API_KEY (or REALTIME_API_KEY)']);
+    return { kind, apiKey, baseUrl: e.REALTIME_URL ?? e.GEMINI_BASE_URL, model: e.REALTIME_MODEL };
+  }
+  return undefined;
 }

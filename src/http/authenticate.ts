@@ -7,17 +7,21 @@ import type { AppEnv } from './app-env.js';
 
 /**
  * Resolves the caller from the Bearer header or the `token` cookie (and, for browsers
- * opening /v1/realtime, a `token` query parameter). A bad token is a 401, never anonymous.
+ * opening /v1/realtime, a `token` query parameter or the `openai-insecure-api-key.<token>`
+ * subprotocol). A bad token is a 401, never anonymous.
  * An anonymous caller without the anonymous-session cookie gets one, so its next requests
  * are told apart from everyone else's on the same IP.
  */
-export function authenticate(services: Services, options: { requireUser?: boolean; queryToken?: boolean } = {}): MiddlewareHandler<AppEnv> {
+export function authenticate(
+  services: Services,
+  options: { requireUser?: boolean; queryToken?: boolean; subprotocolToken?: boolean } = {},
+): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const principal = await services.auth.authenticate(
       {
         authorization: c.req.header('authorization'),
         cookie: c.req.header('cookie'),
-        payloadToken: options.queryToken ? c.req.query('token') : undefined,
+        payloadToken: (options.queryToken ? c.req.query('token') : undefined) ?? (options.subprotocolToken ? subprotocolToken(c.req.header('sec-websocket-protocol')) : undefined),
       },
       c.get('clientIp'),
     );
@@ -37,4 +41,15 @@ async function giveAnonymousCookie(c: Context<AppEnv>, services: Services): Prom
     path: '/',
     maxAge: ANONYMOUS_COOKIE_MAX_AGE,
   });
+}
+
+/** OpenAI's browser clients cannot set headers on a WebSocket, so they offer `openai-insecure-api-key.<key>` as a subprotocol. */
+const INSECURE_KEY_PROTOCOL = 'openai-insecure-api-key.';
+
+function subprotocolToken(header: string | undefined): string | undefined {
+  for (const protocol of header?.split(',') ?? []) {
+    const p = protocol.trim();
+    if (p.startsWith(INSECURE_KEY_PROTOCOL) && p.length > INSECURE_KEY_PROTOCOL.length) return p.slice(INSECURE_KEY_PROTOCOL.length);
+  }
+  return undefined;
 }

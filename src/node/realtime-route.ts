@@ -1,23 +1,66 @@
 import type { NodeWebSocket } from '@hono/node-ws';
+import type { ErrorCode } from '../errors.js';
+import type { AppEnv } from '../http/app-env.js';
+import { realtimeErrorEvent } from '../realtime/realtime-error-event.js';
+import type { RealtimeService } from '../realtime/realtime-service.js';
+import type { RealtimeSession } from '../realtime/realtime-session.js';
 import type { Services } from '../services.js';
 
+/** WebSocket close codes for how a realtime session ended (RFC 6455 section 7.4.1). */
+const CLOSE_CODES: Partial<Record<ErrorCode, number>> = {
+  REALTIME_UNAVAILABLE: 1013, // try again later
+  RATE_LIMIT: 1013,
+  UNAUTHORIZED: 1008, // policy violation
+  BAD_REQUEST: 1008,
+  PROVIDER_ERROR: 1011, // the server met a condition it could not handle
+  INTERNAL: 1011,
+};
+
 /**
- * GET /v1/realtime (PROTOCOLS.md section 4). Without a realtime provider configured the
- * socket is accepted, told REALTIME_UNAVAILABLE in the Realtime protocol's error shape,
- * and closed, so clients get a reason instead of a failed handshake.
+ * GET /v1/realtime (PROTOCOLS.md section 4): the OpenAI Realtime GA protocol relayed frame for
+ * frame between the client and the configured provider, with the server's key and the same
+ * guards as Socket.IO's `realtime-*` events (auth, sessions per client, rate limit, event and
+ * audio size, idle and length limits, backpressure). The upstream opens at once (GA clients
+ * wait for `session.created`); either side closing closes the other.
  */
-export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'], services: Services) {
-  return upgradeWebSocket(() => ({
-    onOpen(_event, ws) {
-      services.logger.debug({}, 'realtime socket opened without a provider');
-      ws.send(
-        JSON.stringify({
-          type: 'error',
-          event_id: `event_${crypto.randomUUID()}`,
-          error: { type: 'server_error', code: 'REALTIME_UNAVAILABLE', message: 'No realtime provider is configured on this server', param: null },
-        }),
-      );
-      ws.close(1013, 'REALTIME_UNAVAILABLE');
+export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'], services: Services, realtime: RealtimeService) {
+  const log = services.logger.child({ route: '/v1/realtime' });
+  return upgradeWebSocket(
+    (c) => {
+      const principal = c.get('principal' as keyof AppEnv['Variables']) as AppEnv['Variables']['principal'];
+      let session: RealtimeSession | undefined;
+      return {
+        onOpen(_event, ws) {
+          session = realtime.session({
+            protocol: 'websocket',
+            principal: async () => principal,
+            onServerEvent: (event) => ws.send(JSON.stringify(event)),
+            // An upstream `error` event was relayed verbatim already; others become one.
+            onError: (error) => {
+              if (!error.fromUpstreamEvent) ws.send(JSON.stringify(realtimeErrorEvent(error)));
+            },
+            onClose: (reason) => {
+              if (ws.readyState === 1) ws.close(reason.initiator === 'client' ? 1000 : (CLOSE_CODES[reason.code ?? 'INTERNAL'] ?? 1011), reason.code ?? 'closed');
+            },
+            clientBacklogBytes: () => (ws.raw as { bufferedAmount?: number } | undefined)?.bufferedAmount ?? 0,
+          });
+          session.open();
+        },
+        onMessage(event, ws) {
+          if (typeof event.data === 'string') {
+            session?.handleClientEvent(event.data);
+            return;
+          }
+          ws.send(JSON.stringify(realtimeErrorEvent({ code: 'BAD_REQUEST', message: 'The Realtime protocol uses JSON text frames; send audio as input_audio_buffer.append' })));
+        },
+        onClose() {
+          session?.close();
+        },
+        onError() {
+          session?.close();
+        },
+      };
     },
-  }));
+    { onError: (err: unknown) => log.error({ err }, 'realtime socket handler failed') },
+  );
 }

@@ -14,11 +14,13 @@ import { createSocketServer, type SocketGauges } from '../socket/socket-server.j
 import { createNodeBackends } from './node-backends.js';
 import { createNodeLogger } from './node-logger.js';
 import { realtimeRoute } from './realtime-route.js';
+import { RealtimeService } from '../realtime/realtime-service.js';
 import { normaliseIp } from './client-ip.js';
 
 export interface NodeServer {
   readonly httpServer: HttpServer;
   readonly io: SocketIOServer;
+  readonly realtime: RealtimeService;
   readonly services: Services;
   readonly gauges: SocketGauges;
   listen(): Promise<{ port: number; host: string }>;
@@ -34,8 +36,11 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
   const services = createServices(config, await createNodeBackends(config, logger));
   const app = createApp(services, { connectionIp: (c) => normaliseIp(getConnInfo(c).remote.address) });
 
+  const realtime = new RealtimeService({ config, limiter: services.limiter, store: services.store, logger: services.logger.child({ component: 'realtime' }) });
   const { upgradeWebSocket, injectWebSocket, wss } = createNodeWebSocket({ app });
-  app.get('/v1/realtime', authenticate(services, { queryToken: true }), realtimeRoute(upgradeWebSocket, services));
+  // ws accepts 100 MiB frames by default: bound them near the largest event a session accepts.
+  (wss.options as { maxPayload?: number }).maxPayload = 2 * 1024 * 1024 + config.realtime.maxAudioChunkBytes * 2;
+  app.get('/v1/realtime', authenticate(services, { queryToken: true, subprotocolToken: true }), realtimeRoute(upgradeWebSocket, services, realtime));
 
   const httpServer = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
   httpServer.keepAliveTimeout = 65_000;
@@ -63,12 +68,13 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
     wsUpgrades.emit('upgrade', req, socket, head);
   });
 
-  const { io, gauges } = createSocketServer(httpServer, services);
+  const { io, gauges } = createSocketServer(httpServer, services, realtime);
   let closing: Promise<void> | undefined;
 
   return {
     httpServer,
     io,
+    realtime,
     services,
     gauges,
     listen: () =>
@@ -91,6 +97,7 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
         const drained = await services.turns.drain(config.shutdownGraceMs);
         // Let every protocol adapter hand its last event (the shutdown error) to its socket first.
         await new Promise((resolve) => setImmediate(resolve));
+        realtime.closeAll();
         io.disconnectSockets(true);
         // io.close() also closes the http server; its callback would wait for keep-alive sockets.
         void io.close();

@@ -24,11 +24,29 @@ export interface AiChatPayload {
   temperature?: number;
 }
 
+/** A realtime client event: OpenAI Realtime GA shape (seed 004's beta `session.create` is translated). */
+export interface RealtimeClientMessage {
+  type: string;
+  event_id?: string;
+  [field: string]: unknown;
+}
+
+/** A realtime server event as the GA protocol names it (audio deltas arrive as binary instead). */
+export interface RealtimeServerMessage {
+  type: string;
+  event_id?: string;
+  [field: string]: unknown;
+}
+
 export interface DefaultClientToServerEvents {
   'ai-message': (payload: AiMessagePayload) => void;
   /** Logged at debug level; no reply. */
   message: (data: unknown) => void;
   'ai:chat': (payload: AiChatPayload) => void;
+  /** Seed 004: a JSON realtime client event. */
+  'realtime-message': (event: RealtimeClientMessage) => void;
+  /** Seed 004: PCM16 mono 24 kHz audio. */
+  'realtime-audio': (chunk: ArrayBuffer | Uint8Array) => void;
 }
 
 export interface DefaultServerToClientEvents {
@@ -39,6 +57,9 @@ export interface DefaultServerToClientEvents {
   'ai:stream': (payload: { content: string; sessionId: string }) => void;
   'ai:complete': (payload: { response: string; sessionId: string; messageId: string }) => void;
   'ai:error': (payload: ProtocolError) => void;
+  /** Seed 004: each realtime server event as JSON, audio deltas as the decoded PCM16 bytes. */
+  'realtime-response': (event: RealtimeServerMessage | Uint8Array) => void;
+  'realtime-error': (payload: { message: string; code: ErrorCode }) => void;
 }
 
 /** Seed 003, namespace `/ai`. */

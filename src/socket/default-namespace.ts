@@ -10,6 +10,8 @@ import type {
   SocketData,
 } from '../protocol/socket-events.js';
 import type { Services } from '../services.js';
+import type { RealtimeService } from '../realtime/realtime-service.js';
+import { attachRealtimeEvents } from './realtime-events.js';
 import { runSocketTurn } from './run-socket-turn.js';
 import { SocketTurns } from './socket-turns.js';
 
@@ -26,9 +28,10 @@ const protocolError = (err: unknown): ProtocolError => {
 
 /**
  * Namespace `/`: seed 000 (`ai-message {prompt}`), seed 001 (`ai-message {chatId, content}`),
- * seed 002 (`ai:chat` streaming), and `message` (logged). Thin translations over the pipeline.
+ * seed 002 (`ai:chat` streaming), seed 004 (`realtime-*`), and `message` (logged). Thin
+ * translations over the pipeline and the realtime service.
  */
-export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services): void {
+export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services, realtime: RealtimeService): void {
   const { maxMessageChars } = services.config.chat;
   const fields = chatFieldsSchema(maxMessageChars);
   const promptSchema = z.object({ prompt: fields.message, model: fields.model, maxTokens: fields.maxTokens, temperature: fields.temperature });
@@ -57,6 +60,8 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
     });
 
     socket.on('ai:chat', (payload: unknown) => void streamed(socket, payload));
+
+    attachRealtimeEvents(socket, services, realtime);
 
     async function oneShot(s: DefaultSocket, payload: Record<string, unknown>) {
       try {

@@ -7,6 +7,7 @@ import type { Services } from '../services.js';
 import { attachAiNamespace, type AiNamespace } from './ai-namespace.js';
 import { attachDefaultNamespace, type DefaultNamespace } from './default-namespace.js';
 import { socketAuthMiddleware } from './socket-auth.js';
+import type { RealtimeService } from '../realtime/realtime-service.js';
 
 /** Live counts for monitoring; a metrics route or log line reads them. */
 export interface SocketGauges {
@@ -18,7 +19,7 @@ export interface SocketGauges {
 }
 
 /** The Socket.IO sidecar on the same http.Server as Hono: namespaces `/` and `/ai`. */
-export function createSocketServer(httpServer: HttpServer, services: Services): { io: Server; gauges: SocketGauges } {
+export function createSocketServer(httpServer: HttpServer, services: Services, realtime: RealtimeService): { io: Server; gauges: SocketGauges } {
   const { config } = services;
   // Non-browser clients send no Origin.
   const allowedOrigin = (origin: string | undefined, host: string | undefined, quiet = false) => origin === undefined || services.origins(origin, host, { quiet });
@@ -60,7 +61,7 @@ export function createSocketServer(httpServer: HttpServer, services: Services): 
       socket.on('disconnect', () => counts[nsp.name]!--);
     });
   }
-  attachDefaultNamespace(root, services);
+  attachDefaultNamespace(root, services, realtime);
   attachAiNamespace(ai, services);
 
   // A revoked session (logout, password change, deleted account) loses its open sockets too.

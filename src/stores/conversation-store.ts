@@ -73,6 +73,19 @@ export interface PendingMemory {
   attempts: number;
 }
 
+/** One finished realtime voice session and the tokens it used (from the provider's `response.done` events). */
+export interface RealtimeSessionRecord {
+  id: string;
+  /** A user id, or an anonymous owner (`anon:…`, `ip:…`). */
+  ownerId: string;
+  provider: string;
+  startedAt: number;
+  endedAt: number;
+  /** Why it ended, in words. */
+  endReason: string;
+  usage: { responses: number; inputTokens: number; outputTokens: number; inputAudioTokens: number; outputAudioTokens: number; inputTextTokens: number; outputTextTokens: number };
+}
+
 export interface UserSettings {
   /** Long-term memory for this user (recall and storing); on unless the user opted out. */
   memoryEnabled: boolean;
@@ -120,6 +133,10 @@ export interface ConversationStore {
   /** Defaults when the user never changed them (also for identity-provider users with no row). */
   getUserSettings(userId: string): Promise<UserSettings>;
   setUserSettings(userId: string, settings: UserSettings): Promise<void>;
+
+  recordRealtimeSession(record: RealtimeSessionRecord): Promise<void>;
+  /** The owner's realtime sessions, newest first. */
+  listRealtimeSessions(ownerId: string, options: { limit: number; before?: string | undefined }): Promise<Page<RealtimeSessionRecord>>;
 
   createSession(session: Session): Promise<void>;
   getSession(id: string): Promise<Session | undefined>;
@@ -189,3 +206,4 @@ export function toPage<T extends { id: string }>(rows: T[], limit: number, timeO
 /** Conversations page by (updatedAt, public id): ids are unique within one owner's list. */
 export const byUpdated = (c: Conversation): number => c.updatedAt;
 export const byCreated = (m: StoredMessage): number => m.createdAt;
+export const byStarted = (r: RealtimeSessionRecord): number => r.startedAt;

@@ -11,6 +11,8 @@ import {
   type NewMessage,
   type Page,
   type PendingMemory,
+  type RealtimeSessionRecord,
+  byStarted,
   type Session,
   type StoredMessage,
   type User,
@@ -29,6 +31,7 @@ export class MemoryConversationStore implements ConversationStore {
   /** Queued memory writes by message id. */
   readonly #outbox = new Map<string, { ownerId: string; conversationKey: string; attempts: number; nextAt: number }>();
   readonly #settings = new Map<string, UserSettings>();
+  readonly #realtime: RealtimeSessionRecord[] = [];
   #pruneAt = 0;
 
   async ensureConversation(input: { ownerId: string; id: string; title: string }) {
@@ -157,9 +160,25 @@ export class MemoryConversationStore implements ConversationStore {
     for (const c of [...this.#conversations.values()]) if (c.ownerId === userId) await this.deleteConversation(userId, c.id);
     await this.discardPendingMemories(userId);
     this.#settings.delete(userId);
+    for (let i = this.#realtime.length - 1; i >= 0; i--) if (this.#realtime[i]!.ownerId === userId) this.#realtime.splice(i, 1);
     this.#usersByEmail.delete(user.email);
     this.#users.delete(userId);
     return true;
+  }
+
+  async recordRealtimeSession(record: RealtimeSessionRecord) {
+    this.#realtime.push({ ...record, usage: { ...record.usage } });
+    // Bounded: a per-isolate store keeps the latest only.
+    if (this.#realtime.length > 10_000) this.#realtime.splice(0, this.#realtime.length - 10_000);
+  }
+
+  async listRealtimeSessions(ownerId: string, options: { limit: number; before?: string | undefined }): Promise<Page<RealtimeSessionRecord>> {
+    const before = decodeCursor(options.before);
+    const mine = this.#realtime
+      .filter((r) => r.ownerId === ownerId)
+      .sort((a, b) => b.startedAt - a.startedAt || (a.id < b.id ? 1 : -1))
+      .filter((r) => !before || r.startedAt < before.createdAt || (r.startedAt === before.createdAt && r.id < before.id));
+    return toPage(mine.slice(0, options.limit + 1), options.limit, byStarted);
   }
 
   async createSession(session: Session) {

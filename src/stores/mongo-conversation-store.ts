@@ -14,6 +14,8 @@ import {
   type NewMessage,
   type Page,
   type PendingMemory,
+  type RealtimeSessionRecord,
+  byStarted,
   type Session,
   type StoredMessage,
   type User,
@@ -41,6 +43,15 @@ interface OutboxDoc {
   conversationKey: string;
   attempts: number;
   nextAt: Date;
+}
+interface RealtimeDoc {
+  _id: string;
+  ownerId: string;
+  provider: string;
+  startedAt: Date;
+  endedAt: Date;
+  endReason: string;
+  usage: RealtimeSessionRecord['usage'];
 }
 interface SettingsDoc {
   _id: string;
@@ -105,6 +116,7 @@ export class MongoConversationStore implements ConversationStore {
   readonly #sessions: Collection<SessionDoc>;
   readonly #outbox: Collection<OutboxDoc>;
   readonly #settings: Collection<SettingsDoc>;
+  readonly #realtime: Collection<RealtimeDoc>;
 
   private constructor(client: MongoClient, dbName: string) {
     this.#client = client;
@@ -115,6 +127,7 @@ export class MongoConversationStore implements ConversationStore {
     this.#sessions = this.#db.collection<SessionDoc>('sessions');
     this.#outbox = this.#db.collection<OutboxDoc>('memory_outbox');
     this.#settings = this.#db.collection<SettingsDoc>('user_settings');
+    this.#realtime = this.#db.collection<RealtimeDoc>('realtime_sessions');
   }
 
   /** Connects and creates the indexes (idempotent), so a fresh database is ready to serve. */
@@ -133,6 +146,7 @@ export class MongoConversationStore implements ConversationStore {
       store.#outbox.createIndex({ nextAt: 1 }, { name: 'memory_due' }),
       store.#outbox.createIndex({ ownerId: 1 }, { name: 'memory_owner' }),
       store.#outbox.createIndex({ conversationKey: 1 }, { name: 'memory_conversation' }),
+      store.#realtime.createIndex({ ownerId: 1, startedAt: -1, _id: -1 }, { name: 'realtime_owner_recent' }),
     ]);
     return store;
   }
@@ -291,8 +305,42 @@ export class MongoConversationStore implements ConversationStore {
     await this.#conversations.deleteMany({ ownerId: userId });
     await this.#outbox.deleteMany({ ownerId: userId });
     await this.#settings.deleteOne({ _id: userId });
+    await this.#realtime.deleteMany({ ownerId: userId });
     const res = await this.#users.deleteOne({ _id: userId });
     return res.deletedCount === 1;
+  }
+
+  async recordRealtimeSession(r: RealtimeSessionRecord) {
+    await this.#realtime.insertOne({
+      _id: r.id,
+      ownerId: r.ownerId,
+      provider: r.provider,
+      startedAt: new Date(r.startedAt),
+      endedAt: new Date(r.endedAt),
+      endReason: r.endReason,
+      usage: { ...r.usage },
+    });
+  }
+
+  async listRealtimeSessions(ownerId: string, options: { limit: number; before?: string | undefined }): Promise<Page<RealtimeSessionRecord>> {
+    const before = decodeCursor(options.before);
+    const filter: Filter<RealtimeDoc> = before
+      ? { ownerId, $or: [{ startedAt: { $lt: new Date(before.createdAt) } }, { startedAt: new Date(before.createdAt), _id: { $lt: before.id } }] }
+      : { ownerId };
+    const docs = await this.#realtime.find(filter).sort({ startedAt: -1, _id: -1 }).limit(options.limit + 1).toArray();
+    return toPage(
+      docs.map((d) => ({
+        id: d._id,
+        ownerId: d.ownerId,
+        provider: d.provider,
+        startedAt: d.startedAt.getTime(),
+        endedAt: d.endedAt.getTime(),
+        endReason: d.endReason,
+        usage: d.usage,
+      })),
+      options.limit,
+      byStarted,
+    );
   }
 
   async createSession(session: Session) {

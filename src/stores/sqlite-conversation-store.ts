@@ -16,6 +16,8 @@ import {
   type NewMessage,
   type Page,
   type PendingMemory,
+  type RealtimeSessionRecord,
+  byStarted,
   type Session,
   type StoredMessage,
   type User,
@@ -23,7 +25,7 @@ import {
   DEFAULT_USER_SETTINGS,
 } from './conversation-store.js';
 
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS users (
@@ -71,6 +73,16 @@ CREATE TABLE IF NOT EXISTS memory_outbox (
 );
 CREATE INDEX IF NOT EXISTS memory_outbox_due ON memory_outbox (next_at);
 CREATE INDEX IF NOT EXISTS memory_outbox_owner ON memory_outbox (owner_id);
+CREATE TABLE IF NOT EXISTS realtime_sessions (
+  id TEXT PRIMARY KEY,
+  owner_id TEXT NOT NULL,
+  provider TEXT NOT NULL,
+  started_at INTEGER NOT NULL,
+  ended_at INTEGER NOT NULL,
+  end_reason TEXT NOT NULL,
+  usage TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS realtime_sessions_owner ON realtime_sessions (owner_id, started_at DESC, id DESC);
 CREATE TABLE IF NOT EXISTS user_settings (
   user_id TEXT PRIMARY KEY,
   memory_enabled INTEGER NOT NULL
@@ -120,6 +132,15 @@ interface PendingRow extends MessageRow {
   attempts: number;
   public_id: string;
 }
+interface RealtimeRow {
+  id: string;
+  owner_id: string;
+  provider: string;
+  started_at: number;
+  ended_at: number;
+  end_reason: string;
+  usage: string;
+}
 interface SessionRow {
   id: string;
   user_id: string;
@@ -153,6 +174,16 @@ const toMessage = (r: MessageRow): StoredMessage => ({
   ...(r.finish_reason === null ? {} : { finishReason: r.finish_reason }),
   ...(r.input_tokens === null || r.output_tokens === null ? {} : { usage: { inputTokens: r.input_tokens, outputTokens: r.output_tokens } }),
   ...(r.tokens === null ? {} : { tokens: r.tokens }),
+});
+
+const toRealtime = (r: RealtimeRow): RealtimeSessionRecord => ({
+  id: r.id,
+  ownerId: r.owner_id,
+  provider: r.provider,
+  startedAt: r.started_at,
+  endedAt: r.ended_at,
+  endReason: r.end_reason,
+  usage: JSON.parse(r.usage) as RealtimeSessionRecord['usage'],
 });
 
 const toSession = (r: SessionRow): Session => ({ id: r.id, userId: r.user_id, createdAt: r.created_at, expiresAt: r.expires_at });
@@ -238,6 +269,15 @@ export class SqliteConversationStore implements ConversationStore {
         'INSERT INTO user_settings (user_id, memory_enabled) VALUES (?, ?) ON CONFLICT (user_id) DO UPDATE SET memory_enabled = excluded.memory_enabled',
       ),
       deleteSettings: db.prepare<[string]>('DELETE FROM user_settings WHERE user_id = ?'),
+      insertRealtime: db.prepare<[string, string, string, number, number, string, string]>(
+        'INSERT INTO realtime_sessions (id, owner_id, provider, started_at, ended_at, end_reason, usage) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      listRealtime: db.prepare<[string, number], RealtimeRow>('SELECT * FROM realtime_sessions WHERE owner_id = ? ORDER BY started_at DESC, id DESC LIMIT ?'),
+      listRealtimeBefore: db.prepare<[string, number, number, string, number], RealtimeRow>(
+        `SELECT * FROM realtime_sessions WHERE owner_id = ? AND (started_at < ? OR (started_at = ? AND id < ?))
+         ORDER BY started_at DESC, id DESC LIMIT ?`,
+      ),
+      deleteOwnedRealtime: db.prepare<[string]>('DELETE FROM realtime_sessions WHERE owner_id = ?'),
     };
   }
 
@@ -405,8 +445,21 @@ export class SqliteConversationStore implements ConversationStore {
       // Conversations take their messages (and queued memory writes) with them; the user row takes its sessions.
       this.#stmt.deleteOwnedConversations.run(userId);
       this.#stmt.deleteSettings.run(userId);
+      this.#stmt.deleteOwnedRealtime.run(userId);
       return this.#stmt.deleteUser.run(userId).changes === 1;
     });
+  }
+
+  async recordRealtimeSession(r: RealtimeSessionRecord) {
+    await this.#write(() => this.#stmt.insertRealtime.run(r.id, r.ownerId, r.provider, r.startedAt, r.endedAt, r.endReason, JSON.stringify(r.usage)));
+  }
+
+  async listRealtimeSessions(ownerId: string, options: { limit: number; before?: string | undefined }): Promise<Page<RealtimeSessionRecord>> {
+    const before = decodeCursor(options.before);
+    const rows = before
+      ? this.#stmt.listRealtimeBefore.all(ownerId, before.createdAt, before.createdAt, before.id, options.limit + 1)
+      : this.#stmt.listRealtime.all(ownerId, options.limit + 1);
+    return toPage(rows.map(toRealtime), options.limit, byStarted);
   }
 
   async createSession(session: Session) {

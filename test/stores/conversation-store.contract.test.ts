@@ -285,6 +285,20 @@ for (const adapter of adapters) {
       expect(await store.getUserSettings(u.id)).toEqual({ memoryEnabled: true });
     });
 
+    it('realtime sessions: recorded with their usage, listed newest first per owner, paginated', async () => {
+      const usage = { responses: 2, inputTokens: 30, outputTokens: 40, inputAudioTokens: 20, outputAudioTokens: 35, inputTextTokens: 10, outputTextTokens: 5 };
+      for (let i = 0; i < 3; i++) {
+        await store.recordRealtimeSession({ id: `rt-${i}`, ownerId: 'rt-user', provider: 'openai', startedAt: 1_000 + i, endedAt: 2_000 + i, endReason: 'client', usage });
+      }
+      await store.recordRealtimeSession({ id: 'rt-other', ownerId: 'rt-other-user', provider: 'gemini', startedAt: 5_000, endedAt: 6_000, endReason: 'idle', usage });
+      const first = await store.listRealtimeSessions('rt-user', { limit: 2 });
+      expect(first.items.map((r) => r.id)).toEqual(['rt-2', 'rt-1']);
+      expect(first.items[0]).toEqual({ id: 'rt-2', ownerId: 'rt-user', provider: 'openai', startedAt: 1_002, endedAt: 2_002, endReason: 'client', usage });
+      const second = await store.listRealtimeSessions('rt-user', { limit: 2, before: first.nextCursor! });
+      expect(second.items.map((r) => r.id)).toEqual(['rt-0']);
+      expect(second.nextCursor).toBeNull();
+    });
+
     it('ping answers', async () => {
       await expect(store.ping()).resolves.toBeUndefined();
     });
