@@ -123,7 +123,7 @@ export async function startGeminiLiveStandin(options: GeminiLiveStandinOptions =
     connections.push(conn);
     let turn: { timer: NodeJS.Timeout | undefined } | undefined;
     const send = (message: Json): void => {
-      sent.push(message);
+      sent.push(structuredClone(message));
       if (ws.readyState === ws.OPEN) ws.send(Buffer.from(JSON.stringify(message)), { binary: true });
     };
     const usage = (): Json => ({ usageMetadata: script.usageMetadata ?? {} });
@@ -254,13 +254,13 @@ export async function startGeminiLiveStandin(options: GeminiLiveStandinOptions =
     goAway(timeLeft = '10s') {
       for (const { ws } of open.values()) {
         const message = { goAway: { timeLeft } };
-        sent.push(message);
+        sent.push(structuredClone(message));
         ws.send(Buffer.from(JSON.stringify(message)), { binary: true });
       }
     },
     sendMessage(message) {
       for (const { ws } of open.values()) {
-        sent.push(message);
+        sent.push(structuredClone(message));
         ws.send(Buffer.from(JSON.stringify(message)), { binary: true });
       }
     },

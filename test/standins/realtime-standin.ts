@@ -136,7 +136,7 @@ export async function startRealtimeStandin(options: RealtimeStandinOptions = {})
 
     const send = (event: Json): void => {
       const full = { event_id: id('event'), ...event };
-      sent.push(full);
+      sent.push(structuredClone(full));
       if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(full));
     };
     const error = (message: string, code: string, clientEventId: unknown, param: string | null = null): void =>
@@ -303,7 +303,7 @@ export async function startRealtimeStandin(options: RealtimeStandinOptions = {})
   };
   const push = (ws: WebSocket, event: Json): void => {
     const full = { event_id: id('event'), ...event };
-    sent.push(full);
+    sent.push(structuredClone(full));
     ws.send(JSON.stringify(full));
   };
 

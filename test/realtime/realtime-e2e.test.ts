@@ -1,0 +1,323 @@
+/**
+ * Realtime voice end to end: seed 004's Socket.IO client exactly as its document writes it,
+ * and a `ws` client on /v1/realtime, against the OpenAI Realtime GA and Gemini Live stand-ins.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import type { DefaultServerToClientEvents } from '../../src/protocol/socket-events.js';
+import { register, type Account } from '../helpers/accounts.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { TEST_JWT_SECRET } from '../helpers/tokens.js';
+import { waitFor } from '../helpers/wait.js';
+import { EventLog, TRANSPORTS, client, closeAllClients, connected, type DefaultClient } from '../socket/socket-harness.js';
+import { GEMINI_STANDIN_AUDIO, startGeminiLiveStandin, type GeminiLiveStandin } from '../standins/gemini-live-standin.js';
+import { STANDIN_AUDIO, startRealtimeStandin, type RealtimeStandin } from '../standins/realtime-standin.js';
+
+const OPENAI_KEY = 'sk-realtime-provider-SECRET-1234567890';
+const GEMINI_KEY = 'AIza-gemini-provider-SECRET-0987654321';
+
+/** Seed 004's session.create, byte for byte. */
+const SEED_004_SESSION = {
+  type: 'session.create',
+  session: {
+    modalities: ['text', 'audio'],
+    instructions: 'You are a helpful assistant.',
+    voice: 'alloy',
+    input_audio_format: 'pcm16',
+    output_audio_format: 'pcm16',
+    input_audio_transcription: { model: 'whisper-1' },
+    turn_detection: { type: 'server_vad', threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 200 },
+  },
+};
+
+/** 100 ms of PCM16 mono 24 kHz with a recognisable pattern. */
+const mic = (n: number) => Buffer.from(Array.from({ length: 4800 }, (_, i) => (i * 7 + n * 13) % 256));
+
+interface Received {
+  json: Record<string, unknown>[];
+  audio: Buffer[];
+  errors: { message: string; code: string }[];
+}
+
+/** The seed 004 client: `io(url, {path, transports})`, no token, its handlers. */
+function seed004Client(url: string, transports: ('websocket' | 'polling')[]) {
+  const socket = client<DefaultClient>(url, { path: '/socket.io/', transports });
+  const received: Received = { json: [], audio: [], errors: [] };
+  socket.on('realtime-response', (data) => {
+    if (Buffer.isBuffer(data)) received.audio.push(data);
+    else if (typeof data === 'object') received.json.push(data as Record<string, unknown>);
+  });
+  socket.on('realtime-error', (error) => void received.errors.push(error));
+  return { socket, received };
+}
+
+const noKeyIn = (received: Received, ...keys: string[]) => {
+  const text = JSON.stringify([received.json, received.errors]) + received.audio.map((b) => b.toString('latin1')).join('');
+  for (const key of keys) expect(text).not.toContain(key);
+};
+
+describe('realtime over the OpenAI Realtime GA stand-in', () => {
+  let standin: RealtimeStandin;
+  let gw: TestGateway;
+  let alice: Account;
+  beforeAll(async () => {
+    standin = await startRealtimeStandin({ apiKey: OPENAI_KEY });
+    gw = await startGateway({
+      JWT_SECRET: TEST_JWT_SECRET,
+      REALTIME_PROVIDER: 'openai',
+      REALTIME_API_KEY: OPENAI_KEY,
+      REALTIME_URL: standin.url,
+      REALTIME_MAX_SESSIONS_PER_CLIENT: '2',
+      REALTIME_MAX_AUDIO_CHUNK_BYTES: '16384',
+      LOCAL_MODEL_TOKEN_DELAY_MS: '5',
+      RATE_LIMIT_ANON: '1000',
+    });
+    alice = await register(gw.url, 'alice-realtime@example.com');
+  });
+  afterAll(async () => {
+    closeAllClients();
+    await gw.destroy();
+    await standin.close();
+  });
+
+  for (const transport of TRANSPORTS) {
+    it(`seed 004's client over ${transport}: GA session.update upstream, audio byte for byte both ways, usage stored, disconnect closes upstream`, async () => {
+      const connectionsBefore = standin.connections.length;
+      const framesBefore = standin.frames.length;
+      const audioBefore = standin.audio.length;
+      const { socket, received } = seed004Client(gw.url, transport === 'websocket' ? ['websocket', 'polling'] : ['polling']);
+      await connected(socket);
+      socket.emit('realtime-message', SEED_004_SESSION);
+      const update = await standin.waitForFrame((e) => e.type === 'session.update', 5000, framesBefore);
+      expect(update).toMatchObject({
+        type: 'session.update',
+        session: {
+          type: 'realtime',
+          instructions: 'You are a helpful assistant.',
+          output_modalities: ['audio'],
+          audio: {
+            input: { format: { type: 'audio/pcm', rate: 24000 }, transcription: { model: 'whisper-1' }, turn_detection: { type: 'server_vad' } },
+            output: { voice: 'alloy' },
+          },
+        },
+      });
+      expect(JSON.stringify(update)).not.toMatch(/"modalities"|input_audio_format|"voice":"alloy","input/);
+      const handshake = standin.handshakes.at(-1)!;
+      expect(handshake.headers.authorization).toBe(`Bearer ${OPENAI_KEY}`);
+      expect(handshake.headers['openai-beta']).toBeUndefined();
+      expect(handshake.query.model).toBe('gpt-realtime');
+
+      const chunks = [mic(1), mic(2), mic(3)];
+      for (const chunk of chunks) socket.emit('realtime-audio', chunk);
+      socket.emit('realtime-message', { type: 'input_audio_buffer.commit' });
+      socket.emit('realtime-message', { type: 'response.create' });
+      await waitFor(() => received.json.some((e) => e.type === 'response.done'), 5000);
+      expect(standin.audio.slice(audioBefore)).toEqual(chunks);
+      expect(received.audio).toEqual([...STANDIN_AUDIO]);
+      const types = received.json.map((e) => e.type);
+      expect(types).toEqual(expect.arrayContaining(['session.created', 'session.updated', 'response.created', 'response.output_audio_transcript.delta', 'response.done']));
+      // Audio deltas come only as binary.
+      expect(types).not.toContain('response.output_audio.delta');
+      expect(received.errors).toEqual([]);
+      noKeyIn(received, OPENAI_KEY);
+
+      expect(standin.connections.length).toBe(connectionsBefore + 1);
+      const upstream = standin.connections.at(-1)!;
+      const closedAt = Date.now();
+      socket.close();
+      const closed = await standin.waitForClose(upstream.id, 1000);
+      expect(closed.closedAt! - closedAt).toBeLessThan(1000);
+      const owner = 'ip:127.0.0.1';
+      const stored = await waitFor(async () => (await gw.server.services.store.listRealtimeSessions(owner, { limit: 50 })).items.find((r) => r.usage.responses === 1), 2000);
+      expect(stored).toMatchObject({ provider: 'openai', usage: { inputTokens: 120, outputTokens: 60, inputAudioTokens: 100, outputAudioTokens: 45 } });
+    });
+  }
+
+  it('a ws client on /v1/realtime completes the same exchange, frame for frame, while Socket.IO chat streams on the same port', async () => {
+    const chat = client<DefaultClient>(gw.url, { transports: ['websocket'] });
+    const chatLog = new EventLog<DefaultServerToClientEvents>(chat);
+    chat.emit('ai:chat', { message: 'keep streaming while voice runs' });
+
+    const framesBefore = standin.frames.length;
+    const sentBefore = standin.sent.length;
+    const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/v1/realtime`, ['realtime', `openai-insecure-api-key.${alice.token}`]);
+    const frames: Record<string, unknown>[] = [];
+    ws.on('message', (data, isBinary) => {
+      expect(isBinary).toBe(false);
+      frames.push(JSON.parse(data.toString()) as Record<string, unknown>);
+    });
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    expect(ws.protocol).toBe('realtime');
+    await waitFor(() => frames.some((f) => f.type === 'session.created'), 3000);
+    ws.send(JSON.stringify({ type: 'session.update', session: { type: 'realtime', instructions: 'Be brief.' } }));
+    ws.send(JSON.stringify({ type: 'input_audio_buffer.append', audio: mic(9).toString('base64') }));
+    ws.send(JSON.stringify({ type: 'input_audio_buffer.commit' }));
+    ws.send(JSON.stringify({ type: 'response.create' }));
+    await waitFor(() => frames.some((f) => f.type === 'response.done'), 5000);
+    // Verbatim: every event the stand-in sent on this connection arrived, in order, unchanged.
+    expect(frames).toEqual(standin.sent.slice(sentBefore));
+    expect(standin.frames.slice(framesBefore).map((f) => (f.event as { type: string }).type)).toEqual([
+      'session.update',
+      'input_audio_buffer.append',
+      'input_audio_buffer.commit',
+      'response.create',
+    ]);
+    expect(standin.audio.at(-1)).toEqual(mic(9));
+    expect(JSON.stringify(frames)).not.toContain(OPENAI_KEY);
+    // The chat streamed alongside.
+    expect((await chatLog.next('ai:complete', 10_000)).response).toContain('keep streaming');
+    // Owner from the subprotocol token: the usage is alice's.
+    ws.close();
+    await waitFor(async () => (await gw.server.services.store.listRealtimeSessions(alice.user.id, { limit: 5 })).items.length > 0, 2000);
+  });
+
+  it('upstream error events and upstream loss reach the client as realtime-error; the socket lives on', async () => {
+    const { socket, received } = seed004Client(gw.url, ['websocket']);
+    await connected(socket);
+    socket.emit('realtime-message', SEED_004_SESSION);
+    await waitFor(() => received.json.some((e) => e.type === 'session.updated'), 3000);
+    standin.sendError(`bad thing with ${OPENAI_KEY}`, 'invalid_value');
+    await waitFor(() => received.errors.length > 0, 3000);
+    expect(received.errors[0]).toMatchObject({ code: 'PROVIDER_ERROR' });
+    expect(received.json.some((e) => e.type === 'error')).toBe(true);
+    standin.closeConnections(1011, 'upstream going away');
+    await waitFor(() => received.errors.length > 1, 3000);
+    expect(received.errors.at(-1)).toMatchObject({ code: 'PROVIDER_ERROR' });
+    expect(socket.connected).toBe(true);
+    noKeyIn(received, OPENAI_KEY);
+    // The next event opens a new upstream (after the refusal cool-down).
+    await new Promise((r) => setTimeout(r, 1_100));
+    const before = standin.connections.length;
+    socket.emit('realtime-message', SEED_004_SESSION);
+    await waitFor(() => standin.connections.length > before, 3000);
+    socket.close();
+  });
+
+  it('an oversized audio chunk is refused with BAD_REQUEST while the session lives; a session over the per-client limit with RATE_LIMIT', async () => {
+    const first = seed004Client(gw.url, ['websocket']);
+    const second = seed004Client(gw.url, ['websocket']);
+    const third = seed004Client(gw.url, ['websocket']);
+    await Promise.all([connected(first.socket), connected(second.socket), connected(third.socket)]);
+    first.socket.emit('realtime-message', SEED_004_SESSION);
+    await waitFor(() => first.received.json.some((e) => e.type === 'session.updated'), 3000);
+    first.socket.emit('realtime-audio', Buffer.alloc(16_385));
+    await waitFor(() => first.received.errors.length > 0, 3000);
+    expect(first.received.errors[0]).toMatchObject({ code: 'BAD_REQUEST', message: expect.stringMatching(/16385 bytes/) });
+    const audioBefore = standin.audio.length;
+    first.socket.emit('realtime-audio', mic(4));
+    await waitFor(() => standin.audio.length > audioBefore, 3000);
+    expect(standin.audio.at(-1)).toEqual(mic(4));
+
+    second.socket.emit('realtime-message', SEED_004_SESSION);
+    await waitFor(() => second.received.json.some((e) => e.type === 'session.updated'), 3000);
+    // Same client address, third session: over REALTIME_MAX_SESSIONS_PER_CLIENT=2.
+    third.socket.emit('realtime-message', SEED_004_SESSION);
+    await waitFor(() => third.received.errors.length > 0, 3000);
+    expect(third.received.errors[0]).toMatchObject({ code: 'RATE_LIMIT' });
+    expect(third.socket.connected).toBe(true);
+    // Closing one frees its slot.
+    first.socket.close();
+    await new Promise((r) => setTimeout(r, 1_200));
+    third.socket.emit('realtime-message', SEED_004_SESSION);
+    await waitFor(() => third.received.json.some((e) => e.type === 'session.updated'), 3000);
+    second.socket.close();
+    third.socket.close();
+  });
+});
+
+describe('realtime over the Gemini Live stand-in', () => {
+  let live: GeminiLiveStandin;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    live = await startGeminiLiveStandin({ apiKey: GEMINI_KEY });
+    gw = await startGateway({ REALTIME_PROVIDER: 'gemini', GEMINI_API_KEY: GEMINI_KEY, GEMINI_BASE_URL: live.url, DEFAULT_MODEL: 'local', RATE_LIMIT_ANON: '1000' });
+  });
+  afterAll(async () => {
+    closeAllClients();
+    await gw.destroy();
+    await live.close();
+  });
+
+  for (const transport of TRANSPORTS) {
+    it(`seed 004's client over ${transport}: audio in at 24 kHz, Gemini's audio out as binary, GA event names`, async () => {
+      const audioBefore = live.audio.length;
+      const { socket, received } = seed004Client(gw.url, transport === 'websocket' ? ['websocket', 'polling'] : ['polling']);
+      await connected(socket);
+      socket.emit('realtime-message', SEED_004_SESSION);
+      await waitFor(() => received.json.some((e) => e.type === 'session.created'), 5000);
+      const chunks = [mic(5), mic(6)];
+      for (const chunk of chunks) socket.emit('realtime-audio', chunk);
+      socket.emit('realtime-message', { type: 'input_audio_buffer.commit' });
+      socket.emit('realtime-message', { type: 'response.create' });
+      await waitFor(() => received.json.some((e) => e.type === 'response.done'), 5000);
+      const sent = live.audio.slice(audioBefore);
+      expect(sent.map((a) => a.bytes)).toEqual(chunks);
+      expect(new Set(sent.map((a) => a.mimeType))).toEqual(new Set(['audio/pcm;rate=24000']));
+      expect(received.audio).toEqual([...GEMINI_STANDIN_AUDIO]);
+      expect(received.json.map((e) => e.type)).toEqual(expect.arrayContaining(['session.created', 'response.created', 'response.output_audio_transcript.delta', 'response.done']));
+      expect(received.errors).toEqual([]);
+      noKeyIn(received, GEMINI_KEY);
+      socket.close();
+      await waitFor(() => live.connections.at(-1)?.closedAt !== undefined, 1000);
+    });
+  }
+});
+
+describe('realtime with no provider, and the rules shared with chat', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway({ RATE_LIMIT_ANON: '2' });
+  });
+  afterAll(async () => {
+    closeAllClients();
+    await gw.destroy();
+  });
+
+  it('every realtime event answers REALTIME_UNAVAILABLE, on Socket.IO and /v1/realtime', async () => {
+    const { socket, received } = seed004Client(gw.url, ['websocket']);
+    await connected(socket);
+    socket.emit('realtime-message', SEED_004_SESSION);
+    await waitFor(() => received.errors.length > 0, 3000);
+    expect(received.errors[0]).toEqual({ message: expect.any(String), code: 'REALTIME_UNAVAILABLE' });
+    const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/v1/realtime`);
+    const frames: unknown[] = [];
+    ws.on('message', (d) => frames.push(JSON.parse(d.toString())));
+    const code = await new Promise<number>((r) => ws.once('close', (c) => r(c)));
+    expect(code).toBe(1013);
+    expect(frames).toEqual([expect.objectContaining({ type: 'error', error: expect.objectContaining({ code: 'REALTIME_UNAVAILABLE' }) })]);
+  });
+});
+
+describe('opening a realtime session counts against the chat rate limit', () => {
+  let standin: RealtimeStandin;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    standin = await startRealtimeStandin({ apiKey: OPENAI_KEY });
+    gw = await startGateway({ REALTIME_PROVIDER: 'openai', REALTIME_API_KEY: OPENAI_KEY, REALTIME_URL: standin.url, RATE_LIMIT_ANON: '2' });
+  });
+  afterAll(async () => {
+    closeAllClients();
+    await gw.destroy();
+    await standin.close();
+  });
+
+  it('two turns use the anonymous quota; the session after them is refused with RATE_LIMIT and opens no upstream', async () => {
+    const chat = await fetch(`${gw.url}/api/v2/ai/chat/stream`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"message":"hi"}' });
+    await chat.text();
+    const { socket, received } = seed004Client(gw.url, ['websocket']);
+    await connected(socket);
+    socket.emit('realtime-message', SEED_004_SESSION);
+    await waitFor(() => received.json.some((e) => e.type === 'session.updated'), 3000);
+    socket.close();
+    const before = standin.connections.length;
+    const again = seed004Client(gw.url, ['websocket']);
+    await connected(again.socket);
+    again.socket.emit('realtime-message', SEED_004_SESSION);
+    await waitFor(() => again.received.errors.length > 0, 3000);
+    expect(again.received.errors[0]).toMatchObject({ code: 'RATE_LIMIT' });
+    expect(standin.connections.length).toBe(before);
+  });
+});
