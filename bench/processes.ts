@@ -123,6 +123,12 @@ function printedUrl(child: ChildHandle, what: string): Promise<string> {
   return withTimeout(Promise.race([url, diedEarly(child)]), 30_000, `${what} start-up`);
 }
 
+/** Starts any bench script that prints `{"url": ...}` when ready (e.g. bench/realtime-echo.ts). */
+export async function startUrlProcess(root: string, name: string, script: string, args: string[] = []): Promise<{ child: ChildHandle; url: string }> {
+  const child = spawnNode(name, root, script, args, minimalEnv({}));
+  return { child, url: await printedUrl(child, name) };
+}
+
 /** Starts the OpenAI stand-in child and waits for the URL it prints. */
 export async function startStandinProcess(root: string, tokens: number, paceMs: number): Promise<{ child: ChildHandle; url: string }> {
   const child = spawnNode('stand-in', root, 'bench/standin-process.ts', [String(tokens), String(paceMs)], minimalEnv({}));
