@@ -73,9 +73,10 @@ interface StreamState {
   error: string | undefined;
 }
 
-interface Target {
+export interface Target {
   url: string;
   body: string;
+  headers?: Record<string, string>;
   /** Interprets one event's data; returns true when it carried (non-empty) content. */
   onData(data: string, state: StreamState): boolean;
 }
@@ -170,7 +171,7 @@ export async function measureStream(
   try {
     const res = await fetch(target.url, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
+      headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream', ...target.headers },
       body: target.body,
       signal: stopSignal ? AbortSignal.any([AbortSignal.timeout(timeoutMs), stopSignal]) : AbortSignal.timeout(timeoutMs),
     });
