@@ -139,8 +139,8 @@ export async function startStandinProcess(root: string, tokens: number, paceMs: 
  * Starts the bare SSE relay (bench/relay-process.ts) in front of the stand-in, with the same
  * V8 flags as the gateway, and waits for the URL it prints.
  */
-export async function startRelayProcess(root: string, standinUrl: string): Promise<{ child: ChildHandle; url: string }> {
-  const child = spawnNode('relay', root, 'bench/relay-process.ts', [standinUrl], minimalEnv({}), [...GATEWAY_NODE_FLAGS]);
+export async function startRelayProcess(root: string, standinUrl: string, nodeArgs: string[] = []): Promise<{ child: ChildHandle; url: string }> {
+  const child = spawnNode('relay', root, 'bench/relay-process.ts', [standinUrl], minimalEnv({}), [...GATEWAY_NODE_FLAGS, ...nodeArgs]);
   return { child, url: await printedUrl(child, 'relay') };
 }
 

@@ -1,0 +1,148 @@
+/**
+ * Where the gateway's time goes per relayed token, next to the bare relay's: each is profiled
+ * through the inspector protocol for exactly the measured rounds (by default 3 rounds of 200
+ * concurrent streams of 50 tokens at 20 ms, after a warm-up round), then the profile's self
+ * time is grouped by area (package, gateway folder, GC, native) and divided by the tokens relayed.
+ *
+ *   npx tsx bench/profile.ts [--concurrency 200] [--rounds 3] [--tokens 50] [--pace 20] [--top 15]
+ *
+ * Results: stdout and bench/results/profile.json; the raw profiles are written to
+ * bench/results/profiles/{gateway,relay}.cpuprofile (open them in Chrome DevTools or speedscope).
+ */
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import WebSocket from 'ws';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { summarise } from './cpuprofile-summary.js';
+import { freePort, startGatewayProcess, startRelayProcess, startStandinProcess, stopAllChildren, type ChildHandle } from './processes.js';
+import { runLevel, warmUp, type RunContext } from './runner.js';
+import type { Mode } from './sse-client.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const PROFILES = resolve(ROOT, 'bench/results/profiles');
+const { values } = parseArgs({
+  options: {
+    concurrency: { type: 'string', default: '200' },
+    rounds: { type: 'string', default: '3' },
+    tokens: { type: 'string', default: '50' },
+    pace: { type: 'string', default: '20' },
+    top: { type: 'string', default: '15' },
+  },
+});
+const CONCURRENCY = Number(values.concurrency);
+const ROUNDS = Number(values.rounds);
+const TOKENS = Number(values.tokens);
+const PACE = Number(values.pace);
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+/**
+ * A V8 profiler session over the inspector protocol of a process started with
+ * `--inspect=127.0.0.1:<port>`: profiles exactly the measured window (no start-up, no warm-up).
+ */
+async function profiler(port: number) {
+  const targets = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as { webSocketDebuggerUrl: string }[];
+  const ws = new WebSocket(targets[0]!.webSocketDebuggerUrl, { perMessageDeflate: false, maxPayload: 1 << 30 });
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  let id = 0;
+  const pending = new Map<number, (result: unknown) => void>();
+  ws.on('message', (data) => {
+    const msg = JSON.parse(data.toString()) as { id?: number; result?: unknown };
+    if (msg.id !== undefined) pending.get(msg.id)?.(msg.result);
+  });
+  const call = (method: string, params: object = {}) =>
+    new Promise<unknown>((resolve) => {
+      pending.set(++id, resolve);
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  await call('Profiler.enable');
+  await call('Profiler.setSamplingInterval', { interval: 1000 });
+  return {
+    start: () => call('Profiler.start'),
+    stop: async () => {
+      const { profile } = (await call('Profiler.stop')) as { profile: unknown };
+      ws.close();
+      return profile;
+    },
+  };
+}
+
+async function profileHop(mode: Exclude<Mode, 'direct'>, standinUrl: string, standinPid: number): Promise<{ byArea: Map<string, number>; byFunction: Map<string, number>; totalMs: number; tokens: number }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'bench-profile-'));
+  let child: ChildHandle | undefined;
+  try {
+    const inspectPort = await freePort();
+    const inspect = [`--inspect=127.0.0.1:${inspectPort}`];
+    const started = mode === 'gateway' ? await startGatewayProcess(ROOT, standinUrl, dataDir, inspect) : await startRelayProcess(ROOT, standinUrl, inspect);
+    child = started.child;
+    const ctx: RunContext = {
+      modes: [mode],
+      standinUrl,
+      standinPid,
+      ...(mode === 'gateway' ? { gateway: { url: started.url, pid: child.pid } } : { relay: { url: started.url, pid: child.pid } }),
+      tokens: TOKENS,
+      requestTimeoutMs: 30_000 + 5 * TOKENS * PACE,
+      stopSignal: new AbortController().signal,
+      log,
+    };
+    log(`profile: ${mode} (pid ${child.pid}) warm-up`);
+    await warmUp(ctx, CONCURRENCY, 1);
+    log(`profile: ${mode} ${ROUNDS} round(s) x ${CONCURRENCY} streams`);
+    const session = await profiler(inspectPort);
+    await session.start();
+    const level = await runLevel(ctx, CONCURRENCY, ROUNDS);
+    const profile = await session.stop();
+    writeFileSync(join(PROFILES, `${mode}.cpuprofile`), JSON.stringify(profile));
+    const summary = summarise(profile as Parameters<typeof summarise>[0]);
+    return { ...summary, tokens: level.modes[mode]!.streams * TOKENS };
+  } finally {
+    await child?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function main() {
+  mkdirSync(PROFILES, { recursive: true });
+  const standin = await startStandinProcess(ROOT, TOKENS, PACE);
+  try {
+    const gateway = await profileHop('gateway', standin.url, standin.child.pid);
+    const relay = await profileHop('relay', standin.url, standin.child.pid);
+    const perToken = (ms: number, tokens: number) => (ms * 1000) / tokens;
+    // Startup and idle time are not per-token costs.
+    const skip = new Set(['(idle)', '(program)']);
+    const areas = [...new Set([...gateway.byArea.keys(), ...relay.byArea.keys()])].filter((a) => !skip.has(a));
+    const rows = areas
+      .map((area) => ({ area, gateway: perToken(gateway.byArea.get(area) ?? 0, gateway.tokens), relay: perToken(relay.byArea.get(area) ?? 0, relay.tokens) }))
+      .sort((a, b) => b.gateway - a.gateway);
+    const total = (x: { byArea: Map<string, number>; tokens: number }) =>
+      perToken([...x.byArea].filter(([a]) => !skip.has(a)).reduce((s, [, ms]) => s + ms, 0), x.tokens);
+    console.log(`Self CPU time per relayed token (µs), ${CONCURRENCY} concurrent streams of ${TOKENS} tokens at ${PACE} ms:`);
+    console.log(`${'area'.padEnd(34)}${'gateway'.padStart(10)}${'relay'.padStart(10)}`);
+    for (const r of rows.filter((r) => r.gateway >= 0.05 || r.relay >= 0.05)) console.log(`${r.area.padEnd(34)}${r.gateway.toFixed(2).padStart(10)}${r.relay.toFixed(2).padStart(10)}`);
+    console.log(`${'total'.padEnd(34)}${total(gateway).toFixed(2).padStart(10)}${total(relay).toFixed(2).padStart(10)}   ratio ${(total(gateway) / total(relay)).toFixed(2)}x`);
+    const top = Number(values.top);
+    console.log(`\nGateway functions by self time per token (µs):`);
+    for (const [fn, ms] of [...gateway.byFunction].filter(([k]) => !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, top)) {
+      console.log(`${perToken(ms, gateway.tokens).toFixed(2).padStart(8)}  ${fn}`);
+    }
+    writeFileSync(
+      resolve(ROOT, 'bench/results/profile.json'),
+      `${JSON.stringify({ at: new Date().toISOString(), concurrency: CONCURRENCY, rounds: ROUNDS, tokens: TOKENS, paceMs: PACE, perTokenUs: { gateway: total(gateway), relay: total(relay) }, areas: rows }, null, 2)}\n`,
+    );
+  } finally {
+    await stopAllChildren();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  async (err: unknown) => {
+    console.error(err);
+    await stopAllChildren();
+    process.exit(1);
+  },
+);
