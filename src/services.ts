@@ -68,6 +68,7 @@ export function createServices(config: Config, backends: Backends): Services {
       maxOutputTokens: config.chat.maxOutputTokens,
       firstByteTimeoutMs: config.models.firstByteTimeoutMs,
       idleTimeoutMs: config.models.idleTimeoutMs,
+      slowClientTimeoutMs: config.slowClientTimeoutMs,
     },
   });
   const tokens = new TokenService({

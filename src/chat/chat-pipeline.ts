@@ -5,11 +5,10 @@ import type { ModelRegistry } from '../models/model-registry.js';
 import { chatLimit, type RateLimitDecision, type RateLimitPolicy, type RateLimiter } from '../ratelimit/rate-limiter.js';
 import type { Conversation, ConversationStore, FinishReason, StoredMessage } from '../stores/conversation-store.js';
 import type { MemoryMatch } from '../memory/memory-store.js';
-import { abortable } from './abortable.js';
 import { countTokens } from '../models/tokenizer.js';
 import { buildContext } from './context-builder.js';
 import { ownersOf, type Principal } from './principal.js';
-import { asTurnAbort } from './turn-abort.js';
+import { TurnAbort, asTurnAbort } from './turn-abort.js';
 import type { TurnTracker } from './turn-tracker.js';
 import type { LongTermMemory } from '../memory/long-term-memory.js';
 
@@ -51,6 +50,27 @@ export interface ChatPipelineOptions {
   firstByteTimeoutMs: number;
   /** A model that goes quiet this long between parts ends the turn with PROVIDER_ERROR (partial reply kept). */
   idleTimeoutMs: number;
+  /** A client whose buffer stays full this long ends its turn (stored as aborted, told BAD_REQUEST). */
+  slowClientTimeoutMs: number;
+}
+
+type StartEvent = Extract<ChatTurnEvent, { type: 'start' }>;
+type EndEvent = Extract<ChatTurnEvent, { type: 'end' }>;
+type ErrorEvent = Extract<ChatTurnEvent, { type: 'error' }>;
+
+/**
+ * Where a protocol adapter receives a turn's events. Text is pushed as it arrives (one call
+ * per network read upstream), and `delta` answers whether the client can take more: on false
+ * the turn stops pulling from the model until `drained()` resolves, and ends the turn (stored,
+ * BAD_REQUEST) if that takes longer than SLOW_CLIENT_TIMEOUT_MS. Exactly one of `end` and
+ * `error` comes last, after the reply is stored.
+ */
+export interface TurnSink {
+  start(event: StartEvent): void;
+  delta(text: string): boolean;
+  drained(): Promise<void>;
+  end(event: EndEvent): void;
+  error(event: ErrorEvent): void;
 }
 
 export interface ChatPipelineDeps {
@@ -65,13 +85,14 @@ export interface ChatPipelineDeps {
   options: ChatPipelineOptions;
 }
 
-/** A turn that passed every admission check; iterate `run()` to stream it. */
+/** A turn that passed every admission check; `run()` streams it into a sink. */
 export interface PreparedTurn {
   readonly conversation: Conversation;
   readonly conversationCreated: boolean;
   readonly model: LanguageModel;
   readonly rateLimit: RateLimitDecision;
-  run(signal?: AbortSignal): AsyncGenerator<ChatTurnEvent, void, undefined>;
+  /** Resolves once the final event was handed to the sink (and the reply stored). Never rejects. */
+  run(sink: TurnSink, signal?: AbortSignal): Promise<void>;
 }
 
 interface Ending {
@@ -121,44 +142,50 @@ export class ChatPipeline {
       conversationCreated: created,
       model,
       rateLimit,
-      run: (signal) => this.#run(input, conversation, created, model, signal),
+      run: (sink, signal) => this.#run(input, conversation, created, model, sink, signal),
     };
   }
 
-  async *#run(
+  async #run(
     input: ChatTurnInput,
     conversation: Conversation,
     conversationCreated: boolean,
     model: LanguageModel,
+    sink: TurnSink,
     outer: AbortSignal | undefined,
-  ): AsyncGenerator<ChatTurnEvent, void, undefined> {
-    // Registered until the consumer has the final event: shutdown and deletion wait for that.
-    const { signal, finish } = this.deps.turns.track(outer, conversation);
+  ): Promise<void> {
+    // Registered until the sink has the final event: shutdown and deletion wait for that.
+    const turn = this.deps.turns.track(outer, conversation);
     try {
       const modelName = model.provider === 'local' ? model.modelId : `${model.provider}:${model.modelId}`;
-      const result = yield* this.#stream(input, conversation, conversationCreated, model, modelName, signal);
+      const result = await this.#stream(input, conversation, conversationCreated, model, modelName, sink, turn);
       const conversationId = conversation.id;
       if (result.ending.error) {
-        yield { type: 'error', conversationId, messageId: result.messageId, content: result.text, error: result.ending.error };
+        sink.error({ type: 'error', conversationId, messageId: result.messageId, content: result.text, error: result.ending.error });
       } else {
         const { finishReason, usage } = result.ending;
-        yield { type: 'end', conversationId, messageId: result.messageId ?? '', content: result.text, finishReason, usage, model: modelName };
+        sink.end({ type: 'end', conversationId, messageId: result.messageId ?? '', content: result.text, finishReason, usage, model: modelName });
       }
+    } catch (err) {
+      // A sink that throws is a bug in an adapter: log it, never let it escape into the socket layer.
+      this.deps.logger.error({ err }, 'a protocol adapter failed while handling a turn event');
     } finally {
-      finish();
+      turn.finish();
     }
   }
 
-  /** Streams the deltas; returns (after storing the reply, however the stream ended) how it ended. */
-  async *#stream(
+  /** Streams the reply into the sink; returns (after storing the reply, however the stream ended) how it ended. */
+  async #stream(
     input: ChatTurnInput,
     conversation: Conversation,
     conversationCreated: boolean,
     model: LanguageModel,
     modelName: string,
-    signal: AbortSignal,
-  ): AsyncGenerator<ChatTurnEvent, { ending: Ending; text: string; messageId: string | undefined }, undefined> {
+    sink: TurnSink,
+    turn: { signal: AbortSignal; abort(reason: unknown): void },
+  ): Promise<{ ending: Ending; text: string; messageId: string | undefined }> {
     const { store, options } = this.deps;
+    const { signal } = turn;
     const logger = this.deps.logger.child({ conversationId: conversation.id, model: model.modelId, provider: model.provider });
     // The model call has its own signal: the turn's abort reaches it, and so do the stream timeouts.
     const modelCall = new AbortController();
@@ -170,7 +197,6 @@ export class ChatPipeline {
     let ending: Ending | undefined;
     let messageId: string | undefined;
     const startedAt = performance.now();
-
     const memory = this.deps.memory;
     const userId = input.principal.userId;
     let remember = false;
@@ -186,14 +212,14 @@ export class ChatPipeline {
         tokens: countTokens(input.message),
         remember,
       });
-      yield {
+      sink.start({
         type: 'start',
         conversationId: conversation.id,
         conversationCreated,
         userMessageId: userMessage.id,
         content: userMessage.content,
         model: modelName,
-      };
+      });
 
       const maxTokens = Math.min(input.maxTokens ?? options.maxOutputTokens, options.maxOutputTokens);
       // A conversation created by this turn holds just the message stored above.
@@ -206,18 +232,25 @@ export class ChatPipeline {
         reserveTokens: maxTokens,
       });
 
+      signal.throwIfAborted();
       watchdog.start();
-      const parts = model.stream({ messages, maxTokens, temperature: input.temperature, signal: modelCall.signal });
-      for await (const part of abortable(parts, modelCall.signal)) {
+      let waitingForClient = false;
+      const stream = model.stream({ messages, maxTokens, temperature: input.temperature, signal: modelCall.signal }, (delta) => {
         watchdog.touch();
-        if (part.type === 'text-delta') {
-          text += part.text;
-          yield { type: 'delta', text: part.text };
-        } else {
-          ending = { finishReason: storedFinish(part.finishReason), usage: part.usage };
-        }
-      }
-      if (!ending) throw new AppError('PROVIDER_ERROR', 'The model stream ended without a finish');
+        text += delta;
+        if (sink.delta(delta) || waitingForClient) return;
+        // The client's buffer is full: stop pulling from the model until it reads.
+        waitingForClient = true;
+        stream.pause();
+        watchdog.hold();
+        void this.#waitForClient(sink, turn).then((ok) => {
+          waitingForClient = false;
+          watchdog.touch();
+          if (ok) stream.resume();
+        });
+      });
+      const finish = await stream.done;
+      ending = { finishReason: storedFinish(finish.finishReason), usage: finish.usage };
     } catch (err) {
       if (signal.aborted) {
         const abort = asTurnAbort(signal.reason);
@@ -230,7 +263,7 @@ export class ChatPipeline {
     } finally {
       watchdog.stop();
       signal.removeEventListener('abort', forward);
-      // Runs on normal end, on error and when the consumer stops iterating (a write to a gone client failed).
+      // Runs on every ending: normal, error, abort (stop, disconnect, shutdown, deletion, slow client).
       ending ??= { finishReason: signal.aborted ? asTurnAbort(signal.reason).finishReason : 'aborted', usage: undefined };
       // Only a complete reply becomes a memory: a stopped or failed one says less than it seems to.
       const rememberReply = remember && (ending.finishReason === 'stop' || ending.finishReason === 'length');
@@ -242,6 +275,23 @@ export class ChatPipeline {
       );
     }
     return { ending, text, messageId };
+  }
+
+  /** Waits for a full client buffer to drain; after SLOW_CLIENT_TIMEOUT_MS ends the turn instead. Resolves false when the turn ended. */
+  async #waitForClient(sink: TurnSink, turn: { signal: AbortSignal; abort(reason: unknown): void }): Promise<boolean> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), this.deps.options.slowClientTimeoutMs)));
+    const ended = new Promise<false>((resolve) => {
+      if (turn.signal.aborted) resolve(false);
+      else turn.signal.addEventListener('abort', () => resolve(false), { once: true });
+    });
+    try {
+      const drained = await Promise.race([sink.drained().then(() => true), timedOut, ended]);
+      if (!drained && !turn.signal.aborted) turn.abort(new TurnAbort('slow-client'));
+      return drained;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async #persistReply(conversationKey: string, content: string, model: string, ending: Ending, remember: boolean, logger: Logger): Promise<string | undefined> {
@@ -275,6 +325,8 @@ export class ChatPipeline {
 class StreamWatchdog {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #lastPartAt = 0;
+  /** While the client is being waited for, the model is paused on purpose: not idle. */
+  #held = false;
 
   constructor(
     private readonly firstByteMs: number,
@@ -288,6 +340,11 @@ class StreamWatchdog {
 
   touch(): void {
     this.#lastPartAt = performance.now();
+    this.#held = false;
+  }
+
+  hold(): void {
+    this.#held = true;
   }
 
   stop(): void {
@@ -300,7 +357,7 @@ class StreamWatchdog {
       this.onTimeout(new AppError('PROVIDER_ERROR', `The model provider did not start answering within ${seconds(this.firstByteMs)}`));
       return;
     }
-    const quiet = performance.now() - this.#lastPartAt;
+    const quiet = this.#held ? 0 : performance.now() - this.#lastPartAt;
     if (quiet >= this.idleMs) {
       this.onTimeout(new AppError('PROVIDER_ERROR', `The model provider sent nothing for ${seconds(this.idleMs)}; the reply was cut`));
       return;

@@ -26,8 +26,8 @@ export class TurnTracker {
     return this.#closing;
   }
 
-  /** Registers a turn; returns the signal it must honour and a function to call when it is over. */
-  track(outer: AbortSignal | undefined, conversation: { key: string; ownerId: string }): { signal: AbortSignal; finish: () => void } {
+  /** Registers a turn; returns the signal it must honour, a way to abort it, and a function to call when it is over. */
+  track(outer: AbortSignal | undefined, conversation: { key: string; ownerId: string }): { signal: AbortSignal; abort(reason: unknown): void; finish: () => void } {
     const controller = new AbortController();
     const onOuterAbort = () => controller.abort(outer?.reason);
     if (outer?.aborted) controller.abort(outer.reason);
@@ -40,6 +40,7 @@ export class TurnTracker {
     peers.add(turn);
     return {
       signal: controller.signal,
+      abort: (reason) => controller.abort(reason),
       finish: () => {
         outer?.removeEventListener('abort', onOuterAbort);
         this.#active.delete(turn);

@@ -1,12 +1,14 @@
 import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
+import type { PreparedTurn, TurnSink } from '../chat/chat-pipeline.js';
 import { chatFieldsSchema, conversationIdSchema, describeIssues } from '../chat/chat-request.js';
 import { TurnAbort } from '../chat/turn-abort.js';
 import { AppError } from '../errors.js';
 import type { Services } from '../services.js';
-import { readJsonBody, setRateLimitHeaders } from './http-helpers.js';
 import type { AppEnv } from './app-env.js';
+import { readJsonBody, setRateLimitHeaders } from './http-helpers.js';
+import { nodeResponse, writeNodeStream } from './node-response.js';
 
 /** POST /api/v2/ai/chat/stream (PROTOCOLS.md section 1, seed 002). */
 export function chatStreamHandler(services: Services) {
@@ -28,88 +30,77 @@ export function chatStreamHandler(services: Services) {
     });
     setRateLimitHeaders(c, turn.rateLimit);
     c.header('X-Accel-Buffering', 'no');
-    const sessionId = turn.conversation.id;
-    const prefix = `data: {"content":`;
-    const suffix = `,"sessionId":${JSON.stringify(sessionId)}}\n\n`;
+    const frames = sseFrames(turn.conversation.id);
 
-    const response = streamSSE(c, async (stream) => {
-      const controller = new AbortController();
-      const abort = () => controller.abort(new TurnAbort('disconnect'));
-      // The runtime cancels the response stream when the client goes away (Node and workerd alike);
-      // reading c.req.raw.signal instead would build a full web Request for every turn.
-      stream.onAbort(abort);
-      // A write waits while the client does not read (so the model is not pulled meanwhile);
-      // one that waits past SLOW_CLIENT_TIMEOUT_MS ends the turn.
-      const slowReader = new PendingWriteWatch(services.config.slowClientTimeoutMs, () => {
-        controller.abort(new TurnAbort('slow-client'));
-        // Releases the stuck write, so the turn ends and stores its partial reply now.
-        stream.abort();
+    // On Node, frames go straight to the socket; elsewhere (Workers) through Hono's streamSSE.
+    const outgoing = nodeResponse(c);
+    if (outgoing) {
+      return writeNodeStream(c, outgoing, SSE_HEADERS, (stream) => {
+        const controller = new AbortController();
+        stream.onClose(() => controller.abort(new TurnAbort('disconnect')));
+        return turn.run(
+          {
+            start: () => undefined,
+            delta: (text) => stream.write(frames.content(text)),
+            drained: () => stream.drained(),
+            end: (e) => stream.end(e.finishReason === 'aborted' ? undefined : frames.done(e)),
+            error: (e) => stream.end(frames.error(e.error)),
+          },
+          controller.signal,
+        );
       });
-
-      try {
-        for await (const event of turn.run(controller.signal)) {
-          if (stream.aborted || stream.closed) break;
-          switch (event.type) {
-            case 'delta':
-              // Hand-built line: this is the hot path of every token.
-              await slowReader.watch(stream.write(prefix + JSON.stringify(event.text) + suffix));
-              break;
-            case 'end':
-              // An `aborted` end means the client left: there is nobody to tell.
-              if (event.finishReason === 'aborted') break;
-              await stream.write(
-                sse({ done: true, sessionId, messageId: event.messageId, finishReason: event.finishReason, usage: event.usage }),
-              );
-              break;
-            case 'error':
-              await stream.write(sse({ error: event.error.message, code: event.error.code, sessionId }));
-              break;
-            case 'start':
-              break;
-          }
-        }
-      } finally {
-        slowReader.stop();
-      }
-    });
-    // streamSSE sets `Connection: keep-alive`, which stops Node from advertising its
-    // keep-alive timeout; without it clients drop the idle connection early and reconnect.
-    response.headers.delete('Connection');
-    return response;
+    }
+    return webStream(c, turn, frames);
   };
+}
+
+const SSE_HEADERS = { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' };
+
+/** The seed 002 wire format: `data: {...}\n\n` events, the content one hand-built (the per-token path). */
+function sseFrames(sessionId: string) {
+  const prefix = `data: {"content":`;
+  const suffix = `,"sessionId":${JSON.stringify(sessionId)}}\n\n`;
+  return {
+    content: (text: string) => prefix + JSON.stringify(text) + suffix,
+    done: (e: { messageId: string; finishReason: string; usage: unknown }) =>
+      sse({ done: true, sessionId, messageId: e.messageId, finishReason: e.finishReason, usage: e.usage }),
+    error: (error: AppError) => sse({ error: error.message, code: error.code, sessionId }),
+  };
+}
+
+/** Workers: Hono's streamSSE over web streams; a write still pending means the client is behind. */
+function webStream(c: Context<AppEnv>, turn: PreparedTurn, frames: ReturnType<typeof sseFrames>): Response {
+  const response = streamSSE(c, async (stream) => {
+    const controller = new AbortController();
+    // The runtime cancels the response stream when the client goes away.
+    stream.onAbort(() => controller.abort(new TurnAbort('disconnect')));
+    let pending = Promise.resolve();
+    let outstanding = 0;
+    const write = (text: string) => {
+      outstanding++;
+      pending = stream.write(text).then(() => {
+        outstanding--;
+      });
+      return outstanding < 8;
+    };
+    const sink: TurnSink = {
+      start: () => undefined,
+      delta: (text) => write(frames.content(text)),
+      drained: () => pending,
+      end: (e) => {
+        if (e.finishReason !== 'aborted') write(frames.done(e));
+      },
+      error: (e) => void write(frames.error(e.error)),
+    };
+    await turn.run(sink, controller.signal);
+    await pending;
+  });
+  // streamSSE sets `Connection: keep-alive`, which stops a server from advertising its
+  // keep-alive timeout; without it clients drop the idle connection early and reconnect.
+  response.headers.delete('Connection');
+  return response;
 }
 
 function sse(data: unknown): string {
   return `data: ${JSON.stringify(data)}\n\n`;
-}
-
-/** Calls `onStuck` when one watched promise stays pending longer than `timeoutMs`; one timer per stream. */
-class PendingWriteWatch {
-  #pendingSince = 0;
-  #timer: ReturnType<typeof setInterval> | undefined;
-
-  constructor(
-    private readonly timeoutMs: number,
-    private readonly onStuck: () => void,
-  ) {}
-
-  async watch<T>(write: Promise<T>): Promise<T> {
-    this.#pendingSince = performance.now();
-    this.#timer ??= setInterval(() => {
-      if (this.#pendingSince && performance.now() - this.#pendingSince > this.timeoutMs) {
-        this.stop();
-        this.onStuck();
-      }
-    }, Math.min(1000, this.timeoutMs));
-    try {
-      return await write;
-    } finally {
-      this.#pendingSince = 0;
-    }
-  }
-
-  stop(): void {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
-  }
 }

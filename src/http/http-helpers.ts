@@ -2,9 +2,25 @@ import type { Context } from 'hono';
 import { AppError } from '../errors.js';
 import type { RateLimitDecision } from '../ratelimit/rate-limiter.js';
 
+/** The Node request behind a Hono context on the Node entry (`@hono/node-server` bindings); undefined on Workers. */
+export interface NodeIncoming {
+  on(event: 'data', listener: (chunk: Uint8Array) => void): unknown;
+  on(event: 'end', listener: () => void): unknown;
+  on(event: 'error' | 'aborted', listener: (err?: Error) => void): unknown;
+  off(event: string, listener: (...args: never[]) => void): unknown;
+  destroy(err?: Error): unknown;
+  readonly complete: boolean;
+}
+
+export function nodeIncoming(c: Context): NodeIncoming | undefined {
+  const incoming = (c.env as { incoming?: NodeIncoming } | undefined)?.incoming;
+  return incoming && typeof incoming.on === 'function' ? incoming : undefined;
+}
+
 /**
  * Reads a JSON body with a hard size cap, counting bytes as they arrive so a huge or
- * endless body is refused without being buffered.
+ * endless body is refused without being buffered. On Node the body is read from the socket's
+ * own stream: a small JSON body needs no web Request and web stream built around it.
  */
 export async function readJsonBody(c: Context, maxBytes: number): Promise<unknown> {
   const type = c.req.header('content-type') ?? '';
@@ -13,6 +29,8 @@ export async function readJsonBody(c: Context, maxBytes: number): Promise<unknow
   }
   const declared = Number(c.req.header('content-length') ?? NaN);
   if (declared > maxBytes) throw tooLarge(maxBytes);
+  const incoming = nodeIncoming(c);
+  if (incoming) return parseJson(await readNodeBody(incoming, maxBytes));
   const body = c.req.raw.body;
   if (!body) throw new AppError('BAD_REQUEST', 'Request body is empty');
   const chunks: Uint8Array[] = [];
@@ -20,8 +38,7 @@ export async function readJsonBody(c: Context, maxBytes: number): Promise<unknow
   const reader = body.getReader();
   for (;;) {
     const { done, value } = await reader.read().catch((err: unknown) => {
-      // The client went away mid-upload: nobody will read an answer; not a server error.
-      throw new AppError('BAD_REQUEST', 'The request body was cut off', { cause: err, details: { clientAbort: true } });
+      throw cutOff(err);
     });
     if (done) break;
     size += value.byteLength;
@@ -31,13 +48,59 @@ export async function readJsonBody(c: Context, maxBytes: number): Promise<unknow
     }
     chunks.push(value);
   }
-  const text = new TextDecoder('utf-8', { fatal: false }).decode(concat(chunks, size));
+  return parseJson(concat(chunks, size));
+}
+
+function parseJson(bytes: Uint8Array): unknown {
+  const text = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
   if (!text.trim()) throw new AppError('BAD_REQUEST', 'Request body is empty');
   try {
     return JSON.parse(text) as unknown;
   } catch {
     throw new AppError('BAD_REQUEST', 'Request body is not valid JSON');
   }
+}
+
+function readNodeBody(incoming: NodeIncoming, maxBytes: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    const cleanup = () => {
+      incoming.off('data', onData);
+      incoming.off('end', onEnd);
+      incoming.off('error', onCut);
+      incoming.off('aborted', onCut);
+    };
+    const onData = (chunk: Uint8Array) => {
+      size += chunk.byteLength;
+      if (size > maxBytes) {
+        cleanup();
+        // Stop reading; the 413 answer closes the connection.
+        incoming.destroy();
+        reject(tooLarge(maxBytes));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      if (!incoming.complete) reject(cutOff());
+      else resolve(concat(chunks, size));
+    };
+    const onCut = (err?: Error) => {
+      cleanup();
+      reject(cutOff(err));
+    };
+    incoming.on('data', onData);
+    incoming.on('end', onEnd);
+    incoming.on('error', onCut);
+    incoming.on('aborted', onCut);
+  });
+}
+
+/** The client went away mid-upload: nobody will read an answer; not a server error. */
+function cutOff(cause?: unknown): AppError {
+  return new AppError('BAD_REQUEST', 'The request body was cut off', { cause, details: { clientAbort: true } });
 }
 
 function tooLarge(maxBytes: number): AppError {

@@ -1,6 +1,11 @@
 import { ApiError, GoogleGenAI, type Content } from '@google/genai';
-import type { LanguageModel, ModelCallOptions, ModelFinishReason, ModelStreamPart, TokenUsage } from './language-model.js';
-import { finishPart, streamFailure } from './provider-error.js';
+import { AppError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { TextBatcher, responseBytes, type ByteSource } from './byte-source.js';
+import type { LanguageModel, ModelCallOptions, ModelFinish, ModelFinishReason, ModelStream, TokenUsage } from './language-model.js';
+import type { ProviderTransport } from './openai-model.js';
+import { streamCutError, streamFailure } from './provider-error.js';
+import { SseDecoder } from './sse-decoder.js';
 
 export interface GeminiProviderOptions {
   apiKey: string;
@@ -8,11 +13,15 @@ export interface GeminiProviderOptions {
   maxRetries: number;
   timeoutMs: number;
   contextTokens: number;
+  logger?: Logger | undefined;
+  transport?: ProviderTransport | undefined;
 }
 
 export class GeminiProvider {
   readonly client: GoogleGenAI;
   readonly contextTokens: number;
+  readonly transport: ProviderTransport;
+  readonly logger: Logger | undefined;
 
   constructor(options: GeminiProviderOptions) {
     this.client = new GoogleGenAI({
@@ -24,6 +33,8 @@ export class GeminiProvider {
       },
     });
     this.contextTokens = options.contextTokens;
+    this.transport = options.transport ?? {};
+    this.logger = options.logger;
   }
 
   model(modelId: string): LanguageModel {
@@ -41,6 +52,19 @@ const FINISH: Record<string, ModelFinishReason> = {
   SPII: 'content-filter',
 };
 
+interface GeminiChunk {
+  candidates?: { content?: { parts?: { text?: string; thought?: boolean }[] }; finishReason?: string }[];
+  usageMetadata?: { promptTokenCount?: number; candidatesTokenCount?: number; thoughtsTokenCount?: number };
+  error?: unknown;
+}
+
+/**
+ * `generateContentStream` through the official SDK, which builds the request (URL, key,
+ * contents, config), retries and maps HTTP errors. Its per-chunk decoding (a Response and a
+ * JSON promise per event) is replaced: the SDK is handed a fetch that keeps a successful
+ * streaming response for this adapter and gives the SDK an empty body, and the bytes are
+ * decoded here as they arrive.
+ */
 class GeminiChatModel implements LanguageModel {
   readonly provider = 'gemini';
 
@@ -53,45 +77,121 @@ class GeminiChatModel implements LanguageModel {
     return this.owner.contextTokens;
   }
 
-  async *stream(options: ModelCallOptions): AsyncIterable<ModelStreamPart> {
+  stream(options: ModelCallOptions, onText: (text: string) => void): ModelStream {
     const { signal } = options;
     const system = options.messages.filter((m) => m.role === 'system').map((m) => m.content);
     const contents: Content[] = options.messages
       .filter((m) => m.role !== 'system')
       .map((m) => ({ role: m.role === 'assistant' ? 'model' : 'user', parts: [{ text: m.content }] }));
-    let finishReason: ModelFinishReason | undefined;
-    let usage: TokenUsage | undefined;
-    let received = false;
-    try {
-      const stream = await this.owner.client.models.generateContentStream({
-        model: this.modelId,
-        contents,
-        config: {
-          abortSignal: signal,
-          ...(system.length ? { systemInstruction: system.join('\n\n') } : {}),
-          ...(options.maxTokens === undefined ? {} : { maxOutputTokens: options.maxTokens }),
-          ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
-        },
-      });
-      for await (const chunk of stream) {
-        received = true;
-        const meta = chunk.usageMetadata;
-        if (meta) {
-          usage = {
-            inputTokens: meta.promptTokenCount ?? 0,
-            outputTokens: (meta.candidatesTokenCount ?? 0) + (meta.thoughtsTokenCount ?? 0),
-          };
+    const baseFetch = this.owner.transport.fetch ?? fetch;
+    let captured: Response | undefined;
+    const capture = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+      const response = await baseFetch(input, init);
+      if (!response.ok) return response; // the SDK reads the error body, maps the status and retries
+      captured = response;
+      return new Response(null, { status: response.status, headers: response.headers });
+    };
+    let source: ByteSource | undefined;
+    let paused = false;
+
+    const done = new Promise<ModelFinish>((resolve, reject) => {
+      let settled = false;
+      const settle = (outcome: { ok: ModelFinish } | { err: unknown }) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        if ('ok' in outcome) resolve(outcome.ok);
+        else {
+          source?.cancel();
+          reject(outcome.err);
         }
-        const candidate = chunk.candidates?.[0];
-        for (const part of candidate?.content?.parts ?? []) {
-          if (part.text && !part.thought) yield { type: 'text-delta', text: part.text };
-        }
-        if (candidate?.finishReason) finishReason = FINISH[candidate.finishReason] ?? 'other';
-      }
-    } catch (err) {
-      throw streamFailure('Gemini', signal, err, err instanceof ApiError ? geminiStatus(err) : undefined, received);
-    }
-    yield finishPart('Gemini', signal, finishReason, usage);
+      };
+      const onAbort = () => settle({ err: signal.reason });
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+
+      this.owner.client.models
+        .generateContentStream({
+          model: this.modelId,
+          contents,
+          config: {
+            abortSignal: signal,
+            httpOptions: { fetch: capture },
+            ...(system.length ? { systemInstruction: system.join('\n\n') } : {}),
+            ...(options.maxTokens === undefined ? {} : { maxOutputTokens: options.maxTokens }),
+            ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
+          },
+        })
+        .then(() => {
+          const response = captured;
+          if (settled) {
+            void response?.body?.cancel().catch(() => {});
+            return;
+          }
+          if (!response) {
+            settle({ err: streamCutError('Gemini') });
+            return;
+          }
+          let finishReason: ModelFinishReason | undefined;
+          let usage: TokenUsage | undefined;
+          let received = false;
+          const batch = new TextBatcher((t) => {
+            if (!settled) onText(t);
+          });
+          const decoder = new SseDecoder((data) => {
+            let chunk: GeminiChunk;
+            try {
+              chunk = JSON.parse(data) as GeminiChunk;
+            } catch {
+              this.owner.logger?.error({ sdk: 'gemini', detail: data.slice(0, 500) }, 'the Gemini stream sent a chunk that is not JSON');
+              throw streamCutError('Gemini');
+            }
+            if (chunk.error) throw new AppError('PROVIDER_ERROR', 'The Gemini model provider reported an error mid-stream');
+            received = true;
+            const meta = chunk.usageMetadata;
+            if (meta) usage = { inputTokens: meta.promptTokenCount ?? 0, outputTokens: (meta.candidatesTokenCount ?? 0) + (meta.thoughtsTokenCount ?? 0) };
+            const candidate = chunk.candidates?.[0];
+            for (const part of candidate?.content?.parts ?? []) if (part.text && !part.thought) batch.add(part.text);
+            if (candidate?.finishReason) finishReason = FINISH[candidate.finishReason] ?? 'other';
+          });
+          source = responseBytes(response, this.owner.transport.nodeBody);
+          if (paused) source.pause();
+          source.start({
+            data: (bytes) => {
+              if (settled) return;
+              try {
+                decoder.push(bytes);
+              } catch (err) {
+                batch.flush();
+                settle({ err: err instanceof AppError ? err : streamCutError('Gemini', err) });
+                return;
+              }
+            },
+            end: () => {
+              batch.flush();
+              const clean = decoder.end();
+              if (finishReason && clean) settle({ ok: { finishReason, usage } });
+              else settle({ err: streamCutError('Gemini') });
+            },
+            error: (err) => {
+              batch.flush();
+              settle({ err: streamFailure('Gemini', signal, err, undefined, received) });
+            },
+          });
+        })
+        .catch((err: unknown) => settle({ err: streamFailure('Gemini', signal, err, err instanceof ApiError ? geminiStatus(err) : undefined, false) }));
+    });
+    return {
+      done,
+      pause: () => {
+        paused = true;
+        source?.pause();
+      },
+      resume: () => {
+        paused = false;
+        source?.resume();
+      },
+    };
   }
 }
 

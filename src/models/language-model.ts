@@ -15,6 +15,11 @@ export type ModelStreamPart =
   | { type: 'text-delta'; text: string }
   | { type: 'finish'; finishReason: ModelFinishReason; usage: TokenUsage | undefined };
 
+export interface ModelFinish {
+  finishReason: ModelFinishReason;
+  usage: TokenUsage | undefined;
+}
+
 export interface ModelCallOptions {
   messages: ModelMessage[];
   maxTokens?: number | undefined;
@@ -23,17 +28,76 @@ export interface ModelCallOptions {
   signal: AbortSignal;
 }
 
+/** A reply in progress. */
+export interface ModelStream {
+  /**
+   * Settles once: with how the reply finished, or with why it failed (the signal's reason when
+   * it was aborted; an AppError('PROVIDER_ERROR') with a client-safe message otherwise).
+   * No text comes after it settles.
+   */
+  readonly done: Promise<ModelFinish>;
+  /** Stop reading from the provider (it then waits on TCP, not on our memory). */
+  pause(): void;
+  resume(): void;
+}
+
 /**
- * The port every provider implements. `stream` yields text deltas and exactly one `finish`
- * part; failures are thrown as AppError('PROVIDER_ERROR') with a message safe for clients.
- * When `signal` aborts, the iterator ends by throwing the signal's reason.
+ * The port every provider implements. `stream` starts the reply and hands its text to
+ * `onText` as it arrives: what arrived together (one network read) in one call, so a writer
+ * sends it as one frame. Text is pushed, not pulled through async iterators: this is the
+ * per-token path.
  */
 export interface LanguageModel {
   readonly provider: string;
   readonly modelId: string;
   /** Tokens the model accepts in one request (prompt plus output). */
   readonly contextTokens: number;
-  stream(options: ModelCallOptions): AsyncIterable<ModelStreamPart>;
+  stream(options: ModelCallOptions, onText: (text: string) => void): ModelStream;
+}
+
+/**
+ * A ModelStream driven by an async iterable of parts (text deltas and one finish): for
+ * adapters whose source is an iterator (scripted models, simple providers). Pausing stops
+ * pulling; an abort ends it at once, even when the source is stuck.
+ */
+export function streamFromParts(parts: AsyncIterable<ModelStreamPart>, onText: (text: string) => void, signal: AbortSignal): ModelStream {
+  const iterator = parts[Symbol.asyncIterator]();
+  let paused = false;
+  let wake: (() => void) | undefined;
+  const done = (async (): Promise<ModelFinish> => {
+    let finish: ModelFinish | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      if (signal.aborted) reject(signal.reason);
+      else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+    });
+    aborted.catch(() => {});
+    try {
+      for (;;) {
+        if (paused) await Promise.race([new Promise<void>((r) => (wake = r)), aborted]);
+        const next = await Promise.race([iterator.next(), aborted]);
+        if (next.done) break;
+        const part = next.value;
+        if (part.type === 'text-delta') onText(part.text);
+        else finish = { finishReason: part.finishReason, usage: part.usage };
+      }
+    } catch (err) {
+      void Promise.resolve(iterator.return?.()).catch(() => {});
+      throw err;
+    }
+    if (!finish) throw new Error('the model stream ended without a finish');
+    return finish;
+  })();
+  return {
+    done,
+    pause: () => {
+      paused = true;
+    },
+    resume: () => {
+      paused = false;
+      wake?.();
+      wake = undefined;
+    },
+  };
 }
 
 /**

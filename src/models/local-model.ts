@@ -1,4 +1,4 @@
-import { memoriesIn, type LanguageModel, type ModelCallOptions, type ModelMessage, type ModelStreamPart } from './language-model.js';
+import { memoriesIn, type LanguageModel, type ModelCallOptions, type ModelFinish, type ModelMessage, type ModelStream } from './language-model.js';
 import { countMessageTokens, splitTokens } from './tokenizer.js';
 
 export interface LocalModelOptions {
@@ -31,23 +31,60 @@ export class LocalModel implements LanguageModel {
     this.#about = { requested: options.requested, remoteConfigured: options.remoteConfigured ?? false };
   }
 
-  async *stream(options: ModelCallOptions): AsyncIterable<ModelStreamPart> {
+  /**
+   * Token by token: one `onText` call per token, `tokenDelayMs` apart (none: all in one turn
+   * of the event loop, pausing when asked).
+   */
+  stream(options: ModelCallOptions, onText: (text: string) => void): ModelStream {
     const { signal } = options;
-    signal.throwIfAborted();
-    const pieces = splitTokens(composeReply(options.messages, this.#about));
-    const limit = options.maxTokens ?? Number.POSITIVE_INFINITY;
-    let emitted = 0;
-    for (const text of pieces) {
-      if (emitted >= limit) break;
-      if (this.#tokenDelayMs > 0) await sleep(this.#tokenDelayMs, signal);
-      signal.throwIfAborted();
-      emitted++;
-      yield { type: 'text-delta', text };
-    }
-    yield {
-      type: 'finish',
-      finishReason: emitted < pieces.length ? 'length' : 'stop',
-      usage: { inputTokens: countMessageTokens(options.messages), outputTokens: emitted },
+    let paused = false;
+    let wake: (() => void) | undefined;
+    const done = new Promise<ModelFinish>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const onAbort = () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      const pieces = splitTokens(composeReply(options.messages, this.#about));
+      const limit = Math.min(options.maxTokens ?? Number.POSITIVE_INFINITY, pieces.length);
+      let emitted = 0;
+      const finish = () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve({ finishReason: emitted < pieces.length ? 'length' : 'stop', usage: { inputTokens: countMessageTokens(options.messages), outputTokens: emitted } });
+      };
+      const step = () => {
+        timer = undefined;
+        while (emitted < limit) {
+          if (signal.aborted) return;
+          if (paused) {
+            wake = step;
+            return;
+          }
+          onText(pieces[emitted++]!);
+          if (this.#tokenDelayMs > 0 && emitted < limit) {
+            timer = setTimeout(step, this.#tokenDelayMs);
+            return;
+          }
+        }
+        if (!signal.aborted) finish();
+      };
+      // Text starts on a later turn, as a remote model's would.
+      if (this.#tokenDelayMs > 0) timer = setTimeout(step, this.#tokenDelayMs);
+      else nextTurn(step);
+    });
+    return {
+      done,
+      pause: () => {
+        paused = true;
+      },
+      resume: () => {
+        paused = false;
+        const next = wake;
+        wake = undefined;
+        next?.();
+      },
     };
   }
 }
@@ -84,16 +121,6 @@ function clip(text: string, max: number): string {
   return flat.length <= max ? flat : `${flat.slice(0, max)}…`;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
+/** The next turn of the event loop, without setTimeout's 1 ms floor where setImmediate exists (Node). */
+const nextTurn: (fn: () => void) => void =
+  typeof globalThis.setImmediate === 'function' ? (fn) => void globalThis.setImmediate(fn) : (fn) => void setTimeout(fn, 0);

@@ -4,7 +4,7 @@ import { AppError } from '../errors.js';
 import { GeminiProvider } from './gemini-model.js';
 import type { LanguageModel } from './language-model.js';
 import { LocalModel } from './local-model.js';
-import { OpenAIProvider } from './openai-model.js';
+import { OpenAIProvider, type ProviderTransport } from './openai-model.js';
 
 export const PROVIDERS = ['local', 'openai', 'gemini'] as const;
 export type ProviderName = (typeof PROVIDERS)[number];
@@ -136,7 +136,7 @@ function describe(err: unknown): string {
 }
 
 /** The one place that turns configuration into providers. Throws ConfigError for a default model that cannot be served. */
-export function createModelRegistry(config: Config, logger: Logger = silentLogger, discoveredDefault?: string): ModelRegistry {
+export function createModelRegistry(config: Config, logger: Logger = silentLogger, discoveredDefault?: string, transport?: ProviderTransport): ModelRegistry {
   const m = config.models;
   const remote = Boolean(m.openai.apiKey || m.gemini.apiKey);
   const localOptions = { ...m.local, remoteConfigured: remote };
@@ -155,6 +155,7 @@ export function createModelRegistry(config: Config, logger: Logger = silentLogge
       timeoutMs: m.timeoutMs,
       contextTokens: m.contextTokens,
       logger,
+      transport,
     });
   }
   if (m.gemini.apiKey) {
@@ -164,6 +165,8 @@ export function createModelRegistry(config: Config, logger: Logger = silentLogge
       maxRetries: m.maxRetries,
       timeoutMs: m.timeoutMs,
       contextTokens: m.contextTokens,
+      logger,
+      transport,
     });
   }
   const defaultModel = chooseDefaultModel(config, discoveredDefault);

@@ -1,7 +1,16 @@
 import OpenAI from 'openai';
 import type { Logger } from '../logger.js';
-import type { LanguageModel, ModelCallOptions, ModelFinishReason, ModelStreamPart, TokenUsage } from './language-model.js';
-import { finishPart, streamFailure } from './provider-error.js';
+import { TextBatcher, responseBytes, type ByteSource, type NodeBodyLookup } from './byte-source.js';
+import type { LanguageModel, ModelCallOptions, ModelFinish, ModelFinishReason, ModelStream, TokenUsage } from './language-model.js';
+import { AppError } from '../errors.js';
+import { streamCutError, streamFailure } from './provider-error.js';
+import { SseDecoder } from './sse-decoder.js';
+
+/** How the SDKs reach the network: the Node entry passes its own fetch, which keeps each response's socket stream. */
+export interface ProviderTransport {
+  fetch?: typeof fetch | undefined;
+  nodeBody?: NodeBodyLookup | undefined;
+}
 
 export interface OpenAIProviderOptions {
   apiKey: string;
@@ -12,6 +21,7 @@ export interface OpenAIProviderOptions {
   contextTokens: number;
   /** The SDK's own diagnostics go here instead of the console. */
   logger: Logger;
+  transport?: ProviderTransport | undefined;
 }
 
 /** One SDK client per process: it keeps the connection pool warm across requests. */
@@ -20,6 +30,8 @@ export class OpenAIProvider {
   /** OpenAI-compatible servers (Ollama, vLLM, llama.cpp) know `max_tokens`, not `max_completion_tokens`. */
   readonly compatible: boolean;
   readonly contextTokens: number;
+  readonly logger: Logger;
+  readonly nodeBody: NodeBodyLookup | undefined;
 
   constructor(options: OpenAIProviderOptions) {
     this.client = new OpenAI({
@@ -31,9 +43,12 @@ export class OpenAIProvider {
       // Never below warn: the SDK's debug lines describe whole requests.
       logLevel: 'warn',
       logger: sdkLogger(options.logger),
+      ...(options.transport?.fetch ? { fetch: options.transport.fetch } : {}),
     });
     this.compatible = options.baseURL !== undefined;
     this.contextTokens = options.contextTokens;
+    this.logger = options.logger;
+    this.nodeBody = options.transport?.nodeBody;
   }
 
   model(modelId: string): LanguageModel {
@@ -47,6 +62,17 @@ const FINISH: Record<string, ModelFinishReason> = {
   content_filter: 'content-filter',
 };
 
+interface ChatChunk {
+  choices?: { delta?: { content?: string | null }; finish_reason?: string | null }[];
+  usage?: { prompt_tokens: number; completion_tokens: number } | null;
+  error?: unknown;
+}
+
+/**
+ * Chat completions through the official SDK (request building, retries, HTTP errors), with
+ * the streamed body decoded here: straight from the socket on Node, one SSE decoder, and the
+ * text of each network read handed over in one call.
+ */
 class OpenAIChatModel implements LanguageModel {
   readonly provider = 'openai';
 
@@ -59,45 +85,113 @@ class OpenAIChatModel implements LanguageModel {
     return this.owner.contextTokens;
   }
 
-  async *stream(options: ModelCallOptions): AsyncIterable<ModelStreamPart> {
+  stream(options: ModelCallOptions, onText: (text: string) => void): ModelStream {
     const { signal } = options;
     const limit =
-      options.maxTokens === undefined
-        ? {}
-        : this.owner.compatible
-          ? { max_tokens: options.maxTokens }
-          : { max_completion_tokens: options.maxTokens };
-    let finishReason: ModelFinishReason | undefined;
-    let usage: TokenUsage | undefined;
-    let received = false;
-    try {
-      const stream = await this.owner.client.chat.completions.create(
-        {
-          model: this.modelId,
-          messages: options.messages,
-          stream: true,
-          stream_options: { include_usage: true },
-          ...limit,
-          ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
-        },
-        { signal },
-      );
-      for await (const chunk of stream) {
-        received = true;
-        if (chunk.usage) {
-          usage = { inputTokens: chunk.usage.prompt_tokens, outputTokens: chunk.usage.completion_tokens };
+      options.maxTokens === undefined ? {} : this.owner.compatible ? { max_tokens: options.maxTokens } : { max_completion_tokens: options.maxTokens };
+    let source: ByteSource | undefined;
+    let paused = false;
+
+    const done = new Promise<ModelFinish>((resolve, reject) => {
+      let settled = false;
+      const settle = (outcome: { ok: ModelFinish } | { err: unknown }) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        if ('ok' in outcome) resolve(outcome.ok);
+        else {
+          source?.cancel();
+          reject(outcome.err);
         }
-        const choice = chunk.choices[0];
-        if (!choice) continue;
-        const text = choice.delta?.content;
-        if (text) yield { type: 'text-delta', text };
-        if (choice.finish_reason) finishReason = FINISH[choice.finish_reason] ?? 'other';
-      }
-    } catch (err) {
-      // The SDK surfaces a connection cut mid-stream as a bare fetch TypeError, not an APIError.
-      throw streamFailure('OpenAI', signal, err, err instanceof OpenAI.APIError ? err.status : undefined, received);
-    }
-    yield finishPart('OpenAI', signal, finishReason, usage);
+      };
+      // The abort must end the turn now, whatever the socket is doing.
+      const onAbort = () => settle({ err: signal.reason });
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+
+      this.owner.client.chat.completions
+        .create(
+          {
+            model: this.modelId,
+            messages: options.messages,
+            stream: true,
+            stream_options: { include_usage: true },
+            ...limit,
+            ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
+          },
+          { signal },
+        )
+        .asResponse()
+        .then((response) => {
+          if (settled) {
+            void response.body?.cancel().catch(() => {});
+            return;
+          }
+          let finishReason: ModelFinishReason | undefined;
+          let usage: TokenUsage | undefined;
+          let received = false;
+          const batch = new TextBatcher((t) => {
+            if (!settled) onText(t);
+          });
+          const decoder = new SseDecoder((data) => {
+            if (data === '[DONE]') return;
+            let chunk: ChatChunk;
+            try {
+              chunk = JSON.parse(data) as ChatChunk;
+            } catch {
+              this.owner.logger.error({ sdk: 'openai', detail: clip(data) }, 'the OpenAI stream sent a chunk that is not JSON');
+              throw streamCutError('OpenAI');
+            }
+            if (chunk.error) {
+              this.owner.logger.error({ sdk: 'openai', detail: clip(JSON.stringify(chunk.error)) }, 'the OpenAI stream reported an error');
+              throw new AppError('PROVIDER_ERROR', 'The OpenAI model provider reported an error mid-stream');
+            }
+            received = true;
+            if (chunk.usage) usage = { inputTokens: chunk.usage.prompt_tokens, outputTokens: chunk.usage.completion_tokens };
+            const choice = chunk.choices?.[0];
+            if (!choice) return;
+            const content = choice.delta?.content;
+            if (content) batch.add(content);
+            if (choice.finish_reason) finishReason = FINISH[choice.finish_reason] ?? 'other';
+          });
+          source = responseBytes(response, this.owner.nodeBody);
+          if (paused) source.pause();
+          source.start({
+            data: (bytes) => {
+              if (settled) return;
+              try {
+                decoder.push(bytes);
+              } catch (err) {
+                batch.flush();
+                settle({ err: err instanceof Error && 'code' in err ? err : streamCutError('OpenAI', err) });
+                return;
+              }
+            },
+            end: () => {
+              batch.flush();
+              const clean = decoder.end();
+              if (finishReason && clean) settle({ ok: { finishReason, usage } });
+              else settle({ err: streamCutError('OpenAI') });
+            },
+            error: (err) => {
+              batch.flush();
+              settle({ err: streamFailure('OpenAI', signal, err, undefined, received) });
+            },
+          });
+        })
+        .catch((err: unknown) => settle({ err: streamFailure('OpenAI', signal, err, err instanceof OpenAI.APIError ? err.status : undefined, false) }));
+    });
+    return {
+      done,
+      pause: () => {
+        paused = true;
+        source?.pause();
+      },
+      resume: () => {
+        paused = false;
+        source?.resume();
+      },
+    };
   }
 }
 

@@ -9,6 +9,7 @@ import type { ConversationStore } from '../stores/conversation-store.js';
 import { MongoConversationStore } from '../stores/mongo-conversation-store.js';
 import { SqliteConversationStore } from '../stores/sqlite-conversation-store.js';
 import { NativePasswordHasher } from './native-password-hasher.js';
+import { createNodeFetch } from './node-fetch.js';
 import { createEmbedder } from '../memory/create-embedder.js';
 import { LongTermMemory } from '../memory/long-term-memory.js';
 import { MemoryStoreError } from '../memory/memory-store-error.js';
@@ -26,7 +27,9 @@ export class StartupError extends Error {
 /** The one wiring module for Node: configuration picks each port's adapter. */
 export async function createNodeBackends(config: Config, logger: Logger): Promise<Backends> {
   ensurePrivateDir(config.dataDir, logger);
-  const models = createModelRegistry(config, logger, await discoverCompatibleModel(config));
+  // The SDKs send their requests through node:http, and model streams read the socket directly.
+  const transport = createNodeFetch();
+  const models = createModelRegistry(config, logger, await discoverCompatibleModel(config), transport);
   const store = config.mongo ? await connectMongo(config.mongo) : new SqliteConversationStore(join(config.dataDir, 'gateway.sqlite'));
   const limiter = createRateLimiter(config, logger);
   const jwtSecret = config.auth.jwtSecret ? new TextEncoder().encode(config.auth.jwtSecret) : persistedSecret(config.dataDir, logger);

@@ -52,32 +52,26 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
           turns,
           after: turns.size > 0 ? turns.settled() : undefined,
           input: { message, conversationId: conversationId ?? undefined, model, maxTokens, temperature },
-          onEvent(e) {
-            switch (e.type) {
-              case 'start':
-                if (e.conversationCreated) socket.emit('chat:conversation', { conversationId: e.conversationId });
-                socket.emit('chat:user-message', { messageId: e.userMessageId, content: e.content });
-                break;
-              case 'delta':
-                socket.emit('chat:message', { content: e.text, isComplete: false });
-                break;
-              case 'end':
-                if (e.finishReason === 'stop' || e.finishReason === 'length') {
-                  socket.emit('chat:end', {
-                    messageId: e.messageId,
-                    conversationId: e.conversationId,
-                    totalTokens: e.usage ? e.usage.inputTokens + e.usage.outputTokens : countTokens(e.content),
-                    model: e.model,
-                    finishReason: e.finishReason,
-                  });
-                } else if (e.finishReason === 'stopped') {
-                  socket.emit('chat:stopped', { conversationId: e.conversationId, messageId: e.messageId || null });
-                }
-                break;
-              case 'error':
-                socket.emit('chat:error', { message: e.error.message, code: e.error.code });
-                break;
-            }
+          events: {
+            start: (e) => {
+              if (e.conversationCreated) socket.emit('chat:conversation', { conversationId: e.conversationId });
+              socket.emit('chat:user-message', { messageId: e.userMessageId, content: e.content });
+            },
+            delta: (text) => socket.emit('chat:message', { content: text, isComplete: false }),
+            end: (e) => {
+              if (e.finishReason === 'stop' || e.finishReason === 'length') {
+                socket.emit('chat:end', {
+                  messageId: e.messageId,
+                  conversationId: e.conversationId,
+                  totalTokens: e.usage ? e.usage.inputTokens + e.usage.outputTokens : countTokens(e.content),
+                  model: e.model,
+                  finishReason: e.finishReason,
+                });
+              } else if (e.finishReason === 'stopped') {
+                socket.emit('chat:stopped', { conversationId: e.conversationId, messageId: e.messageId || null });
+              }
+            },
+            error: (e) => socket.emit('chat:error', { message: e.error.message, code: e.error.code }),
           },
         });
       } catch (err) {

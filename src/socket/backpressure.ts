@@ -1,5 +1,3 @@
-import { TurnAbort } from '../chat/turn-abort.js';
-
 /** The engine.io internals read here: the packets waiting for the transport, and the WebSocket's own buffer. */
 interface EngineConnection {
   writeBuffer?: { data?: unknown }[];
@@ -24,23 +22,17 @@ export function outgoingBytes(socket: { conn: unknown }): number {
 }
 
 /**
- * Waits until the connection's backlog is below half of `maxBytes`, so the caller stops
- * pulling from the model meanwhile (the upstream then waits on TCP, not on our memory).
- * Gives up with a `slow-client` TurnAbort after `timeoutMs`; returns at once when `signal`
- * aborts (a disconnect or stop ends the turn anyway).
+ * Resolves once the connection's backlog is below half of `maxBytes` (the pipeline stops
+ * pulling from the model meanwhile, and gives up after SLOW_CLIENT_TIMEOUT_MS), or at once
+ * when `signal` aborts (a disconnect or stop ends the turn anyway).
  */
-export function waitForRoom(socket: { conn: unknown }, options: { maxBytes: number; timeoutMs: number; signal: AbortSignal }): Promise<void> {
+export function waitForRoom(socket: { conn: unknown }, options: { maxBytes: number; signal: AbortSignal }): Promise<void> {
   const lowWater = options.maxBytes / 2;
-  const deadline = performance.now() + options.timeoutMs;
-  return new Promise<void>((resolve, reject) => {
+  return new Promise<void>((resolve) => {
     const check = () => {
-      if (options.signal.aborted || outgoingBytes(socket) <= lowWater) {
-        clearInterval(timer);
-        resolve();
-      } else if (performance.now() >= deadline) {
-        clearInterval(timer);
-        reject(new TurnAbort('slow-client'));
-      }
+      if (!options.signal.aborted && outgoingBytes(socket) > lowWater) return;
+      clearInterval(timer);
+      resolve();
     };
     const timer = setInterval(check, CHECK_INTERVAL_MS);
   });

@@ -94,6 +94,11 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
      * the client stopped or left; a failure (shutdown included) is thrown so the caller's
      * error event tells the client.
      */
+    /**
+     * Seeds 000 and 001 answer once, with the whole reply. Resolves with it, or undefined when
+     * the client left; a failure (shutdown included) is thrown so the caller's error event tells
+     * the client.
+     */
     async function wholeReply(s: DefaultSocket, turn: { input: Parameters<typeof runSocketTurn>[0]['input']; requireUser?: boolean }): Promise<string | undefined> {
       let reply: string | undefined;
       let failure: AppError | undefined;
@@ -103,9 +108,14 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
         turns,
         requireUser: turn.requireUser ?? false,
         input: turn.input,
-        onEvent(e) {
-          if (e.type === 'error') failure = e.error;
-          else if (e.type === 'end' && (e.finishReason === 'stop' || e.finishReason === 'length')) reply = e.content;
+        events: {
+          delta: () => undefined,
+          end: (e) => {
+            if (e.finishReason === 'stop' || e.finishReason === 'length') reply = e.content;
+          },
+          error: (e) => {
+            failure = e.error;
+          },
         },
       });
       if (failure) throw failure;
@@ -126,22 +136,16 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
           turns,
           payloadToken: payload.token,
           input: { message, conversationId: sessionId, model, maxTokens, temperature },
-          onEvent(e) {
-            switch (e.type) {
-              case 'start':
-                conversationId = e.conversationId;
-                break;
-              case 'delta':
-                s.emit('ai:stream', { content: e.text, sessionId: conversationId });
-                break;
-              case 'end':
-                // An `aborted` end means the client left: there is nobody to tell.
-                if (e.finishReason !== 'aborted') s.emit('ai:complete', { response: e.content, sessionId: conversationId, messageId: e.messageId });
-                break;
-              case 'error':
-                s.emit('ai:error', { error: e.error.message, code: e.error.code });
-                break;
-            }
+          events: {
+            start: (e) => {
+              conversationId = e.conversationId;
+            },
+            delta: (text) => s.emit('ai:stream', { content: text, sessionId: conversationId }),
+            end: (e) => {
+              // An `aborted` end means the client left: there is nobody to tell.
+              if (e.finishReason !== 'aborted') s.emit('ai:complete', { response: e.content, sessionId: conversationId, messageId: e.messageId });
+            },
+            error: (e) => s.emit('ai:error', { error: e.error.message, code: e.error.code }),
           },
         });
       } catch (err) {

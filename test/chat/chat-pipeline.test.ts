@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { ChatPipeline, type ChatTurnEvent } from '../../src/chat/chat-pipeline.js';
+import { ChatPipeline, type ChatTurnEvent, type PreparedTurn } from '../../src/chat/chat-pipeline.js';
+import { runTurn } from '../helpers/turns.js';
 import { buildContext } from '../../src/chat/context-builder.js';
 import { TurnAbort } from '../../src/chat/turn-abort.js';
 import { TurnTracker } from '../../src/chat/turn-tracker.js';
 import { AppError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
-import type { LanguageModel, ModelCallOptions, ModelStreamPart } from '../../src/models/language-model.js';
+import { streamFromParts, type LanguageModel, type ModelCallOptions, type ModelStreamPart } from '../../src/models/language-model.js';
 import { LocalModel } from '../../src/models/local-model.js';
 import { ModelRegistry } from '../../src/models/model-registry.js';
 import { MemoryRateLimiter } from '../../src/ratelimit/memory-rate-limiter.js';
@@ -21,13 +22,13 @@ class ScriptedModel implements LanguageModel {
   readonly contextTokens = 100_000;
   calls: ModelCallOptions[] = [];
   constructor(private readonly script: (o: ModelCallOptions) => AsyncIterable<ModelStreamPart>) {}
-  stream(o: ModelCallOptions) {
+  stream(o: ModelCallOptions, onText: (text: string) => void) {
     this.calls.push(o);
-    return this.script(o);
+    return streamFromParts(this.script(o), onText, o.signal);
   }
 }
 
-const OPTIONS = { systemPrompt: 'SYS', historyLimit: 20, maxOutputTokens: 500, firstByteTimeoutMs: 5_000, idleTimeoutMs: 5_000 };
+const OPTIONS = { systemPrompt: 'SYS', historyLimit: 20, maxOutputTokens: 500, firstByteTimeoutMs: 5_000, idleTimeoutMs: 5_000, slowClientTimeoutMs: 5_000 };
 
 function setup(model?: LanguageModel, limits = { userLimit: 100, anonymousLimit: 20, authLimit: 10, windowMs: 60_000 }, options = OPTIONS) {
   const store = new MemoryConversationStore();
@@ -54,11 +55,7 @@ const alice: Principal = { userId: 'alice', ip: '10.0.0.2', anonymousId: null };
 /** Where conversations of the `anon` principal live. */
 const anonKey = (id: string) => conversationKey('ip:10.0.0.1', id);
 
-async function drain(gen: AsyncIterable<ChatTurnEvent>) {
-  const events: ChatTurnEvent[] = [];
-  for await (const e of gen) events.push(e);
-  return events;
-}
+const drain = (turn: PreparedTurn) => runTurn(turn);
 
 describe('chat pipeline', () => {
   it('stores the user message before calling the model and the reply after', async () => {
@@ -71,7 +68,7 @@ describe('chat pipeline', () => {
       }),
     );
     const turn = await pipeline.prepare({ principal: anon, message: 'hello', conversationId: 'c1' });
-    const events = await drain(turn.run());
+    const events = await drain(turn);
     expect(storedAtCall.map((m) => m.content)).toEqual(['hello']);
     expect(events.map((e) => e.type)).toEqual(['start', 'delta', 'end']);
     expect(events[0]).toMatchObject({ conversationId: 'c1', conversationCreated: true, content: 'hello' });
@@ -87,7 +84,7 @@ describe('chat pipeline', () => {
     const { store, pipeline } = setup(model);
     await store.ensureConversation({ id: 'long', ownerId: 'ip:10.0.0.1', title: 't' });
     for (let i = 0; i < 30; i++) await store.appendMessage({ conversationKey: anonKey('long'), role: i % 2 ? 'assistant' : 'user', content: `m${i}` });
-    await drain((await pipeline.prepare({ principal: anon, message: 'newest', conversationId: 'long' })).run());
+    await drain(await pipeline.prepare({ principal: anon, message: 'newest', conversationId: 'long' }));
     const sent = model.calls[0]!.messages;
     expect(sent[0]).toEqual({ role: 'system', content: 'SYS' });
     expect(sent.slice(1).map((m) => m.content)).toEqual([...Array.from({ length: 19 }, (_, i) => `m${i + 11}`), 'newest']);
@@ -122,11 +119,7 @@ describe('chat pipeline', () => {
       );
       const controller = new AbortController();
       const turn = await pipeline.prepare({ principal: anon, message: 'go', conversationId: `k-${kind}` });
-      const events: ChatTurnEvent[] = [];
-      for await (const e of turn.run(controller.signal)) {
-        events.push(e);
-        if (e.type === 'delta') controller.abort(new TurnAbort(cause));
-      }
+      const events = await runTurn(turn, { signal: controller.signal, onEvent: (e) => e.type === 'delta' && controller.abort(new TurnAbort(cause)) });
       expect(events.at(-1)).toMatchObject({ type: 'end', finishReason: kind, content: 'partial' });
       expect((await store.recentMessages(anonKey(`k-${kind}`), 5)).at(-1)).toMatchObject({ content: 'partial', finishReason: kind });
       expect(turns.active).toBe(0);
@@ -140,7 +133,7 @@ describe('chat pipeline', () => {
         throw new AppError('PROVIDER_ERROR', 'The x model stream ended unexpectedly');
       }),
     );
-    const events = await drain((await pipeline.prepare({ principal: anon, message: 'go', conversationId: 'err' })).run());
+    const events = await drain(await pipeline.prepare({ principal: anon, message: 'go', conversationId: 'err' }));
     expect(events.at(-1)).toMatchObject({ type: 'error', content: 'half', error: { code: 'PROVIDER_ERROR' } });
     expect((await store.recentMessages(anonKey('err'), 5)).map((m) => [m.role, m.content, m.finishReason])).toEqual([
       ['user', 'go', undefined],
@@ -155,7 +148,7 @@ describe('chat pipeline', () => {
         throw new Error('db password is hunter2');
       }),
     );
-    const events = await drain((await pipeline.prepare({ principal: anon, message: 'go' })).run());
+    const events = await drain(await pipeline.prepare({ principal: anon, message: 'go' }));
     const last = events.at(-1) as Extract<ChatTurnEvent, { type: 'error' }>;
     expect(last.error.code).toBe('INTERNAL');
     expect(last.error.message).not.toContain('hunter2');
@@ -170,7 +163,8 @@ describe('chat pipeline', () => {
       }),
     );
     const turn = await pipeline.prepare({ principal: anon, message: 'go', conversationId: 'gone' });
-    for await (const e of turn.run()) if (e.type === 'delta') break;
+    const controller = new AbortController();
+    await runTurn(turn, { signal: controller.signal, onEvent: (e) => e.type === 'delta' && controller.abort() });
     expect((await store.recentMessages(anonKey('gone'), 5)).at(-1)).toMatchObject({ role: 'assistant', content: 'a', finishReason: 'aborted' });
   });
 
@@ -179,12 +173,12 @@ describe('chat pipeline', () => {
       yield { type: 'finish', finishReason: 'stop', usage: undefined };
     });
     const { store, pipeline } = setup(model);
-    await drain((await pipeline.prepare({ principal: alice, message: 'SECRET plans', conversationId: 'shared' })).run());
+    await drain(await pipeline.prepare({ principal: alice, message: 'SECRET plans', conversationId: 'shared' }));
     const others: Principal[] = [anon, { userId: 'bob', ip: '10.0.0.2', anonymousId: null }, { userId: null, ip: '10.0.0.9', anonymousId: 'cookie-1' }];
     for (const principal of others) {
       const turn = await pipeline.prepare({ principal, message: 'what did I say?', conversationId: 'shared' });
       expect(turn.conversationCreated).toBe(true);
-      await drain(turn.run());
+      await drain(turn);
       expect(JSON.stringify(model.calls.at(-1)!.messages)).not.toContain('SECRET');
     }
     expect(await store.recentMessages(conversationKey('alice', 'shared'), 10)).toHaveLength(2);
@@ -199,16 +193,16 @@ describe('chat pipeline', () => {
     const firstVisit: Principal = { userId: null, ip: '10.0.0.5', anonymousId: null };
     const withCookie: Principal = { userId: null, ip: '10.0.0.5', anonymousId: 'S1' };
     const otherCookieSameIp: Principal = { userId: null, ip: '10.0.0.5', anonymousId: 'S2' };
-    await drain((await pipeline.prepare({ principal: firstVisit, message: 'first turn', conversationId: 'browser' })).run());
+    await drain(await pipeline.prepare({ principal: firstVisit, message: 'first turn', conversationId: 'browser' }));
     const second = await pipeline.prepare({ principal: withCookie, message: 'second turn', conversationId: 'browser' });
     expect(second.conversationCreated).toBe(false);
-    await drain(second.run());
+    await drain(second);
     expect(model.calls.at(-1)!.messages.map((m) => m.content)).toContain('first turn');
 
-    await drain((await pipeline.prepare({ principal: withCookie, message: 'cookie SECRET', conversationId: 'mine' })).run());
+    await drain(await pipeline.prepare({ principal: withCookie, message: 'cookie SECRET', conversationId: 'mine' }));
     const neighbour = await pipeline.prepare({ principal: otherCookieSameIp, message: 'peek', conversationId: 'mine' });
     expect(neighbour.conversationCreated).toBe(true);
-    await drain(neighbour.run());
+    await drain(neighbour);
     expect(JSON.stringify(model.calls.at(-1)!.messages)).not.toContain('SECRET');
   });
 
@@ -228,7 +222,7 @@ describe('chat pipeline', () => {
       { ...OPTIONS, firstByteTimeoutMs: 150 },
     );
     const started = performance.now();
-    const events = await drain((await pipeline.prepare({ principal: anon, message: 'go', conversationId: 'hang' })).run());
+    const events = await drain(await pipeline.prepare({ principal: anon, message: 'go', conversationId: 'hang' }));
     expect(performance.now() - started).toBeLessThan(2_000);
     expect(events.at(-1)).toMatchObject({ type: 'error', error: { code: 'PROVIDER_ERROR', message: expect.stringMatching(/did not start answering/) } });
     expect(upstreamAborted).toBe(true);
@@ -246,7 +240,7 @@ describe('chat pipeline', () => {
       undefined,
       { ...OPTIONS, idleTimeoutMs: 200 },
     );
-    const events = await drain((await pipeline.prepare({ principal: anon, message: 'go', conversationId: 'stall' })).run());
+    const events = await drain(await pipeline.prepare({ principal: anon, message: 'go', conversationId: 'stall' }));
     expect(events.at(-1)).toMatchObject({ type: 'error', content: 'half answer', error: { code: 'PROVIDER_ERROR', message: expect.stringMatching(/sent nothing for 200 ms/) } });
     expect((await store.recentMessages(anonKey('stall'), 5)).at(-1)).toMatchObject({ content: 'half answer', finishReason: 'error' });
   });
@@ -260,9 +254,7 @@ describe('chat pipeline', () => {
     );
     const turn = await pipeline.prepare({ principal: alice, message: 'go', conversationId: 'doomed' });
     const events: ChatTurnEvent[] = [];
-    const consumed = (async () => {
-      for await (const e of turn.run()) events.push(e);
-    })();
+    const consumed = runTurn(turn, { onEvent: (e) => events.push(e) });
     await new Promise((r) => setTimeout(r, 20));
     expect(turns.isRunning(conversationKey('alice', 'doomed'))).toBe(true);
     expect(await turns.abortConversation(conversationKey('alice', 'doomed'), 'deleted')).toBe(1);
@@ -274,7 +266,7 @@ describe('chat pipeline', () => {
 
   it('stores token counts with messages, and trims context from them without re-tokenising history', async () => {
     const { store, pipeline } = setup();
-    await drain((await pipeline.prepare({ principal: anon, message: 'count me please', conversationId: 'tok' })).run());
+    await drain(await pipeline.prepare({ principal: anon, message: 'count me please', conversationId: 'tok' }));
     const [user, reply] = await store.recentMessages(anonKey('tok'), 5);
     expect(user!.tokens).toBe(countTokens('count me please'));
     expect(reply!.tokens).toBe(reply!.usage!.outputTokens);
@@ -310,8 +302,8 @@ describe('chat pipeline', () => {
       }
       yield { type: 'finish', finishReason: 'stop', usage: undefined };
     }));
-    const short = drain((await pipeline.prepare({ principal: anon, message: 'short', conversationId: 's' })).run());
-    const long = drain((await pipeline.prepare({ principal: anon, message: 'long', conversationId: 'l' })).run());
+    const short = drain(await pipeline.prepare({ principal: anon, message: 'short', conversationId: 's' }));
+    const long = drain(await pipeline.prepare({ principal: anon, message: 'long', conversationId: 'l' }));
     await new Promise((r) => setTimeout(r, 5));
     expect(turns.active).toBe(2);
     const result = await turns.drain(200);

@@ -37,7 +37,8 @@ describe('SSE chat through remote providers', () => {
     ['gemini-2.0-flash', () => gemini],
   ] as const) {
     it(`${model}: relays tokens, stores the reply with usage, sends history on the next turn`, async () => {
-      standin().setScript(() => ({ tokens: ['Bon', 'jour', '!'], usage: { inputTokens: 12, outputTokens: 3 } }));
+      // Paced, so each token arrives on its own and goes out as its own event.
+      standin().setScript(() => ({ tokens: ['Bon', 'jour', '!'], usage: { inputTokens: 12, outputTokens: 3 }, delayMs: 15 }));
       const first = await readSse(await postChat(gw.url, { message: 'Say hello in French', model }));
       expect(first.filter((e) => 'content' in e).map((e) => e.content)).toEqual(['Bon', 'jour', '!']);
       const sessionId = first.at(-1)!.sessionId as string;

@@ -6,6 +6,7 @@ import { LocalModel } from '../../src/models/local-model.js';
 import { createModelRegistry, routeModel } from '../../src/models/model-registry.js';
 import { countMessageTokens, countTokens, splitTokens } from '../../src/models/tokenizer.js';
 import type { ModelStreamPart } from '../../src/models/language-model.js';
+import { modelParts } from '../helpers/turns.js';
 
 const msgs = [
   { role: 'system' as const, content: 'sys' },
@@ -14,7 +15,7 @@ const msgs = [
 
 async function run(model: LocalModel, opts: { maxTokens?: number; signal?: AbortSignal } = {}) {
   const parts: ModelStreamPart[] = [];
-  for await (const p of model.stream({ messages: msgs, signal: opts.signal ?? new AbortController().signal, maxTokens: opts.maxTokens })) parts.push(p);
+  await modelParts(model, { messages: msgs, signal: opts.signal ?? new AbortController().signal, maxTokens: opts.maxTokens }, (p) => parts.push(p));
   return parts;
 }
 
@@ -34,11 +35,7 @@ describe('local model', () => {
   });
 
   it('mentions recalled memory it was given', async () => {
-    const parts: ModelStreamPart[] = [];
-    for await (const p of model.stream({
-      messages: [{ role: 'system', content: memoryBlock(['I like green tea']) }, ...msgs],
-      signal: new AbortController().signal,
-    })) parts.push(p);
+    const parts = await modelParts(model, { messages: [{ role: 'system', content: memoryBlock(['I like green tea']) }, ...msgs], signal: new AbortController().signal });
     expect(parts.flatMap((p) => (p.type === 'text-delta' ? [p.text] : [])).join('')).toContain('I recall: "I like green tea"');
   });
 
@@ -55,14 +52,25 @@ describe('local model', () => {
     setTimeout(() => controller.abort(reason), 110);
     const started = Date.now();
     const seen: ModelStreamPart[] = [];
-    await expect(
-      (async () => {
-        for await (const p of slow.stream({ messages: msgs, signal: controller.signal })) seen.push(p);
-      })(),
-    ).rejects.toBe(reason);
+    await expect(modelParts(slow, { messages: msgs, signal: controller.signal }, (p) => seen.push(p))).rejects.toBe(reason);
     expect(Date.now() - started).toBeLessThan(400);
     expect(seen.length).toBeGreaterThanOrEqual(2);
     expect(seen.length).toBeLessThanOrEqual(6);
+  });
+
+  it('pauses when asked and resumes where it stopped', async () => {
+    const paced = new LocalModel({ tokenDelayMs: 5, contextTokens: 8192 });
+    const seen: string[] = [];
+    const stream = paced.stream({ messages: msgs, signal: new AbortController().signal }, (t) => {
+      seen.push(t);
+      if (seen.length === 3) stream.pause();
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(seen).toHaveLength(3);
+    stream.resume();
+    const finish = await stream.done;
+    expect(seen.join('')).toContain('You said: "Hello there"');
+    expect(finish).toMatchObject({ finishReason: 'stop', usage: { outputTokens: seen.length } });
   });
 
   it('splitTokens keeps multi-byte characters whole', () => {

@@ -4,6 +4,10 @@ import { AppError } from '../../src/errors.js';
 import { TurnAbort } from '../../src/chat/turn-abort.js';
 import type { LanguageModel, ModelMessage, ModelStreamPart } from '../../src/models/language-model.js';
 import { createModelRegistry } from '../../src/models/model-registry.js';
+import type { ProviderTransport } from '../../src/models/openai-model.js';
+import { silentLogger } from '../../src/logger.js';
+import { createNodeFetch } from '../../src/node/node-fetch.js';
+import { modelParts } from '../helpers/turns.js';
 import { startGeminiStandin } from '../standins/gemini-standin.js';
 import { startOpenAIStandin } from '../standins/openai-standin.js';
 import type { RecordedRequest, Script, Standin } from '../standins/standin-script.js';
@@ -67,9 +71,9 @@ async function collect(model: LanguageModel, options: { signal?: AbortSignal; ma
   const parts: ModelStreamPart[] = [];
   let error: unknown;
   try {
-    for await (const p of model.stream({ messages, signal: options.signal ?? new AbortController().signal, maxTokens: options.maxTokens, temperature: options.temperature })) {
-      parts.push(p);
-    }
+    await modelParts(model, { messages, signal: options.signal ?? new AbortController().signal, maxTokens: options.maxTokens, temperature: options.temperature }, (p) =>
+      parts.push(p),
+    );
   } catch (err) {
     error = err;
   }
@@ -78,21 +82,28 @@ async function collect(model: LanguageModel, options: { signal?: AbortSignal; ma
   return { parts, text, finish, error };
 }
 
-for (const pc of cases) {
-  describe(`${pc.name} adapter against a stand-in`, () => {
+/** How the SDKs reach the network: the runtime's fetch (undici, web body), or the Node entry's (node:http, socket stream). */
+const transports: { name: string; transport: () => ProviderTransport | undefined }[] = [
+  { name: 'global fetch', transport: () => undefined },
+  { name: 'node fetch', transport: () => createNodeFetch() },
+];
+
+for (const pc of cases) for (const { name: via, transport } of transports) {
+  describe(`${pc.name} adapter against a stand-in, over ${via}`, () => {
     let standin: Standin;
     let model: LanguageModel;
     const script = (s: Script) => standin.setScript(() => s);
 
     beforeAll(async () => {
       standin = await pc.start();
-      const registry = createModelRegistry(loadConfig({ ...pc.env(standin.url), PROVIDER_MAX_RETRIES: '0' }));
+      const registry = createModelRegistry(loadConfig({ ...pc.env(standin.url), PROVIDER_MAX_RETRIES: '0' }), silentLogger, undefined, transport());
       model = registry.resolve(pc.model);
     });
     afterAll(() => standin.close());
 
     it('streams deltas, then finish with usage; passes maxTokens, temperature and the system prompt', async () => {
-      script({ tokens: ['Hel', 'lo', ' world'], usage: { inputTokens: 11, outputTokens: 3 } });
+      // Paced, so each token arrives in its own network read.
+      script({ tokens: ['Hel', 'lo', ' world'], usage: { inputTokens: 11, outputTokens: 3 }, delayMs: 15 });
       const { parts, text, finish, error } = await collect(model, { maxTokens: 55, temperature: 0.3 });
       expect(error).toBeUndefined();
       expect(text).toBe('Hello world');
@@ -100,6 +111,14 @@ for (const pc of cases) {
       expect(finish).toEqual({ type: 'finish', finishReason: 'stop', usage: { inputTokens: 11, outputTokens: 3 } });
       const sent = pc.sent(standin.requests.at(-1)!);
       expect(sent).toEqual({ maxTokens: 55, temperature: 0.3, system: 'Be brief.', userText: 'Hi there' });
+    });
+
+    it('tokens that arrive together (one network read) come as one delta, in order', async () => {
+      script({ tokens: Array.from({ length: 40 }, (_, i) => ` w${i}`) });
+      const { parts, text, finish } = await collect(model);
+      expect(text).toBe(Array.from({ length: 40 }, (_, i) => ` w${i}`).join(''));
+      expect(parts.filter((p) => p.type === 'text-delta').length).toBeLessThan(40);
+      expect(finish).toMatchObject({ finishReason: 'stop' });
     });
 
     it('reports finishReason length', async () => {
@@ -133,7 +152,7 @@ for (const pc of cases) {
     }
 
     it('maps a wrong key to a credentials error', async () => {
-      const registry = createModelRegistry(loadConfig({ ...pc.env(standin.url), ...(pc.model.startsWith('gpt') ? { OPENAI_API_KEY: 'sk-wrong' } : { GEMINI_API_KEY: 'wrong' }), PROVIDER_MAX_RETRIES: '0' }));
+      const registry = createModelRegistry(loadConfig({ ...pc.env(standin.url), ...(pc.model.startsWith('gpt') ? { OPENAI_API_KEY: 'sk-wrong' } : { GEMINI_API_KEY: 'wrong' }), PROVIDER_MAX_RETRIES: '0' }), silentLogger, undefined, transport());
       script({ tokens: ['x'] });
       const { error } = await collect(registry.resolve(pc.model));
       expect(error).toMatchObject({ code: 'PROVIDER_ERROR', message: expect.stringMatching(/refused the server credentials/) });
@@ -148,7 +167,7 @@ for (const pc of cases) {
     });
 
     it('an unreachable provider is a PROVIDER_ERROR', async () => {
-      const registry = createModelRegistry(loadConfig({ ...pc.env('http://127.0.0.1:9'), PROVIDER_MAX_RETRIES: '0' }));
+      const registry = createModelRegistry(loadConfig({ ...pc.env('http://127.0.0.1:9'), PROVIDER_MAX_RETRIES: '0' }), silentLogger, undefined, transport());
       const { error } = await collect(registry.resolve(pc.model));
       expect(error).toMatchObject({ code: 'PROVIDER_ERROR', message: expect.stringMatching(/could not be reached/) });
     });
@@ -161,10 +180,10 @@ for (const pc of cases) {
       const abortSeen = standin.waitForAbort(2000);
       let error: unknown;
       try {
-        for await (const p of model.stream({ messages, signal: controller.signal })) {
+        await modelParts(model, { messages, signal: controller.signal }, (p) => {
           if (p.type === 'text-delta') seen.push(p.text);
           if (seen.length === 3) controller.abort(reason);
-        }
+        });
       } catch (err) {
         error = err;
       }

@@ -1,0 +1,138 @@
+import type { Context } from 'hono';
+
+/**
+ * Streaming straight to the Node response on the Node entry: no web streams and no
+ * TransformStream between a token and the socket. Hono still builds the head: the handler
+ * returns a response marked as already sent (which `@hono/node-server` leaves alone), the
+ * middleware chain finishes its headers on it (CORS, security headers, cookies, rate limits),
+ * and on the next turn of the event loop those headers go out with the stream.
+ */
+
+/** The subset of Node's `ServerResponse` used here. */
+export interface NodeOutgoing {
+  writeHead(status: number, headers: Record<string, string | string[]>): unknown;
+  flushHeaders(): void;
+  write(chunk: string): boolean;
+  end(chunk?: string): unknown;
+  cork(): void;
+  uncork(): void;
+  destroy(): unknown;
+  once(event: 'close' | 'drain', listener: () => void): unknown;
+  off(event: 'close' | 'drain', listener: () => void): unknown;
+  readonly destroyed: boolean;
+  readonly writableEnded: boolean;
+  readonly writableFinished: boolean;
+}
+
+export function nodeResponse(c: Context): NodeOutgoing | undefined {
+  const outgoing = (c.env as { outgoing?: NodeOutgoing } | undefined)?.outgoing;
+  return outgoing && typeof outgoing.writeHead === 'function' && typeof globalThis.setImmediate === 'function' ? outgoing : undefined;
+}
+
+export interface NodeStream {
+  /** Queues text; false when the socket's buffer is over its high-water mark (wait for `drained`). */
+  write(text: string): boolean;
+  drained(): Promise<void>;
+  /** Ends the response, with a last piece of text. */
+  end(text?: string): void;
+  /** Called once if the client goes away before the response ended. */
+  onClose(listener: () => void): void;
+}
+
+const ALREADY_SENT = 'x-hono-already-sent';
+/** A response still unflushed this long after it ended belongs to a client that stopped reading. */
+const LINGER_MS = 10_000;
+
+export function writeNodeStream(
+  c: Context,
+  outgoing: NodeOutgoing,
+  headers: Record<string, string>,
+  run: (stream: NodeStream) => Promise<void>,
+): Response {
+  setImmediate(() => {
+    const head: Record<string, string | string[]> = {};
+    c.res.headers.forEach((value, key) => {
+      if (key !== ALREADY_SENT && key !== 'content-length' && key !== 'set-cookie') head[key] = value;
+    });
+    const cookies = c.res.headers.getSetCookie();
+    if (cookies.length) head['set-cookie'] = cookies;
+    Object.assign(head, headers);
+    const stream = new Writer(outgoing);
+    if (outgoing.destroyed) stream.closed();
+    else {
+      outgoing.writeHead(c.res.status, head);
+      outgoing.flushHeaders();
+    }
+    void run(stream);
+  });
+  return new Response(null, { headers: { [ALREADY_SENT]: '1' } });
+}
+
+class Writer implements NodeStream {
+  #ended = false;
+  #inTick = false;
+  #corked = false;
+  #closeListeners: (() => void)[] = [];
+  #gone = false;
+
+  constructor(private readonly outgoing: NodeOutgoing) {
+    outgoing.once('close', () => {
+      if (!outgoing.writableFinished) this.closed();
+    });
+  }
+
+  closed(): void {
+    if (this.#gone) return;
+    this.#gone = true;
+    for (const listener of this.#closeListeners.splice(0)) listener();
+  }
+
+  onClose(listener: () => void): void {
+    if (this.#gone) listener();
+    else this.#closeListeners.push(listener);
+  }
+
+  write(text: string): boolean {
+    if (this.#ended || this.#gone) return true;
+    // Several writes in one turn (tokens that arrived together) leave in one syscall.
+    if (!this.#inTick) {
+      this.#inTick = true;
+      queueMicrotask(() => {
+        this.#inTick = false;
+        if (this.#corked) {
+          this.#corked = false;
+          this.outgoing.uncork();
+        }
+      });
+    } else if (!this.#corked) {
+      this.#corked = true;
+      this.outgoing.cork();
+    }
+    return this.outgoing.write(text);
+  }
+
+  drained(): Promise<void> {
+    if (this.#gone || this.#ended) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        this.outgoing.off('drain', done);
+        this.outgoing.off('close', done);
+        resolve();
+      };
+      this.outgoing.once('drain', done);
+      this.outgoing.once('close', done);
+    });
+  }
+
+  end(text?: string): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    if (this.#gone) return;
+    this.outgoing.end(text);
+    // A client that stopped reading holds its socket with our last bytes in it: not forever.
+    const timer = setTimeout(() => {
+      if (!this.outgoing.writableFinished) this.outgoing.destroy();
+    }, LINGER_MS);
+    timer.unref?.();
+  }
+}

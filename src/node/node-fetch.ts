@@ -1,0 +1,149 @@
+import http from 'node:http';
+import https from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import type { NodeBodyLookup, NodeReadableLike } from '../models/byte-source.js';
+
+/**
+ * A `fetch` for the provider SDKs over node:http(s) keep-alive agents: it sends what an SDK
+ * built (its headers, body, retries and error handling stay the SDK's) with less overhead than
+ * undici, and keeps the raw `IncomingMessage` of each response so a streaming model adapter
+ * can read the socket's bytes directly (`nodeBody`). The web body of the Response is read
+ * lazily: only an SDK that reads it (an error body) pays for a web stream.
+ */
+export function createNodeFetch(options: { maxSockets?: number } = {}): { fetch: typeof fetch; nodeBody: NodeBodyLookup } {
+  const agents = {
+    'http:': new http.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 1024, scheduling: 'lifo' }),
+    'https:': new https.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 1024, scheduling: 'lifo' }),
+  };
+  const bodies = new WeakMap<Response, IncomingMessage>();
+
+  const nodeFetch = (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
+    const url = new URL(input instanceof Request ? input.url : input.toString());
+    const agent = agents[url.protocol as keyof typeof agents];
+    if (!agent) return Promise.reject(new TypeError(`fetch failed: unsupported protocol ${url.protocol}`));
+    const headers = headerRecord(input instanceof Request ? input.headers : undefined, init.headers);
+    const body = bodyBytes(init.body);
+    if (body !== undefined && headers['content-length'] === undefined) headers['content-length'] = String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+    const signal = init.signal ?? undefined;
+
+    return new Promise<Response>((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(abortError(signal));
+        return;
+      }
+      const request = (url.protocol === 'https:' ? https : http).request(url, { method: init.method ?? 'GET', headers, agent });
+      let response: IncomingMessage | undefined;
+      const onAbort = () => {
+        const err = abortError(signal!);
+        request.destroy(err);
+        response?.destroy(err);
+        reject(err);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      request.once('error', (err) => {
+        signal?.removeEventListener('abort', onAbort);
+        // As undici does: a TypeError whose cause is the socket error (the SDKs map it to a connection error).
+        reject(new TypeError('fetch failed', { cause: err }));
+      });
+      request.once('response', (res) => {
+        response = res;
+        res.once('close', () => signal?.removeEventListener('abort', onAbort));
+        const status = res.statusCode ?? 0;
+        const web = new Response(status === 204 || status === 304 || init.method === 'HEAD' ? null : lazyWebBody(res), {
+          status,
+          statusText: res.statusMessage ?? '',
+          headers: responseHeaders(res),
+        });
+        bodies.set(web, res);
+        resolve(web);
+      });
+      request.end(body);
+    });
+  };
+
+  return { fetch: nodeFetch as typeof fetch, nodeBody: (response) => bodies.get(response) as NodeReadableLike | undefined };
+}
+
+/** A web stream over the response that reads only when pulled (an unread body costs nothing). */
+function lazyWebBody(res: IncomingMessage): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        return new Promise<void>((resolve, reject) => {
+          const chunk = res.read() as Buffer | null;
+          if (chunk !== null) {
+            controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+            resolve();
+            return;
+          }
+          if (res.readableEnded) {
+            controller.close();
+            resolve();
+            return;
+          }
+          const cleanup = () => {
+            res.off('readable', onReadable);
+            res.off('end', onEnd);
+            res.off('error', onError);
+          };
+          const onReadable = () => {
+            cleanup();
+            const next = res.read() as Buffer | null;
+            if (next !== null) controller.enqueue(new Uint8Array(next.buffer, next.byteOffset, next.byteLength));
+            resolve();
+          };
+          const onEnd = () => {
+            cleanup();
+            controller.close();
+            resolve();
+          };
+          const onError = (err: Error) => {
+            cleanup();
+            reject(err);
+          };
+          res.on('readable', onReadable);
+          res.on('end', onEnd);
+          res.on('error', onError);
+        });
+      },
+      cancel(reason) {
+        res.destroy(reason instanceof Error ? reason : undefined);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+function headerRecord(...sources: (HeadersInit | undefined)[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const source of sources) {
+    if (!source) continue;
+    new Headers(source).forEach((value, key) => {
+      out[key] = value;
+    });
+  }
+  return out;
+}
+
+function responseHeaders(res: IncomingMessage): Headers {
+  const headers = new Headers();
+  const raw = res.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
+  return headers;
+}
+
+function bodyBytes(body: BodyInit | null | undefined): Uint8Array | string | undefined {
+  if (body === undefined || body === null) return undefined;
+  if (typeof body === 'string') return body;
+  if (body instanceof Uint8Array) return body;
+  if (body instanceof ArrayBuffer) return new Uint8Array(body);
+  if (body instanceof URLSearchParams) return body.toString();
+  throw new TypeError('node fetch: unsupported request body type');
+}
+
+/** What fetch rejects with on abort: an AbortError (the SDKs recognise it by name). */
+function abortError(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error && reason.name === 'AbortError') return reason;
+  return new DOMException('This operation was aborted', 'AbortError');
+}
