@@ -125,9 +125,14 @@ async function main() {
     for (const r of rows.filter((r) => r.gateway >= 0.05 || r.relay >= 0.05)) console.log(`${r.area.padEnd(34)}${r.gateway.toFixed(2).padStart(10)}${r.relay.toFixed(2).padStart(10)}`);
     console.log(`${'total'.padEnd(34)}${total(gateway).toFixed(2).padStart(10)}${total(relay).toFixed(2).padStart(10)}   ratio ${(total(gateway) / total(relay)).toFixed(2)}x`);
     const top = Number(values.top);
-    console.log(`\nGateway functions by self time per token (µs):`);
-    for (const [fn, ms] of [...gateway.byFunction].filter(([k]) => !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, top)) {
-      console.log(`${perToken(ms, gateway.tokens).toFixed(2).padStart(8)}  ${fn}`);
+    for (const [name, hop] of [
+      ['Gateway', gateway],
+      ['Relay', relay],
+    ] as const) {
+      console.log(`\n${name} functions by self time per token (µs):`);
+      for (const [fn, ms] of [...hop.byFunction].filter(([k]) => !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, top)) {
+        console.log(`${perToken(ms, hop.tokens).toFixed(2).padStart(8)}  ${fn}`);
+      }
     }
     writeFileSync(
       resolve(ROOT, 'bench/results/profile.json'),

@@ -69,6 +69,8 @@ export interface StreamResult {
 
 interface StreamState {
   contentEvents: number;
+  /** Stand-in tokens (" w<i>") seen in the content: a gateway may send several in one event. */
+  tokens: number;
   done: boolean;
   error: string | undefined;
 }
@@ -79,6 +81,13 @@ export interface Target {
   headers?: Record<string, string>;
   /** Interprets one event's data; returns true when it carried (non-empty) content. */
   onData(data: string, state: StreamState): boolean;
+}
+
+/** The stand-in's tokens are " w<i>" (bench/standin-process.ts). */
+function countTokens(content: string): number {
+  let n = 0;
+  for (let i = content.indexOf(' w'); i !== -1; i = content.indexOf(' w', i + 2)) n++;
+  return n;
 }
 
 function asRecord(v: unknown): Record<string, unknown> | undefined {
@@ -119,6 +128,7 @@ export function directTarget(standinUrl: string): Target {
       const content = delta?.['content'];
       if (typeof content === 'string' && content.length > 0) {
         state.contentEvents++;
+        state.tokens += countTokens(content);
         return true;
       }
       return false;
@@ -136,6 +146,7 @@ export function gatewayTarget(gatewayUrl: string): Target {
       if (!event) return false;
       if (typeof event['content'] === 'string') {
         state.contentEvents++;
+        state.tokens += countTokens(event['content']);
         return event['content'].length > 0;
       }
       if (event['done'] === true) {
@@ -165,7 +176,7 @@ export async function measureStream(
   timeoutMs: number,
   stopSignal?: AbortSignal,
 ): Promise<StreamResult> {
-  const state: StreamState = { contentEvents: 0, done: false, error: undefined };
+  const state: StreamState = { contentEvents: 0, tokens: 0, done: false, error: undefined };
   let ttftMs = Number.NaN;
   const started = performance.now();
   try {
@@ -194,8 +205,8 @@ export async function measureStream(
     parser.push(decoder.decode());
     if (!state.error && !state.done) state.error = 'stream ended without its terminator';
     if (!state.error && parser.leftover.trim() !== '') state.error = 'stream ended inside a frame';
-    if (!state.error && state.contentEvents !== expectedTokens) {
-      state.error = `expected ${expectedTokens} content events, got ${state.contentEvents}`;
+    if (!state.error && state.tokens !== expectedTokens) {
+      state.error = `expected ${expectedTokens} tokens, got ${state.tokens} (in ${state.contentEvents} content events)`;
     }
     return { mode, ok: state.error === undefined, ttftMs, totalMs, contentEvents: state.contentEvents, ...(state.error ? { error: state.error } : {}) };
   } catch (err) {

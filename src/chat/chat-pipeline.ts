@@ -3,7 +3,7 @@ import type { Logger } from '../logger.js';
 import type { LanguageModel, ModelFinishReason, TokenUsage } from '../models/language-model.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { chatLimit, type RateLimitDecision, type RateLimitPolicy, type RateLimiter } from '../ratelimit/rate-limiter.js';
-import type { Conversation, ConversationStore, FinishReason, StoredMessage } from '../stores/conversation-store.js';
+import { conversationKey, timeOrderedId, type Conversation, type ConversationStore, type FinishReason, type StoredMessage } from '../stores/conversation-store.js';
 import type { MemoryMatch } from '../memory/memory-store.js';
 import { countTokens } from '../models/tokenizer.js';
 import { buildContext } from './context-builder.js';
@@ -132,10 +132,9 @@ export class ChatPipeline {
       });
     }
 
-    // Only a new conversation needs a write here; a known one was read above.
-    const { conversation, created } = existing
-      ? { conversation: existing, created: false }
-      : await store.ensureConversation({ ownerId: owners[0]!, id: input.conversationId ?? crypto.randomUUID(), title: titleOf(input.message) });
+    // A new conversation is written with its first message (one commit, when the turn runs).
+    const created = !existing;
+    const conversation = existing ?? newConversation(owners[0]!, input.conversationId ?? timeOrderedId(), titleOf(input.message));
 
     return {
       conversation,
@@ -211,6 +210,7 @@ export class ChatPipeline {
         content: input.message,
         tokens: countTokens(input.message),
         remember,
+        ...(conversationCreated ? { conversation: { ownerId: conversation.ownerId, id: conversation.id, title: conversation.title } } : {}),
       });
       sink.start({
         type: 'start',
@@ -395,6 +395,11 @@ function normalised(text: string): string {
 
 function storedFinish(reason: ModelFinishReason): FinishReason {
   return reason === 'length' ? 'length' : 'stop';
+}
+
+function newConversation(ownerId: string, id: string, title: string): Conversation {
+  const now = Date.now();
+  return { key: conversationKey(ownerId, id), id, ownerId, title, createdAt: now, updatedAt: now };
 }
 
 function titleOf(message: string): string {

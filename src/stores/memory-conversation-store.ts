@@ -3,6 +3,7 @@ import {
   byCreated,
   byUpdated,
   conversationKey,
+  timeOrderedId,
   decodeCursor,
   monotonicNow,
   toPage,
@@ -75,8 +76,9 @@ export class MemoryConversationStore implements ConversationStore {
     return ids;
   }
 
-  async appendMessage({ remember, ...message }: NewMessage) {
-    const stored: StoredMessage = { ...message, id: message.id ?? crypto.randomUUID(), createdAt: message.createdAt ?? monotonicNow() };
+  async appendMessage({ remember, conversation: create, ...message }: NewMessage) {
+    if (create) await this.ensureConversation(create);
+    const stored: StoredMessage = { ...message, id: message.id ?? timeOrderedId(), createdAt: message.createdAt ?? monotonicNow() };
     const list = this.#messages.get(message.conversationKey);
     const conversation = this.#conversations.get(message.conversationKey);
     if (!list || !conversation) throw new Error('No such conversation');

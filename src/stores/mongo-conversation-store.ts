@@ -4,6 +4,7 @@ import {
   byCreated,
   byUpdated,
   conversationKey,
+  timeOrderedId,
   decodeCursor,
   ownerOfKey,
   monotonicNow,
@@ -202,8 +203,9 @@ export class MongoConversationStore implements ConversationStore {
     return ids;
   }
 
-  async appendMessage({ remember, ...message }: NewMessage) {
-    const stored: StoredMessage = { ...message, id: message.id ?? crypto.randomUUID(), createdAt: message.createdAt ?? monotonicNow() };
+  async appendMessage({ remember, conversation: create, ...message }: NewMessage) {
+    if (create) await this.ensureConversation(create);
+    const stored: StoredMessage = { ...message, id: message.id ?? timeOrderedId(), createdAt: message.createdAt ?? monotonicNow() };
     const createdAt = new Date(stored.createdAt);
     await this.#messages.insertOne({
       _id: stored.id,

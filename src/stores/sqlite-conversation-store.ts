@@ -6,6 +6,7 @@ import {
   byCreated,
   byUpdated,
   conversationKey,
+  timeOrderedId,
   decodeCursor,
   ownerOfKey,
   monotonicNow,
@@ -357,9 +358,10 @@ export class SqliteConversationStore implements ConversationStore {
     });
   }
 
-  async appendMessage({ remember, ...message }: NewMessage) {
-    const stored: StoredMessage = { ...message, id: message.id ?? crypto.randomUUID(), createdAt: message.createdAt ?? monotonicNow() };
+  async appendMessage({ remember, conversation: create, ...message }: NewMessage) {
+    const stored: StoredMessage = { ...message, id: message.id ?? timeOrderedId(), createdAt: message.createdAt ?? monotonicNow() };
     await this.#write(() => {
+      if (create) this.#ensureConversation(create);
       this.#stmt.insertMessage.run({
         id: stored.id,
         conversation_key: stored.conversationKey,

@@ -115,6 +115,29 @@ for (const adapter of adapters) {
       expect(new Set(results.map((r) => r.conversation.key)).size).toBe(1);
     });
 
+    it('a first message can create its conversation in the same write; an existing one is kept as it is', async () => {
+      const key = conversationKey('u-first', 'c-first');
+      const first = await store.appendMessage({
+        conversationKey: key,
+        role: 'user',
+        content: 'hello',
+        conversation: { ownerId: 'u-first', id: 'c-first', title: 'hello' },
+      });
+      // A time-ordered UUIDv7.
+      expect(first.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(await store.getConversation('u-first', 'c-first')).toMatchObject({ key, id: 'c-first', ownerId: 'u-first', title: 'hello' });
+      await store.appendMessage({
+        conversationKey: key,
+        role: 'user',
+        content: 'again',
+        conversation: { ownerId: 'u-first', id: 'c-first', title: 'a different title' },
+      });
+      expect(await store.getConversation('u-first', 'c-first')).toMatchObject({ title: 'hello' });
+      expect((await store.recentMessages(key, 10)).map((m) => m.content)).toEqual(['hello', 'again']);
+      const list = await store.listConversations('u-first', { limit: 10 });
+      expect(list.items.map((c) => c.id)).toEqual(['c-first']);
+    });
+
     it('renames a conversation', async () => {
       await store.ensureConversation({ id: 'c-rename', ownerId: 'u1', title: 'old' });
       expect(await store.renameConversation('u1', 'c-rename', 'new title')).toMatchObject({ id: 'c-rename', title: 'new title' });
