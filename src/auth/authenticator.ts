@@ -36,7 +36,7 @@ export class Authenticator {
     if (picked.kind === 'malformed') throw new AppError('UNAUTHORIZED', `Invalid token: malformed ${picked.from}`);
     if (picked.kind === 'none') {
       if (this.options.required) throw new AppError('UNAUTHORIZED', 'Authentication required', { details: { reason: 'missing' } });
-      return { userId: null, ip, anonymousId: await this.options.anonymous.read(sources.cookie) };
+      return { userId: null, ip, anonymousId: this.options.anonymous.read(sources.cookie) };
     }
     // verify() throws nothing but UNAUTHORIZED AppErrors.
     const verified = await this.options.tokens.verify(picked.token);

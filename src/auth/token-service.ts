@@ -22,6 +22,8 @@ export interface VerifiedToken {
 }
 
 const LOCAL_AUDIENCE = 'ai-chat-gateway';
+const MAX_CACHED_TOKENS = 4096;
+const MAX_CACHED_TOKEN_CHARS = 2048;
 /** Asymmetric only: a JWKS key must never be usable as an HMAC secret (algorithm confusion). */
 const JWKS_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 
@@ -32,9 +34,18 @@ const JWKS_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', '
  */
 export class TokenService {
   readonly #jwks: JWTVerifyGetKey | undefined;
+  /** Imported once: jose would import a raw secret again on every call (≈ 300 µs on Node). */
+  readonly #key: Promise<CryptoKey>;
+  /**
+   * Tokens already verified, until their `exp`: a client sends the same token with every
+   * request, and a signature check costs tens of microseconds of Web Crypto. Bounded in
+   * entries and in token size; revocation is not cached here (the session registry checks it).
+   */
+  readonly #verified = new Map<string, { token: VerifiedToken; exp: number }>();
 
   constructor(private readonly options: TokenServiceOptions) {
     this.#jwks = options.jwks ? createRemoteJWKSet(new URL(options.jwks.url), { cooldownDuration: 30_000, timeoutDuration: 5_000 }) : undefined;
+    this.#key = crypto.subtle.importKey('raw', new Uint8Array(options.secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
   }
 
   get ttlSeconds(): number {
@@ -50,16 +61,31 @@ export class TokenService {
       .setAudience(LOCAL_AUDIENCE)
       .setIssuedAt()
       .setExpirationTime(`${this.options.ttlSeconds}s`)
-      .sign(this.options.secret);
+      .sign(await this.#key);
   }
 
   /** Throws UNAUTHORIZED with a reason safe to show. */
   async verify(token: string): Promise<VerifiedToken> {
+    const cached = this.#verified.get(token);
+    if (cached) {
+      if (Date.now() / 1000 <= cached.exp + this.options.clockSkewSeconds) return cached.token;
+      this.#verified.delete(token);
+      throw invalid('token expired');
+    }
+    const { verified, exp } = await this.#verify(token);
+    if (token.length <= MAX_CACHED_TOKEN_CHARS) {
+      if (this.#verified.size >= MAX_CACHED_TOKENS) this.#verified.delete(this.#verified.keys().next().value!);
+      this.#verified.set(token, { token: verified, exp });
+    }
+    return verified;
+  }
+
+  async #verify(token: string): Promise<{ verified: VerifiedToken; exp: number }> {
     if (token.length > 8192 || token.split('.').length !== 3) throw invalid('malformed token');
     const alg = headerAlg(token);
     try {
       if (alg === 'HS256') {
-        const { payload } = await jwtVerify(token, this.options.secret, {
+        const { payload } = await jwtVerify(token, await this.#key, {
           algorithms: ['HS256'],
           issuer: this.options.issuer,
           audience: LOCAL_AUDIENCE,
@@ -67,7 +93,8 @@ export class TokenService {
           requiredClaims: ['exp', 'sub'],
         });
         if (typeof payload.sid !== 'string' || payload.sid.length > 64) throw invalid('token names no sign-in session; sign in again');
-        return { userId: subject(payload), email: typeof payload.email === 'string' ? payload.email : undefined, sessionId: payload.sid, source: 'local' };
+        const verified: VerifiedToken = { userId: subject(payload), email: typeof payload.email === 'string' ? payload.email : undefined, sessionId: payload.sid, source: 'local' };
+        return { verified, exp: payload.exp! };
       }
       if (this.#jwks && this.options.jwks && JWKS_ALGORITHMS.includes(alg)) {
         const { payload } = await jwtVerify(token, this.#jwks, {
@@ -77,7 +104,8 @@ export class TokenService {
           clockTolerance: this.options.clockSkewSeconds,
           requiredClaims: ['exp', 'sub'],
         });
-        return { userId: `ext:${subject(payload)}`, email: typeof payload.email === 'string' ? payload.email : undefined, sessionId: undefined, source: 'jwks' };
+        const verified: VerifiedToken = { userId: `ext:${subject(payload)}`, email: typeof payload.email === 'string' ? payload.email : undefined, sessionId: undefined, source: 'jwks' };
+        return { verified, exp: payload.exp! };
       }
       throw invalid(`algorithm ${alg} is not accepted`);
     } catch (err) {

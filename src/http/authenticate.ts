@@ -26,14 +26,14 @@ export function authenticate(
       c.get('clientIp'),
     );
     if (options.requireUser && principal.userId === null) throw new AppError('UNAUTHORIZED', 'Sign in to use this route');
-    if (principal.userId === null && principal.anonymousId === null && !options.requireUser) await giveAnonymousCookie(c, services);
+    if (principal.userId === null && principal.anonymousId === null && !options.requireUser) giveAnonymousCookie(c, services);
     c.set('principal', principal);
     await next();
   };
 }
 
-async function giveAnonymousCookie(c: Context<AppEnv>, services: Services): Promise<void> {
-  const { value } = await services.auth.anonymous.issue();
+function giveAnonymousCookie(c: Context<AppEnv>, services: Services): void {
+  const { value } = services.auth.anonymous.issue();
   setCookie(c, ANONYMOUS_COOKIE, value, {
     httpOnly: true,
     secure: services.config.auth.cookieSecure,

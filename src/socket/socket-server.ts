@@ -94,12 +94,10 @@ export function createSocketServer(httpServer: HttpServer, services: Services, r
 function giveAnonymousCookies(io: Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>, services: Services): void {
   const { auth, config } = services;
   if (config.auth.required) return;
-  auth.anonymous.warmUp();
   io.engine.on('initial_headers', (headers: Record<string, string | string[]>, req: IncomingMessage) => {
     const cookie = req.headers.cookie ?? '';
     if (req.headers.authorization || readCookie(cookie, TOKEN_COOKIE) || readCookie(cookie, ANONYMOUS_COOKIE)) return;
-    const value = auth.anonymous.issueNow();
-    if (!value) return;
+    const { value } = auth.anonymous.issue();
     const attributes = [`Max-Age=${ANONYMOUS_COOKIE_MAX_AGE}`, 'Path=/', 'HttpOnly', `SameSite=${config.auth.cookieSameSite}`];
     if (config.auth.cookieSecure) attributes.push('Secure');
     const line = [`${ANONYMOUS_COOKIE}=${value}`, ...attributes].join('; ');
