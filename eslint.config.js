@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'dist-worker/', '.wrangler/', 'data/', 'coverage/'] },
+  { ignores: ['scratch/', 'node_modules/', 'dist/', 'dist-worker/', '.wrangler/', 'data/', 'coverage/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -17,7 +17,7 @@ export default tseslint.config(
   {
     // Only the config module and the Node entry may read the environment.
     files: ['src/**/*.ts'],
-    ignores: ['src/node/main.ts'],
+    ignores: ['scratch/', 'src/node/main.ts'],
     rules: {
       'no-restricted-properties': ['error', { object: 'process', property: 'env', message: 'Read configuration through src/config.ts.' }],
     },
