@@ -10,6 +10,22 @@ export interface Logger {
   child(bindings: Record<string, unknown>): Logger;
 }
 
+/**
+ * A logger that adds `bindings` to every entry it passes to `parent`. Unlike pino's
+ * `child()`, making one costs nothing (pino serialises and redacts the bindings up front,
+ * ≈ 40 µs), which matters for the per-request, per-turn and per-connection loggers that
+ * mostly never log at all.
+ */
+export function withBindings(parent: Logger, bindings: Record<string, unknown>): Logger {
+  return {
+    debug: (obj, msg) => parent.debug({ ...bindings, ...obj }, msg),
+    info: (obj, msg) => parent.info({ ...bindings, ...obj }, msg),
+    warn: (obj, msg) => parent.warn({ ...bindings, ...obj }, msg),
+    error: (obj, msg) => parent.error({ ...bindings, ...obj }, msg),
+    child: (more) => withBindings(parent, { ...bindings, ...more }),
+  };
+}
+
 type Level = 'debug' | 'info' | 'warn' | 'error';
 const LEVELS: Record<Level, number> = { debug: 20, info: 30, warn: 40, error: 50 };
 

@@ -1,9 +1,9 @@
 import { AppError, toAppError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import type { LanguageModel, ModelFinishReason, TokenUsage } from '../models/language-model.js';
+import { type Logger, withBindings } from '../logger.js';
+import type { LanguageModel, ModelFinishReason, ModelStream, TokenUsage } from '../models/language-model.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { chatLimit, type RateLimitDecision, type RateLimitPolicy, type RateLimiter } from '../ratelimit/rate-limiter.js';
-import { conversationKey, timeOrderedId, type Conversation, type ConversationStore, type FinishReason, type StoredMessage } from '../stores/conversation-store.js';
+import { conversationKey, monotonicNow, timeOrderedId, type Conversation, type ConversationStore, type FinishReason, type StoredMessage } from '../stores/conversation-store.js';
 import type { MemoryMatch } from '../memory/memory-store.js';
 import { countTokens } from '../models/tokenizer.js';
 import { buildContext } from './context-builder.js';
@@ -185,7 +185,7 @@ export class ChatPipeline {
   ): Promise<{ ending: Ending; text: string; messageId: string | undefined }> {
     const { store, options } = this.deps;
     const { signal } = turn;
-    const logger = this.deps.logger.child({ conversationId: conversation.id, model: model.modelId, provider: model.provider });
+    const logger = withBindings(this.deps.logger, { conversationId: conversation.id, model: model.modelId, provider: model.provider });
     // The model call has its own signal: the turn's abort reaches it, and so do the stream timeouts.
     const modelCall = new AbortController();
     const forward = () => modelCall.abort(signal.reason);
@@ -199,31 +199,43 @@ export class ChatPipeline {
     const memory = this.deps.memory;
     const userId = input.principal.userId;
     let remember = false;
+    /** The user message's write; the reply is stored only after it, and only if it landed. */
+    let userWrite: Promise<StoredMessage> | undefined;
+    let stream: ModelStream | undefined;
+    let streamEnded = false;
+    /** Tells the client its message is stored (once): before any text, or before the end of a turn stopped earlier. */
+    let announce = () => {};
     try {
       // Only signed-in users have long-term memory; an anonymous caller's context is its own conversation.
       remember = memory !== undefined && userId !== null && (await memory.isEnabledFor(userId).catch(() => false));
       // Recall runs while the user message is stored: it costs the first token only what it takes beyond that write.
       const recall = remember ? memory!.recall(userId!, input.message) : undefined;
-      const userMessage = await store.appendMessage({
+      const userMessage: StoredMessage = {
+        id: timeOrderedId(),
         conversationKey: conversation.key,
         role: 'user',
         content: input.message,
+        createdAt: monotonicNow(),
         tokens: countTokens(input.message),
+      };
+      // The model is asked while the message is being stored: the request does not wait for the
+      // commit, but no reply text reaches the client (or the store) before the message is durable.
+      userWrite = store.appendMessage({
+        ...userMessage,
         remember,
         ...(conversationCreated ? { conversation: { ownerId: conversation.ownerId, id: conversation.id, title: conversation.title } } : {}),
       });
-      sink.start({
-        type: 'start',
-        conversationId: conversation.id,
-        conversationCreated,
-        userMessageId: userMessage.id,
-        content: userMessage.content,
-        model: modelName,
-      });
+      userWrite.catch(() => {}); // awaited below; a failure must not surface as unhandled first
+      announce = () => {
+        announce = () => {};
+        sink.start({ type: 'start', conversationId: conversation.id, conversationCreated, userMessageId: userMessage.id, content: userMessage.content, model: modelName });
+      };
 
       const maxTokens = Math.min(input.maxTokens ?? options.maxOutputTokens, options.maxOutputTokens);
-      // A conversation created by this turn holds just the message stored above.
-      const history = conversationCreated ? [userMessage] : await store.recentMessages(conversation.key, options.historyLimit);
+      // A conversation created by this turn holds just the new message.
+      const history = conversationCreated
+        ? [userMessage]
+        : withNewMessage(await store.recentMessages(conversation.key, options.historyLimit), userMessage, options.historyLimit);
       const messages = buildContext({
         systemPrompt: options.systemPrompt,
         recalled: recall ? recalledOutside(await recall, history, input.message, memory!.options.topK) : [],
@@ -235,21 +247,36 @@ export class ChatPipeline {
       signal.throwIfAborted();
       watchdog.start();
       let waitingForClient = false;
-      const stream = model.stream({ messages, maxTokens, temperature: input.temperature, signal: modelCall.signal }, (delta) => {
-        watchdog.touch();
-        text += delta;
+      let userStored = false;
+      /** Text that came before the user message was durable: handed over as one delta once it is. */
+      let early = '';
+      const deliver = (delta: string) => {
         if (sink.delta(delta) || waitingForClient) return;
         // The client's buffer is full: stop pulling from the model until it reads.
         waitingForClient = true;
-        stream.pause();
+        stream!.pause();
         watchdog.hold();
         void this.#waitForClient(sink, turn).then((ok) => {
           waitingForClient = false;
           watchdog.touch();
-          if (ok) stream.resume();
+          if (ok) stream!.resume();
         });
+      };
+      stream = model.stream({ messages, maxTokens, temperature: input.temperature, signal: modelCall.signal }, (delta) => {
+        watchdog.touch();
+        text += delta;
+        if (userStored) deliver(delta);
+        else early += delta;
       });
-      const finish = await stream.done;
+      const done = stream.done.finally(() => (streamEnded = true));
+      done.catch(() => {}); // awaited below, after the user message
+
+      await userWrite;
+      userStored = true;
+      announce();
+      if (early) deliver(early);
+      early = '';
+      const finish = await done;
       ending = { finishReason: storedFinish(finish.finishReason), usage: finish.usage };
     } catch (err) {
       if (signal.aborted) {
@@ -263,11 +290,17 @@ export class ChatPipeline {
     } finally {
       watchdog.stop();
       signal.removeEventListener('abort', forward);
+      // The model call outlives a failed user-message write: end it (a finished one is left alone).
+      if (stream && !streamEnded && !modelCall.signal.aborted) modelCall.abort();
       // Runs on every ending: normal, error, abort (stop, disconnect, shutdown, deletion, slow client).
       ending ??= { finishReason: signal.aborted ? asTurnAbort(signal.reason).finishReason : 'aborted', usage: undefined };
       // Only a complete reply becomes a memory: a stopped or failed one says less than it seems to.
       const rememberReply = remember && (ending.finishReason === 'stop' || ending.finishReason === 'length');
-      messageId = await this.#persistReply(conversation.key, text, modelName, ending, rememberReply, logger);
+      // After the user message, and only if it was stored: a reply never stands without its question.
+      const userStored = userWrite ? await userWrite.then(() => true, () => false) : false;
+      if (!userStored) text = ''; // what the model said to an unstored question was never shown
+      else announce();
+      messageId = userStored ? await this.#persistReply(conversation.key, text, modelName, ending, rememberReply, logger) : undefined;
       if (remember) memory!.wake();
       logger.info(
         { finishReason: ending.finishReason, outputChars: text.length, usage: ending.usage, ms: Math.round(performance.now() - startedAt) },
@@ -391,6 +424,12 @@ function recalledOutside(matches: readonly MemoryMatch[], window: readonly Store
 
 function normalised(text: string): string {
   return text.toLowerCase().replace(/[^\p{L}\p{N}]+/gu, ' ').trim();
+}
+
+/** The last `limit` messages ending with the new one (a store read while it was being written may or may not hold it). */
+function withNewMessage(prior: readonly StoredMessage[], message: StoredMessage, limit: number): StoredMessage[] {
+  const others = prior.filter((m) => m.id !== message.id);
+  return [...others.slice(Math.max(0, others.length - (limit - 1))), message];
 }
 
 function storedFinish(reason: ModelFinishReason): FinishReason {

