@@ -11,7 +11,7 @@ import { LocalModel } from '../../src/models/local-model.js';
 import { ModelRegistry } from '../../src/models/model-registry.js';
 import { MemoryRateLimiter } from '../../src/ratelimit/memory-rate-limiter.js';
 import { MemoryConversationStore } from '../../src/stores/memory-conversation-store.js';
-import { conversationKey, type StoredMessage } from '../../src/stores/conversation-store.js';
+import { conversationKey } from '../../src/stores/conversation-store.js';
 import type { Principal } from '../../src/chat/principal.js';
 import { countTokens } from '../../src/models/tokenizer.js';
 
