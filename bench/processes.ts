@@ -4,6 +4,7 @@
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
 
@@ -32,9 +33,13 @@ process.on('exit', () => {
   for (const child of live) if (!child.hasExited()) child.process.kill('SIGKILL');
 });
 
-/** Spawns `node --import tsx <script> ...args` in `cwd`, capturing its output line by line. */
+/**
+ * Spawns `node --import tsx <script> ...args` in `cwd` (plain `node <script>` for compiled
+ * JavaScript), capturing its output line by line.
+ */
 function spawnNode(name: string, cwd: string, script: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = []): ChildHandle {
-  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script, ...args], { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const loader = script.endsWith('.js') ? [] : ['--import', 'tsx'];
+  const proc = spawn(process.execPath, [...nodeArgs, ...loader, script, ...args], { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
   if (proc.pid === undefined) throw new Error(`could not spawn ${name}`);
   const lines: string[] = [];
   let problems = 0;
@@ -102,11 +107,23 @@ function diedEarly(child: ChildHandle): Promise<never> {
   });
 }
 
-/** Read from package.json's start script, so the benchmark runs the gateway as users do. */
-const GATEWAY_NODE_FLAGS: string[] = (() => {
+/** Read from package.json's start script, so the benchmark runs the gateway as users do: its flags and its (compiled) entry. */
+const START = (() => {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } };
-  return pkg.scripts.start.split(/\s+/).filter((a) => a.startsWith('--') && !a.startsWith('--import'));
+  const words = pkg.scripts.start.split(/\s+/);
+  const entry = words.find((w) => w.endsWith('.js') || w.endsWith('.ts'));
+  if (!entry) throw new Error('package.json start script names no entry file');
+  return { flags: words.filter((a) => a.startsWith('--') && !a.startsWith('--import')), entry };
 })();
+const GATEWAY_NODE_FLAGS = START.flags;
+
+let built = false;
+/** Compiles src/ into dist/ once per bench run (what `npm start` does first), so the measured gateway is the current code. */
+export function buildGateway(root: string): void {
+  if (built || !START.entry.endsWith('.js')) return;
+  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+  built = true;
+}
 
 /** Resolves with the `url` of the first stdout line shaped like `{"url":"..."}`. */
 function printedUrl(child: ChildHandle, what: string): Promise<string> {
@@ -158,7 +175,7 @@ export function freePort(): Promise<number> {
 }
 
 /**
- * Starts the real gateway entry (`src/node/main.ts`) and polls /healthz until it answers 200.
+ * Starts the real gateway entry (the compiled `dist/node/main.js`, as `npm start` does) and polls /healthz until it answers 200.
  * `nodeArgs` go before the script (e.g. `--cpu-prof`).
  */
 export async function startGatewayProcess(
@@ -168,11 +185,12 @@ export async function startGatewayProcess(
   nodeArgs: string[] = [],
   extraEnv: Record<string, string> = {},
 ): Promise<{ child: ChildHandle; url: string }> {
+  buildGateway(root);
   const port = await freePort();
   const child = spawnNode(
     'gateway',
     root,
-    'src/node/main.ts',
+    START.entry,
     [],
     minimalEnv({
       HOST: '127.0.0.1',

@@ -8,6 +8,8 @@ export interface Logger {
   warn(obj: object, msg?: string): void;
   error(obj: object, msg?: string): void;
   child(bindings: Record<string, unknown>): Logger;
+  /** Whether entries of this level are written (pino has it); callers may skip building an entry that is not. */
+  isLevelEnabled?(level: Level): boolean;
 }
 
 /**
@@ -17,12 +19,14 @@ export interface Logger {
  * mostly never log at all.
  */
 export function withBindings(parent: Logger, bindings: Record<string, unknown>): Logger {
+  const on = (level: Level) => parent.isLevelEnabled?.(level) ?? true;
   return {
-    debug: (obj, msg) => parent.debug({ ...bindings, ...obj }, msg),
-    info: (obj, msg) => parent.info({ ...bindings, ...obj }, msg),
-    warn: (obj, msg) => parent.warn({ ...bindings, ...obj }, msg),
-    error: (obj, msg) => parent.error({ ...bindings, ...obj }, msg),
+    debug: (obj, msg) => on('debug') && parent.debug({ ...bindings, ...obj }, msg),
+    info: (obj, msg) => on('info') && parent.info({ ...bindings, ...obj }, msg),
+    warn: (obj, msg) => on('warn') && parent.warn({ ...bindings, ...obj }, msg),
+    error: (obj, msg) => on('error') && parent.error({ ...bindings, ...obj }, msg),
     child: (more) => withBindings(parent, { ...bindings, ...more }),
+    isLevelEnabled: on,
   };
 }
 
@@ -44,6 +48,7 @@ export function createConsoleLogger(level: Level = 'info', bindings: Record<stri
     warn: write('warn'),
     error: write('error'),
     child: (more) => createConsoleLogger(level, { ...bindings, ...more }),
+    isLevelEnabled: (l) => LEVELS[l] >= min,
   };
 }
 

@@ -1,5 +1,6 @@
 import type { Principal } from '../chat/principal.js';
 import type { Logger } from '../logger.js';
+import type { HeadEntry } from './http-helpers.js';
 
 /** Typed per-request variables set by middleware. */
 export interface AppEnv {
@@ -10,5 +11,7 @@ export interface AppEnv {
     clientIp: string;
     /** Set by the `authenticate` middleware on routes that take a token. */
     principal: Principal;
+    /** Response headers set so far (see `setHeader`): what a hand-written stream head is made of. */
+    head: HeadEntry[];
   };
 }

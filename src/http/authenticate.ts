@@ -1,9 +1,10 @@
 import type { Context, MiddlewareHandler } from 'hono';
-import { setCookie } from 'hono/cookie';
+import { generateCookie } from 'hono/cookie';
 import { ANONYMOUS_COOKIE, ANONYMOUS_COOKIE_MAX_AGE } from '../auth/anonymous-sessions.js';
 import { AppError } from '../errors.js';
 import type { Services } from '../services.js';
 import type { AppEnv } from './app-env.js';
+import { requestHeader, setHeader } from './http-helpers.js';
 
 /**
  * Resolves the caller from the Bearer header or the `token` cookie (and, for browsers
@@ -19,9 +20,9 @@ export function authenticate(
   return async (c, next) => {
     const principal = await services.auth.authenticate(
       {
-        authorization: c.req.header('authorization'),
-        cookie: c.req.header('cookie'),
-        payloadToken: (options.queryToken ? c.req.query('token') : undefined) ?? (options.subprotocolToken ? subprotocolToken(c.req.header('sec-websocket-protocol')) : undefined),
+        authorization: requestHeader(c, 'authorization'),
+        cookie: requestHeader(c, 'cookie'),
+        payloadToken: (options.queryToken ? c.req.query('token') : undefined) ?? (options.subprotocolToken ? subprotocolToken(requestHeader(c, 'sec-websocket-protocol')) : undefined),
       },
       c.get('clientIp'),
     );
@@ -34,13 +35,14 @@ export function authenticate(
 
 function giveAnonymousCookie(c: Context<AppEnv>, services: Services): void {
   const { value } = services.auth.anonymous.issue();
-  setCookie(c, ANONYMOUS_COOKIE, value, {
+  const cookie = generateCookie(ANONYMOUS_COOKIE, value, {
     httpOnly: true,
     secure: services.config.auth.cookieSecure,
     sameSite: services.config.auth.cookieSameSite,
     path: '/',
     maxAge: ANONYMOUS_COOKIE_MAX_AGE,
   });
+  setHeader(c, 'Set-Cookie', cookie, true);
 }
 
 /** OpenAI's browser clients cannot set headers on a WebSocket, so they offer `openai-insecure-api-key.<key>` as a subprotocol. */

@@ -7,7 +7,7 @@ import { TurnAbort } from '../chat/turn-abort.js';
 import { AppError } from '../errors.js';
 import type { Services } from '../services.js';
 import type { AppEnv } from './app-env.js';
-import { readJsonBody, setRateLimitHeaders } from './http-helpers.js';
+import { readJsonBody, setHeader, setRateLimitHeaders } from './http-helpers.js';
 import { nodeResponse, writeNodeStream } from './node-response.js';
 
 /** POST /api/v2/ai/chat/stream (PROTOCOLS.md section 1, seed 002). */
@@ -29,7 +29,7 @@ export function chatStreamHandler(services: Services) {
       temperature: req.temperature,
     });
     setRateLimitHeaders(c, turn.rateLimit);
-    c.header('X-Accel-Buffering', 'no');
+    setHeader(c, 'X-Accel-Buffering', 'no');
     const frames = sseFrames(turn.conversation.id);
 
     // On Node, frames go straight to the socket; elsewhere (Workers) through Hono's streamSSE.

@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
 import { AppError } from '../errors.js';
 import type { RateLimitDecision } from '../ratelimit/rate-limiter.js';
+import type { AppEnv } from './app-env.js';
 
 /** The Node request behind a Hono context on the Node entry (`@hono/node-server` bindings); undefined on Workers. */
 export interface NodeIncoming {
@@ -10,6 +11,30 @@ export interface NodeIncoming {
   off(event: string, listener: (...args: never[]) => void): unknown;
   destroy(err?: Error): unknown;
   readonly complete: boolean;
+}
+
+/**
+ * A request header (name in lower case). On Node it is read from the request's own header
+ * object: asking Hono (`c.req.header`) builds a web `Headers` of every header first.
+ */
+export function requestHeader(c: Context, name: string): string | undefined {
+  const headers = (c.env as { incoming?: { headers?: Record<string, string | string[] | undefined> } } | undefined)?.incoming?.headers;
+  if (!headers) return c.req.header(name);
+  const value = headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/** One header set on the response: `append` adds a value (Set-Cookie, Vary) where a plain set replaces it. */
+export type HeadEntry = readonly [name: string, value: string, append: boolean];
+
+/**
+ * Sets a response header through Hono and also records it for a response whose head is
+ * written by hand (an SSE stream on Node, see node-response.ts). Every header of a route that
+ * streams must be set here.
+ */
+export function setHeader(c: Context<AppEnv>, name: string, value: string, append = false): void {
+  c.header(name, value, append ? { append: true } : undefined);
+  c.get('head')?.push([name, value, append]);
 }
 
 export function nodeIncoming(c: Context): NodeIncoming | undefined {
@@ -23,11 +48,11 @@ export function nodeIncoming(c: Context): NodeIncoming | undefined {
  * own stream: a small JSON body needs no web Request and web stream built around it.
  */
 export async function readJsonBody(c: Context, maxBytes: number): Promise<unknown> {
-  const type = c.req.header('content-type') ?? '';
+  const type = requestHeader(c, 'content-type') ?? '';
   if (!/^application\/(.+\+)?json\b/i.test(type)) {
     throw new AppError('BAD_REQUEST', 'Content-Type must be application/json');
   }
-  const declared = Number(c.req.header('content-length') ?? NaN);
+  const declared = Number(requestHeader(c, 'content-length') ?? NaN);
   if (declared > maxBytes) throw tooLarge(maxBytes);
   const incoming = nodeIncoming(c);
   if (incoming) return parseJson(await readNodeBody(incoming, maxBytes));
@@ -119,15 +144,15 @@ function concat(chunks: Uint8Array[], size: number): Uint8Array {
 }
 
 /** Retry-After for a refusal that is not a window count (a busy hash queue, a limiter outage). */
-export function setRetryAfter(c: Context, seconds: number): void {
-  c.header('Retry-After', String(Math.max(1, Math.ceil(seconds))));
+export function setRetryAfter(c: Context<AppEnv>, seconds: number): void {
+  setHeader(c, 'Retry-After', String(Math.max(1, Math.ceil(seconds))));
 }
 
 /** IETF draft RateLimit-* headers plus Retry-After when refused. */
-export function setRateLimitHeaders(c: Context, d: RateLimitDecision): void {
+export function setRateLimitHeaders(c: Context<AppEnv>, d: RateLimitDecision): void {
   const resetSeconds = Math.max(0, Math.ceil((d.reset - Date.now()) / 1000));
-  c.header('RateLimit-Limit', String(d.limit));
-  c.header('RateLimit-Remaining', String(d.remaining));
-  c.header('RateLimit-Reset', String(resetSeconds));
-  if (!d.allowed) c.header('Retry-After', String(Math.max(1, resetSeconds)));
+  setHeader(c, 'RateLimit-Limit', String(d.limit));
+  setHeader(c, 'RateLimit-Remaining', String(d.remaining));
+  setHeader(c, 'RateLimit-Reset', String(resetSeconds));
+  if (!d.allowed) setHeader(c, 'Retry-After', String(Math.max(1, resetSeconds)));
 }

@@ -1,11 +1,10 @@
 import type { Context } from 'hono';
+import type { AppEnv } from './app-env.js';
 
 /**
  * Streaming straight to the Node response on the Node entry: no web streams and no
- * TransformStream between a token and the socket. Hono still builds the head: the handler
- * returns a response marked as already sent (which `@hono/node-server` leaves alone), the
- * middleware chain finishes its headers on it (CORS, security headers, cookies, rate limits),
- * and on the next turn of the event loop those headers go out with the stream.
+ * TransformStream between a token and the socket, and no web Response built for the head.
+ * The handler returns a response marked as already sent, which `@hono/node-server` leaves alone.
  */
 
 /** The subset of Node's `ServerResponse` used here. */
@@ -39,33 +38,39 @@ export interface NodeStream {
   onClose(listener: () => void): void;
 }
 
-const ALREADY_SENT = 'x-hono-already-sent';
+/** What `@hono/node-server` leaves alone (its own `RESPONSE_ALREADY_SENT` is this, shared the same way). */
+let alreadySent: Response | undefined;
 /** A response still unflushed this long after it ended belongs to a client that stopped reading. */
 const LINGER_MS = 10_000;
 
+/**
+ * Writes the head now, from the headers recorded with `setHeader` (the platform middleware's,
+ * authentication's cookie, rate limits: all are set before a route runs) plus `headers`, and
+ * starts `run` at once: the turn's upstream request does not wait for the middleware chain to
+ * unwind. Headers set after this call are not sent. Returns the marker response to hand back
+ * to Hono.
+ */
 export function writeNodeStream(
-  c: Context,
+  c: Context<AppEnv>,
   outgoing: NodeOutgoing,
   headers: Record<string, string>,
   run: (stream: NodeStream) => Promise<void>,
 ): Response {
-  setImmediate(() => {
-    const head: Record<string, string | string[]> = {};
-    c.res.headers.forEach((value, key) => {
-      if (key !== ALREADY_SENT && key !== 'content-length' && key !== 'set-cookie') head[key] = value;
-    });
-    const cookies = c.res.headers.getSetCookie();
-    if (cookies.length) head['set-cookie'] = cookies;
-    Object.assign(head, headers);
-    const stream = new Writer(outgoing);
-    if (outgoing.destroyed) stream.closed();
-    else {
-      outgoing.writeHead(c.res.status, head);
-      outgoing.flushHeaders();
-    }
-    void run(stream);
-  });
-  return new Response(null, { headers: { [ALREADY_SENT]: '1' } });
+  const head: Record<string, string | string[]> = {};
+  for (const [name, value, append] of c.get('head') ?? []) {
+    const key = name.toLowerCase();
+    const previous = append ? head[key] : undefined;
+    head[key] = previous === undefined ? (append ? [value] : value) : [...(Array.isArray(previous) ? previous : [previous]), value];
+  }
+  Object.assign(head, headers);
+  const stream = new Writer(outgoing);
+  if (outgoing.destroyed) stream.closed();
+  else {
+    outgoing.writeHead(200, head);
+    outgoing.flushHeaders();
+  }
+  void run(stream);
+  return (alreadySent ??= new Response(null, { headers: { 'x-hono-already-sent': 'true' } }));
 }
 
 class Writer implements NodeStream {

@@ -193,6 +193,32 @@ describe('health routes', () => {
     expect(await missing.json()).toMatchObject({ code: 'NOT_FOUND' });
   });
 
+  it('the SSE head carries what a JSON response does: request id, CORS, security headers, rate limits, the anonymous cookie', async () => {
+    const headersOf = (res: Response) => Object.fromEntries([...res.headers].filter(([k]) => !['date', 'content-length', 'content-type', 'keep-alive', 'connection', 'transfer-encoding', 'cache-control', 'x-accel-buffering', 'set-cookie'].includes(k) && !k.startsWith('ratelimit-')));
+    const origin = { Origin: 'http://localhost:5173', 'X-Request-Id': 'client-chosen-id-1' };
+    const sse = await postChat(gw.url, { message: 'hi' }, origin);
+    await sse.text();
+    const json = await fetch(`${gw.url}/api/v2/conversations`, { headers: origin });
+    await json.arrayBuffer();
+    expect(sse.headers.get('x-request-id')).toBe('client-chosen-id-1');
+    expect(headersOf(sse)).toEqual(headersOf(json));
+    expect(headersOf(sse)).toMatchObject({
+      'access-control-allow-origin': 'http://localhost:5173',
+      'access-control-allow-credentials': 'true',
+      'x-content-type-options': 'nosniff',
+      vary: 'Origin',
+    });
+    expect(sse.headers.get('ratelimit-limit')).toMatch(/^\d+$/);
+    expect(sse.headers.get('cache-control')).toBe('no-cache');
+    expect(sse.headers.get('x-accel-buffering')).toBe('no');
+    expect(sse.headers.getSetCookie()).toEqual([expect.stringMatching(/^anon_session=[\w-]{22}\.[\w-]{43}; Max-Age=31536000; Path=\/; HttpOnly; SameSite=Lax$/)]);
+    // Nothing internal leaks, and an unsafe request id is replaced.
+    expect([...sse.headers.keys()].filter((k) => k.includes('hono'))).toEqual([]);
+    const fresh = await postChat(gw.url, { message: 'hi' }, { 'X-Request-Id': 'bad id\u00e9' });
+    await fresh.text();
+    expect(fresh.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
   it('CORS answers configured origins with credentials and ignores others', async () => {
     const ok = await fetch(`${gw.url}/healthz`, { headers: { Origin: 'http://localhost:5173' } });
     expect(ok.headers.get('access-control-allow-origin')).toBe('http://localhost:5173');
