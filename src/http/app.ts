@@ -22,7 +22,7 @@ export interface AppOptions {
  * The Hono app: web-standard only, so the same code serves Node and Workers.
  */
 export function createApp(services: Services, options: AppOptions): Hono<AppEnv> {
-  const { config, logger } = services;
+  const { logger } = services;
   const app = new Hono<AppEnv>();
 
   app.use(platform(services, options));
