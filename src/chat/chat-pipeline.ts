@@ -91,8 +91,12 @@ export interface PreparedTurn {
   readonly conversationCreated: boolean;
   readonly model: LanguageModel;
   readonly rateLimit: RateLimitDecision;
-  /** Resolves once the final event was handed to the sink (and the reply stored). Never rejects. */
-  run(sink: TurnSink, signal?: AbortSignal): Promise<void>;
+  /**
+   * Resolves once the final event was handed to the sink (and the reply stored). Never rejects.
+   * `abort` ends the turn early: pass the AbortController the protocol aborts on a stop or a
+   * disconnect (the turn then uses it as its own), or a signal to follow.
+   */
+  run(sink: TurnSink, abort?: AbortController | AbortSignal): Promise<void>;
 }
 
 interface Ending {
@@ -151,7 +155,7 @@ export class ChatPipeline {
     conversationCreated: boolean,
     model: LanguageModel,
     sink: TurnSink,
-    outer: AbortSignal | undefined,
+    outer: AbortController | AbortSignal | undefined,
   ): Promise<void> {
     // Registered until the sink has the final event: shutdown and deletion wait for that.
     const turn = this.deps.turns.track(outer, conversation);
@@ -186,12 +190,8 @@ export class ChatPipeline {
     const { store, options } = this.deps;
     const { signal } = turn;
     const logger = withBindings(this.deps.logger, { conversationId: conversation.id, model: model.modelId, provider: model.provider });
-    // The model call has its own signal: the turn's abort reaches it, and so do the stream timeouts.
-    const modelCall = new AbortController();
-    const forward = () => modelCall.abort(signal.reason);
-    if (signal.aborted) forward();
-    else signal.addEventListener('abort', forward, { once: true });
-    const watchdog = new StreamWatchdog(options.firstByteTimeoutMs, options.idleTimeoutMs, (err) => modelCall.abort(err));
+    // A stream timeout aborts the turn with a PROVIDER_ERROR as the reason (a turn abort is a TurnAbort).
+    const watchdog = new StreamWatchdog(options.firstByteTimeoutMs, options.idleTimeoutMs, (err) => turn.abort(err));
     let text = '';
     let ending: Ending | undefined;
     let messageId: string | undefined;
@@ -262,7 +262,7 @@ export class ChatPipeline {
           if (ok) stream!.resume();
         });
       };
-      stream = model.stream({ messages, maxTokens, temperature: input.temperature, signal: modelCall.signal }, (delta) => {
+      stream = model.stream({ messages, maxTokens, temperature: input.temperature, signal }, (delta) => {
         watchdog.touch();
         text += delta;
         if (userStored) deliver(delta);
@@ -279,19 +279,18 @@ export class ChatPipeline {
       const finish = await done;
       ending = { finishReason: storedFinish(finish.finishReason), usage: finish.usage };
     } catch (err) {
-      if (signal.aborted) {
+      if (signal.aborted && !(signal.reason instanceof AppError)) {
         const abort = asTurnAbort(signal.reason);
         ending = { finishReason: abort.finishReason, usage: undefined, error: abort.clientError };
       } else {
-        const error = toAppError(err);
+        const error = signal.reason instanceof AppError ? signal.reason : toAppError(err);
         if (error.code === 'INTERNAL' || error.code === 'PROVIDER_ERROR') logger.error({ err }, 'chat turn failed');
         ending = { finishReason: 'error', usage: undefined, error };
       }
     } finally {
       watchdog.stop();
-      signal.removeEventListener('abort', forward);
       // The model call outlives a failed user-message write: end it (a finished one is left alone).
-      if (stream && !streamEnded && !modelCall.signal.aborted) modelCall.abort();
+      if (stream && !streamEnded && !signal.aborted) turn.abort(new Error('The user message could not be stored'));
       // Runs on every ending: normal, error, abort (stop, disconnect, shutdown, deletion, slow client).
       ending ??= { finishReason: signal.aborted ? asTurnAbort(signal.reason).finishReason : 'aborted', usage: undefined };
       // Only a complete reply becomes a memory: a stopped or failed one says less than it seems to.

@@ -46,7 +46,7 @@ export function chatStreamHandler(services: Services) {
             end: (e) => stream.end(e.finishReason === 'aborted' ? undefined : frames.done(e)),
             error: (e) => stream.end(frames.error(e.error)),
           },
-          controller.signal,
+          controller,
         );
       });
     }
@@ -92,7 +92,7 @@ function webStream(c: Context<AppEnv>, turn: PreparedTurn, frames: ReturnType<ty
       },
       error: (e) => void write(frames.error(e.error)),
     };
-    await turn.run(sink, controller.signal);
+    await turn.run(sink, controller);
     await pending;
   });
   // streamSSE sets `Connection: keep-alive`, which stops a server from advertising its

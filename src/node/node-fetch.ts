@@ -118,7 +118,8 @@ function headerRecord(...sources: (HeadersInit | undefined)[]): Record<string, s
   const out: Record<string, string> = {};
   for (const source of sources) {
     if (!source) continue;
-    new Headers(source).forEach((value, key) => {
+    // The SDKs pass a Headers already: read it as it is rather than copying it into another.
+    (source instanceof Headers ? source : new Headers(source)).forEach((value, key) => {
       out[key] = value;
     });
   }

@@ -51,7 +51,7 @@ export async function runSocketTurn(options: {
         end: (e) => events.end(e),
         error: (e) => events.error(e),
       },
-      running.signal,
+      running.controller,
     );
   } finally {
     running.end();

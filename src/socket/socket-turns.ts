@@ -29,11 +29,13 @@ export class SocketTurns {
     return Promise.all([...this.#running].map((r) => r.done)).then(() => undefined);
   }
 
-  begin(): { signal: AbortSignal; abort(kind: AbortCause): void; end(): void } {
+  /** Registers a turn; its `controller` is handed to the pipeline, which aborts it too (deletion, shutdown). */
+  begin(): { controller: AbortController; signal: AbortSignal; abort(kind: AbortCause): void; end(): void } {
     let resolve!: () => void;
     const entry: Running = { controller: new AbortController(), done: new Promise<void>((r) => (resolve = r)) };
     this.#running.add(entry);
     return {
+      controller: entry.controller,
       signal: entry.controller.signal,
       abort: (kind) => entry.controller.abort(new TurnAbort(kind)),
       end: () => {
