@@ -6,6 +6,11 @@ export const ANONYMOUS_COOKIE = 'anon_session';
 /** A year: an anonymous client keeps its conversations as long as it keeps the cookie. */
 export const ANONYMOUS_COOKIE_MAX_AGE = 365 * 86_400;
 
+/** The Set-Cookie value that hands a client its anonymous-session cookie (HTTP responses and Socket.IO handshakes alike). */
+export function anonymousCookieLine(value: string, options: { secure: boolean; sameSite: 'Strict' | 'Lax' | 'None' }): string {
+  return `${ANONYMOUS_COOKIE}=${value}; Max-Age=${ANONYMOUS_COOKIE_MAX_AGE}; Path=/; HttpOnly; SameSite=${options.sameSite}${options.secure ? '; Secure' : ''}`;
+}
+
 const ID_BYTES = 16;
 const ID_PATTERN = /^[A-Za-z0-9_-]{22}$/;
 const SIGNATURE_PATTERN = /^[A-Za-z0-9_-]{43}$/;

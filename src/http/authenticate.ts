@@ -1,6 +1,5 @@
 import type { Context, MiddlewareHandler } from 'hono';
-import { generateCookie } from 'hono/cookie';
-import { ANONYMOUS_COOKIE, ANONYMOUS_COOKIE_MAX_AGE } from '../auth/anonymous-sessions.js';
+import { anonymousCookieLine } from '../auth/anonymous-sessions.js';
 import { AppError } from '../errors.js';
 import type { Services } from '../services.js';
 import type { AppEnv } from './app-env.js';
@@ -35,14 +34,8 @@ export function authenticate(
 
 function giveAnonymousCookie(c: Context<AppEnv>, services: Services): void {
   const { value } = services.auth.anonymous.issue();
-  const cookie = generateCookie(ANONYMOUS_COOKIE, value, {
-    httpOnly: true,
-    secure: services.config.auth.cookieSecure,
-    sameSite: services.config.auth.cookieSameSite,
-    path: '/',
-    maxAge: ANONYMOUS_COOKIE_MAX_AGE,
-  });
-  setHeader(c, 'Set-Cookie', cookie, true);
+  const { cookieSecure, cookieSameSite } = services.config.auth;
+  setHeader(c, 'Set-Cookie', anonymousCookieLine(value, { secure: cookieSecure, sameSite: cookieSameSite }), true);
 }
 
 /** OpenAI's browser clients cannot set headers on a WebSocket, so they offer `openai-insecure-api-key.<key>` as a subprotocol. */

@@ -10,6 +10,17 @@ import type { NodeBodyLookup, NodeReadableLike } from '../models/byte-source.js'
  * can read the socket's bytes directly (`nodeBody`). The web body of the Response is read
  * lazily: only an SDK that reads it (an error body) pays for a web stream.
  */
+/**
+ * The runtime's own Response. `@hono/node-server` replaces the global with a lighter class
+ * (whose parent is the real one) that builds a second, real Response the first time an SDK
+ * reads `body` or `url`; the responses handed to the SDKs are real ones from the start.
+ */
+const NativeResponse: typeof Response = (() => {
+  const global = globalThis.Response;
+  const parent: unknown = Object.getPrototypeOf(global);
+  return typeof parent === 'function' && parent.name === 'Response' ? (parent as typeof Response) : global;
+})();
+
 export function createNodeFetch(options: { maxSockets?: number } = {}): { fetch: typeof fetch; nodeBody: NodeBodyLookup } {
   const agents = {
     'http:': new http.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 1024, scheduling: 'lifo' }),
@@ -49,7 +60,7 @@ export function createNodeFetch(options: { maxSockets?: number } = {}): { fetch:
         response = res;
         res.once('close', () => signal?.removeEventListener('abort', onAbort));
         const status = res.statusCode ?? 0;
-        const web = new Response(status === 204 || status === 304 || init.method === 'HEAD' ? null : lazyWebBody(res), {
+        const web = new NativeResponse(status === 204 || status === 304 || init.method === 'HEAD' ? null : lazyWebBody(res), {
           status,
           statusText: res.statusMessage ?? '',
           headers: responseHeaders(res),

@@ -1,5 +1,5 @@
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
-import { ANONYMOUS_COOKIE, ANONYMOUS_COOKIE_MAX_AGE } from '../auth/anonymous-sessions.js';
+import { ANONYMOUS_COOKIE, anonymousCookieLine } from '../auth/anonymous-sessions.js';
 import { readCookie, TOKEN_COOKIE } from '../auth/token-sources.js';
 import { Server } from 'socket.io';
 import type { InterServerEvents, SocketData } from '../protocol/socket-events.js';
@@ -97,10 +97,7 @@ function giveAnonymousCookies(io: Server<Record<string, never>, Record<string, n
   io.engine.on('initial_headers', (headers: Record<string, string | string[]>, req: IncomingMessage) => {
     const cookie = req.headers.cookie ?? '';
     if (req.headers.authorization || readCookie(cookie, TOKEN_COOKIE) || readCookie(cookie, ANONYMOUS_COOKIE)) return;
-    const { value } = auth.anonymous.issue();
-    const attributes = [`Max-Age=${ANONYMOUS_COOKIE_MAX_AGE}`, 'Path=/', 'HttpOnly', `SameSite=${config.auth.cookieSameSite}`];
-    if (config.auth.cookieSecure) attributes.push('Secure');
-    const line = [`${ANONYMOUS_COOKIE}=${value}`, ...attributes].join('; ');
+    const line = anonymousCookieLine(auth.anonymous.issue().value, { secure: config.auth.cookieSecure, sameSite: config.auth.cookieSameSite });
     const existing = headers['set-cookie'];
     headers['set-cookie'] = existing === undefined ? line : [...(Array.isArray(existing) ? existing : [existing]), line];
   });
