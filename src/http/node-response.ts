@@ -13,8 +13,6 @@ export interface NodeOutgoing {
   flushHeaders(): void;
   write(chunk: string): boolean;
   end(chunk?: string): unknown;
-  cork(): void;
-  uncork(): void;
   destroy(): unknown;
   once(event: 'close' | 'drain', listener: () => void): unknown;
   off(event: 'close' | 'drain', listener: () => void): unknown;
@@ -75,8 +73,6 @@ export function writeNodeStream(
 
 class Writer implements NodeStream {
   #ended = false;
-  #inTick = false;
-  #corked = false;
   #closeListeners: (() => void)[] = [];
   #gone = false;
 
@@ -99,20 +95,8 @@ class Writer implements NodeStream {
 
   write(text: string): boolean {
     if (this.#ended || this.#gone) return true;
-    // Several writes in one turn (tokens that arrived together) leave in one syscall.
-    if (!this.#inTick) {
-      this.#inTick = true;
-      queueMicrotask(() => {
-        this.#inTick = false;
-        if (this.#corked) {
-          this.#corked = false;
-          this.outgoing.uncork();
-        }
-      });
-    } else if (!this.#corked) {
-      this.#corked = true;
-      this.outgoing.cork();
-    }
+    // One write per turn of the event loop at most: the model adapters hand over the text of
+    // one network read in one call (TextBatcher), so no corking is needed here.
     return this.outgoing.write(text);
   }
 

@@ -25,12 +25,19 @@ export class SseDecoder {
 
   /** Feeds a network chunk; calls `onEvent` for each event it completes. */
   push(chunk: Uint8Array): void {
+    if (chunk.length === 0) return; // (an empty read must not forget a CR at the end of the last one)
     let start = 0;
     if (this.#afterCR) {
       this.#afterCR = false;
       if (chunk[0] === LF) start = 1;
     }
+    // Most streams end lines with LF alone: then the native indexOf finds them.
+    const lfOnly = chunk.indexOf(CR, start) === -1;
     for (let i = start; i < chunk.length; i++) {
+      if (lfOnly) {
+        i = chunk.indexOf(LF, i);
+        if (i === -1) break;
+      }
       const byte = chunk[i];
       if (byte !== LF && byte !== CR) continue;
       this.#line(chunk, start, i);
@@ -116,10 +123,17 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 }
 
 const decoder = new TextDecoder();
-const NodeBuffer = (globalThis as { Buffer?: { prototype: { utf8Slice?: unknown }; from(b: ArrayBufferLike, o: number, l: number): { toString(e: string): string } } }).Buffer;
+interface NodeBufferLike extends Uint8Array {
+  utf8Slice(start: number, end: number): string;
+}
+const NodeBuffer = (globalThis as unknown as { Buffer?: { from(b: ArrayBufferLike, o: number, l: number): NodeBufferLike } }).Buffer;
 
-/** UTF-8 text of bytes [start, end): Node's Buffer where there is one (faster), TextDecoder elsewhere. */
+/**
+ * UTF-8 text of bytes [start, end): sliced straight out of a Node Buffer (what a socket
+ * delivers), through a Buffer view of other bytes on Node, with TextDecoder elsewhere.
+ */
 function utf8(bytes: Uint8Array, start: number, end: number): string {
-  if (NodeBuffer) return NodeBuffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString('utf8');
+  if (typeof (bytes as NodeBufferLike).utf8Slice === 'function') return (bytes as NodeBufferLike).utf8Slice(start, end);
+  if (NodeBuffer) return NodeBuffer.from(bytes.buffer, bytes.byteOffset + start, end - start).utf8Slice(0, end - start);
   return decoder.decode(bytes.subarray(start, end));
 }

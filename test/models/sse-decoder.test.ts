@@ -27,6 +27,25 @@ describe('SseDecoder', () => {
     expect(clean).toBe(true);
   });
 
+  it('Node Buffers (what a socket delivers) decode like Uint8Arrays, in any cut, with mixed line ends in one chunk', () => {
+    const input = 'data: {"text":"naïve 日本語 🙂"}\n\ndata: a\r\ndata: b\r\rdata: c\n\r\ndata: [DONE]\n\n';
+    const expected = decode([bytes(input)]).events;
+    expect(expected).toEqual([
+      ['{"text":"naïve 日本語 🙂"}', undefined],
+      ['a\nb', undefined],
+      ['c', undefined],
+      ['[DONE]', undefined],
+    ]);
+    const all = Buffer.from(input);
+    for (let i = 0; i <= all.length; i++) {
+      for (let j = i; j <= all.length; j += 7) {
+        // Buffers that are views into a larger pool, as the socket's are.
+        const chunks = [all.subarray(0, i), all.subarray(i, j), all.subarray(j)];
+        expect(decode(chunks).events, `cut at ${i}, ${j}`).toEqual(expected);
+      }
+    }
+  });
+
   it('gives the same events however the bytes are cut, with LF, CRLF or CR line ends', () => {
     for (const nl of ['\n', '\r\n', '\r']) {
       const input = `data: {"text":"naïve 日本語 🙂"}${nl}${nl}data: [DONE]${nl}${nl}`;
