@@ -38,6 +38,8 @@ export interface NodeStream {
 
 /** What `@hono/node-server` leaves alone (its own `RESPONSE_ALREADY_SENT` is this, shared the same way). */
 let alreadySent: Response | undefined;
+/** How long the response head may wait for the first event to travel with it. */
+const HEAD_ALONE_AFTER_MS = 50;
 /** A response still unflushed this long after it ended belongs to a client that stopped reading. */
 const LINGER_MS = 10_000;
 
@@ -65,7 +67,11 @@ export function writeNodeStream(
   if (outgoing.destroyed) stream.closed();
   else {
     outgoing.writeHead(200, head);
-    outgoing.flushHeaders();
+    // The head leaves with the first event (one write instead of two) unless that takes a while.
+    const flush = setTimeout(() => {
+      if (!outgoing.destroyed) outgoing.flushHeaders();
+    }, HEAD_ALONE_AFTER_MS);
+    stream.onFirstWrite(() => clearTimeout(flush));
   }
   void run(stream);
   return (alreadySent ??= new Response(null, { headers: { 'x-hono-already-sent': 'true' } }));
@@ -73,6 +79,7 @@ export function writeNodeStream(
 
 class Writer implements NodeStream {
   #ended = false;
+  #onFirstWrite: (() => void) | undefined;
   #closeListeners: (() => void)[] = [];
   #gone = false;
 
@@ -93,8 +100,20 @@ class Writer implements NodeStream {
     else this.#closeListeners.push(listener);
   }
 
+  onFirstWrite(listener: () => void): void {
+    this.#onFirstWrite = listener;
+  }
+
+  #wrote(): void {
+    const listener = this.#onFirstWrite;
+    if (!listener) return;
+    this.#onFirstWrite = undefined;
+    listener();
+  }
+
   write(text: string): boolean {
     if (this.#ended || this.#gone) return true;
+    this.#wrote();
     // One write per turn of the event loop at most: the model adapters hand over the text of
     // one network read in one call (TextBatcher), so no corking is needed here.
     return this.outgoing.write(text);
@@ -116,6 +135,7 @@ class Writer implements NodeStream {
   end(text?: string): void {
     if (this.#ended) return;
     this.#ended = true;
+    this.#wrote();
     if (this.#gone) return;
     this.outgoing.end(text);
     // A client that stopped reading holds its socket with our last bytes in it: not forever.

@@ -230,9 +230,9 @@ export class SqliteConversationStore implements ConversationStore {
       renameConversation: db.prepare<[string, string]>('UPDATE conversations SET title = ? WHERE key = ?'),
       messageIds: db.prepare<[string], { id: string }>('SELECT id FROM messages WHERE conversation_key = ?'),
       deleteConversation: db.prepare<[string]>('DELETE FROM conversations WHERE key = ?'),
-      insertMessage: db.prepare(
+      insertMessage: db.prepare<[string, string, string, string, number, string | null, string | null, number | null, number | null, number | null]>(
         `INSERT INTO messages (id, conversation_key, role, content, created_at, model, finish_reason, input_tokens, output_tokens, tokens)
-         VALUES (@id, @conversation_key, @role, @content, @created_at, @model, @finish_reason, @input_tokens, @output_tokens, @tokens)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       touchConversation: db.prepare<[number, string]>('UPDATE conversations SET updated_at = max(updated_at, ?) WHERE key = ?'),
       recentMessages: db.prepare<[string, number], MessageRow>(
@@ -296,6 +296,17 @@ export class SqliteConversationStore implements ConversationStore {
       for (const op of batch) op.reject(new Error('The store is closed'));
       return;
     }
+    // Usually nothing fails: one transaction, no savepoint per write (each is two statements).
+    let values: unknown[] | undefined;
+    try {
+      values = this.#db.transaction(() => batch.map((op) => op.run()))();
+    } catch {
+      // One write failed (a duplicate email...): everything was rolled back; below, each runs alone.
+    }
+    if (values) {
+      batch.forEach((op, i) => op.resolve(values[i]));
+      return;
+    }
     const results: { ok: boolean; value: unknown }[] = [];
     try {
       this.#db.transaction(() => {
@@ -319,8 +330,7 @@ export class SqliteConversationStore implements ConversationStore {
     return this.#write(() => this.#ensureConversation(input));
   }
 
-  #ensureConversation(input: { ownerId: string; id: string; title: string }) {
-    const now = monotonicNow();
+  #ensureConversation(input: { ownerId: string; id: string; title: string }, now = monotonicNow()) {
     const key = conversationKey(input.ownerId, input.id);
     const created = this.#stmt.insertConversation.run(key, input.id, input.ownerId, input.title, now, now).changes === 1;
     if (created) return { conversation: { key, ...input, createdAt: now, updatedAt: now }, created };
@@ -361,20 +371,21 @@ export class SqliteConversationStore implements ConversationStore {
   async appendMessage({ remember, conversation: create, ...message }: NewMessage) {
     const stored: StoredMessage = { ...message, id: message.id ?? timeOrderedId(), createdAt: message.createdAt ?? monotonicNow() };
     await this.#write(() => {
-      if (create) this.#ensureConversation(create);
-      this.#stmt.insertMessage.run({
-        id: stored.id,
-        conversation_key: stored.conversationKey,
-        role: stored.role,
-        content: stored.content,
-        created_at: stored.createdAt,
-        model: stored.model ?? null,
-        finish_reason: stored.finishReason ?? null,
-        input_tokens: stored.usage?.inputTokens ?? null,
-        output_tokens: stored.usage?.outputTokens ?? null,
-        tokens: stored.tokens ?? null,
-      });
-      this.#stmt.touchConversation.run(stored.createdAt, stored.conversationKey);
+      // A conversation created here is as new as its first message: nothing to touch.
+      const created = create !== undefined && this.#ensureConversation(create, stored.createdAt).created;
+      this.#stmt.insertMessage.run(
+        stored.id,
+        stored.conversationKey,
+        stored.role,
+        stored.content,
+        stored.createdAt,
+        stored.model ?? null,
+        stored.finishReason ?? null,
+        stored.usage?.inputTokens ?? null,
+        stored.usage?.outputTokens ?? null,
+        stored.tokens ?? null,
+      );
+      if (!created) this.#stmt.touchConversation.run(stored.createdAt, stored.conversationKey);
       if (remember) this.#stmt.enqueueMemory.run(stored.id, ownerOfKey(stored.conversationKey), stored.createdAt);
     });
     return stored;

@@ -53,6 +53,19 @@ describe('SSE chat through remote providers', () => {
       expect(items[1]).toMatchObject({ role: 'assistant', content: 'Bonjour!', model: model.startsWith('gpt') ? 'openai:gpt-4o-mini' : 'gemini:gemini-2.0-flash' });
     });
 
+    it(`${model}: the response head goes out with a quick first event, and on its own after 50 ms when the model is slow`, async () => {
+      standin().setScript(() => ({ tokens: ['slow'], firstTokenDelayMs: 400 }));
+      const sent = performance.now();
+      const res = await postChat(gw.url, { message: 'take your time', model });
+      const headersAfter = performance.now() - sent;
+      const events = await readSse(res);
+      const lastAfter = performance.now() - sent;
+      expect(res.status).toBe(200);
+      expect(headersAfter).toBeLessThan(300);
+      expect(lastAfter).toBeGreaterThanOrEqual(350);
+      expect(contentOf(events)).toBe('slow');
+    });
+
     it(`${model}: a provider failure before streaming is an SSE error event with PROVIDER_ERROR, no upstream detail`, async () => {
       standin().setScript(() => ({ tokens: [], status: 500, errorMessage: `internal trace id 42 ${OPENAI_KEY}` }));
       const events = await readSse(await postChat(gw.url, { message: 'hi', model }));

@@ -1,0 +1,89 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createNodeFetch } from '../../src/node/node-fetch.js';
+
+/** The Node entry's fetch against a real server: what the SDKs may ask of a Response works as with the global fetch. */
+describe('createNodeFetch', () => {
+  let server: http.Server;
+  let url: string;
+  const seen: { method?: string; headers: http.IncomingHttpHeaders; body: string }[] = [];
+  beforeAll(async () => {
+    server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        seen.push({ method: req.method, headers: req.headers, body });
+        if (req.url === '/json') {
+          res.writeHead(429, { 'content-type': 'application/json', 'x-request-id': 'req_1', 'retry-after': '2' });
+          res.end(JSON.stringify({ error: { message: 'slow down', héllo: '日本' } }));
+        } else if (req.url === '/empty') {
+          res.writeHead(204).end();
+        } else if (req.url === '/chunks') {
+          res.writeHead(200, { 'content-type': 'text/plain' });
+          res.write('one ');
+          setTimeout(() => res.end('two'), 20);
+        } else res.writeHead(404).end('nope');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  const { fetch: nodeFetch, nodeBody } = createNodeFetch();
+
+  it('sends method, headers (from a Headers, a record or a Request) and body', async () => {
+    const headers = new Headers({ 'X-One': '1', 'content-type': 'application/json' });
+    await (await nodeFetch(`${url}/json`, { method: 'POST', headers, body: '{"a":1}' })).arrayBuffer();
+    await (await nodeFetch(new Request(`${url}/json`, { headers: { 'x-two': '2' } }), { headers: { 'x-three': '3' } })).text();
+    expect(seen.at(-2)).toMatchObject({ method: 'POST', headers: { 'x-one': '1', 'content-type': 'application/json', 'content-length': '7' }, body: '{"a":1}' });
+    expect(seen.at(-1)).toMatchObject({ method: 'GET', headers: { 'x-two': '2', 'x-three': '3' } });
+  });
+
+  it('a Response with status, headers, json() and text(), bodyUsed, and no second read', async () => {
+    const res = await nodeFetch(`${url}/json`);
+    expect(res).toBeInstanceOf(Response);
+    expect([res.status, res.ok, res.headers.get('x-request-id'), res.headers.get('retry-after')]).toEqual([429, false, 'req_1', '2']);
+    expect(res.bodyUsed).toBe(false);
+    expect(await res.json()).toEqual({ error: { message: 'slow down', héllo: '日本' } });
+    expect(res.bodyUsed).toBe(true);
+    await expect(res.text()).rejects.toThrow(TypeError);
+    const again = await nodeFetch(`${url}/json`);
+    expect(JSON.parse(await again.text())).toMatchObject({ error: { message: 'slow down' } });
+  });
+
+  it('clone() gives two readable copies; blob() and the web body stream work; a 204 has no body', async () => {
+    const res = await nodeFetch(`${url}/json`);
+    const copy = res.clone();
+    expect(await copy.json()).toMatchObject({ error: { message: 'slow down' } });
+    expect(await (await res.blob()).text()).toContain('slow down');
+    const streamed = await nodeFetch(`${url}/chunks`);
+    const parts: string[] = [];
+    for await (const chunk of streamed.body as unknown as AsyncIterable<Uint8Array>) parts.push(Buffer.from(chunk).toString());
+    expect(parts.join('')).toBe('one two');
+    const empty = await nodeFetch(`${url}/empty`);
+    expect([empty.status, empty.body]).toEqual([204, null]);
+    expect(await empty.text()).toBe('');
+  });
+
+  it('nodeBody hands over the socket stream of a response it made (and nothing for others)', async () => {
+    const res = await nodeFetch(`${url}/chunks`);
+    const stream = nodeBody(res)!;
+    const parts: string[] = [];
+    await new Promise<void>((resolve) => {
+      stream.on('data', (c) => parts.push(Buffer.from(c).toString()));
+      stream.on('end', () => resolve());
+    });
+    expect(parts.join('')).toBe('one two');
+    expect(nodeBody(new Response('x'))).toBeUndefined();
+  });
+
+  it('an abort rejects with an AbortError and a refused connection with a TypeError, as undici does', async () => {
+    const controller = new AbortController();
+    const pending = nodeFetch(`${url}/chunks`, { signal: controller.signal });
+    controller.abort();
+    await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
+    await expect(nodeFetch('http://127.0.0.1:1/')).rejects.toBeInstanceOf(TypeError);
+  });
+});
