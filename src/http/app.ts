@@ -9,7 +9,8 @@ import { authenticate } from './authenticate.js';
 import { chatStreamHandler } from './chat-stream-route.js';
 import { conversationRoutes } from './conversation-routes.js';
 import { memoryRoutes } from './memory-routes.js';
-import { requestHeader, setHeader, setRateLimitHeaders, setRetryAfter } from './http-helpers.js';
+import { applyHead, requestHeader, setHeader, setRateLimitHeaders, setRetryAfter } from './http-helpers.js';
+import { isAlreadySent } from './node-response.js';
 import { readiness } from './readiness.js';
 import type { RateLimitDecision } from '../ratelimit/rate-limiter.js';
 
@@ -112,11 +113,15 @@ function platform(services: Services, options: AppOptions): MiddlewareHandler<Ap
       setHeader(c, 'Access-Control-Allow-Methods', CORS_ALLOW_METHODS);
       setHeader(c, 'Access-Control-Allow-Headers', CORS_ALLOW_HEADERS);
       setHeader(c, 'Vary', 'Access-Control-Request-Headers', true);
-      return c.body(null, 204);
+      const preflight = c.body(null, 204);
+      applyHead(c.get('head'), preflight.headers);
+      return preflight;
     }
 
     const started = performance.now();
     await next();
+    // A streamed head was written from the same record (node-response.ts); its marker is shared.
+    if (!isAlreadySent(c.res)) applyHead(c.get('head'), c.res.headers);
     if (reqLogger.isLevelEnabled?.('info') === false) return;
     reqLogger.info({ method: c.req.method, path: c.req.path, status: c.res.status, ms: +(performance.now() - started).toFixed(2) }, 'request');
   };

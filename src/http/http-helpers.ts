@@ -28,13 +28,21 @@ export function requestHeader(c: Context, name: string): string | undefined {
 export type HeadEntry = readonly [name: string, value: string, append: boolean];
 
 /**
- * Sets a response header through Hono and also records it for a response whose head is
- * written by hand (an SSE stream on Node, see node-response.ts). Every header of a route that
- * streams must be set here.
+ * Sets a response header: recorded here, put on the response by the platform middleware once
+ * the route has answered (`applyHead`), or written by a route that writes its own head (SSE
+ * on Node, see node-response.ts). Web `Headers` validate every value they take, so a response
+ * that never becomes one (the SSE head) costs nothing here.
  */
 export function setHeader(c: Context<AppEnv>, name: string, value: string, append = false): void {
-  c.header(name, value, append ? { append: true } : undefined);
-  c.get('head')?.push([name, value, append]);
+  c.get('head').push([name, value, append]);
+}
+
+/** Puts the recorded headers on the route's response (a recorded header replaces the route's own of that name unless appended). */
+export function applyHead(head: readonly HeadEntry[], headers: Headers): void {
+  for (const [name, value, append] of head) {
+    if (append) headers.append(name, value);
+    else headers.set(name, value);
+  }
 }
 
 export function nodeIncoming(c: Context): NodeIncoming | undefined {

@@ -38,6 +38,11 @@ export interface NodeStream {
 
 /** What `@hono/node-server` leaves alone (its own `RESPONSE_ALREADY_SENT` is this, shared the same way). */
 let alreadySent: Response | undefined;
+
+/** The marker a route that wrote its own response returns (never to be changed: it is shared). */
+export function isAlreadySent(res: Response): boolean {
+  return res === alreadySent;
+}
 /** How long the response head may wait for the first event to travel with it. */
 const HEAD_ALONE_AFTER_MS = 50;
 /** A response still unflushed this long after it ended belongs to a client that stopped reading. */

@@ -61,6 +61,23 @@ describe('Cloudflare Workers entry', () => {
       expect(contentOf(second)).toContain('2 earlier messages');
     });
 
+    it('puts the same headers on the streamed and the JSON responses: request id, security headers, CORS, rate limits, the anonymous cookie', async () => {
+      const origin = { Origin: 'http://localhost:5173' };
+      const sse = await postChat(url, { message: 'Hello' }, origin);
+      await sse.text();
+      const json = await postChat(url, 'nope', origin);
+      await json.text();
+      for (const [what, res] of [['sse', sse], ['json', json]] as const) {
+        expect(res.headers.get('x-request-id'), what).toMatch(/^[0-9a-f-]{36}$/);
+        expect(res.headers.get('x-content-type-options'), what).toBe('nosniff');
+        expect(res.headers.get('access-control-allow-origin'), what).toBe('http://localhost:5173');
+        expect(res.headers.get('vary'), what).toContain('Origin');
+        expect(res.headers.getSetCookie(), what).toEqual([expect.stringMatching(/^anon_session=[\w-]{22}\.[\w-]{43}; /)]);
+      }
+      expect(sse.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      expect(sse.headers.get('ratelimit-limit')).toMatch(/^\d+$/);
+    });
+
     it('refuses bad input with coded JSON errors', async () => {
       const res = await postChat(url, 'nope');
       expect(res.status).toBe(400);
