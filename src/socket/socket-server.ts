@@ -43,6 +43,7 @@ export function createSocketServer(httpServer: HttpServer, services: Services, r
   });
 
   giveAnonymousCookies(io, services);
+  keepOnlyTheHandshake(io);
 
   const counts: Record<string, number> = { '/': 0, '/ai': 0 };
   const root = io.of('/') as unknown as DefaultNamespace;
@@ -84,6 +85,31 @@ export function createSocketServer(httpServer: HttpServer, services: Services, r
     },
   };
   return { io: io as unknown as Server, gauges };
+}
+
+/** What a namespace handshake reads of the upgrade request (socket.io's buildHandshake), nothing else. */
+interface HandshakeRequest {
+  headers: IncomingMessage['headers'];
+  url: string | undefined;
+  _query: unknown;
+  connection: { encrypted: boolean };
+}
+
+/**
+ * Engine.IO keeps each connection's first HTTP request (with its parser, buffers and socket
+ * references) for as long as the connection lives; only its headers, URL and query are ever
+ * read again (each namespace's handshake). Idle connections keep a small copy instead.
+ */
+function keepOnlyTheHandshake(io: Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>): void {
+  io.engine.on('connection', (raw: { request: IncomingMessage | HandshakeRequest }) => {
+    const req = raw.request as IncomingMessage & { _query?: unknown };
+    raw.request = {
+      headers: req.headers,
+      url: req.url,
+      _query: req._query,
+      connection: { encrypted: Boolean((req.socket as { encrypted?: boolean } | null)?.encrypted) },
+    };
+  });
 }
 
 /**
