@@ -1,12 +1,12 @@
 import { AppError, toAppError } from '../errors.js';
 import { type Logger, withBindings } from '../logger.js';
-import type { LanguageModel, ModelFinishReason, ModelStream, TokenUsage } from '../models/language-model.js';
+import type { LanguageModel, ModelFinishReason, ModelMessage, ModelStream, TokenUsage } from '../models/language-model.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { chatLimit, type RateLimitDecision, type RateLimitPolicy, type RateLimiter } from '../ratelimit/rate-limiter.js';
 import { conversationKey, monotonicNow, timeOrderedId, type Conversation, type ConversationStore, type FinishReason, type StoredMessage } from '../stores/conversation-store.js';
 import type { MemoryMatch } from '../memory/memory-store.js';
 import { countTokens } from '../models/tokenizer.js';
-import { buildContext } from './context-builder.js';
+import { buildContext, type ContextMessage } from './context-builder.js';
 import { ownersOf, type Principal } from './principal.js';
 import { TurnAbort, asTurnAbort } from './turn-abort.js';
 import type { TurnTracker } from './turn-tracker.js';
@@ -19,6 +19,14 @@ export interface ChatTurnInput {
   model?: string | undefined;
   maxTokens?: number | undefined;
   temperature?: number | undefined;
+  /** Up to 4 sequences that end the reply where they would start (OpenAI's `stop`). */
+  stop?: readonly string[] | undefined;
+  /**
+   * A stateless turn (OpenAI-compatible clients that send the whole history): the client's
+   * earlier messages come in `history`, nothing is read from or written to the store, and no
+   * long-term memory is recalled or kept. `conversationId` is then ignored.
+   */
+  stateless?: { history: readonly ModelMessage[] } | undefined;
 }
 
 export type ChatTurnEvent =
@@ -124,7 +132,7 @@ export class ChatPipeline {
 
     // A conversation is reached only through its owner: someone else's id is simply not found here.
     let existing: Conversation | undefined;
-    if (input.conversationId) {
+    if (input.conversationId && !input.stateless) {
       for (const owner of owners) if ((existing = await store.getConversation(owner, input.conversationId))) break;
     }
     const { key, limit } = chatLimit(input.principal, this.deps.rateLimits);
@@ -138,7 +146,7 @@ export class ChatPipeline {
 
     // A new conversation is written with its first message (one commit, when the turn runs).
     const created = !existing;
-    const conversation = existing ?? newConversation(owners[0]!, input.conversationId ?? timeOrderedId(), titleOf(input.message));
+    const conversation = existing ?? newConversation(owners[0]!, (!input.stateless && input.conversationId) || timeOrderedId(), titleOf(input.message));
 
     return {
       conversation,
@@ -207,7 +215,8 @@ export class ChatPipeline {
     let announce = () => {};
     try {
       // Only signed-in users have long-term memory; an anonymous caller's context is its own conversation.
-      remember = memory !== undefined && userId !== null && (await memory.isEnabledFor(userId).catch(() => false));
+      const stateless = input.stateless;
+      remember = !stateless && memory !== undefined && userId !== null && (await memory.isEnabledFor(userId).catch(() => false));
       // Recall runs while the user message is stored: it costs the first token only what it takes beyond that write.
       const recall = remember ? memory!.recall(userId!, input.message) : undefined;
       const userMessage: StoredMessage = {
@@ -220,11 +229,13 @@ export class ChatPipeline {
       };
       // The model is asked while the message is being stored: the request does not wait for the
       // commit, but no reply text reaches the client (or the store) before the message is durable.
-      userWrite = store.appendMessage({
-        ...userMessage,
-        remember,
-        ...(conversationCreated ? { conversation: { ownerId: conversation.ownerId, id: conversation.id, title: conversation.title } } : {}),
-      });
+      userWrite = stateless
+        ? Promise.resolve(userMessage)
+        : store.appendMessage({
+            ...userMessage,
+            remember,
+            ...(conversationCreated ? { conversation: { ownerId: conversation.ownerId, id: conversation.id, title: conversation.title } } : {}),
+          });
       userWrite.catch(() => {}); // awaited below; a failure must not surface as unhandled first
       announce = () => {
         announce = () => {};
@@ -233,7 +244,9 @@ export class ChatPipeline {
 
       const maxTokens = Math.min(input.maxTokens ?? options.maxOutputTokens, options.maxOutputTokens);
       // A conversation created by this turn holds just the new message.
-      const history = conversationCreated
+      const history: ContextMessage[] = stateless
+        ? [...stateless.history, userMessage]
+        : conversationCreated
         ? [userMessage]
         : withNewMessage(await store.recentMessages(conversation.key, options.historyLimit), userMessage, options.historyLimit);
       const messages = buildContext({
@@ -262,7 +275,7 @@ export class ChatPipeline {
           if (ok) stream!.resume();
         });
       };
-      stream = model.stream({ messages, maxTokens, temperature: input.temperature, signal }, (delta) => {
+      stream = model.stream({ messages, maxTokens, temperature: input.temperature, stop: input.stop, signal }, (delta) => {
         watchdog.touch();
         text += delta;
         if (userStored) deliver(delta);
@@ -299,7 +312,11 @@ export class ChatPipeline {
       const userStored = userWrite ? await userWrite.then(() => true, () => false) : false;
       if (!userStored) text = ''; // what the model said to an unstored question was never shown
       else announce();
-      messageId = userStored ? await this.#persistReply(conversation.key, text, modelName, ending, rememberReply, logger) : undefined;
+      messageId = !userStored
+        ? undefined
+        : input.stateless
+          ? timeOrderedId()
+          : await this.#persistReply(conversation.key, text, modelName, ending, rememberReply, logger);
       if (remember) memory!.wake();
       logger.info(
         { finishReason: ending.finishReason, outputChars: text.length, usage: ending.usage, ms: Math.round(performance.now() - startedAt) },
@@ -407,7 +424,7 @@ function seconds(ms: number): string {
  * short-term window, not the same words as the new message (asking the same question twice
  * would recall the question), and no text twice.
  */
-function recalledOutside(matches: readonly MemoryMatch[], window: readonly StoredMessage[], message: string, topK: number): string[] {
+function recalledOutside(matches: readonly MemoryMatch[], window: readonly { id?: string }[], message: string, topK: number): string[] {
   const inWindow = new Set(window.map((m) => m.id));
   const seen = new Set([normalised(message)]);
   const out: string[] = [];

@@ -1,13 +1,20 @@
 import { memoryBlock, type ModelMessage } from '../models/language-model.js';
 import { MESSAGE_OVERHEAD, countMessageTokens, countTokens } from '../models/tokenizer.js';
-import type { StoredMessage } from '../stores/conversation-store.js';
+
+/** A message of the context's history: stored ones carry their token count (and id), a client's (stateless turns) may not. */
+export interface ContextMessage {
+  id?: string;
+  role: ModelMessage['role'];
+  content: string;
+  tokens?: number | undefined;
+}
 
 export interface ContextInput {
   systemPrompt: string;
   /** Long-term memories recalled for this user, most similar first. */
   recalled: readonly string[];
   /** Recent messages, oldest first; the last one is the new user message. */
-  history: readonly Pick<StoredMessage, 'role' | 'content' | 'tokens'>[];
+  history: readonly ContextMessage[];
   /** Tokens the model accepts in one request. */
   contextTokens: number;
   /** Tokens kept free for the reply. */

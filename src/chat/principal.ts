@@ -9,6 +9,8 @@ export interface Principal {
   anonymousId: string | null;
   /** The sign-in session the caller's token names (this server's own tokens only). */
   sessionId?: string | null | undefined;
+  /** The gateway API key the caller authenticated with, with its own limits (`/api/v2/keys`). */
+  apiKey?: { id: string; models: string[] | null; rateLimitPerMinute: number | null } | undefined;
 }
 
 export const isAnonymous = (p: Principal): boolean => p.userId === null;

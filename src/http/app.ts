@@ -9,6 +9,7 @@ import { authenticate } from './authenticate.js';
 import { chatStreamHandler } from './chat-stream-route.js';
 import { conversationRoutes } from './conversation-routes.js';
 import { memoryRoutes } from './memory-routes.js';
+import { openaiRoutes } from './openai-routes.js';
 import { applyHead, requestHeader, setHeader, setRateLimitHeaders, setRetryAfter } from './http-helpers.js';
 import { isAlreadySent } from './node-response.js';
 import { readiness } from './readiness.js';
@@ -39,6 +40,7 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
   app.route('/api/v2/auth', authRoutes(services));
   app.route('/api/v2/conversations', conversationRoutes(services));
   app.route('/api/v2/memory', memoryRoutes(services));
+  app.route('/v1', openaiRoutes(services));
 
   app.notFound((c) => c.json(errorBody(new AppError('NOT_FOUND', `No route for ${c.req.method} ${c.req.path}`)), 404));
   app.onError((err, c) => {

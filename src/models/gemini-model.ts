@@ -120,6 +120,7 @@ class GeminiChatModel implements LanguageModel {
             ...(system.length ? { systemInstruction: system.join('\n\n') } : {}),
             ...(options.maxTokens === undefined ? {} : { maxOutputTokens: options.maxTokens }),
             ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
+            ...(options.stop?.length ? { stopSequences: [...options.stop] } : {}),
           },
         })
         .then(() => {

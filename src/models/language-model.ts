@@ -24,6 +24,8 @@ export interface ModelCallOptions {
   messages: ModelMessage[];
   maxTokens?: number | undefined;
   temperature?: number | undefined;
+  /** Sequences that end the reply where one would begin (not included in it). */
+  stop?: readonly string[] | undefined;
   /** Aborting it must end the upstream request, not just stop reading it. */
   signal: AbortSignal;
 }

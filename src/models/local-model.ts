@@ -47,7 +47,7 @@ export class LocalModel implements LanguageModel {
       };
       if (signal.aborted) return onAbort();
       signal.addEventListener('abort', onAbort, { once: true });
-      const pieces = splitTokens(composeReply(options.messages, this.#about));
+      const pieces = splitTokens(cutAtStop(composeReply(options.messages, this.#about), options.stop));
       const limit = Math.min(options.maxTokens ?? Number.POSITIVE_INFINITY, pieces.length);
       let emitted = 0;
       const finish = () => {
@@ -87,6 +87,16 @@ export class LocalModel implements LanguageModel {
       },
     };
   }
+}
+
+/** The reply up to the earliest stop sequence, as a remote model ends there. */
+function cutAtStop(reply: string, stop: readonly string[] | undefined): string {
+  let end = reply.length;
+  for (const s of stop ?? []) {
+    const at = s ? reply.indexOf(s) : -1;
+    if (at >= 0 && at < end) end = at;
+  }
+  return reply.slice(0, end);
 }
 
 export interface ReplyContext {

@@ -69,6 +69,27 @@ export class ModelRegistry {
   }
 }
 
+/**
+ * The model names a client can ask for (`GET /v1/models`): ALLOWED_MODELS when set, else the
+ * default model, `local`, and each configured provider's default model.
+ */
+export function listModels(registry: ModelRegistry, allowedModels: readonly string[] | undefined): string[] {
+  const candidates = allowedModels?.length
+    ? allowedModels
+    : [registry.defaultModel, ...registry.providers.map((p) => (p === 'local' ? 'local' : PROVIDER_DEFAULT_MODELS[p as keyof typeof PROVIDER_DEFAULT_MODELS]))];
+  const names: string[] = [];
+  for (const name of candidates) {
+    if (!name || names.includes(name)) continue;
+    try {
+      registry.resolve(name, { strict: true });
+      names.push(name);
+    } catch {
+      // not servable here: not listed
+    }
+  }
+  return names;
+}
+
 export function routeModel(name: string): { provider: ProviderName; modelId: string } | undefined {
   const colon = name.indexOf(':');
   if (colon > 0) {

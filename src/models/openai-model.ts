@@ -118,6 +118,7 @@ class OpenAIChatModel implements LanguageModel {
             stream_options: { include_usage: true },
             ...limit,
             ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
+            ...(options.stop?.length ? { stop: [...options.stop] } : {}),
           },
           { signal },
         )
