@@ -78,7 +78,7 @@ describe('OpenAI-compatible API', () => {
     expect(sent.temperature).toBe(0.3);
 
     const list = await fetch(`${gw.url}/api/v2/conversations`, { headers: { Authorization: `Bearer ${alice.token}` } });
-    expect(((await list.json()) as { items: unknown[] }).items).toEqual([]);
+    expect(((await list.json()) as { conversations: unknown[] }).conversations).toEqual([]);
   });
 
   it('answers non-streaming requests as one chat.completion with usage', async () => {
