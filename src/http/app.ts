@@ -10,6 +10,7 @@ import { chatStreamHandler } from './chat-stream-route.js';
 import { conversationRoutes } from './conversation-routes.js';
 import { memoryRoutes } from './memory-routes.js';
 import { openaiRoutes } from './openai-routes.js';
+import { aiSdkRoutes } from './ai-sdk-routes.js';
 import { applyHead, requestHeader, setHeader, setRateLimitHeaders, setRetryAfter } from './http-helpers.js';
 import { isAlreadySent } from './node-response.js';
 import { readiness } from './readiness.js';
@@ -41,6 +42,7 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
   app.route('/api/v2/conversations', conversationRoutes(services));
   app.route('/api/v2/memory', memoryRoutes(services));
   app.route('/v1', openaiRoutes(services));
+  app.route('/api/chat', aiSdkRoutes(services));
 
   app.notFound((c) => c.json(errorBody(new AppError('NOT_FOUND', `No route for ${c.req.method} ${c.req.path}`)), 404));
   app.onError((err, c) => {

@@ -1,0 +1,130 @@
+import { Hono } from 'hono';
+import { z } from 'zod';
+import { conversationIdSchema, describeIssues } from '../chat/chat-request.js';
+import { ownersOf } from '../chat/principal.js';
+import { AppError } from '../errors.js';
+import type { Services } from '../services.js';
+import type { Conversation, FinishReason, StoredMessage } from '../stores/conversation-store.js';
+import type { AppEnv } from './app-env.js';
+import { authenticate } from './authenticate.js';
+import { readJsonBody, setRateLimitHeaders } from './http-helpers.js';
+import { respondWithTurn, sse, SSE_HEADERS, type StreamFrames } from './turn-stream.js';
+
+/** The header that tells the AI SDK's transports this is a UI message stream. */
+const UI_STREAM_HEADERS = { ...SSE_HEADERS, 'x-vercel-ai-ui-message-stream': 'v1' };
+
+/** The messages history a client needs, at most, to show a conversation again. */
+const HISTORY_LIMIT = 200;
+
+/**
+ * `/api/chat`: what the AI SDK's `useChat` (`DefaultChatTransport`) sends and reads, over
+ * the one pipeline. The chat `id` is the conversation: owned, stored, continued from the store
+ * (only the last user message of the request is new), remembered for signed-in users.
+ */
+export function aiSdkRoutes(services: Services): Hono<AppEnv> {
+  const { config, store } = services;
+  const textPart = z.object({ type: z.literal('text'), text: z.string() }).loose();
+  const schema = z
+    .object({
+      id: conversationIdSchema,
+      trigger: z.enum(['submit-message', 'regenerate-message']).optional(),
+      messageId: z.string().max(256).optional(),
+      messages: z
+        .array(
+          z
+            .object({
+              id: z.string().max(256).optional(),
+              role: z.enum(['system', 'user', 'assistant']),
+              parts: z.array(z.union([textPart, z.object({ type: z.string() }).loose()])).max(1_000),
+            })
+            .loose(),
+        )
+        .min(1)
+        .max(1_000),
+      model: z.string().min(1).max(128).optional(),
+      temperature: z.number().min(0).max(2).optional(),
+      maxTokens: z.number().int().min(1).max(1_000_000).optional(),
+    })
+    .loose();
+  const app = new Hono<AppEnv>();
+  const auth = authenticate(services);
+
+  app.post('/', auth, async (c) => {
+    const parsed = schema.safeParse(await readJsonBody(c, config.chat.maxBodyBytes));
+    if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
+    const req = parsed.data;
+    const last = req.messages.at(-1)!;
+    if (last.role !== 'user') throw new AppError('BAD_REQUEST', `messages.${req.messages.length - 1}.role must be "user" (the last message is the one answered)`);
+    const message = last.parts.map((p) => (p.type === 'text' && typeof p.text === 'string' ? p.text : '')).join('');
+    if (message.trim() === '') throw new AppError('BAD_REQUEST', 'The last message has no text');
+    if (message.length > config.chat.maxMessageChars) throw new AppError('BAD_REQUEST', `The last message must be at most ${config.chat.maxMessageChars} characters`);
+
+    const turn = await services.pipeline.prepare({
+      principal: c.get('principal'),
+      message,
+      conversationId: req.id,
+      model: req.model,
+      temperature: req.temperature,
+      maxTokens: req.maxTokens,
+    });
+    setRateLimitHeaders(c, turn.rateLimit);
+    return respondWithTurn(c, turn, uiMessageFrames(turn.conversation.id), UI_STREAM_HEADERS);
+  });
+
+  /** The conversation as UI messages (`useChat({ messages })` after a reload); NOT_FOUND for an id the caller does not own. */
+  app.get('/:id/messages', auth, async (c) => {
+    const id = conversationIdSchema.safeParse(c.req.param('id'));
+    let conversation: Conversation | undefined;
+    if (id.success) for (const owner of ownersOf(c.get('principal'))) if ((conversation = await store.getConversation(owner, id.data))) break;
+    if (!conversation) throw new AppError('NOT_FOUND', 'Conversation not found');
+    const page = await store.listMessages(conversation.key, { limit: HISTORY_LIMIT });
+    return c.json(page.items.map(uiMessage));
+  });
+  return app;
+}
+
+function uiMessage(m: StoredMessage) {
+  return {
+    id: m.id,
+    role: m.role,
+    parts: [{ type: 'text', text: m.content, state: 'done' }],
+    metadata: {
+      createdAt: new Date(m.createdAt).toISOString(),
+      ...(m.model ? { model: m.model } : {}),
+      ...(m.finishReason ? { finishReason: m.finishReason } : {}),
+      ...(m.usage ? { usage: m.usage } : {}),
+    },
+  };
+}
+
+const FINISH: Record<FinishReason, string> = { stop: 'stop', length: 'length', stopped: 'stop', aborted: 'other', error: 'error' };
+
+/**
+ * The UI message stream protocol v1: `start`, `start-step`, `text-start`, `text-delta`s,
+ * `text-end`, `finish-step`, `finish` (with the stored message id, model and usage as message
+ * metadata), then `[DONE]`; a failure is an `error` part with `errorText` and the code.
+ */
+function uiMessageFrames(conversationId: string): StreamFrames {
+  const textId = 'text-0';
+  const deltaHead = `data: {"type":"text-delta","id":"${textId}","delta":`;
+  let opened = false;
+  const open = () => {
+    if (opened) return '';
+    opened = true;
+    return sse({ type: 'start', messageMetadata: { conversationId } }) + sse({ type: 'start-step' }) + sse({ type: 'text-start', id: textId });
+  };
+  const close = () => sse({ type: 'text-end', id: textId }) + sse({ type: 'finish-step' });
+  return {
+    content: (text) => `${open()}${deltaHead}${JSON.stringify(text)}}\n\n`,
+    end: (e) =>
+      open() +
+      close() +
+      sse({
+        type: 'finish',
+        finishReason: FINISH[e.finishReason],
+        messageMetadata: { conversationId, messageId: e.messageId, model: e.model, finishReason: e.finishReason, ...(e.usage ? { usage: e.usage } : {}) },
+      }) +
+      'data: [DONE]\n\n',
+    error: (error) => open() + close() + sse({ type: 'error', errorText: `${error.message} (${error.code})`, code: error.code }) + 'data: [DONE]\n\n',
+  };
+}
