@@ -150,7 +150,7 @@ async function slowReaders(): Promise<Record<string, unknown>> {
   const sockets: Socket[] = [];
   try {
     const standin = await startStandinProcess(ROOT, 400_000, 0);
-    const { child, url } = await startGatewayProcess(ROOT, standin.url, dataDir, [], { MAX_OUTPUT_TOKENS: '1000000' });
+    const { child, url } = await startGatewayProcess(ROOT, standin.url, dataDir, process.env.HARDENING_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.HARDENING_PROF] : [], { MAX_OUTPUT_TOKENS: '1000000' });
     await sleep(1000);
     const rssBefore = readProcStats(child.pid)!.rssMb;
     const rss = sampleRss(child.pid, 250);

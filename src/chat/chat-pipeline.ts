@@ -5,7 +5,7 @@ import type { ModelRegistry } from '../models/model-registry.js';
 import { chatLimit, type RateLimitDecision, type RateLimitPolicy, type RateLimiter } from '../ratelimit/rate-limiter.js';
 import { conversationKey, monotonicNow, timeOrderedId, type Conversation, type ConversationStore, type FinishReason, type StoredMessage } from '../stores/conversation-store.js';
 import type { MemoryMatch } from '../memory/memory-store.js';
-import { countTokens } from '../models/tokenizer.js';
+import { countTokens, countTokensBounded } from '../models/tokenizer.js';
 import { buildContext, type ContextMessage } from './context-builder.js';
 import { ownersOf, type Principal } from './principal.js';
 import { TurnAbort, asTurnAbort } from './turn-abort.js';
@@ -355,7 +355,7 @@ export class ChatPipeline {
         finishReason: ending.finishReason,
         usage: ending.usage,
         // The provider's own count is exact for its tokenizer; count only when it sent none.
-        tokens: ending.usage?.outputTokens ?? countTokens(content),
+        tokens: ending.usage?.outputTokens ?? countTokensBounded(content),
         remember,
       });
       return stored.id;

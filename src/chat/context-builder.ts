@@ -1,5 +1,5 @@
 import { memoryBlock, type ModelMessage } from '../models/language-model.js';
-import { MESSAGE_OVERHEAD, countMessageTokens, countTokens } from '../models/tokenizer.js';
+import { MESSAGE_OVERHEAD, countMessageTokens, countTokensBounded } from '../models/tokenizer.js';
 
 /** A message of the context's history: stored ones carry their token count (and id), a client's (stateless turns) may not. */
 export interface ContextMessage {
@@ -45,7 +45,7 @@ export function buildContext(input: ContextInput): ModelMessage[] {
   const kept: ModelMessage[] = [];
   for (let i = input.history.length - 1; i >= 0; i--) {
     const m = input.history[i]!;
-    const cost = (m.tokens ?? countTokens(m.content)) + MESSAGE_OVERHEAD;
+    const cost = (m.tokens ?? countTokensBounded(m.content)) + MESSAGE_OVERHEAD;
     if (kept.length > 0 && total + cost > budget) break;
     total += cost;
     kept.push(history[i]!);

@@ -6,7 +6,7 @@ import { TurnAbort } from '../chat/turn-abort.js';
 import { AppError, toAppError, type ErrorCode } from '../errors.js';
 import type { ModelMessage, TokenUsage } from '../models/language-model.js';
 import { listModels } from '../models/model-registry.js';
-import { countTokens } from '../models/tokenizer.js';
+import { countTokensBounded } from '../models/tokenizer.js';
 import type { RateLimitDecision } from '../ratelimit/rate-limiter.js';
 import type { Services } from '../services.js';
 import type { FinishReason } from '../stores/conversation-store.js';
@@ -148,7 +148,7 @@ function turnInput(c: Context<AppEnv>, req: CompletionRequest, conversationId: s
 const FINISH: Record<FinishReason, string> = { stop: 'stop', length: 'length', stopped: 'stop', aborted: 'stop', error: 'stop' };
 
 function usageOf(e: StreamEnd): { prompt_tokens: number; completion_tokens: number; total_tokens: number } {
-  const usage: TokenUsage = e.usage ?? { inputTokens: 0, outputTokens: countTokens(e.content) };
+  const usage: TokenUsage = e.usage ?? { inputTokens: 0, outputTokens: countTokensBounded(e.content) };
   return { prompt_tokens: usage.inputTokens, completion_tokens: usage.outputTokens, total_tokens: usage.inputTokens + usage.outputTokens };
 }
 

@@ -23,6 +23,26 @@ export function countTokens(text: string): number {
   return total;
 }
 
+/** Text longer than this is not tokenised on the event loop: its count is estimated (see `countTokensBounded`). */
+export const EXACT_COUNT_MAX_CHARS = 32_768;
+
+/**
+ * A token count whose cost is bounded whatever the text: exact up to EXACT_COUNT_MAX_CHARS,
+ * beyond that the text's UTF-8 length, an upper bound (no token is shorter than a byte), so a
+ * context budget built on it never overflows. For replies a provider sent no usage for (a
+ * client that stopped reading can leave megabytes of one), where exact counting took
+ * hundreds of milliseconds of main-thread time.
+ */
+export function countTokensBounded(text: string): number {
+  if (text.length <= EXACT_COUNT_MAX_CHARS) return countTokens(text);
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    bytes += code < 0x80 ? 1 : code < 0x800 ? 2 : code >= 0xd800 && code <= 0xdbff ? 2 : 3; // a surrogate pair is 4 bytes, 2 per half
+  }
+  return bytes;
+}
+
 /** Per-message framing overhead of the chat format (role markers and separators). */
 export const MESSAGE_OVERHEAD = 4;
 

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { chatFieldsSchema, conversationIdSchema, describeIssues } from '../chat/chat-request.js';
 import { AppError, toAppError } from '../errors.js';
 import { withBindings } from '../logger.js';
-import { countTokens } from '../models/tokenizer.js';
+import { countTokensBounded } from '../models/tokenizer.js';
 import type { AiClientToServerEvents, AiServerToClientEvents, InterServerEvents, SocketData } from '../protocol/socket-events.js';
 import type { Services } from '../services.js';
 import { runSocketTurn } from './run-socket-turn.js';
@@ -64,7 +64,7 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
                 socket.emit('chat:end', {
                   messageId: e.messageId,
                   conversationId: e.conversationId,
-                  totalTokens: e.usage ? e.usage.inputTokens + e.usage.outputTokens : countTokens(e.content),
+                  totalTokens: e.usage ? e.usage.inputTokens + e.usage.outputTokens : countTokensBounded(e.content),
                   model: e.model,
                   finishReason: e.finishReason,
                 });
