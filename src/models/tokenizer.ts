@@ -38,7 +38,7 @@ export function countTokensBounded(text: string): number {
   let bytes = 0;
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i);
-    bytes += code < 0x80 ? 1 : code < 0x800 ? 2 : code >= 0xd800 && code <= 0xdbff ? 2 : 3; // a surrogate pair is 4 bytes, 2 per half
+    bytes += code < 0x80 ? 1 : code < 0x800 ? 2 : code >= 0xd800 && code <= 0xdfff ? 2 : 3; // a surrogate pair is 4 bytes, 2 per half
   }
   return bytes;
 }
