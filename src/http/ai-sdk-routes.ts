@@ -16,15 +16,10 @@ const UI_STREAM_HEADERS = { ...SSE_HEADERS, 'x-vercel-ai-ui-message-stream': 'v1
 /** The messages history a client needs, at most, to show a conversation again. */
 const HISTORY_LIMIT = 200;
 
-/**
- * `/api/chat`: what the AI SDK's `useChat` (`DefaultChatTransport`) sends and reads, over
- * the one pipeline. The chat `id` is the conversation: owned, stored, continued from the store
- * (only the last user message of the request is new), remembered for signed-in users.
- */
-export function aiSdkRoutes(services: Services): Hono<AppEnv> {
-  const { config, store } = services;
+/** What `DefaultChatTransport` sends (`useChat`): the chat id, its UI messages (only the last one is new), the trigger. */
+export function aiChatSchema() {
   const textPart = z.object({ type: z.literal('text'), text: z.string() }).loose();
-  const schema = z
+  return z
     .object({
       id: conversationIdSchema,
       trigger: z.enum(['submit-message', 'regenerate-message']).optional(),
@@ -46,6 +41,16 @@ export function aiSdkRoutes(services: Services): Hono<AppEnv> {
       maxTokens: z.number().int().min(1).max(1_000_000).optional(),
     })
     .loose();
+}
+
+/**
+ * `/api/chat`: what the AI SDK's `useChat` (`DefaultChatTransport`) sends and reads, over
+ * the one pipeline. The chat `id` is the conversation: owned, stored, continued from the store
+ * (only the last user message of the request is new), remembered for signed-in users.
+ */
+export function aiSdkRoutes(services: Services): Hono<AppEnv> {
+  const { config, store } = services;
+  const schema = aiChatSchema();
   const app = new Hono<AppEnv>();
   const auth = authenticate(services);
 

@@ -11,6 +11,8 @@ import { conversationRoutes } from './conversation-routes.js';
 import { memoryRoutes } from './memory-routes.js';
 import { openaiRoutes } from './openai-routes.js';
 import { aiSdkRoutes } from './ai-sdk-routes.js';
+import { swaggerUI } from '@hono/swagger-ui';
+import { openApiDocument, type RouteDoc } from './openapi.js';
 import { applyHead, requestHeader, setHeader, setRateLimitHeaders, setRetryAfter } from './http-helpers.js';
 import { isAlreadySent } from './node-response.js';
 import { readiness } from './readiness.js';
@@ -19,6 +21,8 @@ import type { RateLimitDecision } from '../ratelimit/rate-limiter.js';
 export interface AppOptions {
   /** The caller's IP as the runtime sees the connection (Node socket, Workers header). */
   connectionIp(c: Context): string;
+  /** Routes the runtime entry adds beyond this app's (e.g. /v1/realtime, /metrics), for /openapi.json. */
+  routeDocs?: readonly RouteDoc[] | undefined;
 }
 
 /**
@@ -43,6 +47,9 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
   app.route('/api/v2/memory', memoryRoutes(services));
   app.route('/v1', openaiRoutes(services));
   app.route('/api/chat', aiSdkRoutes(services));
+  let document: Record<string, unknown> | undefined;
+  app.get('/openapi.json', (c) => c.json((document ??= openApiDocument(services.config, options.routeDocs))));
+  app.get('/docs', swaggerUI({ url: '/openapi.json', title: 'AI chat gateway API' }));
 
   app.notFound((c) => c.json(errorBody(new AppError('NOT_FOUND', `No route for ${c.req.method} ${c.req.path}`)), 404));
   app.onError((err, c) => {

@@ -13,10 +13,10 @@ import { readJsonBody } from './http-helpers.js';
 const email = z.string().trim().toLowerCase().pipe(z.email('must be a valid email address')).pipe(z.string().max(254));
 const newPassword = z.string().min(8, 'must be at least 8 characters').max(256, 'must be at most 256 characters');
 const givenPassword = z.string().min(1, 'is required').max(256);
-const registerSchema = z.object({ email, password: newPassword, name: z.string().trim().min(1).max(100).optional() });
-const loginSchema = z.object({ email, password: givenPassword });
-const passwordChangeSchema = z.object({ currentPassword: givenPassword, newPassword });
-const confirmSchema = z.object({ password: givenPassword });
+export const registerSchema = z.object({ email, password: newPassword, name: z.string().trim().min(1).max(100).optional() });
+export const loginSchema = z.object({ email, password: givenPassword });
+export const passwordChangeSchema = z.object({ currentPassword: givenPassword, newPassword });
+export const confirmSchema = z.object({ password: givenPassword });
 
 export function publicUser(u: User) {
   return { id: u.id, email: u.email, name: u.name, createdAt: new Date(u.createdAt).toISOString() };

@@ -2,14 +2,19 @@ import type { Context } from 'hono';
 import { z } from 'zod';
 import { chatFieldsSchema, conversationIdSchema, describeIssues } from '../chat/chat-request.js';
 import { AppError } from '../errors.js';
+import type { Config } from '../config.js';
 import type { Services } from '../services.js';
 import type { AppEnv } from './app-env.js';
 import { readJsonBody, setRateLimitHeaders } from './http-helpers.js';
 import { respondWithTurn, sse, type StreamFrames } from './turn-stream.js';
 
 /** POST /api/v2/ai/chat/stream (PROTOCOLS.md section 1, seed 002). */
+export function chatStreamSchema(config: Config) {
+  return z.object({ ...chatFieldsSchema(config.chat.maxMessageChars), sessionId: conversationIdSchema.optional() });
+}
+
 export function chatStreamHandler(services: Services) {
-  const schema = z.object({ ...chatFieldsSchema(services.config.chat.maxMessageChars), sessionId: conversationIdSchema.optional() });
+  const schema = chatStreamSchema(services.config);
 
   return async (c: Context<AppEnv>) => {
     const body = await readJsonBody(c, services.config.chat.maxBodyBytes);

@@ -8,12 +8,12 @@ import type { AppEnv } from './app-env.js';
 import { readJsonBody } from './http-helpers.js';
 import { authenticate } from './authenticate.js';
 
-const pageQuery = z.object({
+export const pageQuery = z.object({
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().max(300).optional(),
 });
 
-const renameSchema = z.object({ title: z.string().trim().min(1, 'must not be empty').max(200) });
+export const renameSchema = z.object({ title: z.string().trim().min(1, 'must not be empty').max(200) });
 
 const conversationJson = (c: Conversation) => ({
   id: c.id,

@@ -7,13 +7,10 @@ import type { MemoryRecord } from '../memory/memory-store.js';
 import type { Services } from '../services.js';
 import type { AppEnv } from './app-env.js';
 import { authenticate } from './authenticate.js';
+import { pageQuery } from './conversation-routes.js';
 import { readJsonBody } from './http-helpers.js';
 
-const pageQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(200).default(50),
-  cursor: z.string().max(300).optional(),
-});
-const settingsSchema = z.object({ enabled: z.boolean({ error: 'must be true or false' }) });
+export const settingsSchema = z.object({ enabled: z.boolean({ error: 'must be true or false' }) });
 const memoryId = z.string().min(1).max(128);
 
 const memoryJson = (m: MemoryRecord) => ({

@@ -26,7 +26,7 @@ const contentSchema = z.union([
 ]);
 
 /** What `POST /v1/chat/completions` accepts: OpenAI's request, the parts a text chat gateway can honour. */
-function requestSchema(maxMessageChars: number, maxBodyChars: number) {
+export function completionRequestSchema(maxMessageChars: number, maxBodyChars: number) {
   const message = z.object({
     role: z.enum(['system', 'developer', 'user', 'assistant']),
     content: contentSchema.nullable().optional(),
@@ -66,7 +66,7 @@ function requestSchema(maxMessageChars: number, maxBodyChars: number) {
     });
 }
 
-type CompletionRequest = z.infer<ReturnType<typeof requestSchema>>;
+type CompletionRequest = z.infer<ReturnType<typeof completionRequestSchema>>;
 
 /** A message's text: a string, or its text parts joined; undefined when it holds anything else (images, audio). */
 function textOf(content: z.infer<typeof contentSchema> | null | undefined): string | undefined {
@@ -88,7 +88,7 @@ function textOf(content: z.infer<typeof contentSchema> | null | undefined): stri
  */
 export function openaiRoutes(services: Services): Hono<AppEnv> {
   const { config } = services;
-  const schema = requestSchema(config.chat.maxMessageChars, config.chat.maxBodyBytes);
+  const schema = completionRequestSchema(config.chat.maxMessageChars, config.chat.maxBodyBytes);
   const app = new Hono<AppEnv>();
   // Per route, not `use('*')`: /v1/realtime (added by the Node entry) authenticates its own way.
   const auth = authenticate(services);

@@ -5,8 +5,11 @@ import { EventEmitter } from 'node:events';
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Server as SocketIOServer } from 'socket.io';
+import type { Hono } from 'hono';
 import type { Config } from '../config.js';
+import type { AppEnv } from '../http/app-env.js';
 import { createApp } from '../http/app.js';
+import { REALTIME_ROUTE_DOC } from '../http/openapi.js';
 import { authenticate } from '../http/authenticate.js';
 import type { Logger } from '../logger.js';
 import { createServices, type Services } from '../services.js';
@@ -19,6 +22,8 @@ import { normaliseIp } from './client-ip.js';
 
 export interface NodeServer {
   readonly httpServer: HttpServer;
+  /** The Hono app (its `routes` are what /openapi.json documents). */
+  readonly app: Hono<AppEnv>;
   readonly io: SocketIOServer;
   readonly realtime: RealtimeService;
   readonly services: Services;
@@ -34,7 +39,7 @@ const LISTEN_BACKLOG = 4096;
 export async function createNodeServer(config: Config, options: { logger?: Logger } = {}): Promise<NodeServer> {
   const logger = options.logger ?? createNodeLogger(config);
   const services = createServices(config, await createNodeBackends(config, logger));
-  const app = createApp(services, { connectionIp: (c) => normaliseIp(getConnInfo(c).remote.address) });
+  const app = createApp(services, { connectionIp: (c) => normaliseIp(getConnInfo(c).remote.address), routeDocs: [REALTIME_ROUTE_DOC] });
 
   const realtime = new RealtimeService({ config, limiter: services.limiter, store: services.store, logger: services.logger.child({ component: 'realtime' }) });
   const { upgradeWebSocket, injectWebSocket, wss } = createNodeWebSocket({ app });
@@ -73,6 +78,7 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
 
   return {
     httpServer,
+    app,
     io,
     realtime,
     services,
