@@ -4,6 +4,7 @@ import { clientIp } from '../chat/principal.js';
 import { AppError, errorBody, toAppError } from '../errors.js';
 import type { Services } from '../services.js';
 import type { AppEnv } from './app-env.js';
+import { apiKeyRoutes } from './api-key-routes.js';
 import { authRoutes } from './auth-routes.js';
 import { authenticate } from './authenticate.js';
 import { chatStreamHandler } from './chat-stream-route.js';
@@ -39,6 +40,7 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
   app.route('/api/v2/auth', authRoutes(services));
   app.route('/api/v2/conversations', conversationRoutes(services));
   app.route('/api/v2/memory', memoryRoutes(services));
+  app.route('/api/v2/keys', apiKeyRoutes(services));
 
   app.notFound((c) => c.json(errorBody(new AppError('NOT_FOUND', `No route for ${c.req.method} ${c.req.path}`)), 404));
   app.onError((err, c) => {
