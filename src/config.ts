@@ -111,6 +111,8 @@ export const configSchema = z.object({
   /** Bytes of turn events kept in this process for resuming when there is no Redis (oldest evicted first). */
   STREAM_RESUME_MAX_BYTES: int(0, 4_000_000_000).default(64 * 1024 * 1024),
   STREAM_ON_DISCONNECT: z.enum(['abort', 'continue']).default('abort'),
+  /** `npm run start:cluster`: gateway processes on this machine (0: one per core). */
+  CLUSTER_WORKERS: int(0, 256).default(0),
 
   REALTIME_PROVIDER: z.enum(['openai', 'gemini', 'off']).optional(),
   REALTIME_URL: z.url({ protocol: /^(wss?|https?)$/, error: 'must be a ws://, wss://, http:// or https:// URL' }).optional(),
@@ -181,6 +183,8 @@ export interface Config {
   };
   /** Several nodes (REDIS_URL): undefined runs everything in this process. */
   redis: { url: string; prefix: string } | undefined;
+  /** `npm run start:cluster`: worker processes (0: one per core). */
+  clusterWorkers: number;
   streams: {
     /** Seconds a turn's events are kept for a reconnecting client; 0 switches resuming off. */
     resumeTtlSeconds: number;
@@ -307,6 +311,7 @@ export function loadConfig(env: Env): Config {
       maxBacklogBytes: e.SOCKET_MAX_BACKLOG_BYTES,
     },
     redis: e.REDIS_URL ? { url: e.REDIS_URL, prefix: e.REDIS_KEY_PREFIX } : undefined,
+    clusterWorkers: e.CLUSTER_WORKERS,
     streams: { resumeTtlSeconds: e.STREAM_RESUME_TTL_S, maxBytes: e.STREAM_RESUME_MAX_BYTES, onDisconnect: e.STREAM_ON_DISCONNECT },
     slowClientTimeoutMs: e.SLOW_CLIENT_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
