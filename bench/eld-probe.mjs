@@ -10,6 +10,8 @@
  *   read    prints the window so far as one stdout line
  *           {"eventLoopDelay":{"p50":…,"p90":…,"p99":…,"max":…,"mean":…,"count":…,"utilization":…,"windowMs":…}}
  *           (milliseconds; utilization = share of the window the loop was busy, 0-1)
+ *   memory  prints {"memory":{"rss":…,"heapTotal":…,"heapUsed":…,"external":…,"arrayBuffers":…}}
+ *           (MB, process.memoryUsage(); no GC is forced)
  * Anything else on stdin is ignored; the probe never keeps the process alive (stdin is unref'd).
  */
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
@@ -47,6 +49,11 @@ lines.on('line', (line) => {
     eluStart = performance.eventLoopUtilization();
   } else if (command === 'read') {
     process.stdout.write(`${JSON.stringify({ eventLoopDelay: read() })}\n`);
+  } else if (command === 'memory') {
+    const mb = (/** @type {number} */ bytes) => Math.round(bytes / 10485.76) / 100;
+    const m = process.memoryUsage();
+    const memory = { rss: mb(m.rss), heapTotal: mb(m.heapTotal), heapUsed: mb(m.heapUsed), external: mb(m.external), arrayBuffers: mb(m.arrayBuffers) };
+    process.stdout.write(`${JSON.stringify({ memory })}\n`);
   }
 });
 lines.on('error', () => {});

@@ -368,7 +368,8 @@ async function main(): Promise<void> {
 
   const report = (partial?: string) => {
     const rows = rowsOf(results, plan);
-    console.log(`\n== Summary (${quick ? 'quick run' : 'full run'}; ${cpus().length} cores shared by clients, stand-ins and servers) ==`);
+    const kind = quick ? 'quick run' : DEFAULT_SECTIONS.every((x) => sections.includes(x)) ? 'full run' : 'partial run';
+    console.log(`\n== Summary (${kind}: ${sections.join(', ')}; ${cpus().length} cores shared by clients, stand-ins and servers) ==`);
     console.log(formatRows(rows));
     for (const [s, e] of Object.entries(errors)) console.log(`section ${s} FAILED: ${e}`);
     if (partial) console.log(`(partial: ${partial})`);
@@ -479,6 +480,13 @@ async function main(): Promise<void> {
       `\nIdle Socket.IO: ${r.connected}/${r.connections} connected (${r.failed} failed, ${r.openAtReading} open at reading) in ${(r.connectMs / 1000).toFixed(1)} s; ` +
         `gateway RSS ${r.rssBeforeMb.toFixed(1)} -> ${r.rssAfterMb.toFixed(1)} MB (peak ${r.peakMb.toFixed(1)}), ${r.kbPerConnection.toFixed(1)} KB per connection; ` +
         `base RSS compiled ${r.baseRssMb.compiled.toFixed(1)} MB, tsx ${r.baseRssMb.tsx.toFixed(1)} MB`,
+    );
+    const { before: hb, after: ha } = r.heap;
+    const perConn = (a: number, b: number) => (((a - b) * 1024) / Math.max(1, r.connected)).toFixed(1);
+    console.log(
+      `  inside the gateway (MB, before -> after): JS heap used ${hb.heapUsed} -> ${ha.heapUsed} (${perConn(ha.heapUsed, hb.heapUsed)} KB/conn), ` +
+        `heap total ${hb.heapTotal} -> ${ha.heapTotal}, external ${hb.external} -> ${ha.external} (${perConn(ha.external, hb.external)} KB/conn), ` +
+        `array buffers ${hb.arrayBuffers} -> ${ha.arrayBuffers}`,
     );
     return r;
   });

@@ -67,6 +67,25 @@ function nextJson<T>(child: ChildHandle, key: string, timeoutMs: number, signal:
   });
 }
 
+/** bench/eld-probe.mjs, preloaded into the gateway: answers commands on its stdin. */
+const PROBE = ['--import', './bench/eld-probe.mjs'];
+
+/** Sends a command to the preloaded probe and resolves with its answer (the value under `key`). */
+function askProbe<T>(gateway: ChildHandle, command: 'read' | 'memory', key: string, signal: AbortSignal): Promise<T> {
+  const reply = nextJson<T>(gateway, key, 10_000, signal);
+  gateway.process.stdin?.write(`${command}\n`);
+  return reply;
+}
+
+/** process.memoryUsage() inside the gateway, MB. */
+export interface HeapUsage {
+  rss: number;
+  heapTotal: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+}
+
 /** Resident memory after a pause (the heap settles after start-up or a burst of connections). */
 async function settledRssMb(pid: number, settleMs: number, signal: AbortSignal): Promise<number> {
   await sleep(settleMs, signal);
@@ -99,6 +118,8 @@ export interface IdleResult {
   kbPerConnection: number;
   /** Base RSS of an idle gateway just started: `node dist/node/main.js` and `node --import tsx src/node/main.ts`. */
   baseRssMb: { compiled: number; tsx: number };
+  /** process.memoryUsage() inside the gateway (read just after each RSS reading, no GC forced). */
+  heap: { before: HeapUsage; after: HeapUsage };
 }
 
 export async function measureIdleSockets(opts: IdleOptions): Promise<IdleResult> {
@@ -107,11 +128,13 @@ export async function measureIdleSockets(opts: IdleOptions): Promise<IdleResult>
   const children: ChildHandle[] = [];
   try {
     // Embedded defaults: nothing upstream is needed to hold idle connections.
-    const gw = await startGatewayProcess(root, undefined, join(tmp, 'compiled'), [], {}, { raiseFdLimit: true });
+    // The probe (a few KB) is preloaded here too, only for its memory breakdown, and in the tsx run alike.
+    const gw = await startGatewayProcess(root, undefined, join(tmp, 'compiled'), PROBE, {}, { raiseFdLimit: true });
     children.push(gw.child);
     const limit = openFileLimit(gw.child.pid) ?? Number.NaN;
     if (limit < opts.connections + 256) throw new Error(`the gateway may open only ${limit} files; ${opts.connections} connections need more (raise the hard limit: ulimit -Hn)`);
     const rssBeforeMb = await settledRssMb(gw.child.pid, opts.settleMs, signal);
+    const heapBefore = await askProbe<HeapUsage>(gw.child, 'memory', 'memory', signal);
     log(`idle: gateway (pid ${gw.child.pid}) base RSS ${rssBeforeMb.toFixed(1)} MB; opening ${opts.connections} Socket.IO connections`);
 
     const clients = startScriptProcess(root, 'idle-clients', 'bench/idle-sockets-process.ts', [gw.url, String(opts.connections), String(opts.addresses)], { raiseFdLimit: true });
@@ -129,6 +152,7 @@ export async function measureIdleSockets(opts: IdleOptions): Promise<IdleResult>
     log(`idle: ${done.connected} connected, ${done.failed} failed in ${(done.ms / 1000).toFixed(1)} s`);
     const rssAfterMb = await settledRssMb(gw.child.pid, opts.settleMs, signal);
     const peakMb = readProcStats(gw.child.pid)?.hwmMb ?? Number.NaN;
+    const heapAfter = await askProbe<HeapUsage>(gw.child, 'memory', 'memory', signal);
     const status = nextJson<{ open: number; dropped: number }>(clients, 'status', 10_000, signal);
     clients.process.stdin?.write('status\n');
     const { open } = await status;
@@ -136,7 +160,7 @@ export async function measureIdleSockets(opts: IdleOptions): Promise<IdleResult>
     await gw.child.stop();
 
     // The same entry from source: what `npm run dev` / `tsx src/node/main.ts` costs at rest.
-    const tsx = await startGatewayProcess(root, undefined, join(tmp, 'tsx'), [], {}, { entry: 'src/node/main.ts' });
+    const tsx = await startGatewayProcess(root, undefined, join(tmp, 'tsx'), PROBE, {}, { entry: 'src/node/main.ts' });
     children.push(tsx.child);
     const tsxRssMb = await settledRssMb(tsx.child.pid, opts.settleMs, signal);
     log(`idle: base RSS compiled ${rssBeforeMb.toFixed(1)} MB, under tsx ${tsxRssMb.toFixed(1)} MB`);
@@ -152,6 +176,7 @@ export async function measureIdleSockets(opts: IdleOptions): Promise<IdleResult>
       peakMb,
       kbPerConnection: done.connected > 0 ? ((rssAfterMb - rssBeforeMb) * 1024) / done.connected : Number.NaN,
       baseRssMb: { compiled: rssBeforeMb, tsx: tsxRssMb },
+      heap: { before: heapBefore, after: heapAfter },
     };
   } finally {
     await Promise.all(children.map((c) => c.stop()));
@@ -284,14 +309,10 @@ export async function measureEventLoopDelay(opts: EldOptions): Promise<EldResult
   try {
     const standin = await startStandinProcess(root, opts.tokens, opts.paceMs);
     children.push(standin.child);
-    const gw = await startGatewayProcess(root, standin.url, tmp, ['--import', './bench/eld-probe.mjs'], {}, { raiseFdLimit: true });
+    const gw = await startGatewayProcess(root, standin.url, tmp, PROBE, {}, { raiseFdLimit: true });
     children.push(gw.child);
-    const probe = (command: 'reset' | 'read') => gw.child.process.stdin?.write(`${command}\n`);
-    const readProbe = async () => {
-      const reply = nextJson<LoopDelay>(gw.child, 'eventLoopDelay', 10_000, signal);
-      probe('read');
-      return reply;
-    };
+    const reset = () => gw.child.process.stdin?.write('reset\n');
+    const readProbe = () => askProbe<LoopDelay>(gw.child, 'read', 'eventLoopDelay', signal);
     log(`eld: gateway (pid ${gw.child.pid}) with the event-loop probe; connecting ${opts.streams} Socket.IO clients`);
     sockets = await connectAll(gw.url, opts.streams, signal);
     const timeoutMs = 30_000 + 5 * opts.tokens * opts.paceMs;
@@ -303,7 +324,7 @@ export async function measureEventLoopDelay(opts: EldOptions): Promise<EldResult
 
     const outcomes: StreamOutcome[] = [];
     const cpuBefore = readProcStats(gw.child.pid)?.cpuMs ?? Number.NaN;
-    probe('reset');
+    reset();
     for (let r = 0; r < opts.rounds; r++) {
       const round = await chatRound(sockets, opts.tokens, timeoutMs, signal);
       signal.throwIfAborted();
@@ -315,7 +336,7 @@ export async function measureEventLoopDelay(opts: EldOptions): Promise<EldResult
     const cpuMs = (readProcStats(gw.child.pid)?.cpuMs ?? Number.NaN) - cpuBefore;
 
     // The baseline: the same process and connections, nothing streaming, for as long.
-    probe('reset');
+    reset();
     await sleep(Math.min(loaded.windowMs, 5_000), signal);
     const idle = await readProbe();
 
