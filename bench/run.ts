@@ -279,7 +279,7 @@ function formatRows(rows: Row[]): string {
       r.metric,
       num(r.gateway, r.unit),
       Number.isFinite(r.baseline) ? `${num(r.baseline, r.unit)} ${r.baselineName}` : '-',
-      Number.isFinite(r.ratio) ? `${r.ratio.toFixed(2)}x${r.added !== undefined ? ` (${r.added >= 0 ? '+' : ''}${r.added.toFixed(1)} ${r.unit})` : ''}` : '-',
+      Number.isFinite(r.ratio) ? `${r.ratio.toFixed(3)}x${r.added !== undefined ? ` (${r.added >= 0 ? '+' : ''}${r.added.toFixed(1)} ${r.unit})` : ''}` : '-',
       r.target ?? '',
       r.pass === undefined ? '' : r.pass ? 'yes' : 'NO',
     ]),
@@ -364,6 +364,8 @@ async function main(): Promise<void> {
   const results: Results = {};
   const errors: Partial<Record<Section, string>> = {};
   const durations: Partial<Record<Section, number>> = {};
+  /** 1-minute load average when each section started: other work on the machine shows here. */
+  const loadAtSectionStart: Partial<Record<Section, number>> = {};
   const out = resolve(ROOT, opts.out);
 
   const report = (partial?: string) => {
@@ -387,6 +389,7 @@ async function main(): Promise<void> {
       rows,
       errors,
       sectionDurationsS: durations,
+      loadAtSectionStart,
       plan: { ...plan, ttft: { ...plan.ttft, timeoutSeconds: undefined, out: undefined } },
       results: {
         ...(results.ttft ? { ttft: { ...results.ttft, levels: results.ttft.levels.map(compactLevel), gatewayTail: undefined, relayTail: undefined } } : {}),
@@ -422,7 +425,8 @@ async function main(): Promise<void> {
       ctl.signal.addEventListener('abort', () => setTimeout(() => reject(ctl.signal.reason as Error), 15_000).unref(), { once: true }),
     );
     const t0 = performance.now();
-    log(`\n== ${name} (budget ${budget} s) ==`);
+    loadAtSectionStart[name] = loadavg()[0] ?? Number.NaN;
+    log(`\n== ${name} (budget ${budget} s; load average ${loadAtSectionStart[name].toFixed(2)}) ==`);
     try {
       return await Promise.race([fn(ctl.signal), givenUp]);
     } catch (err) {
