@@ -392,7 +392,17 @@ async function main(): Promise<void> {
       loadAtSectionStart,
       plan: { ...plan, ttft: { ...plan.ttft, timeoutSeconds: undefined, out: undefined } },
       results: {
-        ...(results.ttft ? { ttft: { ...results.ttft, levels: results.ttft.levels.map(compactLevel), gatewayTail: undefined, relayTail: undefined } } : {}),
+        ...(results.ttft
+          ? {
+              ttft: {
+                ...results.ttft,
+                levels: results.ttft.levels.map(compactLevel),
+                // The log tails only where they say something.
+                gatewayTail: results.ttft.gatewayProblemLines > 0 ? results.ttft.gatewayTail : undefined,
+                relayTail: results.ttft.relayProblemLines > 0 ? results.ttft.relayTail : undefined,
+              },
+            }
+          : {}),
         ...(results.cpu ? { cpu: { ...results.cpu, byTokens: results.cpu.byTokens.map((t) => ({ ...t, level: compactLevel(t.level) })) } } : {}),
         ...(results.turns ? { turns: results.turns } : {}),
         ...(results.idle ? { idle: results.idle } : {}),
@@ -448,6 +458,8 @@ async function main(): Promise<void> {
     console.log('');
     for (const l of r.levels) console.log(`${formatLevel(l, plan.ttft)}\n`);
     console.log(formatSummary(r.levels));
+    if (r.gatewayProblemLines > 0) console.log(`\ngateway wrote ${r.gatewayProblemLines} warn/error log line(s) while measuring; last lines:\n  ${r.gatewayTail.join('\n  ')}`);
+    if (r.relayProblemLines > 0) console.log(`\nrelay wrote ${r.relayProblemLines} stderr line(s); last lines:\n  ${r.relayTail.join('\n  ')}`);
     return r;
   });
 

@@ -192,6 +192,8 @@ export interface EldOptions {
   rounds: number;
   tokens: number;
   paceMs: number;
+  /** More node flags for the gateway (e.g. `--cpu-prof`, to see where a busy loop goes). */
+  nodeArgs?: string[];
   stopSignal: AbortSignal;
   log(line: string): void;
 }
@@ -309,7 +311,7 @@ export async function measureEventLoopDelay(opts: EldOptions): Promise<EldResult
   try {
     const standin = await startStandinProcess(root, opts.tokens, opts.paceMs);
     children.push(standin.child);
-    const gw = await startGatewayProcess(root, standin.url, tmp, PROBE, {}, { raiseFdLimit: true });
+    const gw = await startGatewayProcess(root, standin.url, tmp, [...PROBE, ...(opts.nodeArgs ?? [])], {}, { raiseFdLimit: true });
     children.push(gw.child);
     const reset = () => gw.child.process.stdin?.write('reset\n');
     const readProbe = () => askProbe<LoopDelay>(gw.child, 'read', 'eventLoopDelay', signal);
