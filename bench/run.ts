@@ -310,7 +310,9 @@ function compactLevel(l: LevelResult) {
 function gitHead(): { commit: string; dirty: boolean } | undefined {
   try {
     const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'bench', 'package.json'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '';
+    // Changes to what is measured; the results files themselves do not count.
+    const status = execFileSync('git', ['status', '--porcelain', '--', 'src', 'bench', 'package.json', 'package-lock.json', ':(exclude)bench/results'], { cwd: ROOT, encoding: 'utf8' });
+    const dirty = status.trim() !== '';
     return { commit, dirty };
   } catch {
     return undefined;
