@@ -376,11 +376,11 @@ async function main(): Promise<void> {
     console.log(`\n== Summary (${kind}: ${sections.join(', ')}; ${cpus().length} cores shared by clients, stand-ins and servers) ==`);
     console.log(formatRows(rows));
     for (const [s, e] of Object.entries(errors)) console.log(`section ${s} FAILED: ${e}`);
-    if (partial) console.log(`(partial: ${partial})`);
+    if (partial) console.log(`(partial: ${partial.trim()})`);
     writeSummary(out, {
       startedAt,
       durationS: (performance.now() - started) / 1000,
-      ...(partial ? { partial } : {}),
+      ...(partial ? { partial: partial.trim() } : {}),
       quick,
       sections,
       git: gitHead(),
