@@ -330,11 +330,14 @@ function writeSummary(file: string, doc: object): void {
 const stopping = new AbortController();
 let shuttingDown: Promise<never> | undefined;
 let finishReport: ((partial: string) => void) | undefined;
+/** The section running now: on a stop it gets a few seconds to unwind (stop its children, remove its temp files). */
+let running: Promise<unknown> | undefined;
 
 function shutdown(code: number, reason?: string): Promise<never> {
   shuttingDown ??= (async () => {
     stopping.abort(new Error(reason ?? 'stopped'));
     if (reason) log(reason);
+    if (running) await Promise.race([running.catch(() => {}), new Promise((r) => setTimeout(r, 5000).unref())]);
     try {
       finishReport?.(reason ?? 'stopped');
     } catch (err) {
@@ -440,7 +443,9 @@ async function main(): Promise<void> {
     loadAtSectionStart[name] = loadavg()[0] ?? Number.NaN;
     log(`\n== ${name} (budget ${budget} s; load average ${loadAtSectionStart[name].toFixed(2)}) ==`);
     try {
-      return await Promise.race([fn(ctl.signal), givenUp]);
+      const work = fn(ctl.signal);
+      running = work;
+      return await Promise.race([work, givenUp]);
     } catch (err) {
       const reason = ctl.signal.aborted ? ctl.signal.reason : err;
       errors[name] = reason instanceof Error ? reason.message : String(reason);
