@@ -25,7 +25,8 @@ export function createSocketServer(httpServer: HttpServer, services: Services, r
   const allowedOrigin = (origin: string | undefined, host: string | undefined, quiet = false) => origin === undefined || services.origins(origin, host, { quiet });
   const io = new Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>(httpServer, {
     path: '/socket.io/',
-    serveClient: false,
+    // The browser client at /socket.io/socket.io.min.js, for the playground and any page of this origin.
+    serveClient: true,
     transports: config.socket.transports,
     pingInterval: config.socket.pingIntervalMs,
     pingTimeout: config.socket.pingTimeoutMs,
