@@ -4,6 +4,7 @@ import { clientIp } from '../chat/principal.js';
 import { AppError, errorBody, toAppError } from '../errors.js';
 import type { Services } from '../services.js';
 import type { AppEnv } from './app-env.js';
+import { apiKeyRoutes } from './api-key-routes.js';
 import { authRoutes } from './auth-routes.js';
 import { authenticate } from './authenticate.js';
 import { chatStreamHandler } from './chat-stream-route.js';
@@ -45,6 +46,7 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
   app.route('/api/v2/auth', authRoutes(services));
   app.route('/api/v2/conversations', conversationRoutes(services));
   app.route('/api/v2/memory', memoryRoutes(services));
+  app.route('/api/v2/keys', apiKeyRoutes(services));
   app.route('/v1', openaiRoutes(services));
   app.route('/api/chat', aiSdkRoutes(services));
   let document: Record<string, unknown> | undefined;
