@@ -100,6 +100,8 @@ export class KeysPanel {
   private readonly form = byId<HTMLFormElement>('key-form');
   private readonly created = byId('new-key');
   private readonly createdValue = byId<HTMLOutputElement>('new-key-value');
+  /** The key whose secret is on screen. */
+  private shownKeyId: string | undefined;
 
   constructor(private readonly ctx: PanelContext) {
     this.panel.addEventListener('toggle', () => {
@@ -116,9 +118,14 @@ export class KeysPanel {
 
   /** Forgets a shown secret (sign-out, another user). */
   reset(): void {
+    this.hideSecret();
+    this.list.replaceChildren();
+  }
+
+  private hideSecret(): void {
     this.created.hidden = true;
     this.createdValue.value = '';
-    this.list.replaceChildren();
+    this.shownKeyId = undefined;
   }
 
   async load(): Promise<void> {
@@ -152,6 +159,7 @@ export class KeysPanel {
       const answer = await requestJson<ApiKey & { key: string }>('/api/v2/keys', { body, token: this.ctx.token() });
       this.createdValue.value = answer.key;
       this.created.hidden = false;
+      this.shownKeyId = answer.id;
       this.form.reset();
       await this.load();
     } catch (err) {
@@ -163,6 +171,7 @@ export class KeysPanel {
     const revoke = confirmingButton('Revoke', `Revoke key ${k.name}`, async () => {
       try {
         await requestJson(`/api/v2/keys/${encodeURIComponent(k.id)}`, { method: 'DELETE', token: this.ctx.token() });
+        if (k.id === this.shownKeyId) this.hideSecret();
         await this.load();
       } catch (err) {
         this.ctx.report(err);

@@ -64,13 +64,23 @@ export function loadPlaygroundAssets(dir: string): Map<string, PlaygroundAsset> 
   const assets = new Map<string, PlaygroundAsset>();
   for (const name of readdirSync(dir)) {
     const type = CONTENT_TYPES[extname(name)];
-    const path = join(dir, name);
-    if (!type || !statSync(path).isFile()) continue;
-    const body = new Uint8Array(readFileSync(path));
+    if (!type) continue;
+    const body = readAsset(join(dir, name));
+    if (!body) continue;
     const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
     assets.set(name, { body, type, etag });
   }
   return assets;
+}
+
+/** A file's bytes; undefined for a folder or a file that went away (a rebuild swapping the folder). */
+function readAsset(path: string): Uint8Array | undefined {
+  try {
+    return statSync(path).isFile() ? new Uint8Array(readFileSync(path)) : undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
 }
 
 /**
