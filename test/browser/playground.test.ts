@@ -94,6 +94,47 @@ describe('the playground in Chromium', () => {
     return fetch(`${gw.url}${path}`, { ...init, headers: { ...(init.headers ?? {}), Authorization: `Bearer ${token}` } });
   };
 
+  it('serves the built files from memory: types, ETag revalidation, security headers, nothing outside the build', async () => {
+    const index = await fetch(`${gw.url}/`);
+    expect(index.status).toBe(200);
+    expect(index.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(index.headers.get('cache-control')).toBe('no-cache');
+    expect(index.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(index.headers.get('content-security-policy')).toMatch(/default-src 'self'.*script-src 'self'/);
+    const etag = index.headers.get('etag')!;
+    expect(etag).toMatch(/^"[\w-]+"$/);
+    const again = await fetch(`${gw.url}/`, { headers: { 'If-None-Match': etag } });
+    expect(again.status).toBe(304);
+    expect(await again.text()).toBe('');
+
+    const types: Record<string, string> = { 'main.js': 'text/javascript', 'pcm16-worklet.js': 'text/javascript', 'playground.css': 'text/css' };
+    for (const [file, type] of Object.entries(types)) {
+      const res = await fetch(`${gw.url}/playground/${file}`);
+      expect(res.status, file).toBe(200);
+      expect(res.headers.get('content-type')).toContain(type);
+      expect(res.headers.get('etag')).toMatch(/^"/);
+    }
+    // The Socket.IO browser client comes from the gateway's own Socket.IO server.
+    const client = await fetch(`${gw.url}/socket.io/socket.io.min.js`);
+    expect(client.status).toBe(200);
+    expect(await client.text()).toContain('io');
+
+    // Only the build's own files: no folders, no traversal, no source.
+    for (const path of ['/playground/nope.js', '/playground/..%2Fpackage.json', '/playground/%2e%2e/%2e%2e/package.json', '/playground/', '/playground/main.ts', '/playground/index.html/x']) {
+      const res = await fetch(`${gw.url}${path}`);
+      expect(res.status, path).toBe(404);
+      expect(((await res.json()) as { code: string }).code).toBe('NOT_FOUND');
+    }
+
+    const off = await startGateway({ PLAYGROUND_ENABLED: 'false' });
+    try {
+      expect((await fetch(`${off.url}/`)).status).toBe(404);
+      expect((await fetch(`${off.url}/playground/main.js`)).status).toBe(404);
+    } finally {
+      await off.destroy();
+    }
+  });
+
   it('serves the page with its scripts, and shows a wrong password as words with the code', async () => {
     const res = await page.goto(`${gw.url}/`);
     expect(res?.status()).toBe(200);
