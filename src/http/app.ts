@@ -12,6 +12,7 @@ import { conversationRoutes } from './conversation-routes.js';
 import { memoryRoutes } from './memory-routes.js';
 import { openaiRoutes } from './openai-routes.js';
 import { aiSdkRoutes } from './ai-sdk-routes.js';
+import { realtimeUsageRoutes } from './realtime-usage-routes.js';
 import { swaggerUI } from '@hono/swagger-ui';
 import { openApiDocument, type RouteDoc } from './openapi.js';
 import { applyHead, requestHeader, setHeader, setRateLimitHeaders, setRetryAfter } from './http-helpers.js';
@@ -47,6 +48,7 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
   app.route('/api/v2/conversations', conversationRoutes(services));
   app.route('/api/v2/memory', memoryRoutes(services));
   app.route('/api/v2/keys', apiKeyRoutes(services));
+  app.route('/api/v2/realtime', realtimeUsageRoutes(services));
   app.route('/v1', openaiRoutes(services));
   app.route('/api/chat', aiSdkRoutes(services));
   let document: Record<string, unknown> | undefined;

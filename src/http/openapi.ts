@@ -99,6 +99,7 @@ function routes(config: Config): RouteDoc[] {
     { method: 'post', path: '/api/v2/keys', tag: 'keys', summary: 'Create a gateway API key (the key is shown once)', auth: 'user', body: createKeySchema, ok: { 201: ['The key and its metadata', json] } },
     { method: 'get', path: '/api/v2/keys', tag: 'keys', summary: "The caller's API keys (never the secret)", auth: 'user', ok: { 200: ['The keys', json] } },
     { method: 'delete', path: '/api/v2/keys/:id', tag: 'keys', summary: 'Revoke a key: refused everywhere from the next request', auth: 'user', ok: { 200: ['Revoked', json] } },
+    { method: 'get', path: '/api/v2/realtime/sessions', tag: 'realtime', summary: "The caller's ended realtime sessions with token usage, newest first", auth: 'user', query: pageQuery, ok: { 200: ['A page', json] } },
     { method: 'get', path: '/v1/models', tag: 'openai-compatible', summary: 'The models this caller may use', auth: 'optional', ok: { 200: ['OpenAI model list', json] } },
     {
       method: 'post',
