@@ -96,6 +96,9 @@ async function restoreSession(): Promise<void> {
   } catch (err) {
     const e = asGatewayError(err);
     if (e.code !== 'UNAUTHORIZED') report(e);
+    // A dead token in the httpOnly cookie (signed out elsewhere, another server on this host)
+    // would be refused on every request, anonymous ones too: only the server can clear it.
+    else if (authChanges === before) await requestJson('/api/v2/auth/logout', { method: 'POST' }).catch(() => undefined);
   }
   if (authChanges === before) setUser(user, user ? state.token : null);
 }

@@ -144,7 +144,10 @@ export class VoiceSession {
       socket.on('realtime-response', (data: unknown) => this.onResponse(data));
       socket.on('realtime-error', (p: { message: string; code: string }) => {
         this.events.error(new GatewayError(p.code, p.message));
-        if (this.current === 'waiting') this.setState('idle', 'the reply failed');
+        // No provider, a limit, an upstream failure: this turn is over (the next one opens a new session).
+        if (this.current === 'idle') return;
+        this.stopCapture();
+        this.setState('idle', `failed (${p.code})`);
       });
       socket.on('disconnect', () => {
         this.socket = undefined;

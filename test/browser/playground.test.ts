@@ -344,6 +344,23 @@ describe('the playground in Chromium', () => {
     await page.screenshot({ path: screenshotPath('voice') });
   });
 
+  it('shows a voice turn refused by a gateway without a realtime provider as words with the code', async () => {
+    const bare = await startGateway({ JWT_SECRET: TEST_JWT_SECRET });
+    const other = await context.newPage();
+    try {
+      await other.goto(`${bare.url}/`);
+      await expect.poll(() => other.evaluate(() => typeof (window as { io?: unknown }).io)).toBe('function');
+      await other.getByRole('button', { name: 'Start voice' }).click();
+      await expect.poll(() => other.getByRole('alert').textContent(), { timeout: 10_000 }).toMatch(/^REALTIME_UNAVAILABLE: \S/);
+      const status = other.getByRole('status').filter({ hasText: 'Voice:' });
+      await expect.poll(() => status.getAttribute('data-state')).toBe('idle');
+      expect(await other.getByRole('button', { name: 'Start voice' }).isEnabled()).toBe(true);
+    } finally {
+      await other.close();
+      await bare.destroy();
+    }
+  });
+
   it('fits a narrow screen', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.reload();
