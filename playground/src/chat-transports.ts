@@ -1,9 +1,10 @@
 /**
  * One chat turn over each of the gateway's four streaming chat protocols, behind one small
  * interface: text deltas, then exactly one end or error. Stop does what each protocol offers
- * (PROTOCOLS.md): SSE and the AI SDK stream abort the fetch; `/ai` sends `chat:stop`; seed
- * 002's `ai:chat` has no stop event, so its connection is cut (the server stores the partial
- * reply as `aborted` either way).
+ * (PROTOCOLS.md): SSE and the AI SDK stream abort the fetch (stored as `aborted`); `/ai` sends
+ * `chat:stop`; seed 002's `ai:chat` has no stop event of its own, so the page sends `/ai`'s
+ * `chat:stop {conversationId}`, which stops a conversation's turn wherever it runs (stored as
+ * `stopped`; leaving would not stop it under STREAM_ON_DISCONNECT=continue).
  */
 import { asGatewayError, errorFromBody, GatewayError, jsonHeaders } from './api.js';
 import { sseData } from './sse.js';
@@ -159,7 +160,7 @@ function aiSdkTurn(req: TurnRequest, events: TurnEvents): RunningTurn {
 /** A transport over one Socket.IO connection of its own, opened on first use. */
 abstract class SocketTransport implements ChatTransport {
   protected socket: Socket | undefined;
-  private token: string | null = null;
+  protected token: string | null = null;
 
   protected constructor(private readonly namespace: '/' | '/ai') {}
 
@@ -238,29 +239,50 @@ interface Wiring {
 
 /** Seed 002 on `/`: `ai:chat` in; `ai:stream`, `ai:complete`, `ai:error` out. */
 class AiChatTransport extends SocketTransport {
+  /** A `/ai` connection that only ever sends `chat:stop {conversationId}`. */
+  private stopper: Socket | undefined;
+
   constructor() {
     super('/');
   }
 
+  override close(): void {
+    super.close();
+    this.stopper?.disconnect();
+    this.stopper = undefined;
+  }
+
   run(req: TurnRequest, events: TurnEvents): RunningTurn {
-    return this.turn(req, events, (socket, ev) => ({
-      handlers: {
-        'ai:stream': (p: { content: string; sessionId: string }) => {
-          if (p.sessionId === req.conversationId) ev.delta(p.content);
+    return this.turn(req, events, (socket, ev) => {
+      let stopping: ReturnType<typeof setTimeout> | undefined;
+      return {
+        handlers: {
+          'ai:stream': (p: { content: string; sessionId: string }) => {
+            if (p.sessionId === req.conversationId) ev.delta(p.content);
+          },
+          // A stopped turn completes too, with the partial reply.
+          'ai:complete': (p: { sessionId: string; messageId: string }) => {
+            if (p.sessionId !== req.conversationId) return;
+            clearTimeout(stopping);
+            ev.end({ finishReason: stopping === undefined ? 'stop' : 'stopped', messageId: p.messageId });
+          },
+          'ai:error': (p: { error: string; code: string }) => {
+            clearTimeout(stopping);
+            ev.error(new GatewayError(p.code, p.error));
+          },
         },
-        'ai:complete': (p: { sessionId: string; messageId: string }) => {
-          if (p.sessionId === req.conversationId) ev.end({ finishReason: 'stop', messageId: p.messageId });
+        start: () => socket.emit('ai:chat', { message: req.message, sessionId: req.conversationId, ...(req.model ? { model: req.model } : {}) }),
+        stop: () => {
+          // If the stop cannot be delivered, leaving is the seed's own way out (stored as `aborted`).
+          stopping = setTimeout(() => {
+            this.close();
+            ev.end({ finishReason: 'aborted' });
+          }, 5_000);
+          this.stopper ??= connect('/ai', this.token, true);
+          this.stopper.emit('chat:stop', { conversationId: req.conversationId });
         },
-        'ai:error': (p: { error: string; code: string }) => ev.error(new GatewayError(p.code, p.error)),
-      },
-      start: () => socket.emit('ai:chat', { message: req.message, sessionId: req.conversationId, ...(req.model ? { model: req.model } : {}) }),
-      // The protocol has no stop event: leaving is how a seed 002 client stops, and the
-      // server keeps the partial reply as `aborted`. The next turn connects again.
-      stop: () => {
-        this.close();
-        ev.end({ finishReason: 'aborted' });
-      },
-    }));
+      };
+    });
   }
 }
 
@@ -273,16 +295,23 @@ class AiNamespaceTransport extends SocketTransport {
   run(req: TurnRequest, events: TurnEvents): RunningTurn {
     return this.turn(req, events, (socket, ev) => {
       let fallback: ReturnType<typeof setTimeout> | undefined;
+      // The user's other tabs' turns arrive here too, named by their conversation.
+      const mine = (p: { conversationId?: string }) => p.conversationId === undefined || p.conversationId === req.conversationId;
       const end = (e: TurnEnd) => {
         clearTimeout(fallback);
         ev.end(e);
       };
       return {
         handlers: {
-          'chat:message': (p: { content: string }) => ev.delta(p.content),
-          'chat:end': (p: { messageId: string; totalTokens: number; model: string; finishReason: string }) =>
-            end({ finishReason: p.finishReason, messageId: p.messageId, totalTokens: p.totalTokens, model: p.model }),
-          'chat:stopped': (p: { messageId: string | null }) => end({ finishReason: 'stopped', messageId: p.messageId ?? undefined }),
+          'chat:message': (p: { content: string; conversationId?: string }) => {
+            if (mine(p)) ev.delta(p.content);
+          },
+          'chat:end': (p: { conversationId: string; messageId: string; totalTokens: number; model: string; finishReason: string }) => {
+            if (mine(p)) end({ finishReason: p.finishReason, messageId: p.messageId, totalTokens: p.totalTokens, model: p.model });
+          },
+          'chat:stopped': (p: { conversationId: string; messageId: string | null }) => {
+            if (mine(p)) end({ finishReason: 'stopped', messageId: p.messageId ?? undefined });
+          },
           'chat:error': (p: { message: string; code: string }) => {
             clearTimeout(fallback);
             ev.error(new GatewayError(p.code, p.message));

@@ -70,6 +70,11 @@ export class VoiceSession {
       const socket = await this.open(token);
       const stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true, noiseSuppression: false, autoGainControl: false } });
       await this.context.audioWorklet.addModule('/playground/pcm16-worklet.js');
+      // Refused meanwhile (a realtime-error: no provider, a limit): no microphone after all.
+      if (!this.stillStarting()) {
+        for (const track of stream.getTracks()) track.stop();
+        return;
+      }
       const source = this.context.createMediaStreamSource(stream);
       const node = new AudioWorkletNode(this.context, 'pcm16-capture', {
         numberOfInputs: 1,
@@ -224,6 +229,11 @@ export class VoiceSession {
     capture.node.disconnect();
     capture.node.port.onmessage = null;
     capture.sink.disconnect();
+  }
+
+  /** Read through a call: an await may have changed it, which TypeScript's narrowing cannot see. */
+  private stillStarting(): boolean {
+    return this.current === 'starting';
   }
 
   private setState(state: VoiceState, detail: string): void {
