@@ -32,7 +32,8 @@ export function createSocketServer(
   const io = new Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>(httpServer, {
     path: '/socket.io/',
     ...(options.adapter ? { adapter: options.adapter } : {}),
-    serveClient: false,
+    // The browser client at /socket.io/socket.io.min.js, for the playground and any page of this origin.
+    serveClient: true,
     transports: config.socket.transports,
     pingInterval: config.socket.pingIntervalMs,
     pingTimeout: config.socket.pingTimeoutMs,

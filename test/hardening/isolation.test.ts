@@ -42,11 +42,13 @@ function sseFrom(url: string, localAddress: string, body: object, cookie?: strin
   });
 }
 
+/** The `data:` of each SSE event (events carry an `id:` line first since streams became resumable). */
 const events = (body: string) =>
   body
     .split('\n\n')
-    .filter((f) => f.startsWith('data: '))
-    .map((f) => JSON.parse(f.slice(6)) as Record<string, unknown>);
+    .map((f) => f.split('\n').find((line) => line.startsWith('data: ')))
+    .filter((line): line is string => line !== undefined)
+    .map((line) => JSON.parse(line.slice(6)) as Record<string, unknown>);
 
 const anonymousCookie = (headers: http.IncomingHttpHeaders): string | undefined =>
   (headers['set-cookie'] ?? []).map((c) => c.split(';')[0]!).find((c) => c.startsWith(`${ANONYMOUS_COOKIE}=`));
