@@ -13,6 +13,8 @@ import type { RateLimiter } from './ratelimit/rate-limiter.js';
 import type { ConversationStore } from './stores/conversation-store.js';
 import type { LongTermMemory } from './memory/long-term-memory.js';
 import { originPolicy, type OriginPolicy } from './origins.js';
+import { noopMetrics, type Metrics } from './metrics/metrics.js';
+import { countingRefusals } from './ratelimit/counting-refusals.js';
 
 /** Everything the protocol adapters need, built once per process by a runtime entry. */
 export interface Services {
@@ -32,6 +34,8 @@ export interface Services {
   origins: OriginPolicy;
   /** Long-term memory of signed-in users; undefined when switched off (MEMORY_ENABLED=false, or Workers). */
   memory: LongTermMemory | undefined;
+  /** What the gateway reports about itself; the no-op implementation unless the runtime entry passes one. */
+  metrics: Metrics;
 }
 
 export interface Backends {
@@ -47,10 +51,13 @@ export interface Backends {
   /** The model registry, when the runtime entry built it (Node picks a default model by asking the provider). */
   models?: ModelRegistry | undefined;
   memory?: LongTermMemory | undefined;
+  metrics?: Metrics | undefined;
 }
 
 export function createServices(config: Config, backends: Backends): Services {
-  const { logger, store, limiter } = backends;
+  const { logger, store } = backends;
+  const metrics = backends.metrics ?? noopMetrics;
+  const limiter = metrics.enabled ? countingRefusals(backends.limiter, metrics) : backends.limiter;
   const models = backends.models ?? createModelRegistry(config, logger);
   const turns = new TurnTracker();
   const { memory } = backends;
@@ -62,6 +69,7 @@ export function createServices(config: Config, backends: Backends): Services {
     rateLimits: config.rateLimit,
     turns,
     logger,
+    metrics,
     options: {
       systemPrompt: config.chat.systemPrompt,
       historyLimit: config.chat.historyLimit,
@@ -92,5 +100,5 @@ export function createServices(config: Config, backends: Backends): Services {
   });
   if (memory) accounts.onDelete((userId) => memory.erase(userId));
   const origins = originPolicy(config.corsOrigins, logger);
-  return { config, logger, store, limiter, models, turns, pipeline, tokens, sessions, auth, accounts, origins, memory };
+  return { config, logger, store, limiter, models, turns, pipeline, tokens, sessions, auth, accounts, origins, memory, metrics };
 }

@@ -11,6 +11,7 @@ import { ownersOf, type Principal } from './principal.js';
 import { TurnAbort, asTurnAbort } from './turn-abort.js';
 import type { TurnTracker } from './turn-tracker.js';
 import type { LongTermMemory } from '../memory/long-term-memory.js';
+import { noopMetrics, type Metrics } from '../metrics/metrics.js';
 
 export interface ChatTurnInput {
   principal: Principal;
@@ -19,6 +20,8 @@ export interface ChatTurnInput {
   model?: string | undefined;
   maxTokens?: number | undefined;
   temperature?: number | undefined;
+  /** Which wire protocol runs the turn (`sse`, `ai:chat`, `chat:start`, ...): a metrics label, so a fixed name. */
+  protocol?: string | undefined;
 }
 
 export type ChatTurnEvent =
@@ -83,6 +86,8 @@ export interface ChatPipelineDeps {
   turns: TurnTracker;
   logger: Logger;
   options: ChatPipelineOptions;
+  /** Absent: nothing is measured. */
+  metrics?: Metrics | undefined;
 }
 
 /** A turn that passed every admission check; `run()` streams it into a sink. */
@@ -196,6 +201,7 @@ export class ChatPipeline {
     let ending: Ending | undefined;
     let messageId: string | undefined;
     const startedAt = performance.now();
+    const observed = (this.deps.metrics ?? noopMetrics).turnStarted(input.protocol ?? 'other', model.provider, model.modelId);
     const memory = this.deps.memory;
     const userId = input.principal.userId;
     let remember = false;
@@ -250,7 +256,12 @@ export class ChatPipeline {
       let userStored = false;
       /** Text that came before the user message was durable: handed over as one delta once it is. */
       let early = '';
+      let firstText = true;
       const deliver = (delta: string) => {
+        if (firstText) {
+          firstText = false;
+          observed.firstToken();
+        }
         if (sink.delta(delta) || waitingForClient) return;
         // The client's buffer is full: stop pulling from the model until it reads.
         waitingForClient = true;
@@ -301,6 +312,7 @@ export class ChatPipeline {
       else announce();
       messageId = userStored ? await this.#persistReply(conversation.key, text, modelName, ending, rememberReply, logger) : undefined;
       if (remember) memory!.wake();
+      observed.end(ending);
       logger.info(
         { finishReason: ending.finishReason, outputChars: text.length, usage: ending.usage, ms: Math.round(performance.now() - startedAt) },
         'chat turn ended',

@@ -27,6 +27,7 @@ export function chatStreamHandler(services: Services) {
       model: req.model,
       maxTokens: req.maxTokens,
       temperature: req.temperature,
+      protocol: 'sse',
     });
     setRateLimitHeaders(c, turn.rateLimit);
     setHeader(c, 'X-Accel-Buffering', 'no');
