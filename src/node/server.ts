@@ -11,7 +11,9 @@ import { authenticate } from '../http/authenticate.js';
 import type { Logger } from '../logger.js';
 import { createServices, type Services } from '../services.js';
 import { createSocketServer, type SocketGauges } from '../socket/socket-server.js';
-import { createNodeBackends } from './node-backends.js';
+import { createNodeBackends, StartupError } from './node-backends.js';
+import { createMetricsApp, metricsHandler } from '../http/metrics-route.js';
+import { PromMetrics } from './prom-metrics.js';
 import { createNodeLogger } from './node-logger.js';
 import { realtimeRoute } from './realtime-route.js';
 import { RealtimeService } from '../realtime/realtime-service.js';
@@ -23,6 +25,10 @@ export interface NodeServer {
   readonly realtime: RealtimeService;
   readonly services: Services;
   readonly gauges: SocketGauges;
+  /** The Prometheus metrics (undefined with METRICS_ENABLED=false). */
+  readonly metrics: PromMetrics | undefined;
+  /** Where the METRICS_PORT listener listens, once it does; undefined when /metrics is on the public port (or off). */
+  metricsAddress(): { port: number; host: string } | undefined;
   listen(): Promise<{ port: number; host: string }>;
   /** Graceful: stop accepting, let streams finish (or abort them after the grace period), persist, close stores. */
   close(): Promise<void>;
@@ -33,10 +39,25 @@ const LISTEN_BACKLOG = 4096;
 
 export async function createNodeServer(config: Config, options: { logger?: Logger } = {}): Promise<NodeServer> {
   const logger = options.logger ?? createNodeLogger(config);
-  const services = createServices(config, await createNodeBackends(config, logger));
+  const metrics = config.metrics.enabled ? new PromMetrics() : undefined;
+  const services = createServices(config, await createNodeBackends(config, logger, metrics));
   const app = createApp(services, { connectionIp: (c) => normaliseIp(getConnInfo(c).remote.address) });
 
-  const realtime = new RealtimeService({ config, limiter: services.limiter, store: services.store, logger: services.logger.child({ component: 'realtime' }) });
+  // /metrics: on a listener of its own with METRICS_PORT (and then not on the public port), else here.
+  const metricsRoute = metrics ? { exposition: metrics, token: config.metrics.token, metrics } : undefined;
+  if (metricsRoute && !config.metrics.listener) {
+    app.get('/metrics', metricsHandler(metricsRoute));
+    if (!config.metrics.token && !isLoopback(config.host)) logger.warn({ host: config.host }, '/metrics is served on the public port without METRICS_TOKEN; set METRICS_TOKEN, or METRICS_PORT for a private listener');
+  }
+  const metricsServer = metricsRoute && config.metrics.listener ? (createAdaptorServer({ fetch: createMetricsApp(metricsRoute).fetch }) as HttpServer) : undefined;
+
+  const realtime = new RealtimeService({
+    config,
+    limiter: services.limiter,
+    store: services.store,
+    logger: services.logger.child({ component: 'realtime' }),
+    metrics: services.metrics.enabled ? services.metrics : undefined,
+  });
   const { upgradeWebSocket, injectWebSocket, wss } = createNodeWebSocket({ app });
   // ws accepts 100 MiB frames by default: bound them near the largest event a session accepts.
   (wss.options as { maxPayload?: number }).maxPayload = 2 * 1024 * 1024 + config.realtime.maxAudioChunkBytes * 2;
@@ -62,6 +83,7 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
     // cookie: the same origin rule as Socket.IO's handshake, before anything else runs.
     const origin = req.headers.origin;
     if (origin !== undefined && !services.origins(origin, req.headers.host)) {
+      services.metrics.error({ code: 'UNAUTHORIZED' }, 'websocket');
       socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n{"error":"Origin not allowed","code":"UNAUTHORIZED"}');
       return;
     }
@@ -69,7 +91,22 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
   });
 
   const { io, gauges } = createSocketServer(httpServer, services, realtime);
+  metrics?.watch({ socketConnections: () => gauges.byNamespace, realtimeSessions: () => realtime.size });
   let closing: Promise<void> | undefined;
+  let metricsAddress: { port: number; host: string } | undefined;
+
+  const listenPublic = () =>
+    new Promise<{ port: number; host: string }>((resolve, reject) => {
+      httpServer.once('error', reject);
+      // A deep accept queue: a burst of thousands of new streams must wait, not be reset.
+      httpServer.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG }, () => {
+        httpServer.off('error', reject);
+        const addr = httpServer.address();
+        const port = typeof addr === 'object' && addr ? addr.port : config.port;
+        logger.info({ port, host: config.host, providers: services.models.providers, defaultModel: services.models.defaultModel }, 'listening');
+        resolve({ port, host: config.host });
+      });
+    });
 
   return {
     httpServer,
@@ -77,18 +114,21 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
     realtime,
     services,
     gauges,
-    listen: () =>
-      new Promise((resolve, reject) => {
-        httpServer.once('error', reject);
-        // A deep accept queue: a burst of thousands of new streams must wait, not be reset.
-        httpServer.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG }, () => {
-          httpServer.off('error', reject);
-          const addr = httpServer.address();
-          const port = typeof addr === 'object' && addr ? addr.port : config.port;
-          logger.info({ port, host: config.host, providers: services.models.providers, defaultModel: services.models.defaultModel }, 'listening');
-          resolve({ port, host: config.host });
-        });
-      }),
+    metrics,
+    metricsAddress: () => metricsAddress,
+    listen: async () => {
+      const address = await listenPublic();
+      if (metricsServer) {
+        try {
+          metricsAddress = await listenMetrics(metricsServer, config.metrics.listener!);
+        } catch (err) {
+          httpServer.close();
+          throw err;
+        }
+        logger.info(metricsAddress, 'metrics listening');
+      }
+      return address;
+    },
     close: () =>
       (closing ??= (async () => {
         logger.info({ activeTurns: services.turns.active }, 'shutting down');
@@ -108,6 +148,12 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
         httpServer.closeAllConnections();
         for (const socket of sockets) socket.destroy();
         await stopped;
+        // Scrapes were answered while streams drained; the metrics listener goes last.
+        if (metricsServer?.listening) {
+          const metricsStopped = new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+          metricsServer.closeAllConnections();
+          await metricsStopped;
+        }
         await services.limiter.close();
         await services.memory?.close();
         await services.store.close();
@@ -116,6 +162,27 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
   };
 }
 
+/** The METRICS_PORT listener; a failure names the variables to change. */
+function listenMetrics(server: HttpServer, { port, host }: { port: number; host: string }): Promise<{ port: number; host: string }> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE') reject(new StartupError(`METRICS_PORT: ${host}:${port} is already in use; set METRICS_PORT to a free port`));
+      else if (err.code === 'EADDRNOTAVAIL') reject(new StartupError(`METRICS_HOST: ${host} is not an address of this machine; use 127.0.0.1 or one of its addresses`));
+      else if (err.code === 'EACCES') reject(new StartupError(`METRICS_PORT: not allowed to listen on ${port} (ports below 1024 need privileges); set METRICS_PORT to 1024 or above`));
+      else reject(err);
+    };
+    server.once('error', onError);
+    server.listen({ port, host }, () => {
+      server.off('error', onError);
+      const addr = server.address();
+      resolve({ port: typeof addr === 'object' && addr ? addr.port : port, host });
+    });
+  });
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
