@@ -44,12 +44,12 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
   const app = createApp(services, { connectionIp: (c) => normaliseIp(getConnInfo(c).remote.address) });
 
   // /metrics: on a listener of its own with METRICS_PORT (and then not on the public port), else here.
-  const metricsRoute = metrics ? { exposition: metrics, token: config.metrics.token, metrics } : undefined;
-  if (metricsRoute && !config.metrics.listener) {
-    app.get('/metrics', metricsHandler(metricsRoute));
+  const metricsOptions = metrics ? { exposition: metrics, token: config.metrics.token, metrics } : undefined;
+  if (metricsOptions && !config.metrics.listener) {
+    app.get('/metrics', metricsHandler(metricsOptions));
     if (!config.metrics.token && !isLoopback(config.host)) logger.warn({ host: config.host }, '/metrics is served on the public port without METRICS_TOKEN; set METRICS_TOKEN, or METRICS_PORT for a private listener');
   }
-  const metricsServer = metricsRoute && config.metrics.listener ? (createAdaptorServer({ fetch: createMetricsApp(metricsRoute).fetch }) as HttpServer) : undefined;
+  const metricsServer = metricsOptions && config.metrics.listener ? (createAdaptorServer({ fetch: createMetricsApp(metricsOptions).fetch }) as HttpServer) : undefined;
 
   const realtime = new RealtimeService({
     config,

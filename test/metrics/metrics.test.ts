@@ -1,9 +1,13 @@
+import { rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
+import { silentLogger } from '../../src/logger.js';
+import { createNodeServer } from '../../src/node/server.js';
 import type { AiServerToClientEvents, DefaultServerToClientEvents } from '../../src/protocol/socket-events.js';
 import { limitKind } from '../../src/ratelimit/counting-refusals.js';
 import { bearer, register } from '../helpers/accounts.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { startGateway, tempDataDir, type TestGateway } from '../helpers/gateway.js';
 import { parseExposition, scrape, type Exposition } from '../helpers/prometheus.js';
 import { postChat, readSse } from '../helpers/sse.js';
 import { TEST_JWT_SECRET } from '../helpers/tokens.js';
@@ -162,6 +166,8 @@ describe('GET /metrics on a gateway with the local model and an OpenAI stand-in'
     expect((await postChat(gw.url, {})).status).toBe(400);
     expect((await fetch(`${gw.url}/no/such/route/1`)).status).toBe(404);
     expect((await fetch(`${gw.url}/no/such/route/2`)).status).toBe(404);
+    const preflight = await fetch(`${gw.url}${CHAT}`, { method: 'OPTIONS', headers: { Origin: 'http://localhost:5173', 'Access-Control-Request-Method': 'POST' } });
+    expect(preflight.status).toBe(204);
 
     openai.setScript(() => ({ tokens: [], status: 500 }));
     expect(await readSse(await postChat(gw.url, { message: 'fail', model: 'gpt-4o-mini' }))).toEqual([expect.objectContaining({ code: 'PROVIDER_ERROR' })]);
@@ -186,6 +192,7 @@ describe('GET /metrics on a gateway with the local model and an OpenAI stand-in'
     expect(d.value('gateway_errors_total', { code: 'NOT_FOUND', protocol: 'http' })).toBe(2);
     expect(d.value('gateway_http_requests_total', { method: 'GET', route: 'unmatched', status: '404' })).toBe(2);
     expect(after.text).not.toContain('/no/such/route');
+    expect(d.value('gateway_http_requests_total', { method: 'OPTIONS', route: 'preflight', status: '204' })).toBe(1);
     expect(d.value('gateway_errors_total', { code: 'PROVIDER_ERROR', protocol: 'sse' })).toBe(1);
     expect(d.value('gateway_errors_total', { code: 'PROVIDER_ERROR', protocol: 'ai-message:prompt' })).toBe(1);
     expect(d.value('gateway_chat_turns_total', { ...GPT, finish_reason: 'error' })).toBe(2);
@@ -286,6 +293,24 @@ describe('METRICS_PORT: /metrics on a listener of its own', () => {
     const m = await scrape(metricsUrl, { Authorization: `Bearer ${TOKEN}` });
     expect(m.value('gateway_http_requests_total', { method: 'POST', route: CHAT, status: '200' })).toBe(1);
     expect(m.value('gateway_http_requests_total', { method: 'GET', route: 'unmatched', status: '404' })).toBe(1);
+  });
+});
+
+describe('METRICS_PORT in use', () => {
+  it('refuses to start, naming METRICS_PORT', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    const dataDir = tempDataDir();
+    const server = await createNodeServer(loadConfig({ HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'silent', DATA_DIR: dataDir, METRICS_PORT: String(port) }), { logger: silentLogger });
+    try {
+      await expect(server.listen()).rejects.toThrow(/METRICS_PORT: 127\.0\.0\.1:\d+ is already in use/);
+      expect(server.httpServer.listening).toBe(false);
+    } finally {
+      await server.close();
+      taken.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
 
