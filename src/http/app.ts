@@ -134,13 +134,17 @@ function platform(services: Services, options: AppOptions): MiddlewareHandler<Ap
     const started = performance.now();
     await next();
     // A streamed head was written from the same record (node-response.ts); its marker is shared.
-    if (!isAlreadySent(c.res)) applyHead(c.get('head'), c.res.headers);
+    const streamed = isAlreadySent(c.res);
+    if (!streamed) applyHead(c.get('head'), c.res.headers);
+    // A streamed head went out as 200; reading the marker's status would build a web Response
+    // under @hono/node-server (its lightweight Response has no cached status without a body).
+    const status = streamed ? 200 : c.res.status;
     if (metrics.enabled) {
       // The pattern of the route that answered (bounded), never the raw path.
       const route = c.get('unmatched') ? UNMATCHED : routePath(c);
-      if (route !== METRICS_ROUTE) metrics.httpRequest(c.req.method, route, c.res.status);
+      if (route !== METRICS_ROUTE) metrics.httpRequest(c.req.method, route, status);
     }
     if (reqLogger.isLevelEnabled?.('info') === false) return;
-    reqLogger.info({ method: c.req.method, path: c.req.path, status: c.res.status, ms: +(performance.now() - started).toFixed(2) }, 'request');
+    reqLogger.info({ method: c.req.method, path: c.req.path, status, ms: +(performance.now() - started).toFixed(2) }, 'request');
   };
 }
