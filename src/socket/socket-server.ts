@@ -25,7 +25,9 @@ export function createSocketServer(httpServer: HttpServer, services: Services, r
   const allowedOrigin = (origin: string | undefined, host: string | undefined, quiet = false) => origin === undefined || services.origins(origin, host, { quiet });
   const io = new Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>(httpServer, {
     path: '/socket.io/',
-    serveClient: false,
+    // The browser client at /socket.io/socket.io.js (and .min.js, .esm.min.js, maps), the version
+    // that matches this server: a page can use the gateway with one <script> tag and no bundler.
+    serveClient: true,
     transports: config.socket.transports,
     pingInterval: config.socket.pingIntervalMs,
     pingTimeout: config.socket.pingTimeoutMs,
