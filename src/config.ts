@@ -72,6 +72,7 @@ export const configSchema = z.object({
   AUTH_HASH_CONCURRENCY: int(1, 64).default(2),
   AUTH_HASH_QUEUE: int(0, 10_000).default(32),
   AUTH_HASH_MAX_WAIT_MS: int(100, 120_000).default(10_000),
+  API_KEYS_MAX_PER_USER: int(0, 10_000).default(50),
 
   MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\//, 'must be a mongodb:// or mongodb+srv:// URI').optional(),
   MONGODB_DB: z.string().min(1).max(64).default('ai_chat_gateway'),
@@ -158,6 +159,8 @@ export interface Config {
     cookieSameSite: 'Strict' | 'Lax' | 'None';
     sessionCacheMs: number;
     hashing: { concurrency: number; queue: number; maxWaitMs: number };
+    /** Gateway API keys a user may hold at once (0: creating keys is switched off). */
+    apiKeysMaxPerUser: number;
   };
   mongo: { uri: string; db: string; connectTimeoutMs: number } | undefined;
   /** Read the client IP from X-Forwarded-For (only behind a proxy that sets it). */
@@ -277,6 +280,7 @@ export function loadConfig(env: Env): Config {
       cookieSameSite: e.COOKIE_SAMESITE,
       sessionCacheMs: e.AUTH_SESSION_CACHE_MS,
       hashing: { concurrency: e.AUTH_HASH_CONCURRENCY, queue: e.AUTH_HASH_QUEUE, maxWaitMs: e.AUTH_HASH_MAX_WAIT_MS },
+      apiKeysMaxPerUser: e.API_KEYS_MAX_PER_USER,
     },
     mongo: e.MONGODB_URI ? { uri: e.MONGODB_URI, db: e.MONGODB_DB, connectTimeoutMs: e.MONGODB_CONNECT_TIMEOUT_MS } : undefined,
     trustProxy: e.TRUST_PROXY,

@@ -1,4 +1,5 @@
 import { Accounts } from './auth/accounts.js';
+import { ApiKeys } from './auth/api-keys.js';
 import { AnonymousSessions } from './auth/anonymous-sessions.js';
 import { Authenticator } from './auth/authenticator.js';
 import { BoundedPasswordHasher, type PasswordHasher } from './auth/password-hasher.js';
@@ -28,6 +29,8 @@ export interface Services {
   sessions: SessionRegistry | undefined;
   auth: Authenticator;
   accounts: Accounts;
+  /** Gateway API keys (`/api/v2/keys`): per isolate on Workers, like everything else in its memory store. */
+  apiKeys: ApiKeys;
   /** The one browser-origin rule (HTTP CORS, Socket.IO, WebSocket upgrades). */
   origins: OriginPolicy;
   /** Long-term memory of signed-in users; undefined when switched off (MEMORY_ENABLED=false, or Workers). */
@@ -79,7 +82,8 @@ export function createServices(config: Config, backends: Backends): Services {
     jwks: config.auth.jwks,
   });
   const sessions = backends.revocableTokens ? new SessionRegistry(store, { cacheMs: config.auth.sessionCacheMs }) : undefined;
-  const auth = new Authenticator({ tokens, required: config.auth.required, anonymous: new AnonymousSessions(backends.jwtSecret), sessions });
+  const apiKeys = new ApiKeys({ store, maxPerUser: config.auth.apiKeysMaxPerUser, cacheMs: config.auth.sessionCacheMs, logger });
+  const auth = new Authenticator({ tokens, required: config.auth.required, anonymous: new AnonymousSessions(backends.jwtSecret), sessions, apiKeys });
   const accounts = new Accounts({
     store,
     hasher: new BoundedPasswordHasher(backends.hasher, config.auth.hashing),
@@ -91,6 +95,8 @@ export function createServices(config: Config, backends: Backends): Services {
     logger,
   });
   if (memory) accounts.onDelete((userId) => memory.erase(userId));
+  // Before the account goes: its keys' open sockets and realtime sessions are cut with them.
+  accounts.onDelete((userId) => apiKeys.revokeAll(userId));
   const origins = originPolicy(config.corsOrigins, logger);
-  return { config, logger, store, limiter, models, turns, pipeline, tokens, sessions, auth, accounts, origins, memory };
+  return { config, logger, store, limiter, models, turns, pipeline, tokens, sessions, auth, accounts, apiKeys, origins, memory };
 }

@@ -1,6 +1,7 @@
 import type { Principal } from '../chat/principal.js';
 import { AppError } from '../errors.js';
 import type { AnonymousSessions } from './anonymous-sessions.js';
+import { isApiKeyToken, type ApiKeys } from './api-keys.js';
 import type { SessionRegistry } from './session-registry.js';
 import type { TokenService } from './token-service.js';
 import { pickToken, type TokenSources } from './token-sources.js';
@@ -11,13 +12,16 @@ export interface AuthenticatorOptions {
   anonymous: AnonymousSessions;
   /** Sign-in sessions; without it (Workers on per-isolate memory) tokens are not revocable. */
   sessions?: SessionRegistry | undefined;
+  /** Gateway API keys (`gk_…`), accepted wherever a token is. */
+  apiKeys?: ApiKeys | undefined;
 }
 
 /**
  * Turns the token sources of a request or socket into a principal. One module for HTTP
  * and Socket.IO, so a rule holds on every entry point: a present-but-bad token is an error,
- * never anonymous; a revoked one (logout, password change, deleted account) is bad; and
- * AUTH_REQUIRED refuses anonymous use.
+ * never anonymous; a revoked one (logout, password change, deleted account, revoked API key)
+ * is bad; and AUTH_REQUIRED refuses anonymous use. A gateway API key is a token like a JWT:
+ * whatever source it comes from, it stands for its user.
  */
 export class Authenticator {
   constructor(private readonly options: AuthenticatorOptions) {}
@@ -38,6 +42,8 @@ export class Authenticator {
       if (this.options.required) throw new AppError('UNAUTHORIZED', 'Authentication required', { details: { reason: 'missing' } });
       return { userId: null, ip, anonymousId: this.options.anonymous.read(sources.cookie) };
     }
+    // Keys are told apart by their prefix, which no JWT (base64url JSON, `eyJ…`) can start with.
+    if (this.options.apiKeys && isApiKeyToken(picked.token)) return this.options.apiKeys.authenticate(picked.token, ip);
     // verify() throws nothing but UNAUTHORIZED AppErrors.
     const verified = await this.options.tokens.verify(picked.token);
     const { sessions } = this.options;

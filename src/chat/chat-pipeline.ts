@@ -1,3 +1,4 @@
+import { admitApiKey } from '../auth/api-key-policy.js';
 import { AppError, toAppError } from '../errors.js';
 import { type Logger, withBindings } from '../logger.js';
 import type { LanguageModel, ModelFinishReason, ModelMessage, ModelStream, TokenUsage } from '../models/language-model.js';
@@ -128,6 +129,7 @@ export class ChatPipeline {
     const { store, limiter, models, turns } = this.deps;
     if (turns.closing) throw new AppError('INTERNAL', 'The server is shutting down; retry in a moment');
     const model = models.resolve(input.model);
+    if (input.principal.apiKey) await admitApiKey(input.principal, { requested: input.model ?? models.defaultModel, served: model }, limiter);
     const owners = ownersOf(input.principal);
 
     // A conversation is reached only through its owner: someone else's id is simply not found here.

@@ -9,7 +9,11 @@ export interface Principal {
   anonymousId: string | null;
   /** The sign-in session the caller's token names (this server's own tokens only). */
   sessionId?: string | null | undefined;
-  /** The gateway API key the caller authenticated with, with its own limits (`/api/v2/keys`). */
+  /**
+   * The gateway API key the caller authenticated with (`Authorization: Bearer gk_…`); the
+   * principal is then the key's user. `models`: the key's allow-list (null: whatever the server
+   * allows); `rateLimitPerMinute`: its own chat limit on top of the user's (null: none).
+   */
   apiKey?: { id: string; models: string[] | null; rateLimitPerMinute: number | null } | undefined;
 }
 

@@ -28,6 +28,7 @@ export function authRoutes(services: Services): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
   accounts.warmUp();
   const signedIn = authenticate(services, { requireUser: true });
+  const accountOwner = authenticate(services, { requireUser: true, refuseApiKeys: true });
 
   const parse = async <T>(c: Context<AppEnv>, schema: z.ZodType<T>): Promise<T> => {
     const parsed = schema.safeParse(await readJsonBody(c, config.chat.maxBodyBytes));
@@ -62,9 +63,9 @@ export function authRoutes(services: Services): Hono<AppEnv> {
     return signedOut(c, {});
   });
 
-  routes.post('/logout-all', signedIn, async (c) => signedOut(c, { sessions: await accounts.logoutEverywhere(c.get('principal')) }));
+  routes.post('/logout-all', accountOwner, async (c) => signedOut(c, { sessions: await accounts.logoutEverywhere(c.get('principal')) }));
 
-  routes.post('/password', signedIn, async (c) => {
+  routes.post('/password', accountOwner, async (c) => {
     const input = await parse(c, passwordChangeSchema);
     return answerSignedIn(c, await accounts.changePassword(c.get('principal'), input.currentPassword, input.newPassword), 200);
   });
@@ -78,7 +79,7 @@ export function authRoutes(services: Services): Hono<AppEnv> {
     throw new AppError('UNAUTHORIZED', 'This account no longer exists');
   });
 
-  routes.delete('/me', signedIn, async (c) => {
+  routes.delete('/me', accountOwner, async (c) => {
     const { password } = await parse(c, confirmSchema);
     await accounts.deleteAccount(c.get('principal'), password);
     return signedOut(c, { deleted: true });

@@ -14,7 +14,7 @@ import { requestHeader, setHeader } from './http-helpers.js';
  */
 export function authenticate(
   services: Services,
-  options: { requireUser?: boolean; queryToken?: boolean; subprotocolToken?: boolean } = {},
+  options: { requireUser?: boolean; queryToken?: boolean; subprotocolToken?: boolean; refuseApiKeys?: boolean } = {},
 ): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const principal = await services.auth.authenticate(
@@ -26,6 +26,8 @@ export function authenticate(
       c.get('clientIp'),
     );
     if (options.requireUser && principal.userId === null) throw new AppError('UNAUTHORIZED', 'Sign in to use this route');
+    // Account management is for the account's own sign-in, not for a tool's key.
+    if (options.refuseApiKeys && principal.apiKey) throw new AppError('UNAUTHORIZED', 'An API key cannot manage the account; sign in with your account', { status: 403 });
     if (principal.userId === null && principal.anonymousId === null && !options.requireUser) giveAnonymousCookie(c, services);
     c.set('principal', principal);
     await next();

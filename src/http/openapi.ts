@@ -4,6 +4,7 @@ import type { Config } from '../config.js';
 import { conversationIdSchema } from '../chat/chat-request.js';
 import { ERROR_CODES } from '../errors.js';
 import { aiChatSchema } from './ai-sdk-routes.js';
+import { createKeySchema } from './api-key-routes.js';
 import { confirmSchema, loginSchema, passwordChangeSchema, registerSchema } from './auth-routes.js';
 import { chatStreamSchema } from './chat-stream-route.js';
 import { pageQuery, renameSchema } from './conversation-routes.js';
@@ -95,6 +96,10 @@ function routes(config: Config): RouteDoc[] {
     { method: 'put', path: '/api/v2/memory/settings', tag: 'memory', summary: 'Turn long-term memory on or off (off erases it)', auth: 'user', body: settingsSchema, ok: { 200: ['The setting', json] } },
     { method: 'delete', path: '/api/v2/memory/:id', tag: 'memory', summary: 'Forget one memory', auth: 'user', ok: { 200: ['Forgotten', json] } },
     { method: 'delete', path: '/api/v2/memory', tag: 'memory', summary: 'Erase every memory of the caller', auth: 'user', ok: { 200: ['Erased', json] } },
+    { method: 'post', path: '/api/v2/keys', tag: 'keys', summary: 'Create a gateway API key (the key is shown once)', auth: 'user', body: createKeySchema, ok: { 201: ['The key and its metadata', json] } },
+    { method: 'get', path: '/api/v2/keys', tag: 'keys', summary: "The caller's API keys (never the secret)", auth: 'user', ok: { 200: ['The keys', json] } },
+    { method: 'delete', path: '/api/v2/keys/:id', tag: 'keys', summary: 'Revoke a key: refused everywhere from the next request', auth: 'user', ok: { 200: ['Revoked', json] } },
+    { method: 'get', path: '/api/v2/realtime/sessions', tag: 'realtime', summary: "The caller's ended realtime sessions with token usage, newest first", auth: 'user', query: pageQuery, ok: { 200: ['A page', json] } },
     { method: 'get', path: '/v1/models', tag: 'openai-compatible', summary: 'The models this caller may use', auth: 'optional', ok: { 200: ['OpenAI model list', json] } },
     {
       method: 'post',
@@ -147,7 +152,7 @@ export function openApiDocument(config: Config, extra: readonly RouteDoc[] = [])
       summary: r.summary,
       ...(r.auth === 'none' ? { security: [] } : r.auth === 'user' ? { security: [{ bearer: [] }, { cookie: [] }] } : r.auth === 'metrics' ? { security: [{ bearer: [] }, {}] } : { security: [{ bearer: [] }, { cookie: [] }, {}] }),
       request: {
-        ...(params.length ? { params: z.object(Object.fromEntries(params.map((p) => [p, p === 'id' ? conversationIdSchema : z.string()]))) } : {}),
+        ...(params.length ? { params: z.object(Object.fromEntries(params.map((p) => [p, p === 'id' && /conversations|chat/.test(r.path) ? conversationIdSchema : z.string().max(128)]))) } : {}),
         ...(r.query ? { query: r.query } : {}),
         ...(r.body ? { body: { required: true, content: { [json]: { schema: r.body } } } } : {}),
       },

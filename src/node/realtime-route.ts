@@ -1,4 +1,6 @@
 import type { NodeWebSocket } from '@hono/node-ws';
+import type { WSContext } from 'hono/ws';
+import type { Principal } from '../chat/principal.js';
 import type { ErrorCode } from '../errors.js';
 import type { AppEnv } from '../http/app-env.js';
 import { realtimeErrorEvent } from '../realtime/realtime-error-event.js';
@@ -21,16 +23,38 @@ const CLOSE_CODES: Partial<Record<ErrorCode, number>> = {
  * frame between the client and the configured provider, with the server's key and the same
  * guards as Socket.IO's `realtime-*` events (auth, sessions per client, rate limit, event and
  * audio size, idle and length limits, backpressure). The upstream opens at once (GA clients
- * wait for `session.created`); either side closing closes the other.
+ * wait for `session.created`); either side closing closes the other. A session whose credential
+ * is revoked on this node (its API key, or its sign-in session) is told and closed.
  */
 export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'], services: Services, realtime: RealtimeService) {
   const log = services.logger.child({ route: '/v1/realtime' });
+  const open = new Set<{ principal: Principal; revoke(): void }>();
+  const revokeWhere = (revoked: (p: Principal) => boolean) => {
+    for (const entry of [...open]) if (revoked(entry.principal)) entry.revoke();
+  };
+  services.apiKeys.onRevoked((_userId, ids) => revokeWhere((p) => p.apiKey !== undefined && ids.includes(p.apiKey.id)));
+  services.sessions?.onRevoked((_userId, ids) => revokeWhere((p) => typeof p.sessionId === 'string' && ids.includes(p.sessionId)));
   return upgradeWebSocket(
     (c) => {
       const principal = c.get('principal' as keyof AppEnv['Variables']) as AppEnv['Variables']['principal'];
       let session: RealtimeSession | undefined;
+      let socket: WSContext | undefined;
+      const entry = {
+        principal,
+        revoke() {
+          open.delete(entry);
+          // The client hears why before the close; closing the session then closes its upstream.
+          if (socket?.readyState === 1) {
+            socket.send(JSON.stringify(realtimeErrorEvent({ code: 'UNAUTHORIZED', message: 'The credential this session was opened with was revoked' })));
+            socket.close(CLOSE_CODES.UNAUTHORIZED, 'UNAUTHORIZED');
+          }
+          session?.close();
+        },
+      };
       return {
         onOpen(_event, ws) {
+          socket = ws;
+          open.add(entry);
           session = realtime.session({
             protocol: 'websocket',
             principal: async () => principal,
@@ -54,9 +78,11 @@ export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'
           ws.send(JSON.stringify(realtimeErrorEvent({ code: 'BAD_REQUEST', message: 'The Realtime protocol uses JSON text frames; send audio as input_audio_buffer.append' })));
         },
         onClose() {
+          open.delete(entry);
           session?.close();
         },
         onError() {
+          open.delete(entry);
           session?.close();
         },
       };

@@ -103,4 +103,6 @@ export interface SocketData {
   ip: string;
   /** The sign-in session of the connection's token, so revoking it disconnects the socket. */
   sessionId: string | null;
+  /** The gateway API key the connection authenticated with, so revoking it disconnects the socket. */
+  apiKeyId: string | null;
 }

@@ -1,6 +1,8 @@
 import type { RateLimitDecision, RateLimiter } from './rate-limiter.js';
 
 interface Windows {
+  /** The key's window length. */
+  ms: number;
   start: number;
   current: number;
   previous: number;
@@ -22,14 +24,13 @@ export class MemoryRateLimiter implements RateLimiter {
     private readonly now: () => number = Date.now,
   ) {}
 
-  async consume(key: string, limit: number): Promise<RateLimitDecision> {
-    const { windowMs } = this;
+  async consume(key: string, limit: number, windowMs = this.windowMs): Promise<RateLimitDecision> {
     const now = this.now();
     this.#sweep(now);
     const start = now - (now % windowMs);
     let w = this.#state.get(key);
-    if (!w || w.start < start - windowMs) w = { start, current: 0, previous: 0 };
-    else if (w.start < start) w = { start, current: 0, previous: w.current };
+    if (!w || w.start < start - windowMs) w = { ms: windowMs, start, current: 0, previous: 0 };
+    else if (w.start < start) w = { ms: windowMs, start, current: 0, previous: w.current };
     this.#state.set(key, w);
 
     const overlap = 1 - (now - start) / windowMs;
@@ -40,12 +41,11 @@ export class MemoryRateLimiter implements RateLimiter {
     return { allowed: true, limit, remaining: Math.max(0, limit - used - 1), reset };
   }
 
-  /** Drops keys idle for two windows, at most once a window, so memory stays bounded. */
+  /** Drops keys idle for two of their windows, at most once a (configured) window, so memory stays bounded. */
   #sweep(now: number) {
     if (now < this.#sweepAt) return;
     this.#sweepAt = now + this.windowMs;
-    const cutoff = now - 2 * this.windowMs;
-    for (const [key, w] of this.#state) if (w.start < cutoff) this.#state.delete(key);
+    for (const [key, w] of this.#state) if (w.start < now - 2 * w.ms) this.#state.delete(key);
   }
 
   async ping() {}

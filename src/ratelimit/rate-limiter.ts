@@ -24,8 +24,10 @@ export interface RateLimiter {
   /**
    * Counts one event. When the backend cannot answer, lets it through (logged) unless the
    * limiter fails closed, in which case it throws RATE_LIMIT with HTTP status 503.
+   * `windowMs` overrides the configured window (an API key's own per-minute limit); one key
+   * is always counted with the same window.
    */
-  consume(key: string, limit: number): Promise<RateLimitDecision>;
+  consume(key: string, limit: number, windowMs?: number): Promise<RateLimitDecision>;
   /** Throws when the backend cannot serve (for /readyz). */
   ping(): Promise<void>;
   /** Whether a backend outage refuses requests (true) or lets them through unlimited (false). */

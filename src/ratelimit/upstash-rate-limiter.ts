@@ -26,32 +26,35 @@ export class UpstashRateLimiter implements RateLimiter {
   readonly kind = 'upstash';
   readonly failClosed: boolean;
   readonly #redis: Redis;
-  readonly #byLimit = new Map<number, Ratelimit>();
+  /** One Ratelimit per limit and window (`limit` or `limit/windowMs`). */
+  readonly #byLimit = new Map<string, Ratelimit>();
 
   constructor(private readonly options: UpstashRateLimiterOptions) {
     this.#redis = new Redis({ url: options.url, token: options.token, retry: { retries: 1, backoff: () => 50 } });
     this.failClosed = options.failClosed;
   }
 
-  #limiter(limit: number): Ratelimit {
-    let limiter = this.#byLimit.get(limit);
+  #limiter(limit: number, windowMs: number): Ratelimit {
+    // The configured window keeps its original prefix, so counts survive an upgrade.
+    const id = windowMs === this.options.windowMs ? `${limit}` : `${limit}/${windowMs}`;
+    let limiter = this.#byLimit.get(id);
     if (!limiter) {
       limiter = new Ratelimit({
         redis: this.#redis,
-        limiter: Ratelimit.slidingWindow(limit, `${this.options.windowMs} ms`),
-        prefix: `${this.options.prefix}:${limit}`,
+        limiter: Ratelimit.slidingWindow(limit, `${windowMs} ms`),
+        prefix: `${this.options.prefix}:${id}`,
         timeout: this.options.timeoutMs,
         analytics: false,
       });
-      this.#byLimit.set(limit, limiter);
+      this.#byLimit.set(id, limiter);
     }
     return limiter;
   }
 
-  async consume(key: string, limit: number): Promise<RateLimitDecision> {
+  async consume(key: string, limit: number, windowMs = this.options.windowMs): Promise<RateLimitDecision> {
     let failure: unknown;
     try {
-      const r = await this.#limiter(limit).limit(key);
+      const r = await this.#limiter(limit, windowMs).limit(key);
       if (r.reason !== 'timeout') return { allowed: r.success, limit: r.limit, remaining: Math.max(0, r.remaining), reset: r.reset };
       failure = new Error(`no answer within ${this.options.timeoutMs} ms`);
     } catch (err) {
@@ -65,7 +68,7 @@ export class UpstashRateLimiter implements RateLimiter {
       });
     }
     this.options.logger.error({ err: failure }, 'rate limiter unavailable; request let through');
-    return { allowed: true, limit, remaining: limit, reset: Date.now() + this.options.windowMs };
+    return { allowed: true, limit, remaining: limit, reset: Date.now() + windowMs };
   }
 
   async ping() {

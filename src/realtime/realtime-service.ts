@@ -1,11 +1,12 @@
+import { admitApiKey } from '../auth/api-key-policy.js';
 import { ownerOf, type Principal } from '../chat/principal.js';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { chatLimit, type RateLimiter } from '../ratelimit/rate-limiter.js';
 import type { ConversationStore } from '../stores/conversation-store.js';
-import { GeminiRealtimeProvider } from './gemini-realtime-provider.js';
-import { OpenAIRealtimeProvider } from './openai-realtime-provider.js';
+import { GEMINI_LIVE_MODEL, GeminiRealtimeProvider } from './gemini-realtime-provider.js';
+import { OPENAI_REALTIME_MODEL, OpenAIRealtimeProvider } from './openai-realtime-provider.js';
 import type { RealtimeConnectOptions, RealtimeProvider, RealtimeUpstream } from './realtime-provider.js';
 import { RealtimeSession, type RealtimeSessionOptions } from './realtime-session.js';
 
@@ -41,8 +42,13 @@ export class RealtimeService {
   readonly #open = new Map<string, number>();
   readonly #sessions = new Set<RealtimeSession>();
 
+  /** The model sessions run on, as an API key's allow-list names it (`openai:gpt-realtime`). */
+  readonly #model: { provider: string; modelId: string };
+
   constructor(private readonly deps: RealtimeServiceDeps) {
     this.provider = deps.provider !== undefined ? deps.provider : createRealtimeProvider(deps.config);
+    const p = deps.config.realtime.provider;
+    this.#model = { provider: this.provider?.kind ?? p?.kind ?? 'openai', modelId: p?.model ?? (p?.kind === 'gemini' ? GEMINI_LIVE_MODEL : OPENAI_REALTIME_MODEL) };
   }
 
   /** Open sessions (all clients), for metrics and shutdown. */
@@ -125,6 +131,8 @@ export class RealtimeService {
       kind: provider.kind,
       connect: async (options: RealtimeConnectOptions): Promise<RealtimeUpstream> => {
         const principal = await callbacks.principal();
+        // An API key's model allow-list must name the realtime model; its own limit counts the session like a chat turn.
+        if (principal.apiKey) await admitApiKey(principal, { requested: this.#model.modelId, served: this.#model }, this.deps.limiter);
         const clientKey = principal.userId ?? `ip:${principal.ip}`;
         const max = this.deps.config.realtime.maxSessionsPerClient;
         if ((this.#open.get(clientKey) ?? 0) >= max) {

@@ -31,6 +31,7 @@ export function socketAuthMiddleware(services: Services) {
       socket.data.userId = principal.userId;
       socket.data.ip = ip;
       socket.data.sessionId = principal.sessionId ?? null;
+      socket.data.apiKeyId = principal.apiKey?.id ?? null;
       next();
     } catch (err) {
       const missing = err instanceof AppError && err.details?.reason === 'missing';

@@ -74,6 +74,13 @@ export function createSocketServer(httpServer: HttpServer, services: Services, r
       for (const socket of nsp.sockets.values()) if (socket.data.sessionId && revoked.has(socket.data.sessionId)) socket.disconnect(true);
     }
   });
+  // So does a revoked API key (and, through the account deletion, every key of a deleted user).
+  services.apiKeys.onRevoked((_userId, keyIds) => {
+    const revoked = new Set(keyIds);
+    for (const nsp of [root, ai]) {
+      for (const socket of nsp.sockets.values()) if (socket.data.apiKeyId && revoked.has(socket.data.apiKeyId)) socket.disconnect(true);
+    }
+  });
 
   const gauges: SocketGauges = {
     get connections() {

@@ -50,6 +50,29 @@ export interface Session {
   expiresAt: number;
 }
 
+/**
+ * A gateway API key (`/api/v2/keys`). Only the SHA-256 of the secret is stored: the secret
+ * itself is shown once, when the key is created, and never kept.
+ */
+export interface ApiKeyRecord {
+  id: string;
+  userId: string;
+  name: string;
+  /** The secret's first characters, so its owner can recognise it in a list. */
+  prefix: string;
+  /** SHA-256 of the whole secret, lowercase hex. */
+  keyHash: string;
+  /** Models the key may use; null for every model the server allows. */
+  models: string[] | null;
+  /** The key's own chat turns per minute, on top of its user's limit; null for none. */
+  rateLimitPerMinute: number | null;
+  createdAt: number;
+  /** Null: never expires. */
+  expiresAt: number | null;
+  /** Updated at most once a minute per key; null until first used. */
+  lastUsedAt: number | null;
+}
+
 export interface Page<T> {
   items: T[];
   /** Pass back as `after` (messages) or `before` (conversations) to get the next page. */
@@ -126,7 +149,7 @@ export interface ConversationStore {
   findUserByEmail(email: string): Promise<User | undefined>;
   findUserById(id: string): Promise<User | undefined>;
   updateUserPassword(userId: string, passwordHash: string): Promise<void>;
-  /** Deletes the user with their sessions, settings, conversations, messages and queued memory writes; false when there was no such user. */
+  /** Deletes the user with their sessions, API keys, settings, conversations, messages and queued memory writes; false when there was no such user. */
   deleteUser(userId: string): Promise<boolean>;
 
   /** Queued long-term-memory writes that are due (`nextAt <= now`), oldest first. */
@@ -148,6 +171,22 @@ export interface ConversationStore {
   deleteSession(id: string): Promise<void>;
   /** Deletes every session of the user, but `exceptId` when given; returns the deleted ids. */
   deleteUserSessions(userId: string, exceptId?: string): Promise<string[]>;
+
+  /**
+   * Stores a new API key unless its user already has `maxPerUser` (then returns false). The
+   * count and the insert are one atomic step where the backend allows (SQLite, memory).
+   */
+  createApiKey(key: ApiKeyRecord, maxPerUser: number): Promise<boolean>;
+  /** The key whose secret hashes to this, expired or not. */
+  findApiKeyByHash(keyHash: string): Promise<ApiKeyRecord | undefined>;
+  /** The user's keys, newest first. */
+  listApiKeys(userId: string): Promise<ApiKeyRecord[]>;
+  /** Deletes the user's key with this id; false when the user has none with it. */
+  deleteApiKey(userId: string, id: string): Promise<boolean>;
+  /** Deletes every key of the user; returns the deleted ids. `deleteUser` deletes them too. */
+  deleteUserApiKeys(userId: string): Promise<string[]>;
+  /** Records when the key was last used (never moves back). */
+  touchApiKey(id: string, lastUsedAt: number): Promise<void>;
 
   /** Throws when the backend cannot serve requests. */
   ping(): Promise<void>;
@@ -224,3 +263,5 @@ export function toPage<T extends { id: string }>(rows: T[], limit: number, timeO
 export const byUpdated = (c: Conversation): number => c.updatedAt;
 export const byCreated = (m: StoredMessage): number => m.createdAt;
 export const byStarted = (r: RealtimeSessionRecord): number => r.startedAt;
+/** API keys list newest first. */
+export const newestKeyFirst = (a: ApiKeyRecord, b: ApiKeyRecord): number => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1);

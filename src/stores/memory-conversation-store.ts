@@ -7,6 +7,8 @@ import {
   decodeCursor,
   monotonicNow,
   toPage,
+  newestKeyFirst,
+  type ApiKeyRecord,
   type Conversation,
   type ConversationStore,
   type NewMessage,
@@ -33,6 +35,8 @@ export class MemoryConversationStore implements ConversationStore {
   readonly #outbox = new Map<string, { ownerId: string; conversationKey: string; attempts: number; nextAt: number }>();
   readonly #settings = new Map<string, UserSettings>();
   readonly #realtime: RealtimeSessionRecord[] = [];
+  readonly #apiKeys = new Map<string, ApiKeyRecord>();
+  readonly #apiKeysByHash = new Map<string, string>();
   #pruneAt = 0;
 
   async ensureConversation(input: { ownerId: string; id: string; title: string }) {
@@ -159,6 +163,7 @@ export class MemoryConversationStore implements ConversationStore {
     const user = this.#users.get(userId);
     if (!user) return false;
     await this.deleteUserSessions(userId);
+    await this.deleteUserApiKeys(userId);
     for (const c of [...this.#conversations.values()]) if (c.ownerId === userId) await this.deleteConversation(userId, c.id);
     await this.discardPendingMemories(userId);
     this.#settings.delete(userId);
@@ -214,6 +219,46 @@ export class MemoryConversationStore implements ConversationStore {
     for (const [id, s] of this.#sessions) if (s.expiresAt < now) this.#sessions.delete(id);
   }
 
+  async createApiKey(key: ApiKeyRecord, maxPerUser: number) {
+    let count = 0;
+    for (const k of this.#apiKeys.values()) if (k.userId === key.userId) count++;
+    if (count >= maxPerUser) return false;
+    this.#apiKeys.set(key.id, copyKey(key));
+    this.#apiKeysByHash.set(key.keyHash, key.id);
+    return true;
+  }
+
+  async findApiKeyByHash(keyHash: string) {
+    const id = this.#apiKeysByHash.get(keyHash);
+    const key = id === undefined ? undefined : this.#apiKeys.get(id);
+    return key ? copyKey(key) : undefined;
+  }
+
+  async listApiKeys(userId: string) {
+    return [...this.#apiKeys.values()].filter((k) => k.userId === userId).sort(newestKeyFirst).map(copyKey);
+  }
+
+  async deleteApiKey(userId: string, id: string) {
+    const key = this.#apiKeys.get(id);
+    if (!key || key.userId !== userId) return false;
+    this.#apiKeys.delete(id);
+    this.#apiKeysByHash.delete(key.keyHash);
+    return true;
+  }
+
+  async deleteUserApiKeys(userId: string) {
+    const ids = [...this.#apiKeys.values()].filter((k) => k.userId === userId).map((k) => k.id);
+    for (const id of ids) await this.deleteApiKey(userId, id);
+    return ids;
+  }
+
+  async touchApiKey(id: string, lastUsedAt: number) {
+    const key = this.#apiKeys.get(id);
+    if (key && (key.lastUsedAt ?? 0) < lastUsedAt) key.lastUsedAt = lastUsedAt;
+  }
+
   async ping() {}
   async close() {}
 }
+
+const copyKey = (k: ApiKeyRecord): ApiKeyRecord => ({ ...k, models: k.models ? [...k.models] : null });

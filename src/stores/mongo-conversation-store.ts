@@ -9,6 +9,7 @@ import {
   ownerOfKey,
   monotonicNow,
   toPage,
+  type ApiKeyRecord,
   type Conversation,
   type ConversationStore,
   type FinishReason,
@@ -58,6 +59,19 @@ interface SettingsDoc {
   _id: string;
   memoryEnabled: boolean;
 }
+/** `_id` is the key id. */
+interface ApiKeyDoc {
+  _id: string;
+  userId: string;
+  keyHash: string;
+  prefix: string;
+  name: string;
+  models: string[] | null;
+  rateLimitPerMinute: number | null;
+  createdAt: Date;
+  expiresAt: Date | null;
+  lastUsedAt: Date | null;
+}
 /** `_id` is the conversation key (owner and public id). */
 interface ConversationDoc {
   _id: string;
@@ -104,6 +118,19 @@ const toMessage = (d: MessageDoc): StoredMessage => ({
 
 const toSession = (d: SessionDoc): Session => ({ id: d._id, userId: d.userId, createdAt: d.createdAt.getTime(), expiresAt: d.expiresAt.getTime() });
 
+const toApiKey = (d: ApiKeyDoc): ApiKeyRecord => ({
+  id: d._id,
+  userId: d.userId,
+  name: d.name,
+  prefix: d.prefix,
+  keyHash: d.keyHash,
+  models: d.models ? [...d.models] : null,
+  rateLimitPerMinute: d.rateLimitPerMinute,
+  createdAt: d.createdAt.getTime(),
+  expiresAt: d.expiresAt ? d.expiresAt.getTime() : null,
+  lastUsedAt: d.lastUsedAt ? d.lastUsedAt.getTime() : null,
+});
+
 const toUser = (d: UserDoc): User => ({ id: d._id, email: d.email, name: d.name, passwordHash: d.passwordHash, createdAt: d.createdAt.getTime() });
 
 /** MongoDB adapter on the official driver; ids are the same UUID strings the other stores use. */
@@ -118,6 +145,7 @@ export class MongoConversationStore implements ConversationStore {
   readonly #outbox: Collection<OutboxDoc>;
   readonly #settings: Collection<SettingsDoc>;
   readonly #realtime: Collection<RealtimeDoc>;
+  readonly #apiKeys: Collection<ApiKeyDoc>;
 
   private constructor(client: MongoClient, dbName: string) {
     this.#client = client;
@@ -129,6 +157,7 @@ export class MongoConversationStore implements ConversationStore {
     this.#outbox = this.#db.collection<OutboxDoc>('memory_outbox');
     this.#settings = this.#db.collection<SettingsDoc>('user_settings');
     this.#realtime = this.#db.collection<RealtimeDoc>('realtime_sessions');
+    this.#apiKeys = this.#db.collection<ApiKeyDoc>('api_keys');
   }
 
   /** Connects and creates the indexes (idempotent), so a fresh database is ready to serve. */
@@ -148,6 +177,8 @@ export class MongoConversationStore implements ConversationStore {
       store.#outbox.createIndex({ ownerId: 1 }, { name: 'memory_owner' }),
       store.#outbox.createIndex({ conversationKey: 1 }, { name: 'memory_conversation' }),
       store.#realtime.createIndex({ ownerId: 1, startedAt: -1, _id: -1 }, { name: 'realtime_owner_recent' }),
+      store.#apiKeys.createIndex({ keyHash: 1 }, { unique: true, name: 'api_key_hash' }),
+      store.#apiKeys.createIndex({ userId: 1, createdAt: -1, _id: -1 }, { name: 'api_keys_user' }),
     ]);
     return store;
   }
@@ -302,6 +333,7 @@ export class MongoConversationStore implements ConversationStore {
 
   async deleteUser(userId: string) {
     await this.#sessions.deleteMany({ userId });
+    await this.#apiKeys.deleteMany({ userId });
     const keys = (await this.#conversations.find({ ownerId: userId }, { projection: { _id: 1 } }).toArray()).map((d) => d._id);
     if (keys.length) await this.#messages.deleteMany({ conversationKey: { $in: keys } });
     await this.#conversations.deleteMany({ ownerId: userId });
@@ -363,6 +395,48 @@ export class MongoConversationStore implements ConversationStore {
     const ids = (await this.#sessions.find(filter, { projection: { _id: 1 } }).toArray()).map((d) => d._id);
     if (ids.length) await this.#sessions.deleteMany({ _id: { $in: ids } });
     return ids;
+  }
+
+  /** Counted, then inserted: without transactions two concurrent creations may both pass; the caller serialises them per user on a node. */
+  async createApiKey(k: ApiKeyRecord, maxPerUser: number) {
+    if ((await this.#apiKeys.countDocuments({ userId: k.userId }, { limit: maxPerUser })) >= maxPerUser) return false;
+    await this.#apiKeys.insertOne({
+      _id: k.id,
+      userId: k.userId,
+      keyHash: k.keyHash,
+      prefix: k.prefix,
+      name: k.name,
+      models: k.models ? [...k.models] : null,
+      rateLimitPerMinute: k.rateLimitPerMinute,
+      createdAt: new Date(k.createdAt),
+      expiresAt: k.expiresAt === null ? null : new Date(k.expiresAt),
+      lastUsedAt: k.lastUsedAt === null ? null : new Date(k.lastUsedAt),
+    });
+    return true;
+  }
+
+  async findApiKeyByHash(keyHash: string) {
+    const d = await this.#apiKeys.findOne({ keyHash });
+    return d ? toApiKey(d) : undefined;
+  }
+
+  async listApiKeys(userId: string) {
+    return (await this.#apiKeys.find({ userId }).sort({ createdAt: -1, _id: -1 }).toArray()).map(toApiKey);
+  }
+
+  async deleteApiKey(userId: string, id: string) {
+    return (await this.#apiKeys.deleteOne({ _id: id, userId })).deletedCount === 1;
+  }
+
+  async deleteUserApiKeys(userId: string) {
+    const ids = (await this.#apiKeys.find({ userId }, { projection: { _id: 1 } }).toArray()).map((d) => d._id);
+    if (ids.length) await this.#apiKeys.deleteMany({ _id: { $in: ids } });
+    return ids;
+  }
+
+  async touchApiKey(id: string, lastUsedAt: number) {
+    const at = new Date(lastUsedAt);
+    await this.#apiKeys.updateOne({ _id: id, $or: [{ lastUsedAt: null }, { lastUsedAt: { $lt: at } }] }, { $set: { lastUsedAt: at } });
   }
 
   async ping() {

@@ -11,6 +11,7 @@ import {
   ownerOfKey,
   monotonicNow,
   toPage,
+  type ApiKeyRecord,
   type Conversation,
   type ConversationStore,
   type FinishReason,
@@ -26,7 +27,7 @@ import {
   DEFAULT_USER_SETTINGS,
 } from './conversation-store.js';
 
-const SCHEMA_VERSION = 4;
+const SCHEMA_VERSION = 5;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS users (
@@ -88,6 +89,19 @@ CREATE TABLE IF NOT EXISTS user_settings (
   user_id TEXT PRIMARY KEY,
   memory_enabled INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS api_keys (
+  id TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  key_hash TEXT NOT NULL UNIQUE,
+  prefix TEXT NOT NULL,
+  name TEXT NOT NULL,
+  models TEXT,
+  rate_limit_per_minute INTEGER,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER,
+  last_used_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS api_keys_user ON api_keys (user_id, created_at DESC, id DESC);
 `;
 
 /**
@@ -148,6 +162,19 @@ interface SessionRow {
   created_at: number;
   expires_at: number;
 }
+interface ApiKeyRow {
+  id: string;
+  user_id: string;
+  key_hash: string;
+  prefix: string;
+  name: string;
+  /** A JSON array, or null for every model. */
+  models: string | null;
+  rate_limit_per_minute: number | null;
+  created_at: number;
+  expires_at: number | null;
+  last_used_at: number | null;
+}
 interface UserRow {
   id: string;
   email: string;
@@ -188,6 +215,19 @@ const toRealtime = (r: RealtimeRow): RealtimeSessionRecord => ({
 });
 
 const toSession = (r: SessionRow): Session => ({ id: r.id, userId: r.user_id, createdAt: r.created_at, expiresAt: r.expires_at });
+
+const toApiKey = (r: ApiKeyRow): ApiKeyRecord => ({
+  id: r.id,
+  userId: r.user_id,
+  name: r.name,
+  prefix: r.prefix,
+  keyHash: r.key_hash,
+  models: r.models === null ? null : (JSON.parse(r.models) as string[]),
+  rateLimitPerMinute: r.rate_limit_per_minute,
+  createdAt: r.created_at,
+  expiresAt: r.expires_at,
+  lastUsedAt: r.last_used_at,
+});
 
 const toUser = (r: UserRow): User => ({ id: r.id, email: r.email, name: r.name, passwordHash: r.password_hash, createdAt: r.created_at });
 
@@ -279,6 +319,17 @@ export class SqliteConversationStore implements ConversationStore {
          ORDER BY started_at DESC, id DESC LIMIT ?`,
       ),
       deleteOwnedRealtime: db.prepare<[string]>('DELETE FROM realtime_sessions WHERE owner_id = ?'),
+      countApiKeys: db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM api_keys WHERE user_id = ?'),
+      insertApiKey: db.prepare<[string, string, string, string, string, string | null, number | null, number, number | null, number | null]>(
+        `INSERT INTO api_keys (id, user_id, key_hash, prefix, name, models, rate_limit_per_minute, created_at, expires_at, last_used_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      apiKeyByHash: db.prepare<[string], ApiKeyRow>('SELECT * FROM api_keys WHERE key_hash = ?'),
+      listApiKeys: db.prepare<[string], ApiKeyRow>('SELECT * FROM api_keys WHERE user_id = ? ORDER BY created_at DESC, id DESC'),
+      deleteApiKey: db.prepare<[string, string]>('DELETE FROM api_keys WHERE id = ? AND user_id = ?'),
+      userApiKeyIds: db.prepare<[string], { id: string }>('SELECT id FROM api_keys WHERE user_id = ?'),
+      deleteUserApiKeys: db.prepare<[string]>('DELETE FROM api_keys WHERE user_id = ?'),
+      touchApiKey: db.prepare<[number, string, number]>('UPDATE api_keys SET last_used_at = ? WHERE id = ? AND coalesce(last_used_at, 0) < ?'),
     };
   }
 
@@ -455,7 +506,7 @@ export class SqliteConversationStore implements ConversationStore {
 
   async deleteUser(userId: string) {
     return this.#write(() => {
-      // Conversations take their messages (and queued memory writes) with them; the user row takes its sessions.
+      // Conversations take their messages (and queued memory writes) with them; the user row takes its sessions and API keys.
       this.#stmt.deleteOwnedConversations.run(userId);
       this.#stmt.deleteSettings.run(userId);
       this.#stmt.deleteOwnedRealtime.run(userId);
@@ -502,6 +553,40 @@ export class SqliteConversationStore implements ConversationStore {
     });
   }
 
+  async createApiKey(k: ApiKeyRecord, maxPerUser: number) {
+    // Counted and inserted in one transaction: concurrent creations cannot pass the bound together.
+    return this.#write(() => {
+      if (this.#stmt.countApiKeys.get(k.userId)!.n >= maxPerUser) return false;
+      this.#stmt.insertApiKey.run(k.id, k.userId, k.keyHash, k.prefix, k.name, k.models ? JSON.stringify(k.models) : null, k.rateLimitPerMinute, k.createdAt, k.expiresAt, k.lastUsedAt);
+      return true;
+    });
+  }
+
+  async findApiKeyByHash(keyHash: string) {
+    const row = this.#stmt.apiKeyByHash.get(keyHash);
+    return row ? toApiKey(row) : undefined;
+  }
+
+  async listApiKeys(userId: string) {
+    return this.#stmt.listApiKeys.all(userId).map(toApiKey);
+  }
+
+  async deleteApiKey(userId: string, id: string) {
+    return this.#write(() => this.#stmt.deleteApiKey.run(id, userId).changes === 1);
+  }
+
+  async deleteUserApiKeys(userId: string) {
+    return this.#write(() => {
+      const ids = this.#stmt.userApiKeyIds.all(userId).map((r) => r.id);
+      this.#stmt.deleteUserApiKeys.run(userId);
+      return ids;
+    });
+  }
+
+  async touchApiKey(id: string, lastUsedAt: number) {
+    await this.#write(() => this.#stmt.touchApiKey.run(lastUsedAt, id, lastUsedAt));
+  }
+
   async ping() {
     this.#db.prepare('SELECT 1').get();
   }
@@ -512,7 +597,10 @@ export class SqliteConversationStore implements ConversationStore {
   }
 }
 
-/** Version 2 only lacked tables that SCHEMA creates when missing; version 1 needs its keys rebuilt. */
+/**
+ * Version 2 only lacked tables that SCHEMA creates when missing, and so does version 4 (version 5
+ * added `api_keys`); version 1 needs its keys rebuilt.
+ */
 function migrate(db: Database.Database): void {
   const version = db.pragma('user_version', { simple: true }) as number;
   if (version >= SCHEMA_VERSION) return;

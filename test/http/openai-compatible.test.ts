@@ -212,6 +212,32 @@ describe('OpenAI-compatible API', () => {
     expect(bad.status).toBe(400);
   });
 
+  it('a gateway API key works with the SDK, limits the model list to its own, and stops working the moment it is revoked', async () => {
+    const created = await fetch(`${gw.url}/api/v2/keys`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${alice.token}` },
+      body: JSON.stringify({ name: 'sdk tool', models: ['gpt-4o-mini'] }),
+    });
+    expect(created.status).toBe(201);
+    const { key, id } = (await created.json()) as { key: string; id: string };
+    const keyed = new OpenAI({ apiKey: key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+
+    upstream.setScript(() => ({ tokens: ['key', 'ed'] }));
+    const stream = await keyed.chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    expect(text).toBe('keyed');
+    const listed = [];
+    for await (const m of keyed.models.list()) listed.push(m.id);
+    expect(listed).toEqual(['gpt-4o-mini']);
+    await expect(keyed.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })).rejects.toMatchObject({ status: 400, error: { code: 'INVALID_MODEL' } });
+
+    const revoked = await fetch(`${gw.url}/api/v2/keys/${id}`, { method: 'DELETE', headers: { Authorization: `Bearer ${alice.token}` } });
+    expect(revoked.status).toBe(200);
+    const err = await keyed.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.AuthenticationError);
+  });
+
   it('the AI SDK streamText runs through @ai-sdk/openai-compatible', async () => {
     upstream.setScript(() => ({ tokens: ['Via', ' the', ' AI', ' SDK'], usage: { inputTokens: 7, outputTokens: 4 } }));
     const provider = createOpenAICompatible({ name: 'gateway', baseURL: `${gw.url}/v1`, apiKey: alice.token, includeUsage: true });

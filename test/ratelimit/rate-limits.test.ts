@@ -2,6 +2,7 @@ import { messagesOf } from '../helpers/conversations.js';
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/logger.js';
+import { MemoryRateLimiter } from '../../src/ratelimit/memory-rate-limiter.js';
 import { UpstashRateLimiter } from '../../src/ratelimit/upstash-rate-limiter.js';
 import { bearer, register } from '../helpers/accounts.js';
 import { startGateway, tempDataDir, type TestGateway } from '../helpers/gateway.js';
@@ -82,6 +83,23 @@ describe('chat rate limits (embedded limiter)', () => {
   });
 });
 
+describe('a window given per call (an API key\'s own per-minute limit)', () => {
+  it('the embedded limiter counts that key in its own window, the others in the configured one', async () => {
+    let now = 1_000_000 * 900_000; // the start of a 15-minute window, and so of a minute
+    const limiter = new MemoryRateLimiter(900_000, () => now);
+    const minute = [];
+    for (let i = 0; i < 3; i++) minute.push(await limiter.consume('chat:key:k', 2, 60_000));
+    expect(minute.map((d) => d.allowed)).toEqual([true, true, false]);
+    expect(minute[2]!.reset).toBe(now + 60_000);
+    expect((await limiter.consume('chat:user:u', 2)).reset).toBe(now + 900_000);
+    // Two minutes on, the per-minute key has room again; the 15-minute one still counts.
+    now += 120_000;
+    expect((await limiter.consume('chat:key:k', 2, 60_000)).allowed).toBe(true);
+    await limiter.consume('chat:user:u', 2);
+    expect((await limiter.consume('chat:user:u', 2)).allowed).toBe(false);
+  });
+});
+
 describe('Upstash limiter against a real Redis behind an Upstash REST stand-in', () => {
   let redis: Awaited<ReturnType<typeof startRedisServer>>;
   let upstash: Awaited<ReturnType<typeof startUpstashStandin>>;
@@ -104,6 +122,15 @@ describe('Upstash limiter against a real Redis behind an Upstash REST stand-in',
     expect(a.map((d) => d.remaining)).toEqual([2, 1, 0, 0]);
     expect(a[3]!.reset).toBeGreaterThan(Date.now());
     expect((await limiter.consume('chat:ip:5.6.7.8', 3)).allowed).toBe(true);
+  });
+
+  it('a window given per call is counted apart from the configured one', async () => {
+    const limiter = new UpstashRateLimiter({ url: upstash.url, token: TOKEN, windowMs: 900_000, prefix: `w${Date.now()}`, timeoutMs: 2000, failClosed: false, logger: silentLogger });
+    const a = [];
+    for (let i = 0; i < 3; i++) a.push(await limiter.consume('chat:key:k', 2, 60_000));
+    expect(a.map((d) => d.allowed)).toEqual([true, true, false]);
+    expect(a[2]!.reset - Date.now()).toBeLessThanOrEqual(60_000);
+    expect((await limiter.consume('chat:key:k', 2)).allowed).toBe(true);
   });
 
   it('lets requests through (and says so) when Upstash refuses the credentials', async () => {

@@ -172,6 +172,15 @@ describe('realtime over the OpenAI Realtime GA stand-in', () => {
     // Owner from the subprotocol token: the usage is alice's.
     ws.close();
     await waitFor(async () => (await gw.server.services.store.listRealtimeSessions(alice.user.id, { limit: 5 })).items.length > 0, 2000);
+    // And alice reads it back: her sessions only, with usage; anonymous callers are refused.
+    const res = await fetch(`${gw.url}/api/v2/realtime/sessions?limit=5`, { headers: { Authorization: `Bearer ${alice.token}` } });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { sessions: { provider: string; durationMs: number; endReason: string; usage: Record<string, number> }[] };
+    const stored = await gw.server.services.store.listRealtimeSessions(alice.user.id, { limit: 5 });
+    expect(body.sessions.map((x) => x.usage)).toEqual(stored.items.map((x) => x.usage));
+    expect(body.sessions[0]).toMatchObject({ provider: 'openai', endReason: expect.any(String) });
+    expect(body.sessions[0]!.durationMs).toBeGreaterThanOrEqual(0);
+    expect((await fetch(`${gw.url}/api/v2/realtime/sessions`)).status).toBe(401);
   });
 
   it('upstream error events and upstream loss reach the client as realtime-error; the socket lives on', async () => {

@@ -74,7 +74,7 @@ describe('Socket.IO connection auth', () => {
         await connected(socket);
         expect(socket.connected).toBe(true);
         const server = (await gw.server.io.of(nsp).fetchSockets()).find((s) => s.id === socket.id);
-        expect(server?.data).toEqual({ userId: alice.user.id, ip: '127.0.0.1', sessionId: expect.any(String) });
+        expect(server?.data).toEqual({ userId: alice.user.id, ip: '127.0.0.1', sessionId: expect.any(String), apiKeyId: null });
         socket.close();
       });
 
@@ -101,7 +101,7 @@ describe('Socket.IO connection auth', () => {
         const socket = client(url(nsp), { transports: [transport] });
         await connected(socket);
         const server = (await gw.server.io.of(nsp).fetchSockets()).find((s) => s.id === socket.id);
-        expect(server?.data).toEqual({ userId: null, ip: '127.0.0.1', sessionId: null });
+        expect(server?.data).toEqual({ userId: null, ip: '127.0.0.1', sessionId: null, apiKeyId: null });
         socket.close();
       });
     });

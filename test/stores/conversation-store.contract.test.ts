@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DuplicateEmailError, conversationKey, type ConversationStore } from '../../src/stores/conversation-store.js';
+import { DuplicateEmailError, conversationKey, type ApiKeyRecord, type ConversationStore } from '../../src/stores/conversation-store.js';
 import { MemoryConversationStore } from '../../src/stores/memory-conversation-store.js';
 import { MongoConversationStore } from '../../src/stores/mongo-conversation-store.js';
 import { SqliteConversationStore } from '../../src/stores/sqlite-conversation-store.js';
@@ -322,6 +322,73 @@ for (const adapter of adapters) {
       expect(second.nextCursor).toBeNull();
     });
 
+    it('API keys: stored by hash, found by hash, listed newest first per user, bounded per user, deleted by their owner only', async () => {
+      const ada = await store.createUser({ email: 'keys-ada@example.com', name: null, passwordHash: 'h' });
+      const bob = await store.createUser({ email: 'keys-bob@example.com', name: null, passwordHash: 'h' });
+      const key = (id: string, userId: string, createdAt: number, extra: Partial<ApiKeyRecord> = {}): ApiKeyRecord => ({
+        id,
+        userId,
+        name: `key ${id}`,
+        prefix: `gk_${id}`,
+        keyHash: `hash-of-${id}`.padEnd(64, '0'),
+        models: null,
+        rateLimitPerMinute: null,
+        createdAt,
+        expiresAt: null,
+        lastUsedAt: null,
+        ...extra,
+      });
+      const first = key('k1', ada.id, 1_000, { models: ['local', 'openai:gpt-4o-mini'], rateLimitPerMinute: 5, expiresAt: 9_000_000_000_000 });
+      expect(await store.createApiKey(first, 3)).toBe(true);
+      expect(await store.createApiKey(key('k2', ada.id, 2_000), 3)).toBe(true);
+      expect(await store.createApiKey(key('k-bob', bob.id, 1_500), 3)).toBe(true);
+      expect(await store.findApiKeyByHash(first.keyHash)).toEqual(first);
+      expect(await store.findApiKeyByHash('no-such-hash'.padEnd(64, '0'))).toBeUndefined();
+      expect((await store.listApiKeys(ada.id)).map((k) => k.id)).toEqual(['k2', 'k1']);
+      expect((await store.listApiKeys(bob.id)).map((k) => k.id)).toEqual(['k-bob']);
+
+      // The bound: a third key fits, a fourth does not; another user's count is their own.
+      expect(await store.createApiKey(key('k3', ada.id, 3_000), 3)).toBe(true);
+      expect(await store.createApiKey(key('k4', ada.id, 4_000), 3)).toBe(false);
+      expect(await store.findApiKeyByHash(key('k4', ada.id, 4_000).keyHash)).toBeUndefined();
+      expect(await store.createApiKey(key('k-bob-2', bob.id, 4_000), 3)).toBe(true);
+
+      // lastUsedAt moves forward only.
+      await store.touchApiKey('k1', 50_000);
+      await store.touchApiKey('k1', 40_000);
+      expect((await store.findApiKeyByHash(first.keyHash))?.lastUsedAt).toBe(50_000);
+
+      // Another user's id is not theirs to delete.
+      expect(await store.deleteApiKey(bob.id, 'k1')).toBe(false);
+      expect(await store.findApiKeyByHash(first.keyHash)).toBeDefined();
+      expect(await store.deleteApiKey(ada.id, 'k1')).toBe(true);
+      expect(await store.deleteApiKey(ada.id, 'k1')).toBe(false);
+      expect(await store.findApiKeyByHash(first.keyHash)).toBeUndefined();
+      expect((await store.deleteUserApiKeys(ada.id)).sort()).toEqual(['k2', 'k3']);
+      expect(await store.listApiKeys(ada.id)).toEqual([]);
+
+      // Deleting the user deletes their keys.
+      expect(await store.deleteUser(bob.id)).toBe(true);
+      expect(await store.findApiKeyByHash(key('k-bob', bob.id, 0).keyHash)).toBeUndefined();
+      expect(await store.listApiKeys(bob.id)).toEqual([]);
+    });
+
+    it('concurrent API key creations by one user never pass the bound (atomic adapters)', async () => {
+      const u = await store.createUser({ email: 'keys-race@example.com', name: null, passwordHash: 'h' });
+      const results = await Promise.all(
+        Array.from({ length: 6 }, (_, i) =>
+          store.createApiKey(
+            { id: `race-${i}`, userId: u.id, name: 'r', prefix: 'gk_r', keyHash: `race-${i}`.padEnd(64, '0'), models: null, rateLimitPerMinute: null, createdAt: i, expiresAt: null, lastUsedAt: null },
+            2,
+          ),
+        ),
+      );
+      // MongoDB counts, then inserts (no transactions): the ApiKeys service serialises creations per user instead.
+      if (store.kind === 'mongodb') return;
+      expect(results.filter(Boolean)).toHaveLength(2);
+      expect(await store.listApiKeys(u.id)).toHaveLength(2);
+    });
+
     it('ping answers', async () => {
       await expect(store.ping()).resolves.toBeUndefined();
     });
@@ -337,6 +404,12 @@ for (const adapter of adapters) {
       store = await handle.reopen();
       expect(await store.getConversation('u9', 'c-durable')).toMatchObject({ ownerId: 'u9', title: 'kept' });
       expect((await store.recentMessages(conversation.key, 5)).map((m) => m.content)).toEqual(['still here']);
+      const u = await store.createUser({ email: 'keys-durable@example.com', name: null, passwordHash: 'h' });
+      const k: ApiKeyRecord = { id: 'durable-key', userId: u.id, name: 'kept', prefix: 'gk_kept', keyHash: 'durable'.padEnd(64, '0'), models: ['local'], rateLimitPerMinute: 7, createdAt: 1, expiresAt: 2, lastUsedAt: null };
+      expect(await store.createApiKey(k, 50)).toBe(true);
+      await store.close();
+      store = await handle.reopen();
+      expect(await store.findApiKeyByHash(k.keyHash)).toEqual(k);
     });
   });
 }

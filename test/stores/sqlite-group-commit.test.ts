@@ -70,4 +70,29 @@ describe('SQLite group commit', () => {
     await again.close();
     rmSync(oldDir, { recursive: true, force: true });
   });
+
+  it('migrates a version-4 file (before API keys): its data stays and keys can be stored', async () => {
+    const oldDir = tempDataDir();
+    const old = join(oldDir, 'v4.sqlite');
+    const current = new SqliteConversationStore(old);
+    const user = await current.createUser({ email: 'v4@example.com', name: null, passwordHash: 'h' });
+    await current.ensureConversation({ id: 'kept', ownerId: user.id, title: 'Kept' });
+    await current.close();
+    // What a version-4 server left behind: everything but the api_keys table.
+    const v4 = new Database(old);
+    v4.exec('DROP TABLE api_keys');
+    v4.pragma('user_version = 4');
+    v4.close();
+
+    const migrated = new SqliteConversationStore(old);
+    expect(await migrated.getConversation(user.id, 'kept')).toMatchObject({ title: 'Kept' });
+    const key = { id: 'k', userId: user.id, name: 'n', prefix: 'gk_x', keyHash: 'f'.repeat(64), models: null, rateLimitPerMinute: null, createdAt: 1, expiresAt: null, lastUsedAt: null };
+    expect(await migrated.createApiKey(key, 50)).toBe(true);
+    expect(await migrated.findApiKeyByHash('f'.repeat(64))).toEqual(key);
+    await migrated.close();
+    const check = new Database(old, { readonly: true });
+    expect(check.pragma('user_version', { simple: true })).toBe(5);
+    check.close();
+    rmSync(oldDir, { recursive: true, force: true });
+  });
 });
