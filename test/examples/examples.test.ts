@@ -110,6 +110,20 @@ describe('examples/', () => {
     expect(second.stdout).toMatch(/This conversation has 2 earlier messages/);
   });
 
+  it('openai-sdk.mjs on a gateway API key (GATEWAY_TOKEN=gk_…), limited to one model', async () => {
+    const token = await tokenFor('examples-key@example.com');
+    const created = await fetch(`${gw.url}/api/v2/keys`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+      body: JSON.stringify({ name: 'examples', models: ['local'] }),
+    });
+    const { key } = (await created.json()) as { key: string };
+    expect(key).toMatch(/^gk_/);
+    const run = await runExample('openai-sdk.mjs', ['Hello with a key'], { ...env, GATEWAY_TOKEN: key });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain(quoted('Hello with a key'));
+  });
+
   it('openai-sdk.mjs: an error carries the gateway\'s code', async () => {
     const run = await runExample('openai-sdk.mjs', ['Hello'], { ...env, MODEL: 'no such model' });
     expect(run.code).toBe(1);
