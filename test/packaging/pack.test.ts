@@ -37,8 +37,8 @@ describe('the packed package', () => {
 
   afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-  it('holds the build (JS, declarations), the licence, the examples, and nothing private', () => {
-    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/protocol/socket-events.d.ts', 'dist/node/main.js', 'LICENSE', 'README.md', 'package.json', 'examples/openai-sdk.mjs', 'examples/browser-sse/index.html']) {
+  it('holds the build (JS, declarations), the licence, the docs and examples, and nothing private', () => {
+    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/protocol/socket-events.d.ts', 'dist/node/main.js', 'LICENSE', 'README.md', 'package.json', 'examples/openai-sdk.mjs', 'examples/browser-sse/index.html', 'docs/protocols.md', 'docs/errors.md']) {
       expect(files, f).toContain(f);
     }
     expect(files.filter((f) => /^(test|bench|scratch|data|node_modules|\.ci)\//.test(f) || f === '.env')).toEqual([]);
