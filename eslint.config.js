@@ -26,7 +26,7 @@ export default tseslint.config(
   {
     // Only the config module and the Node entry may read the environment.
     files: ['src/**/*.ts'],
-    ignores: ['src/node/main.ts'],
+    ignores: ['src/node/main.ts', 'src/node/cluster-main.ts'],
     rules: {
       'no-restricted-properties': ['error', { object: 'process', property: 'env', message: 'Read configuration through src/config.ts.' }],
     },

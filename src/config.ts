@@ -105,6 +105,17 @@ export const configSchema = z.object({
   PINECONE_INDEX_HOST: url.optional(),
   PINECONE_MAX_RETRIES: int(0, 10).default(2),
 
+  /** Several nodes: Socket.IO rooms, running-turn locks, stops and resumable streams through Redis. */
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+  REDIS_KEY_PREFIX: z.string().min(1).max(64).default('gateway'),
+  /** How long a turn's events stay available to a client that reconnects (0: resuming is off). */
+  STREAM_RESUME_TTL_S: int(0, 86_400).default(300),
+  /** Bytes of turn events kept in this process for resuming when there is no Redis (oldest evicted first). */
+  STREAM_RESUME_MAX_BYTES: int(0, 4_000_000_000).default(64 * 1024 * 1024),
+  STREAM_ON_DISCONNECT: z.enum(['abort', 'continue']).default('abort'),
+  /** `npm run start:cluster`: gateway processes on this machine (0: one per core). */
+  CLUSTER_WORKERS: int(0, 256).default(0),
+
   REALTIME_PROVIDER: z.enum(['openai', 'gemini', 'off']).optional(),
   REALTIME_URL: z.url({ protocol: /^(wss?|https?)$/, error: 'must be a ws://, wss://, http:// or https:// URL' }).optional(),
   REALTIME_MODEL: z.string().min(1).max(128).optional(),
@@ -173,6 +184,18 @@ export interface Config {
     transports: ('polling' | 'websocket')[];
     /** Bytes a socket may have waiting to be sent before the reply stops pulling from the model. */
     maxBacklogBytes: number;
+  };
+  /** Several nodes (REDIS_URL): undefined runs everything in this process. */
+  redis: { url: string; prefix: string } | undefined;
+  /** `npm run start:cluster`: worker processes (0: one per core). */
+  clusterWorkers: number;
+  streams: {
+    /** Seconds a turn's events are kept for a reconnecting client; 0 switches resuming off. */
+    resumeTtlSeconds: number;
+    /** Bound of the in-process event buffer (without Redis). */
+    maxBytes: number;
+    /** What a client going away does to its turn: `abort` (stored as aborted) or `continue` (runs to its end, stored, resumable). */
+    onDisconnect: 'abort' | 'continue';
   };
   /** How long a client may leave a reply unread (its buffer full) before the turn is cut. */
   slowClientTimeoutMs: number;
@@ -292,6 +315,9 @@ export function loadConfig(env: Env): Config {
       transports: e.SOCKET_TRANSPORTS,
       maxBacklogBytes: e.SOCKET_MAX_BACKLOG_BYTES,
     },
+    redis: e.REDIS_URL ? { url: e.REDIS_URL, prefix: e.REDIS_KEY_PREFIX } : undefined,
+    clusterWorkers: e.CLUSTER_WORKERS,
+    streams: { resumeTtlSeconds: e.STREAM_RESUME_TTL_S, maxBytes: e.STREAM_RESUME_MAX_BYTES, onDisconnect: e.STREAM_ON_DISCONNECT },
     slowClientTimeoutMs: e.SLOW_CLIENT_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     memory: {

@@ -7,6 +7,8 @@ import { SessionRegistry } from './auth/session-registry.js';
 import { TokenService } from './auth/token-service.js';
 import { ChatPipeline } from './chat/chat-pipeline.js';
 import { TurnTracker } from './chat/turn-tracker.js';
+import type { ClusterLink, TurnCoordinator } from './chat/turn-coordinator.js';
+import { InProcessTurnStreams, type TurnStreams } from './chat/turn-streams.js';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
 import { createModelRegistry, type ModelRegistry } from './models/model-registry.js';
@@ -23,6 +25,12 @@ export interface Services {
   limiter: RateLimiter;
   models: ModelRegistry;
   turns: TurnTracker;
+  /** Several nodes (REDIS_URL): BUSY and stops across nodes; undefined on one node. */
+  coordinator: TurnCoordinator | undefined;
+  /** The shared service behind `coordinator` (health, shutdown). */
+  cluster: ClusterLink | undefined;
+  /** Turn logs for resuming (Redis with REDIS_URL, else in process); undefined when STREAM_RESUME_TTL_S=0. */
+  streams: TurnStreams | undefined;
   pipeline: ChatPipeline;
   tokens: TokenService;
   /** Sign-in sessions (revocation); undefined where the store is not shared (Workers). */
@@ -50,13 +58,19 @@ export interface Backends {
   /** The model registry, when the runtime entry built it (Node picks a default model by asking the provider). */
   models?: ModelRegistry | undefined;
   memory?: LongTermMemory | undefined;
+  /** Several nodes: Redis (REDIS_URL). */
+  cluster?: ClusterLink | undefined;
 }
 
 export function createServices(config: Config, backends: Backends): Services {
   const { logger, store, limiter } = backends;
   const models = backends.models ?? createModelRegistry(config, logger);
   const turns = new TurnTracker();
-  const { memory } = backends;
+  const { memory, cluster } = backends;
+  const { resumeTtlSeconds, maxBytes, onDisconnect } = config.streams;
+  const streams = resumeTtlSeconds === 0 ? undefined : cluster ? cluster.streams : new InProcessTurnStreams({ ttlMs: resumeTtlSeconds * 1000, maxBytes });
+  // A stop asked on any node reaches the turn here, if it runs here.
+  cluster?.onStop((conversationKey) => void turns.abortConversation(conversationKey, 'stop'));
   const pipeline = new ChatPipeline({
     store,
     memory,
@@ -64,6 +78,8 @@ export function createServices(config: Config, backends: Backends): Services {
     limiter,
     rateLimits: config.rateLimit,
     turns,
+    coordinator: cluster,
+    streams,
     logger,
     options: {
       systemPrompt: config.chat.systemPrompt,
@@ -72,6 +88,7 @@ export function createServices(config: Config, backends: Backends): Services {
       firstByteTimeoutMs: config.models.firstByteTimeoutMs,
       idleTimeoutMs: config.models.idleTimeoutMs,
       slowClientTimeoutMs: config.slowClientTimeoutMs,
+      continueOnDisconnect: onDisconnect === 'continue',
     },
   });
   const tokens = new TokenService({
@@ -98,5 +115,5 @@ export function createServices(config: Config, backends: Backends): Services {
   // Before the account goes: its keys' open sockets and realtime sessions are cut with them.
   accounts.onDelete((userId) => apiKeys.revokeAll(userId));
   const origins = originPolicy(config.corsOrigins, logger);
-  return { config, logger, store, limiter, models, turns, pipeline, tokens, sessions, auth, accounts, apiKeys, origins, memory };
+  return { config, logger, store, limiter, models, turns, coordinator: cluster, cluster, streams, pipeline, tokens, sessions, auth, accounts, apiKeys, origins, memory };
 }

@@ -11,6 +11,8 @@ import { buildContext, type ContextMessage } from './context-builder.js';
 import { ownersOf, type Principal } from './principal.js';
 import { TurnAbort, asTurnAbort } from './turn-abort.js';
 import type { TurnTracker } from './turn-tracker.js';
+import type { TurnCoordinator, TurnLease } from './turn-coordinator.js';
+import { eventId, type TurnLog, type TurnStreams } from './turn-streams.js';
 import type { LongTermMemory } from '../memory/long-term-memory.js';
 
 export interface ChatTurnInput {
@@ -61,6 +63,8 @@ export interface ChatPipelineOptions {
   idleTimeoutMs: number;
   /** A client whose buffer stays full this long ends its turn (stored as aborted, told BAD_REQUEST). */
   slowClientTimeoutMs: number;
+  /** A stored turn whose client goes away runs to its end (STREAM_ON_DISCONNECT=continue). */
+  continueOnDisconnect?: boolean | undefined;
 }
 
 type StartEvent = Extract<ChatTurnEvent, { type: 'start' }>;
@@ -75,11 +79,12 @@ type ErrorEvent = Extract<ChatTurnEvent, { type: 'error' }>;
  * `error` comes last, after the reply is stored.
  */
 export interface TurnSink {
-  start(event: StartEvent): void;
-  delta(text: string): boolean;
+  /** `id` (every method): the event's resumable id (`<turnId>-<seq>`), when the turn is recorded. */
+  start(event: StartEvent, id?: string): void;
+  delta(text: string, id?: string): boolean;
   drained(): Promise<void>;
-  end(event: EndEvent): void;
-  error(event: ErrorEvent): void;
+  end(event: EndEvent, id?: string): void;
+  error(event: ErrorEvent, id?: string): void;
 }
 
 export interface ChatPipelineDeps {
@@ -90,6 +95,10 @@ export interface ChatPipelineDeps {
   limiter: RateLimiter;
   rateLimits: RateLimitPolicy;
   turns: TurnTracker;
+  /** Several nodes: one running turn per conversation across all of them (BUSY). */
+  coordinator?: TurnCoordinator | undefined;
+  /** Where turns are recorded for resuming; undefined when resuming is off. */
+  streams?: TurnStreams | undefined;
   logger: Logger;
   options: ChatPipelineOptions;
 }
@@ -100,6 +109,8 @@ export interface PreparedTurn {
   readonly conversationCreated: boolean;
   readonly model: LanguageModel;
   readonly rateLimit: RateLimitDecision;
+  /** The client's going away does not end the turn (STREAM_ON_DISCONNECT=continue, stored turns only). */
+  readonly continueOnDisconnect: boolean;
   /**
    * Resolves once the final event was handed to the sink (and the reply stored). Never rejects.
    * `abort` ends the turn early: pass the AbortController the protocol aborts on a stop or a
@@ -137,26 +148,43 @@ export class ChatPipeline {
     if (input.conversationId && !input.stateless) {
       for (const owner of owners) if ((existing = await store.getConversation(owner, input.conversationId))) break;
     }
+    // A new conversation is written with its first message (one commit, when the turn runs).
+    const created = !existing;
+    const conversation = existing ?? newConversation(owners[0]!, (!input.stateless && input.conversationId) || timeOrderedId(), titleOf(input.message));
+    const lease = input.stateless ? undefined : await this.#claim(conversation.key);
+
     const { key, limit } = chatLimit(input.principal, this.deps.rateLimits);
-    const rateLimit = await limiter.consume(key, limit);
+    const rateLimit = await limiter.consume(key, limit).catch((err: unknown) => {
+      lease?.release();
+      throw err;
+    });
     if (!rateLimit.allowed) {
+      lease?.release();
       const retryAfterSeconds = Math.max(1, Math.ceil((rateLimit.reset - Date.now()) / 1000));
       throw new AppError('RATE_LIMIT', `Too many chat requests; retry in ${retryAfterSeconds} s`, {
         details: { rateLimit, retryAfterSeconds },
       });
     }
 
-    // A new conversation is written with its first message (one commit, when the turn runs).
-    const created = !existing;
-    const conversation = existing ?? newConversation(owners[0]!, (!input.stateless && input.conversationId) || timeOrderedId(), titleOf(input.message));
-
     return {
       conversation,
       conversationCreated: created,
       model,
       rateLimit,
-      run: (sink, signal) => this.#run(input, conversation, created, model, sink, signal),
+      continueOnDisconnect: !input.stateless && this.deps.options.continueOnDisconnect === true,
+      run: (sink, signal) => this.#run(input, conversation, created, model, sink, signal, lease),
     };
+  }
+
+  /** Several nodes: the conversation's running-turn slot, or BUSY. One node keeps no lock (turns of a conversation may overlap, as before). */
+  async #claim(conversationKey: string): Promise<TurnLease | undefined> {
+    const { coordinator, turns } = this.deps;
+    if (!coordinator) return undefined;
+    const busy = () => new AppError('BUSY', 'A reply is already streaming in this conversation; stop it or wait for its end');
+    if (turns.isRunning(conversationKey)) throw busy();
+    const lease = await coordinator.acquire(conversationKey);
+    if (!lease) throw busy();
+    return lease;
   }
 
   async #run(
@@ -164,11 +192,14 @@ export class ChatPipeline {
     conversation: Conversation,
     conversationCreated: boolean,
     model: LanguageModel,
-    sink: TurnSink,
+    client: TurnSink,
     outer: AbortController | AbortSignal | undefined,
+    lease: TurnLease | undefined,
   ): Promise<void> {
     // Registered until the sink has the final event: shutdown and deletion wait for that.
     const turn = this.deps.turns.track(outer, conversation);
+    const streams = input.stateless ? undefined : this.deps.streams;
+    const sink = streams ? recorded(client, streams.open(conversation.key)) : client;
     try {
       const modelName = model.provider === 'local' ? model.modelId : `${model.provider}:${model.modelId}`;
       const result = await this.#stream(input, conversation, conversationCreated, model, modelName, sink, turn);
@@ -184,6 +215,7 @@ export class ChatPipeline {
       this.deps.logger.error({ err }, 'a protocol adapter failed while handling a turn event');
     } finally {
       turn.finish();
+      lease?.release();
     }
   }
 
@@ -462,4 +494,16 @@ function newConversation(ownerId: string, id: string, title: string): Conversati
 function titleOf(message: string): string {
   const flat = message.replace(/\s+/g, ' ').trim();
   return flat.length <= TITLE_CHARS ? flat : `${flat.slice(0, TITLE_CHARS - 1)}…`;
+}
+
+/** A sink that records each event before handing it on, with its resumable id. */
+function recorded(sink: TurnSink, log: TurnLog): TurnSink {
+  const { turnId } = log;
+  return {
+    start: (e) => sink.start(e, eventId(turnId, log.append(e))),
+    delta: (text) => sink.delta(text, eventId(turnId, log.append({ type: 'delta', text }))),
+    drained: () => sink.drained(),
+    end: (e) => sink.end(e, eventId(turnId, log.append(e))),
+    error: (e) => sink.error(e, eventId(turnId, log.append(e))),
+  };
 }

@@ -8,7 +8,8 @@ import type { Conversation, FinishReason, StoredMessage } from '../stores/conver
 import type { AppEnv } from './app-env.js';
 import { authenticate } from './authenticate.js';
 import { readJsonBody, setRateLimitHeaders } from './http-helpers.js';
-import { respondWithTurn, sse, SSE_HEADERS, type StreamFrames } from './turn-stream.js';
+import { respondWithReplay, respondWithTurn, sse, SSE_HEADERS, type StreamFrames } from './turn-stream.js';
+import { findResumable } from '../chat/resume-target.js';
 
 /** The header that tells the AI SDK's transports this is a UI message stream. */
 const UI_STREAM_HEADERS = { ...SSE_HEADERS, 'x-vercel-ai-ui-message-stream': 'v1' };
@@ -74,6 +75,14 @@ export function aiSdkRoutes(services: Services): Hono<AppEnv> {
     });
     setRateLimitHeaders(c, turn.rateLimit);
     return respondWithTurn(c, turn, uiMessageFrames(turn.conversation.id), UI_STREAM_HEADERS);
+  });
+
+  /** `useChat({ resume: true })`: the running reply from its start, then live; 204 when none runs (a finished one is in /messages). */
+  app.get('/:id/stream', auth, async (c) => {
+    const id = conversationIdSchema.safeParse(c.req.param('id'));
+    const target = id.success ? await findResumable(services.streams, c.get('principal'), id.data) : undefined;
+    if (!target || target.ended) return c.body(null, 204);
+    return respondWithReplay(c, services.streams!, target, uiMessageFrames(id.data!), UI_STREAM_HEADERS);
   });
 
   /** The conversation as UI messages (`useChat({ messages })` after a reload); NOT_FOUND for an id the caller does not own. */

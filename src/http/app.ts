@@ -7,7 +7,7 @@ import type { AppEnv } from './app-env.js';
 import { apiKeyRoutes } from './api-key-routes.js';
 import { authRoutes } from './auth-routes.js';
 import { authenticate } from './authenticate.js';
-import { chatStreamHandler } from './chat-stream-route.js';
+import { chatResumeHandler, chatStreamHandler } from './chat-stream-route.js';
 import { conversationRoutes } from './conversation-routes.js';
 import { memoryRoutes } from './memory-routes.js';
 import { openaiRoutes } from './openai-routes.js';
@@ -44,6 +44,7 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
   });
 
   app.post('/api/v2/ai/chat/stream', authenticate(services), chatStreamHandler(services));
+  app.get('/api/v2/ai/chat/stream', authenticate(services), chatResumeHandler(services));
   app.route('/api/v2/auth', authRoutes(services));
   app.route('/api/v2/conversations', conversationRoutes(services));
   app.route('/api/v2/memory', memoryRoutes(services));

@@ -1,12 +1,14 @@
 import type { Context } from 'hono';
 import { z } from 'zod';
 import { chatFieldsSchema, conversationIdSchema, describeIssues } from '../chat/chat-request.js';
+import { findResumable } from '../chat/resume-target.js';
+import { parseEventId } from '../chat/turn-streams.js';
 import { AppError } from '../errors.js';
 import type { Config } from '../config.js';
 import type { Services } from '../services.js';
 import type { AppEnv } from './app-env.js';
 import { readJsonBody, setRateLimitHeaders } from './http-helpers.js';
-import { respondWithTurn, sse, type StreamFrames } from './turn-stream.js';
+import { respondWithReplay, respondWithTurn, sse, type StreamFrames } from './turn-stream.js';
 
 /** POST /api/v2/ai/chat/stream (PROTOCOLS.md section 1, seed 002). */
 export function chatStreamSchema(config: Config) {
@@ -22,6 +24,13 @@ export function chatStreamHandler(services: Services) {
     if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
     const req = parsed.data;
 
+    // A re-POST with Last-Event-ID (a client retrying the request it lost) resumes that turn instead of starting another.
+    const last = parseEventId(c.req.header('last-event-id'));
+    if (last && req.sessionId) {
+      const target = await findResumable(services.streams, c.get('principal'), req.sessionId, last);
+      if (target) return respondWithReplay(c, services.streams!, target, sseFrames(req.sessionId));
+    }
+
     const turn = await services.pipeline.prepare({
       principal: c.get('principal'),
       message: req.message,
@@ -35,11 +44,28 @@ export function chatStreamHandler(services: Services) {
   };
 }
 
+/**
+ * GET /api/v2/ai/chat/stream?sessionId= (PROTOCOLS.md 3b): with Last-Event-ID, the events
+ * after it, else the latest turn from its start; then the rest live. 204 when nothing is kept
+ * (which also tells an EventSource to stop reconnecting).
+ */
+export function chatResumeHandler(services: Services) {
+  return async (c: Context<AppEnv>) => {
+    const sessionId = conversationIdSchema.safeParse(c.req.query('sessionId'));
+    if (!sessionId.success) throw new AppError('BAD_REQUEST', `sessionId: ${describeIssues(sessionId.error)}`);
+    const last = parseEventId(c.req.header('last-event-id') ?? c.req.query('lastEventId'));
+    const target = await findResumable(services.streams, c.get('principal'), sessionId.data, last);
+    if (!target) return c.body(null, 204);
+    return respondWithReplay(c, services.streams!, target, sseFrames(sessionId.data));
+  };
+}
+
 /** The seed 002 wire format: `data: {...}\n\n` events, the content one hand-built (the per-token path). */
 function sseFrames(sessionId: string): StreamFrames {
   const prefix = `data: {"content":`;
   const suffix = `,"sessionId":${JSON.stringify(sessionId)}}\n\n`;
   return {
+    ids: true,
     content: (text) => prefix + JSON.stringify(text) + suffix,
     end: (e) => sse({ done: true, sessionId, messageId: e.messageId, finishReason: e.finishReason, usage: e.usage }),
     error: (error) => sse({ error: error.message, code: error.code, sessionId }),

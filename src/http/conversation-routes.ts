@@ -7,6 +7,7 @@ import type { Conversation, StoredMessage } from '../stores/conversation-store.j
 import type { AppEnv } from './app-env.js';
 import { readJsonBody } from './http-helpers.js';
 import { authenticate } from './authenticate.js';
+import { stopConversationTurn } from '../chat/stop-turn.js';
 
 export const pageQuery = z.object({
   limit: z.coerce.number().int().min(1).max(200).default(50),
@@ -72,6 +73,13 @@ export function conversationRoutes(services: Services): Hono<AppEnv> {
     const renamed = await store.renameConversation(conversation.ownerId, conversation.id, parsed.data.title);
     if (!renamed) throw new AppError('NOT_FOUND', 'Conversation not found');
     return c.json({ conversation: conversationJson(renamed) });
+  });
+
+  /** Stops the conversation's running turn on whichever node runs it (partial reply stored as `stopped`). */
+  routes.post('/:id/stop', async (c) => {
+    const conversation = await owned(c);
+    const stopped = await stopConversationTurn(services, conversation.key);
+    return c.json({ stopped, id: conversation.id });
   });
 
   routes.delete('/:id', async (c) => {

@@ -64,6 +64,15 @@ function routes(config: Config): RouteDoc[] {
       body: chatStreamSchema(config),
       ok: { 200: ['Server-Sent Events', sse] },
     },
+    {
+      method: 'get',
+      path: '/api/v2/ai/chat/stream',
+      tag: 'chat',
+      summary: 'Resume a stream (`Last-Event-ID`): the events after that id, then the rest live; 204 when nothing is kept',
+      auth: 'optional',
+      query: z.object({ sessionId: conversationIdSchema }),
+      ok: { 200: ['Server-Sent Events', sse], 204: ['Nothing to resume', json] },
+    },
     { method: 'post', path: '/api/v2/auth/register', tag: 'auth', summary: 'Create an account; sets the httpOnly token cookie', auth: 'none', body: registerSchema, ok: { 201: ['Signed in', json, signedIn] } },
     { method: 'post', path: '/api/v2/auth/login', tag: 'auth', summary: 'Sign in; sets the httpOnly token cookie', auth: 'none', body: loginSchema, ok: { 200: ['Signed in', json, signedIn] } },
     { method: 'post', path: '/api/v2/auth/logout', tag: 'auth', summary: 'Sign out this session and clear the cookie', auth: 'optional', ok: { 200: ['Signed out', json] } },
@@ -90,6 +99,7 @@ function routes(config: Config): RouteDoc[] {
       ok: { 200: ['A page', json, z.object({ conversation, messages: z.array(message), nextCursor: z.string().nullable() })] },
     },
     { method: 'patch', path: '/api/v2/conversations/:id', tag: 'conversations', summary: 'Rename', auth: 'user', body: renameSchema, ok: { 200: ['Renamed', json, z.object({ conversation })] } },
+    { method: 'post', path: '/api/v2/conversations/:id/stop', tag: 'conversations', summary: 'Stop the running reply, on whichever node runs it (stored as stopped)', auth: 'user', ok: { 200: ['Whether a reply was running', json, z.object({ stopped: z.boolean(), id: z.string() })] } },
     { method: 'delete', path: '/api/v2/conversations/:id', tag: 'conversations', summary: 'Delete (stops a running reply; forgets its memories)', auth: 'user', ok: { 200: ['Deleted', json] } },
     { method: 'get', path: '/api/v2/memory', tag: 'memory', summary: "The caller's long-term memories", auth: 'user', query: pageQuery, ok: { 200: ['A page', json] } },
     { method: 'get', path: '/api/v2/memory/settings', tag: 'memory', summary: 'Whether long-term memory is on for the caller', auth: 'user', ok: { 200: ['The setting', json] } },
@@ -111,6 +121,7 @@ function routes(config: Config): RouteDoc[] {
       ok: { 200: ['A chat.completion, or chat.completion.chunk events', json] },
     },
     { method: 'post', path: '/api/chat', tag: 'ai-sdk', summary: 'AI SDK UI message stream v1 (`useChat`); the chat id is the conversation', auth: 'optional', body: aiChatSchema(), ok: { 200: ['UI message stream', sse] } },
+    { method: 'get', path: '/api/chat/:id/stream', tag: 'ai-sdk', summary: 'Resume the running reply (`useChat({ resume: true })`): replayed from its start, then live; 204 when none runs', auth: 'optional', ok: { 200: ['UI message stream', sse], 204: ['Nothing streaming', json] } },
     { method: 'get', path: '/api/chat/:id/messages', tag: 'ai-sdk', summary: 'A conversation as UI messages (for `useChat({ messages })`)', auth: 'optional', ok: { 200: ['UI messages', json] } },
   ];
 }

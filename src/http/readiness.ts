@@ -30,15 +30,19 @@ const CHECK_TIMEOUT_MS = 3_000;
 export async function readiness(services: Services): Promise<Readiness> {
   const base = { providers: services.models.providers, defaultModel: services.models.defaultModel };
   if (services.turns.closing) return { status: 'shutting-down', checks: {}, ...base };
-  const [store, rateLimiter, memory] = await Promise.all([
+  const { cluster } = services;
+  const [store, rateLimiter, memory, redis] = await Promise.all([
     check(services.store.kind, () => services.store.ping()),
     check(services.limiter.kind, () => services.limiter.ping()),
     services.memory ? services.memory.health() : Promise.resolve({ status: 'off' as const }),
+    cluster ? check(cluster.kind, () => cluster.ping()) : undefined,
   ]);
+  // Without Redis this node still serves its own clients; what is shared across nodes is not.
+  if (redis?.status === 'down') redis.effect = 'this node serves its own clients only: other tabs on other nodes, stops from other nodes and resumes on other nodes miss its turns';
   if (rateLimiter.status === 'down') {
     rateLimiter.effect = services.limiter.failClosed ? 'chat and sign-in are refused (RATE_LIMIT_FAIL_CLOSED)' : 'requests pass without rate limits';
   }
-  const checks = { store, rateLimiter };
+  const checks: Record<string, DependencyCheck> = redis ? { store, rateLimiter, redis } : { store, rateLimiter };
   const unavailable = store.status === 'down' || (rateLimiter.status === 'down' && services.limiter.failClosed);
   const degraded = Object.values(checks).some((c) => c.status === 'down') || memory.status === 'degraded';
   const status = unavailable ? 'unavailable' : degraded ? 'degraded' : 'ready';

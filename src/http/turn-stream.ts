@@ -1,6 +1,8 @@
 import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
-import type { PreparedTurn, TurnSink } from '../chat/chat-pipeline.js';
+import type { ChatTurnEvent, PreparedTurn, TurnSink } from '../chat/chat-pipeline.js';
+import type { ResumeTarget } from '../chat/resume-target.js';
+import { eventId, type TurnStreams } from '../chat/turn-streams.js';
 import { TurnAbort } from '../chat/turn-abort.js';
 import type { AppError } from '../errors.js';
 import type { TokenUsage } from '../models/language-model.js';
@@ -23,6 +25,8 @@ export interface StreamEnd {
  * `end` answers undefined when nothing more is sent (a turn whose client went away).
  */
 export interface StreamFrames {
+  /** Each event carries its resumable `id:` (one SSE event per frame). */
+  ids?: boolean;
   content(text: string): string;
   end(e: StreamEnd): string | undefined;
   error(error: AppError): string;
@@ -40,14 +44,16 @@ export function respondWithTurn(c: Context<AppEnv>, turn: PreparedTurn, frames: 
   if (outgoing) {
     return writeNodeStream(c, outgoing, headers, (stream) => {
       const controller = new AbortController();
-      stream.onClose(() => controller.abort(new TurnAbort('disconnect')));
+      // STREAM_ON_DISCONNECT=continue: the turn runs to its end, stored and resumable.
+      if (!turn.continueOnDisconnect) stream.onClose(() => controller.abort(new TurnAbort('disconnect')));
+      const ids = frames.ids === true;
       return turn.run(
         {
           start: () => undefined,
-          delta: (text) => stream.write(frames.content(text)),
+          delta: (text, id) => stream.write(ids && id ? `id: ${id}\n${frames.content(text)}` : frames.content(text)),
           drained: () => stream.drained(),
-          end: (e) => stream.end(e.finishReason === 'aborted' ? undefined : frames.end(e)),
-          error: (e) => stream.end(frames.error(e.error)),
+          end: (e, id) => stream.end(e.finishReason === 'aborted' ? undefined : withId(frames.end(e), ids ? id : undefined)),
+          error: (e, id) => stream.end(withId(frames.error(e.error), ids ? id : undefined)),
         },
         controller,
       );
@@ -62,7 +68,7 @@ function webStream(c: Context<AppEnv>, turn: PreparedTurn, frames: StreamFrames,
   const response = streamSSE(c, async (stream) => {
     const controller = new AbortController();
     // The runtime cancels the response stream when the client goes away.
-    stream.onAbort(() => controller.abort(new TurnAbort('disconnect')));
+    if (!turn.continueOnDisconnect) stream.onAbort(() => controller.abort(new TurnAbort('disconnect')));
     let pending = Promise.resolve();
     let outstanding = 0;
     const write = (text: string) => {
@@ -95,4 +101,54 @@ function webStream(c: Context<AppEnv>, turn: PreparedTurn, frames: StreamFrames,
 /** One SSE event carrying JSON. */
 export function sse(data: unknown): string {
   return `data: ${JSON.stringify(data)}\n\n`;
+}
+
+function withId(frame: string | undefined, id: string | undefined): string | undefined {
+  return frame !== undefined && id ? `id: ${id}\n${frame}` : frame;
+}
+
+/** A recorded event as the bytes the original stream sent for it (nothing for `start`). */
+function frameOf(frames: StreamFrames, event: ChatTurnEvent, id: string): string | undefined {
+  const frame =
+    event.type === 'delta' ? frames.content(event.text) : event.type === 'end' ? frames.end(event) : event.type === 'error' ? frames.error(event.error) : undefined;
+  return frames.ids ? withId(frame, id) : frame;
+}
+
+/**
+ * Resumes a recorded turn as an HTTP stream: its events after `target.afterSeq`, byte for byte
+ * as first sent, then the rest live until the turn's end. A turn that ended as `aborted` ends
+ * here with its usual last frame.
+ */
+export function respondWithReplay(c: Context<AppEnv>, streams: TurnStreams, target: ResumeTarget, frames: StreamFrames, headers: Record<string, string> = SSE_HEADERS): Response {
+  const controller = new AbortController();
+  const events = streams.follow(target.conversationKey, target.turnId, target.afterSeq, controller.signal);
+  const render = (seq: number, event: ChatTurnEvent) => frameOf(frames, event, eventId(target.turnId, seq));
+  const outgoing = nodeResponse(c);
+  if (outgoing) {
+    return writeNodeStream(c, outgoing, headers, async (stream) => {
+      stream.onClose(() => controller.abort());
+      try {
+        for await (const { seq, event } of events) {
+          const frame = render(seq, event);
+          if (frame === undefined) continue;
+          if (event.type === 'end' || event.type === 'error') return stream.end(frame);
+          if (!stream.write(frame)) await stream.drained();
+        }
+      } catch {
+        // The shared log went away mid-replay (Redis lost): end the stream; the client may retry.
+      }
+      stream.end();
+    });
+  }
+  for (const [name, value] of Object.entries(headers)) if (name !== 'Content-Type') c.header(name, value);
+  const response = streamSSE(c, async (stream) => {
+    stream.onAbort(() => controller.abort());
+    for await (const { seq, event } of events) {
+      const frame = render(seq, event);
+      if (frame !== undefined) await stream.write(frame);
+    }
+  });
+  response.headers.delete('Connection');
+  if (headers['Content-Type']) response.headers.set('Content-Type', headers['Content-Type']);
+  return response;
 }

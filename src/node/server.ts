@@ -14,11 +14,12 @@ import { authenticate } from '../http/authenticate.js';
 import type { Logger } from '../logger.js';
 import { createServices, type Services } from '../services.js';
 import { createSocketServer, type SocketGauges } from '../socket/socket-server.js';
-import { createNodeBackends } from './node-backends.js';
+import { createNodeBackends, StartupError } from './node-backends.js';
 import { createNodeLogger } from './node-logger.js';
 import { realtimeRoute } from './realtime-route.js';
 import { RealtimeService } from '../realtime/realtime-service.js';
 import { normaliseIp } from './client-ip.js';
+import { RedisCluster, RedisConnectError } from '../cluster/redis-cluster.js';
 
 export interface NodeServer {
   readonly httpServer: HttpServer;
@@ -38,7 +39,10 @@ const LISTEN_BACKLOG = 4096;
 
 export async function createNodeServer(config: Config, options: { logger?: Logger } = {}): Promise<NodeServer> {
   const logger = options.logger ?? createNodeLogger(config);
-  const services = createServices(config, await createNodeBackends(config, logger));
+  const cluster = config.redis ? await RedisCluster.connect(config, logger).catch((err: unknown) => {
+    throw err instanceof RedisConnectError ? new StartupError(err.message) : err;
+  }) : undefined;
+  const services = createServices(config, { ...(await createNodeBackends(config, logger)), cluster });
   const app = createApp(services, { connectionIp: (c) => normaliseIp(getConnInfo(c).remote.address), routeDocs: [REALTIME_ROUTE_DOC] });
 
   const realtime = new RealtimeService({ config, limiter: services.limiter, store: services.store, logger: services.logger.child({ component: 'realtime' }) });
@@ -73,7 +77,7 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
     wsUpgrades.emit('upgrade', req, socket, head);
   });
 
-  const { io, gauges } = createSocketServer(httpServer, services, realtime);
+  const { io, gauges } = createSocketServer(httpServer, services, realtime, { adapter: cluster?.socketAdapter() });
   let closing: Promise<void> | undefined;
 
   return {
@@ -115,6 +119,7 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
         for (const socket of sockets) socket.destroy();
         await stopped;
         await services.limiter.close();
+        await cluster?.close();
         await services.memory?.close();
         await services.store.close();
         logger.info(drained, 'shut down');

@@ -43,6 +43,8 @@ export interface DefaultClientToServerEvents {
   /** Logged at debug level; no reply. */
   message: (data: unknown) => void;
   'ai:chat': (payload: AiChatPayload) => void;
+  /** Replays the conversation's running (or just finished) turn from its start, then follows it live. */
+  'ai:resume': (payload: { sessionId: string; token?: string }) => void;
   /** Seed 004: a JSON realtime client event. */
   'realtime-message': (event: RealtimeClientMessage) => void;
   /** Seed 004: PCM16 mono 24 kHz audio. */
@@ -75,7 +77,10 @@ export interface ChatStartPayload {
 
 export interface AiClientToServerEvents {
   'chat:start': (payload: ChatStartPayload) => void;
-  'chat:stop': () => void;
+  /** With a conversationId: that conversation's running turn, wherever it runs; without: this socket's. */
+  'chat:stop': (payload?: { conversationId?: string }) => void;
+  /** Replays the conversation's running (or just finished) turn from its start, then follows it live. */
+  'chat:resume': (payload: { conversationId: string }) => void;
 }
 
 export interface ChatEndPayload {
@@ -89,7 +94,8 @@ export interface ChatEndPayload {
 export interface AiServerToClientEvents {
   'chat:conversation': (payload: { conversationId: string }) => void;
   'chat:user-message': (payload: { messageId: string; content: string }) => void;
-  'chat:message': (payload: { content: string; isComplete: false }) => void;
+  /** `conversationId` is set on the copies another tab of the same user receives. */
+  'chat:message': (payload: { content: string; isComplete: false; conversationId?: string }) => void;
   'chat:end': (payload: ChatEndPayload) => void;
   'chat:error': (payload: { message: string; code: ErrorCode }) => void;
   'chat:stopped': (payload: { conversationId: string; messageId: string | null }) => void;

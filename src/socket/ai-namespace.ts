@@ -7,6 +7,12 @@ import { countTokensBounded } from '../models/tokenizer.js';
 import type { AiClientToServerEvents, AiServerToClientEvents, InterServerEvents, SocketData } from '../protocol/socket-events.js';
 import type { Services } from '../services.js';
 import { runSocketTurn } from './run-socket-turn.js';
+import { replayToSocket } from './replay-to-socket.js';
+import { eventPrincipal } from './socket-auth.js';
+import { ownersOf } from '../chat/principal.js';
+import { conversationKey } from '../stores/conversation-store.js';
+import { stopConversationTurn } from '../chat/stop-turn.js';
+import type { ChatTurnEvent } from '../chat/chat-pipeline.js';
 import { SocketTurns } from './socket-turns.js';
 
 type AiSocket = Socket<AiClientToServerEvents, AiServerToClientEvents, InterServerEvents, SocketData>;
@@ -22,17 +28,67 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
     userId: z.unknown().optional(),
   });
   const log = services.logger.child({ nsp: '/ai' });
+  const continueOnDisconnect = services.config.streams.onDisconnect === 'continue';
+  const resumeSchema = z.object({ conversationId: conversationIdSchema });
+
+  /** The `/ai` events of a turn's end (shared by live turns and replays). */
+  const emitEnd = (target: { emit: AiSocket['emit'] }, e: Extract<ChatTurnEvent, { type: 'end' }>) => {
+    if (e.finishReason === 'stop' || e.finishReason === 'length') {
+      target.emit('chat:end', {
+        messageId: e.messageId,
+        conversationId: e.conversationId,
+        totalTokens: e.usage ? e.usage.inputTokens + e.usage.outputTokens : countTokensBounded(e.content),
+        model: e.model,
+        finishReason: e.finishReason,
+      });
+    } else if (e.finishReason === 'stopped') {
+      target.emit('chat:stopped', { conversationId: e.conversationId, messageId: e.messageId || null });
+    }
+  };
 
   nsp.on('connection', (socket: AiSocket) => {
     const turns = new SocketTurns();
     const sessionLog = withBindings(log, { socketId: socket.id, userId: socket.data.userId });
+    // Every socket of a signed-in user, on any node, receives that user's turns (multi-tab).
+    const userRoom = socket.data.userId ? `user:${socket.data.userId}` : undefined;
+    if (userRoom) void socket.join(userRoom);
 
     socket.on('disconnect', (reason) => {
-      const aborted = turns.abortAll('disconnect');
+      // STREAM_ON_DISCONNECT=continue: the turns run to their end, stored and resumable.
+      const aborted = continueOnDisconnect ? 0 : turns.abortAll('disconnect');
       sessionLog.debug({ reason, aborted }, 'socket disconnected');
     });
 
-    socket.on('chat:stop', () => {
+    socket.on('chat:resume', async (payload: unknown) => {
+      try {
+        const parsed = resumeSchema.safeParse(payload);
+        if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
+        await replayToSocket(services, socket, parsed.data.conversationId, (e) => {
+          if (e.type === 'delta') socket.emit('chat:message', { content: e.text, isComplete: false });
+          else if (e.type === 'end') emitEnd(socket, e);
+          else if (e.type === 'error') socket.emit('chat:error', { message: e.error.message, code: e.error.code });
+        });
+      } catch (err) {
+        const e = toAppError(err);
+        socket.emit('chat:error', { message: e.message, code: e.code });
+      }
+    });
+
+    socket.on('chat:stop', async (payload?: unknown) => {
+      const conversationId = typeof payload === 'object' && payload !== null ? (payload as { conversationId?: unknown }).conversationId : undefined;
+      if (conversationId !== undefined && conversationId !== null) {
+        // That conversation's turn, wherever it runs, for its owner only (someone else's id stops nothing).
+        try {
+          const id = conversationIdSchema.safeParse(conversationId);
+          if (!id.success) throw new AppError('BAD_REQUEST', 'conversationId: not a conversation id');
+          const principal = await eventPrincipal(services, socket, undefined);
+          for (const owner of ownersOf(principal)) await stopConversationTurn(services, conversationKey(owner, id.data));
+        } catch (err) {
+          const e = toAppError(err);
+          socket.emit('chat:error', { message: e.message, code: e.code });
+        }
+        return;
+      }
       if (turns.size === 0) {
         sessionLog.debug({}, 'chat:stop with nothing streaming');
         return;
@@ -47,6 +103,9 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
         const parsed = startSchema.safeParse(payload);
         if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
         const { message, conversationId, model, maxTokens, temperature } = parsed.data;
+        // The same events, with the conversation named, for the user's other tabs (every node through the adapter).
+        const tabs = userRoom ? socket.to(userRoom) : undefined;
+        let turnConversation = '';
         await runSocketTurn({
           services,
           socket,
@@ -55,24 +114,26 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
           input: { message, conversationId: conversationId ?? undefined, model, maxTokens, temperature },
           events: {
             start: (e) => {
+              turnConversation = e.conversationId;
               if (e.conversationCreated) socket.emit('chat:conversation', { conversationId: e.conversationId });
               socket.emit('chat:user-message', { messageId: e.userMessageId, content: e.content });
-            },
-            delta: (text) => socket.emit('chat:message', { content: text, isComplete: false }),
-            end: (e) => {
-              if (e.finishReason === 'stop' || e.finishReason === 'length') {
-                socket.emit('chat:end', {
-                  messageId: e.messageId,
-                  conversationId: e.conversationId,
-                  totalTokens: e.usage ? e.usage.inputTokens + e.usage.outputTokens : countTokensBounded(e.content),
-                  model: e.model,
-                  finishReason: e.finishReason,
-                });
-              } else if (e.finishReason === 'stopped') {
-                socket.emit('chat:stopped', { conversationId: e.conversationId, messageId: e.messageId || null });
+              if (tabs) {
+                if (e.conversationCreated) tabs.emit('chat:conversation', { conversationId: e.conversationId });
+                tabs.emit('chat:user-message', { messageId: e.userMessageId, content: e.content });
               }
             },
-            error: (e) => socket.emit('chat:error', { message: e.error.message, code: e.error.code }),
+            delta: (text) => {
+              socket.emit('chat:message', { content: text, isComplete: false });
+              tabs?.emit('chat:message', { content: text, isComplete: false, conversationId: turnConversation });
+            },
+            end: (e) => {
+              emitEnd(socket, e);
+              if (tabs) emitEnd(tabs, e);
+            },
+            error: (e) => {
+              socket.emit('chat:error', { message: e.error.message, code: e.error.code });
+              tabs?.emit('chat:error', { message: e.error.message, code: e.error.code });
+            },
           },
         });
       } catch (err) {

@@ -26,11 +26,12 @@ export function outgoingBytes(socket: { conn: unknown }): number {
  * pulling from the model meanwhile, and gives up after SLOW_CLIENT_TIMEOUT_MS), or at once
  * when `signal` aborts (a disconnect or stop ends the turn anyway).
  */
-export function waitForRoom(socket: { conn: unknown }, options: { maxBytes: number; signal: AbortSignal }): Promise<void> {
+export function waitForRoom(socket: { conn: unknown; connected?: boolean }, options: { maxBytes: number; signal: AbortSignal }): Promise<void> {
   const lowWater = options.maxBytes / 2;
   return new Promise<void>((resolve) => {
     const check = () => {
-      if (!options.signal.aborted && outgoingBytes(socket) > lowWater) return;
+      // A socket that is gone (its turn continuing: STREAM_ON_DISCONNECT=continue) has nothing left to drain.
+      if (!options.signal.aborted && socket.connected !== false && outgoingBytes(socket) > lowWater) return;
       clearInterval(timer);
       resolve();
     };

@@ -15,6 +15,7 @@ import type { RealtimeService } from '../realtime/realtime-service.js';
 import { attachRealtimeEvents } from './realtime-events.js';
 import { runSocketTurn } from './run-socket-turn.js';
 import { SocketTurns } from './socket-turns.js';
+import { replayToSocket } from './replay-to-socket.js';
 
 type DefaultSocket = Socket<DefaultClientToServerEvents, DefaultServerToClientEvents, InterServerEvents, SocketData>;
 export type DefaultNamespace = Namespace<DefaultClientToServerEvents, DefaultServerToClientEvents, InterServerEvents, SocketData>;
@@ -46,7 +47,8 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
     sessionLog.debug({ ip: socket.data.ip }, 'socket connected');
 
     socket.on('disconnect', (reason) => {
-      const aborted = turns.abortAll('disconnect');
+      // STREAM_ON_DISCONNECT=continue: the turns run to their end, stored and resumable.
+      const aborted = services.config.streams.onDisconnect === 'continue' ? 0 : turns.abortAll('disconnect');
       sessionLog.debug({ reason, aborted }, 'socket disconnected');
     });
 
@@ -61,6 +63,27 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
     });
 
     socket.on('ai:chat', (payload: unknown) => void streamed(socket, payload));
+
+    socket.on('ai:resume', async (payload: unknown) => {
+      try {
+        const sessionId = conversationIdSchema.safeParse(isRecord(payload) ? payload.sessionId : undefined);
+        if (!sessionId.success) throw new AppError('BAD_REQUEST', 'sessionId: a conversation id is required');
+        const token = isRecord(payload) ? payload.token : undefined;
+        await replayToSocket(
+          services,
+          socket,
+          sessionId.data,
+          (e) => {
+            if (e.type === 'delta') socket.emit('ai:stream', { content: e.text, sessionId: sessionId.data });
+            else if (e.type === 'end') socket.emit('ai:complete', { response: e.content, sessionId: sessionId.data, messageId: e.messageId });
+            else if (e.type === 'error') socket.emit('ai:error', { error: e.error.message, code: e.error.code });
+          },
+          token,
+        );
+      } catch (err) {
+        socket.emit('ai:error', protocolError(err));
+      }
+    });
 
     attachRealtimeEvents(socket, services, realtime);
 

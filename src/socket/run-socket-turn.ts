@@ -45,7 +45,7 @@ export async function runSocketTurn(options: {
         start: (e) => events.start?.(e),
         delta: (text) => {
           events.delta(text);
-          return outgoingBytes(socket) <= maxBacklogBytes;
+          return !socket.connected || outgoingBytes(socket) <= maxBacklogBytes;
         },
         drained: () => waitForRoom(socket, { maxBytes: maxBacklogBytes, signal: running.signal }),
         end: (e) => events.end(e),

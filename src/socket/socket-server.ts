@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import { ANONYMOUS_COOKIE, anonymousCookieLine } from '../auth/anonymous-sessions.js';
 import { readCookie, TOKEN_COOKIE } from '../auth/token-sources.js';
-import { Server } from 'socket.io';
+import { Server, type ServerOptions } from 'socket.io';
 import type { InterServerEvents, SocketData } from '../protocol/socket-events.js';
 import type { Services } from '../services.js';
 import { attachAiNamespace, type AiNamespace } from './ai-namespace.js';
@@ -19,12 +19,19 @@ export interface SocketGauges {
 }
 
 /** The Socket.IO sidecar on the same http.Server as Hono: namespaces `/` and `/ai`. */
-export function createSocketServer(httpServer: HttpServer, services: Services, realtime: RealtimeService): { io: Server; gauges: SocketGauges } {
+export function createSocketServer(
+  httpServer: HttpServer,
+  services: Services,
+  realtime: RealtimeService,
+  /** `adapter`: rooms across nodes (REDIS_URL). */
+  options: { adapter?: ServerOptions['adapter'] | undefined } = {},
+): { io: Server; gauges: SocketGauges } {
   const { config } = services;
   // Non-browser clients send no Origin.
   const allowedOrigin = (origin: string | undefined, host: string | undefined, quiet = false) => origin === undefined || services.origins(origin, host, { quiet });
   const io = new Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>(httpServer, {
     path: '/socket.io/',
+    ...(options.adapter ? { adapter: options.adapter } : {}),
     // The browser client at /socket.io/socket.io.js (and .min.js, .esm.min.js, maps), the version
     // that matches this server: a page can use the gateway with one <script> tag and no bundler.
     serveClient: true,

@@ -16,12 +16,13 @@ describe('POST /api/v2/ai/chat/stream (seed 002 SSE)', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
     const raw = await res.text();
-    // Each event is exactly one `data: {json}` line followed by a blank line.
-    expect(raw).toMatch(/^data: \{"content":"[^"]*","sessionId":"[0-9a-f-]{36}"\}\n\n/);
-    const events = raw
-      .split('\n\n')
-      .filter(Boolean)
-      .map((f) => JSON.parse(f.slice('data: '.length)) as Record<string, unknown>);
+    // Each event is an `id:` line (PROTOCOLS.md 3b: resumable) and one `data: {json}` line, then a blank line.
+    expect(raw).toMatch(/^id: [a-z0-9]+-\d+\ndata: \{"content":"[^"]*","sessionId":"[0-9a-f-]{36}"\}\n\n/);
+    const frames = raw.split('\n\n').filter(Boolean);
+    expect(frames.every((f) => /^id: [a-z0-9]+-\d+\ndata: [^\n]+$/.test(f))).toBe(true);
+    const ids = frames.map((f) => Number(/^id: [a-z0-9]+-(\d+)/.exec(f)![1]));
+    expect(ids.every((id, i) => i === 0 || id === ids[i - 1]! + 1)).toBe(true);
+    const events = frames.map((f) => JSON.parse(f.slice(f.indexOf('\ndata: ') + '\ndata: '.length)) as Record<string, unknown>);
     const last = events.at(-1)!;
     expect(last).toMatchObject({ done: true, finishReason: 'stop' });
     const sessionId = last.sessionId as string;

@@ -1,0 +1,33 @@
+import { conversationKey } from '../stores/conversation-store.js';
+import { ownersOf, type Principal } from './principal.js';
+import type { TurnStreams } from './turn-streams.js';
+
+export interface ResumeTarget {
+  conversationKey: string;
+  turnId: string;
+  /** The last event the client already has (0: replay from the start). */
+  afterSeq: number;
+  /** The turn had ended when looked up. */
+  ended: boolean;
+}
+
+/**
+ * The recorded turn a client may resume: the latest of the caller's own conversation with this
+ * id (or the one its Last-Event-ID names). Keys carry the owner, so nobody reaches another's.
+ */
+export async function findResumable(
+  streams: TurnStreams | undefined,
+  principal: Principal,
+  conversationId: string,
+  last?: { turnId: string; seq: number } | undefined,
+): Promise<ResumeTarget | undefined> {
+  if (!streams) return undefined;
+  for (const owner of ownersOf(principal)) {
+    const key = conversationKey(owner, conversationId);
+    const latest = await streams.latest(key);
+    if (!latest) continue;
+    if (last && last.turnId !== latest.turnId) return { conversationKey: key, turnId: last.turnId, afterSeq: last.seq, ended: true };
+    return { conversationKey: key, turnId: latest.turnId, afterSeq: last?.seq ?? 0, ended: latest.ended };
+  }
+  return undefined;
+}

@@ -1,0 +1,103 @@
+import cluster, { type Worker } from 'node:cluster';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { ConfigError, loadConfig } from '../config.js';
+import { createNodeServer } from './server.js';
+
+/**
+ * `npm run start:cluster`: one gateway process per core on one port. The primary accepts each
+ * TCP connection, peeks at its first request, and hands the socket itself to a worker (no
+ * proxying: every byte after that goes straight between the client and the worker). A request
+ * naming an Engine.IO session (`sid=`, polling) goes to the worker that owns it, which the sid
+ * says (`<worker>_<random>`); anything else round-robin. Polling responses close their
+ * connection, so each poll is routed afresh. With REDIS_URL every shared rule holds across the
+ * workers (rooms, BUSY, stops, resumes); Upstash makes rate limits exact.
+ */
+const WORKER_ENV = 'GATEWAY_WORKER_INDEX';
+
+if (existsSync('.env')) process.loadEnvFile('.env');
+
+if (cluster.isPrimary) void primary();
+else void worker(Number(process.env[WORKER_ENV]));
+
+async function primary(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    console.error(err instanceof ConfigError ? err.message : String(err));
+    process.exit(78);
+  }
+  const count = config.clusterWorkers || os.availableParallelism();
+  if (!config.redis) console.warn('start:cluster without REDIS_URL: each worker keeps its own rooms, BUSY rule, stops and resumable streams; set REDIS_URL');
+  if (!config.upstash) console.warn('start:cluster without UPSTASH_REDIS_REST_URL: each worker counts rate limits on its own');
+  const workers: (Worker | undefined)[] = [];
+  let stopping = false;
+  const fork = (index: number) => {
+    const w = cluster.fork({ [WORKER_ENV]: String(index) });
+    workers[index] = w;
+    w.on('exit', () => {
+      workers[index] = undefined;
+      if (!stopping) setTimeout(() => fork(index), 500);
+    });
+  };
+  for (let i = 0; i < count; i++) fork(i);
+  await Promise.all(workers.map((w) => new Promise((resolve) => w!.once('message', resolve))));
+
+  let next = 0;
+  const server = net.createServer({ pauseOnConnect: true }, (socket) => {
+    socket.on('error', () => socket.destroy());
+    socket.once('data', (head: Buffer) => {
+      socket.pause();
+      const line = head.subarray(0, Math.min(head.length, 2048)).toString('latin1');
+      const owner = /[?&]sid=([0-9a-z]+)_/.exec(line.slice(0, line.indexOf('\r\n') >>> 0));
+      let index = owner ? parseInt(owner[1]!, 36) : -1;
+      if (!workers[index]) index = next++ % count;
+      const target = workers[index] ?? workers.find(Boolean);
+      if (!target) return socket.destroy();
+      target.send({ type: 'gateway:connection', head: head.toString('base64') }, socket, (err) => {
+        if (err) socket.destroy();
+      });
+    });
+    socket.resume();
+  });
+  server.listen({ port: config.port, host: config.host, backlog: 4096 }, () => {
+    console.log(JSON.stringify({ level: 30, msg: 'cluster listening', port: config.port, host: config.host, workers: count }));
+  });
+  const shutdown = () => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    server.close();
+    for (const w of workers) w?.process.kill('SIGTERM');
+    Promise.all(workers.map((w) => (w && w.isConnected() ? new Promise((r) => w.once('exit', r)) : undefined))).then(() => process.exit(0));
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+}
+
+async function worker(index: number): Promise<void> {
+  const config = loadConfig(process.env);
+  const server = await createNodeServer(config);
+  // The session id names its worker, so the primary routes every poll of a session to it.
+  const engine = server.io.engine as unknown as { generateId: () => string; on(event: string, listener: (headers: Record<string, string>, req: { url?: string }) => void): void };
+  const random = engine.generateId.bind(engine);
+  engine.generateId = () => `${index.toString(36)}_${String(random()).replace(/[^0-9A-Za-z]/g, '')}`;
+  engine.on('headers', (headers, req) => {
+    if (req.url?.includes('transport=polling')) headers.Connection = 'close';
+  });
+  process.on('message', (message: { type?: string; head?: string }, socket: net.Socket | undefined) => {
+    if (message?.type !== 'gateway:connection' || !socket) return;
+    server.httpServer.emit('connection', socket);
+    socket.emit('data', Buffer.from(message.head ?? '', 'base64'));
+    socket.resume();
+  });
+  let signals = 0;
+  const shutdown = () => {
+    if (++signals > 1) process.exit(1);
+    server.close().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+  process.send?.({ type: 'gateway:ready' });
+}

@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest';
+import { InProcessTurnStreams, parseEventId } from '../../src/chat/turn-streams.js';
+import { postChat, readSse } from '../helpers/sse.js';
+import { startGateway } from '../helpers/gateway.js';
+
+const end = { type: 'end' as const, conversationId: 'c', messageId: 'm', content: 'ab', finishReason: 'stop' as const, usage: undefined, model: 'local' };
+
+describe('in-process turn logs', () => {
+  it('replays after a sequence number, then follows live to the end', async () => {
+    const streams = new InProcessTurnStreams({ ttlMs: 60_000, maxBytes: 1_000_000 });
+    const log = streams.open('o/c');
+    log.append({ type: 'delta', text: 'a' });
+    const seen: number[] = [];
+    const following = (async () => {
+      for await (const { seq } of streams.follow('o/c', log.turnId, 1, new AbortController().signal)) seen.push(seq);
+    })();
+    log.append({ type: 'delta', text: 'b' });
+    log.append(end);
+    await following;
+    expect(seen).toEqual([2, 3]);
+    expect(await streams.latest('o/c')).toEqual({ turnId: log.turnId, ended: true });
+    expect(parseEventId(`${log.turnId}-3`)).toEqual({ turnId: log.turnId, seq: 3 });
+    expect(parseEventId('garbage')).toBeUndefined();
+  });
+
+  it('holds at most maxBytes, evicting ended turns first', () => {
+    const streams = new InProcessTurnStreams({ ttlMs: 60_000, maxBytes: 10_000 });
+    const old = streams.open('o/old');
+    old.append({ type: 'delta', text: 'x'.repeat(1_000) });
+    old.append(end);
+    const running = streams.open('o/running');
+    for (let i = 0; i < 20; i++) running.append({ type: 'delta', text: 'y'.repeat(500) });
+    expect(streams.bytes).toBeLessThanOrEqual(10_000);
+    return expect(streams.latest('o/old')).resolves.toBeUndefined();
+  });
+
+  it('one node, no Redis: an SSE stream resumes with Last-Event-ID', async () => {
+    const gw = await startGateway({ STREAM_ON_DISCONNECT: 'continue', LOCAL_MODEL_TOKEN_DELAY_MS: '5' });
+    try {
+      const sessionId = 'single-node-resume';
+      const whole = await (await postChat(gw.url, { message: 'hello there', sessionId, maxTokens: 20 })).text();
+      const frames = whole.split('\n\n').filter(Boolean);
+      const third = /^id: (\S+)/.exec(frames[2]!)![1]!;
+      const rest = await (await fetch(`${gw.url}/api/v2/ai/chat/stream?sessionId=${sessionId}`, { headers: { 'Last-Event-ID': third } })).text();
+      expect(frames.slice(0, 3).map((f) => `${f}\n\n`).join('') + rest).toBe(whole);
+      expect((await readSse(new Response(rest))).at(-1)).toMatchObject({ done: true });
+      expect((await fetch(`${gw.url}/api/v2/ai/chat/stream?sessionId=nothing-here`)).status).toBe(204);
+    } finally {
+      await gw.destroy();
+    }
+  });
+});

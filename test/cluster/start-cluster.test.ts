@@ -1,0 +1,60 @@
+/** `npm run start:cluster`'s entry with two workers on one port: Engine.IO polling keeps its worker, SSE works. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDataDir } from '../helpers/gateway.js';
+import { freePort } from '../helpers/ports.js';
+import { postChat, readSse } from '../helpers/sse.js';
+import { waitFor } from '../helpers/wait.js';
+import { startRedisServer } from '../standins/redis-server.js';
+import { client, closeAllClients, type AiClient } from '../socket/socket-harness.js';
+
+describe('start:cluster (two workers, one port)', () => {
+  let child: ChildProcess;
+  let redis: Awaited<ReturnType<typeof startRedisServer>>;
+  let url: string;
+
+  beforeAll(async () => {
+    redis = await startRedisServer();
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    child = spawn(process.execPath, ['--import', 'tsx', 'src/node/cluster-main.ts'], {
+      env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: tempDataDir(), CLUSTER_WORKERS: '2', REDIS_URL: `redis://127.0.0.1:${redis.port}`, JWT_SECRET: 'cluster-test-secret-cluster-test-secret-01', MEMORY_ENABLED: 'false', LOG_LEVEL: 'error' },
+      stdio: 'ignore',
+    });
+    await waitFor(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.ok, 60_000, 200);
+  }, 90_000);
+
+  afterAll(async () => {
+    closeAllClients();
+    if (child && child.exitCode === null) {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    }
+    await redis?.close();
+  });
+
+  it('polling-only Socket.IO clients complete turns (every poll reaches the worker holding the session)', async () => {
+    const sockets = Array.from({ length: 4 }, () => client<AiClient>(`${url}/ai`, { transports: ['polling'] }));
+    const ends = await Promise.all(
+      sockets.map(
+        (s, i) =>
+          new Promise<{ finishReason: string }>((resolve, reject) => {
+            s.on('connect_error', reject);
+            s.on('chat:error', (e) => reject(new Error(e.message)));
+            s.on('chat:end', resolve);
+            s.emit('chat:start', { message: `polling ${i}`, maxTokens: 20 });
+          }),
+      ),
+    );
+    expect(ends.every((e) => e.finishReason === 'stop' || e.finishReason === 'length')).toBe(true);
+    expect(sockets.every((s) => s.connected)).toBe(true);
+  });
+
+  it('SSE turns and /readyz with Redis', async () => {
+    const events = await readSse(await postChat(url, { message: 'hello cluster', maxTokens: 10 }));
+    expect(events.at(-1)).toMatchObject({ done: true });
+    const ready = (await (await fetch(`${url}/readyz`)).json()) as { checks: Record<string, { status: string }> };
+    expect(ready.checks.redis?.status).toBe('ok');
+  });
+});

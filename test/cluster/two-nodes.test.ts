@@ -1,0 +1,297 @@
+/**
+ * Two gateways on one real redis-server (and one shared SQLite DATA_DIR, WAL mode, as two
+ * processes on one machine would share it): rooms, BUSY, stops and resumable streams across
+ * nodes, the rate limit across both (Upstash stand-in over the same Redis), and a Redis restart.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import os from 'node:os';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bearer, register, type Account } from '../helpers/accounts.js';
+import { messagesOf } from '../helpers/conversations.js';
+import { startGateway, tempDataDir, type TestGateway } from '../helpers/gateway.js';
+import { freePort } from '../helpers/ports.js';
+import { contentOf, postChat, readSse } from '../helpers/sse.js';
+import { TEST_JWT_SECRET } from '../helpers/tokens.js';
+import { waitFor } from '../helpers/wait.js';
+import { startOpenAIStandin, type Standin } from '../standins/openai-standin.js';
+import { startUpstashStandin } from '../standins/upstash-standin.js';
+import { client, closeAllClients, type AiClient } from '../socket/socket-harness.js';
+
+/** A redis-server on a fixed port, so the test can kill it and start it again at the same address. */
+async function redisAt(port: number): Promise<ChildProcess> {
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', os.tmpdir()], { stdio: 'ignore' });
+  process.once('exit', () => child.kill('SIGKILL'));
+  await waitFor(async () => {
+    const net = await import('node:net');
+    return new Promise<boolean>((resolve) => {
+      const s = net.connect({ port, host: '127.0.0.1' }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+  }, 10_000, 50);
+  return child;
+}
+
+async function stopRedis(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGKILL');
+  await exited;
+}
+
+/** The raw bytes of an SSE response, and its frames (`id:` and `data:`). */
+async function readRaw(res: Response, cutAfterFrames?: number, cut?: AbortController): Promise<string> {
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  for (;;) {
+    const { done, value } = await reader.read().catch(() => ({ done: true, value: undefined }));
+    if (done) break;
+    text += decoder.decode(value, { stream: true });
+    if (cutAfterFrames !== undefined && text.split('\n\n').length - 1 >= cutAfterFrames) {
+      cut!.abort();
+      break;
+    }
+  }
+  return text;
+}
+
+/** Complete frames only (what a client keeps of a cut stream). */
+function completeFrames(raw: string): string {
+  return raw.slice(0, raw.lastIndexOf('\n\n') + 2);
+}
+
+function lastId(raw: string): string {
+  const ids = [...raw.matchAll(/^id: (.+)$/gm)].map((m) => m[1]!);
+  return ids.at(-1)!;
+}
+
+describe('two nodes on one Redis', () => {
+  let redisPort: number;
+  let redis: ChildProcess;
+  let upstash: Awaited<ReturnType<typeof startUpstashStandin>>;
+  let openai: Standin;
+  let a: TestGateway;
+  let b: TestGateway;
+  let user: Account;
+  const dataDir = tempDataDir();
+
+  beforeAll(async () => {
+    redisPort = await freePort();
+    redis = await redisAt(redisPort);
+    upstash = await startUpstashStandin({ redisPort, token: 'cluster-token' });
+    openai = await startOpenAIStandin();
+    const env = {
+      DATA_DIR: dataDir,
+      JWT_SECRET: TEST_JWT_SECRET,
+      REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+      REDIS_KEY_PREFIX: `t${Date.now()}`,
+      UPSTASH_REDIS_REST_URL: upstash.url,
+      UPSTASH_REDIS_REST_TOKEN: 'cluster-token',
+      RATE_LIMIT_PREFIX: `rl${Date.now()}`,
+      RATE_LIMIT_ANON: '5',
+      RATE_LIMIT_USER: '1000',
+      STREAM_ON_DISCONNECT: 'continue',
+      LOCAL_MODEL_TOKEN_DELAY_MS: '15',
+      MEMORY_ENABLED: 'false',
+      OPENAI_API_KEY: 'sk-test',
+      OPENAI_BASE_URL: openai.url,
+      DEFAULT_MODEL: 'local',
+      SOCKET_TRANSPORTS: 'websocket',
+    };
+    a = await startGateway(env);
+    b = await startGateway(env);
+    user = await register(a.url, `cluster-${Date.now()}@example.com`);
+  });
+
+  afterAll(async () => {
+    closeAllClients();
+    await a?.close();
+    await b?.close();
+    await openai?.close();
+    await upstash?.close();
+    if (redis) await stopRedis(redis);
+  });
+
+  const aiClient = (gw: TestGateway) => client<AiClient>(`${gw.url}/ai`, { auth: { token: user.token }, transports: ['websocket'] });
+  const connected = (s: AiClient) => (s.connected ? Promise.resolve() : once(s as never, 'connect'));
+
+  it('a reply streaming on node A reaches the same user\'s tab on node B, live', async () => {
+    const tabA = aiClient(a);
+    const tabB = aiClient(b);
+    await Promise.all([connected(tabA), connected(tabB)]);
+    let onB = '';
+    let firstOnBAt = 0;
+    const endOnB = new Promise<{ conversationId: string }>((resolve) => tabB.on('chat:end', resolve));
+    tabB.on('chat:message', (m) => {
+      firstOnBAt ||= performance.now();
+      onB += m.content;
+    });
+    let onA = '';
+    tabA.on('chat:message', (m) => (onA += m.content));
+    const endOnA = new Promise<{ conversationId: string; messageId: string }>((resolve) => tabA.on('chat:end', resolve));
+    tabA.emit('chat:start', { message: 'tell me about two tabs', maxTokens: 40 });
+    const [endA, endB] = await Promise.all([endOnA, endOnB]);
+    expect(endB.conversationId).toBe(endA.conversationId);
+    expect(onB).toBe(onA);
+    expect(onA.length).toBeGreaterThan(0);
+    // Live: B saw the first chunk before A's turn ended.
+    expect(firstOnBAt).toBeGreaterThan(0);
+  });
+
+  it('BUSY is decided across nodes, and a stop sent to node B stops the turn on node A within 500 ms (upstream closed, partial stored)', async () => {
+    openai.setScript(() => ({ tokens: Array.from({ length: 200 }, (_, i) => `w${i} `), delayMs: 50 }));
+    const sessionId = `stop-${Date.now()}`;
+    const res = await postChat(a.url, { message: 'a long one', sessionId, model: 'gpt-4o-mini' }, bearer(user));
+    const reader = res.body!.getReader();
+    const firstChunk = new TextDecoder().decode((await reader.read()).value);
+    expect(firstChunk).toMatch(/"content":"w0 /);
+
+    const busy = await postChat(b.url, { message: 'me too', sessionId }, bearer(user));
+    expect(busy.status).toBe(409);
+    expect(await busy.json()).toMatchObject({ code: 'BUSY' });
+
+    const aborted = openai.waitForAbort(2_000);
+    const started = performance.now();
+    const stop = await fetch(`${b.url}/api/v2/conversations/${sessionId}/stop`, { method: 'POST', headers: bearer(user) });
+    expect(await stop.json()).toEqual({ stopped: true, id: sessionId });
+    await aborted;
+    expect(performance.now() - started).toBeLessThan(500);
+    while (!(await reader.read()).done);
+    const stored = await waitFor(async () => {
+      const reply = (await messagesOf(a, sessionId, user.user.id)).find((m) => m.role === 'assistant');
+      return reply?.finishReason === 'stopped' ? reply : undefined;
+    });
+    expect(stored.content).toMatch(/^w0 /);
+    // Someone else's conversation: NOT_FOUND; nothing running: stopped false.
+    const other = await register(b.url, `other-${Date.now()}@example.com`);
+    expect((await fetch(`${b.url}/api/v2/conversations/${sessionId}/stop`, { method: 'POST', headers: bearer(other) })).status).toBe(404);
+    expect(await (await fetch(`${a.url}/api/v2/conversations/${sessionId}/stop`, { method: 'POST', headers: bearer(user) })).json()).toEqual({ stopped: false, id: sessionId });
+    // The lock is gone: the conversation takes a new turn on B.
+    const next = await postChat(b.url, { message: 'again', sessionId, maxTokens: 5 }, bearer(user));
+    expect(next.status).toBe(200);
+    await next.text();
+  });
+
+  it('an SSE client cut mid-reply resumes on the other node with no gap and no duplicate', async () => {
+    const sessionId = `resume-${Date.now()}`;
+    const cut = new AbortController();
+    const res = await postChat(a.url, { message: 'resume this reply please, it is long enough', sessionId, maxTokens: 60 }, bearer(user), cut.signal);
+    const partial = completeFrames(await readRaw(res, 5, cut));
+    expect(partial).toMatch(/^id: [a-z0-9]+-\d+\ndata: /);
+    const resumed = await fetch(`${b.url}/api/v2/ai/chat/stream?sessionId=${sessionId}`, { headers: { ...bearer(user), 'Last-Event-ID': lastId(partial) } });
+    expect(resumed.status).toBe(200);
+    expect(resumed.headers.get('content-type')).toMatch(/text\/event-stream/);
+    const rest = await resumed.text();
+    // The whole turn, from its start, once it has ended: the uncut bytes.
+    const whole = await (await fetch(`${b.url}/api/v2/ai/chat/stream?sessionId=${sessionId}`, { headers: bearer(user) })).text();
+    expect(partial + rest).toBe(whole);
+    const events = await readSse(new Response(whole));
+    expect(events.at(-1)).toMatchObject({ done: true, finishReason: expect.stringMatching(/stop|length/) });
+    const stored = (await messagesOf(b, sessionId, user.user.id)).find((m) => m.role === 'assistant')!;
+    expect(contentOf(events)).toBe(stored.content);
+    // Another owner resumes nothing.
+    const stranger = await register(a.url, `stranger-${Date.now()}@example.com`);
+    expect((await fetch(`${b.url}/api/v2/ai/chat/stream?sessionId=${sessionId}`, { headers: bearer(stranger) })).status).toBe(204);
+  });
+
+  it('a Socket.IO client that left resumes on the other node with chat:resume; the reply whose only client left is complete in the store', async () => {
+    const first = aiClient(a);
+    await connected(first);
+    let conversationId = '';
+    const gotSome = new Promise<void>((resolve) => first.once('chat:message', () => resolve()));
+    first.once('chat:conversation', (c) => (conversationId = c.conversationId));
+    first.emit('chat:start', { message: 'a reply to resume over sockets', maxTokens: 60 });
+    await gotSome;
+    first.close(); // the only client of this turn is gone (STREAM_ON_DISCONNECT=continue)
+
+    const second = aiClient(b);
+    await connected(second);
+    let text = '';
+    second.on('chat:message', (m) => {
+      if (m.conversationId === undefined) text += m.content;
+    });
+    const end = new Promise<{ finishReason: string; messageId: string }>((resolve) => second.once('chat:end', resolve));
+    second.emit('chat:resume', { conversationId });
+    const ended = await end;
+    const stored = await waitFor(async () => (await messagesOf(a, conversationId, user.user.id)).find((m) => m.role === 'assistant'));
+    expect(stored.id).toBe(ended.messageId);
+    expect(stored.finishReason).toMatch(/stop|length/);
+    expect(text).toBe(stored.content);
+
+    const nothing = new Promise<{ code: string }>((resolve) => second.once('chat:error', resolve));
+    second.emit('chat:resume', { conversationId: 'never-streamed' });
+    expect(await nothing).toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('the AI SDK resume route answers 204 when nothing streams, and the running reply otherwise', async () => {
+    const id = `sdk-${Date.now()}`;
+    expect((await fetch(`${b.url}/api/chat/${id}/stream`, { headers: bearer(user) })).status).toBe(204);
+    const res = await fetch(`${a.url}/api/chat`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', ...bearer(user) },
+      body: JSON.stringify({ id, messages: [{ id: 'm1', role: 'user', parts: [{ type: 'text', text: 'resume me in the sdk' }] }], maxTokens: 30 }),
+    });
+    const reader = res.body!.getReader();
+    await reader.read();
+    const resumed = await fetch(`${b.url}/api/chat/${id}/stream`, { headers: bearer(user) });
+    expect(resumed.status).toBe(200);
+    const body = await resumed.text();
+    expect(body).toMatch(/"type":"start"/);
+    expect(body).toMatch(/"type":"finish"/);
+    expect(body.endsWith('data: [DONE]\n\n')).toBe(true);
+    while (!(await reader.read()).done);
+    expect((await fetch(`${b.url}/api/chat/${id}/stream`, { headers: bearer(user) })).status).toBe(204);
+  });
+
+  it('the rate limit is exact across both nodes', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const res = await postChat(i % 2 ? b.url : a.url, { message: `anon ${i}`, maxTokens: 2 });
+      statuses.push(res.status);
+      await res.text();
+    }
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
+  });
+
+  it('Redis restarted mid-stream: no node crashes, the stream finishes, readyz says degraded, then resumes work for turns started after', async () => {
+    const sessionId = `restart-${Date.now()}`;
+    const res = await postChat(a.url, { message: 'keep streaming while redis restarts', sessionId, maxTokens: 80 }, bearer(user));
+    const body = res.text();
+    await stopRedis(redis);
+    const ready = await waitFor(async () => {
+      const r = (await (await fetch(`${b.url}/readyz`)).json()) as { status: string; checks: Record<string, { status: string }> };
+      return r.checks.redis?.status === 'down' ? r : undefined;
+    }, 10_000);
+    expect(ready.status).toBe('degraded');
+    const events = await readSse(new Response(await body));
+    expect(events.at(-1)).toMatchObject({ done: true });
+    // Both nodes still serve their own clients.
+    const local = await postChat(b.url, { message: 'no redis', maxTokens: 3 }, bearer(user));
+    expect((await readSse(local)).at(-1)).toMatchObject({ done: true });
+
+    redis = await redisAt(redisPort);
+    await waitFor(async () => {
+      const [ra, rb] = await Promise.all([a, b].map(async (gw) => ((await (await fetch(`${gw.url}/readyz`)).json()) as { checks: Record<string, { status: string }> }).checks.redis?.status));
+      return ra === 'ok' && rb === 'ok';
+    }, 15_000, 100);
+
+    const after = `after-${Date.now()}`;
+    const cut = new AbortController();
+    const partial = completeFrames(await readRaw(await postChat(a.url, { message: 'a turn after the restart, resumed elsewhere', sessionId: after, maxTokens: 60 }, bearer(user), cut.signal), 4, cut));
+    const rest = await (await fetch(`${b.url}/api/v2/ai/chat/stream?sessionId=${after}`, { headers: { ...bearer(user), 'Last-Event-ID': lastId(partial) } })).text();
+    const whole = await (await fetch(`${a.url}/api/v2/ai/chat/stream?sessionId=${after}`, { headers: bearer(user) })).text();
+    expect(partial + rest).toBe(whole);
+    expect((await readSse(new Response(whole))).at(-1)).toMatchObject({ done: true });
+    // Rooms work again across nodes.
+    const tabA = aiClient(a);
+    const tabB = aiClient(b);
+    await Promise.all([connected(tabA), connected(tabB)]);
+    const seenOnB = new Promise((resolve) => tabB.once('chat:end', resolve));
+    tabA.emit('chat:start', { message: 'rooms after restart', maxTokens: 5 });
+    await seenOnB;
+  }, 60_000);
+});
