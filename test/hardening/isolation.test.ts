@@ -42,11 +42,12 @@ function sseFrom(url: string, localAddress: string, body: object, cookie?: strin
   });
 }
 
+/** The `data:` of each SSE event (events also carry an `id:` line, for resuming). */
 const events = (body: string) =>
   body
     .split('\n\n')
-    .filter((f) => f.startsWith('data: '))
-    .map((f) => JSON.parse(f.slice(6)) as Record<string, unknown>);
+    .flatMap((f) => f.split('\n').filter((line) => line.startsWith('data: ')))
+    .map((line) => JSON.parse(line.slice(6)) as Record<string, unknown>);
 
 const anonymousCookie = (headers: http.IncomingHttpHeaders): string | undefined =>
   (headers['set-cookie'] ?? []).map((c) => c.split(';')[0]!).find((c) => c.startsWith(`${ANONYMOUS_COOKIE}=`));
