@@ -29,6 +29,18 @@ import {
 
 const SCHEMA_VERSION = 5;
 
+/** Reads (WAL: they rarely wait at all) may wait this long on the event loop; writes never do (see #flush). */
+const READ_BUSY_TIMEOUT_MS = 5000;
+/** Longest wait between two attempts at the write lock. */
+const BUSY_MAX_DELAY_MS = 16;
+/** Writes fail after waiting this long for another process's write lock. */
+const BUSY_GIVE_UP_MS = 10_000;
+
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
+}
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS users (
   id TEXT PRIMARY KEY,
@@ -243,6 +255,10 @@ export class SqliteConversationStore implements ConversationStore {
   readonly #stmt;
   /** Writes queued for the next group commit. */
   #pending: { run: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
+  /** Set while a batch waits for another process to release the write lock. */
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #busyDelay = 0;
+  #busySince = 0;
 
   #pruneSessionsAt = 0;
 
@@ -252,7 +268,7 @@ export class SqliteConversationStore implements ConversationStore {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
-    db.pragma('busy_timeout = 5000');
+    db.pragma(`busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
     migrate(db);
     this.#db = db;
     this.#stmt = {
@@ -335,23 +351,55 @@ export class SqliteConversationStore implements ConversationStore {
 
   #write<T>(run: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      if (this.#pending.length === 0) setImmediate(() => this.#flush());
+      if (this.#pending.length === 0 && !this.#retryTimer) setImmediate(() => this.#flush());
       this.#pending.push({ run, resolve: resolve as (v: unknown) => void, reject });
     });
   }
 
+  /**
+   * Commits the queued writes in one transaction. The write lock is taken without waiting
+   * (BEGIN IMMEDIATE with busy_timeout 0): when another process holds it (several gateway
+   * processes on one DATA_DIR), SQLite's busy handler would sleep on the event loop, so the
+   * batch is retried from a timer instead, with a short backoff, while this process serves.
+   */
   #flush() {
+    this.#retryTimer = undefined;
     const batch = this.#pending;
     this.#pending = [];
     if (!this.#db.open) {
       for (const op of batch) op.reject(new Error('The store is closed'));
       return;
     }
+    this.#db.pragma('busy_timeout = 0');
+    try {
+      this.#commit(batch);
+      this.#busySince = 0;
+    } catch (err) {
+      if (!isBusy(err) || (this.#busySince !== 0 && performance.now() - this.#busySince > BUSY_GIVE_UP_MS)) {
+        this.#busySince = 0;
+        for (const op of batch) op.reject(err);
+        return;
+      }
+      // Another process holds the write lock: try again shortly, these writes first.
+      this.#busySince ||= performance.now();
+      this.#pending = batch.concat(this.#pending);
+      this.#busyDelay = Math.min(BUSY_MAX_DELAY_MS, this.#busyDelay * 2 || 1);
+      this.#retryTimer = setTimeout(() => this.#flush(), this.#busyDelay);
+      return;
+    } finally {
+      if (this.#db.open) this.#db.pragma(`busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
+    }
+    this.#busyDelay = 0;
+  }
+
+  /** Throws only when nothing was committed (SQLITE_BUSY at BEGIN, or a failure outside any write); settles every write otherwise. */
+  #commit(batch: { run: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[]) {
     // Usually nothing fails: one transaction, no savepoint per write (each is two statements).
     let values: unknown[] | undefined;
     try {
-      values = this.#db.transaction(() => batch.map((op) => op.run()))();
-    } catch {
+      values = this.#db.transaction(() => batch.map((op) => op.run())).immediate();
+    } catch (err) {
+      if (isBusy(err)) throw err;
       // One write failed (a duplicate email...): everything was rolled back; below, each runs alone.
     }
     if (values) {
@@ -359,8 +407,8 @@ export class SqliteConversationStore implements ConversationStore {
       return;
     }
     const results: { ok: boolean; value: unknown }[] = [];
-    try {
-      this.#db.transaction(() => {
+    this.#db
+      .transaction(() => {
         for (const op of batch) {
           // Each write is its own savepoint: a failing one is undone alone, the rest still commit.
           try {
@@ -369,11 +417,8 @@ export class SqliteConversationStore implements ConversationStore {
             results.push({ ok: false, value: err });
           }
         }
-      })();
-    } catch (err) {
-      for (const op of batch) op.reject(err);
-      return;
-    }
+      })
+      .immediate();
     batch.forEach((op, i) => (results[i]!.ok ? op.resolve(results[i]!.value) : op.reject(results[i]!.value)));
   }
 
@@ -592,7 +637,19 @@ export class SqliteConversationStore implements ConversationStore {
   }
 
   async close() {
-    if (this.#pending.length) this.#flush();
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    // Pending writes get their last chance, waiting on another process's lock if they must (shutting down, not serving).
+    const batch = this.#pending;
+    this.#pending = [];
+    if (batch.length && this.#db.open) {
+      this.#db.pragma(`busy_timeout = ${BUSY_GIVE_UP_MS}`);
+      try {
+        this.#commit(batch);
+      } catch (err) {
+        for (const op of batch) op.reject(err);
+      }
+    }
     if (this.#db.open) this.#db.close();
   }
 }

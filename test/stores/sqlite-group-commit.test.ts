@@ -96,3 +96,37 @@ describe('SQLite group commit', () => {
     rmSync(oldDir, { recursive: true, force: true });
   });
 });
+
+describe('SQLite writes while another process holds the write lock', () => {
+  it('wait off the event loop and commit once the lock is free; reads go on meanwhile', async () => {
+    const dir = tempDataDir();
+    const file = join(dir, 'shared.sqlite');
+    const store = new SqliteConversationStore(file);
+    const key = conversationKey('u1', 'c1');
+    try {
+      await store.ensureConversation({ id: 'c1', ownerId: 'u1', title: 't' });
+      // Another process (a second connection: the lock is the file's) takes the write lock and keeps it.
+      const other = new Database(file);
+      other.prepare('BEGIN IMMEDIATE').run();
+      let settled = false;
+      const write = store.appendMessage({ conversationKey: key, role: 'user', content: 'waits' }).then((m) => ((settled = true), m));
+      // The event loop keeps turning: a 5 ms timer fires on time while the write waits (SQLite's
+      // own busy handler would have slept on this thread for up to busy_timeout).
+      const started = performance.now();
+      await new Promise((r) => setTimeout(r, 5));
+      expect(performance.now() - started).toBeLessThan(100);
+      await new Promise((r) => setTimeout(r, 150));
+      expect(settled).toBe(false);
+      expect(await store.getConversation('u1', 'c1')).toBeDefined(); // reads are not blocked
+      // Writes queued meanwhile go in the same retried batch, in order.
+      const second = store.appendMessage({ conversationKey: key, role: 'assistant', content: 'after' });
+      other.prepare('COMMIT').run();
+      other.close();
+      await Promise.all([write, second]);
+      expect((await store.recentMessages(key, 10)).map((m) => m.content)).toEqual(['waits', 'after']);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
