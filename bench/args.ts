@@ -1,4 +1,4 @@
-/** Command-line options of `npm run bench` (see {@link USAGE}). */
+/** Command-line options of `npm run bench:ttft` (see {@link USAGE}). */
 import { parseArgs } from 'node:util';
 import { MODES, type Mode } from './sse-client.js';
 
@@ -27,7 +27,7 @@ export interface BenchOptions {
   profile: boolean;
 }
 
-export const USAGE = `Usage: npm run bench -- [options]
+export const USAGE = `Usage: npm run bench:ttft -- [options]
 
   --modes direct,relay,gateway
                         measured modes, comma-separated (any subset)

@@ -26,7 +26,8 @@ export function areaOf(url: string, fn: string): string {
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (pkg) return pkg[1]!;
   if (url.startsWith('node:')) return `node:${url.slice(5).split('/')[0]}`;
-  const src = /\/src\/(.+)$/.exec(url);
+  // The gateway's own code: src/ under tsx, dist/ once compiled (what npm start and the bench run).
+  const src = /\/(?:src|dist)\/(.+)$/.exec(url);
   if (src) return `gateway:${src[1]!.split('/')[0]}`;
   return 'other';
 }
@@ -41,7 +42,7 @@ export function summarise(profile: Profile): { totalMs: number; byFunction: Map<
   for (const [id, us] of selfUs) {
     const n = byId.get(id)!;
     const { functionName, url, lineNumber } = n.callFrame;
-    const file = url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/src\//, 'src/');
+    const file = url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/(src|dist)\//, '$1/');
     const key = `${functionName || '(anonymous)'} ${file}:${lineNumber + 1}`;
     byFunction.set(key, (byFunction.get(key) ?? 0) + us / 1000);
     const area = areaOf(url, functionName);

@@ -35,11 +35,15 @@ process.on('exit', () => {
 
 /**
  * Spawns `node --import tsx <script> ...args` in `cwd` (plain `node <script>` for compiled
- * JavaScript), capturing its output line by line.
+ * JavaScript), capturing its output line by line. `raiseFdLimit`: the child starts through
+ * `bash -c 'ulimit -n <hard limit>; exec node ...'` (same pid once exec'd), for thousands of sockets.
  */
-function spawnNode(name: string, cwd: string, script: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = []): ChildHandle {
+function spawnNode(name: string, cwd: string, script: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = [], raiseFdLimit = false): ChildHandle {
   const loader = script.endsWith('.js') ? [] : ['--import', 'tsx'];
-  const proc = spawn(process.execPath, [...nodeArgs, ...loader, script, ...args], { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const argv = [...nodeArgs, ...loader, script, ...args];
+  const proc = raiseFdLimit
+    ? spawn('bash', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'bash', process.execPath, ...argv], { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] })
+    : spawn(process.execPath, argv, { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
   if (proc.pid === undefined) throw new Error(`could not spawn ${name}`);
   const lines: string[] = [];
   let problems = 0;
@@ -146,6 +150,11 @@ export async function startUrlProcess(root: string, name: string, script: string
   return { child, url: await printedUrl(child, name) };
 }
 
+/** Starts a bench script that needs no readiness line (its caller reads its stdout with `onStdoutLine`). */
+export function startScriptProcess(root: string, name: string, script: string, args: string[] = [], options: { raiseFdLimit?: boolean } = {}): ChildHandle {
+  return spawnNode(name, root, script, args, minimalEnv({}), [], options.raiseFdLimit);
+}
+
 /** Starts the OpenAI stand-in child and waits for the URL it prints. */
 export async function startStandinProcess(root: string, tokens: number, paceMs: number): Promise<{ child: ChildHandle; url: string }> {
   const child = spawnNode('stand-in', root, 'bench/standin-process.ts', [String(tokens), String(paceMs)], minimalEnv({}));
@@ -161,6 +170,15 @@ export async function startRelayProcess(root: string, standinUrl: string, nodeAr
   return { child, url: await printedUrl(child, 'relay') };
 }
 
+/**
+ * Starts a bare Hono `streamSSE` endpoint (bench/bare-hono-process.ts) that replays the SSE
+ * frames stored in `framesFile`, with the same V8 flags as the gateway.
+ */
+export async function startBareHonoProcess(root: string, framesFile: string): Promise<{ child: ChildHandle; url: string }> {
+  const child = spawnNode('bare-hono', root, 'bench/bare-hono-process.ts', [framesFile], minimalEnv({}), GATEWAY_NODE_FLAGS);
+  return { child, url: await printedUrl(child, 'bare-hono') };
+}
+
 /** An unused loopback port (listen on 0, read it, close). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -174,32 +192,41 @@ export function freePort(): Promise<number> {
   });
 }
 
+export interface GatewayProcessOptions {
+  /** Another entry than package.json's (e.g. `src/node/main.ts`, run under tsx). */
+  entry?: string;
+  /** Start through bash with the open-file limit raised to the hard limit (many sockets). */
+  raiseFdLimit?: boolean;
+}
+
 /**
  * Starts the real gateway entry (the compiled `dist/node/main.js`, as `npm start` does) and polls /healthz until it answers 200.
- * `nodeArgs` go before the script (e.g. `--cpu-prof`).
+ * `standinUrl`: the OpenAI-compatible upstream (`gpt-4o-mini` is then the default model); `undefined`
+ * runs the embedded defaults (no provider, no key: the `local` model). `nodeArgs` go before the script (e.g. `--cpu-prof`).
  */
 export async function startGatewayProcess(
   root: string,
-  standinUrl: string,
+  standinUrl: string | undefined,
   dataDir: string,
   nodeArgs: string[] = [],
   extraEnv: Record<string, string> = {},
+  options: GatewayProcessOptions = {},
 ): Promise<{ child: ChildHandle; url: string }> {
-  buildGateway(root);
+  const entry = options.entry ?? START.entry;
+  if (entry === START.entry) buildGateway(root);
   const port = await freePort();
+  const upstream: Record<string, string> = standinUrl === undefined ? {} : { OPENAI_BASE_URL: standinUrl, OPENAI_API_KEY: 'bench', DEFAULT_MODEL: 'gpt-4o-mini' };
   const child = spawnNode(
     'gateway',
     root,
-    START.entry,
+    entry,
     [],
     minimalEnv({
       HOST: '127.0.0.1',
       PORT: String(port),
       LOG_LEVEL: 'warn',
       DATA_DIR: dataDir,
-      OPENAI_BASE_URL: standinUrl,
-      OPENAI_API_KEY: 'bench',
-      DEFAULT_MODEL: 'gpt-4o-mini',
+      ...upstream,
       RATE_LIMIT_ANON: '1000000',
       RATE_LIMIT_USER: '1000000',
       PROVIDER_MAX_RETRIES: '0',
@@ -208,6 +235,7 @@ export async function startGatewayProcess(
     }),
     // The same V8 flags as `npm start`.
     [...GATEWAY_NODE_FLAGS, ...nodeArgs],
+    options.raiseFdLimit,
   );
   const url = `http://127.0.0.1:${port}`;
   const healthy = (async () => {
@@ -270,6 +298,16 @@ export function readProcStats(pid: number): ProcStats | undefined {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
     return { cpuMs: (ticks * 1000) / ticksPerSecond(), rssMb: kb('VmRSS') / 1024, hwmMb: kb('VmHWM') / 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The soft limit on open files of a process (Linux; `undefined` elsewhere). */
+export function openFileLimit(pid: number): number | undefined {
+  try {
+    const soft = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))?.[1];
+    return soft === undefined ? undefined : soft === 'unlimited' ? Number.POSITIVE_INFINITY : Number(soft);
   } catch {
     return undefined;
   }

@@ -8,12 +8,13 @@
  *
  * Results: stdout and bench/results/profile.json; the raw profiles are written to
  * bench/results/profiles/{gateway,relay}.cpuprofile (open them in Chrome DevTools or speedscope).
+ * `npm run bench -- --profile` runs the same through {@link profilePerToken}.
  */
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import WebSocket from 'ws';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { summarise } from './cpuprofile-summary.js';
 import { freePort, startGatewayProcess, startRelayProcess, startStandinProcess, stopAllChildren, type ChildHandle } from './processes.js';
@@ -22,20 +23,36 @@ import type { Mode } from './sse-client.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const PROFILES = resolve(ROOT, 'bench/results/profiles');
-const { values } = parseArgs({
-  options: {
-    concurrency: { type: 'string', default: '200' },
-    rounds: { type: 'string', default: '3' },
-    tokens: { type: 'string', default: '50' },
-    pace: { type: 'string', default: '20' },
-    top: { type: 'string', default: '15' },
-  },
-});
-const CONCURRENCY = Number(values.concurrency);
-const ROUNDS = Number(values.rounds);
-const TOKENS = Number(values.tokens);
-const PACE = Number(values.pace);
 const log = (line: string) => process.stderr.write(`${line}\n`);
+
+export interface ProfileOptions {
+  concurrency: number;
+  rounds: number;
+  tokens: number;
+  paceMs: number;
+  /** Functions listed per process. */
+  top: number;
+  /** Ends the run early: in-flight streams are cut. */
+  stopSignal?: AbortSignal;
+  log?: (line: string) => void;
+}
+
+interface HopProfile {
+  byArea: Map<string, number>;
+  byFunction: Map<string, number>;
+  totalMs: number;
+  tokens: number;
+}
+
+export interface ProfileResult {
+  options: Omit<ProfileOptions, 'stopSignal' | 'log'>;
+  /** Self time per relayed token (µs), idle and (program) left out. */
+  perTokenUs: { gateway: number; relay: number };
+  /** Areas by gateway self time per token, largest first. */
+  areas: Array<{ area: string; gateway: number; relay: number }>;
+  /** The `top` functions by self time per token (µs) of each process. */
+  functions: { gateway: Array<[string, number]>; relay: Array<[string, number]> };
+}
 
 /**
  * A V8 profiler session over the inspector protocol of a process started with
@@ -71,7 +88,9 @@ async function profiler(port: number) {
   };
 }
 
-async function profileHop(mode: Exclude<Mode, 'direct'>, standinUrl: string, standinPid: number): Promise<{ byArea: Map<string, number>; byFunction: Map<string, number>; totalMs: number; tokens: number }> {
+async function profileHop(mode: Exclude<Mode, 'direct'>, standinUrl: string, standinPid: number, opts: ProfileOptions): Promise<HopProfile> {
+  const { concurrency: CONCURRENCY, rounds: ROUNDS, tokens: TOKENS, paceMs: PACE } = opts;
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-profile-'));
   let child: ChildHandle | undefined;
   try {
@@ -86,7 +105,7 @@ async function profileHop(mode: Exclude<Mode, 'direct'>, standinUrl: string, sta
       ...(mode === 'gateway' ? { gateway: { url: started.url, pid: child.pid } } : { relay: { url: started.url, pid: child.pid } }),
       tokens: TOKENS,
       requestTimeoutMs: 30_000 + 5 * TOKENS * PACE,
-      stopSignal: new AbortController().signal,
+      stopSignal: opts.stopSignal ?? new AbortController().signal,
       log,
     };
     log(`profile: ${mode} (pid ${child.pid}) warm-up`);
@@ -105,12 +124,17 @@ async function profileHop(mode: Exclude<Mode, 'direct'>, standinUrl: string, sta
   }
 }
 
-async function main() {
+/**
+ * Profiles the gateway, then the bare relay, each in its own process against one stand-in,
+ * and groups their self time per relayed token; writes the raw profiles and
+ * bench/results/profile.json. Stops every process it started.
+ */
+export async function profilePerToken(opts: ProfileOptions): Promise<ProfileResult> {
   mkdirSync(PROFILES, { recursive: true });
-  const standin = await startStandinProcess(ROOT, TOKENS, PACE);
+  const standin = await startStandinProcess(ROOT, opts.tokens, opts.paceMs);
   try {
-    const gateway = await profileHop('gateway', standin.url, standin.child.pid);
-    const relay = await profileHop('relay', standin.url, standin.child.pid);
+    const gateway = await profileHop('gateway', standin.url, standin.child.pid, opts);
+    const relay = await profileHop('relay', standin.url, standin.child.pid, opts);
     const perToken = (ms: number, tokens: number) => (ms * 1000) / tokens;
     // Startup and idle time are not per-token costs.
     const skip = new Set(['(idle)', '(program)']);
@@ -118,36 +142,81 @@ async function main() {
     const rows = areas
       .map((area) => ({ area, gateway: perToken(gateway.byArea.get(area) ?? 0, gateway.tokens), relay: perToken(relay.byArea.get(area) ?? 0, relay.tokens) }))
       .sort((a, b) => b.gateway - a.gateway);
-    const total = (x: { byArea: Map<string, number>; tokens: number }) =>
-      perToken([...x.byArea].filter(([a]) => !skip.has(a)).reduce((s, [, ms]) => s + ms, 0), x.tokens);
-    console.log(`Self CPU time per relayed token (µs), ${CONCURRENCY} concurrent streams of ${TOKENS} tokens at ${PACE} ms:`);
-    console.log(`${'area'.padEnd(34)}${'gateway'.padStart(10)}${'relay'.padStart(10)}`);
-    for (const r of rows.filter((r) => r.gateway >= 0.05 || r.relay >= 0.05)) console.log(`${r.area.padEnd(34)}${r.gateway.toFixed(2).padStart(10)}${r.relay.toFixed(2).padStart(10)}`);
-    console.log(`${'total'.padEnd(34)}${total(gateway).toFixed(2).padStart(10)}${total(relay).toFixed(2).padStart(10)}   ratio ${(total(gateway) / total(relay)).toFixed(2)}x`);
-    const top = Number(values.top);
-    for (const [name, hop] of [
-      ['Gateway', gateway],
-      ['Relay', relay],
-    ] as const) {
-      console.log(`\n${name} functions by self time per token (µs):`);
-      for (const [fn, ms] of [...hop.byFunction].filter(([k]) => !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, top)) {
-        console.log(`${perToken(ms, hop.tokens).toFixed(2).padStart(8)}  ${fn}`);
-      }
-    }
+    const total = (x: HopProfile) => perToken([...x.byArea].filter(([a]) => !skip.has(a)).reduce((s, [, ms]) => s + ms, 0), x.tokens);
+    const topFunctions = (hop: HopProfile): Array<[string, number]> =>
+      [...hop.byFunction]
+        .filter(([k]) => !k.startsWith('(idle)'))
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, opts.top)
+        .map(([fn, ms]) => [fn, perToken(ms, hop.tokens)]);
+    const { concurrency, rounds, tokens, paceMs, top } = opts;
+    const result: ProfileResult = {
+      options: { concurrency, rounds, tokens, paceMs, top },
+      perTokenUs: { gateway: total(gateway), relay: total(relay) },
+      areas: rows,
+      functions: { gateway: topFunctions(gateway), relay: topFunctions(relay) },
+    };
     writeFileSync(
       resolve(ROOT, 'bench/results/profile.json'),
-      `${JSON.stringify({ at: new Date().toISOString(), concurrency: CONCURRENCY, rounds: ROUNDS, tokens: TOKENS, paceMs: PACE, perTokenUs: { gateway: total(gateway), relay: total(relay) }, areas: rows }, null, 2)}\n`,
+      `${JSON.stringify({ at: new Date().toISOString(), concurrency, rounds, tokens, paceMs, perTokenUs: result.perTokenUs, areas: rows }, null, 2)}\n`,
     );
+    return result;
+  } finally {
+    await standin.child.stop();
+  }
+}
+
+/** The report: areas side by side, then each process's top functions. */
+export function formatProfile(p: ProfileResult): string {
+  const { concurrency, tokens, paceMs } = p.options;
+  const lines = [`Self CPU time per relayed token (µs), ${concurrency} concurrent streams of ${tokens} tokens at ${paceMs} ms:`];
+  lines.push(`${'area'.padEnd(34)}${'gateway'.padStart(10)}${'relay'.padStart(10)}`);
+  for (const r of p.areas.filter((r) => r.gateway >= 0.05 || r.relay >= 0.05)) lines.push(`${r.area.padEnd(34)}${r.gateway.toFixed(2).padStart(10)}${r.relay.toFixed(2).padStart(10)}`);
+  const { gateway, relay } = p.perTokenUs;
+  lines.push(`${'total'.padEnd(34)}${gateway.toFixed(2).padStart(10)}${relay.toFixed(2).padStart(10)}   ratio ${(gateway / relay).toFixed(2)}x`);
+  for (const [name, fns] of [
+    ['Gateway', p.functions.gateway],
+    ['Relay', p.functions.relay],
+  ] as const) {
+    lines.push('', `${name} functions by self time per token (µs):`);
+    for (const [fn, us] of fns) lines.push(`${us.toFixed(2).padStart(8)}  ${fn}`);
+  }
+  return lines.join('\n');
+}
+
+async function main() {
+  const { values } = parseArgs({
+    options: {
+      concurrency: { type: 'string', default: '200' },
+      rounds: { type: 'string', default: '3' },
+      tokens: { type: 'string', default: '50' },
+      pace: { type: 'string', default: '20' },
+      top: { type: 'string', default: '15' },
+    },
+  });
+  try {
+    const result = await profilePerToken({
+      concurrency: Number(values.concurrency),
+      rounds: Number(values.rounds),
+      tokens: Number(values.tokens),
+      paceMs: Number(values.pace),
+      top: Number(values.top),
+      log,
+    });
+    console.log(formatProfile(result));
   } finally {
     await stopAllChildren();
   }
 }
 
-main().then(
-  () => process.exit(0),
-  async (err: unknown) => {
-    console.error(err);
-    await stopAllChildren();
-    process.exit(1);
-  },
-);
+// Run as a script, not when imported by bench/run.ts.
+if (import.meta.url === pathToFileURL(resolve(process.argv[1] ?? '')).href) {
+  main().then(
+    () => process.exit(0),
+    async (err: unknown) => {
+      console.error(err);
+      await stopAllChildren();
+      process.exit(1);
+    },
+  );
+}

@@ -84,7 +84,7 @@ export interface Target {
 }
 
 /** The stand-in's tokens are " w<i>" (bench/standin-process.ts). */
-function countTokens(content: string): number {
+export function countTokens(content: string): number {
   let n = 0;
   for (let i = content.indexOf(' w'); i !== -1; i = content.indexOf(' w', i + 2)) n++;
   return n;
