@@ -24,6 +24,27 @@ export interface OpenAIProviderOptions {
   transport?: ProviderTransport | undefined;
 }
 
+/**
+ * The SDK with its request headers handed to fetch as a plain record. Every request, the SDK
+ * formats its details for a debug line whatever the log level (`formatRequestDetails`), which
+ * iterates a web `Headers` (sorting, lower-casing, a copy): ~0.1-0.2 ms per request in
+ * profiles; the same headers as a record cost a plain `Object.entries`. What is sent is the same.
+ */
+class LeanOpenAI extends OpenAI {
+  override async buildRequest(...args: Parameters<OpenAI['buildRequest']>): ReturnType<OpenAI['buildRequest']> {
+    const built = await super.buildRequest(...args);
+    const headers = built.req.headers;
+    if (headers instanceof Headers) {
+      const record: Record<string, string> = {};
+      headers.forEach((value, name) => {
+        record[name] = value;
+      });
+      (built.req as { headers: HeadersInit }).headers = record;
+    }
+    return built;
+  }
+}
+
 /** One SDK client per process: it keeps the connection pool warm across requests. */
 export class OpenAIProvider {
   readonly client: OpenAI;
@@ -34,7 +55,7 @@ export class OpenAIProvider {
   readonly nodeBody: NodeBodyLookup | undefined;
 
   constructor(options: OpenAIProviderOptions) {
-    this.client = new OpenAI({
+    this.client = new LeanOpenAI({
       apiKey: options.apiKey,
       baseURL: options.baseURL,
       organization: options.organization ?? null,

@@ -234,10 +234,21 @@ function headerRecord(...sources: (HeadersInit | undefined)[]): Record<string, s
   const out: Record<string, string> = {};
   for (const source of sources) {
     if (!source) continue;
-    // The SDKs pass a Headers already: read it as it is rather than copying it into another.
-    (source instanceof Headers ? source : new Headers(source)).forEach((value, key) => {
-      out[key] = value;
-    });
+    // The SDKs pass a Headers, or (the OpenAI client, see openai-model.ts) a record: read either as it is.
+    if (source instanceof Headers) {
+      source.forEach((value, key) => {
+        out[key] = value;
+      });
+    } else if (!Array.isArray(source)) {
+      for (const key in source) {
+        const value = (source as Record<string, unknown>)[key];
+        if (value !== undefined && value !== null) out[key.toLowerCase()] = String(value);
+      }
+    } else {
+      new Headers(source).forEach((value, key) => {
+        out[key] = value;
+      });
+    }
   }
   return out;
 }

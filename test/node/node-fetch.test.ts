@@ -39,6 +39,9 @@ describe('createNodeFetch', () => {
     await (await nodeFetch(new Request(`${url}/json`, { headers: { 'x-two': '2' } }), { headers: { 'x-three': '3' } })).text();
     expect(seen.at(-2)).toMatchObject({ method: 'POST', headers: { 'x-one': '1', 'content-type': 'application/json', 'content-length': '7' }, body: '{"a":1}' });
     expect(seen.at(-1)).toMatchObject({ method: 'GET', headers: { 'x-two': '2', 'x-three': '3' } });
+    // A record with mixed-case names (how the OpenAI client hands its headers over) arrives lower-cased, nothing dropped.
+    await (await nodeFetch(`${url}/json`, { headers: { Authorization: 'Bearer k', 'X-Stainless-Retry-Count': '0' } })).text();
+    expect(seen.at(-1)).toMatchObject({ headers: { authorization: 'Bearer k', 'x-stainless-retry-count': '0' } });
   });
 
   it('a Response with status, headers, json() and text(), bodyUsed, and no second read', async () => {
