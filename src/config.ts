@@ -92,6 +92,7 @@ export const configSchema = z.object({
     .default(['polling', 'websocket']),
 
   SHUTDOWN_GRACE_MS: int(0, 600_000).default(10_000),
+  PLAYGROUND_ENABLED: bool.default(true),
 
   MEMORY_ENABLED: bool.default(true),
   MEMORY_TOP_K: int(1, 50).default(3),
@@ -137,6 +138,8 @@ export interface Config {
   /** Allowed browser origins; undefined means loopback origins on any port. */
   corsOrigins: string[] | undefined;
   dataDir: string;
+  /** Serve the browser playground at `/` (Node only; built by `npm run build`). */
+  playground: { enabled: boolean };
   chat: {
     systemPrompt: string;
     /** Undefined: chosen from the configured providers. */
@@ -261,6 +264,7 @@ export function loadConfig(env: Env): Config {
     logPretty: e.LOG_PRETTY,
     corsOrigins: e.CORS_ORIGIN,
     dataDir: e.DATA_DIR,
+    playground: { enabled: e.PLAYGROUND_ENABLED },
     chat: {
       systemPrompt: e.SYSTEM_PROMPT,
       defaultModel: e.DEFAULT_MODEL,

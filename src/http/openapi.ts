@@ -138,6 +138,19 @@ export const REALTIME_ROUTE_DOC: RouteDoc = {
   ok: { 101: ['Switching protocols', 'application/octet-stream'] },
 };
 
+/** The browser playground, served by the Node entry when it is built (PLAYGROUND_ENABLED). */
+export const PLAYGROUND_ROUTE_DOCS: readonly RouteDoc[] = [
+  { method: 'get', path: '/', tag: 'playground', summary: 'The browser playground (Node only, when built)', auth: 'none', ok: { 200: ['HTML page', 'text/html'] } },
+  {
+    method: 'get',
+    path: '/playground/:file',
+    tag: 'playground',
+    summary: "The playground's scripts, styles and audio worklet (ETag, revalidated)",
+    auth: 'none',
+    ok: { 200: ['The file', 'application/octet-stream'] },
+  },
+];
+
 /** The OpenAPI 3.1 document of every HTTP route, generated from the zod schemas the routes validate with. */
 export function openApiDocument(config: Config, extra: readonly RouteDoc[] = []): Record<string, unknown> {
   const doc = new OpenAPIHono();

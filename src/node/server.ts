@@ -9,7 +9,7 @@ import type { Hono } from 'hono';
 import type { Config } from '../config.js';
 import type { AppEnv } from '../http/app-env.js';
 import { createApp } from '../http/app.js';
-import { REALTIME_ROUTE_DOC } from '../http/openapi.js';
+import { PLAYGROUND_ROUTE_DOCS, REALTIME_ROUTE_DOC } from '../http/openapi.js';
 import { authenticate } from '../http/authenticate.js';
 import type { Logger } from '../logger.js';
 import { createServices, type Services } from '../services.js';
@@ -19,6 +19,7 @@ import { createNodeLogger } from './node-logger.js';
 import { realtimeRoute } from './realtime-route.js';
 import { RealtimeService } from '../realtime/realtime-service.js';
 import { normaliseIp } from './client-ip.js';
+import { addPlaygroundRoutes, findPlaygroundDir, loadPlaygroundAssets } from './playground-assets.js';
 import { RedisCluster, RedisConnectError } from '../cluster/redis-cluster.js';
 
 export interface NodeServer {
@@ -43,7 +44,11 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
     throw err instanceof RedisConnectError ? new StartupError(err.message) : err;
   }) : undefined;
   const services = createServices(config, { ...(await createNodeBackends(config, logger)), cluster });
-  const app = createApp(services, { connectionIp: (c) => normaliseIp(getConnInfo(c).remote.address), routeDocs: [REALTIME_ROUTE_DOC] });
+  const playgroundDir = config.playground.enabled ? findPlaygroundDir() : undefined;
+  if (config.playground.enabled && !playgroundDir) logger.info({}, 'the playground is not built (npm run build): / is not served');
+  const routeDocs = [REALTIME_ROUTE_DOC, ...(playgroundDir ? PLAYGROUND_ROUTE_DOCS : [])];
+  const app = createApp(services, { connectionIp: (c) => normaliseIp(getConnInfo(c).remote.address), routeDocs });
+  if (playgroundDir) addPlaygroundRoutes(app, loadPlaygroundAssets(playgroundDir));
 
   const realtime = new RealtimeService({ config, limiter: services.limiter, store: services.store, logger: services.logger.child({ component: 'realtime' }) });
   const { upgradeWebSocket, injectWebSocket, wss } = createNodeWebSocket({ app });

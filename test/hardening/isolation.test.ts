@@ -42,11 +42,12 @@ function sseFrom(url: string, localAddress: string, body: object, cookie?: strin
   });
 }
 
-/** The `data:` of each SSE event (events also carry an `id:` line, for resuming). */
+/** The `data:` of each SSE event (events carry an `id:` line first since streams became resumable). */
 const events = (body: string) =>
   body
     .split('\n\n')
-    .flatMap((f) => f.split('\n').filter((line) => line.startsWith('data: ')))
+    .map((f) => f.split('\n').find((line) => line.startsWith('data: ')))
+    .filter((line): line is string => line !== undefined)
     .map((line) => JSON.parse(line.slice(6)) as Record<string, unknown>);
 
 const anonymousCookie = (headers: http.IncomingHttpHeaders): string | undefined =>
