@@ -156,7 +156,8 @@ describe('start-up errors name the variable and the fix', () => {
       OPENAI_API_KEY: SECRET_KEY,
     });
     expect(outcome.code, outcome.stderr).toBe(EX_UNAVAILABLE);
-    expect(outcome.ms).toBeLessThan(10_000);
+    // Process start under tsx is most of it (3-12 s on a loaded 2-core machine); the driver's own default would wait 30 s.
+    expect(outcome.ms).toBeLessThan(20_000);
     expect(outcome.stderr).toMatch(/^Cannot start: MONGODB_URI: could not connect to 127\.0\.0\.1:\d+ within 1000 ms/m);
     expect(outcome.stderr).toMatch(/Check the URI and that MongoDB is running and reachable/);
     expect(outcome.stderr).toMatch(/unset MONGODB_URI/);
