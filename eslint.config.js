@@ -15,6 +15,15 @@ export default tseslint.config(
     },
   },
   {
+    // The examples are plain scripts for Node and the browser: their runtime globals.
+    files: ['examples/**/*.{js,mjs}'],
+    languageOptions: {
+      globals: Object.fromEntries(
+        ['process', 'console', 'fetch', 'crypto', 'URL', 'URLSearchParams', 'TextDecoderStream', 'AbortController', 'document', 'location'].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
+  {
     // Only the config module and the Node entry may read the environment.
     files: ['src/**/*.ts'],
     ignores: ['src/node/main.ts', 'src/node/cluster-main.ts'],

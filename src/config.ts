@@ -20,6 +20,8 @@ export const configSchema = z.object({
   PORT: int(0, 65535).default(3000),
   HOST: z.string().min(1).default('127.0.0.1'),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  /** Unset: human-readable when stdout is a terminal, JSON lines otherwise. */
+  LOG_PRETTY: bool.optional(),
   /** Unset: browsers on loopback origins (any port) and the gateway's own origin only. */
   CORS_ORIGIN: commaList.optional(),
   DATA_DIR: z.string().min(1).default('./data'),
@@ -139,6 +141,8 @@ export interface Config {
   port: number;
   host: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  /** Human-readable log lines instead of JSON; undefined: when stdout is a terminal (Node entry only). */
+  logPretty: boolean | undefined;
   /** Allowed browser origins; undefined means loopback origins on any port. */
   corsOrigins: string[] | undefined;
   dataDir: string;
@@ -276,6 +280,7 @@ export function loadConfig(env: Env): Config {
     port: e.PORT,
     host: e.HOST,
     logLevel: e.LOG_LEVEL,
+    logPretty: e.LOG_PRETTY,
     corsOrigins: e.CORS_ORIGIN,
     dataDir: e.DATA_DIR,
     playground: { enabled: e.PLAYGROUND_ENABLED },

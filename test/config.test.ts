@@ -39,6 +39,13 @@ describe('config', () => {
     expect(message).not.toContain('sk-secret');
   });
 
+  it('LOG_PRETTY: true, false, or unset (then the Node entry asks whether stdout is a terminal); nothing else', () => {
+    expect(loadConfig({}).logPretty).toBeUndefined();
+    expect(loadConfig({ LOG_PRETTY: 'true' }).logPretty).toBe(true);
+    expect(loadConfig({ LOG_PRETTY: 'false' }).logPretty).toBe(false);
+    expect(() => loadConfig({ LOG_PRETTY: 'sometimes' })).toThrow(/LOG_PRETTY/);
+  });
+
   it('provider base URLs must carry http:// or https://', () => {
     expect(() => loadConfig({ OPENAI_BASE_URL: 'localhost:11434/v1' })).toThrow(/OPENAI_BASE_URL: must be an http:\/\/ or https:\/\/ URL/);
     expect(() => loadConfig({ GEMINI_BASE_URL: 'ftp://example.com' })).toThrow(/GEMINI_BASE_URL/);

@@ -93,7 +93,7 @@ const SECURITY_HEADERS: readonly (readonly [string, string])[] = [
   ['X-XSS-Protection', '0'],
 ];
 const CORS_ALLOW_METHODS = 'GET,HEAD,PUT,POST,DELETE,PATCH';
-const CORS_ALLOW_HEADERS = 'Content-Type,Authorization,X-Request-Id';
+const CORS_ALLOW_HEADERS = 'Content-Type,Authorization,X-Request-Id,X-Conversation-Id';
 const CORS_EXPOSE_HEADERS = 'X-Request-Id,RateLimit-Limit,RateLimit-Remaining,RateLimit-Reset,Retry-After';
 const CORS_MAX_AGE = '600';
 /** What Hono's requestId() accepts from a client; anything else gets a fresh id. */

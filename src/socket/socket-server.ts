@@ -32,7 +32,8 @@ export function createSocketServer(
   const io = new Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>(httpServer, {
     path: '/socket.io/',
     ...(options.adapter ? { adapter: options.adapter } : {}),
-    // The browser client at /socket.io/socket.io.min.js, for the playground and any page of this origin.
+    // The browser client at /socket.io/socket.io.js (and .min.js, .esm.min.js, maps), the version
+    // that matches this server: a page can use the gateway with one <script> tag and no bundler.
     serveClient: true,
     transports: config.socket.transports,
     pingInterval: config.socket.pingIntervalMs,

@@ -212,6 +212,17 @@ describe('OpenAI-compatible API', () => {
     expect(bad.status).toBe(400);
   });
 
+  it('a browser page on an allowed origin may send X-Conversation-Id (the CORS preflight allows it)', async () => {
+    const preflight = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'OPTIONS',
+      headers: { Origin: 'http://localhost:5173', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'authorization,content-type,x-conversation-id' },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get('access-control-allow-origin')).toBe('http://localhost:5173');
+    const allowed = (preflight.headers.get('access-control-allow-headers') ?? '').toLowerCase().split(',');
+    expect(allowed).toEqual(expect.arrayContaining(['authorization', 'content-type', 'x-conversation-id']));
+  });
+
   it('a gateway API key works with the SDK, limits the model list to its own, and stops working the moment it is revoked', async () => {
     const created = await fetch(`${gw.url}/api/v2/keys`, {
       method: 'POST',

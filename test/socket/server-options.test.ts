@@ -143,6 +143,35 @@ describe('Socket.IO server options from the configuration', () => {
     });
   });
 
+  describe('the browser client', () => {
+    let gw: TestGateway;
+    beforeAll(async () => {
+      gw = await startGateway();
+    });
+    afterAll(() => gw.destroy());
+
+    it.each(['socket.io.js', 'socket.io.min.js', 'socket.io.esm.min.js'])('GET /socket.io/%s answers the client bundle of the server\'s version', async (file) => {
+      const res = await fetch(`${gw.url}/socket.io/${file}`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toBe('application/javascript; charset=utf-8');
+      const { version } = (await import('socket.io/package.json', { with: { type: 'json' } })).default as { version: string };
+      expect(res.headers.get('etag')).toBe(`"${version}"`);
+      const body = await res.text();
+      expect(body.length).toBeGreaterThan(10_000);
+      expect(body).toContain(`Socket.IO v${version}`);
+      // A browser that has it asks again with the ETag and gets a 304.
+      const again = await fetch(`${gw.url}/socket.io/${file}`, { headers: { 'If-None-Match': `"${version}"` } });
+      expect(again.status).toBe(304);
+    });
+
+    it('serving it leaves the handshake and the HTTP routes alone', async () => {
+      const handshake = await fetch(`${gw.url}/socket.io/?EIO=4&transport=polling`);
+      expect(await handshake.text()).toMatch(/^0\{"sid":"/);
+      const health = await fetch(`${gw.url}/healthz`);
+      expect(await health.json()).toEqual({ status: 'ok' });
+    });
+  });
+
   describe('namespaces', () => {
     let gw: TestGateway;
     beforeAll(async () => {
