@@ -214,6 +214,20 @@ function rowsOf(r: Results, plan: ReturnType<typeof planFor>): Row[] {
         pass: ratio >= 0.75 && g.failures === 0,
       });
     }
+    const off = r.turns.rates['no-metrics'];
+    if (g && off) {
+      const ratio = g.turnsPerSecond / off.turnsPerSecond;
+      rows.push({
+        metric: 'turns/s, metrics on vs off',
+        unit: '/s',
+        gateway: g.turnsPerSecond,
+        baseline: off.turnsPerSecond,
+        baselineName: 'METRICS_ENABLED=false',
+        ratio,
+        target: '>= 0.97x',
+        pass: ratio >= 0.97 && g.failures === 0,
+      });
+    }
   }
   if (r.idle) {
     const i = r.idle;
@@ -486,7 +500,8 @@ async function main(): Promise<void> {
   });
 
   results.turns = await section('turns', async (signal) => {
-    const r = await measureTurns({ root: ROOT, ...plan.turns, stopSignal: signal, log });
+    // The same gateway with METRICS_ENABLED=false alongside: what /metrics costs in turns/s (issue 11: <= 3 %).
+    const r = await measureTurns({ root: ROOT, ...plan.turns, gateways: [{ name: 'gateway' }, { name: 'no-metrics', env: { METRICS_ENABLED: 'false' } }], stopSignal: signal, log });
     console.log(`\nTurns/s, ${r.clients} clients, reply of ${r.reply.frames} SSE frames (${r.reply.bytes} bytes):`);
     for (const t of Object.values(r.rates)) {
       console.log(
