@@ -125,6 +125,14 @@ export const configSchema = z.object({
   REALTIME_MAX_SESSIONS_PER_CLIENT: int(1, 1000).default(2),
   REALTIME_IDLE_TIMEOUT_MS: int(1000, 86_400_000).default(300_000),
   REALTIME_MAX_SESSION_MS: int(1000, 86_400_000).default(1_800_000),
+
+  METRICS_ENABLED: bool.default(true),
+  METRICS_TOKEN: z
+    .string()
+    .regex(/^[\x21-\x7e]{16,512}$/, 'must be 16 to 512 visible ASCII characters (no spaces), e.g. from `openssl rand -hex 32`')
+    .optional(),
+  METRICS_PORT: int(0, 65535).optional(),
+  METRICS_HOST: z.string().min(1).optional(),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -220,6 +228,14 @@ export interface Config {
     idleTimeoutMs: number;
     maxSessionMs: number;
   };
+  metrics: {
+    /** Off: no /metrics and no counting (the no-op implementation). */
+    enabled: boolean;
+    /** Bearer token /metrics requires; undefined: none. */
+    token: string | undefined;
+    /** A listener of its own for /metrics (then absent from the public port); undefined: /metrics on the public port. */
+    listener: { port: number; host: string } | undefined;
+  };
 }
 
 export class ConfigError extends Error {
@@ -252,6 +268,9 @@ export function loadConfig(env: Env): Config {
   if (e.COOKIE_SAMESITE === 'None' && !e.COOKIE_SECURE) missing.push('COOKIE_SAMESITE: None requires COOKIE_SECURE=true');
   if (e.PINECONE_API_KEY && !e.PINECONE_INDEX && !e.PINECONE_INDEX_HOST) missing.push('PINECONE_API_KEY: also set PINECONE_INDEX (the index name) or PINECONE_INDEX_HOST (its data-plane URL)');
   if (!e.PINECONE_API_KEY && (e.PINECONE_INDEX || e.PINECONE_INDEX_HOST)) missing.push('PINECONE_INDEX / PINECONE_INDEX_HOST: set PINECONE_API_KEY too');
+  if (e.METRICS_HOST && e.METRICS_PORT === undefined) missing.push('METRICS_HOST: set METRICS_PORT too (the host is that listener\'s); without it /metrics is on the public port');
+  if (e.METRICS_PORT !== undefined && e.METRICS_PORT !== 0 && e.METRICS_PORT === e.PORT) missing.push('METRICS_PORT: must differ from PORT (it is a listener of its own)');
+  if (!e.METRICS_ENABLED && (e.METRICS_PORT !== undefined || e.METRICS_TOKEN)) missing.push('METRICS_PORT / METRICS_TOKEN: metrics are off (METRICS_ENABLED=false); unset them or turn metrics on');
   if (missing.length) throw new ConfigError(missing);
   if (e.OPENAI_BASE_URL && !e.OPENAI_API_KEY) {
     // OpenAI-compatible servers (Ollama, vLLM, llama.cpp) usually need no key, but the SDK insists on one.
@@ -340,6 +359,11 @@ export function loadConfig(env: Env): Config {
       maxSessionsPerClient: e.REALTIME_MAX_SESSIONS_PER_CLIENT,
       idleTimeoutMs: e.REALTIME_IDLE_TIMEOUT_MS,
       maxSessionMs: e.REALTIME_MAX_SESSION_MS,
+    },
+    metrics: {
+      enabled: e.METRICS_ENABLED,
+      token: e.METRICS_TOKEN,
+      listener: e.METRICS_PORT === undefined ? undefined : { port: e.METRICS_PORT, host: e.METRICS_HOST ?? '127.0.0.1' },
     },
   };
 }

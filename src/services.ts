@@ -16,6 +16,8 @@ import type { RateLimiter } from './ratelimit/rate-limiter.js';
 import type { ConversationStore } from './stores/conversation-store.js';
 import type { LongTermMemory } from './memory/long-term-memory.js';
 import { originPolicy, type OriginPolicy } from './origins.js';
+import { noopMetrics, type Metrics } from './metrics/metrics.js';
+import { countingRefusals } from './ratelimit/counting-refusals.js';
 
 /** Everything the protocol adapters need, built once per process by a runtime entry. */
 export interface Services {
@@ -43,6 +45,8 @@ export interface Services {
   origins: OriginPolicy;
   /** Long-term memory of signed-in users; undefined when switched off (MEMORY_ENABLED=false, or Workers). */
   memory: LongTermMemory | undefined;
+  /** What the gateway reports about itself; the no-op implementation unless the runtime entry passes one. */
+  metrics: Metrics;
 }
 
 export interface Backends {
@@ -60,10 +64,13 @@ export interface Backends {
   memory?: LongTermMemory | undefined;
   /** Several nodes: Redis (REDIS_URL). */
   cluster?: ClusterLink | undefined;
+  metrics?: Metrics | undefined;
 }
 
 export function createServices(config: Config, backends: Backends): Services {
-  const { logger, store, limiter } = backends;
+  const { logger, store } = backends;
+  const metrics = backends.metrics ?? noopMetrics;
+  const limiter = metrics.enabled ? countingRefusals(backends.limiter, metrics) : backends.limiter;
   const models = backends.models ?? createModelRegistry(config, logger);
   const turns = new TurnTracker();
   const { memory, cluster } = backends;
@@ -81,6 +88,7 @@ export function createServices(config: Config, backends: Backends): Services {
     coordinator: cluster,
     streams,
     logger,
+    metrics,
     options: {
       systemPrompt: config.chat.systemPrompt,
       historyLimit: config.chat.historyLimit,
@@ -115,5 +123,5 @@ export function createServices(config: Config, backends: Backends): Services {
   // Before the account goes: its keys' open sockets and realtime sessions are cut with them.
   accounts.onDelete((userId) => apiKeys.revokeAll(userId));
   const origins = originPolicy(config.corsOrigins, logger);
-  return { config, logger, store, limiter, models, turns, coordinator: cluster, cluster, streams, pipeline, tokens, sessions, auth, accounts, apiKeys, origins, memory };
+  return { config, logger, store, limiter, models, turns, coordinator: cluster, cluster, streams, pipeline, tokens, sessions, auth, accounts, apiKeys, origins, memory, metrics };
 }

@@ -14,6 +14,7 @@ import type { TurnTracker } from './turn-tracker.js';
 import type { TurnCoordinator, TurnLease } from './turn-coordinator.js';
 import { eventId, type TurnLog, type TurnStreams } from './turn-streams.js';
 import type { LongTermMemory } from '../memory/long-term-memory.js';
+import { noopMetrics, type Metrics } from '../metrics/metrics.js';
 
 export interface ChatTurnInput {
   principal: Principal;
@@ -30,6 +31,8 @@ export interface ChatTurnInput {
    * long-term memory is recalled or kept. `conversationId` is then ignored.
    */
   stateless?: { history: readonly ModelMessage[] } | undefined;
+  /** Which wire protocol runs the turn (`sse`, `ai:chat`, `chat:start`, ...): a metrics label, so a fixed name. */
+  protocol?: string | undefined;
 }
 
 export type ChatTurnEvent =
@@ -101,6 +104,8 @@ export interface ChatPipelineDeps {
   streams?: TurnStreams | undefined;
   logger: Logger;
   options: ChatPipelineOptions;
+  /** Absent: nothing is measured. */
+  metrics?: Metrics | undefined;
 }
 
 /** A turn that passed every admission check; `run()` streams it into a sink. */
@@ -238,6 +243,7 @@ export class ChatPipeline {
     let ending: Ending | undefined;
     let messageId: string | undefined;
     const startedAt = performance.now();
+    const observed = (this.deps.metrics ?? noopMetrics).turnStarted(input.protocol ?? 'other', model.provider, model.modelId);
     const memory = this.deps.memory;
     const userId = input.principal.userId;
     let remember = false;
@@ -297,7 +303,12 @@ export class ChatPipeline {
       let userStored = false;
       /** Text that came before the user message was durable: handed over as one delta once it is. */
       let early = '';
+      let firstText = true;
       const deliver = (delta: string) => {
+        if (firstText) {
+          firstText = false;
+          observed.firstToken();
+        }
         if (sink.delta(delta) || waitingForClient) return;
         // The client's buffer is full: stop pulling from the model until it reads.
         waitingForClient = true;
@@ -352,6 +363,7 @@ export class ChatPipeline {
           ? timeOrderedId()
           : await this.#persistReply(conversation.key, text, modelName, ending, rememberReply, logger);
       if (remember) memory!.wake();
+      observed.end(ending);
       logger.info(
         { finishReason: ending.finishReason, outputChars: text.length, usage: ending.usage, ms: Math.round(performance.now() - startedAt) },
         'chat turn ended',

@@ -72,6 +72,7 @@ export function aiSdkRoutes(services: Services): Hono<AppEnv> {
       model: req.model,
       temperature: req.temperature,
       maxTokens: req.maxTokens,
+      protocol: 'ai-sdk',
     });
     setRateLimitHeaders(c, turn.rateLimit);
     return respondWithTurn(c, turn, uiMessageFrames(turn.conversation.id), UI_STREAM_HEADERS);

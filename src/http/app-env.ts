@@ -13,5 +13,7 @@ export interface AppEnv {
     principal: Principal;
     /** Response headers set so far (see `setHeader`): what a hand-written stream head is made of. */
     head: HeadEntry[];
+    /** Set by the not-found handler: no route matched (metrics label the request `unmatched`). */
+    unmatched: boolean;
   };
 }

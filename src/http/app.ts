@@ -1,5 +1,6 @@
 import { withBindings } from '../logger.js';
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import { routePath } from 'hono/route';
 import { clientIp } from '../chat/principal.js';
 import { AppError, errorBody, toAppError } from '../errors.js';
 import type { Services } from '../services.js';
@@ -56,9 +57,15 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
   app.get('/openapi.json', (c) => c.json((document ??= openApiDocument(services.config, options.routeDocs))));
   app.get('/docs', swaggerUI({ url: '/openapi.json', title: 'AI chat gateway API' }));
 
-  app.notFound((c) => c.json(errorBody(new AppError('NOT_FOUND', `No route for ${c.req.method} ${c.req.path}`)), 404));
+  app.notFound((c) => {
+    c.set('unmatched', true);
+    const error = new AppError('NOT_FOUND', `No route for ${c.req.method} ${c.req.path}`);
+    services.metrics.error(error, 'http');
+    return c.json(errorBody(error), 404);
+  });
   app.onError((err, c) => {
     const error = toAppError(err);
+    services.metrics.error(error, 'http');
     const log = c.get('logger') ?? logger;
     if (error.code === 'INTERNAL') log.error({ err }, 'unhandled error');
     else log.debug({ code: error.code, msg: error.message }, 'request refused');
@@ -91,6 +98,11 @@ const CORS_EXPOSE_HEADERS = 'X-Request-Id,RateLimit-Limit,RateLimit-Remaining,Ra
 const CORS_MAX_AGE = '600';
 /** What Hono's requestId() accepts from a client; anything else gets a fresh id. */
 const CLIENT_REQUEST_ID = /^[\w\-=]{1,255}$/;
+/** The route label of requests no route matched, and of CORS preflights (answered before routing). */
+const UNMATCHED = 'unmatched';
+const PREFLIGHT = 'preflight';
+/** Scrapes are not counted among the requests they report. */
+const METRICS_ROUTE = '/metrics';
 
 /**
  * The outermost middleware: request id, the request's logger and client address, security
@@ -102,7 +114,7 @@ const CLIENT_REQUEST_ID = /^[\w\-=]{1,255}$/;
  * recorded by `setHeader`.
  */
 function platform(services: Services, options: AppOptions): MiddlewareHandler<AppEnv> {
-  const { config, logger, origins } = services;
+  const { config, logger, origins, metrics } = services;
   return async (c, next) => {
     c.set('head', []);
     const given = requestHeader(c, 'x-request-id');
@@ -131,14 +143,24 @@ function platform(services: Services, options: AppOptions): MiddlewareHandler<Ap
       setHeader(c, 'Vary', 'Access-Control-Request-Headers', true);
       const preflight = c.body(null, 204);
       applyHead(c.get('head'), preflight.headers);
+      if (metrics.enabled) metrics.httpRequest('OPTIONS', PREFLIGHT, 204);
       return preflight;
     }
 
     const started = performance.now();
     await next();
     // A streamed head was written from the same record (node-response.ts); its marker is shared.
-    if (!isAlreadySent(c.res)) applyHead(c.get('head'), c.res.headers);
+    const streamed = isAlreadySent(c.res);
+    if (!streamed) applyHead(c.get('head'), c.res.headers);
+    // A streamed head went out as 200; reading the marker's status would build a web Response
+    // under @hono/node-server (its lightweight Response has no cached status without a body).
+    const status = streamed ? 200 : c.res.status;
+    if (metrics.enabled) {
+      // The pattern of the route that answered (bounded), never the raw path.
+      const route = c.get('unmatched') ? UNMATCHED : routePath(c);
+      if (route !== METRICS_ROUTE) metrics.httpRequest(c.req.method, route, status);
+    }
     if (reqLogger.isLevelEnabled?.('info') === false) return;
-    reqLogger.info({ method: c.req.method, path: c.req.path, status: c.res.status, ms: +(performance.now() - started).toFixed(2) }, 'request');
+    reqLogger.info({ method: c.req.method, path: c.req.path, status, ms: +(performance.now() - started).toFixed(2) }, 'request');
   };
 }

@@ -38,6 +38,7 @@ export function chatStreamHandler(services: Services) {
       model: req.model,
       maxTokens: req.maxTokens,
       temperature: req.temperature,
+      protocol: 'sse',
     });
     setRateLimitHeaders(c, turn.rateLimit);
     return respondWithTurn(c, turn, sseFrames(turn.conversation.id));

@@ -119,6 +119,7 @@ export function openaiRoutes(services: Services): Hono<AppEnv> {
 
   app.onError((err, c) => {
     const error = toAppError(err);
+    services.metrics.error(error, 'http');
     const log = c.get('logger');
     if (error.code === 'INTERNAL') log?.error({ err }, 'unhandled error');
     const rateLimit = error.details?.rateLimit as RateLimitDecision | undefined;
@@ -141,6 +142,7 @@ function turnInput(c: Context<AppEnv>, req: CompletionRequest, conversationId: s
     maxTokens,
     temperature: req.temperature ?? undefined,
     stop: typeof req.stop === 'string' ? [req.stop] : (req.stop ?? undefined),
+    protocol: 'openai',
     // A named conversation is stored (its history comes from the store, not the request); otherwise the client's history is the context.
     ...(conversationId ? { conversationId } : { stateless: { history: messages.filter((m) => m.content !== '') } }),
   };

@@ -128,6 +128,16 @@ function routes(config: Config): RouteDoc[] {
 
 export type { RouteDoc };
 
+/** Prometheus metrics, on the public port unless METRICS_PORT moves them (Node only). */
+export const METRICS_ROUTE_DOC: RouteDoc = {
+  method: 'get',
+  path: '/metrics',
+  tag: 'operations',
+  summary: 'Prometheus metrics (text format); Bearer METRICS_TOKEN when set',
+  auth: 'metrics',
+  ok: { 200: ['Prometheus text exposition format 0.0.4', 'text/plain'] },
+};
+
 /** The native WebSocket relay, served by the Node entry only. */
 export const REALTIME_ROUTE_DOC: RouteDoc = {
   method: 'get',

@@ -1,4 +1,5 @@
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { ConversationStore, Page, PendingMemory } from '../stores/conversation-store.js';
 import type { Embedder } from './embedder.js';
 import type { MemoryMatch, MemoryRecord, MemoryStore } from './memory-store.js';
@@ -21,6 +22,8 @@ export interface LongTermMemoryDeps {
   conversations: ConversationStore;
   logger: Logger;
   options: LongTermMemoryOptions;
+  /** Times each recall. */
+  metrics?: Pick<Metrics, 'memoryRecall'> | undefined;
 }
 
 export interface MemoryHealth {
@@ -122,6 +125,7 @@ export class LongTermMemory {
   async recall(userId: string, text: string): Promise<MemoryMatch[]> {
     const { topK, minScore, recallTimeoutMs, windowSize } = this.deps.options;
     if (!this.#ready) return [];
+    const started = performance.now();
     const controller = new AbortController();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -139,9 +143,11 @@ export class LongTermMemory {
       })();
       const matches = await Promise.race([work, timeout]);
       this.#succeeded();
+      this.deps.metrics?.memoryRecall((performance.now() - started) / 1000, 'ok');
       return matches;
     } catch (err) {
       this.#failed('recall', err);
+      this.deps.metrics?.memoryRecall((performance.now() - started) / 1000, controller.signal.aborted ? 'timeout' : 'error');
       return [];
     } finally {
       clearTimeout(timer);

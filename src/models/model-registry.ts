@@ -176,7 +176,7 @@ export function createModelRegistry(config: Config, logger: Logger = silentLogge
       timeoutMs: m.timeoutMs,
       contextTokens: m.contextTokens,
       logger,
-      transport,
+      transport: timed(transport, 'openai'),
     });
   }
   if (m.gemini.apiKey) {
@@ -187,7 +187,7 @@ export function createModelRegistry(config: Config, logger: Logger = silentLogge
       timeoutMs: m.timeoutMs,
       contextTokens: m.contextTokens,
       logger,
-      transport,
+      transport: timed(transport, 'gemini'),
     });
   }
   const defaultModel = chooseDefaultModel(config, discoveredDefault);
@@ -206,4 +206,22 @@ export function createModelRegistry(config: Config, logger: Logger = silentLogge
     throw new ConfigError([`DEFAULT_MODEL=${defaultModel}: ${reason}; ${hint}, or choose another DEFAULT_MODEL`]);
   }
   return registry;
+}
+
+/**
+ * The transport with its fetch timed for `provider`: request sent to response head (each try of
+ * an SDK's retries on its own). The Response passes through untouched (`nodeBody` finds it).
+ */
+function timed(transport: ProviderTransport | undefined, provider: string): ProviderTransport | undefined {
+  const observe = transport?.onResponseHead;
+  if (!observe) return transport;
+  const base = transport.fetch ?? globalThis.fetch;
+  const fetchTimed = (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const sent = performance.now();
+    return base(input, init).then((response) => {
+      observe(provider, (performance.now() - sent) / 1000);
+      return response;
+    });
+  };
+  return { ...transport, fetch: fetchTimed as typeof fetch };
 }

@@ -10,6 +10,8 @@ import { SseDecoder } from './sse-decoder.js';
 export interface ProviderTransport {
   fetch?: typeof fetch | undefined;
   nodeBody?: NodeBodyLookup | undefined;
+  /** Told how long each provider request took to bring its response head (the registry wraps `fetch` per provider). */
+  onResponseHead?: ((provider: string, seconds: number) => void) | undefined;
 }
 
 export interface OpenAIProviderOptions {

@@ -2,6 +2,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync
 import { join } from 'node:path';
 import { ConfigError, type Config } from '../config.js';
 import type { Logger } from '../logger.js';
+import { noopMetrics, type Metrics } from '../metrics/metrics.js';
 import { createModelRegistry, discoverCompatibleModel } from '../models/model-registry.js';
 import { createRateLimiter } from '../ratelimit/create-rate-limiter.js';
 import type { Backends } from '../services.js';
@@ -25,15 +26,18 @@ export class StartupError extends Error {
 }
 
 /** The one wiring module for Node: configuration picks each port's adapter. */
-export async function createNodeBackends(config: Config, logger: Logger): Promise<Backends> {
+export async function createNodeBackends(config: Config, logger: Logger, metrics: Metrics = noopMetrics): Promise<Backends> {
   ensurePrivateDir(config.dataDir, logger);
   // The SDKs send their requests through node:http, and model streams read the socket directly.
-  const transport = createNodeFetch();
+  const transport = {
+    ...createNodeFetch(),
+    ...(metrics.enabled ? { onResponseHead: (provider: string, seconds: number) => metrics.upstreamResponse(provider, seconds) } : {}),
+  };
   const models = createModelRegistry(config, logger, await discoverCompatibleModel(config), transport);
   const store = config.mongo ? await connectMongo(config.mongo) : new SqliteConversationStore(join(config.dataDir, 'gateway.sqlite'));
   const limiter = createRateLimiter(config, logger);
   const jwtSecret = config.auth.jwtSecret ? new TextEncoder().encode(config.auth.jwtSecret) : persistedSecret(config.dataDir, logger);
-  const memory = await createMemory(config, store, logger);
+  const memory = await createMemory(config, store, logger, metrics);
   logger.info(
     {
       store: store.kind,
@@ -45,7 +49,7 @@ export async function createNodeBackends(config: Config, logger: Logger): Promis
     },
     config.chat.defaultModel ? 'backends ready' : `backends ready; no DEFAULT_MODEL set, so requests without a model use ${models.defaultModel}`,
   );
-  return { logger, store, limiter, jwtSecret, hasher: new NativePasswordHasher(), revocableTokens: true, models, memory };
+  return { logger, store, limiter, jwtSecret, hasher: new NativePasswordHasher(), revocableTokens: true, models, memory, metrics };
 }
 
 /**
@@ -54,7 +58,7 @@ export async function createNodeBackends(config: Config, logger: Logger): Promis
  * embedder) stops the start with the variable to change; Pinecone merely unreachable at
  * start leaves memory degraded and retried.
  */
-async function createMemory(config: Config, conversations: ConversationStore, logger: Logger): Promise<LongTermMemory | undefined> {
+async function createMemory(config: Config, conversations: ConversationStore, logger: Logger, metrics: Metrics): Promise<LongTermMemory | undefined> {
   if (!config.memory.enabled) return undefined;
   const { embedding, pinecone } = config.memory;
   const embedder = createEmbedder({
@@ -85,6 +89,7 @@ async function createMemory(config: Config, conversations: ConversationStore, lo
     conversations,
     logger: logger.child({ component: 'memory' }),
     options: { topK: config.memory.topK, minScore: config.memory.minScore, recallTimeoutMs: config.memory.recallTimeoutMs, windowSize: config.chat.historyLimit },
+    metrics: metrics.enabled ? metrics : undefined,
   });
   try {
     await memory.init((err) => pinecone !== undefined && !(err instanceof MemoryStoreError && err.refusal));

@@ -75,7 +75,9 @@ export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'
             session?.handleClientEvent(event.data);
             return;
           }
-          ws.send(JSON.stringify(realtimeErrorEvent({ code: 'BAD_REQUEST', message: 'The Realtime protocol uses JSON text frames; send audio as input_audio_buffer.append' })));
+          const error = { code: 'BAD_REQUEST', message: 'The Realtime protocol uses JSON text frames; send audio as input_audio_buffer.append' } as const;
+          services.metrics.error(error, 'realtime:websocket');
+          ws.send(JSON.stringify(realtimeErrorEvent(error)));
         },
         onClose() {
           open.delete(entry);

@@ -9,12 +9,14 @@ import type { Hono } from 'hono';
 import type { Config } from '../config.js';
 import type { AppEnv } from '../http/app-env.js';
 import { createApp } from '../http/app.js';
-import { PLAYGROUND_ROUTE_DOCS, REALTIME_ROUTE_DOC } from '../http/openapi.js';
+import { METRICS_ROUTE_DOC, PLAYGROUND_ROUTE_DOCS, REALTIME_ROUTE_DOC } from '../http/openapi.js';
 import { authenticate } from '../http/authenticate.js';
 import type { Logger } from '../logger.js';
 import { createServices, type Services } from '../services.js';
 import { createSocketServer, type SocketGauges } from '../socket/socket-server.js';
 import { createNodeBackends, StartupError } from './node-backends.js';
+import { createMetricsApp, metricsHandler } from '../http/metrics-route.js';
+import { PromMetrics } from './prom-metrics.js';
 import { createNodeLogger } from './node-logger.js';
 import { realtimeRoute } from './realtime-route.js';
 import { RealtimeService } from '../realtime/realtime-service.js';
@@ -30,6 +32,10 @@ export interface NodeServer {
   readonly realtime: RealtimeService;
   readonly services: Services;
   readonly gauges: SocketGauges;
+  /** The Prometheus metrics (undefined with METRICS_ENABLED=false). */
+  readonly metrics: PromMetrics | undefined;
+  /** Where the METRICS_PORT listener listens, once it does; undefined when /metrics is on the public port (or off). */
+  metricsAddress(): { port: number; host: string } | undefined;
   listen(): Promise<{ port: number; host: string }>;
   /** Graceful: stop accepting, let streams finish (or abort them after the grace period), persist, close stores. */
   close(): Promise<void>;
@@ -43,14 +49,30 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
   const cluster = config.redis ? await RedisCluster.connect(config, logger).catch((err: unknown) => {
     throw err instanceof RedisConnectError ? new StartupError(err.message) : err;
   }) : undefined;
-  const services = createServices(config, { ...(await createNodeBackends(config, logger)), cluster });
+  const metrics = config.metrics.enabled ? new PromMetrics() : undefined;
+  const services = createServices(config, { ...(await createNodeBackends(config, logger, metrics)), cluster });
   const playgroundDir = config.playground.enabled ? findPlaygroundDir() : undefined;
   if (config.playground.enabled && !playgroundDir) logger.info({}, 'the playground is not built (npm run build): / is not served');
-  const routeDocs = [REALTIME_ROUTE_DOC, ...(playgroundDir ? PLAYGROUND_ROUTE_DOCS : [])];
+  const publicMetrics = metrics !== undefined && !config.metrics.listener;
+  const routeDocs = [REALTIME_ROUTE_DOC, ...(playgroundDir ? PLAYGROUND_ROUTE_DOCS : []), ...(publicMetrics ? [METRICS_ROUTE_DOC] : [])];
   const app = createApp(services, { connectionIp: (c) => normaliseIp(getConnInfo(c).remote.address), routeDocs });
   if (playgroundDir) addPlaygroundRoutes(app, loadPlaygroundAssets(playgroundDir));
 
-  const realtime = new RealtimeService({ config, limiter: services.limiter, store: services.store, logger: services.logger.child({ component: 'realtime' }) });
+  // /metrics: on a listener of its own with METRICS_PORT (and then not on the public port), else here.
+  const metricsOptions = metrics ? { exposition: metrics, token: config.metrics.token, metrics } : undefined;
+  if (metricsOptions && !config.metrics.listener) {
+    app.get('/metrics', metricsHandler(metricsOptions));
+    if (!config.metrics.token && !isLoopback(config.host)) logger.warn({ host: config.host }, '/metrics is served on the public port without METRICS_TOKEN; set METRICS_TOKEN, or METRICS_PORT for a private listener');
+  }
+  const metricsServer = metricsOptions && config.metrics.listener ? (createAdaptorServer({ fetch: createMetricsApp(metricsOptions).fetch }) as HttpServer) : undefined;
+
+  const realtime = new RealtimeService({
+    config,
+    limiter: services.limiter,
+    store: services.store,
+    logger: services.logger.child({ component: 'realtime' }),
+    metrics: services.metrics.enabled ? services.metrics : undefined,
+  });
   const { upgradeWebSocket, injectWebSocket, wss } = createNodeWebSocket({ app });
   // ws accepts 100 MiB frames by default: bound them near the largest event a session accepts.
   (wss.options as { maxPayload?: number }).maxPayload = 2 * 1024 * 1024 + config.realtime.maxAudioChunkBytes * 2;
@@ -76,6 +98,7 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
     // cookie: the same origin rule as Socket.IO's handshake, before anything else runs.
     const origin = req.headers.origin;
     if (origin !== undefined && !services.origins(origin, req.headers.host)) {
+      services.metrics.error({ code: 'UNAUTHORIZED' }, 'websocket');
       socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n{"error":"Origin not allowed","code":"UNAUTHORIZED"}');
       return;
     }
@@ -83,7 +106,22 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
   });
 
   const { io, gauges } = createSocketServer(httpServer, services, realtime, { adapter: cluster?.socketAdapter() });
+  metrics?.watch({ socketConnections: () => gauges.byNamespace, realtimeSessions: () => realtime.size });
   let closing: Promise<void> | undefined;
+  let metricsAddress: { port: number; host: string } | undefined;
+
+  const listenPublic = () =>
+    new Promise<{ port: number; host: string }>((resolve, reject) => {
+      httpServer.once('error', reject);
+      // A deep accept queue: a burst of thousands of new streams must wait, not be reset.
+      httpServer.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG }, () => {
+        httpServer.off('error', reject);
+        const addr = httpServer.address();
+        const port = typeof addr === 'object' && addr ? addr.port : config.port;
+        logger.info({ port, host: config.host, providers: services.models.providers, defaultModel: services.models.defaultModel }, 'listening');
+        resolve({ port, host: config.host });
+      });
+    });
 
   return {
     httpServer,
@@ -92,18 +130,21 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
     realtime,
     services,
     gauges,
-    listen: () =>
-      new Promise((resolve, reject) => {
-        httpServer.once('error', reject);
-        // A deep accept queue: a burst of thousands of new streams must wait, not be reset.
-        httpServer.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG }, () => {
-          httpServer.off('error', reject);
-          const addr = httpServer.address();
-          const port = typeof addr === 'object' && addr ? addr.port : config.port;
-          logger.info({ port, host: config.host, providers: services.models.providers, defaultModel: services.models.defaultModel }, 'listening');
-          resolve({ port, host: config.host });
-        });
-      }),
+    metrics,
+    metricsAddress: () => metricsAddress,
+    listen: async () => {
+      const address = await listenPublic();
+      if (metricsServer) {
+        try {
+          metricsAddress = await listenMetrics(metricsServer, config.metrics.listener!);
+        } catch (err) {
+          httpServer.close();
+          throw err;
+        }
+        logger.info(metricsAddress, 'metrics listening');
+      }
+      return address;
+    },
     close: () =>
       (closing ??= (async () => {
         logger.info({ activeTurns: services.turns.active }, 'shutting down');
@@ -123,6 +164,12 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
         httpServer.closeAllConnections();
         for (const socket of sockets) socket.destroy();
         await stopped;
+        // Scrapes were answered while streams drained; the metrics listener goes last.
+        if (metricsServer?.listening) {
+          const metricsStopped = new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+          metricsServer.closeAllConnections();
+          await metricsStopped;
+        }
         await services.limiter.close();
         await cluster?.close();
         await services.memory?.close();
@@ -132,6 +179,27 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
   };
 }
 
+/** The METRICS_PORT listener; a failure names the variables to change. */
+function listenMetrics(server: HttpServer, { port, host }: { port: number; host: string }): Promise<{ port: number; host: string }> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE') reject(new StartupError(`METRICS_PORT: ${host}:${port} is already in use; set METRICS_PORT to a free port`));
+      else if (err.code === 'EADDRNOTAVAIL') reject(new StartupError(`METRICS_HOST: ${host} is not an address of this machine; use 127.0.0.1 or one of its addresses`));
+      else if (err.code === 'EACCES') reject(new StartupError(`METRICS_PORT: not allowed to listen on ${port} (ports below 1024 need privileges); set METRICS_PORT to 1024 or above`));
+      else reject(err);
+    };
+    server.once('error', onError);
+    server.listen({ port, host }, () => {
+      server.off('error', onError);
+      const addr = server.address();
+      resolve({ port: typeof addr === 'object' && addr ? addr.port : port, host });
+    });
+  });
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());

@@ -3,6 +3,7 @@ import { ownerOf, type Principal } from '../chat/principal.js';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { chatLimit, type RateLimiter } from '../ratelimit/rate-limiter.js';
 import type { ConversationStore } from '../stores/conversation-store.js';
 import { GEMINI_LIVE_MODEL, GeminiRealtimeProvider } from './gemini-realtime-provider.js';
@@ -28,6 +29,8 @@ export interface RealtimeServiceDeps {
   logger: Logger;
   /** Injected in tests of the service alone; built from config otherwise. */
   provider?: RealtimeProvider | null;
+  /** Counts the coded errors sessions send their clients. */
+  metrics?: Pick<Metrics, 'error'> | undefined;
 }
 
 /**
@@ -74,7 +77,12 @@ export class RealtimeService {
       logger: log,
       onServerEvent: callbacks.onServerEvent,
       ...(callbacks.onAudio ? { onAudio: callbacks.onAudio } : {}),
-      onError: callbacks.onError,
+      onError: this.deps.metrics
+        ? (error) => {
+            this.deps.metrics!.error(error, `realtime:${callbacks.protocol}`);
+            callbacks.onError(error);
+          }
+        : callbacks.onError,
       clientBacklogBytes: callbacks.clientBacklogBytes,
       onUsage: (usage, total) => {
         log.debug({ usage, total }, 'realtime response usage');

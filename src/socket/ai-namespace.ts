@@ -111,7 +111,7 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
           socket,
           turns,
           after: turns.size > 0 ? turns.settled() : undefined,
-          input: { message, conversationId: conversationId ?? undefined, model, maxTokens, temperature },
+          input: { message, conversationId: conversationId ?? undefined, model, maxTokens, temperature, protocol: 'chat:start' },
           events: {
             start: (e) => {
               turnConversation = e.conversationId;
@@ -138,6 +138,7 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
         });
       } catch (err) {
         const e = toAppError(err);
+        services.metrics.error(e, 'chat:start');
         socket.emit('chat:error', { message: e.message, code: e.code });
       }
     });

@@ -23,11 +23,6 @@ export type DefaultNamespace = Namespace<DefaultClientToServerEvents, DefaultSer
 /** Streams one socket may run at once on `ai:chat` (each names its sessionId, so they can interleave). */
 const MAX_PARALLEL_TURNS = 4;
 
-const protocolError = (err: unknown): ProtocolError => {
-  const e = toAppError(err);
-  return { error: e.message, code: e.code };
-};
-
 /**
  * Namespace `/`: seed 000 (`ai-message {prompt}`), seed 001 (`ai-message {chatId, content}`),
  * seed 002 (`ai:chat` streaming), seed 004 (`realtime-*`), and `message` (logged). Thin
@@ -40,6 +35,12 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
   const persistedSchema = z.object({ chatId: conversationIdSchema, content: fields.message, model: fields.model });
   const streamSchema = z.object({ ...fields, sessionId: conversationIdSchema.optional() });
   const log = services.logger.child({ nsp: '/' });
+  /** The error event's payload, counted once per error (a failed turn's error comes here again). */
+  const protocolError = (err: unknown, protocol: string): ProtocolError => {
+    const e = toAppError(err);
+    services.metrics.error(e, protocol);
+    return { error: e.message, code: e.code };
+  };
 
   nsp.on('connection', (socket: DefaultSocket) => {
     const turns = new SocketTurns();
@@ -81,7 +82,7 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
           token,
         );
       } catch (err) {
-        socket.emit('ai:error', protocolError(err));
+        socket.emit('ai:error', protocolError(err, 'ai:resume'));
       }
     });
 
@@ -92,11 +93,11 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
         const parsed = promptSchema.safeParse(payload);
         if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error).replace(/^message/, 'prompt'));
         const reply = await wholeReply(s, {
-          input: { message: parsed.data.prompt, model: parsed.data.model, maxTokens: parsed.data.maxTokens, temperature: parsed.data.temperature },
+          input: { message: parsed.data.prompt, model: parsed.data.model, maxTokens: parsed.data.maxTokens, temperature: parsed.data.temperature, protocol: 'ai-message:prompt' },
         });
         if (reply !== undefined) s.emit('ai-message-response', { response: reply });
       } catch (err) {
-        s.emit('ai-message-response', protocolError(err));
+        s.emit('ai-message-response', protocolError(err, 'ai-message:prompt'));
       }
     }
 
@@ -106,10 +107,10 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
         const parsed = persistedSchema.safeParse(payload);
         if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
         const { chatId, content, model } = parsed.data;
-        const reply = await wholeReply(s, { requireUser: true, input: { message: content, conversationId: chatId, model } });
+        const reply = await wholeReply(s, { requireUser: true, input: { message: content, conversationId: chatId, model, protocol: 'ai-message:chat' } });
         if (reply !== undefined) s.emit('ai-response', { chat: chatId, content: reply });
       } catch (err) {
-        s.emit('ai-response', protocolError(err));
+        s.emit('ai-response', protocolError(err, 'ai-message:chat'));
       }
     }
 
@@ -159,7 +160,7 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
           socket: s,
           turns,
           payloadToken: payload.token,
-          input: { message, conversationId: sessionId, model, maxTokens, temperature },
+          input: { message, conversationId: sessionId, model, maxTokens, temperature, protocol: 'ai:chat' },
           events: {
             start: (e) => {
               conversationId = e.conversationId;
@@ -173,7 +174,7 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
           },
         });
       } catch (err) {
-        s.emit('ai:error', protocolError(err));
+        s.emit('ai:error', protocolError(err, 'ai:chat'));
       }
     }
   });

@@ -35,6 +35,7 @@ export function socketAuthMiddleware(services: Services) {
       next();
     } catch (err) {
       const missing = err instanceof AppError && err.details?.reason === 'missing';
+      services.metrics.error(err instanceof AppError ? err : { code: 'UNAUTHORIZED' }, 'socket.io');
       services.logger.debug({ ip, nsp: socket.nsp.name, missing }, 'socket connection refused');
       next(new Error(missing ? NO_TOKEN : INVALID_TOKEN));
     }
