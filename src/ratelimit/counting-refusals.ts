@@ -14,8 +14,8 @@ export function countingRefusals(limiter: RateLimiter, metrics: Pick<Metrics, 'r
     get failClosed() {
       return limiter.failClosed;
     },
-    consume: (key, limit) =>
-      limiter.consume(key, limit).then(
+    consume: (key, limit, windowMs) =>
+      limiter.consume(key, limit, windowMs).then(
         (decision) => {
           if (!decision.allowed) metrics.rateLimited(limitKind(key));
           return decision;
