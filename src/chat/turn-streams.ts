@@ -61,6 +61,10 @@ function eventBytes(event: ChatTurnEvent): number {
 
 class Log {
   readonly events: ChatTurnEvent[] = [];
+  /** Events appended so far; `events` stops growing once the log is dropped and nobody follows it. */
+  seq = 0;
+  /** Clients following this log now: a dropped log keeps recording for them until its end. */
+  followers = 0;
   bytes = 0;
   ended = false;
   endedAt = 0;
@@ -124,23 +128,30 @@ export class InProcessTurnStreams implements TurnStreams {
     const log = this.#logs.get(key(conversationKey, turnId));
     if (!log) return;
     let next = Math.max(0, afterSeq);
-    for (;;) {
-      while (next < log.events.length) {
-        const event = log.events[next]!;
-        next++;
-        yield { seq: next, event };
+    log.followers++;
+    try {
+      for (;;) {
+        while (next < log.events.length) {
+          const event = log.events[next]!;
+          next++;
+          yield { seq: next, event };
+        }
+        if (log.ended || signal.aborted) return;
+        await log.next(signal);
       }
-      if (log.ended || signal.aborted) return;
-      await log.next(signal);
+    } finally {
+      log.followers--;
     }
   }
 
   #append(log: Log, event: ChatTurnEvent): number {
-    if (log.ended) return log.events.length;
-    const seq = log.events.push(event);
-    const size = eventBytes(event);
-    log.bytes += size;
-    if (log.counted) {
+    if (log.ended) return log.seq;
+    const seq = ++log.seq;
+    if (!log.counted && log.followers > 0) log.events.push(event);
+    else if (log.counted) {
+      log.events.push(event);
+      const size = eventBytes(event);
+      log.bytes += size;
       this.#bytes += size;
       if (this.#bytes > this.options.maxBytes) this.#evict();
     }
@@ -157,6 +168,9 @@ export class InProcessTurnStreams implements TurnStreams {
     if (this.#latest.get(log.conversationKey) === log.turnId) this.#latest.delete(log.conversationKey);
     if (log.counted) this.#bytes -= log.bytes;
     log.counted = false;
+    // No new follower can find a dropped log: unless one follows it already, its events go now, not at its turn's end.
+    if (log.followers === 0) log.events.length = 0;
+    log.bytes = 0;
   }
 
   /** Oldest ended turns first, then the oldest running ones (they keep streaming to their own client, unrecorded). */

@@ -34,6 +34,30 @@ describe('in-process turn logs', () => {
     return expect(streams.latest('o/old')).resolves.toBeUndefined();
   });
 
+  it('a running turn evicted from the buffer records nothing more unless a client already follows it, which still gets every event to the end', async () => {
+    const streams = new InProcessTurnStreams({ ttlMs: 60_000, maxBytes: 5_000 });
+    const followed = streams.open('o/followed');
+    followed.append({ type: 'delta', text: 'f' });
+    const seen: number[] = [];
+    const following = (async () => {
+      for await (const { seq } of streams.follow('o/followed', followed.turnId, 0, new AbortController().signal)) seen.push(seq);
+    })();
+    await Promise.resolve();
+    const lone = streams.open('o/lone');
+    // Past the bound: both running logs are dropped (oldest first).
+    for (let i = 0; i < 10; i++) lone.append({ type: 'delta', text: 'z'.repeat(500) });
+    expect(await streams.latest('o/followed')).toBeUndefined();
+    expect(await streams.latest('o/lone')).toBeUndefined();
+    // The turns go on; their sequence numbers too.
+    for (let i = 0; i < 1_000; i++) lone.append({ type: 'delta', text: 'z'.repeat(500) });
+    expect(lone.append(end)).toBe(1_011);
+    expect(streams.bytes).toBeLessThanOrEqual(5_000);
+    followed.append({ type: 'delta', text: 'g' });
+    expect(followed.append(end)).toBe(3);
+    await following;
+    expect(seen).toEqual([1, 2, 3]);
+  });
+
   it('one node, no Redis: an SSE stream resumes with Last-Event-ID', async () => {
     const gw = await startGateway({ STREAM_ON_DISCONNECT: 'continue', LOCAL_MODEL_TOKEN_DELAY_MS: '5' });
     try {
