@@ -113,6 +113,7 @@ export const configSchema = z.object({
   STREAM_RESUME_TTL_S: int(0, 86_400).default(300),
   /** Bytes of turn events kept in this process for resuming when there is no Redis (oldest evicted first). */
   STREAM_RESUME_MAX_BYTES: int(0, 4_000_000_000).default(64 * 1024 * 1024),
+  STREAM_RESUME_REDIS_READERS: int(0, 100_000).default(256),
   STREAM_ON_DISCONNECT: z.enum(['abort', 'continue']).default('abort'),
   /** `npm run start:cluster`: gateway processes on this machine (0: one per core). */
   CLUSTER_WORKERS: int(0, 256).default(0),
@@ -205,6 +206,8 @@ export interface Config {
     resumeTtlSeconds: number;
     /** Bound of the in-process event buffer (without Redis). */
     maxBytes: number;
+    /** With Redis, resumed streams that hold a Redis connection of their own; the rest poll. */
+    redisReaders: number;
     /** What a client going away does to its turn: `abort` (stored as aborted) or `continue` (runs to its end, stored, resumable). */
     onDisconnect: 'abort' | 'continue';
   };
@@ -340,7 +343,7 @@ export function loadConfig(env: Env): Config {
     },
     redis: e.REDIS_URL ? { url: e.REDIS_URL, prefix: e.REDIS_KEY_PREFIX } : undefined,
     clusterWorkers: e.CLUSTER_WORKERS,
-    streams: { resumeTtlSeconds: e.STREAM_RESUME_TTL_S, maxBytes: e.STREAM_RESUME_MAX_BYTES, onDisconnect: e.STREAM_ON_DISCONNECT },
+    streams: { resumeTtlSeconds: e.STREAM_RESUME_TTL_S, maxBytes: e.STREAM_RESUME_MAX_BYTES, redisReaders: e.STREAM_RESUME_REDIS_READERS, onDisconnect: e.STREAM_ON_DISCONNECT },
     slowClientTimeoutMs: e.SLOW_CLIENT_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     memory: {

@@ -18,6 +18,8 @@ const LOG_MAX_ENTRIES = 50_000;
 const RUNNING_GRACE_S = 3_600;
 /** A resume that sees nothing new for this long ends (a turn never goes quiet that long: the idle timeout cuts it first). */
 const FOLLOW_IDLE_MS = 120_000;
+/** How often a resumed stream past STREAM_RESUME_REDIS_READERS polls the shared connection. */
+const POLL_MS = 100;
 const CONNECT_TIMEOUT_MS = 5_000;
 
 const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
@@ -48,7 +50,7 @@ export class RedisCluster implements ClusterLink {
   ) {
     this.#prefix = config.redis!.prefix;
     const ttl = config.streams.resumeTtlSeconds;
-    this.streams = ttl > 0 ? new RedisTurnStreams(client, this.#prefix, ttl, logger) : undefined;
+    this.streams = ttl > 0 ? new RedisTurnStreams(client, this.#prefix, ttl, logger, config.streams.redisReaders) : undefined;
   }
 
   static async connect(config: Config, logger: Logger): Promise<RedisCluster> {
@@ -191,6 +193,8 @@ class RedisTurnStreams implements TurnStreams {
     private readonly prefix: string,
     private readonly ttlSeconds: number,
     private readonly logger: Logger,
+    /** Resumed streams that get a Redis connection of their own (STREAM_RESUME_REDIS_READERS). */
+    private readonly maxBlockingReaders: number,
   ) {}
 
   #latestKey(conversationKey: string): string {
@@ -238,22 +242,32 @@ class RedisTurnStreams implements TurnStreams {
     return { turnId, ended: event !== undefined && isTerminal(event) };
   }
 
+  #blockingFollowers = 0;
+
   async *follow(conversationKey: string, turnId: string, afterSeq: number, signal: AbortSignal): AsyncIterable<LoggedEvent> {
     if (!this.client.isReady || signal.aborted) return;
     const key = this.#logKey(conversationKey, turnId);
-    // A blocking read holds its connection: each follower gets its own.
-    const reader = this.client.duplicate();
-    reader.on('error', () => undefined);
-    const stop = () => reader.destroy();
+    // A blocking read holds its connection: a follower gets its own while there are few, else polls on the shared one.
+    const blocking = this.#blockingFollowers < this.maxBlockingReaders;
+    const reader = blocking ? this.client.duplicate() : this.client;
+    if (blocking) {
+      this.#blockingFollowers++;
+      reader.on('error', () => undefined);
+    }
+    const stop = () => {
+      if (blocking) reader.destroy();
+    };
     signal.addEventListener('abort', stop, { once: true });
     try {
-      await reader.connect();
+      if (blocking) await reader.connect();
       if ((await reader.exists(key)) === 0) return;
       let last = afterSeq;
       let quietSince = Date.now();
       while (!signal.aborted) {
-        const reply = (await reader.sendCommand(['XREAD', 'COUNT', '500', 'BLOCK', '1000', 'STREAMS', key, `0-${last}`])) as [string, RawEntry[]][] | null;
+        const read = ['XREAD', 'COUNT', '500', ...(blocking ? ['BLOCK', '1000'] : []), 'STREAMS', key, `0-${last}`];
+        const reply = (await reader.sendCommand(read)) as [string, RawEntry[]][] | null;
         if (!reply) {
+          if (!blocking) await abortableSleep(POLL_MS, signal);
           if (Date.now() - quietSince > FOLLOW_IDLE_MS || (await reader.exists(key)) === 0) return;
           continue;
         }
@@ -271,12 +285,27 @@ class RedisTurnStreams implements TurnStreams {
       if (!signal.aborted) this.logger.warn({ err: (err as Error).message }, 'a resumed stream lost Redis');
     } finally {
       signal.removeEventListener('abort', stop);
-      if (reader.isOpen) reader.destroy();
+      if (blocking) {
+        this.#blockingFollowers--;
+        if (reader.isOpen) reader.destroy();
+      }
     }
   }
 }
 
 type RawEntry = [string, string[]];
+
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
 
 function encode(event: ChatTurnEvent): string {
   if (event.type !== 'error') return JSON.stringify(event);

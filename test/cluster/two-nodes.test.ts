@@ -76,6 +76,7 @@ describe('two nodes on one Redis', () => {
   let openai: Standin;
   let a: TestGateway;
   let b: TestGateway;
+  let env: Record<string, string>;
   let user: Account;
   const dataDir = tempDataDir();
 
@@ -84,7 +85,7 @@ describe('two nodes on one Redis', () => {
     redis = await redisAt(redisPort);
     upstash = await startUpstashStandin({ redisPort, token: 'cluster-token' });
     openai = await startOpenAIStandin();
-    const env = {
+    env = {
       DATA_DIR: dataDir,
       JWT_SECRET: TEST_JWT_SECRET,
       REDIS_URL: `redis://127.0.0.1:${redisPort}`,
@@ -196,6 +197,22 @@ describe('two nodes on one Redis', () => {
     // Another owner resumes nothing.
     const stranger = await register(a.url, `stranger-${Date.now()}@example.com`);
     expect((await fetch(`${b.url}/api/v2/ai/chat/stream?sessionId=${sessionId}`, { headers: bearer(stranger) })).status).toBe(204);
+  });
+
+  it('past STREAM_RESUME_REDIS_READERS a resumed stream polls the shared connection: same bytes', async () => {
+    const polling = await startGateway({ ...env, STREAM_RESUME_REDIS_READERS: '0' });
+    try {
+      const sessionId = `resume-poll-${Date.now()}`;
+      const cut = new AbortController();
+      const res = await postChat(a.url, { message: 'resume this reply by polling, it is long enough', sessionId, maxTokens: 60 }, bearer(user), cut.signal);
+      const partial = completeFrames(await readRaw(res, 5, cut));
+      const rest = await (await fetch(`${polling.url}/api/v2/ai/chat/stream?sessionId=${sessionId}`, { headers: { ...bearer(user), 'Last-Event-ID': lastId(partial) } })).text();
+      const whole = await (await fetch(`${polling.url}/api/v2/ai/chat/stream?sessionId=${sessionId}`, { headers: bearer(user) })).text();
+      expect(partial + rest).toBe(whole);
+      expect((await readSse(new Response(whole))).at(-1)).toMatchObject({ done: true });
+    } finally {
+      await polling.close();
+    }
   });
 
   it('a Socket.IO client that left resumes on the other node with chat:resume; the reply whose only client left is complete in the store', async () => {
