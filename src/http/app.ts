@@ -2,7 +2,7 @@ import { withBindings } from '../logger.js';
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { routePath } from 'hono/route';
 import { clientIp } from '../chat/principal.js';
-import { AppError, errorBody, toAppError } from '../errors.js';
+import { AppError, errorBody } from '../errors.js';
 import type { Services } from '../services.js';
 import type { AppEnv } from './app-env.js';
 import { apiKeyRoutes } from './api-key-routes.js';
@@ -16,10 +16,9 @@ import { aiSdkRoutes } from './ai-sdk-routes.js';
 import { realtimeUsageRoutes } from './realtime-usage-routes.js';
 import { swaggerUI } from '@hono/swagger-ui';
 import { openApiDocument, type RouteDoc } from './openapi.js';
-import { applyHead, requestHeader, setHeader, setRateLimitHeaders, setRetryAfter } from './http-helpers.js';
+import { applyHead, errorResponder, requestHeader, setHeader } from './http-helpers.js';
 import { isAlreadySent } from './node-response.js';
 import { readiness } from './readiness.js';
-import type { RateLimitDecision } from '../ratelimit/rate-limiter.js';
 
 export interface AppOptions {
   /** The caller's IP as the runtime sees the connection (Node socket, Workers header). */
@@ -32,7 +31,6 @@ export interface AppOptions {
  * The Hono app: web-standard only, so the same code serves Node and Workers.
  */
 export function createApp(services: Services, options: AppOptions): Hono<AppEnv> {
-  const { logger } = services;
   const app = new Hono<AppEnv>();
 
   app.use(platform(services, options));
@@ -63,20 +61,10 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
     services.metrics.error(error, 'http');
     return c.json(errorBody(error), 404);
   });
-  app.onError((err, c) => {
-    const error = toAppError(err);
-    services.metrics.error(error, 'http');
-    const log = c.get('logger') ?? logger;
-    if (error.code === 'INTERNAL') log.error({ err }, 'unhandled error');
-    else log.debug({ code: error.code, msg: error.message }, 'request refused');
-    const rateLimit = error.details?.rateLimit as RateLimitDecision | undefined;
-    if (rateLimit) setRateLimitHeaders(c, rateLimit);
-    const retryAfter = error.details?.retryAfterSeconds;
-    if (!rateLimit && typeof retryAfter === 'number') setRetryAfter(c, retryAfter);
-    return c.json(errorBody(error), error.status as 400);
-  });
+  app.onError(errorResponder(services, errorBody));
   return app;
 }
+
 
 /** Hono's secureHeaders() defaults. */
 const SECURITY_HEADERS: readonly (readonly [string, string])[] = [

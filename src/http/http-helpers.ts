@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
-import { AppError } from '../errors.js';
+import { AppError, toAppError } from '../errors.js';
+import type { Services } from '../services.js';
 import type { RateLimitDecision } from '../ratelimit/rate-limiter.js';
 import type { AppEnv } from './app-env.js';
 
@@ -163,4 +164,24 @@ export function setRateLimitHeaders(c: Context<AppEnv>, d: RateLimitDecision): v
   setHeader(c, 'RateLimit-Remaining', String(d.remaining));
   setHeader(c, 'RateLimit-Reset', String(resetSeconds));
   if (!d.allowed) setHeader(c, 'Retry-After', String(Math.max(1, resetSeconds)));
+}
+
+/**
+ * The one way an HTTP route answers an error: counted, logged (INTERNAL with its stack, the rest
+ * at debug), rate-limit headers or Retry-After when the error carries them, the status, and the
+ * body in the route family's shape (ours, or OpenAI's under /v1).
+ */
+export function errorResponder(services: Services, body: (error: AppError) => unknown) {
+  return (err: unknown, c: Context<AppEnv>): Response => {
+    const error = toAppError(err);
+    services.metrics.error(error, 'http');
+    const log = c.get('logger') ?? services.logger;
+    if (error.code === 'INTERNAL') log.error({ err }, 'unhandled error');
+    else log.debug({ code: error.code, msg: error.message }, 'request refused');
+    const rateLimit = error.details?.rateLimit as RateLimitDecision | undefined;
+    if (rateLimit) setRateLimitHeaders(c, rateLimit);
+    const retryAfter = error.details?.retryAfterSeconds;
+    if (!rateLimit && typeof retryAfter === 'number') setRetryAfter(c, retryAfter);
+    return c.json(body(error), error.status as 400);
+  };
 }

@@ -3,17 +3,16 @@ import { z } from 'zod';
 import type { ChatTurnInput, PreparedTurn } from '../chat/chat-pipeline.js';
 import { conversationIdSchema, describeIssues } from '../chat/chat-request.js';
 import { TurnAbort } from '../chat/turn-abort.js';
-import { AppError, toAppError, type ErrorCode } from '../errors.js';
+import { AppError, type ErrorCode } from '../errors.js';
 import type { ModelMessage, TokenUsage } from '../models/language-model.js';
 import { listModels } from '../models/model-registry.js';
 import { apiKeyAllowsModel } from '../auth/api-key-policy.js';
 import { countTokensBounded } from '../models/tokenizer.js';
-import type { RateLimitDecision } from '../ratelimit/rate-limiter.js';
 import type { Services } from '../services.js';
 import type { FinishReason } from '../stores/conversation-store.js';
 import type { AppEnv } from './app-env.js';
 import { authenticate } from './authenticate.js';
-import { readJsonBody, requestHeader, setRateLimitHeaders, setRetryAfter } from './http-helpers.js';
+import { errorResponder, readJsonBody, requestHeader, setRateLimitHeaders } from './http-helpers.js';
 import { nodeResponse } from './node-response.js';
 import { respondWithTurn, sse, type StreamEnd, type StreamFrames } from './turn-stream.js';
 
@@ -117,17 +116,7 @@ export function openaiRoutes(services: Services): Hono<AppEnv> {
     return completeTurn(c, turn, id, created);
   });
 
-  app.onError((err, c) => {
-    const error = toAppError(err);
-    services.metrics.error(error, 'http');
-    const log = c.get('logger');
-    if (error.code === 'INTERNAL') log?.error({ err }, 'unhandled error');
-    const rateLimit = error.details?.rateLimit as RateLimitDecision | undefined;
-    if (rateLimit) setRateLimitHeaders(c, rateLimit);
-    const retryAfter = error.details?.retryAfterSeconds;
-    if (!rateLimit && typeof retryAfter === 'number') setRetryAfter(c, retryAfter);
-    return c.json(openaiError(error), error.status as 400);
-  });
+  app.onError(errorResponder(services, openaiError));
   return app;
 }
 
