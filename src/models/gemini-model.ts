@@ -1,11 +1,10 @@
 import { ApiError, GoogleGenAI, type Content } from '@google/genai';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { TextBatcher, responseBytes, type ByteSource } from './byte-source.js';
-import type { LanguageModel, ModelCallOptions, ModelFinish, ModelFinishReason, ModelStream, TokenUsage } from './language-model.js';
+import type { LanguageModel, ModelCallOptions, ModelFinishReason, ModelStream } from './language-model.js';
 import type { ProviderTransport } from './openai-model.js';
-import { streamCutError, streamFailure } from './provider-error.js';
-import { SseDecoder } from './sse-decoder.js';
+import { streamCutError } from './provider-error.js';
+import { sseModelStream } from './sse-model-stream.js';
 
 export interface GeminiProviderOptions {
   apiKey: string;
@@ -91,108 +90,43 @@ class GeminiChatModel implements LanguageModel {
       captured = response;
       return new Response(null, { status: response.status, headers: response.headers });
     };
-    let source: ByteSource | undefined;
-    let paused = false;
-
-    const done = new Promise<ModelFinish>((resolve, reject) => {
-      let settled = false;
-      const settle = (outcome: { ok: ModelFinish } | { err: unknown }) => {
-        if (settled) return;
-        settled = true;
-        signal.removeEventListener('abort', onAbort);
-        if ('ok' in outcome) resolve(outcome.ok);
-        else {
-          source?.cancel();
-          reject(outcome.err);
+    return sseModelStream({
+      provider: 'Gemini',
+      signal,
+      onText,
+      nodeBody: this.owner.transport.nodeBody,
+      request: () =>
+        this.owner.client.models
+          .generateContentStream({
+            model: this.modelId,
+            contents,
+            config: {
+              abortSignal: signal,
+              httpOptions: { fetch: capture },
+              ...(system.length ? { systemInstruction: system.join('\n\n') } : {}),
+              ...(options.maxTokens === undefined ? {} : { maxOutputTokens: options.maxTokens }),
+              ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
+              ...(options.stop?.length ? { stopSequences: [...options.stop] } : {}),
+            },
+          })
+          .then(() => captured),
+      readChunk: (data, report) => {
+        let chunk: GeminiChunk;
+        try {
+          chunk = JSON.parse(data) as GeminiChunk;
+        } catch {
+          this.owner.logger?.error({ sdk: 'gemini', detail: data.slice(0, 500) }, 'the Gemini stream sent a chunk that is not JSON');
+          throw streamCutError('Gemini');
         }
-      };
-      const onAbort = () => settle({ err: signal.reason });
-      if (signal.aborted) return onAbort();
-      signal.addEventListener('abort', onAbort, { once: true });
-
-      this.owner.client.models
-        .generateContentStream({
-          model: this.modelId,
-          contents,
-          config: {
-            abortSignal: signal,
-            httpOptions: { fetch: capture },
-            ...(system.length ? { systemInstruction: system.join('\n\n') } : {}),
-            ...(options.maxTokens === undefined ? {} : { maxOutputTokens: options.maxTokens }),
-            ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
-            ...(options.stop?.length ? { stopSequences: [...options.stop] } : {}),
-          },
-        })
-        .then(() => {
-          const response = captured;
-          if (settled) {
-            void response?.body?.cancel().catch(() => {});
-            return;
-          }
-          if (!response) {
-            settle({ err: streamCutError('Gemini') });
-            return;
-          }
-          let finishReason: ModelFinishReason | undefined;
-          let usage: TokenUsage | undefined;
-          let received = false;
-          const batch = new TextBatcher((t) => {
-            if (!settled) onText(t);
-          });
-          const decoder = new SseDecoder((data) => {
-            let chunk: GeminiChunk;
-            try {
-              chunk = JSON.parse(data) as GeminiChunk;
-            } catch {
-              this.owner.logger?.error({ sdk: 'gemini', detail: data.slice(0, 500) }, 'the Gemini stream sent a chunk that is not JSON');
-              throw streamCutError('Gemini');
-            }
-            if (chunk.error) throw new AppError('PROVIDER_ERROR', 'The Gemini model provider reported an error mid-stream');
-            received = true;
-            const meta = chunk.usageMetadata;
-            if (meta) usage = { inputTokens: meta.promptTokenCount ?? 0, outputTokens: (meta.candidatesTokenCount ?? 0) + (meta.thoughtsTokenCount ?? 0) };
-            const candidate = chunk.candidates?.[0];
-            for (const part of candidate?.content?.parts ?? []) if (part.text && !part.thought) batch.add(part.text);
-            if (candidate?.finishReason) finishReason = FINISH[candidate.finishReason] ?? 'other';
-          });
-          source = responseBytes(response, this.owner.transport.nodeBody);
-          if (paused) source.pause();
-          source.start({
-            data: (bytes) => {
-              if (settled) return;
-              try {
-                decoder.push(bytes);
-              } catch (err) {
-                batch.flush();
-                settle({ err: err instanceof AppError ? err : streamCutError('Gemini', err) });
-                return;
-              }
-            },
-            end: () => {
-              batch.flush();
-              const clean = decoder.end();
-              if (finishReason && clean) settle({ ok: { finishReason, usage } });
-              else settle({ err: streamCutError('Gemini') });
-            },
-            error: (err) => {
-              batch.flush();
-              settle({ err: streamFailure('Gemini', signal, err, undefined, received) });
-            },
-          });
-        })
-        .catch((err: unknown) => settle({ err: streamFailure('Gemini', signal, err, err instanceof ApiError ? geminiStatus(err) : undefined, false) }));
+        if (chunk.error) throw new AppError('PROVIDER_ERROR', 'The Gemini model provider reported an error mid-stream');
+        const meta = chunk.usageMetadata;
+        if (meta) report.usage({ inputTokens: meta.promptTokenCount ?? 0, outputTokens: (meta.candidatesTokenCount ?? 0) + (meta.thoughtsTokenCount ?? 0) });
+        const candidate = chunk.candidates?.[0];
+        for (const part of candidate?.content?.parts ?? []) if (part.text && !part.thought) report.text(part.text);
+        if (candidate?.finishReason) report.finish(FINISH[candidate.finishReason] ?? 'other');
+      },
+      statusOf: (err) => (err instanceof ApiError ? geminiStatus(err) : undefined),
     });
-    return {
-      done,
-      pause: () => {
-        paused = true;
-        source?.pause();
-      },
-      resume: () => {
-        paused = false;
-        source?.resume();
-      },
-    };
   }
 }
 

@@ -1,10 +1,10 @@
 import OpenAI from 'openai';
 import type { Logger } from '../logger.js';
-import { TextBatcher, responseBytes, type ByteSource, type NodeBodyLookup } from './byte-source.js';
-import type { LanguageModel, ModelCallOptions, ModelFinish, ModelFinishReason, ModelStream, TokenUsage } from './language-model.js';
+import type { NodeBodyLookup } from './byte-source.js';
+import type { LanguageModel, ModelCallOptions, ModelFinishReason, ModelStream } from './language-model.js';
 import { AppError } from '../errors.js';
-import { streamCutError, streamFailure } from './provider-error.js';
-import { SseDecoder } from './sse-decoder.js';
+import { streamCutError } from './provider-error.js';
+import { sseModelStream } from './sse-model-stream.js';
 
 /** How the SDKs reach the network: the Node entry passes its own fetch, which keeps each response's socket stream. */
 export interface ProviderTransport {
@@ -112,110 +112,48 @@ class OpenAIChatModel implements LanguageModel {
     const { signal } = options;
     const limit =
       options.maxTokens === undefined ? {} : this.owner.compatible ? { max_tokens: options.maxTokens } : { max_completion_tokens: options.maxTokens };
-    let source: ByteSource | undefined;
-    let paused = false;
-
-    const done = new Promise<ModelFinish>((resolve, reject) => {
-      let settled = false;
-      const settle = (outcome: { ok: ModelFinish } | { err: unknown }) => {
-        if (settled) return;
-        settled = true;
-        signal.removeEventListener('abort', onAbort);
-        if ('ok' in outcome) resolve(outcome.ok);
-        else {
-          source?.cancel();
-          reject(outcome.err);
+    return sseModelStream({
+      provider: 'OpenAI',
+      signal,
+      onText,
+      nodeBody: this.owner.nodeBody,
+      request: () =>
+        this.owner.client.chat.completions
+          .create(
+            {
+              model: this.modelId,
+              messages: options.messages,
+              stream: true,
+              stream_options: { include_usage: true },
+              ...limit,
+              ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
+              ...(options.stop?.length ? { stop: [...options.stop] } : {}),
+            },
+            { signal },
+          )
+          .asResponse(),
+      readChunk: (data, report) => {
+        if (data === '[DONE]') return false;
+        let chunk: ChatChunk;
+        try {
+          chunk = JSON.parse(data) as ChatChunk;
+        } catch {
+          this.owner.logger.error({ sdk: 'openai', detail: clip(data) }, 'the OpenAI stream sent a chunk that is not JSON');
+          throw streamCutError('OpenAI');
         }
-      };
-      // The abort must end the turn now, whatever the socket is doing.
-      const onAbort = () => settle({ err: signal.reason });
-      if (signal.aborted) return onAbort();
-      signal.addEventListener('abort', onAbort, { once: true });
-
-      this.owner.client.chat.completions
-        .create(
-          {
-            model: this.modelId,
-            messages: options.messages,
-            stream: true,
-            stream_options: { include_usage: true },
-            ...limit,
-            ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
-            ...(options.stop?.length ? { stop: [...options.stop] } : {}),
-          },
-          { signal },
-        )
-        .asResponse()
-        .then((response) => {
-          if (settled) {
-            void response.body?.cancel().catch(() => {});
-            return;
-          }
-          let finishReason: ModelFinishReason | undefined;
-          let usage: TokenUsage | undefined;
-          let received = false;
-          const batch = new TextBatcher((t) => {
-            if (!settled) onText(t);
-          });
-          const decoder = new SseDecoder((data) => {
-            if (data === '[DONE]') return;
-            let chunk: ChatChunk;
-            try {
-              chunk = JSON.parse(data) as ChatChunk;
-            } catch {
-              this.owner.logger.error({ sdk: 'openai', detail: clip(data) }, 'the OpenAI stream sent a chunk that is not JSON');
-              throw streamCutError('OpenAI');
-            }
-            if (chunk.error) {
-              this.owner.logger.error({ sdk: 'openai', detail: clip(JSON.stringify(chunk.error)) }, 'the OpenAI stream reported an error');
-              throw new AppError('PROVIDER_ERROR', 'The OpenAI model provider reported an error mid-stream');
-            }
-            received = true;
-            if (chunk.usage) usage = { inputTokens: chunk.usage.prompt_tokens, outputTokens: chunk.usage.completion_tokens };
-            const choice = chunk.choices?.[0];
-            if (!choice) return;
-            const content = choice.delta?.content;
-            if (content) batch.add(content);
-            if (choice.finish_reason) finishReason = FINISH[choice.finish_reason] ?? 'other';
-          });
-          source = responseBytes(response, this.owner.nodeBody);
-          if (paused) source.pause();
-          source.start({
-            data: (bytes) => {
-              if (settled) return;
-              try {
-                decoder.push(bytes);
-              } catch (err) {
-                batch.flush();
-                settle({ err: err instanceof Error && 'code' in err ? err : streamCutError('OpenAI', err) });
-                return;
-              }
-            },
-            end: () => {
-              batch.flush();
-              const clean = decoder.end();
-              if (finishReason && clean) settle({ ok: { finishReason, usage } });
-              else settle({ err: streamCutError('OpenAI') });
-            },
-            error: (err) => {
-              batch.flush();
-              settle({ err: streamFailure('OpenAI', signal, err, undefined, received) });
-            },
-          });
-        })
-        .catch((err: unknown) => settle({ err: streamFailure('OpenAI', signal, err, err instanceof OpenAI.APIError ? err.status : undefined, false) }));
+        if (chunk.error) {
+          this.owner.logger.error({ sdk: 'openai', detail: clip(JSON.stringify(chunk.error)) }, 'the OpenAI stream reported an error');
+          throw new AppError('PROVIDER_ERROR', 'The OpenAI model provider reported an error mid-stream');
+        }
+        if (chunk.usage) report.usage({ inputTokens: chunk.usage.prompt_tokens, outputTokens: chunk.usage.completion_tokens });
+        const choice = chunk.choices?.[0];
+        if (!choice) return;
+        const content = choice.delta?.content;
+        if (content) report.text(content);
+        if (choice.finish_reason) report.finish(FINISH[choice.finish_reason] ?? 'other');
+      },
+      statusOf: (err) => (err instanceof OpenAI.APIError ? err.status : undefined),
     });
-    return {
-      done,
-      pause: () => {
-        paused = true;
-        source?.pause();
-      },
-      resume: () => {
-        paused = false;
-        source?.resume();
-      },
-    };
   }
 }
 
