@@ -4,7 +4,7 @@ import { type Logger, withBindings } from '../logger.js';
 import type { LanguageModel, ModelFinishReason, ModelMessage, ModelStream, TokenUsage } from '../models/language-model.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { chatLimit, type RateLimitDecision, type RateLimitPolicy, type RateLimiter } from '../ratelimit/rate-limiter.js';
-import { conversationKey, monotonicNow, timeOrderedId, type Conversation, type ConversationStore, type FinishReason, type StoredMessage } from '../stores/conversation-store.js';
+import { conversationKey, findOwnedConversation, monotonicNow, timeOrderedId, type Conversation, type ConversationStore, type FinishReason, type StoredMessage } from '../stores/conversation-store.js';
 import type { MemoryMatch } from '../memory/memory-store.js';
 import { countTokens, countTokensBounded } from '../models/tokenizer.js';
 import { buildContext, type ContextMessage } from './context-builder.js';
@@ -149,10 +149,7 @@ export class ChatPipeline {
     const owners = ownersOf(input.principal);
 
     // A conversation is reached only through its owner: someone else's id is simply not found here.
-    let existing: Conversation | undefined;
-    if (input.conversationId && !input.stateless) {
-      for (const owner of owners) if ((existing = await store.getConversation(owner, input.conversationId))) break;
-    }
+    const existing = input.conversationId && !input.stateless ? await findOwnedConversation(store, owners, input.conversationId) : undefined;
     // A new conversation is written with its first message (one commit, when the turn runs).
     const created = !existing;
     const conversation = existing ?? newConversation(owners[0]!, (!input.stateless && input.conversationId) || timeOrderedId(), titleOf(input.message));

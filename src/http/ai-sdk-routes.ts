@@ -4,7 +4,7 @@ import { conversationIdSchema, describeIssues } from '../chat/chat-request.js';
 import { ownersOf } from '../chat/principal.js';
 import { AppError } from '../errors.js';
 import type { Services } from '../services.js';
-import type { Conversation, FinishReason, StoredMessage } from '../stores/conversation-store.js';
+import { findOwnedConversation, type FinishReason, type StoredMessage } from '../stores/conversation-store.js';
 import type { AppEnv } from './app-env.js';
 import { authenticate } from './authenticate.js';
 import { readJsonBody, setRateLimitHeaders } from './http-helpers.js';
@@ -89,8 +89,7 @@ export function aiSdkRoutes(services: Services): Hono<AppEnv> {
   /** The conversation as UI messages (`useChat({ messages })` after a reload); NOT_FOUND for an id the caller does not own. */
   app.get('/:id/messages', auth, async (c) => {
     const id = conversationIdSchema.safeParse(c.req.param('id'));
-    let conversation: Conversation | undefined;
-    if (id.success) for (const owner of ownersOf(c.get('principal'))) if ((conversation = await store.getConversation(owner, id.data))) break;
+    const conversation = id.success ? await findOwnedConversation(store, ownersOf(c.get('principal')), id.data) : undefined;
     if (!conversation) throw new AppError('NOT_FOUND', 'Conversation not found');
     const page = await store.listMessages(conversation.key, { limit: HISTORY_LIMIT });
     return c.json(page.items.map(uiMessage));

@@ -265,3 +265,15 @@ export const byCreated = (m: StoredMessage): number => m.createdAt;
 export const byStarted = (r: RealtimeSessionRecord): number => r.startedAt;
 /** API keys list newest first. */
 export const newestKeyFirst = (a: ApiKeyRecord, b: ApiKeyRecord): number => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1);
+
+/**
+ * The conversation with this id among those the caller may reach (`ownersOf(principal)`,
+ * preferred first); undefined when none of them has one, whoever else may.
+ */
+export async function findOwnedConversation(store: ConversationStore, owners: readonly string[], id: string): Promise<Conversation | undefined> {
+  for (const owner of owners) {
+    const found = await store.getConversation(owner, id);
+    if (found) return found;
+  }
+  return undefined;
+}
