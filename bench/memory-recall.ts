@@ -37,6 +37,7 @@ import { LocalEmbedder } from '../src/memory/local-embedder.js';
 import type { MemoryRecord } from '../src/memory/memory-store.js';
 import { BinaryCodes, RECALL_CACHE_BYTES, RECALL_CANDIDATES, SqliteMemoryStore } from '../src/memory/sqlite-memory-store.js';
 import { round2, summarize, type Summary } from './stats.js';
+import { mulberry32 as rng } from '../src/memory/seeded-random.js';
 
 const OTHER_USERS = 100;
 const BATCH = 1_000;
@@ -64,17 +65,6 @@ const OTHERS = arg('others', [100_000])[0]!;
 const CORPUS = arg('corpus', [30_000])[0]!;
 const KEEP = process.argv.includes('--keep');
 
-/** mulberry32: reproducible runs. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const random = rng(42);
 const pick = (n: number) => Math.floor(random() * n);
 

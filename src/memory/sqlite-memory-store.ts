@@ -5,6 +5,7 @@ import * as sqliteVec from 'sqlite-vec';
 import { decodeCursor, toPage, type Page } from '../stores/conversation-store.js';
 import { MemoryStoreError } from './memory-store-error.js';
 import type { MemoryMatch, MemoryQuery, MemoryRecord, MemoryStore } from './memory-store.js';
+import { mulberry32 } from './seeded-random.js';
 
 export interface SqliteMemoryStoreOptions {
   /** The embedder's vector length; the file refuses to open with another one. */
@@ -130,17 +131,6 @@ function walshHadamard(a: Float64Array): void {
   }
 }
 
-/** A small seeded PRNG: the rotation must be the same in every process and version. */
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Bookkeeping per cached code besides its bytes and its seq (mostly the seq's Map entry). */
 const CACHED_CODE_OVERHEAD = 64;

@@ -9,6 +9,7 @@ import { MemoryStoreError } from '../../src/memory/memory-store-error.js';
 import type { MemoryRecord } from '../../src/memory/memory-store.js';
 import { BinaryCodes, MEMORY_FORMAT, SqliteMemoryStore } from '../../src/memory/sqlite-memory-store.js';
 import { tempDataDir } from '../helpers/gateway.js';
+import { mulberry32 as rng } from '../../src/memory/seeded-random.js';
 
 // What the contract suite cannot see: the two-stage recall against exact search, the file
 // layout and its conversion from the layout-1 (float vec0) files, and the binary codes.
@@ -42,16 +43,6 @@ function cosine(a: Float32Array, b: Float32Array): number {
   return dot / Math.sqrt(aa * bb);
 }
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Sentences of a small made-up language, with shared words as real messages have. */
 function sentences(n: number, seed: number): string[] {
