@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { io, type Socket } from 'socket.io-client';
-import { readProcStats, startGatewayProcess, startStandinProcess, stopAllChildren } from './processes.js';
+import { readProcStats, startGatewayProcess, startStandinProcess, runBench } from './processes.js';
 import { percentile } from './stats.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -244,11 +244,4 @@ async function main(): Promise<void> {
   writeFileSync(join(ROOT, 'bench/results/hardening.json'), `${JSON.stringify(out, null, 2)}\n`);
 }
 
-main().then(
-  () => process.exit(0),
-  async (err: unknown) => {
-    console.error(err);
-    await stopAllChildren();
-    process.exit(1);
-  },
-);
+runBench(main);

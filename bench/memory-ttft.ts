@@ -17,7 +17,7 @@ import { NoblePasswordHasher } from '../src/auth/noble-password-hasher.js';
 import { LocalEmbedder } from '../src/memory/local-embedder.js';
 import { SqliteMemoryStore } from '../src/memory/sqlite-memory-store.js';
 import { SqliteConversationStore } from '../src/stores/sqlite-conversation-store.js';
-import { startGatewayProcess, startStandinProcess, stopAllChildren } from './processes.js';
+import { startGatewayProcess, startStandinProcess, runBench, stopAllChildren } from './processes.js';
 import { gatewayTarget, measureStream } from './sse-client.js';
 import { percentile } from './stats.js';
 
@@ -117,11 +117,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  async (err: unknown) => {
-    console.error(err);
-    await stopAllChildren();
-    process.exit(1);
-  },
-);
+runBench(main);

@@ -335,3 +335,15 @@ export function readTcpCounters(): TcpCounters | undefined {
     return undefined;
   }
 }
+
+/** Runs a bench script's main: exit 0 when it resolves; on an error print it, stop every child, exit 1. */
+export function runBench(main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    async (err: unknown) => {
+      console.error(err);
+      await stopAllChildren();
+      process.exit(1);
+    },
+  );
+}

@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { summarise } from './cpuprofile-summary.js';
-import { freePort, startGatewayProcess, startRelayProcess, startStandinProcess, stopAllChildren, type ChildHandle } from './processes.js';
+import { freePort, startGatewayProcess, startRelayProcess, startStandinProcess, runBench, stopAllChildren, type ChildHandle } from './processes.js';
 import { runLevel, warmUp, type RunContext } from './runner.js';
 import type { Mode } from './sse-client.js';
 
@@ -211,12 +211,5 @@ async function main() {
 
 // Run as a script, not when imported by bench/run.ts.
 if (import.meta.url === pathToFileURL(resolve(process.argv[1] ?? '')).href) {
-  main().then(
-    () => process.exit(0),
-    async (err: unknown) => {
-      console.error(err);
-      await stopAllChildren();
-      process.exit(1);
-    },
-  );
+  runBench(main);
 }

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
-import { readProcStats, startGatewayProcess, startUrlProcess, stopAllChildren } from './processes.js';
+import { readProcStats, startGatewayProcess, startUrlProcess, runBench, stopAllChildren } from './processes.js';
 import { percentile } from './stats.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -165,11 +165,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  async (err: unknown) => {
-    console.error(err);
-    await stopAllChildren();
-    process.exit(1);
-  },
-);
+runBench(main);
