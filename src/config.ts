@@ -169,8 +169,17 @@ export interface Config {
     firstByteTimeoutMs: number;
     idleTimeoutMs: number;
   };
-  rateLimit: { userLimit: number; anonymousLimit: number; authLimit: number; accountLimit: number; windowMs: number; failClosed: boolean };
-  upstash: { url: string; token: string; prefix: string } | undefined;
+  rateLimit: {
+    userLimit: number;
+    anonymousLimit: number;
+    authLimit: number;
+    accountLimit: number;
+    windowMs: number;
+    failClosed: boolean;
+    /** Key prefix in the shared Redis (Upstash or REDIS_URL). */
+    prefix: string;
+  };
+  upstash: { url: string; token: string } | undefined;
   auth: {
     jwtSecret: string | undefined;
     ttlSeconds: number;
@@ -313,10 +322,11 @@ export function loadConfig(env: Env): Config {
       accountLimit: e.RATE_LIMIT_ACCOUNT,
       windowMs: e.RATE_LIMIT_WINDOW_SECONDS * 1000,
       failClosed: e.RATE_LIMIT_FAIL_CLOSED,
+      prefix: e.RATE_LIMIT_PREFIX,
     },
     upstash:
       e.UPSTASH_REDIS_REST_URL && e.UPSTASH_REDIS_REST_TOKEN
-        ? { url: e.UPSTASH_REDIS_REST_URL, token: e.UPSTASH_REDIS_REST_TOKEN, prefix: e.RATE_LIMIT_PREFIX }
+        ? { url: e.UPSTASH_REDIS_REST_URL, token: e.UPSTASH_REDIS_REST_TOKEN }
         : undefined,
     auth: {
       jwtSecret: e.JWT_SECRET,

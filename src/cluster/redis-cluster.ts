@@ -7,6 +7,8 @@ import { isTerminal, newTurnId, type LoggedEvent, type TurnLog, type TurnStreams
 import type { Config } from '../config.js';
 import { AppError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { RatelimitRedis } from '../ratelimit/redis-rate-limiter.js';
+import { NodeRedisRatelimitClient } from './node-redis-ratelimit-client.js';
 
 type Client = ReturnType<typeof createClient>;
 
@@ -91,6 +93,11 @@ export class RedisCluster implements ClusterLink {
   /** The Socket.IO adapter factory: rooms and broadcasts across every node. */
   socketAdapter(): NonNullable<ServerOptions['adapter']> {
     return createAdapter(this.adapterClient, { streamName: `${this.#prefix}:socket.io` }) as NonNullable<ServerOptions['adapter']>;
+  }
+
+  /** Rate limits counted in this Redis (when Upstash is not configured), on the command connection. */
+  ratelimitRedis(): RatelimitRedis {
+    return new NodeRedisRatelimitClient(this.client);
   }
 
   get healthy(): boolean {

@@ -12,7 +12,8 @@ import { createNodeServer } from './server.js';
  * naming an Engine.IO session (`sid=`, polling) goes to the worker that owns it, which the sid
  * says (`<worker>_<random>`); anything else round-robin. Polling responses close their
  * connection, so each poll is routed afresh. With REDIS_URL every shared rule holds across the
- * workers (rooms, BUSY, stops, resumes); Upstash makes rate limits exact.
+ * workers (rooms, BUSY, stops, resumes) and rate limits are counted in that Redis (or in
+ * Upstash, when it is configured).
  */
 const WORKER_ENV = 'GATEWAY_WORKER_INDEX';
 
@@ -30,8 +31,10 @@ async function primary(): Promise<void> {
     process.exit(78);
   }
   const count = config.clusterWorkers || os.availableParallelism();
-  if (!config.redis) console.warn('start:cluster without REDIS_URL: each worker keeps its own rooms, BUSY rule, stops and resumable streams; set REDIS_URL');
-  if (!config.upstash) console.warn('start:cluster without UPSTASH_REDIS_REST_URL: each worker counts rate limits on its own');
+  if (!config.redis) {
+    const limits = config.upstash ? '' : ' and counts rate limits on its own';
+    console.warn(`start:cluster without REDIS_URL: each worker keeps its own rooms, BUSY rule, stops and resumable streams${limits}; set REDIS_URL`);
+  }
   const workers: (Worker | undefined)[] = [];
   let stopping = false;
   const fork = (index: number) => {

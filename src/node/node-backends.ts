@@ -2,6 +2,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync
 import { join } from 'node:path';
 import { ConfigError, type Config } from '../config.js';
 import type { Logger } from '../logger.js';
+import type { RatelimitRedis } from '../ratelimit/redis-rate-limiter.js';
 import { noopMetrics, type Metrics } from '../metrics/metrics.js';
 import { createModelRegistry, discoverCompatibleModel } from '../models/model-registry.js';
 import { createRateLimiter } from '../ratelimit/create-rate-limiter.js';
@@ -25,8 +26,11 @@ export class StartupError extends Error {
   }
 }
 
-/** The one wiring module for Node: configuration picks each port's adapter. */
-export async function createNodeBackends(config: Config, logger: Logger, metrics: Metrics = noopMetrics): Promise<Backends> {
+/**
+ * The one wiring module for Node: configuration picks each port's adapter. `redis` is the
+ * connection of REDIS_URL, when there is one, for rate limits shared without Upstash.
+ */
+export async function createNodeBackends(config: Config, logger: Logger, metrics: Metrics = noopMetrics, redis?: RatelimitRedis): Promise<Backends> {
   ensurePrivateDir(config.dataDir, logger);
   // The SDKs send their requests through node:http, and model streams read the socket directly.
   const transport = {
@@ -35,7 +39,7 @@ export async function createNodeBackends(config: Config, logger: Logger, metrics
   };
   const models = createModelRegistry(config, logger, await discoverCompatibleModel(config), transport);
   const store = config.mongo ? await connectMongo(config.mongo) : new SqliteConversationStore(join(config.dataDir, 'gateway.sqlite'));
-  const limiter = createRateLimiter(config, logger);
+  const limiter = createRateLimiter(config, logger, redis);
   const jwtSecret = config.auth.jwtSecret ? new TextEncoder().encode(config.auth.jwtSecret) : persistedSecret(config.dataDir, logger);
   const memory = await createMemory(config, store, logger, metrics);
   logger.info(

@@ -50,7 +50,7 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
     throw err instanceof RedisConnectError ? new StartupError(err.message) : err;
   }) : undefined;
   const metrics = config.metrics.enabled ? new PromMetrics() : undefined;
-  const services = createServices(config, { ...(await createNodeBackends(config, logger, metrics)), cluster });
+  const services = createServices(config, { ...(await createNodeBackends(config, logger, metrics, cluster?.ratelimitRedis())), cluster });
   const playgroundDir = config.playground.enabled ? findPlaygroundDir() : undefined;
   if (config.playground.enabled && !playgroundDir) logger.info({}, 'the playground is not built (npm run build): / is not served');
   const publicMetrics = metrics !== undefined && !config.metrics.listener;

@@ -11,7 +11,7 @@ interface Windows {
 /**
  * In-process sliding window (the same approximation as @upstash/ratelimit's slidingWindow:
  * this window's count plus the previous window's, weighted by how much of it still
- * overlaps). Per process only; set UPSTASH_REDIS_REST_URL to share limits across nodes.
+ * overlaps). Per process only; REDIS_URL or UPSTASH_REDIS_REST_URL share limits across nodes.
  */
 export class MemoryRateLimiter implements RateLimiter {
   readonly kind = 'memory';

@@ -98,11 +98,12 @@ async function stop(child: ChildProcess): Promise<void> {
   }
 }
 
-export async function startRedisServer(): Promise<{ port: number; close(): Promise<void> }> {
+/** `port`: a given one (to start Redis again at the same address after `close()`), else a free one. */
+export async function startRedisServer(options: { port?: number } = {}): Promise<RedisServerHandle> {
   let lastError = '';
   // The free-port probe is racy (another process may grab the port before redis binds it), so retry.
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePort();
+  for (let attempt = 0; attempt < (options.port ? 1 : 5); attempt++) {
+    const port = options.port ?? (await freePort());
     const { child, output, exited } = await spawnRedis(port);
     const killOnExit = (): void => {
       child.kill('SIGKILL');

@@ -1,0 +1,106 @@
+import { Ratelimit } from '@upstash/ratelimit';
+import { AppError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { RateLimitDecision, RateLimiter } from './rate-limiter.js';
+
+/**
+ * What @upstash/ratelimit's sliding window sends to Redis: EVALSHA, then EVAL with the
+ * script's text when the server answers NOSCRIPT (its `safeEval`); PING is for /readyz.
+ * `@upstash/redis` (REST) and the node-redis connection of REDIS_URL both provide it.
+ */
+export interface RatelimitRedis {
+  evalsha(sha1: string, keys: string[], args: unknown[]): Promise<unknown>;
+  eval(script: string, keys: string[], args: unknown[]): Promise<unknown>;
+  ping(): Promise<string>;
+}
+
+/** Ratelimit types its client as @upstash/redis's class, of which the sliding window's `limit` calls only the above (GET/SET serve dynamic limits, off here). */
+type RatelimitClient = ConstructorParameters<typeof Ratelimit>[0]['redis'];
+
+export interface RedisRateLimiterOptions {
+  /** What /readyz and the start-up log call this limiter. */
+  kind: string;
+  redis: RatelimitRedis;
+  windowMs: number;
+  prefix: string;
+  /** How long to wait for Redis before giving up on it. */
+  timeoutMs: number;
+  /** When Redis cannot answer: refuse (true) or let the request through unlimited (false, logged). */
+  failClosed: boolean;
+  logger: Logger;
+}
+
+/**
+ * Sliding-window limits in Redis through @upstash/ratelimit, shared by every node that
+ * points at the same database: the same scripts, keys and arithmetic whichever way Redis is
+ * reached, so counts mean the same under Upstash and under REDIS_URL. When Redis is slow or
+ * down the request is let through and the failure logged (a limiter outage need not take
+ * chat down with it), unless RATE_LIMIT_FAIL_CLOSED asks to refuse instead; /readyz reports
+ * the outage either way.
+ */
+export class RedisRateLimiter implements RateLimiter {
+  readonly kind: string;
+  readonly failClosed: boolean;
+  /** One Ratelimit per limit and window (`limit` or `limit/windowMs`). */
+  readonly #byLimit = new Map<string, Ratelimit>();
+
+  constructor(private readonly options: RedisRateLimiterOptions) {
+    this.kind = options.kind;
+    this.failClosed = options.failClosed;
+  }
+
+  #limiter(limit: number, windowMs: number): Ratelimit {
+    // The configured window keeps its original prefix, so counts survive an upgrade.
+    const id = windowMs === this.options.windowMs ? `${limit}` : `${limit}/${windowMs}`;
+    let limiter = this.#byLimit.get(id);
+    if (!limiter) {
+      limiter = new Ratelimit({
+        redis: this.options.redis as unknown as RatelimitClient,
+        limiter: Ratelimit.slidingWindow(limit, `${windowMs} ms`),
+        prefix: `${this.options.prefix}:${id}`,
+        timeout: this.options.timeoutMs,
+        analytics: false,
+      });
+      this.#byLimit.set(id, limiter);
+    }
+    return limiter;
+  }
+
+  async consume(key: string, limit: number, windowMs = this.options.windowMs): Promise<RateLimitDecision> {
+    let failure: unknown;
+    try {
+      const r = await this.#limiter(limit, windowMs).limit(key);
+      if (r.reason !== 'timeout') return { allowed: r.success, limit: r.limit, remaining: Math.max(0, r.remaining), reset: r.reset };
+      failure = new Error(`no answer within ${this.options.timeoutMs} ms`);
+    } catch (err) {
+      failure = err;
+    }
+    if (this.failClosed) {
+      this.options.logger.error({ err: failure }, 'rate limiter unavailable; request refused (RATE_LIMIT_FAIL_CLOSED)');
+      throw new AppError('RATE_LIMIT', 'Rate limiting is unavailable, so requests are refused for now; retry shortly', {
+        status: 503,
+        details: { retryAfterSeconds: 5 },
+      });
+    }
+    this.options.logger.error({ err: failure }, 'rate limiter unavailable; request let through');
+    return { allowed: true, limit, remaining: limit, reset: Date.now() + windowMs };
+  }
+
+  async ping() {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const answer = await Promise.race([
+        this.options.redis.ping(),
+        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer in time')), this.options.timeoutMs))),
+      ]);
+      if (answer !== 'PONG') throw new Error('unexpected answer to PING');
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Forgets its limiters; the connection belongs to whoever passed it in. */
+  async close() {
+    this.#byLimit.clear();
+  }
+}

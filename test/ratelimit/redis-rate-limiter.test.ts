@@ -1,0 +1,175 @@
+/**
+ * Rate limits counted in the Redis of REDIS_URL (no Upstash): @upstash/ratelimit's sliding
+ * window over the gateway's own node-redis connection, against a real redis-server.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RedisCluster } from '../../src/cluster/redis-cluster.js';
+import { loadConfig } from '../../src/config.js';
+import { silentLogger, type Logger } from '../../src/logger.js';
+import { RedisRateLimiter, type RedisRateLimiterOptions } from '../../src/ratelimit/redis-rate-limiter.js';
+import { UpstashRateLimiter } from '../../src/ratelimit/upstash-rate-limiter.js';
+import { startGateway } from '../helpers/gateway.js';
+import { spawnGateway } from '../helpers/gateway-process.js';
+import { freePort } from '../helpers/ports.js';
+import { postChat } from '../helpers/sse.js';
+import { TEST_JWT_SECRET } from '../helpers/tokens.js';
+import { waitFor } from '../helpers/wait.js';
+import { startRedisServer, type RedisServerHandle } from '../standins/redis-server.js';
+import { startUpstashStandin } from '../standins/upstash-standin.js';
+
+function connect(port: number): Promise<RedisCluster> {
+  return RedisCluster.connect(loadConfig({ REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_KEY_PREFIX: `c${Date.now()}` }), silentLogger);
+}
+
+function limiterOn(cluster: RedisCluster, options: Partial<RedisRateLimiterOptions> = {}): RedisRateLimiter {
+  return new RedisRateLimiter({
+    kind: 'redis',
+    redis: cluster.ratelimitRedis(),
+    windowMs: 60_000,
+    prefix: `r${Date.now()}${Math.random().toString(36).slice(2, 6)}`,
+    timeoutMs: 2000,
+    failClosed: false,
+    logger: silentLogger,
+    ...options,
+  });
+}
+
+function recordingLogger(errors: unknown[]): Logger {
+  const logger: Logger = { ...silentLogger, error: (obj: object) => void errors.push(obj), child: () => logger };
+  return logger;
+}
+
+describe('the REDIS_URL limiter against a real redis-server', () => {
+  let redis: RedisServerHandle;
+  let cluster: RedisCluster;
+
+  beforeAll(async () => {
+    redis = await startRedisServer();
+    cluster = await connect(redis.port);
+  });
+  afterAll(async () => {
+    await cluster?.close();
+    await redis?.close();
+  });
+
+  it('counts per key and refuses past the limit, with when to retry', async () => {
+    const limiter = limiterOn(cluster);
+    const decisions = [];
+    for (let i = 0; i < 4; i++) decisions.push(await limiter.consume('chat:ip:1.2.3.4', 3));
+    expect(decisions.map((d) => d.allowed)).toEqual([true, true, true, false]);
+    expect(decisions.map((d) => d.remaining)).toEqual([2, 1, 0, 0]);
+    expect(decisions[3]!.reset).toBeGreaterThan(Date.now());
+    expect(decisions[3]!.reset - Date.now()).toBeLessThanOrEqual(60_000);
+    expect((await limiter.consume('chat:ip:5.6.7.8', 3)).allowed).toBe(true);
+    await expect(limiter.ping()).resolves.toBeUndefined();
+  });
+
+  it('a window given per call is counted apart from the configured one', async () => {
+    const limiter = limiterOn(cluster, { windowMs: 900_000 });
+    const decisions = [];
+    for (let i = 0; i < 3; i++) decisions.push(await limiter.consume('chat:key:k', 2, 60_000));
+    expect(decisions.map((d) => d.allowed)).toEqual([true, true, false]);
+    expect(decisions[2]!.reset - Date.now()).toBeLessThanOrEqual(60_000);
+    expect((await limiter.consume('chat:key:k', 2)).allowed).toBe(true);
+  });
+
+  it('shares its counts with the Upstash limiter: same keys, same scripts', async () => {
+    const upstash = await startUpstashStandin({ redisPort: redis.port, token: 'tok' });
+    try {
+      const prefix = `both${Date.now()}`;
+      const viaUpstash = new UpstashRateLimiter({ url: upstash.url, token: 'tok', windowMs: 60_000, prefix, timeoutMs: 2000, failClosed: false, logger: silentLogger });
+      const viaRedis = limiterOn(cluster, { prefix });
+      expect((await viaUpstash.consume('chat:user:u1', 3)).allowed).toBe(true);
+      expect((await viaUpstash.consume('chat:user:u1', 3)).allowed).toBe(true);
+      expect(await viaRedis.consume('chat:user:u1', 3)).toMatchObject({ allowed: true, remaining: 0 });
+      expect((await viaRedis.consume('chat:user:u1', 3)).allowed).toBe(false);
+    } finally {
+      await upstash.close();
+    }
+  });
+
+  it('a gateway with REDIS_URL alone counts there: past the limit RATE_LIMIT (429) with Retry-After', async () => {
+    const gw = await startGateway({ REDIS_URL: `redis://127.0.0.1:${redis.port}`, RATE_LIMIT_PREFIX: `gw${Date.now()}`, RATE_LIMIT_ANON: '2', MEMORY_ENABLED: 'false' });
+    try {
+      const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as { status: string; checks: Record<string, { status: string; kind: string }> };
+      expect(ready).toMatchObject({ status: 'ready', checks: { rateLimiter: { status: 'ok', kind: 'redis' } } });
+      const statuses: number[] = [];
+      let refused: Response | undefined;
+      for (let i = 0; i < 3; i++) {
+        const res = await postChat(gw.url, { message: `hi ${i}`, maxTokens: 2 });
+        statuses.push(res.status);
+        if (res.status === 429) refused = res;
+        else await res.text();
+      }
+      expect(statuses).toEqual([200, 200, 429]);
+      expect(Number(refused!.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect(await refused!.json()).toMatchObject({ code: 'RATE_LIMIT' });
+    } finally {
+      await gw.destroy();
+    }
+  });
+});
+
+describe('the REDIS_URL limiter when Redis goes away', () => {
+  it('fails open (logged) or closed (RATE_LIMIT, 503) as configured, and counts again once Redis is back', async () => {
+    const port = await freePort();
+    let redis = await startRedisServer({ port });
+    const cluster = await connect(port);
+    try {
+      const errors: unknown[] = [];
+      const open = limiterOn(cluster, { logger: recordingLogger(errors) });
+      const closed = limiterOn(cluster, { failClosed: true });
+      expect((await open.consume('k1', 2)).allowed).toBe(true);
+
+      await redis.close();
+      await waitFor(() => !cluster.healthy, 5000);
+      expect(await open.consume('k1', 2)).toMatchObject({ allowed: true });
+      expect(errors).toHaveLength(1);
+      await expect(closed.consume('k1', 2)).rejects.toMatchObject({ code: 'RATE_LIMIT', status: 503, details: { retryAfterSeconds: 5 } });
+      await expect(open.ping()).rejects.toThrow();
+
+      // A new Redis knows none of the scripts: the library's NOSCRIPT fallback sends them again.
+      redis = await startRedisServer({ port });
+      await waitFor(() => cluster.healthy, 10_000, 50);
+      const decisions = [];
+      for (let i = 0; i < 3; i++) decisions.push((await open.consume('k2', 2)).allowed);
+      expect(decisions).toEqual([true, true, false]);
+      expect(errors).toHaveLength(1);
+    } finally {
+      await cluster.close();
+      await redis.close();
+    }
+  });
+
+  it('a gateway process reports it on /readyz (degraded open, unavailable closed), chat follows the choice, and it does not crash', async () => {
+    for (const failClosed of [false, true]) {
+      const redis = await startRedisServer();
+      const gw = await spawnGateway({ REDIS_URL: `redis://127.0.0.1:${redis.port}`, RATE_LIMIT_FAIL_CLOSED: String(failClosed), MEMORY_ENABLED: 'false', JWT_SECRET: TEST_JWT_SECRET });
+      try {
+        await redis.close();
+        const res = await waitFor(async () => {
+          const r = await fetch(`${gw.url}/readyz`);
+          const body = (await r.json()) as { status: string; checks: Record<string, { status: string; kind: string; effect?: string }> };
+          return body.checks.rateLimiter?.status === 'down' ? { status: r.status, body } : undefined;
+        }, 10_000, 50);
+        expect(res.status).toBe(failClosed ? 503 : 200);
+        expect(res.body.status).toBe(failClosed ? 'unavailable' : 'degraded');
+        expect(res.body.checks.rateLimiter).toMatchObject({ status: 'down', kind: 'redis', effect: expect.any(String) });
+        const chat = await postChat(gw.url, { message: 'hi', maxTokens: 2 });
+        if (failClosed) {
+          expect(chat.status).toBe(503);
+          expect(chat.headers.get('retry-after')).toBe('5');
+          expect(await chat.json()).toMatchObject({ code: 'RATE_LIMIT' });
+        } else {
+          expect(chat.status).toBe(200);
+          await chat.text();
+        }
+        expect(gw.output()).toMatch(failClosed ? /rate limiter unavailable; request refused/ : /rate limiter unavailable; request let through/);
+        gw.assertAlive();
+      } finally {
+        await gw.destroy();
+        await redis.close();
+      }
+    }
+  });
+});
