@@ -1,7 +1,9 @@
 /**
- * Two gateways on one real redis-server (and one shared SQLite DATA_DIR, WAL mode, as two
- * processes on one machine would share it): rooms, BUSY, stops and resumable streams across
- * nodes, the rate limit across both (Upstash stand-in over the same Redis), and a Redis restart.
+ * Two gateway processes (`src/node/main.ts`, as `npm start` runs it) on one real redis-server
+ * (and one shared SQLite DATA_DIR, WAL mode, as two processes on one machine share it): rooms,
+ * BUSY, stops and resumable streams across nodes, the rate limit across both (counted in that
+ * Redis with REDIS_URL alone; and with Upstash, through a stand-in over the same Redis), and a
+ * Redis restart that neither process dies of.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -9,7 +11,8 @@ import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, register, type Account } from '../helpers/accounts.js';
 import { messagesOf } from '../helpers/conversations.js';
-import { startGateway, tempDataDir, type TestGateway } from '../helpers/gateway.js';
+import { startGateway, tempDataDir } from '../helpers/gateway.js';
+import { spawnGateway, type GatewayProcess } from '../helpers/gateway-process.js';
 import { freePort } from '../helpers/ports.js';
 import { contentOf, postChat, readSse } from '../helpers/sse.js';
 import { TEST_JWT_SECRET } from '../helpers/tokens.js';
@@ -74,8 +77,8 @@ describe('two nodes on one Redis', () => {
   let redis: ChildProcess;
   let upstash: Awaited<ReturnType<typeof startUpstashStandin>>;
   let openai: Standin;
-  let a: TestGateway;
-  let b: TestGateway;
+  let a: GatewayProcess;
+  let b: GatewayProcess;
   let env: Record<string, string>;
   let user: Account;
   const dataDir = tempDataDir();
@@ -90,8 +93,6 @@ describe('two nodes on one Redis', () => {
       JWT_SECRET: TEST_JWT_SECRET,
       REDIS_URL: `redis://127.0.0.1:${redisPort}`,
       REDIS_KEY_PREFIX: `t${Date.now()}`,
-      UPSTASH_REDIS_REST_URL: upstash.url,
-      UPSTASH_REDIS_REST_TOKEN: 'cluster-token',
       RATE_LIMIT_PREFIX: `rl${Date.now()}`,
       RATE_LIMIT_ANON: '5',
       RATE_LIMIT_USER: '1000',
@@ -103,8 +104,7 @@ describe('two nodes on one Redis', () => {
       DEFAULT_MODEL: 'local',
       SOCKET_TRANSPORTS: 'websocket',
     };
-    a = await startGateway(env);
-    b = await startGateway(env);
+    [a, b] = await Promise.all([spawnGateway(env), spawnGateway(env)]);
     user = await register(a.url, `cluster-${Date.now()}@example.com`);
   });
 
@@ -117,7 +117,7 @@ describe('two nodes on one Redis', () => {
     if (redis) await stopRedis(redis);
   });
 
-  const aiClient = (gw: TestGateway) => client<AiClient>(`${gw.url}/ai`, { auth: { token: user.token }, transports: ['websocket'] });
+  const aiClient = (gw: GatewayProcess) => client<AiClient>(`${gw.url}/ai`, { auth: { token: user.token }, transports: ['websocket'] });
   const connected = (s: AiClient) => (s.connected ? Promise.resolve() : once(s as never, 'connect'));
 
   it('a reply streaming on node A reaches the same user\'s tab on node B, live', async () => {
@@ -200,7 +200,7 @@ describe('two nodes on one Redis', () => {
   });
 
   it('past STREAM_RESUME_REDIS_READERS a resumed stream polls the shared connection: same bytes', async () => {
-    const polling = await startGateway({ ...env, STREAM_RESUME_REDIS_READERS: '0' });
+    const polling = await spawnGateway({ ...env, STREAM_RESUME_REDIS_READERS: '0' });
     try {
       const sessionId = `resume-poll-${Date.now()}`;
       const cut = new AbortController();
@@ -264,7 +264,11 @@ describe('two nodes on one Redis', () => {
     expect((await fetch(`${b.url}/api/chat/${id}/stream`, { headers: bearer(user) })).status).toBe(204);
   });
 
-  it('the rate limit is exact across both nodes', async () => {
+  it('the rate limit is exact across both nodes, counted in Redis with REDIS_URL alone', async () => {
+    for (const gw of [a, b]) {
+      const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as { checks: Record<string, { status: string; kind: string }> };
+      expect(ready.checks.rateLimiter).toMatchObject({ status: 'ok', kind: 'redis' });
+    }
     const statuses: number[] = [];
     for (let i = 0; i < 6; i++) {
       const res = await postChat(i % 2 ? b.url : a.url, { message: `anon ${i}`, maxTokens: 2 });
@@ -272,6 +276,26 @@ describe('two nodes on one Redis', () => {
       await res.text();
     }
     expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
+  });
+
+  it('with Upstash configured too, Upstash counts, and the limit is exact across both nodes', async () => {
+    // In-process nodes: what is under test is which limiter the configuration picks, not the process boundary.
+    const withUpstash = { ...env, DATA_DIR: tempDataDir(), UPSTASH_REDIS_REST_URL: upstash.url, UPSTASH_REDIS_REST_TOKEN: 'cluster-token', RATE_LIMIT_PREFIX: `up${Date.now()}` };
+    const [c, d] = [await startGateway(withUpstash), await startGateway(withUpstash)];
+    try {
+      const ready = (await (await fetch(`${c.url}/readyz`)).json()) as { checks: Record<string, { status: string; kind: string }> };
+      expect(ready.checks.rateLimiter).toMatchObject({ status: 'ok', kind: 'upstash' });
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const res = await postChat(i % 2 ? d.url : c.url, { message: `anon upstash ${i}`, maxTokens: 2 });
+        statuses.push(res.status);
+        await res.text();
+      }
+      expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
+    } finally {
+      await c.destroy();
+      await d.destroy();
+    }
   });
 
   it('Redis restarted mid-stream: no node crashes, the stream finishes, readyz says degraded, then resumes work for turns started after', async () => {
@@ -289,6 +313,8 @@ describe('two nodes on one Redis', () => {
     // Both nodes still serve their own clients.
     const local = await postChat(b.url, { message: 'no redis', maxTokens: 3 }, bearer(user));
     expect((await readSse(local)).at(-1)).toMatchObject({ done: true });
+    a.assertAlive();
+    b.assertAlive();
 
     redis = await redisAt(redisPort);
     await waitFor(async () => {
@@ -310,5 +336,9 @@ describe('two nodes on one Redis', () => {
     const seenOnB = new Promise((resolve) => tabB.once('chat:end', resolve));
     tabA.emit('chat:start', { message: 'rooms after restart', maxTokens: 5 });
     await seenOnB;
+    // Neither process exited at any point of the restart.
+    a.assertAlive();
+    b.assertAlive();
+    expect([a.alive(), b.alive()]).toEqual([true, true]);
   }, 60_000);
 });
