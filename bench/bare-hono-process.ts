@@ -4,7 +4,7 @@
  * the SSE frames of one recorded gateway reply (the very same bytes), one `writeSSE` per
  * `data:` frame. No store, no auth, no model, no rate limit.
  *
- *   node --max-semi-space-size=64 --import tsx bench/bare-hono-process.ts <frames.json>
+ *   node --import tsx bench/bare-hono-process.ts <frames.json>
  *
  * `frames.json` is a JSON array of complete frames (each ending in a blank line). Prints one
  * JSON line `{"url":"http://127.0.0.1:NNNN"}` when listening. Exits on SIGTERM / SIGINT, and

@@ -59,7 +59,7 @@ function turn(port: number, agent: Agent, i: number): Promise<void> {
 async function run(workers: number, redisPort: number): Promise<number> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(os.tmpdir(), 'bench-cluster-'));
-  const child: ChildProcess = spawn(process.execPath, ['--max-semi-space-size=64', '--import', 'tsx', 'src/node/cluster-main.ts'], {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/node/cluster-main.ts'], {
     env: {
       ...process.env,
       PORT: String(port),

@@ -3,7 +3,7 @@
  * benchmark can tell the cost of one extra Node HTTP hop (wake-ups, loopback, HTTP parsing)
  * from the gateway's own work. No persistence, no auth, no validation beyond the body shape.
  *
- *   node --max-semi-space-size=64 --import tsx bench/relay-process.ts <standinUrl> [port]
+ *   node --import tsx bench/relay-process.ts <standinUrl> [port]
  *
  * `POST /api/v2/ai/chat/stream` with `{message, model}` becomes a streamed
  * `POST <standinUrl>/chat/completions`; every upstream content delta is re-emitted in the

@@ -16,18 +16,42 @@ export interface Logger {
  * A logger that adds `bindings` to every entry it passes to `parent`. Unlike pino's
  * `child()`, making one costs nothing (pino serialises and redacts the bindings up front,
  * ≈ 40 µs), which matters for the per-request, per-turn and per-connection loggers that
- * mostly never log at all.
+ * mostly never log at all. Its methods live on the prototype: an idle connection's logger is
+ * two fields, not six closures.
  */
 export function withBindings(parent: Logger, bindings: Record<string, unknown>): Logger {
-  const on = (level: Level) => parent.isLevelEnabled?.(level) ?? true;
-  return {
-    debug: (obj, msg) => on('debug') && parent.debug({ ...bindings, ...obj }, msg),
-    info: (obj, msg) => on('info') && parent.info({ ...bindings, ...obj }, msg),
-    warn: (obj, msg) => on('warn') && parent.warn({ ...bindings, ...obj }, msg),
-    error: (obj, msg) => on('error') && parent.error({ ...bindings, ...obj }, msg),
-    child: (more) => withBindings(parent, { ...bindings, ...more }),
-    isLevelEnabled: on,
-  };
+  return new BoundLogger(parent, bindings);
+}
+
+class BoundLogger implements Logger {
+  constructor(
+    private readonly parent: Logger,
+    private readonly bindings: Record<string, unknown>,
+  ) {}
+
+  isLevelEnabled(level: Level): boolean {
+    return this.parent.isLevelEnabled?.(level) ?? true;
+  }
+
+  debug(obj: object, msg?: string): void {
+    if (this.isLevelEnabled('debug')) this.parent.debug({ ...this.bindings, ...obj }, msg);
+  }
+
+  info(obj: object, msg?: string): void {
+    if (this.isLevelEnabled('info')) this.parent.info({ ...this.bindings, ...obj }, msg);
+  }
+
+  warn(obj: object, msg?: string): void {
+    if (this.isLevelEnabled('warn')) this.parent.warn({ ...this.bindings, ...obj }, msg);
+  }
+
+  error(obj: object, msg?: string): void {
+    if (this.isLevelEnabled('error')) this.parent.error({ ...this.bindings, ...obj }, msg);
+  }
+
+  child(more: Record<string, unknown>): Logger {
+    return new BoundLogger(this.parent, { ...this.bindings, ...more });
+  }
 }
 
 type Level = 'debug' | 'info' | 'warn' | 'error';

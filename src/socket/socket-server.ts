@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import { ServerResponse, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { ANONYMOUS_COOKIE, anonymousCookieLine } from '../auth/anonymous-sessions.js';
 import { readCookie, TOKEN_COOKIE } from '../auth/token-sources.js';
 import { Server, type ServerOptions } from 'socket.io';
@@ -114,11 +114,21 @@ interface HandshakeRequest {
 /**
  * Engine.IO keeps each connection's first HTTP request (with its parser, buffers and socket
  * references) for as long as the connection lives; only its headers, URL and query are ever
- * read again (each namespace's handshake). Idle connections keep a small copy instead.
+ * read again (each namespace's handshake). Idle connections keep a small copy instead. A
+ * WebSocket upgrade holds it a second time: the stand-in response Engine.IO hands its
+ * middlewares keeps `req` until the socket closes (it re-emits the socket's `close`), so that
+ * reference is dropped once the connection is established (nothing reads it after the upgrade).
  */
 function keepOnlyTheHandshake(io: Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>): void {
+  const upgrades = new WeakMap<object, { req?: unknown }>();
+  io.engine.use((req: IncomingMessage, res: unknown, next: () => void) => {
+    if (!(res instanceof ServerResponse)) upgrades.set(req, res as { req?: unknown });
+    next();
+  });
   io.engine.on('connection', (raw: { request: IncomingMessage | HandshakeRequest }) => {
     const req = raw.request as IncomingMessage & { _query?: unknown };
+    const upgrade = upgrades.get(req);
+    if (upgrade) upgrade.req = undefined;
     raw.request = {
       headers: req.headers,
       url: req.url,
