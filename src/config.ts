@@ -109,6 +109,8 @@ export const configSchema = z.object({
   /** Several nodes: Socket.IO rooms, running-turn locks, stops and resumable streams through Redis. */
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
   REDIS_KEY_PREFIX: z.string().min(1).max(64).default('gateway'),
+  /** Commands one Redis connection holds while Redis is away or slow (the rest fail at once). */
+  REDIS_QUEUE_MAX: int(1, 1_000_000).default(10_000),
   /** How long a turn's events stay available to a client that reconnects (0: resuming is off). */
   STREAM_RESUME_TTL_S: int(0, 86_400).default(300),
   /** Bytes of turn events kept in this process for resuming when there is no Redis (oldest evicted first). */
@@ -207,7 +209,12 @@ export interface Config {
     maxBacklogBytes: number;
   };
   /** Several nodes (REDIS_URL): undefined runs everything in this process. */
-  redis: { url: string; prefix: string } | undefined;
+  redis: {
+    url: string;
+    prefix: string;
+    /** Commands a connection holds, sent or not yet, while Redis is away or slow: Socket.IO packets kept across a restart, in-flight writes. */
+    queueMax: number;
+  } | undefined;
   /** `npm run start:cluster`: worker processes (0: one per core). */
   clusterWorkers: number;
   streams: {
@@ -351,7 +358,7 @@ export function loadConfig(env: Env): Config {
       transports: e.SOCKET_TRANSPORTS,
       maxBacklogBytes: e.SOCKET_MAX_BACKLOG_BYTES,
     },
-    redis: e.REDIS_URL ? { url: e.REDIS_URL, prefix: e.REDIS_KEY_PREFIX } : undefined,
+    redis: e.REDIS_URL ? { url: e.REDIS_URL, prefix: e.REDIS_KEY_PREFIX, queueMax: e.REDIS_QUEUE_MAX } : undefined,
     clusterWorkers: e.CLUSTER_WORKERS,
     streams: { resumeTtlSeconds: e.STREAM_RESUME_TTL_S, maxBytes: e.STREAM_RESUME_MAX_BYTES, redisReaders: e.STREAM_RESUME_REDIS_READERS, onDisconnect: e.STREAM_ON_DISCONNECT },
     slowClientTimeoutMs: e.SLOW_CLIENT_TIMEOUT_MS,

@@ -31,3 +31,13 @@ export async function findResumable(
   }
   return undefined;
 }
+
+/**
+ * Whether resuming the target sends anything: its turn is still kept, and either still
+ * running or holding events after the one the client has. Otherwise the HTTP resume routes
+ * answer 204 (which also ends an EventSource's reconnecting).
+ */
+export async function hasEventsToSend(streams: TurnStreams, target: ResumeTarget): Promise<boolean> {
+  const kept = await streams.extent(target.conversationKey, target.turnId);
+  return kept !== undefined && (!kept.ended || kept.lastSeq > target.afterSeq);
+}

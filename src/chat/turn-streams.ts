@@ -23,6 +23,8 @@ export interface TurnStreams {
   open(conversationKey: string): TurnLog;
   /** The conversation's latest recorded turn, if still kept. */
   latest(conversationKey: string): Promise<{ turnId: string; ended: boolean } | undefined>;
+  /** How far the turn's log goes: its last sequence number, and whether that event ended the turn. Undefined when the turn is not kept. */
+  extent(conversationKey: string, turnId: string): Promise<{ lastSeq: number; ended: boolean } | undefined>;
   /** The turn's events after `afterSeq`, then live ones until its end (or `signal`). Empty when the turn is not kept. */
   follow(conversationKey: string, turnId: string, afterSeq: number, signal: AbortSignal): AsyncIterable<LoggedEvent>;
 }
@@ -123,6 +125,12 @@ export class InProcessTurnStreams implements TurnStreams {
     const turnId = this.#latest.get(conversationKey);
     const log = turnId === undefined ? undefined : this.#logs.get(key(conversationKey, turnId));
     return log ? { turnId: log.turnId, ended: log.ended } : undefined;
+  }
+
+  async extent(conversationKey: string, turnId: string): Promise<{ lastSeq: number; ended: boolean } | undefined> {
+    this.#sweep();
+    const log = this.#logs.get(key(conversationKey, turnId));
+    return log ? { lastSeq: log.seq, ended: log.ended } : undefined;
   }
 
   async *follow(conversationKey: string, turnId: string, afterSeq: number, signal: AbortSignal): AsyncIterable<LoggedEvent> {

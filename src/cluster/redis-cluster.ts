@@ -25,6 +25,8 @@ const POLL_MS = 100;
 const CONNECT_TIMEOUT_MS = 5_000;
 
 const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+/** Deletes a turn's log, and the conversation's latest-turn pointer if it still names that turn. */
+const FORGET = "redis.call('del', KEYS[1]); if redis.call('get', KEYS[2]) == ARGV[1] then redis.call('del', KEYS[2]) end; return 1";
 const REFRESH = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
 
 /**
@@ -38,14 +40,17 @@ export class RedisCluster implements ClusterLink {
   readonly streams: TurnStreams | undefined;
   readonly #stopListeners: ((conversationKey: string) => void)[] = [];
   readonly #prefix: string;
+  /** The adapter's own connections (a stream reader, a pub/sub one): closed here, after the adapter. */
+  readonly #adapterCopies = new Set<{ readonly isOpen: boolean; destroy(): void }>();
   #down = false;
   #closed = false;
 
   private constructor(
     /** Commands of this module; no offline queue, so nothing waits on a Redis that is gone. */
     private readonly client: Client,
+    /** The stop channel; it sends nothing after SUBSCRIBE (re-sent on reconnect), so no offline queue either. */
     private readonly subscriber: Client,
-    /** The Socket.IO adapter's (it keeps its offline queue: packets survive a Redis restart). */
+    /** The Socket.IO adapter's: an offline queue of at most REDIS_QUEUE_MAX packets, so a Redis restart loses none of a short gap. */
     private readonly adapterClient: Client,
     private readonly logger: Logger,
     config: Config,
@@ -59,16 +64,27 @@ export class RedisCluster implements ClusterLink {
     const log = logger.child({ component: 'redis' });
     const url = config.redis!.url;
     const reconnectStrategy = (retries: number) => Math.min(50 + retries * 100, 2_000);
-    const client = createClient({ url, disableOfflineQueue: true, socket: { reconnectStrategy, connectTimeout: CONNECT_TIMEOUT_MS } });
-    const subscriber = createClient({ url, socket: { reconnectStrategy, connectTimeout: CONNECT_TIMEOUT_MS } });
-    const adapterClient = createClient({ url, socket: { reconnectStrategy, connectTimeout: CONNECT_TIMEOUT_MS } });
+    // Every connection holds at most REDIS_QUEUE_MAX commands, sent or waiting to be: a Redis that
+    // is away (offline queue) or stalled (no replies) costs bounded memory, the rest fail at once.
+    const options = { url, commandsQueueMaxLength: config.redis!.queueMax, socket: { reconnectStrategy, connectTimeout: CONNECT_TIMEOUT_MS } };
+    const client = createClient({ ...options, disableOfflineQueue: true });
+    const subscriber = createClient({ ...options, disableOfflineQueue: true });
+    const adapterClient = createClient(options);
     const cluster = new RedisCluster(client, subscriber, adapterClient, log, config);
     for (const c of [client, subscriber, adapterClient]) cluster.#watch(c);
-    // The adapter duplicates its client (one reader per stream): those need an error listener too, or a Redis restart kills the process.
+    cluster.#adoptAdapterCommands(adapterClient, ['publish', 'sPublish', 'set']);
+    // The adapter duplicates its client (a stream reader, a pub/sub connection): each needs an
+    // error listener, or a Redis restart kills the process, and is closed with this cluster.
     const duplicate = adapterClient.duplicate.bind(adapterClient);
     adapterClient.duplicate = ((...args: Parameters<typeof duplicate>) => {
       const copy = duplicate(...args);
       cluster.#watch(copy);
+      cluster.#adoptAdapterCommands(copy, ['subscribe', 'sSubscribe']);
+      // The adapter disconnects its copies itself when it closes: a no-op once this cluster has.
+      copy.disconnect = async () => {
+        if (copy.isOpen) copy.destroy();
+      };
+      cluster.#adapterCopies.add(copy);
       return copy;
     }) as typeof adapterClient.duplicate;
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -102,6 +118,24 @@ export class RedisCluster implements ClusterLink {
 
   get healthy(): boolean {
     return this.client.isReady;
+  }
+
+  /**
+   * The adapter (0.3.x) drops the promises of these commands (PUBLISH of ephemeral packets, SET
+   * of a session, SUBSCRIBE): one that fails, because Redis is gone or the connection is
+   * destroyed at shutdown with it still queued, would be an unhandled rejection. The adapter
+   * never looks at their outcome, so they are marked handled; the promise it gets is the same.
+   */
+  #adoptAdapterCommands(c: object, names: readonly ('publish' | 'sPublish' | 'set' | 'subscribe' | 'sSubscribe')[]): void {
+    const target = c as unknown as Record<string, (...args: unknown[]) => unknown>;
+    for (const name of names) {
+      const command = target[name]!.bind(c);
+      target[name] = (...args: unknown[]) => {
+        const reply = command(...args);
+        if (reply instanceof Promise) reply.catch(() => undefined);
+        return reply;
+      };
+    }
   }
 
   #watch(c: { on(event: string, listener: (err: Error) => void): unknown }): void {
@@ -171,16 +205,18 @@ export class RedisCluster implements ClusterLink {
     await this.client.ping();
   }
 
+  /**
+   * Destroys every connection, the adapter's copies too (their commands, queued for a Redis
+   * that is gone, fail now instead of waiting for it). Call it after the Socket.IO server has
+   * closed: a closed adapter stops its stream reader, which would otherwise read again at once.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const c of [this.client, this.subscriber, this.adapterClient]) {
-      try {
-        if (c.isOpen) c.destroy();
-      } catch {
-        // already gone
-      }
+    for (const c of [this.client, this.subscriber, this.adapterClient, ...this.#adapterCopies]) {
+      if (c.isOpen) c.destroy();
     }
+    this.#adapterCopies.clear();
   }
 }
 
@@ -222,6 +258,13 @@ class RedisTurnStreams implements TurnStreams {
     const ignore = () => undefined;
     let seq = 0;
     let ended = false;
+    // A log that missed an event (Redis away, or a write refused) would replay with a hole: it
+    // records nothing more, and is deleted as soon as Redis answers again.
+    let broken = false;
+    let forget: 'no' | 'sent' | 'done' = 'no';
+    const breakLog = () => {
+      broken = true;
+    };
     if (client.isReady) client.sendCommand(['SET', latest, turnId, 'EX', running]).catch(ignore);
     return {
       turnId,
@@ -230,9 +273,19 @@ class RedisTurnStreams implements TurnStreams {
         seq++;
         const terminal = isTerminal(event);
         ended = terminal;
+        if (!broken && !client.isReady) broken = true;
+        if (broken) {
+          if (forget === 'no' && client.isReady) {
+            forget = 'sent';
+            client.sendCommand(['EVAL', FORGET, '2', key, latest, turnId]).then(
+              () => (forget = 'done'),
+              () => (forget = 'no'),
+            );
+          }
+          return seq;
+        }
         // Fire and forget, pipelined on one connection (so in order): the client's stream never waits for Redis.
-        if (!client.isReady) return seq;
-        client.sendCommand(['XADD', key, 'MAXLEN', '~', String(LOG_MAX_ENTRIES), `0-${seq}`, 'e', encode(event)]).catch(ignore);
+        client.sendCommand(['XADD', key, 'MAXLEN', '~', String(LOG_MAX_ENTRIES), `0-${seq}`, 'e', encode(event)]).catch(breakLog);
         if (seq === 1 || terminal) client.sendCommand(['EXPIRE', key, terminal ? ttl : running]).catch(ignore);
         if (terminal) client.sendCommand(['SET', latest, turnId, 'EX', ttl]).catch(ignore);
         return seq;
@@ -244,9 +297,15 @@ class RedisTurnStreams implements TurnStreams {
     if (!this.client.isReady) return undefined;
     const turnId = await this.client.get(this.#latestKey(conversationKey));
     if (!turnId) return undefined;
+    return { turnId, ended: (await this.extent(conversationKey, turnId))?.ended ?? false };
+  }
+
+  async extent(conversationKey: string, turnId: string): Promise<{ lastSeq: number; ended: boolean } | undefined> {
+    if (!this.client.isReady) return undefined;
     const last = (await this.client.sendCommand(['XREVRANGE', this.#logKey(conversationKey, turnId), '+', '-', 'COUNT', '1'])) as RawEntry[];
-    const event = last[0] ? decode(last[0][1]) : undefined;
-    return { turnId, ended: event !== undefined && isTerminal(event) };
+    if (!last[0]) return undefined;
+    const event = decode(last[0][1]);
+    return { lastSeq: seqOf(last[0][0]), ended: event !== undefined && isTerminal(event) };
   }
 
   #blockingFollowers = 0;
@@ -280,7 +339,7 @@ class RedisTurnStreams implements TurnStreams {
         }
         quietSince = Date.now();
         for (const [id, fields] of reply[0]?.[1] ?? []) {
-          const seq = Number(id.slice(id.indexOf('-') + 1));
+          const seq = seqOf(id);
           const event = decode(fields);
           last = seq;
           if (!event) continue;
@@ -301,6 +360,11 @@ class RedisTurnStreams implements TurnStreams {
 }
 
 type RawEntry = [string, string[]];
+
+/** An entry id `0-<seq>` as its sequence number. */
+function seqOf(id: string): number {
+  return Number(id.slice(id.indexOf('-') + 1));
+}
 
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {

@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 import { z } from 'zod';
 import { chatFieldsSchema, conversationIdSchema, describeIssues } from '../chat/chat-request.js';
-import { findResumable } from '../chat/resume-target.js';
+import { findResumable, hasEventsToSend } from '../chat/resume-target.js';
 import { parseEventId } from '../chat/turn-streams.js';
 import { AppError } from '../errors.js';
 import type { Config } from '../config.js';
@@ -47,8 +47,9 @@ export function chatStreamHandler(services: Services) {
 
 /**
  * GET /api/v2/ai/chat/stream?sessionId= (PROTOCOLS.md 3b): with Last-Event-ID, the events
- * after it, else the latest turn from its start; then the rest live. 204 when nothing is kept
- * (which also tells an EventSource to stop reconnecting).
+ * after it, else the latest turn from its start; then the rest live. 204 when there is nothing
+ * to send: no turn kept, or it has ended and the client has its last event (which also tells
+ * an EventSource to stop reconnecting).
  */
 export function chatResumeHandler(services: Services) {
   return async (c: Context<AppEnv>) => {
@@ -56,7 +57,7 @@ export function chatResumeHandler(services: Services) {
     if (!sessionId.success) throw new AppError('BAD_REQUEST', `sessionId: ${describeIssues(sessionId.error)}`);
     const last = parseEventId(c.req.header('last-event-id') ?? c.req.query('lastEventId'));
     const target = await findResumable(services.streams, c.get('principal'), sessionId.data, last);
-    if (!target) return c.body(null, 204);
+    if (!target || !(await hasEventsToSend(services.streams!, target))) return c.body(null, 204);
     return respondWithReplay(c, services.streams!, target, sseFrames(sessionId.data));
   };
 }

@@ -68,7 +68,7 @@ function routes(config: Config): RouteDoc[] {
       method: 'get',
       path: '/api/v2/ai/chat/stream',
       tag: 'chat',
-      summary: 'Resume a stream (`Last-Event-ID`): the events after that id, then the rest live; 204 when nothing is kept',
+      summary: 'Resume a stream (`Last-Event-ID`): the events after that id, then the rest live; 204 when there is nothing to send (nothing kept, or the reply ended and that id is its last event)',
       auth: 'optional',
       query: z.object({ sessionId: conversationIdSchema }),
       ok: { 200: ['Server-Sent Events', sse], 204: ['Nothing to resume', json] },

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { ConfigError, loadConfig } from '../config.js';
+import { exitOnStartupFailure, stopOnSignals } from './process-lifecycle.js';
 import { createNodeServer } from './server.js';
 
 /**
@@ -20,7 +21,7 @@ const WORKER_ENV = 'GATEWAY_WORKER_INDEX';
 if (existsSync('.env')) process.loadEnvFile('.env');
 
 if (cluster.isPrimary) void primary();
-else void worker(Number(process.env[WORKER_ENV]));
+else worker(Number(process.env[WORKER_ENV])).catch(exitOnStartupFailure);
 
 async function primary(): Promise<void> {
   let config;
@@ -36,17 +37,32 @@ async function primary(): Promise<void> {
     console.warn(`start:cluster without REDIS_URL: each worker keeps its own rooms, BUSY rule, stops and resumable streams${limits}; set REDIS_URL`);
   }
   const workers: (Worker | undefined)[] = [];
+  let started = false;
   let stopping = false;
+  /** Workers that ended badly (an exit code other than 0, or a signal) while the cluster stopped. */
+  let failedStops = 0;
   const fork = (index: number) => {
     const w = cluster.fork({ [WORKER_ENV]: String(index) });
     workers[index] = w;
-    w.on('exit', () => {
+    w.on('exit', (code, signal) => {
       workers[index] = undefined;
-      if (!stopping) setTimeout(() => fork(index), 500);
+      if (stopping) {
+        if (code !== 0) failedStops++;
+        return;
+      }
+      if (!started) {
+        // It could not start (it said why): the others would not either; no restart loop.
+        stopping = true;
+        for (const other of workers) other?.process.kill('SIGTERM');
+        process.exit(code || 1);
+      }
+      console.error(JSON.stringify({ level: 50, msg: 'worker exited; starting another', worker: index, code, signal }));
+      setTimeout(() => fork(index), 500);
     });
   };
   for (let i = 0; i < count; i++) fork(i);
   await Promise.all(workers.map((w) => new Promise((resolve) => w!.once('message', resolve))));
+  started = true;
 
   let next = 0;
   const server = net.createServer({ pauseOnConnect: true }, (socket) => {
@@ -73,7 +89,10 @@ async function primary(): Promise<void> {
     stopping = true;
     server.close();
     for (const w of workers) w?.process.kill('SIGTERM');
-    Promise.all(workers.map((w) => (w && w.isConnected() ? new Promise((r) => w.once('exit', r)) : undefined))).then(() => process.exit(0));
+    Promise.all(workers.map((w) => (w && w.isConnected() ? new Promise((r) => w.once('exit', r)) : undefined))).then(() => {
+      if (failedStops > 0) console.error(JSON.stringify({ level: 50, msg: 'workers did not stop cleanly', workers: failedStops }));
+      process.exit(failedStops > 0 ? 1 : 0);
+    });
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
@@ -95,12 +114,6 @@ async function worker(index: number): Promise<void> {
     socket.emit('data', Buffer.from(message.head ?? '', 'base64'));
     socket.resume();
   });
-  let signals = 0;
-  const shutdown = () => {
-    if (++signals > 1) process.exit(1);
-    server.close().then(() => process.exit(0), () => process.exit(1));
-  };
-  process.on('SIGTERM', shutdown);
-  process.on('SIGINT', shutdown);
+  stopOnSignals(server, ['SIGTERM'], ['SIGINT']);
   process.send?.({ type: 'gateway:ready' });
 }

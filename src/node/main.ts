@@ -1,10 +1,8 @@
 import { existsSync } from 'node:fs';
-import { ConfigError, loadConfig } from '../config.js';
+import { loadConfig } from '../config.js';
 import { StartupError } from './node-backends.js';
+import { exitOnStartupFailure, stopOnSignals } from './process-lifecycle.js';
 import { createNodeServer } from './server.js';
-
-const EX_UNAVAILABLE = 69;
-const EX_CONFIG = 78;
 
 /** The Node entry: the only place that reads process.env. */
 async function main(): Promise<void> {
@@ -22,33 +20,7 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  let signals = 0;
-  const shutdown = (signal: NodeJS.Signals) => {
-    if (++signals > 1) process.exit(1); // a second signal means "now"
-    server.services.logger.info({ signal }, 'signal received');
-    server.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        server.services.logger.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', shutdown);
-  process.on('SIGINT', shutdown);
-  process.on('unhandledRejection', (err) => server.services.logger.error({ err }, 'unhandled rejection'));
+  stopOnSignals(server, ['SIGTERM', 'SIGINT']);
 }
 
-main().catch((err: unknown) => {
-  // Start-up failures name the variable and the fix; no stack for those.
-  if (err instanceof ConfigError) {
-    console.error(err.message);
-    process.exit(EX_CONFIG);
-  }
-  if (err instanceof StartupError) {
-    console.error(`Cannot start: ${err.message}`);
-    process.exit(EX_UNAVAILABLE);
-  }
-  console.error(err instanceof Error ? err.message : err);
-  process.exit(1);
-});
+main().catch(exitOnStartupFailure);

@@ -19,6 +19,8 @@ describe('in-process turn logs', () => {
     await following;
     expect(seen).toEqual([2, 3]);
     expect(await streams.latest('o/c')).toEqual({ turnId: log.turnId, ended: true });
+    expect(await streams.extent('o/c', log.turnId)).toEqual({ lastSeq: 3, ended: true });
+    expect(await streams.extent('o/c', 'unknown')).toBeUndefined();
     expect(parseEventId(`${log.turnId}-3`)).toEqual({ turnId: log.turnId, seq: 3 });
     expect(parseEventId('garbage')).toBeUndefined();
   });
@@ -69,6 +71,28 @@ describe('in-process turn logs', () => {
       expect(frames.slice(0, 3).map((f) => `${f}\n\n`).join('') + rest).toBe(whole);
       expect((await readSse(new Response(rest))).at(-1)).toMatchObject({ done: true });
       expect((await fetch(`${gw.url}/api/v2/ai/chat/stream?sessionId=nothing-here`)).status).toBe(204);
+    } finally {
+      await gw.destroy();
+    }
+  });
+
+  it('one node: resuming a finished reply answers 204 when the client has all of it or names a turn not kept, and the whole reply without an id', async () => {
+    const gw = await startGateway({ LOCAL_MODEL_TOKEN_DELAY_MS: '0' });
+    try {
+      const sessionId = 'single-node-finished';
+      const whole = await (await postChat(gw.url, { message: 'hello there', sessionId, maxTokens: 10 })).text();
+      const ids = [...whole.matchAll(/^id: (\S+)$/gm)].map((m) => m[1]!);
+      const resume = (lastEventId?: string) => fetch(`${gw.url}/api/v2/ai/chat/stream?sessionId=${sessionId}`, { headers: lastEventId ? { 'Last-Event-ID': lastEventId } : {} });
+      const [allOfIt, unknownTurn, again] = await Promise.all([resume(ids.at(-1)), resume('unknownturn-3'), resume()]);
+      expect(allOfIt.status).toBe(204);
+      expect(await allOfIt.text()).toBe('');
+      expect(unknownTurn.status).toBe(204);
+      expect(again.status).toBe(200);
+      expect(await again.text()).toBe(whole);
+      // One event short of the end: that last event.
+      const last = await resume(ids.at(-2));
+      expect(last.status).toBe(200);
+      expect(await last.text()).toBe(whole.slice(whole.lastIndexOf(`id: ${ids.at(-1)}`)));
     } finally {
       await gw.destroy();
     }

@@ -26,6 +26,8 @@ export interface GatewayProcess {
   readonly store: ConversationStore;
   /** Whether the process is still running. */
   alive(): boolean;
+  /** How it ended (undefined while it runs): its exit code, or the signal that killed it. */
+  exit(): { code: number | null; signal: NodeJS.Signals | null } | undefined;
   /** Throws, with how it ended and what it printed, when the process is no longer running. */
   assertAlive(): void;
   /** What it printed lately (stdout and stderr, interleaved). */
@@ -129,6 +131,7 @@ export async function spawnGateway(env: Env = {}): Promise<GatewayProcess> {
       return (store ??= new SqliteConversationStore(join(dataDir, 'gateway.sqlite')));
     },
     alive: () => !ended(),
+    exit: () => (ended() ? { code: child.exitCode, signal: child.signalCode } : undefined),
     assertAlive: () => {
       if (ended()) throw failure('is no longer running');
     },
