@@ -12,7 +12,9 @@
  * Redis and the load generator is reported per turn: on two cores the best possible speed-up is
  * 2 cores / (everything's CPU per turn) against 1 / (the gateway's).
  *
- *   npx tsx bench/cluster.ts [--concurrency 32] [--seconds 8] [--rounds 2]
+ *   npx tsx bench/cluster.ts [--concurrency 32] [--seconds 8] [--rounds 2] [--profile] [--env NAME=value,...]
+ *
+ * `--profile` writes a .cpuprofile per process to bench/results/profiles/cluster/.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -29,6 +31,10 @@ export interface ClusterOptions {
   seconds: number;
   /** Runs per worker count (alternating). */
   rounds: number;
+  /** Node flags for the gateway processes (e.g. `--cpu-prof --cpu-prof-dir=...`; the workers inherit them). */
+  nodeArgs?: string[];
+  /** More environment for the gateway (`--env NAME=value,...`; an empty value removes the variable). */
+  env?: Record<string, string>;
   stopSignal?: AbortSignal;
   log?: (line: string) => void;
 }
@@ -93,7 +99,7 @@ async function drive(port: number, concurrency: number, endAt: number, signal: A
   const one = () =>
     new Promise<void>((done) => {
       const socket = net.connect({ port, host: '127.0.0.1', noDelay: true });
-      let tail = Buffer.alloc(0);
+      let tail: Buffer = Buffer.alloc(0);
       let head = true;
       const next = () => {
         if (Date.now() >= endAt || signal.aborted) {
@@ -142,7 +148,7 @@ async function waitPort(port: number, ms = 60_000): Promise<void> {
 async function runOnce(opts: ClusterOptions, workers: number, redis: ChildProcess, redisPort: number, signal: AbortSignal): Promise<ClusterRun> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(os.tmpdir(), 'bench-cluster-'));
-  const child = spawn(process.execPath, ['dist/node/cluster-main.js'], {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), 'dist/node/cluster-main.js'], {
     cwd: opts.root,
     env: {
       PATH: process.env.PATH,
@@ -153,9 +159,10 @@ async function runOnce(opts: ClusterOptions, workers: number, redis: ChildProces
       REDIS_URL: `redis://127.0.0.1:${redisPort}`,
       REDIS_KEY_PREFIX: `bench${workers}-${Date.now()}`,
       JWT_SECRET: 'bench-secret-bench-secret-bench-secret-0123',
-      RATE_LIMIT_ANON: '100000000',
+      RATE_LIMIT_ANON: '1000000',
       MEMORY_ENABLED: 'false',
       LOG_LEVEL: 'error',
+      ...opts.env,
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -232,6 +239,13 @@ async function main() {
     concurrency: arg('concurrency', 32),
     seconds: arg('seconds', 8),
     rounds: arg('rounds', 2),
+    env: Object.fromEntries(
+      (process.argv[process.argv.indexOf('--env') + 1] ?? '')
+        .split(',')
+        .filter((kv) => process.argv.includes('--env') && kv.includes('='))
+        .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1) || undefined] as [string, string]),
+    ),
+    nodeArgs: process.argv.includes('--profile') ? ['--cpu-prof', `--cpu-prof-dir=${resolve('bench/results/profiles/cluster')}`] : [],
     log: (l) => process.stderr.write(`${l}\n`),
   });
   console.log(JSON.stringify({ ...r, goal: 1.7 }));
