@@ -46,6 +46,8 @@ export interface ClusterRun {
   failures: number;
   /** CPU ms per turn: the gateway's processes (primary and workers), redis-server, the load generator. */
   cpuMsPerTurn: { gateway: number; redis: number; client: number };
+  /** Share of one core each gateway process used during the run (the primary first). */
+  busy: number[];
 }
 
 export interface ClusterResult {
@@ -57,6 +59,35 @@ export interface ClusterResult {
   speedup: number;
   /** What two cores allow at most, from the CPU measured per turn (everything on the box counted). */
   ceiling: number;
+  /**
+   * The machine's own answer for two processes: a fixed piece of CPU-bound work run twice at
+   * once, against once alone (work done per second; 2.0 on two free, independent cores).
+   */
+  machineSpeedup: number;
+}
+
+/** The same CPU-bound JavaScript, in one process: ~0.5 s alone on a free core. */
+const FIXED_WORK = `let x = 0; const a = new Float64Array(1 << 16);
+for (let r = 0; r < 3000; r++) for (let i = 0; i < a.length; i++) { a[i] = a[i] * 1.0000001 + (i ^ r); x += a[i] & 7; }
+if (x < 0) console.log(x);`;
+
+async function fixedWork(copies: number): Promise<number> {
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: copies }, () => new Promise((done) => spawn(process.execPath, ['-e', FIXED_WORK], { stdio: 'ignore' }).once('exit', done))),
+  );
+  return performance.now() - t0;
+}
+
+/** Work per second with two copies at once over one alone; the median of `rounds` alternating pairs. */
+async function machineSpeedup(rounds: number): Promise<number> {
+  const ratios: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const one = await fixedWork(1);
+    const two = await fixedWork(2);
+    ratios.push((2 * one) / two);
+  }
+  return +median(ratios).toFixed(2);
 }
 
 /** The primary and every process below it (the workers). */
@@ -172,17 +203,19 @@ async function runOnce(opts: ClusterOptions, workers: number, redis: ChildProces
     // Warm-up: every worker compiles its hot paths.
     await drive(port, opts.concurrency, Date.now() + 2_000, signal);
     const gatewayPids = processTree(child.pid!);
-    const before = { gateway: cpuOf(gatewayPids), redis: cpuOf([redis.pid!]), client: process.cpuUsage() };
+    const before = { gateway: cpuOf(gatewayPids), redis: cpuOf([redis.pid!]), client: process.cpuUsage(), each: gatewayPids.map((p) => cpuOf([p])) };
     const t0 = performance.now();
     const { turns, failures } = await drive(port, opts.concurrency, Date.now() + opts.seconds * 1000, signal);
     const seconds = (performance.now() - t0) / 1000;
     const client = process.cpuUsage(before.client);
+    const busy = gatewayPids.map((p, i) => +((cpuOf([p]) - before.each[i]!) / (seconds * 1000)).toFixed(2));
     const per = (ms: number) => +(ms / Math.max(1, turns)).toFixed(3);
     return {
       workers,
       turnsPerSecond: +(turns / seconds).toFixed(1),
       turns,
       failures,
+      busy,
       cpuMsPerTurn: { gateway: per(cpuOf(gatewayPids) - before.gateway), redis: per(cpuOf([redis.pid!]) - before.redis), client: per((client.user + client.system) / 1000) },
     };
   } finally {
@@ -211,7 +244,7 @@ export async function measureCluster(opts: ClusterOptions): Promise<ClusterResul
         signal.throwIfAborted();
         const run = await runOnce(opts, workers, redis, redisPort, signal);
         log(
-          `  cluster: ${workers} process(es): ${run.turnsPerSecond} turns/s (${run.failures} failed); CPU ms/turn gateway ${run.cpuMsPerTurn.gateway}, redis ${run.cpuMsPerTurn.redis}, load generator ${run.cpuMsPerTurn.client}`,
+          `  cluster: ${workers} process(es): ${run.turnsPerSecond} turns/s (${run.failures} failed); CPU ms/turn gateway ${run.cpuMsPerTurn.gateway}, redis ${run.cpuMsPerTurn.redis}, load generator ${run.cpuMsPerTurn.client}; busy share per process ${run.busy.join(', ')}`,
         );
         runs.push(run);
       }
@@ -223,7 +256,9 @@ export async function measureCluster(opts: ClusterOptions): Promise<ClusterResul
     const all = median(twoRuns.map((r) => r.cpuMsPerTurn.gateway + r.cpuMsPerTurn.redis + r.cpuMsPerTurn.client));
     const gatewayAlone = median(oneRuns.map((r) => r.cpuMsPerTurn.gateway));
     const cores = os.availableParallelism();
-    return { cores, concurrency: opts.concurrency, seconds: opts.seconds, runs, median: { one, two }, speedup: +(two / one).toFixed(2), ceiling: +(Math.min(cores, 2) / all / (1 / gatewayAlone)).toFixed(2) };
+    const machine = await machineSpeedup(5);
+    log(`  cluster: the machine alone: two copies of a fixed CPU-bound task do ${machine}x the work per second of one`);
+    return { cores, concurrency: opts.concurrency, seconds: opts.seconds, runs, median: { one, two }, speedup: +(two / one).toFixed(2), ceiling: +(Math.min(cores, 2) / all / (1 / gatewayAlone)).toFixed(2), machineSpeedup: machine };
   } finally {
     redis.kill('SIGKILL');
   }

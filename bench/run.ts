@@ -9,6 +9,8 @@
  *            same bytes, 16 clients (bench/turns.ts)
  *   idle     gateway RSS with 10,000 idle Socket.IO connections; base RSS compiled vs tsx
  *   eld      event-loop delay p99 inside the gateway with 1,000 Socket.IO streams (bench/socket-load.ts)
+ *   cluster  turns/s of start:cluster with 2 worker processes vs 1, on Redis (bench/cluster.ts)
+ *   resume   what resumable streams add to TTFT p50, in-process buffer and Redis (bench/resume-ttft.ts)
  *   profile  (--profile) self time per token by area, gateway vs relay (bench/profile.ts)
  *
  * Each section starts its own processes and stops them; a section that fails or overruns
@@ -30,18 +32,20 @@ import { measureEventLoopDelay, measureIdleSockets, type EldResult, type IdleRes
 import { round2 } from './stats.js';
 import { measureTtft, type TtftResult } from './ttft.js';
 import { measureTurns, type TurnsResult } from './turns.js';
+import { measureCluster, type ClusterResult } from './cluster.js';
+import { measureResume, type ResumeResult } from './resume-ttft.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
-export const SECTIONS = ['ttft', 'cpu', 'turns', 'idle', 'eld', 'profile'] as const;
+export const SECTIONS = ['ttft', 'cpu', 'turns', 'idle', 'eld', 'cluster', 'resume', 'profile'] as const;
 export type Section = (typeof SECTIONS)[number];
-const DEFAULT_SECTIONS: readonly Section[] = ['ttft', 'cpu', 'turns', 'idle', 'eld'];
+const DEFAULT_SECTIONS: readonly Section[] = ['ttft', 'cpu', 'turns', 'idle', 'eld', 'cluster', 'resume'];
 
 const USAGE = `Usage: npm run bench -- [options]
 
-  --only ttft,cpu,turns,idle,eld,profile
-                  sections to run (default: ttft,cpu,turns,idle,eld; profile only when asked)
+  --only ttft,cpu,turns,idle,eld,cluster,resume,profile
+                  sections to run (default: all but profile, which runs only when asked)
   --profile       add the profile section (self time per token by area, gateway vs relay)
   --quick         a fast smoke run: fewer rounds, 1,000 idle sockets, 200 Socket.IO streams
   --timeout 900   hard limit for the whole run, seconds (quick: 300); children are killed
@@ -59,6 +63,11 @@ Sections, each against a baseline measured in the same run on the same machine:
            base RSS of node dist/node/main.js vs tsx src/node/main.ts
   eld      event-loop delay p99 inside the gateway (bench/eld-probe.mjs, preloaded) with 1,000
            concurrent ai:chat streams on /, 50 tokens at 20 ms/token; baseline: the same idle
+  cluster  turns/s of start:cluster (compiled, REDIS_URL on a real redis-server) with 2 worker
+           processes vs 1, local model, 32 keep-alive clients; also what the machine itself gives
+           two CPU-bound processes (a fixed task twice at once vs once)
+  resume   TTFT p50 with resumable streams on vs off (STREAM_RESUME_TTL_S=0), sequential SSE
+           turns, in-process buffer and Redis Streams, gateways taking turns request by request
   profile  self CPU time per relayed token by area, gateway vs relay (bench/profile.ts)
 Exit status: 0 ok, 1 a section failed or a stream failed, 2 hard timeout, 130 interrupted.`;
 
@@ -120,6 +129,8 @@ function planFor(quick: boolean) {
     turns: { clients: 16, roundMs: q(5000, 1500), rounds: q(2, 1) },
     idle: { connections: q(10_000, 1000), addresses: 4, settleMs: q(2000, 1000) },
     eld: { streams: q(1000, 200), rounds: q(3, 1), tokens: 50, paceMs: 20 },
+    cluster: { concurrency: 32, seconds: q(8, 3), rounds: q(2, 1) },
+    resume: { turns: q(400, 100) },
     profile: { concurrency: 200, rounds: q(3, 1), tokens: 50, paceMs: 20, top: 15 },
     budgetSeconds: {
       ttft: q(420, 150),
@@ -127,6 +138,8 @@ function planFor(quick: boolean) {
       turns: q(120, 60),
       idle: q(330, 120),
       eld: q(200, 90),
+      cluster: q(150, 60),
+      resume: q(90, 45),
       profile: q(240, 120),
     } satisfies Record<Section, number>,
   };
@@ -143,6 +156,8 @@ interface Results {
   turns?: TurnsResult;
   idle?: IdleResult;
   eld?: EldResult;
+  cluster?: ClusterResult;
+  resume?: ResumeResult;
   profile?: ProfileResult;
 }
 
@@ -273,6 +288,40 @@ function rowsOf(r: Results, plan: ReturnType<typeof planFor>): Row[] {
       target: '0',
       pass: e.failures === 0,
     });
+  }
+  if (r.cluster) {
+    const c = r.cluster;
+    const failed = c.runs.reduce((sum, run) => sum + run.failures, 0);
+    rows.push({
+      metric: `turns/s, start:cluster 2 processes vs 1`,
+      unit: '/s',
+      gateway: c.median.two,
+      baseline: c.median.one,
+      baselineName: '1 process',
+      ratio: c.speedup,
+      target: '>= 1.7x',
+      pass: c.speedup >= 1.7 && failed === 0,
+    });
+    rows.push({ metric: 'the machine: 2 CPU-bound processes vs 1', unit: 'x', gateway: c.machineSpeedup, baseline: Number.NaN, baselineName: '', ratio: Number.NaN });
+  }
+  if (r.resume) {
+    const t = r.resume.ttftMs;
+    for (const [name, on, off] of [
+      ['in-process', t.memory, t.off],
+      ['Redis', t.redis, t.redisOff],
+    ] as const) {
+      rows.push({
+        metric: `TTFT p50, resumable streams (${name})`,
+        unit: 'ms',
+        gateway: on.p50,
+        baseline: off.p50,
+        baselineName: 'resume off',
+        ratio: on.p50 / off.p50,
+        added: on.p50 - off.p50,
+        target: '<= +0.5 ms',
+        pass: on.p50 - off.p50 <= 0.5,
+      });
+    }
   }
   if (r.profile) {
     const { gateway, relay } = r.profile.perTokenUs;
@@ -425,6 +474,8 @@ async function main(): Promise<void> {
         ...(results.cpu ? { cpu: { ...results.cpu, byTokens: results.cpu.byTokens.map((t) => ({ ...t, level: compactLevel(t.level) })) } } : {}),
         ...(results.turns ? { turns: results.turns } : {}),
         ...(results.idle ? { idle: results.idle } : {}),
+        ...(results.cluster ? { cluster: results.cluster } : {}),
+        ...(results.resume ? { resume: results.resume } : {}),
         ...(results.eld ? { eld: results.eld } : {}),
         ...(results.profile ? { profile: { perTokenUs: results.profile.perTokenUs, areas: results.profile.areas } } : {}),
       },
@@ -541,6 +592,25 @@ async function main(): Promise<void> {
     return r;
   });
 
+  results.cluster = await section('cluster', async (signal) => {
+    const r = await measureCluster({ root: ROOT, ...plan.cluster, stopSignal: signal, log });
+    console.log(
+      `\nstart:cluster on Redis, ${r.concurrency} clients: 1 process ${r.median.one} turns/s, 2 processes ${r.median.two} turns/s = ${r.speedup}x ` +
+        `(best possible from the CPU measured per turn: ${r.ceiling}x; the machine gives two CPU-bound processes ${r.machineSpeedup}x)`,
+    );
+    return r;
+  });
+
+  results.resume = await section('resume', async (signal) => {
+    const r = await measureResume({ ...plan.resume, stopSignal: signal, log });
+    const t = r.ttftMs;
+    console.log(
+      `\nResumable streams, TTFT p50/p90 ms over ${r.turns} turns each: off ${t.off.p50}/${t.off.p90}, in-process ${t.memory.p50}/${t.memory.p90}; ` +
+        `with Redis: off ${t.redisOff.p50}/${t.redisOff.p90}, Redis Streams ${t.redis.p50}/${t.redis.p90}; cost ${r.costP50Ms.memory} / ${r.costP50Ms.redis} ms`,
+    );
+    return r;
+  });
+
   results.profile = await section('profile', async (signal) => {
     const r = await profilePerToken({ ...plan.profile, stopSignal: signal, log });
     console.log(`\n${formatProfile(r)}`);
@@ -556,7 +626,8 @@ async function main(): Promise<void> {
     (results.cpu?.byTokens.reduce((s, t) => s + t.failures, 0) ?? 0) +
     (results.eld?.failures ?? 0) +
     Object.values(results.turns?.rates ?? {}).reduce((s, t) => s + t.failures, 0) +
-    (results.idle?.failed ?? 0);
+    (results.idle?.failed ?? 0) +
+    (results.cluster?.runs.reduce((sum, run) => sum + run.failures, 0) ?? 0);
   log(`bench: done in ${((performance.now() - started) / 1000).toFixed(0)} s`);
   if (Object.keys(errors).length > 0 || streamFailures > 0) {
     await shutdown(1, `bench: ${Object.keys(errors).length} section(s) failed, ${streamFailures} stream(s)/connection(s) failed`);

@@ -110,6 +110,10 @@ async function worker(index: number): Promise<void> {
   });
   process.on('message', (message: { type?: string; head?: string }, socket: net.Socket | undefined) => {
     if (message?.type !== 'gateway:connection' || !socket) return;
+    // What net.Server does for the connections it accepts itself (the HTTP server asks for
+    // noDelay), skipped for a handed-over socket: without it Nagle's algorithm holds each small
+    // write until the client's delayed ACK, ~40 ms, on every streamed reply.
+    socket.setNoDelay(true);
     server.httpServer.emit('connection', socket);
     socket.emit('data', Buffer.from(message.head ?? '', 'base64'));
     socket.resume();

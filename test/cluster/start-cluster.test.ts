@@ -57,4 +57,17 @@ describe('start:cluster (two workers, one port)', () => {
     const ready = (await (await fetch(`${url}/readyz`)).json()) as { checks: Record<string, { status: string }> };
     expect(ready.checks.redis?.status).toBe('ok');
   });
+
+  it('a handed-over connection streams without Nagle stalls: a short streamed turn takes milliseconds, not the ~40 ms of a delayed ACK', async () => {
+    const durations: number[] = [];
+    for (let i = 0; i < 11; i++) {
+      const started = performance.now();
+      const events = await readSse(await postChat(url, { message: `quick ${i}`, maxTokens: 12 }));
+      durations.push(performance.now() - started);
+      expect(events.at(-1)).toMatchObject({ done: true });
+    }
+    durations.sort((a, b) => a - b);
+    // Every frame is its own small write; with Nagle on, each after the first waits for the client's delayed ACK.
+    expect(durations[5]).toBeLessThan(30);
+  });
 });
