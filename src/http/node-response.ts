@@ -12,6 +12,8 @@ export interface NodeOutgoing {
   writeHead(status: number, headers: Record<string, string | string[]>): unknown;
   flushHeaders(): void;
   write(chunk: string): boolean;
+  cork(): void;
+  uncork(): void;
   end(chunk?: string): unknown;
   destroy(): unknown;
   once(event: 'close' | 'drain', listener: () => void): unknown;
@@ -87,6 +89,12 @@ class Writer implements NodeStream {
   #onFirstWrite: (() => void) | undefined;
   #closeListeners: (() => void)[] = [];
   #gone = false;
+  #corked = false;
+  readonly #uncork = () => {
+    this.#corked = false;
+    // end() uncorks fully by itself.
+    if (!this.#ended) this.outgoing.uncork();
+  };
 
   constructor(private readonly outgoing: NodeOutgoing) {
     outgoing.once('close', () => {
@@ -119,8 +127,14 @@ class Writer implements NodeStream {
   write(text: string): boolean {
     if (this.#ended || this.#gone) return true;
     this.#wrote();
-    // One write per turn of the event loop at most: the model adapters hand over the text of
-    // one network read in one call (TextBatcher), so no corking is needed here.
+    // Frames written in the same tick leave in one syscall (a model that hands over several
+    // tokens at once, each its own frame); the remote adapters already hand over the text of
+    // one network read in one call (TextBatcher), so this is one write in the usual case.
+    if (!this.#corked) {
+      this.#corked = true;
+      this.outgoing.cork();
+      process.nextTick(this.#uncork);
+    }
     return this.outgoing.write(text);
   }
 
