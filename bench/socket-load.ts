@@ -18,10 +18,12 @@ import {
   openFileLimit,
   readProcStats,
   startGatewayProcess,
+  startRelayProcess,
   startScriptProcess,
   startStandinProcess,
   type ChildHandle,
 } from './processes.js';
+import { runLevel, type RunContext } from './runner.js';
 import { countTokens } from './sse-client.js';
 import { summarize, type Summary } from './stats.js';
 
@@ -228,6 +230,11 @@ export interface EldResult {
   totalMs: Summary;
   gatewayCpuMsPerStream: number;
   warmupFailures: number;
+  /**
+   * The baseline: the bare Node SSE relay (bench/relay-process.ts, the same probe preloaded)
+   * carrying as many concurrent streams of the same stand-in (SSE clients, same rounds).
+   */
+  relay?: { loaded: LoopDelay; ok: number; failures: number; cpuMsPerStream: number };
 }
 
 type ChatSocket = Socket<DefaultServerToClientEvents, DefaultClientToServerEvents>;
@@ -303,6 +310,32 @@ async function connectAll(url: string, count: number, signal: AbortSignal): Prom
   return sockets;
 }
 
+/** The bare relay with the probe, `opts.streams` concurrent SSE streams for `opts.rounds` rounds after a warm-up one. */
+async function relayBaseline(opts: EldOptions, standin: { url: string; child: ChildHandle }, signal: AbortSignal): Promise<EldResult['relay']> {
+  const relay = await startRelayProcess(opts.root, standin.url, PROBE);
+  try {
+    const ctx: RunContext = {
+      modes: ['relay'],
+      standinUrl: standin.url,
+      standinPid: standin.child.pid,
+      relay: { url: relay.url, pid: relay.child.pid },
+      tokens: opts.tokens,
+      requestTimeoutMs: 30_000 + 5 * opts.tokens * opts.paceMs,
+      stopSignal: signal,
+      log: opts.log,
+    };
+    opts.log(`eld: the bare relay (pid ${relay.child.pid}) with the probe, ${opts.streams} SSE streams`);
+    await runLevel(ctx, opts.streams, 1);
+    relay.child.process.stdin?.write('reset\n');
+    const level = await runLevel(ctx, opts.streams, opts.rounds);
+    const loaded = await askProbe<LoopDelay>(relay.child, 'read', 'eventLoopDelay', signal);
+    const m = level.modes.relay!;
+    return { loaded, ok: m.ok, failures: m.failures, cpuMsPerStream: m.cpuMsPerStream.relay };
+  } finally {
+    await relay.child.stop();
+  }
+}
+
 export async function measureEventLoopDelay(opts: EldOptions): Promise<EldResult> {
   const { root, stopSignal: signal, log } = opts;
   const tmp = mkdtempSync(join(tmpdir(), 'bench-eld-'));
@@ -342,6 +375,11 @@ export async function measureEventLoopDelay(opts: EldOptions): Promise<EldResult
     await sleep(Math.min(loaded.windowMs, 5_000), signal);
     const idle = await readProbe();
 
+    for (const s of sockets) s.close();
+    sockets = [];
+    await gw.child.stop();
+    const relay = await relayBaseline(opts, standin, signal);
+
     const ok = outcomes.filter((o) => o.ok);
     const errors: Record<string, number> = {};
     for (const o of outcomes) if (!o.ok) errors[o.error ?? '?'] = (errors[o.error ?? '?'] ?? 0) + 1;
@@ -359,6 +397,7 @@ export async function measureEventLoopDelay(opts: EldOptions): Promise<EldResult
       totalMs: summarize(ok.map((o) => o.totalMs)),
       gatewayCpuMsPerStream: cpuMs / outcomes.length,
       warmupFailures,
+      relay,
     };
   } finally {
     for (const s of sockets) s.close();

@@ -85,6 +85,7 @@ export const configSchema = z.object({
   SOCKET_MAX_BUFFER_BYTES: int(1024, 100_000_000).default(1_000_000),
   SOCKET_MAX_BACKLOG_BYTES: int(4096, 1_000_000_000).default(1_048_576),
   SLOW_CLIENT_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
+  TURN_STARTS_PER_TICK: int(0, 10_000).default(8),
   SOCKET_TRANSPORTS: z
     .string()
     .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
@@ -229,6 +230,8 @@ export interface Config {
   };
   /** How long a client may leave a reply unread (its buffer full) before the turn is cut. */
   slowClientTimeoutMs: number;
+  /** Turn starts let through per pass of the event loop in a burst (0: no limit). */
+  turnStartsPerTick: number;
   shutdownGraceMs: number;
   memory: {
     enabled: boolean;
@@ -362,6 +365,7 @@ export function loadConfig(env: Env): Config {
     clusterWorkers: e.CLUSTER_WORKERS,
     streams: { resumeTtlSeconds: e.STREAM_RESUME_TTL_S, maxBytes: e.STREAM_RESUME_MAX_BYTES, redisReaders: e.STREAM_RESUME_REDIS_READERS, onDisconnect: e.STREAM_ON_DISCONNECT },
     slowClientTimeoutMs: e.SLOW_CLIENT_TIMEOUT_MS,
+    turnStartsPerTick: e.TURN_STARTS_PER_TICK,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     memory: {
       enabled: e.MEMORY_ENABLED,

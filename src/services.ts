@@ -5,6 +5,7 @@ import { Authenticator } from './auth/authenticator.js';
 import { BoundedPasswordHasher, type PasswordHasher } from './auth/password-hasher.js';
 import { SessionRegistry } from './auth/session-registry.js';
 import { TokenService } from './auth/token-service.js';
+import { StartGate } from './chat/start-gate.js';
 import { ChatPipeline } from './chat/chat-pipeline.js';
 import { TurnTracker } from './chat/turn-tracker.js';
 import type { ClusterLink, TurnCoordinator } from './chat/turn-coordinator.js';
@@ -89,6 +90,7 @@ export function createServices(config: Config, backends: Backends): Services {
     streams,
     logger,
     metrics,
+    startGate: new StartGate(config.turnStartsPerTick),
     options: {
       systemPrompt: config.chat.systemPrompt,
       historyLimit: config.chat.historyLimit,

@@ -12,7 +12,7 @@ describe('config', () => {
     expect(c.chat.defaultModel).toBeUndefined();
     // Loopback origins on any port.
     expect(c.corsOrigins).toBeUndefined();
-    expect(c.rateLimit).toEqual({ userLimit: 100, anonymousLimit: 20, authLimit: 30, accountLimit: 10, windowMs: 900_000, failClosed: false });
+    expect(c.rateLimit).toEqual({ userLimit: 100, anonymousLimit: 20, authLimit: 30, accountLimit: 10, windowMs: 900_000, failClosed: false, prefix: 'gateway' });
     expect(c.models).toMatchObject({ firstByteTimeoutMs: 30_000, idleTimeoutMs: 30_000 });
     expect(c.models.openai.apiKey).toBeUndefined();
   });

@@ -1,6 +1,7 @@
 import { admitApiKey } from '../auth/api-key-policy.js';
 import { AppError, toAppError } from '../errors.js';
 import { type Logger, withBindings } from '../logger.js';
+import type { StartGate } from './start-gate.js';
 import type { LanguageModel, ModelFinishReason, ModelMessage, ModelStream, TokenUsage } from '../models/language-model.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { chatLimit, type RateLimitDecision, type RateLimitPolicy, type RateLimiter } from '../ratelimit/rate-limiter.js';
@@ -106,6 +107,8 @@ export interface ChatPipelineDeps {
   options: ChatPipelineOptions;
   /** Absent: nothing is measured. */
   metrics?: Metrics | undefined;
+  /** Spreads a burst of turn starts over passes of the event loop; absent: no spreading. */
+  startGate?: StartGate | undefined;
 }
 
 /** A turn that passed every admission check; `run()` streams it into a sink. */
@@ -143,6 +146,8 @@ export class ChatPipeline {
   /** Throws AppError (INVALID_MODEL, RATE_LIMIT, ...) before anything is streamed or stored. */
   async prepare(input: ChatTurnInput): Promise<PreparedTurn> {
     const { store, limiter, models, turns } = this.deps;
+    const wait = this.deps.startGate?.admit();
+    if (wait) await wait;
     if (turns.closing) throw new AppError('INTERNAL', 'The server is shutting down; retry in a moment');
     const model = models.resolve(input.model);
     if (input.principal.apiKey) await admitApiKey(input.principal, { requested: input.model ?? models.defaultModel, served: model }, limiter);
