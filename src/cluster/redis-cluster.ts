@@ -66,7 +66,17 @@ export class RedisCluster implements ClusterLink {
     const reconnectStrategy = (retries: number) => Math.min(50 + retries * 100, 2_000);
     // Every connection holds at most REDIS_QUEUE_MAX commands, sent or waiting to be: a Redis that
     // is away (offline queue) or stalled (no replies) costs bounded memory, the rest fail at once.
-    const options = { url, commandsQueueMaxLength: config.redis!.queueMax, socket: { reconnectStrategy, connectTimeout: CONNECT_TIMEOUT_MS } };
+    // No CLIENT SETINFO on connect: node-redis (before 5.11, redis/node-redis#3108) ignores that
+    // command's failure, so a connection that a dying Redis accepts and then resets during the
+    // handshake became "ready" on a dead socket and never reconnected (/readyz stuck on `down`,
+    // commands hanging, the adapter reading nothing). Without it, the handshake sends nothing
+    // unless the URL asks for AUTH or SELECT, whose failure does make node-redis retry.
+    const options = {
+      url,
+      commandsQueueMaxLength: config.redis!.queueMax,
+      disableClientInfo: true,
+      socket: { reconnectStrategy, connectTimeout: CONNECT_TIMEOUT_MS },
+    };
     const client = createClient({ ...options, disableOfflineQueue: true });
     const subscriber = createClient({ ...options, disableOfflineQueue: true });
     const adapterClient = createClient(options);
@@ -259,7 +269,10 @@ class RedisTurnStreams implements TurnStreams {
     let seq = 0;
     let ended = false;
     // A log that missed an event (Redis away, or a write refused) would replay with a hole: it
-    // records nothing more, and is deleted as soon as Redis answers again.
+    // records nothing more, and is deleted as soon as Redis answers again. So does one whose
+    // connection was replaced since it opened, even if no event fell in the gap: the Redis that
+    // answers now may be a restarted one without the events (and pointer) written before.
+    const connection = client.socketEpoch;
     let broken = false;
     let forget: 'no' | 'sent' | 'done' = 'no';
     const breakLog = () => {
@@ -273,7 +286,7 @@ class RedisTurnStreams implements TurnStreams {
         seq++;
         const terminal = isTerminal(event);
         ended = terminal;
-        if (!broken && !client.isReady) broken = true;
+        if (!broken && (!client.isReady || client.socketEpoch !== connection)) broken = true;
         if (broken) {
           if (forget === 'no' && client.isReady) {
             forget = 'sent';
