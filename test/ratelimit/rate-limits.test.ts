@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/logger.js';
 import { MemoryRateLimiter } from '../../src/ratelimit/memory-rate-limiter.js';
+import { sharedWindowContract } from './shared-window-contract.js';
 import { UpstashRateLimiter } from '../../src/ratelimit/upstash-rate-limiter.js';
 import { bearer, register } from '../helpers/accounts.js';
 import { startGateway, tempDataDir, type TestGateway } from '../helpers/gateway.js';
@@ -114,24 +115,9 @@ describe('Upstash limiter against a real Redis behind an Upstash REST stand-in',
     await redis.close();
   });
 
-  it('counts per key and refuses past the limit', async () => {
-    const limiter = new UpstashRateLimiter({ url: upstash.url, token: TOKEN, windowMs: 60_000, prefix: `t${Date.now()}`, timeoutMs: 2000, failClosed: false, logger: silentLogger });
-    const a = [];
-    for (let i = 0; i < 4; i++) a.push(await limiter.consume('chat:ip:1.2.3.4', 3));
-    expect(a.map((d) => d.allowed)).toEqual([true, true, true, false]);
-    expect(a.map((d) => d.remaining)).toEqual([2, 1, 0, 0]);
-    expect(a[3]!.reset).toBeGreaterThan(Date.now());
-    expect((await limiter.consume('chat:ip:5.6.7.8', 3)).allowed).toBe(true);
-  });
-
-  it('a window given per call is counted apart from the configured one', async () => {
-    const limiter = new UpstashRateLimiter({ url: upstash.url, token: TOKEN, windowMs: 900_000, prefix: `w${Date.now()}`, timeoutMs: 2000, failClosed: false, logger: silentLogger });
-    const a = [];
-    for (let i = 0; i < 3; i++) a.push(await limiter.consume('chat:key:k', 2, 60_000));
-    expect(a.map((d) => d.allowed)).toEqual([true, true, false]);
-    expect(a[2]!.reset - Date.now()).toBeLessThanOrEqual(60_000);
-    expect((await limiter.consume('chat:key:k', 2)).allowed).toBe(true);
-  });
+  sharedWindowContract(
+    (windowMs) => new UpstashRateLimiter({ url: upstash.url, token: TOKEN, windowMs, prefix: `t${Date.now()}${Math.random().toString(36).slice(2, 6)}`, timeoutMs: 2000, failClosed: false, logger: silentLogger }),
+  );
 
   it('lets requests through (and says so) when Upstash refuses the credentials', async () => {
     const errors: unknown[] = [];
