@@ -278,6 +278,17 @@ class RedisTurnStreams implements TurnStreams {
     const breakLog = () => {
       broken = true;
     };
+    let pending: string[] = [];
+    const flush = () => {
+      const events = pending;
+      pending = [];
+      if (events.length === 0 || broken) return;
+      const fields: string[] = [];
+      for (const e of events) fields.push('e', e);
+      client.sendCommand(['XADD', key, 'MAXLEN', '~', String(LOG_MAX_ENTRIES), `0-${seq}`, ...fields]).catch(breakLog);
+      if (seq === events.length || ended) client.sendCommand(['EXPIRE', key, ended ? ttl : running]).catch(ignore);
+      if (ended) client.sendCommand(['SET', latest, turnId, 'EX', ttl]).catch(ignore);
+    };
     if (client.isReady) client.sendCommand(['SET', latest, turnId, 'EX', running]).catch(ignore);
     return {
       turnId,
@@ -297,10 +308,12 @@ class RedisTurnStreams implements TurnStreams {
           }
           return seq;
         }
-        // Fire and forget, pipelined on one connection (so in order): the client's stream never waits for Redis.
-        client.sendCommand(['XADD', key, 'MAXLEN', '~', String(LOG_MAX_ENTRIES), `0-${seq}`, 'e', encode(event)]).catch(breakLog);
-        if (seq === 1 || terminal) client.sendCommand(['EXPIRE', key, terminal ? ttl : running]).catch(ignore);
-        if (terminal) client.sendCommand(['SET', latest, turnId, 'EX', ttl]).catch(ignore);
+        // Fire and forget, pipelined on one connection (so in order): the client's stream never waits
+        // for Redis. The events of one tick (a model handing over several tokens at once) go in one
+        // stream entry, its id the last event's seq: one command instead of one per event.
+        pending.push(encode(event));
+        if (terminal) flush();
+        else if (pending.length === 1) queueMicrotask(flush);
         return seq;
       },
     };
@@ -317,7 +330,7 @@ class RedisTurnStreams implements TurnStreams {
     if (!this.client.isReady) return undefined;
     const last = (await this.client.sendCommand(['XREVRANGE', this.#logKey(conversationKey, turnId), '+', '-', 'COUNT', '1'])) as RawEntry[];
     if (!last[0]) return undefined;
-    const event = decode(last[0][1]);
+    const event = decode(last[0][1]).at(-1);
     return { lastSeq: seqOf(last[0][0]), ended: event !== undefined && isTerminal(event) };
   }
 
@@ -352,12 +365,18 @@ class RedisTurnStreams implements TurnStreams {
         }
         quietSince = Date.now();
         for (const [id, fields] of reply[0]?.[1] ?? []) {
-          const seq = seqOf(id);
-          const event = decode(fields);
-          last = seq;
-          if (!event) continue;
-          yield { seq, event };
-          if (isTerminal(event)) return;
+          // An entry holds the events of one tick, the last one's seq in its id.
+          const events = decode(fields);
+          const lastOfEntry = seqOf(id);
+          const first = lastOfEntry - events.length + 1;
+          for (let i = 0; i < events.length; i++) {
+            const seq = first + i;
+            if (seq <= last) continue; // resumed from an event inside this entry
+            const event = events[i]!;
+            yield { seq, event };
+            if (isTerminal(event)) return;
+          }
+          last = lastOfEntry;
         }
       }
     } catch (err) {
@@ -396,17 +415,20 @@ function encode(event: ChatTurnEvent): string {
   return JSON.stringify({ ...event, error: { code: event.error.code, message: event.error.message } });
 }
 
-function decode(fields: string[]): ChatTurnEvent | undefined {
-  const at = fields.indexOf('e');
-  if (at < 0 || fields[at + 1] === undefined) return undefined;
-  try {
-    const event = JSON.parse(fields[at + 1]!) as ChatTurnEvent;
-    if (event.type === 'error') {
-      const raw = event.error as unknown as { code: ErrorCode; message: string };
-      return { ...event, error: new AppError(raw.code, raw.message) };
+/** The events of one entry, in order (`e` fields); an unreadable one is left out. */
+function decode(fields: string[]): ChatTurnEvent[] {
+  const events: ChatTurnEvent[] = [];
+  for (let at = 0; at + 1 < fields.length; at += 2) {
+    if (fields[at] !== 'e') continue;
+    try {
+      const event = JSON.parse(fields[at + 1]!) as ChatTurnEvent;
+      if (event.type === 'error') {
+        const raw = event.error as unknown as { code: ErrorCode; message: string };
+        events.push({ ...event, error: new AppError(raw.code, raw.message) });
+      } else events.push(event);
+    } catch {
+      // skipped
     }
-    return event;
-  } catch {
-    return undefined;
   }
+  return events;
 }
