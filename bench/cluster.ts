@@ -16,14 +16,14 @@
  *
  * `--profile` writes a .cpuprofile per process to bench/results/profiles/cluster/.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
-import { buildGateway, freePort, readProcStats, runBench } from './processes.js';
+import { buildGateway, freePort, readProcStats, runBench, startRedisProcess, waitForPort } from './processes.js';
 
 export interface ClusterOptions {
   root: string;
@@ -163,20 +163,7 @@ async function drive(port: number, concurrency: number, endAt: number, signal: A
   return { turns, failures };
 }
 
-async function waitPort(port: number, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = net.connect({ port, host: '127.0.0.1' }, () => (s.destroy(), r(true)));
-      s.on('error', () => r(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`port ${port} never opened`);
-}
-
-async function runOnce(opts: ClusterOptions, workers: number, redis: ChildProcess, redisPort: number, signal: AbortSignal): Promise<ClusterRun> {
+async function runOnce(opts: ClusterOptions, workers: number, redis: { port: number; pid: number }, signal: AbortSignal): Promise<ClusterRun> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(os.tmpdir(), 'bench-cluster-'));
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), 'dist/node/cluster-main.js'], {
@@ -187,7 +174,7 @@ async function runOnce(opts: ClusterOptions, workers: number, redis: ChildProces
       HOST: '127.0.0.1',
       DATA_DIR: dataDir,
       CLUSTER_WORKERS: String(workers),
-      REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+      REDIS_URL: `redis://127.0.0.1:${redis.port}`,
       REDIS_KEY_PREFIX: `bench${workers}-${Date.now()}`,
       JWT_SECRET: 'bench-secret-bench-secret-bench-secret-0123',
       RATE_LIMIT_ANON: '1000000',
@@ -199,11 +186,11 @@ async function runOnce(opts: ClusterOptions, workers: number, redis: ChildProces
   });
   const exited = new Promise((r) => child.once('exit', r));
   try {
-    await waitPort(port);
+    await waitForPort(port);
     // Warm-up: every worker compiles its hot paths.
     await drive(port, opts.concurrency, Date.now() + 2_000, signal);
     const gatewayPids = processTree(child.pid!);
-    const before = { gateway: cpuOf(gatewayPids), redis: cpuOf([redis.pid!]), client: process.cpuUsage(), each: gatewayPids.map((p) => cpuOf([p])) };
+    const before = { gateway: cpuOf(gatewayPids), redis: cpuOf([redis.pid]), client: process.cpuUsage(), each: gatewayPids.map((p) => cpuOf([p])) };
     const t0 = performance.now();
     const { turns, failures } = await drive(port, opts.concurrency, Date.now() + opts.seconds * 1000, signal);
     const seconds = (performance.now() - t0) / 1000;
@@ -216,7 +203,7 @@ async function runOnce(opts: ClusterOptions, workers: number, redis: ChildProces
       turns,
       failures,
       busy,
-      cpuMsPerTurn: { gateway: per(cpuOf(gatewayPids) - before.gateway), redis: per(cpuOf([redis.pid!]) - before.redis), client: per((client.user + client.system) / 1000) },
+      cpuMsPerTurn: { gateway: per(cpuOf(gatewayPids) - before.gateway), redis: per(cpuOf([redis.pid]) - before.redis), client: per((client.user + client.system) / 1000) },
     };
   } finally {
     child.kill('SIGTERM');
@@ -234,15 +221,13 @@ export async function measureCluster(opts: ClusterOptions): Promise<ClusterResul
   const log = opts.log ?? (() => undefined);
   const signal = opts.stopSignal ?? new AbortController().signal;
   buildGateway(opts.root);
-  const redisPort = await freePort();
-  const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const redis = await startRedisProcess();
   try {
-    await waitPort(redisPort);
     const runs: ClusterRun[] = [];
     for (let r = 0; r < opts.rounds; r++) {
       for (const workers of r % 2 ? [2, 1] : [1, 2]) {
         signal.throwIfAborted();
-        const run = await runOnce(opts, workers, redis, redisPort, signal);
+        const run = await runOnce(opts, workers, redis, signal);
         log(
           `  cluster: ${workers} process(es): ${run.turnsPerSecond} turns/s (${run.failures} failed); CPU ms/turn gateway ${run.cpuMsPerTurn.gateway}, redis ${run.cpuMsPerTurn.redis}, load generator ${run.cpuMsPerTurn.client}; busy share per process ${run.busy.join(', ')}`,
         );
@@ -260,7 +245,7 @@ export async function measureCluster(opts: ClusterOptions): Promise<ClusterResul
     log(`  cluster: the machine alone: two copies of a fixed CPU-bound task do ${machine}x the work per second of one`);
     return { cores, concurrency: opts.concurrency, seconds: opts.seconds, runs, median: { one, two }, speedup: +(two / one).toFixed(2), ceiling: +(Math.min(cores, 2) / all / (1 / gatewayAlone)).toFixed(2), machineSpeedup: machine };
   } finally {
-    redis.kill('SIGKILL');
+    redis.stop();
   }
 }
 

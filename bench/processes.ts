@@ -192,6 +192,35 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** Resolves once something accepts connections on loopback `port`; rejects after `ms`. */
+export async function waitForPort(port: number, ms = 60_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = net.connect({ port, host: '127.0.0.1' }, () => (s.destroy(), r(true)));
+      s.on('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listened on port ${port} within ${ms} ms`);
+}
+
+/** A throwaway Debian redis-server on a free loopback port (no persistence), killed with the bench. */
+export async function startRedisProcess(): Promise<{ port: number; pid: number; stop(): void }> {
+  const port = await freePort();
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const stop = () => void child.kill('SIGKILL');
+  process.once('exit', stop);
+  try {
+    await waitForPort(port, 10_000);
+  } catch (err) {
+    stop();
+    throw err;
+  }
+  return { port, pid: child.pid!, stop };
+}
+
 export interface GatewayProcessOptions {
   /** Another entry than package.json's (e.g. `src/node/main.ts`, run under tsx). */
   entry?: string;

@@ -7,17 +7,15 @@
  *
  *   npx tsx bench/resume-ttft.ts [--turns 400]
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { loadConfig } from '../src/config.js';
 import { silentLogger } from '../src/logger.js';
 import { createNodeServer, type NodeServer } from '../src/node/server.js';
-import { runBench } from './processes.js';
+import { runBench, startRedisProcess } from './processes.js';
 
 export interface ResumeOptions {
   turns: number;
@@ -35,15 +33,6 @@ export interface ResumeResult {
   ttftMs: { off: Percentiles; memory: Percentiles; redisOff: Percentiles; redis: Percentiles };
   /** p50 with resuming on minus p50 with it off, same backend. */
   costP50Ms: { memory: number; redis: number };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((done) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => done(port));
-    });
-  });
 }
 
 function ttft(port: number, agent: Agent, i: number): Promise<number> {
@@ -66,27 +55,14 @@ function ttft(port: number, agent: Agent, i: number): Promise<number> {
 
 const pct = (xs: number[], p: number) => +[...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * p)]!.toFixed(3);
 
-async function waitPort(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = net.connect({ port, host: '127.0.0.1' }, () => (s.destroy(), r(true)));
-      s.on('error', () => r(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`redis-server never listened on ${port}`);
-}
-
 export async function measureResume(opts: ResumeOptions): Promise<ResumeResult> {
   const log = opts.log ?? (() => undefined);
-  const redisPort = await freePort();
-  const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const redis = await startRedisProcess();
+  const redisPort = redis.port;
   const dirs: string[] = [];
   const servers: NodeServer[] = [];
   const agents: Agent[] = [];
   try {
-    await waitPort(redisPort);
     const redisEnv = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, REDIS_KEY_PREFIX: `ttft${Date.now()}` };
     const variants = {
       off: { STREAM_RESUME_TTL_S: '0' },
@@ -127,7 +103,7 @@ export async function measureResume(opts: ResumeOptions): Promise<ResumeResult> 
     for (const a of agents) a.destroy();
     await Promise.all(servers.map((s) => s.close()));
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
-    redis.kill('SIGKILL');
+    redis.stop();
   }
 }
 
