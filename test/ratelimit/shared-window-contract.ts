@@ -24,3 +24,18 @@ export function sharedWindowContract(make: (windowMs: number) => RateLimiter): v
     expect((await limiter.consume('chat:key:k', 2)).allowed).toBe(true);
   });
 }
+
+/**
+ * A chat request while the shared limiter is down: refused with RATE_LIMIT (503, Retry-After 5)
+ * under RATE_LIMIT_FAIL_CLOSED, let through and streamed otherwise.
+ */
+export async function expectChatDuringOutage(chat: Response, failClosed: boolean): Promise<void> {
+  if (failClosed) {
+    expect(chat.status).toBe(503);
+    expect(chat.headers.get('retry-after')).toBe('5');
+    expect(await chat.json()).toMatchObject({ code: 'RATE_LIMIT' });
+  } else {
+    expect(chat.status).toBe(200);
+    await chat.text();
+  }
+}
