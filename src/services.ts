@@ -95,6 +95,7 @@ export function createServices(config: Config, backends: Backends): Services {
       systemPrompt: config.chat.systemPrompt,
       historyLimit: config.chat.historyLimit,
       maxOutputTokens: config.chat.maxOutputTokens,
+      maxMessageChars: config.chat.maxMessageChars,
       firstByteTimeoutMs: config.models.firstByteTimeoutMs,
       idleTimeoutMs: config.models.idleTimeoutMs,
       slowClientTimeoutMs: config.slowClientTimeoutMs,

@@ -61,6 +61,11 @@ export interface ChatPipelineOptions {
   systemPrompt: string;
   historyLimit: number;
   maxOutputTokens: number;
+  /**
+   * MAX_MESSAGE_CHARS, for every protocol: each route refuses a longer message in its own words
+   * first; this is the rule itself, so a protocol that forgets to check cannot get past it.
+   */
+  maxMessageChars: number;
   /** A model that sends nothing for this long after the request ends the turn with PROVIDER_ERROR. */
   firstByteTimeoutMs: number;
   /** A model that goes quiet this long between parts ends the turn with PROVIDER_ERROR (partial reply kept). */
@@ -149,6 +154,8 @@ export class ChatPipeline {
     const wait = this.deps.startGate?.admit();
     if (wait) await wait;
     if (turns.closing) throw new AppError('INTERNAL', 'The server is shutting down; retry in a moment');
+    const { maxMessageChars } = this.deps.options;
+    if (input.message.length > maxMessageChars) throw new AppError('BAD_REQUEST', `message: must be at most ${maxMessageChars} characters`);
     const model = models.resolve(input.model);
     if (input.principal.apiKey) await admitApiKey(input.principal, { requested: input.model ?? models.defaultModel, served: model }, limiter);
     const owners = ownersOf(input.principal);

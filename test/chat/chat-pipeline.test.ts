@@ -28,7 +28,7 @@ class ScriptedModel implements LanguageModel {
   }
 }
 
-const OPTIONS = { systemPrompt: 'SYS', historyLimit: 20, maxOutputTokens: 500, firstByteTimeoutMs: 5_000, idleTimeoutMs: 5_000, slowClientTimeoutMs: 5_000 };
+const OPTIONS = { systemPrompt: 'SYS', historyLimit: 20, maxOutputTokens: 500, maxMessageChars: 32_000, firstByteTimeoutMs: 5_000, idleTimeoutMs: 5_000, slowClientTimeoutMs: 5_000 };
 
 function setup(model?: LanguageModel, limits = { userLimit: 100, anonymousLimit: 20, authLimit: 10, windowMs: 60_000 }, options = OPTIONS) {
   const store = new MemoryConversationStore();
@@ -335,6 +335,14 @@ describe('chat pipeline', () => {
       'reply',
       'x'.repeat(2_000),
     ]);
+  });
+
+  it('refuses a message over MAX_MESSAGE_CHARS whatever protocol hands it over, before counting or storing anything', async () => {
+    const { store, pipeline } = setup(undefined, { userLimit: 1, anonymousLimit: 1, authLimit: 1, windowMs: 60_000 });
+    await expect(pipeline.prepare({ principal: anon, message: 'x'.repeat(32_001), conversationId: 'long' })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+    expect(await store.getConversation('ip:10.0.0.1', 'long')).toBeUndefined();
+    // Nothing was counted: the one allowed turn is still there.
+    await pipeline.prepare({ principal: anon, message: 'x'.repeat(32_000) });
   });
 
   it('counts one turn per prepare and refuses past the limit with RATE_LIMIT', async () => {
