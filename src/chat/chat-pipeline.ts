@@ -151,8 +151,6 @@ export class ChatPipeline {
   /** Throws AppError (INVALID_MODEL, RATE_LIMIT, ...) before anything is streamed or stored. */
   async prepare(input: ChatTurnInput): Promise<PreparedTurn> {
     const { store, limiter, models, turns } = this.deps;
-    const wait = this.deps.startGate?.admit();
-    if (wait) await wait;
     if (turns.closing) throw new AppError('INTERNAL', 'The server is shutting down; retry in a moment');
     const { maxMessageChars } = this.deps.options;
     if (input.message.length > maxMessageChars) throw new AppError('BAD_REQUEST', `message: must be at most ${maxMessageChars} characters`);
@@ -178,6 +176,15 @@ export class ChatPipeline {
       throw new AppError('RATE_LIMIT', `Too many chat requests; retry in ${retryAfterSeconds} s`, {
         details: { rateLimit, retryAfterSeconds },
       });
+    }
+    // The turn's expensive part (the store, the model request) waits its pass of the event loop.
+    // After admission: a client flooding starts is refused at its rate limit, not queued ahead
+    // of everyone else's starts.
+    const wait = this.deps.startGate?.admit();
+    if (wait) await wait;
+    if (turns.closing) {
+      lease?.release();
+      throw new AppError('INTERNAL', 'The server is shutting down; retry in a moment');
     }
 
     return {

@@ -4,6 +4,7 @@ import { runTurn } from '../helpers/turns.js';
 import { buildContext } from '../../src/chat/context-builder.js';
 import { TurnAbort } from '../../src/chat/turn-abort.js';
 import { TurnTracker } from '../../src/chat/turn-tracker.js';
+import { StartGate } from '../../src/chat/start-gate.js';
 import { AppError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
 import { streamFromParts, type LanguageModel, type ModelCallOptions, type ModelStreamPart } from '../../src/models/language-model.js';
@@ -30,7 +31,7 @@ class ScriptedModel implements LanguageModel {
 
 const OPTIONS = { systemPrompt: 'SYS', historyLimit: 20, maxOutputTokens: 500, maxMessageChars: 32_000, firstByteTimeoutMs: 5_000, idleTimeoutMs: 5_000, slowClientTimeoutMs: 5_000 };
 
-function setup(model?: LanguageModel, limits = { userLimit: 100, anonymousLimit: 20, authLimit: 10, windowMs: 60_000 }, options = OPTIONS) {
+function setup(model?: LanguageModel, limits = { userLimit: 100, anonymousLimit: 20, authLimit: 10, windowMs: 60_000 }, options = OPTIONS, startGate?: StartGate) {
   const store = new MemoryConversationStore();
   const local = new LocalModel({ tokenDelayMs: 0, contextTokens: 8192 });
   const models = new ModelRegistry({
@@ -46,6 +47,7 @@ function setup(model?: LanguageModel, limits = { userLimit: 100, anonymousLimit:
     turns,
     logger: silentLogger,
     options,
+    startGate,
   });
   return { store, pipeline, turns };
 }
@@ -343,6 +345,18 @@ describe('chat pipeline', () => {
     expect(await store.getConversation('ip:10.0.0.1', 'long')).toBeUndefined();
     // Nothing was counted: the one allowed turn is still there.
     await pipeline.prepare({ principal: anon, message: 'x'.repeat(32_000) });
+  });
+
+  it('a flood of starts is refused at the rate limit before the start gate: only admitted turns queue there', async () => {
+    const gate = new StartGate(1);
+    const { pipeline } = setup(undefined, { userLimit: 3, anonymousLimit: 3, authLimit: 1, windowMs: 60_000 }, OPTIONS, gate);
+    const outcomes = Array.from({ length: 20 }, (_, i) => pipeline.prepare({ principal: anon, message: `flood ${i}` }).then(() => 'ok', (e: AppError) => e.code));
+    const refusedEarly: string[] = [];
+    for (const o of outcomes) void o.then((r) => r === 'RATE_LIMIT' && refusedEarly.push(r));
+    await new Promise((r) => setTimeout(r, 0)); // microtasks and one pass: the gate lets one through per pass
+    expect(gate.waiting).toBeLessThanOrEqual(2);
+    expect(refusedEarly).toHaveLength(17);
+    expect((await Promise.all(outcomes)).filter((o) => o === 'ok')).toHaveLength(3);
   });
 
   it('counts one turn per prepare and refuses past the limit with RATE_LIMIT', async () => {
