@@ -22,7 +22,16 @@ const RUNNING_GRACE_S = 3_600;
 const FOLLOW_IDLE_MS = 120_000;
 /** How often a resumed stream past STREAM_RESUME_REDIS_READERS polls the shared connection. */
 const POLL_MS = 100;
+/** How long a resumed stream's own connection blocks on one read. */
+const BLOCK_MS = 1_000;
 const CONNECT_TIMEOUT_MS = 5_000;
+/**
+ * How long a command that a request waits on (a turn's lock, a resume's lookups, a stop) may
+ * go unanswered. A Redis that accepts connections but answers nothing (a frozen process, a
+ * full disk on AOF, a network black hole) must not hold turn starts: past this the node
+ * decides alone, as when Redis is gone.
+ */
+const COMMAND_TIMEOUT_MS = 1_000;
 
 const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 /** Deletes a turn's log, and the conversation's latest-turn pointer if it still names that turn. */
@@ -155,6 +164,7 @@ export class RedisCluster implements ClusterLink {
       this.logger.error({ err: err.message }, 'lost Redis: serving this node\'s own clients only (BUSY decided here, stops and resumes local) until it is back');
     });
     c.on('ready', () => {
+      this.#stalledWarned = false;
       if (!this.#down) return;
       this.#down = false;
       this.logger.warn({}, 'Redis is back: cluster-wide rules hold again');
@@ -175,9 +185,12 @@ export class RedisCluster implements ClusterLink {
     let won: unknown;
     try {
       if (!this.client.isReady) throw new Error('Redis is not connected');
-      won = await this.client.set(key, token, { NX: true, PX: LEASE_MS });
+      const set = this.client.set(key, token, { NX: true, PX: LEASE_MS });
+      won = await this.#answer(set, 'a turn lock');
     } catch {
-      // Redis is gone: this node decides alone (its own tracker already said no turn runs here).
+      // Redis is gone or stalled: this node decides alone (its own tracker already said no turn
+      // runs here). A lock that a stalled Redis takes later is released as soon as it answers.
+      this.#releaseLate(key, token);
       return { release: () => undefined };
     }
     if (won !== 'OK') return undefined;
@@ -198,12 +211,33 @@ export class RedisCluster implements ClusterLink {
 
   async isRunning(conversationKey: string): Promise<boolean> {
     if (!this.client.isReady) return false;
-    return (await this.client.exists(this.#lockKey(conversationKey))) > 0;
+    return (await this.#answer(this.client.exists(this.#lockKey(conversationKey)), 'a turn lock')) > 0;
   }
 
   async publishStop(conversationKey: string): Promise<void> {
     if (!this.client.isReady) return;
-    await this.client.publish(this.#channel('stop'), conversationKey);
+    await this.#answer(this.client.publish(this.#channel('stop'), conversationKey), 'a stop');
+  }
+
+  /**
+   * `reply`, or a rejection once COMMAND_TIMEOUT_MS pass without it. The command stays queued
+   * on its connection (bounded by REDIS_QUEUE_MAX), so replies still match their commands if
+   * Redis answers later.
+   */
+  #answer<T>(reply: Promise<T>, what: string): Promise<T> {
+    return withDeadline(reply, COMMAND_TIMEOUT_MS, () => {
+      if (this.#stalledWarned) return;
+      this.#stalledWarned = true;
+      this.logger.warn({ ms: COMMAND_TIMEOUT_MS, waiting: what }, 'Redis accepts commands but does not answer: this node decides alone until it does');
+    });
+  }
+
+  #stalledWarned = false;
+
+  /** After a lock request that timed out: if Redis ends up taking it, gives it back. */
+  #releaseLate(key: string, token: string): void {
+    if (!this.client.isReady) return;
+    this.client.sendCommand(['EVAL', RELEASE, '1', key, token]).catch(() => undefined);
   }
 
   onStop(listener: (conversationKey: string) => void): void {
@@ -212,7 +246,8 @@ export class RedisCluster implements ClusterLink {
 
   async ping(): Promise<void> {
     if (!this.client.isReady) throw new Error('not connected');
-    await this.client.ping();
+    await this.#answer(this.client.ping(), 'a ping');
+    this.#stalledWarned = false;
   }
 
   /**
@@ -321,14 +356,16 @@ class RedisTurnStreams implements TurnStreams {
 
   async latest(conversationKey: string): Promise<{ turnId: string; ended: boolean } | undefined> {
     if (!this.client.isReady) return undefined;
-    const turnId = await this.client.get(this.#latestKey(conversationKey));
+    // A Redis that does not answer in time keeps nothing this node can reach, as one that is gone.
+    const turnId = await withDeadline(this.client.get(this.#latestKey(conversationKey)), COMMAND_TIMEOUT_MS).catch(() => null);
     if (!turnId) return undefined;
     return { turnId, ended: (await this.extent(conversationKey, turnId))?.ended ?? false };
   }
 
   async extent(conversationKey: string, turnId: string): Promise<{ lastSeq: number; ended: boolean } | undefined> {
     if (!this.client.isReady) return undefined;
-    const last = (await this.client.sendCommand(['XREVRANGE', this.#logKey(conversationKey, turnId), '+', '-', 'COUNT', '1'])) as RawEntry[];
+    const read = this.client.sendCommand<RawEntry[]>(['XREVRANGE', this.#logKey(conversationKey, turnId), '+', '-', 'COUNT', '1']);
+    const last = await withDeadline(read, COMMAND_TIMEOUT_MS).catch((): RawEntry[] => []);
     if (!last[0]) return undefined;
     const event = decode(last[0][1]).at(-1);
     return { lastSeq: seqOf(last[0][0]), ended: event !== undefined && isTerminal(event) };
@@ -351,16 +388,18 @@ class RedisTurnStreams implements TurnStreams {
     };
     signal.addEventListener('abort', stop, { once: true });
     try {
-      if (blocking) await reader.connect();
-      if ((await reader.exists(key)) === 0) return;
+      // Every read has a deadline: a stalled Redis ends the resumed stream instead of holding it.
+      const ask = <T>(reply: Promise<T>, blockMs = 0) => withDeadline(reply, COMMAND_TIMEOUT_MS + blockMs);
+      if (blocking) await ask(reader.connect());
+      if ((await ask(reader.exists(key))) === 0) return;
       let last = afterSeq;
       let quietSince = Date.now();
       while (!signal.aborted) {
-        const read = ['XREAD', 'COUNT', '500', ...(blocking ? ['BLOCK', '1000'] : []), 'STREAMS', key, `0-${last}`];
-        const reply = (await reader.sendCommand(read)) as [string, RawEntry[]][] | null;
+        const read = ['XREAD', 'COUNT', '500', ...(blocking ? ['BLOCK', String(BLOCK_MS)] : []), 'STREAMS', key, `0-${last}`];
+        const reply = await ask(reader.sendCommand<[string, RawEntry[]][] | null>(read), blocking ? BLOCK_MS : 0);
         if (!reply) {
           if (!blocking) await abortableSleep(POLL_MS, signal);
-          if (Date.now() - quietSince > FOLLOW_IDLE_MS || (await reader.exists(key)) === 0) return;
+          if (Date.now() - quietSince > FOLLOW_IDLE_MS || (await ask(reader.exists(key))) === 0) return;
           continue;
         }
         quietSince = Date.now();
@@ -396,6 +435,18 @@ type RawEntry = [string, string[]];
 /** An entry id `0-<seq>` as its sequence number. */
 function seqOf(id: string): number {
   return Number(id.slice(id.indexOf('-') + 1));
+}
+
+/** `reply`, or a rejection after `ms` without it (a timer, not an AbortSignal: this runs per turn). */
+function withDeadline<T>(reply: Promise<T>, ms: number, onTimeout?: () => void): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onTimeout?.();
+      reject(new Error(`Redis did not answer within ${ms} ms`));
+    }, ms);
+  });
+  return Promise.race([reply, deadline]).finally(() => clearTimeout(timer));
 }
 
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -15,6 +15,10 @@ export interface RedisServerHandle {
   port: number;
   /** Stops the server (SIGTERM, then SIGKILL after 3 s). Idempotent. */
   close(): Promise<void>;
+  /** Freezes the process (SIGSTOP): the kernel still accepts connections and takes commands, nothing answers. */
+  freeze(): void;
+  /** Lets a frozen server run again (SIGCONT). */
+  thaw(): void;
 }
 
 const NOT_INSTALLED =
@@ -124,9 +128,12 @@ export async function startRedisServer(options: { port?: number } = {}): Promise
       return {
         port,
         close: () => {
+          child.kill('SIGCONT');
           closing ??= stop(child).finally(() => process.removeListener('exit', killOnExit));
           return closing;
         },
+        freeze: () => child.kill('SIGSTOP'),
+        thaw: () => child.kill('SIGCONT'),
       };
     }
     await stop(child);

@@ -1,0 +1,109 @@
+/**
+ * A Redis that accepts connections and commands but answers nothing (its process frozen with
+ * SIGSTOP: the kernel still accepts and buffers): turn starts (SSE and Socket.IO), stops,
+ * resumes and /readyz each answer within a bound instead of waiting on it, the node decides
+ * alone meanwhile, and once Redis answers again no lock taken late is left behind and resuming
+ * works again.
+ */
+import { once } from 'node:events';
+import { createClient } from 'redis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bearer, register } from '../helpers/accounts.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { postChat, readSse } from '../helpers/sse.js';
+import { waitFor } from '../helpers/wait.js';
+import { startRedisServer, type RedisServerHandle } from '../standins/redis-server.js';
+import { client, closeAllClients, type AiClient } from '../socket/socket-harness.js';
+
+async function timed<T>(work: () => Promise<T>): Promise<{ value: T; ms: number }> {
+  const started = performance.now();
+  const value = await work();
+  return { value, ms: performance.now() - started };
+}
+
+async function readyz(url: string): Promise<{ status: string; checks: Record<string, { status: string }> }> {
+  return (await fetch(`${url}/readyz`)).json() as Promise<{ status: string; checks: Record<string, { status: string }> }>;
+}
+
+describe('a Redis that stops answering', () => {
+  let redis: RedisServerHandle;
+  let gw: TestGateway;
+  const prefix = `stall${Date.now()}`;
+  beforeAll(async () => {
+    redis = await startRedisServer();
+    gw = await startGateway({ REDIS_URL: `redis://127.0.0.1:${redis.port}`, REDIS_KEY_PREFIX: prefix, MEMORY_ENABLED: 'false' });
+  });
+  afterAll(async () => {
+    redis?.thaw();
+    await gw?.destroy();
+    await redis?.close();
+  });
+
+  it('holds no turn start, stop, resume or readiness check, and leaves no lock behind', async () => {
+    const account = await register(gw.url, 'stall@example.com');
+    const headers = bearer(account);
+    const tab = client<AiClient>(`${gw.url}/ai`, { auth: { token: account.token }, transports: ['websocket'] });
+    await once(tab as never, 'connect');
+    expect((await readyz(gw.url)).checks.redis?.status).toBe('ok');
+
+    redis.freeze();
+    try {
+      // A turn starts and streams to its end: the rate limiter (2 s) and the turn lock (1 s) give up on Redis.
+      const turn = await timed(async () => readSse(await postChat(gw.url, { message: 'are you there?', sessionId: 'frozen', maxTokens: 6 }, headers)));
+      expect(turn.value.at(-1)).toMatchObject({ done: true });
+      expect(turn.ms).toBeLessThan(5_000);
+
+      // A stop and a resume answer within the command bound: nothing running that Redis could tell of, nothing to resume.
+      const stop = await timed(() => fetch(`${gw.url}/api/v2/conversations/frozen/stop`, { method: 'POST', headers }));
+      expect(stop.value.status).toBe(200);
+      expect(await stop.value.json()).toEqual({ stopped: false, id: 'frozen' });
+      expect(stop.ms).toBeLessThan(2_500);
+      const resume = await timed(() => fetch(`${gw.url}/api/v2/ai/chat/stream?sessionId=frozen`, { headers }));
+      expect(resume.value.status).toBe(204);
+      expect(resume.ms).toBeLessThan(2_500);
+
+      // A Socket.IO turn streams too (its room broadcast goes out locally), and chat:resume answers NOT_FOUND in time.
+      const socketTurn = await timed(async () => {
+        let text = '';
+        tab.on('chat:message', (m) => (text += m.content));
+        const end = new Promise<{ conversationId: string }>((resolve) => tab.once('chat:end', resolve));
+        tab.emit('chat:start', { message: 'and over a socket?', maxTokens: 6 });
+        return { end: await end, text };
+      });
+      expect(socketTurn.value.text.length).toBeGreaterThan(0);
+      expect(socketTurn.ms).toBeLessThan(5_000);
+      const resumed = await timed(() => {
+        const answer = new Promise<{ code: string }>((resolve) => tab.once('chat:error', resolve));
+        tab.emit('chat:resume', { conversationId: socketTurn.value.end.conversationId });
+        return answer;
+      });
+      expect(resumed.value).toMatchObject({ code: 'NOT_FOUND' });
+      expect(resumed.ms).toBeLessThan(2_500);
+
+      // Readiness says so, within its own bound.
+      const ready = await timed(() => readyz(gw.url));
+      expect(ready.value.status).toBe('degraded');
+      expect(ready.value.checks.redis?.status).toBe('down');
+      expect(ready.ms).toBeLessThan(2_500);
+    } finally {
+      redis.thaw();
+    }
+
+    await waitFor(async () => (await readyz(gw.url)).checks.redis?.status === 'ok', 10_000, 50);
+    // The lock the frozen Redis took after the node gave up on it is given back.
+    const probe = createClient({ url: `redis://127.0.0.1:${redis.port}` });
+    await probe.connect();
+    try {
+      await waitFor(async () => (await probe.keys(`${prefix}:lock:*`)).length === 0, 5_000, 50);
+      // Cluster-wide rules hold again: a new turn is recorded and resumable from the start.
+      const whole = await (await postChat(gw.url, { message: 'and now?', sessionId: 'thawed', maxTokens: 6 }, headers)).text();
+      expect(whole).toContain('"done":true');
+      const replay = await fetch(`${gw.url}/api/v2/ai/chat/stream?sessionId=thawed`, { headers });
+      expect(replay.status).toBe(200);
+      expect(await replay.text()).toBe(whole);
+    } finally {
+      probe.destroy();
+      closeAllClients();
+    }
+  }, 30_000);
+});
