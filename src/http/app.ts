@@ -81,7 +81,17 @@ const SECURITY_HEADERS: readonly (readonly [string, string])[] = [
   ['X-XSS-Protection', '0'],
 ];
 const CORS_ALLOW_METHODS = 'GET,HEAD,PUT,POST,DELETE,PATCH';
+/** Allowed request headers when a preflight names none (or names them unreadably). */
 const CORS_ALLOW_HEADERS = 'Content-Type,Authorization,X-Request-Id,X-Conversation-Id';
+/**
+ * A preflight's Access-Control-Request-Headers that is echoed: header names (RFC 9110 tokens),
+ * comma-separated, bounded. Browser SDKs send headers of their own (the `openai` package: eight
+ * `X-Stainless-*`, `OpenAI-Organization`, ...; apps: their `defaultHeaders`), so, as the `cors`
+ * package does (and so Socket.IO's polling), the headers asked for are allowed. Only an allowed
+ * origin gets `Access-Control-Allow-Origin`; for any other the browser refuses the request anyway.
+ */
+const REQUESTED_HEADERS = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*,[ \t]*[!#$%&'*+.^_`|~0-9A-Za-z-]+){0,63}$/;
+const MAX_REQUESTED_HEADERS_CHARS = 2_048;
 const CORS_EXPOSE_HEADERS = 'X-Request-Id,RateLimit-Limit,RateLimit-Remaining,RateLimit-Reset,Retry-After';
 const CORS_MAX_AGE = '600';
 /** What Hono's requestId() accepts from a client; anything else gets a fresh id. */
@@ -127,7 +137,9 @@ function platform(services: Services, options: AppOptions): MiddlewareHandler<Ap
     if (c.req.method === 'OPTIONS') {
       setHeader(c, 'Access-Control-Max-Age', CORS_MAX_AGE);
       setHeader(c, 'Access-Control-Allow-Methods', CORS_ALLOW_METHODS);
-      setHeader(c, 'Access-Control-Allow-Headers', CORS_ALLOW_HEADERS);
+      const requested = requestHeader(c, 'access-control-request-headers')?.trim();
+      const echo = requested !== undefined && requested.length <= MAX_REQUESTED_HEADERS_CHARS && REQUESTED_HEADERS.test(requested);
+      setHeader(c, 'Access-Control-Allow-Headers', echo ? requested : CORS_ALLOW_HEADERS);
       setHeader(c, 'Vary', 'Access-Control-Request-Headers', true);
       const preflight = c.body(null, 204);
       applyHead(c.get('head'), preflight.headers);
