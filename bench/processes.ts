@@ -261,6 +261,7 @@ export async function startGatewayProcess(
       PROVIDER_MAX_RETRIES: '0',
       SHUTDOWN_GRACE_MS: '1000',
       ...extraEnv,
+      ...experimentEnv(),
     }),
     // The same V8 flags as `npm start`.
     [...GATEWAY_NODE_FLAGS, ...nodeArgs],
@@ -288,6 +289,18 @@ export async function startGatewayProcess(
  * A small, explicit environment so that variables of the caller's shell (API keys, store
  * URLs...) cannot change what is measured.
  */
+/** `BENCH_GATEWAY_ENV=K=V,K2=V2`: settings for every gateway a bench starts (to compare one against the defaults). */
+function experimentEnv(): Record<string, string> {
+  const raw = process.env.BENCH_GATEWAY_ENV;
+  if (!raw) return {};
+  const env: Record<string, string> = {};
+  for (const pair of raw.split(',')) {
+    const at = pair.indexOf('=');
+    if (at > 0) env[pair.slice(0, at).trim()] = pair.slice(at + 1);
+  }
+  return env;
+}
+
 function minimalEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const key of ['PATH', 'HOME', 'TMPDIR', 'LANG', 'TZ']) {
