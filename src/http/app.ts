@@ -151,7 +151,19 @@ function platform(services: Services, options: AppOptions): MiddlewareHandler<Ap
     await next();
     // A streamed head was written from the same record (node-response.ts); its marker is shared.
     const streamed = isAlreadySent(c.res);
-    if (!streamed) applyHead(c.get('head'), c.res.headers);
+    if (!streamed) {
+      applyHead(c.get('head'), c.res.headers);
+      // Hono answers HEAD with `new Response(null, <the GET response>)`, and @hono/node-server's
+      // Response takes the headers that response was created with, not those set on it since:
+      // a HEAD would go out without X-Request-Id, the security headers or CORS. A response made
+      // from the final headers keeps them.
+      if (c.req.method === 'HEAD') {
+        // Headers first: reading another property of node-server's Response (statusText) rebuilds
+        // it from the headers it was made with.
+        const { headers, status } = c.res;
+        c.res = new Response(null, { status, headers });
+      }
+    }
     // A streamed head went out as 200; reading the marker's status would build a web Response
     // under @hono/node-server (its lightweight Response has no cached status without a body).
     const status = streamed ? 200 : c.res.status;

@@ -578,6 +578,20 @@ describe('secure headers', () => {
     }
   });
 
+  it('on HEAD requests too, with the request id and CORS of the GET (ok, 401 and 404)', async () => {
+    const origin = 'http://localhost:5173';
+    for (const path of ['/healthz', '/api/v2/conversations', '/nowhere']) {
+      const [head, get] = await Promise.all(['HEAD', 'GET'].map((method) => fetch(`${gw.url}${path}`, { method, headers: { Origin: origin } })));
+      await get!.arrayBuffer();
+      expect(head!.status, path).toBe(get!.status);
+      expect(await head!.text(), path).toBe('');
+      expectSecureHeaders(head!, `HEAD ${path}`);
+      expect(head!.headers.get('x-request-id'), path).toMatch(/^[\w-]{8,}$/);
+      expect(head!.headers.get('access-control-allow-origin'), path).toBe(origin);
+      expect(head!.headers.get('content-type'), path).toBe(get!.headers.get('content-type'));
+    }
+  });
+
   it('on the SSE chat response', async () => {
     const res = await postChat(gw.url, { message: 'hello' });
     expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
