@@ -263,8 +263,8 @@ export async function startGatewayProcess(
       ...extraEnv,
       ...experimentEnv(),
     }),
-    // The same V8 flags as `npm start`.
-    [...GATEWAY_NODE_FLAGS, ...nodeArgs],
+    // The same V8 flags as `npm start`; BENCH_GATEWAY_NODE_ARGS adds some (e.g. `--cpu-prof --cpu-prof-dir=/tmp/p`).
+    [...GATEWAY_NODE_FLAGS, ...nodeArgs, ...(process.env.BENCH_GATEWAY_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [])],
     options.raiseFdLimit,
   );
   const url = `http://127.0.0.1:${port}`;
