@@ -85,8 +85,11 @@ export async function readJsonBody(c: Context, maxBytes: number): Promise<unknow
   return parseJson(concat(chunks, size));
 }
 
+/** One decoder for every body (a whole-buffer decode keeps no state); invalid bytes become U+FFFD. */
+const UTF8 = new TextDecoder('utf-8', { fatal: false });
+
 function parseJson(bytes: Uint8Array): unknown {
-  const text = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
+  const text = UTF8.decode(bytes);
   if (!text.trim()) throw new AppError('BAD_REQUEST', 'Request body is empty');
   try {
     return JSON.parse(text) as unknown;
