@@ -61,9 +61,9 @@ describe('docs/', () => {
   });
 
   it('names only variables the server reads', () => {
-    // Besides the server's: what the examples and the browser tests read, and MongoDB's wire
-    // messages (the README's stand-in notes).
-    const others = ['GATEWAY_URL', 'GATEWAY_TOKEN', 'CONVERSATION_ID', 'CHAT_ID', 'CHROMIUM_PATH', 'UPDATE_DOCS_SCREENSHOT', 'OP_MSG', 'OP_QUERY'];
+    // Besides the server's: what the examples, the browser tests and the benches read, and
+    // MongoDB's wire messages (the README's stand-in notes).
+    const others = ['GATEWAY_URL', 'GATEWAY_TOKEN', 'CONVERSATION_ID', 'CHAT_ID', 'CHROMIUM_PATH', 'UPDATE_DOCS_SCREENSHOT', 'BENCH_GATEWAY_ENV', 'BENCH_GATEWAY_NODE_ARGS', 'OP_MSG', 'OP_QUERY'];
     const known = new Set([...Object.keys(configSchema.shape), ...ERROR_CODES, ...others]);
     const unknown = new Map<string, string>();
     for (const file of DOCS) {
