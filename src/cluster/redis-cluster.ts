@@ -8,6 +8,7 @@ import type { Config } from '../config.js';
 import { AppError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { RatelimitRedis } from '../ratelimit/redis-rate-limiter.js';
+import { StallBreaker } from '../stall-breaker.js';
 import { NodeRedisRatelimitClient } from './node-redis-ratelimit-client.js';
 
 type Client = ReturnType<typeof createClient>;
@@ -32,6 +33,11 @@ const CONNECT_TIMEOUT_MS = 5_000;
  * decides alone, as when Redis is gone.
  */
 const COMMAND_TIMEOUT_MS = 1_000;
+/**
+ * After a command gave up, how long requests skip Redis before one tries it again (a reply to
+ * any command that gave up ends the skipping at once: Redis answers again).
+ */
+const STALL_COOL_MS = 5_000;
 
 const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 /** Deletes a turn's log, and the conversation's latest-turn pointer if it still names that turn. */
@@ -53,6 +59,7 @@ export class RedisCluster implements ClusterLink {
   readonly #adapterCopies = new Set<{ readonly isOpen: boolean; destroy(): void }>();
   #down = false;
   #closed = false;
+  readonly #answers: RedisAnswers;
 
   private constructor(
     /** Commands of this module; no offline queue, so nothing waits on a Redis that is gone. */
@@ -65,8 +72,9 @@ export class RedisCluster implements ClusterLink {
     config: Config,
   ) {
     this.#prefix = config.redis!.prefix;
+    this.#answers = new RedisAnswers(logger);
     const ttl = config.streams.resumeTtlSeconds;
-    this.streams = ttl > 0 ? new RedisTurnStreams(client, this.#prefix, ttl, logger, config.streams.redisReaders) : undefined;
+    this.streams = ttl > 0 ? new RedisTurnStreams(client, this.#prefix, ttl, logger, config.streams.redisReaders, this.#answers) : undefined;
   }
 
   static async connect(config: Config, logger: Logger): Promise<RedisCluster> {
@@ -164,7 +172,6 @@ export class RedisCluster implements ClusterLink {
       this.logger.error({ err: err.message }, 'lost Redis: serving this node\'s own clients only (BUSY decided here, stops and resumes local) until it is back');
     });
     c.on('ready', () => {
-      this.#stalledWarned = false;
       if (!this.#down) return;
       this.#down = false;
       this.logger.warn({}, 'Redis is back: cluster-wide rules hold again');
@@ -183,14 +190,17 @@ export class RedisCluster implements ClusterLink {
     const key = this.#lockKey(conversationKey);
     const token = newTurnId();
     let won: unknown;
+    let sent = false;
     try {
       if (!this.client.isReady) throw new Error('Redis is not connected');
-      const set = this.client.set(key, token, { NX: true, PX: LEASE_MS });
-      won = await this.#answer(set, 'a turn lock');
+      won = await this.#answers.ask(() => {
+        sent = true;
+        return this.client.set(key, token, { NX: true, PX: LEASE_MS });
+      }, 'a turn lock');
     } catch {
       // Redis is gone or stalled: this node decides alone (its own tracker already said no turn
       // runs here). A lock that a stalled Redis takes later is released as soon as it answers.
-      this.#releaseLate(key, token);
+      if (sent && this.client.isReady) this.client.sendCommand(['EVAL', RELEASE, '1', key, token]).catch(() => undefined);
       return { release: () => undefined };
     }
     if (won !== 'OK') return undefined;
@@ -211,33 +221,12 @@ export class RedisCluster implements ClusterLink {
 
   async isRunning(conversationKey: string): Promise<boolean> {
     if (!this.client.isReady) return false;
-    return (await this.#answer(this.client.exists(this.#lockKey(conversationKey)), 'a turn lock')) > 0;
+    return (await this.#answers.ask(() => this.client.exists(this.#lockKey(conversationKey)), 'a turn lock')) > 0;
   }
 
   async publishStop(conversationKey: string): Promise<void> {
     if (!this.client.isReady) return;
-    await this.#answer(this.client.publish(this.#channel('stop'), conversationKey), 'a stop');
-  }
-
-  /**
-   * `reply`, or a rejection once COMMAND_TIMEOUT_MS pass without it. The command stays queued
-   * on its connection (bounded by REDIS_QUEUE_MAX), so replies still match their commands if
-   * Redis answers later.
-   */
-  #answer<T>(reply: Promise<T>, what: string): Promise<T> {
-    return withDeadline(reply, COMMAND_TIMEOUT_MS, () => {
-      if (this.#stalledWarned) return;
-      this.#stalledWarned = true;
-      this.logger.warn({ ms: COMMAND_TIMEOUT_MS, waiting: what }, 'Redis accepts commands but does not answer: this node decides alone until it does');
-    });
-  }
-
-  #stalledWarned = false;
-
-  /** After a lock request that timed out: if Redis ends up taking it, gives it back. */
-  #releaseLate(key: string, token: string): void {
-    if (!this.client.isReady) return;
-    this.client.sendCommand(['EVAL', RELEASE, '1', key, token]).catch(() => undefined);
+    await this.#answers.ask(() => this.client.publish(this.#channel('stop'), conversationKey), 'a stop');
   }
 
   onStop(listener: (conversationKey: string) => void): void {
@@ -246,8 +235,7 @@ export class RedisCluster implements ClusterLink {
 
   async ping(): Promise<void> {
     if (!this.client.isReady) throw new Error('not connected');
-    await this.#answer(this.client.ping(), 'a ping');
-    this.#stalledWarned = false;
+    await this.#answers.ask(() => this.client.ping(), 'a ping');
   }
 
   /**
@@ -283,6 +271,7 @@ class RedisTurnStreams implements TurnStreams {
     private readonly logger: Logger,
     /** Resumed streams that get a Redis connection of their own (STREAM_RESUME_REDIS_READERS). */
     private readonly maxBlockingReaders: number,
+    private readonly answers: RedisAnswers,
   ) {}
 
   #latestKey(conversationKey: string): string {
@@ -357,15 +346,15 @@ class RedisTurnStreams implements TurnStreams {
   async latest(conversationKey: string): Promise<{ turnId: string; ended: boolean } | undefined> {
     if (!this.client.isReady) return undefined;
     // A Redis that does not answer in time keeps nothing this node can reach, as one that is gone.
-    const turnId = await withDeadline(this.client.get(this.#latestKey(conversationKey)), COMMAND_TIMEOUT_MS).catch(() => null);
+    const turnId = await this.answers.ask(() => this.client.get(this.#latestKey(conversationKey)), 'a resume').catch(() => null);
     if (!turnId) return undefined;
     return { turnId, ended: (await this.extent(conversationKey, turnId))?.ended ?? false };
   }
 
   async extent(conversationKey: string, turnId: string): Promise<{ lastSeq: number; ended: boolean } | undefined> {
     if (!this.client.isReady) return undefined;
-    const read = this.client.sendCommand<RawEntry[]>(['XREVRANGE', this.#logKey(conversationKey, turnId), '+', '-', 'COUNT', '1']);
-    const last = await withDeadline(read, COMMAND_TIMEOUT_MS).catch((): RawEntry[] => []);
+    const read = () => this.client.sendCommand<RawEntry[]>(['XREVRANGE', this.#logKey(conversationKey, turnId), '+', '-', 'COUNT', '1']);
+    const last = await this.answers.ask(read, 'a resume').catch((): RawEntry[] => []);
     if (!last[0]) return undefined;
     const event = decode(last[0][1]).at(-1);
     return { lastSeq: seqOf(last[0][0]), ended: event !== undefined && isTerminal(event) };
@@ -389,17 +378,17 @@ class RedisTurnStreams implements TurnStreams {
     signal.addEventListener('abort', stop, { once: true });
     try {
       // Every read has a deadline: a stalled Redis ends the resumed stream instead of holding it.
-      const ask = <T>(reply: Promise<T>, blockMs = 0) => withDeadline(reply, COMMAND_TIMEOUT_MS + blockMs);
-      if (blocking) await ask(reader.connect());
-      if ((await ask(reader.exists(key))) === 0) return;
+      const ask = <T>(send: () => Promise<T>, blockMs = 0) => this.answers.ask(send, 'a resumed stream', blockMs);
+      if (blocking) await ask(() => reader.connect());
+      if ((await ask(() => reader.exists(key))) === 0) return;
       let last = afterSeq;
       let quietSince = Date.now();
       while (!signal.aborted) {
         const read = ['XREAD', 'COUNT', '500', ...(blocking ? ['BLOCK', String(BLOCK_MS)] : []), 'STREAMS', key, `0-${last}`];
-        const reply = await ask(reader.sendCommand<[string, RawEntry[]][] | null>(read), blocking ? BLOCK_MS : 0);
+        const reply = await ask(() => reader.sendCommand<[string, RawEntry[]][] | null>(read), blocking ? BLOCK_MS : 0);
         if (!reply) {
           if (!blocking) await abortableSleep(POLL_MS, signal);
-          if (Date.now() - quietSince > FOLLOW_IDLE_MS || (await ask(reader.exists(key))) === 0) return;
+          if (Date.now() - quietSince > FOLLOW_IDLE_MS || (await ask(() => reader.exists(key))) === 0) return;
           continue;
         }
         quietSince = Date.now();
@@ -437,16 +426,59 @@ function seqOf(id: string): number {
   return Number(id.slice(id.indexOf('-') + 1));
 }
 
-/** `reply`, or a rejection after `ms` without it (a timer, not an AbortSignal: this runs per turn). */
-function withDeadline<T>(reply: Promise<T>, ms: number, onTimeout?: () => void): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      onTimeout?.();
-      reject(new Error(`Redis did not answer within ${ms} ms`));
-    }, ms);
-  });
-  return Promise.race([reply, deadline]).finally(() => clearTimeout(timer));
+/**
+ * The commands a request waits on, each with a deadline (COMMAND_TIMEOUT_MS, plus how long the
+ * command itself blocks), and a breaker: once one gave up, requests skip Redis (the command is
+ * not even sent) for STALL_COOL_MS, then one tries it again. A command that gave up stays
+ * queued on its connection (bounded by REDIS_QUEUE_MAX), so replies still match their commands
+ * if Redis answers later.
+ */
+class RedisAnswers {
+  readonly #breaker = new StallBreaker(STALL_COOL_MS);
+
+  constructor(private readonly logger: Logger) {}
+
+  ask<T>(send: () => Promise<T>, what: string, blockMs = 0): Promise<T> {
+    if (this.#breaker.skip()) return Promise.reject(new RedisStalledError());
+    const ms = COMMAND_TIMEOUT_MS + blockMs;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const reply = send();
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new RedisStalledError(ms));
+        // Answered after all: Redis is back, requests use it again (a late error says nothing).
+        reply.then(() => this.#answered(), () => undefined);
+      }, ms);
+    });
+    return Promise.race([reply, deadline]).then(
+      (value) => {
+        clearTimeout(timer);
+        this.#answered();
+        return value;
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        // Only silence counts against Redis: a connection closed (a resumed stream's client left,
+        // or Redis went away, which the connection's own events report) says nothing of a stall.
+        if (!(err instanceof RedisStalledError)) this.#breaker.released();
+        else if (this.#breaker.failed()) {
+          this.logger.warn({ ms, waiting: what }, 'Redis accepts commands but does not answer: this node decides alone until it does');
+        }
+        throw err;
+      },
+    );
+  }
+
+  #answered(): void {
+    if (this.#breaker.succeeded()) this.logger.warn({}, 'Redis answers again: cluster-wide rules hold again');
+  }
+}
+
+class RedisStalledError extends Error {
+  constructor(ms?: number) {
+    super(ms === undefined ? 'Redis is not answering; skipped until it does' : `Redis did not answer within ${ms} ms`);
+    this.name = 'RedisStalledError';
+  }
 }
 
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {

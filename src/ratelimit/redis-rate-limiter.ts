@@ -1,6 +1,7 @@
 import { Ratelimit } from '@upstash/ratelimit';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { StallBreaker } from '../stall-breaker.js';
 import type { RateLimitDecision, RateLimiter } from './rate-limiter.js';
 
 /**
@@ -16,6 +17,9 @@ export interface RatelimitRedis {
 
 /** Ratelimit types its client as @upstash/redis's class, of which the sliding window's `limit` calls only the above (GET/SET serve dynamic limits, off here). */
 type RatelimitClient = ConstructorParameters<typeof Ratelimit>[0]['redis'];
+
+/** After Redis let a request time out, how long requests decide without asking it (then one asks again). */
+const STALL_COOL_MS = 5_000;
 
 export interface RedisRateLimiterOptions {
   /** What /readyz and the start-up log call this limiter. */
@@ -43,6 +47,8 @@ export class RedisRateLimiter implements RateLimiter {
   readonly failClosed: boolean;
   /** One Ratelimit per limit and window (`limit` or `limit/windowMs`). */
   readonly #byLimit = new Map<string, Ratelimit>();
+  /** A Redis that timed out is not asked again for STALL_COOL_MS: a stall costs one wait every few seconds, not one per request. */
+  readonly #breaker = new StallBreaker(STALL_COOL_MS);
 
   constructor(private readonly options: RedisRateLimiterOptions) {
     this.kind = options.kind;
@@ -68,12 +74,21 @@ export class RedisRateLimiter implements RateLimiter {
 
   async consume(key: string, limit: number, windowMs = this.options.windowMs): Promise<RateLimitDecision> {
     let failure: unknown;
-    try {
-      const r = await this.#limiter(limit, windowMs).limit(key);
-      if (r.reason !== 'timeout') return { allowed: r.success, limit: r.limit, remaining: Math.max(0, r.remaining), reset: r.reset };
-      failure = new Error(`no answer within ${this.options.timeoutMs} ms`);
-    } catch (err) {
-      failure = err;
+    if (this.#breaker.skip()) failure = new Error('Redis let a request time out a moment ago; not asked until it answers again');
+    else {
+      try {
+        const r = await this.#limiter(limit, windowMs).limit(key);
+        if (r.reason !== 'timeout') {
+          this.#breaker.succeeded();
+          return { allowed: r.success, limit: r.limit, remaining: Math.max(0, r.remaining), reset: r.reset };
+        }
+        // Only silence opens the breaker: a refused or closed connection fails at once anyway.
+        failure = new Error(`no answer within ${this.options.timeoutMs} ms`);
+        this.#breaker.failed();
+      } catch (err) {
+        failure = err;
+        this.#breaker.released();
+      }
     }
     if (this.failClosed) {
       this.options.logger.error({ err: failure }, 'rate limiter unavailable; request refused (RATE_LIMIT_FAIL_CLOSED)');
@@ -87,13 +102,27 @@ export class RedisRateLimiter implements RateLimiter {
   }
 
   async ping() {
+    if (this.#breaker.skip()) throw new Error('no answer in time (not asked again yet)');
     let timer: ReturnType<typeof setTimeout> | undefined;
+    const silence = new Error('no answer in time');
+    const pong = this.options.redis.ping();
     try {
       const answer = await Promise.race([
-        this.options.redis.ping(),
-        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer in time')), this.options.timeoutMs))),
+        pong,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            reject(silence);
+            // Answered after all: Redis is back, requests ask it again.
+            pong.then(() => this.#breaker.succeeded(), () => undefined);
+          }, this.options.timeoutMs);
+        }),
       ]);
+      this.#breaker.succeeded();
       if (answer !== 'PONG') throw new Error('unexpected answer to PING');
+    } catch (err) {
+      if (err === silence) this.#breaker.failed();
+      else this.#breaker.released();
+      throw err;
     } finally {
       clearTimeout(timer);
     }

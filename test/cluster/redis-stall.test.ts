@@ -1,9 +1,9 @@
 /**
  * A Redis that accepts connections and commands but answers nothing (its process frozen with
  * SIGSTOP: the kernel still accepts and buffers): turn starts (SSE and Socket.IO), stops,
- * resumes and /readyz each answer within a bound instead of waiting on it, the node decides
- * alone meanwhile, and once Redis answers again no lock taken late is left behind and resuming
- * works again.
+ * resumes and /readyz each answer within a bound instead of waiting on it, and after one such
+ * wait the node stops asking (turns start at once); it decides alone meanwhile, and once Redis
+ * answers again no lock taken late is left behind and resuming works again.
  */
 import { once } from 'node:events';
 import { createClient } from 'redis';
@@ -52,6 +52,12 @@ describe('a Redis that stops answering', () => {
       const turn = await timed(async () => readSse(await postChat(gw.url, { message: 'are you there?', sessionId: 'frozen', maxTokens: 6 }, headers)));
       expect(turn.value.at(-1)).toMatchObject({ done: true });
       expect(turn.ms).toBeLessThan(5_000);
+      // Having given up once, neither asks Redis again for a while: the next turns start at once.
+      for (const sessionId of ['frozen-2', 'frozen-3']) {
+        const next = await timed(async () => readSse(await postChat(gw.url, { message: 'still there?', sessionId, maxTokens: 6 }, headers)));
+        expect(next.value.at(-1)).toMatchObject({ done: true });
+        expect(next.ms).toBeLessThan(1_000);
+      }
 
       // A stop and a resume answer within the command bound: nothing running that Redis could tell of, nothing to resume.
       const stop = await timed(() => fetch(`${gw.url}/api/v2/conversations/frozen/stop`, { method: 'POST', headers }));
