@@ -31,7 +31,8 @@ describe('a Redis that stops answering', () => {
   const prefix = `stall${Date.now()}`;
   beforeAll(async () => {
     redis = await startRedisServer();
-    gw = await startGateway({ REDIS_URL: `redis://127.0.0.1:${redis.port}`, REDIS_KEY_PREFIX: prefix, MEMORY_ENABLED: 'false' });
+    // A small command queue, so the frozen Redis fills it: what no longer fits fails at once, and nothing escapes.
+    gw = await startGateway({ REDIS_URL: `redis://127.0.0.1:${redis.port}`, REDIS_KEY_PREFIX: prefix, MEMORY_ENABLED: 'false', REDIS_QUEUE_MAX: '50' });
   });
   afterAll(async () => {
     redis?.thaw();
@@ -46,6 +47,7 @@ describe('a Redis that stops answering', () => {
     await once(tab as never, 'connect');
     expect((await readyz(gw.url)).checks.redis?.status).toBe('ok');
 
+    let socketDeltas = 0;
     redis.freeze();
     try {
       // A turn starts and streams to its end: the rate limiter (2 s) and the turn lock (1 s) give up on Redis.
@@ -68,12 +70,16 @@ describe('a Redis that stops answering', () => {
       expect(resume.value.status).toBe(204);
       expect(resume.ms).toBeLessThan(2_500);
 
-      // A Socket.IO turn streams too (its room broadcast goes out locally), and chat:resume answers NOT_FOUND in time.
+      // A Socket.IO turn streams too, longer than the adapter's queue (its room broadcasts go out
+      // locally), and chat:resume answers NOT_FOUND in time.
       const socketTurn = await timed(async () => {
         let text = '';
-        tab.on('chat:message', (m) => (text += m.content));
+        tab.on('chat:message', (m) => {
+          text += m.content;
+          socketDeltas++;
+        });
         const end = new Promise<{ conversationId: string }>((resolve) => tab.once('chat:end', resolve));
-        tab.emit('chat:start', { message: 'and over a socket?', maxTokens: 6 });
+        tab.emit('chat:start', { message: 'and over a socket? '.repeat(20), maxTokens: 200 });
         return { end: await end, text };
       });
       expect(socketTurn.value.text.length).toBeGreaterThan(0);
@@ -100,6 +106,9 @@ describe('a Redis that stops answering', () => {
     const probe = createClient({ url: `redis://127.0.0.1:${redis.port}` });
     await probe.connect();
     try {
+      // The room broadcasts that fitted in the adapter's queue went out once Redis answered; the rest failed at once.
+      expect(await probe.xLen(`${prefix}:socket.io`)).toBeLessThanOrEqual(50);
+      expect(socketDeltas).toBeGreaterThan(50);
       await waitFor(async () => (await probe.keys(`${prefix}:lock:*`)).length === 0, 5_000, 50);
       // Cluster-wide rules hold again: a new turn is recorded and resumable from the start.
       const whole = await (await postChat(gw.url, { message: 'and now?', sessionId: 'thawed', maxTokens: 6 }, headers)).text();
