@@ -46,3 +46,69 @@ export class StallBreaker {
     return started;
   }
 }
+
+/** What a call that gave up on its service rejects with: no answer within `ms`, or skipped while the service is stalled. */
+export class StalledError extends Error {
+  constructor(
+    readonly service: string,
+    readonly ms?: number,
+  ) {
+    super(ms === undefined ? `${service} is not answering; skipped until it does` : `${service} did not answer within ${ms} ms`);
+    this.name = 'StalledError';
+  }
+}
+
+/**
+ * `reply`, or a rejection with `timeout` once `ms` pass without it (a timer, not an
+ * AbortSignal: this runs per request). `late` is called if the reply comes after all.
+ */
+export function withDeadline<T>(reply: Promise<T>, ms: number, timeout: Error, late?: () => void): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(timeout);
+      if (late) reply.then(late, () => undefined);
+    }, ms);
+  });
+  return Promise.race([reply, deadline]).finally(() => clearTimeout(timer));
+}
+
+/** A service that requests wait on, each call with a deadline, behind a {@link StallBreaker}. */
+export class GuardedService {
+  readonly #breaker: StallBreaker;
+
+  constructor(
+    private readonly name: string,
+    coolMs: number,
+    /** Told when a stall starts (what was waited on, how long) and when it ends. */
+    private readonly onChange: (stalled: boolean, detail: { ms: number; waiting: string }) => void = () => undefined,
+  ) {
+    this.#breaker = new StallBreaker(coolMs);
+  }
+
+  /**
+   * `send()`'s reply within `ms`; a {@link StalledError} when the service is being skipped (then
+   * `send` is not called) or does not answer in time. A reply that comes later ends the stall.
+   * Only silence counts against the service: another failure (a connection closed or refused)
+   * says nothing of a stall.
+   */
+  call<T>(send: () => Promise<T>, ms: number, waiting: string): Promise<T> {
+    if (this.#breaker.skip()) return Promise.reject(new StalledError(this.name));
+    const timeout = new StalledError(this.name, ms);
+    return withDeadline(send(), ms, timeout, () => this.#answered(ms, waiting)).then(
+      (value) => {
+        this.#answered(ms, waiting);
+        return value;
+      },
+      (err: unknown) => {
+        if (err !== timeout) this.#breaker.released();
+        else if (this.#breaker.failed()) this.onChange(true, { ms, waiting });
+        throw err;
+      },
+    );
+  }
+
+  #answered(ms: number, waiting: string): void {
+    if (this.#breaker.succeeded()) this.onChange(false, { ms, waiting });
+  }
+}

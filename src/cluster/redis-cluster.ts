@@ -8,7 +8,7 @@ import type { Config } from '../config.js';
 import { AppError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { RatelimitRedis } from '../ratelimit/redis-rate-limiter.js';
-import { StallBreaker } from '../stall-breaker.js';
+import { GuardedService } from '../stall-breaker.js';
 import { NodeRedisRatelimitClient } from './node-redis-ratelimit-client.js';
 
 type Client = ReturnType<typeof createClient>;
@@ -72,7 +72,7 @@ export class RedisCluster implements ClusterLink {
     config: Config,
   ) {
     this.#prefix = config.redis!.prefix;
-    this.#answers = new RedisAnswers(logger);
+    this.#answers = redisAnswers(logger);
     const ttl = config.streams.resumeTtlSeconds;
     this.streams = ttl > 0 ? new RedisTurnStreams(client, this.#prefix, ttl, logger, config.streams.redisReaders, this.#answers) : undefined;
   }
@@ -427,58 +427,22 @@ function seqOf(id: string): number {
 }
 
 /**
- * The commands a request waits on, each with a deadline (COMMAND_TIMEOUT_MS, plus how long the
- * command itself blocks), and a breaker: once one gave up, requests skip Redis (the command is
- * not even sent) for STALL_COOL_MS, then one tries it again. A command that gave up stays
- * queued on its connection (bounded by REDIS_QUEUE_MAX), so replies still match their commands
- * if Redis answers later.
+ * The commands a request waits on: each with a deadline (COMMAND_TIMEOUT_MS, plus how long the
+ * command itself blocks), and once one gave up, requests skip Redis (the command is not even
+ * sent) for STALL_COOL_MS, then one tries it again. A command that gave up stays queued on its
+ * connection (bounded by REDIS_QUEUE_MAX), so replies still match their commands if Redis
+ * answers later; such a reply ends the stall at once.
  */
-class RedisAnswers {
-  readonly #breaker = new StallBreaker(STALL_COOL_MS);
-
-  constructor(private readonly logger: Logger) {}
-
-  ask<T>(send: () => Promise<T>, what: string, blockMs = 0): Promise<T> {
-    if (this.#breaker.skip()) return Promise.reject(new RedisStalledError());
-    const ms = COMMAND_TIMEOUT_MS + blockMs;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const reply = send();
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        reject(new RedisStalledError(ms));
-        // Answered after all: Redis is back, requests use it again (a late error says nothing).
-        reply.then(() => this.#answered(), () => undefined);
-      }, ms);
-    });
-    return Promise.race([reply, deadline]).then(
-      (value) => {
-        clearTimeout(timer);
-        this.#answered();
-        return value;
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        // Only silence counts against Redis: a connection closed (a resumed stream's client left,
-        // or Redis went away, which the connection's own events report) says nothing of a stall.
-        if (!(err instanceof RedisStalledError)) this.#breaker.released();
-        else if (this.#breaker.failed()) {
-          this.logger.warn({ ms, waiting: what }, 'Redis accepts commands but does not answer: this node decides alone until it does');
-        }
-        throw err;
-      },
-    );
-  }
-
-  #answered(): void {
-    if (this.#breaker.succeeded()) this.logger.warn({}, 'Redis answers again: cluster-wide rules hold again');
-  }
+interface RedisAnswers {
+  ask<T>(send: () => Promise<T>, waiting: string, blockMs?: number): Promise<T>;
 }
 
-class RedisStalledError extends Error {
-  constructor(ms?: number) {
-    super(ms === undefined ? 'Redis is not answering; skipped until it does' : `Redis did not answer within ${ms} ms`);
-    this.name = 'RedisStalledError';
-  }
+function redisAnswers(logger: Logger): RedisAnswers {
+  const service = new GuardedService('Redis', STALL_COOL_MS, (stalled, detail) => {
+    if (stalled) logger.warn(detail, 'Redis accepts commands but does not answer: this node decides alone until it does');
+    else logger.warn({}, 'Redis answers again: cluster-wide rules hold again');
+  });
+  return { ask: (send, waiting, blockMs = 0) => service.call(send, COMMAND_TIMEOUT_MS + blockMs, waiting) };
 }
 
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {

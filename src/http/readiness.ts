@@ -1,4 +1,5 @@
 import type { Services } from '../services.js';
+import { withDeadline } from '../stall-breaker.js';
 
 export interface DependencyCheck {
   status: 'ok' | 'down';
@@ -51,14 +52,11 @@ export async function readiness(services: Services): Promise<Readiness> {
 
 async function check(kind: string, ping: () => Promise<void>): Promise<DependencyCheck> {
   const started = performance.now();
-  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    await Promise.race([ping(), new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer in time')), CHECK_TIMEOUT_MS)))]);
+    await withDeadline(ping(), CHECK_TIMEOUT_MS, new Error('no answer in time'));
     return { status: 'ok', kind, ms: elapsed(started) };
   } catch (err) {
     return { status: 'down', kind, ms: elapsed(started), error: describe(err) };
-  } finally {
-    clearTimeout(timer);
   }
 }
 

@@ -1,7 +1,7 @@
 import { Ratelimit } from '@upstash/ratelimit';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { StallBreaker } from '../stall-breaker.js';
+import { StallBreaker, withDeadline } from '../stall-breaker.js';
 import type { RateLimitDecision, RateLimiter } from './rate-limiter.js';
 
 /**
@@ -103,28 +103,16 @@ export class RedisRateLimiter implements RateLimiter {
 
   async ping() {
     if (this.#breaker.skip()) throw new Error('no answer in time (not asked again yet)');
-    let timer: ReturnType<typeof setTimeout> | undefined;
     const silence = new Error('no answer in time');
-    const pong = this.options.redis.ping();
     try {
-      const answer = await Promise.race([
-        pong,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => {
-            reject(silence);
-            // Answered after all: Redis is back, requests ask it again.
-            pong.then(() => this.#breaker.succeeded(), () => undefined);
-          }, this.options.timeoutMs);
-        }),
-      ]);
+      // A PONG that comes after all means Redis is back: requests ask it again.
+      const answer = await withDeadline(this.options.redis.ping(), this.options.timeoutMs, silence, () => this.#breaker.succeeded());
       this.#breaker.succeeded();
       if (answer !== 'PONG') throw new Error('unexpected answer to PING');
     } catch (err) {
       if (err === silence) this.#breaker.failed();
       else this.#breaker.released();
       throw err;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
