@@ -246,18 +246,19 @@ const toApiKey = (r: ApiKeyRow): ApiKeyRecord => ({
 
 const toUser = (r: UserRow): User => ({ id: r.id, email: r.email, name: r.name, passwordHash: r.password_hash, createdAt: r.created_at });
 
-/**
- * The embedded default: one SQLite file (WAL mode) under DATA_DIR that survives restarts.
- * Writes are group-committed: every write queued in one turn of the event loop goes into
- * one transaction, so a burst of concurrent chat turns costs one commit, not hundreds.
- * Each write's promise settles after its transaction committed.
- */
+/** A write queued for the next group commit, and how to settle its promise. */
 interface PendingWrite {
   run: () => unknown;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
 }
 
+/**
+ * The embedded default: one SQLite file (WAL mode) under DATA_DIR that survives restarts.
+ * Writes are group-committed: every write queued in one turn of the event loop goes into
+ * one transaction, so a burst of concurrent chat turns costs one commit, not hundreds.
+ * Each write's promise settles after its transaction committed.
+ */
 export class SqliteConversationStore implements ConversationStore {
   readonly kind = 'sqlite';
   readonly #db: Database.Database;
