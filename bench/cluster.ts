@@ -23,7 +23,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
-import { buildGateway, freePort, readProcStats, runBench, startRedisProcess, waitForPort } from './processes.js';
+import { buildGateway, experimentEnv, experimentNodeArgs, freePort, parseEnvList, readProcStats, runBench, startRedisProcess, waitForPort } from './processes.js';
 
 export interface ClusterOptions {
   root: string;
@@ -34,7 +34,7 @@ export interface ClusterOptions {
   /** Node flags for the gateway processes (e.g. `--cpu-prof --cpu-prof-dir=...`; the workers inherit them). */
   nodeArgs?: string[];
   /** More environment for the gateway (`--env NAME=value,...`; an empty value removes the variable). */
-  env?: Record<string, string>;
+  env?: Record<string, string | undefined>;
   stopSignal?: AbortSignal;
   log?: (line: string) => void;
 }
@@ -166,7 +166,7 @@ async function drive(port: number, concurrency: number, endAt: number, signal: A
 async function runOnce(opts: ClusterOptions, workers: number, redis: { port: number; pid: number }, signal: AbortSignal): Promise<ClusterRun> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(os.tmpdir(), 'bench-cluster-'));
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), 'dist/node/cluster-main.js'], {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...experimentNodeArgs(), 'dist/node/cluster-main.js'], {
     cwd: opts.root,
     env: {
       PATH: process.env.PATH,
@@ -180,6 +180,7 @@ async function runOnce(opts: ClusterOptions, workers: number, redis: { port: num
       RATE_LIMIT_ANON: '1000000',
       MEMORY_ENABLED: 'false',
       LOG_LEVEL: 'error',
+      ...experimentEnv(),
       ...opts.env,
     },
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -259,12 +260,7 @@ async function main() {
     concurrency: arg('concurrency', 32),
     seconds: arg('seconds', 8),
     rounds: arg('rounds', 2),
-    env: Object.fromEntries(
-      (process.argv[process.argv.indexOf('--env') + 1] ?? '')
-        .split(',')
-        .filter((kv) => process.argv.includes('--env') && kv.includes('='))
-        .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1) || undefined] as [string, string]),
-    ),
+    env: process.argv.includes('--env') ? parseEnvList(process.argv[process.argv.indexOf('--env') + 1]) : {},
     nodeArgs: process.argv.includes('--profile') ? ['--cpu-prof', `--cpu-prof-dir=${resolve('bench/results/profiles/cluster')}`] : [],
     log: (l) => process.stderr.write(`${l}\n`),
   });

@@ -264,7 +264,7 @@ export async function startGatewayProcess(
       ...experimentEnv(),
     }),
     // The same V8 flags as `npm start`; BENCH_GATEWAY_NODE_ARGS adds some (e.g. `--cpu-prof --cpu-prof-dir=/tmp/p`).
-    [...GATEWAY_NODE_FLAGS, ...nodeArgs, ...(process.env.BENCH_GATEWAY_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [])],
+    [...GATEWAY_NODE_FLAGS, ...nodeArgs, ...experimentNodeArgs()],
     options.raiseFdLimit,
   );
   const url = `http://127.0.0.1:${port}`;
@@ -285,22 +285,30 @@ export async function startGatewayProcess(
   return { child, url };
 }
 
-/**
- * A small, explicit environment so that variables of the caller's shell (API keys, store
- * URLs...) cannot change what is measured.
- */
-/** `BENCH_GATEWAY_ENV=K=V,K2=V2`: settings for every gateway a bench starts (to compare one against the defaults). */
-function experimentEnv(): Record<string, string> {
-  const raw = process.env.BENCH_GATEWAY_ENV;
-  if (!raw) return {};
-  const env: Record<string, string> = {};
-  for (const pair of raw.split(',')) {
+/** `K=V,K2=V2` as a record; `K=` unsets K (undefined); an entry without `=` or a name is left out. */
+export function parseEnvList(raw: string | undefined): Record<string, string | undefined> {
+  const env: Record<string, string | undefined> = {};
+  for (const pair of (raw ?? '').split(',')) {
     const at = pair.indexOf('=');
-    if (at > 0) env[pair.slice(0, at).trim()] = pair.slice(at + 1);
+    if (at > 0) env[pair.slice(0, at).trim()] = pair.slice(at + 1) || undefined;
   }
   return env;
 }
 
+/** `BENCH_GATEWAY_ENV=K=V,K2=V2`: settings for every gateway a bench starts (to compare one against the defaults). */
+export function experimentEnv(): Record<string, string | undefined> {
+  return parseEnvList(process.env.BENCH_GATEWAY_ENV);
+}
+
+/** `BENCH_GATEWAY_NODE_ARGS="--cpu-prof ..."`: Node flags for every gateway process a bench starts. */
+export function experimentNodeArgs(): string[] {
+  return process.env.BENCH_GATEWAY_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
+}
+
+/**
+ * A small, explicit environment so that variables of the caller's shell (API keys, store
+ * URLs...) cannot change what is measured.
+ */
 function minimalEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const key of ['PATH', 'HOME', 'TMPDIR', 'LANG', 'TZ']) {

@@ -15,7 +15,7 @@ import { pathToFileURL } from 'node:url';
 import { loadConfig } from '../src/config.js';
 import { silentLogger } from '../src/logger.js';
 import { createNodeServer, type NodeServer } from '../src/node/server.js';
-import { runBench, startRedisProcess } from './processes.js';
+import { experimentEnv, runBench, startRedisProcess } from './processes.js';
 
 export interface ResumeOptions {
   turns: number;
@@ -75,7 +75,7 @@ export async function measureResume(opts: ResumeOptions): Promise<ResumeResult> 
     for (const name of names) {
       const dataDir = mkdtempSync(join(os.tmpdir(), 'bench-ttft-'));
       dirs.push(dataDir);
-      const config = loadConfig({ HOST: '127.0.0.1', PORT: '0', DATA_DIR: dataDir, RATE_LIMIT_ANON: '1000000', MEMORY_ENABLED: 'false', LOG_LEVEL: 'silent', ...variants[name] });
+      const config = loadConfig({ HOST: '127.0.0.1', PORT: '0', DATA_DIR: dataDir, RATE_LIMIT_ANON: '1000000', MEMORY_ENABLED: 'false', LOG_LEVEL: 'silent', ...experimentEnv(), ...variants[name] });
       const server = await createNodeServer(config, { logger: silentLogger });
       servers.push(server);
       ports.push((await server.listen()).port);
