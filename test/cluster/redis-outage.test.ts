@@ -5,8 +5,6 @@
  * again; and a node stopped while Redis is away exits 0 with nothing unhandled.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import os from 'node:os';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, register, type Account } from '../helpers/accounts.js';
@@ -17,37 +15,12 @@ import { postChat, readSse } from '../helpers/sse.js';
 import { TEST_JWT_SECRET } from '../helpers/tokens.js';
 import { waitFor } from '../helpers/wait.js';
 import { startOpenAIStandin, type Standin } from '../standins/openai-standin.js';
-import { startRedisServer } from '../standins/redis-server.js';
-import { client, closeAllClients, type AiClient } from '../socket/socket-harness.js';
+import { startRedisServer, type RedisServerHandle } from '../standins/redis-server.js';
+import { client, closeAllClients, connected, type AiClient } from '../socket/socket-harness.js';
 
 const QUEUE_MAX = 50;
 /** What a process prints when a rejection or an error escapes: none may. */
 const ESCAPED = /unhandled|uncaught|Disconnects client|DisconnectsClientError|ClientClosedError/i;
-
-/** A redis-server on a fixed port, so the test can kill it and start it again at the same address. */
-async function redisAt(port: number): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', os.tmpdir()], { stdio: 'ignore' });
-  process.once('exit', () => child.kill('SIGKILL'));
-  await waitFor(async () => {
-    const probe = createClient({ url: `redis://127.0.0.1:${port}`, socket: { reconnectStrategy: false } });
-    probe.on('error', () => undefined);
-    try {
-      await probe.connect();
-      probe.destroy();
-      return true;
-    } catch {
-      return false;
-    }
-  }, 10_000, 50);
-  return child;
-}
-
-async function killRedis(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGKILL');
-  await exited;
-}
 
 async function redisStatus(url: string): Promise<string | undefined> {
   const res = await fetch(`${url}/readyz`).catch(() => undefined);
@@ -73,7 +46,7 @@ const idsOf = (raw: string) => [...raw.matchAll(/^id: (.+)$/gm)].map((m) => m[1]
 
 describe('two nodes that lose Redis', () => {
   let redisPort: number;
-  let redis: ChildProcess;
+  let redis: RedisServerHandle;
   let a: GatewayProcess;
   let b: GatewayProcess;
   let env: Record<string, string>;
@@ -83,7 +56,7 @@ describe('two nodes that lose Redis', () => {
 
   beforeAll(async () => {
     redisPort = await freePort();
-    redis = await redisAt(redisPort);
+    redis = await startRedisServer({ port: redisPort });
     openai = await startOpenAIStandin();
     env = {
       DATA_DIR: tempDataDir(),
@@ -109,17 +82,16 @@ describe('two nodes that lose Redis', () => {
     await a?.destroy();
     await b?.close();
     await openai?.close();
-    if (redis) await killRedis(redis);
+    await redis?.kill();
   });
 
   const aiClient = (gw: GatewayProcess) => client<AiClient>(`${gw.url}/ai`, { auth: { token: user.token }, transports: ['websocket'] });
-  const connected = (s: AiClient) => (s.connected ? Promise.resolve() : once(s as never, 'connect'));
 
   it('while Redis is away a node completes its own turns with bounded queues; once it is back, rooms and resumes work again', async () => {
     const tabA = aiClient(a);
     const tabB = aiClient(b);
-    await Promise.all([connected(tabA), connected(tabB)]);
-    await killRedis(redis);
+    await Promise.all([connected(tabA, 10_000), connected(tabB, 10_000)]);
+    await redis.kill();
     await waitFor(async () => (await redisStatus(a.url)) === 'down', 10_000, 50);
 
     // Every chunk of a signed-in user's /ai turn is also a packet for the user's room (the adapter's XADD).
@@ -140,7 +112,7 @@ describe('two nodes that lose Redis', () => {
     expect(chunks).toBeGreaterThan(20 * QUEUE_MAX);
     a.assertAlive();
 
-    redis = await redisAt(redisPort);
+    redis = await startRedisServer({ port: redisPort });
     await waitFor(async () => (await redisStatus(a.url)) === 'ok' && (await redisStatus(b.url)) === 'ok', 15_000, 100);
     const inspect = createClient({ url: env.REDIS_URL });
     inspect.on('error', () => undefined);
@@ -195,9 +167,9 @@ describe('two nodes that lose Redis', () => {
     while (idsOf(raw).length < 3) raw += decoder.decode((await reader.read()).value, { stream: true });
     const early = idsOf(raw).at(-1)!;
     const streamingSince = performance.now();
-    await killRedis(redis);
+    await redis.kill();
     await waitFor(async () => (await redisStatus(a.url)) === 'down', 10_000, 50);
-    redis = await redisAt(redisPort);
+    redis = await startRedisServer({ port: redisPort });
     await waitFor(async () => (await redisStatus(a.url)) === 'ok', 15_000, 50);
     // Back while the reply still streams (120 chunks, 50 ms apart): its later events could be written again.
     expect(performance.now() - streamingSince).toBeLessThan(5_000);
@@ -217,7 +189,7 @@ describe('two nodes that lose Redis', () => {
     // One more node, stopped soon after Redis goes: its adapter may still have commands queued.
     const c = await spawnGateway(env);
     try {
-      await killRedis(redis);
+      await redis.kill();
       await waitFor(async () => (await redisStatus(c.url)) === 'down' && (await redisStatus(a.url)) === 'down', 10_000, 50);
       const local = await postChat(c.url, { message: 'no redis', maxTokens: 3 }, bearer(user));
       expect((await readSse(local)).at(-1)).toMatchObject({ done: true });

@@ -5,9 +5,6 @@
  * Redis with REDIS_URL alone; and with Upstash, through a stand-in over the same Redis), and a
  * Redis restart that neither process dies of.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, register, type Account } from '../helpers/accounts.js';
 import { messagesOf } from '../helpers/conversations.js';
@@ -18,32 +15,9 @@ import { contentOf, postChat, readSse } from '../helpers/sse.js';
 import { TEST_JWT_SECRET } from '../helpers/tokens.js';
 import { waitFor } from '../helpers/wait.js';
 import { startOpenAIStandin, type Standin } from '../standins/openai-standin.js';
+import { startRedisServer, type RedisServerHandle } from '../standins/redis-server.js';
 import { startUpstashStandin } from '../standins/upstash-standin.js';
-import { client, closeAllClients, type AiClient } from '../socket/socket-harness.js';
-
-/** A redis-server on a fixed port, so the test can kill it and start it again at the same address. */
-async function redisAt(port: number): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', os.tmpdir()], { stdio: 'ignore' });
-  process.once('exit', () => child.kill('SIGKILL'));
-  await waitFor(async () => {
-    const net = await import('node:net');
-    return new Promise<boolean>((resolve) => {
-      const s = net.connect({ port, host: '127.0.0.1' }, () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-  }, 10_000, 50);
-  return child;
-}
-
-async function stopRedis(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGKILL');
-  await exited;
-}
+import { client, closeAllClients, connected, type AiClient } from '../socket/socket-harness.js';
 
 /** The raw bytes of an SSE response, and its frames (`id:` and `data:`). */
 async function readRaw(res: Response, cutAfterFrames?: number, cut?: AbortController): Promise<string> {
@@ -74,7 +48,7 @@ function lastId(raw: string): string {
 
 describe('two nodes on one Redis', () => {
   let redisPort: number;
-  let redis: ChildProcess;
+  let redis: RedisServerHandle;
   let upstash: Awaited<ReturnType<typeof startUpstashStandin>>;
   let openai: Standin;
   let a: GatewayProcess;
@@ -85,7 +59,7 @@ describe('two nodes on one Redis', () => {
 
   beforeAll(async () => {
     redisPort = await freePort();
-    redis = await redisAt(redisPort);
+    redis = await startRedisServer({ port: redisPort });
     upstash = await startUpstashStandin({ redisPort, token: 'cluster-token' });
     openai = await startOpenAIStandin();
     env = {
@@ -114,16 +88,15 @@ describe('two nodes on one Redis', () => {
     await b?.close();
     await openai?.close();
     await upstash?.close();
-    if (redis) await stopRedis(redis);
+    await redis?.kill();
   });
 
   const aiClient = (gw: GatewayProcess) => client<AiClient>(`${gw.url}/ai`, { auth: { token: user.token }, transports: ['websocket'] });
-  const connected = (s: AiClient) => (s.connected ? Promise.resolve() : once(s as never, 'connect'));
 
   it('a reply streaming on node A reaches the same user\'s tab on node B, live', async () => {
     const tabA = aiClient(a);
     const tabB = aiClient(b);
-    await Promise.all([connected(tabA), connected(tabB)]);
+    await Promise.all([connected(tabA, 10_000), connected(tabB, 10_000)]);
     let onB = '';
     let firstOnBAt = 0;
     const endOnB = new Promise<{ conversationId: string }>((resolve) => tabB.on('chat:end', resolve));
@@ -217,7 +190,7 @@ describe('two nodes on one Redis', () => {
 
   it('a Socket.IO client that left resumes on the other node with chat:resume; the reply whose only client left is complete in the store', async () => {
     const first = aiClient(a);
-    await connected(first);
+    await connected(first, 10_000);
     let conversationId = '';
     const gotSome = new Promise<void>((resolve) => first.once('chat:message', () => resolve()));
     first.once('chat:conversation', (c) => (conversationId = c.conversationId));
@@ -226,7 +199,7 @@ describe('two nodes on one Redis', () => {
     first.close(); // the only client of this turn is gone (STREAM_ON_DISCONNECT=continue)
 
     const second = aiClient(b);
-    await connected(second);
+    await connected(second, 10_000);
     let text = '';
     second.on('chat:message', (m) => {
       if (m.conversationId === undefined) text += m.content;
@@ -302,7 +275,7 @@ describe('two nodes on one Redis', () => {
     const sessionId = `restart-${Date.now()}`;
     const res = await postChat(a.url, { message: 'keep streaming while redis restarts', sessionId, maxTokens: 80 }, bearer(user));
     const body = res.text();
-    await stopRedis(redis);
+    await redis.kill();
     const ready = await waitFor(async () => {
       const r = (await (await fetch(`${b.url}/readyz`)).json()) as { status: string; checks: Record<string, { status: string }> };
       return r.checks.redis?.status === 'down' ? r : undefined;
@@ -316,7 +289,7 @@ describe('two nodes on one Redis', () => {
     a.assertAlive();
     b.assertAlive();
 
-    redis = await redisAt(redisPort);
+    redis = await startRedisServer({ port: redisPort });
     await waitFor(async () => {
       const [ra, rb] = await Promise.all([a, b].map(async (gw) => ((await (await fetch(`${gw.url}/readyz`)).json()) as { checks: Record<string, { status: string }> }).checks.redis?.status));
       return ra === 'ok' && rb === 'ok';
@@ -332,7 +305,7 @@ describe('two nodes on one Redis', () => {
     // Rooms work again across nodes.
     const tabA = aiClient(a);
     const tabB = aiClient(b);
-    await Promise.all([connected(tabA), connected(tabB)]);
+    await Promise.all([connected(tabA, 10_000), connected(tabB, 10_000)]);
     const seenOnB = new Promise((resolve) => tabB.once('chat:end', resolve));
     tabA.emit('chat:start', { message: 'rooms after restart', maxTokens: 5 });
     await seenOnB;

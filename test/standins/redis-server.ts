@@ -15,6 +15,8 @@ export interface RedisServerHandle {
   port: number;
   /** Stops the server (SIGTERM, then SIGKILL after 3 s). Idempotent. */
   close(): Promise<void>;
+  /** Kills the server at once (SIGKILL, as a crash would), and waits for it to be gone. Idempotent. */
+  kill(): Promise<void>;
   /** Freezes the process (SIGSTOP): the kernel still accepts connections and takes commands, nothing answers. */
   freeze(): void;
   /** Lets a frozen server run again (SIGCONT). */
@@ -131,6 +133,14 @@ export async function startRedisServer(options: { port?: number } = {}): Promise
           child.kill('SIGCONT');
           closing ??= stop(child).finally(() => process.removeListener('exit', killOnExit));
           return closing;
+        },
+        kill: async () => {
+          if (child.exitCode === null && child.signalCode === null) {
+            const exited = once(child, 'exit');
+            child.kill('SIGKILL');
+            await exited;
+          }
+          process.removeListener('exit', killOnExit);
         },
         freeze: () => child.kill('SIGSTOP'),
         thaw: () => child.kill('SIGCONT'),
