@@ -7,7 +7,7 @@ import type { ModelRegistry } from '../models/model-registry.js';
 import { chatLimit, type RateLimitDecision, type RateLimitPolicy, type RateLimiter } from '../ratelimit/rate-limiter.js';
 import { conversationKey, findOwnedConversation, monotonicNow, timeOrderedId, type Conversation, type ConversationStore, type FinishReason, type StoredMessage } from '../stores/conversation-store.js';
 import type { MemoryMatch } from '../memory/memory-store.js';
-import { countTokens, countTokensBounded } from '../models/tokenizer.js';
+import { countTokensBounded } from '../models/tokenizer.js';
 import { buildContext, type ContextMessage } from './context-builder.js';
 import { ownersOf, type Principal } from './principal.js';
 import { TurnAbort, asTurnAbort } from './turn-abort.js';
@@ -281,10 +281,11 @@ export class ChatPipeline {
         role: 'user',
         content: input.message,
         createdAt: monotonicNow(),
-        tokens: countTokens(input.message),
       };
       // The model is asked while the message is being stored: the request does not wait for the
       // commit, but no reply text reaches the client (or the store) before the message is durable.
+      // Its tokens are counted by the store as it writes it (SQLite: in the group commit, once
+      // the model request has been written).
       userWrite = stateless
         ? Promise.resolve(userMessage)
         : store.appendMessage({

@@ -8,7 +8,7 @@ import type { Services } from '../services.js';
 import type { User } from '../stores/conversation-store.js';
 import type { AppEnv } from './app-env.js';
 import { authenticate } from './authenticate.js';
-import { readJsonBody } from './http-helpers.js';
+import { readJsonBody, requestHeader } from './http-helpers.js';
 
 const email = z.string().trim().toLowerCase().pipe(z.email('must be a valid email address')).pipe(z.string().max(254));
 const newPassword = z.string().min(8, 'must be at least 8 characters').max(256, 'must be at most 256 characters');
@@ -57,7 +57,7 @@ export function authRoutes(services: Services): Hono<AppEnv> {
   // Logging out revokes this token everywhere it is used; a missing or already-bad token just clears the cookie.
   routes.post('/logout', async (c) => {
     const principal = await services.auth
-      .authenticate({ authorization: c.req.header('authorization'), cookie: c.req.header('cookie') }, c.get('clientIp'))
+      .authenticate({ authorization: requestHeader(c, 'authorization'), cookie: requestHeader(c, 'cookie') }, c.get('clientIp'))
       .catch(() => undefined);
     if (principal) await accounts.logout(principal);
     return signedOut(c, {});

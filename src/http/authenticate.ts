@@ -34,10 +34,10 @@ export function authenticate(
   };
 }
 
+/** Made when the head is: this request is still served as its IP's; the cookie tells its next ones apart. */
 function giveAnonymousCookie(c: Context<AppEnv>, services: Services): void {
-  const { value } = services.auth.anonymous.issue();
   const { cookieSecure, cookieSameSite } = services.config.auth;
-  setHeader(c, 'Set-Cookie', anonymousCookieLine(value, { secure: cookieSecure, sameSite: cookieSameSite }), true);
+  setHeader(c, 'Set-Cookie', () => anonymousCookieLine(services.auth.anonymous.issue().value, { secure: cookieSecure, sameSite: cookieSameSite }), true);
 }
 
 /** OpenAI's browser clients cannot set headers on a WebSocket, so they offer `openai-insecure-api-key.<key>` as a subprotocol. */

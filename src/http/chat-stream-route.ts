@@ -7,7 +7,7 @@ import { AppError } from '../errors.js';
 import type { Config } from '../config.js';
 import type { Services } from '../services.js';
 import type { AppEnv } from './app-env.js';
-import { readJsonBody, setRateLimitHeaders } from './http-helpers.js';
+import { readJsonBody, requestHeader, setRateLimitHeaders } from './http-helpers.js';
 import { respondWithReplay, respondWithTurn, sse, type StreamFrames } from './turn-stream.js';
 
 /** POST /api/v2/ai/chat/stream (PROTOCOLS.md section 1, seed 002). */
@@ -25,7 +25,7 @@ export function chatStreamHandler(services: Services) {
     const req = parsed.data;
 
     // A re-POST with Last-Event-ID (a client retrying the request it lost) resumes that turn instead of starting another.
-    const last = parseEventId(c.req.header('last-event-id'));
+    const last = parseEventId(requestHeader(c, 'last-event-id'));
     if (last && req.sessionId) {
       const target = await findResumable(services.streams, c.get('principal'), req.sessionId, last);
       if (target) return respondWithReplay(c, services.streams!, target, sseFrames(req.sessionId));
@@ -55,7 +55,7 @@ export function chatResumeHandler(services: Services) {
   return async (c: Context<AppEnv>) => {
     const sessionId = conversationIdSchema.safeParse(c.req.query('sessionId'));
     if (!sessionId.success) throw new AppError('BAD_REQUEST', `sessionId: ${describeIssues(sessionId.error)}`);
-    const last = parseEventId(c.req.header('last-event-id') ?? c.req.query('lastEventId'));
+    const last = parseEventId(requestHeader(c, 'last-event-id') ?? c.req.query('lastEventId'));
     const target = await findResumable(services.streams, c.get('principal'), sessionId.data, last);
     if (!target || !(await hasEventsToSend(services.streams!, target))) return c.body(null, 204);
     return respondWithReplay(c, services.streams!, target, sseFrames(sessionId.data));

@@ -25,8 +25,18 @@ export function requestHeader(c: Context, name: string): string | undefined {
   return Array.isArray(value) ? value.join(', ') : value;
 }
 
-/** One header set on the response: `append` adds a value (Set-Cookie, Vary) where a plain set replaces it. */
-export type HeadEntry = readonly [name: string, value: string, append: boolean];
+/**
+ * One header set on the response: `append` adds a value (Set-Cookie, Vary) where a plain set
+ * replaces it. A function value is computed when the head is built: a streamed head is built
+ * once the turn's upstream request is on its way, so its work (an anonymous cookie's HMAC)
+ * is not in the time to first token.
+ */
+export type HeadEntry = readonly [name: string, value: HeadValue, append: boolean];
+export type HeadValue = string | (() => string);
+
+export function headValue(value: HeadValue): string {
+  return typeof value === 'function' ? value() : value;
+}
 
 /**
  * Sets a response header: recorded here, put on the response by the platform middleware once
@@ -34,15 +44,15 @@ export type HeadEntry = readonly [name: string, value: string, append: boolean];
  * on Node, see node-response.ts). Web `Headers` validate every value they take, so a response
  * that never becomes one (the SSE head) costs nothing here.
  */
-export function setHeader(c: Context<AppEnv>, name: string, value: string, append = false): void {
+export function setHeader(c: Context<AppEnv>, name: string, value: HeadValue, append = false): void {
   c.get('head').push([name, value, append]);
 }
 
 /** Puts the recorded headers on the route's response (a recorded header replaces the route's own of that name unless appended). */
 export function applyHead(head: readonly HeadEntry[], headers: Headers): void {
   for (const [name, value, append] of head) {
-    if (append) headers.append(name, value);
-    else headers.set(name, value);
+    if (append) headers.append(name, headValue(value));
+    else headers.set(name, headValue(value));
   }
 }
 

@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
 import type { AppEnv } from './app-env.js';
+import { headValue } from './http-helpers.js';
 
 /**
  * Streaming straight to the Node response on the Node entry: no web streams and no
@@ -51,11 +52,14 @@ const HEAD_ALONE_AFTER_MS = 50;
 const LINGER_MS = 10_000;
 
 /**
- * Writes the head now, from the headers recorded with `setHeader` (the platform middleware's,
- * authentication's cookie, rate limits: all are set before a route runs) plus `headers`, and
- * starts `run` at once: the turn's upstream request does not wait for the middleware chain to
- * unwind. Headers set after this call are not sent. Returns the marker response to hand back
- * to Hono.
+ * Starts `run` at once (the turn's upstream request does not wait for the middleware chain to
+ * unwind), then writes the head from the headers recorded with `setHeader` (the platform
+ * middleware's, authentication's cookie, rate limits: all set before a route runs) plus
+ * `headers`. The head is built in the next pass of the event loop, after the turn's upstream
+ * request has been written (its building is synchronous from here), or at the first write if
+ * that comes sooner: building it (~100 µs on a cold CPU, more with an anonymous cookie to sign)
+ * is then done while the model thinks, not before it is asked. Returns the marker response to
+ * hand back to Hono.
  */
 export function writeNodeStream(
   c: Context<AppEnv>,
@@ -63,30 +67,29 @@ export function writeNodeStream(
   headers: Record<string, string>,
   run: (stream: NodeStream) => Promise<void>,
 ): Response {
-  const head: Record<string, string | string[]> = {};
-  for (const [name, value, append] of c.get('head') ?? []) {
-    const key = name.toLowerCase();
-    const previous = append ? head[key] : undefined;
-    head[key] = previous === undefined ? (append ? [value] : value) : [...(Array.isArray(previous) ? previous : [previous]), value];
-  }
-  Object.assign(head, headers);
-  const stream = new Writer(outgoing);
+  const recorded = c.get('head') ?? [];
+  const stream = new Writer(outgoing, () => {
+    const head: Record<string, string | string[]> = {};
+    for (const [name, given, append] of recorded) {
+      const key = name.toLowerCase();
+      const value = headValue(given);
+      const previous = append ? head[key] : undefined;
+      head[key] = previous === undefined ? (append ? [value] : value) : [...(Array.isArray(previous) ? previous : [previous]), value];
+    }
+    return Object.assign(head, headers);
+  });
   if (outgoing.destroyed) stream.closed();
-  else {
-    outgoing.writeHead(200, head);
-    // The head leaves with the first event (one write instead of two) unless that takes a while.
-    const flush = setTimeout(() => {
-      if (!outgoing.destroyed) outgoing.flushHeaders();
-    }, HEAD_ALONE_AFTER_MS);
-    stream.onFirstWrite(() => clearTimeout(flush));
-  }
   void run(stream);
+  setImmediate(stream.writeHead);
   return (alreadySent ??= new Response(null, { headers: { 'x-hono-already-sent': 'true' } }));
 }
 
 class Writer implements NodeStream {
   #ended = false;
-  #onFirstWrite: (() => void) | undefined;
+  /** Builds the head; undefined once it was written (or the client left first). */
+  #head: (() => Record<string, string | string[]>) | undefined;
+  /** Sends the head alone when no event came to travel with it. */
+  #flush: ReturnType<typeof setTimeout> | undefined;
   #closeListeners: (() => void)[] = [];
   #gone = false;
   #corked = false;
@@ -96,11 +99,29 @@ class Writer implements NodeStream {
     if (!this.#ended) this.outgoing.uncork();
   };
 
-  constructor(private readonly outgoing: NodeOutgoing) {
+  constructor(
+    private readonly outgoing: NodeOutgoing,
+    head: () => Record<string, string | string[]>,
+  ) {
+    this.#head = head;
     outgoing.once('close', () => {
       if (!outgoing.writableFinished) this.closed();
     });
   }
+
+  /** Writes the head (once); it leaves with the first event (one write instead of two) unless that takes a while. */
+  readonly writeHead = (): void => {
+    const head = this.#head;
+    if (!head) return;
+    this.#head = undefined;
+    if (this.#gone || this.outgoing.destroyed) return;
+    this.outgoing.writeHead(200, head());
+    if (this.#ended) return;
+    this.#flush = setTimeout(() => {
+      this.#flush = undefined;
+      if (!this.outgoing.destroyed) this.outgoing.flushHeaders();
+    }, HEAD_ALONE_AFTER_MS);
+  };
 
   closed(): void {
     if (this.#gone) return;
@@ -113,15 +134,12 @@ class Writer implements NodeStream {
     else this.#closeListeners.push(listener);
   }
 
-  onFirstWrite(listener: () => void): void {
-    this.#onFirstWrite = listener;
-  }
-
+  /** Before any body byte: the head is written, and travels with it. */
   #wrote(): void {
-    const listener = this.#onFirstWrite;
-    if (!listener) return;
-    this.#onFirstWrite = undefined;
-    listener();
+    if (this.#head) this.writeHead();
+    if (this.#flush === undefined) return;
+    clearTimeout(this.#flush);
+    this.#flush = undefined;
   }
 
   write(text: string): boolean {

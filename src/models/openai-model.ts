@@ -26,13 +26,42 @@ export interface OpenAIProviderOptions {
   transport?: ProviderTransport | undefined;
 }
 
+/** Distinct request URLs kept: one per API path the gateway calls. */
+const URL_CACHE_MAX = 32;
+
 /**
- * The SDK with its request headers handed to fetch as a plain record. Every request, the SDK
- * formats its details for a debug line whatever the log level (`formatRequestDetails`), which
- * iterates a web `Headers` (sorting, lower-casing, a copy): ~0.1-0.2 ms per request in
- * profiles; the same headers as a record cost a plain `Object.entries`. What is sent is the same.
+ * The SDK, with what it rebuilds identically for every request made once (what is sent is the
+ * same, byte for byte):
+ * - the request headers are handed to fetch as a plain record. Every request, the SDK formats
+ *   its details for a debug line whatever the log level (`formatRequestDetails`), which iterates
+ *   a web `Headers` (sorting, lower-casing, a copy): ~0.1-0.2 ms per request in profiles; the
+ *   same headers as a record cost a plain `Object.entries`.
+ * - the URL of a path without a query: the SDK parses base URL + path with `new URL` and reads
+ *   its search parameters each time (~40 µs on a CPU that was idle, bench/profile.ts at c=1).
+ * - the authorization header while the key is the same: the SDK builds a web `Headers` for it.
  */
 class LeanOpenAI extends OpenAI {
+  readonly #urls = new Map<string, string>();
+  #auth: { key: string; headers: ReturnType<OpenAI['authHeaders']> } | undefined;
+
+  override buildURL(path: string, query: Record<string, unknown> | null | undefined, defaultBaseURL?: string): string {
+    // A query (given, or the client's default query) is merged in per request: not cached.
+    if ((query !== undefined && query !== null) || this._options.defaultQuery !== undefined) return super.buildURL(path, query, defaultBaseURL);
+    const key = `${defaultBaseURL ?? ''} ${path}`;
+    let url = this.#urls.get(key);
+    if (url === undefined) {
+      url = super.buildURL(path, query, defaultBaseURL);
+      if (this.#urls.size < URL_CACHE_MAX) this.#urls.set(key, url);
+    }
+    return url;
+  }
+
+  protected override authHeaders(opts: Parameters<OpenAI['authHeaders']>[0]): ReturnType<OpenAI['authHeaders']> {
+    // Only read by the SDK's header merge, never changed; a new key (an apiKey function's token) builds it again.
+    if (this.#auth?.key !== this.apiKey) this.#auth = { key: this.apiKey, headers: super.authHeaders(opts) };
+    return this.#auth.headers;
+  }
+
   override async buildRequest(...args: Parameters<OpenAI['buildRequest']>): ReturnType<OpenAI['buildRequest']> {
     const built = await super.buildRequest(...args);
     const headers = built.req.headers;
@@ -46,6 +75,9 @@ class LeanOpenAI extends OpenAI {
     return built;
   }
 }
+
+// The SDK names itself in User-Agent after its class (`${constructor.name}/JS <version>`): as itself.
+Object.defineProperty(LeanOpenAI, 'name', { value: OpenAI.name });
 
 /** One SDK client per process: it keeps the connection pool warm across requests. */
 export class OpenAIProvider {

@@ -1,4 +1,5 @@
 import type { TokenUsage } from '../models/language-model.js';
+import { countTokensBounded } from '../models/tokenizer.js';
 
 /** How an assistant reply ended (PROTOCOLS.md section 0, Persistence). */
 export type FinishReason = 'stop' | 'length' | 'stopped' | 'aborted' | 'error';
@@ -29,7 +30,7 @@ export interface StoredMessage {
   model?: string | undefined;
   finishReason?: FinishReason | undefined;
   usage?: TokenUsage | undefined;
-  /** Tokens in `content`, counted once when written, so context trimming never re-tokenises history. */
+  /** Tokens in `content`, counted once when written (`tokensOf`), so context trimming never re-tokenises history. */
   tokens?: number | undefined;
 }
 
@@ -82,6 +83,8 @@ export interface Page<T> {
 export type NewMessage = Omit<StoredMessage, 'id' | 'createdAt'> & {
   id?: string;
   createdAt?: number;
+  /** Absent: the store counts them as it writes the message ({@link tokensOf}). */
+  tokens?: number | undefined;
   /** Queue this message, in the same write, to become a long-term memory of the conversation's owner. */
   remember?: boolean;
   /**
@@ -216,6 +219,15 @@ export function timeOrderedId(now = Date.now()): string {
   const random = crypto.randomUUID(); // xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx
   const time = now.toString(16).padStart(12, '0');
   return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${random.slice(15)}`;
+}
+
+/**
+ * A new message's token count: the one given, else counted (bounded cost, see
+ * countTokensBounded). The SQLite store counts in its group commit, so a chat turn's user
+ * message is counted after its model request was written, not before.
+ */
+export function tokensOf(message: { content: string; tokens?: number | undefined }): number {
+  return message.tokens ?? countTokensBounded(message.content);
 }
 
 let last = 0;

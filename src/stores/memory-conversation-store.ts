@@ -4,6 +4,7 @@ import {
   byUpdated,
   conversationKey,
   timeOrderedId,
+  tokensOf,
   decodeCursor,
   monotonicNow,
   toPage,
@@ -82,7 +83,7 @@ export class MemoryConversationStore implements ConversationStore {
 
   async appendMessage({ remember, conversation: create, ...message }: NewMessage) {
     if (create) await this.ensureConversation(create);
-    const stored: StoredMessage = { ...message, id: message.id ?? timeOrderedId(), createdAt: message.createdAt ?? monotonicNow() };
+    const stored: StoredMessage = { ...message, id: message.id ?? timeOrderedId(), createdAt: message.createdAt ?? monotonicNow(), tokens: tokensOf(message) };
     const list = this.#messages.get(message.conversationKey);
     const conversation = this.#conversations.get(message.conversationKey);
     if (!list || !conversation) throw new Error('No such conversation');

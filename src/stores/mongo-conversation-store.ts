@@ -5,6 +5,7 @@ import {
   byUpdated,
   conversationKey,
   timeOrderedId,
+  tokensOf,
   decodeCursor,
   ownerOfKey,
   monotonicNow,
@@ -236,7 +237,7 @@ export class MongoConversationStore implements ConversationStore {
 
   async appendMessage({ remember, conversation: create, ...message }: NewMessage) {
     if (create) await this.ensureConversation(create);
-    const stored: StoredMessage = { ...message, id: message.id ?? timeOrderedId(), createdAt: message.createdAt ?? monotonicNow() };
+    const stored: StoredMessage = { ...message, id: message.id ?? timeOrderedId(), createdAt: message.createdAt ?? monotonicNow(), tokens: tokensOf(message) };
     const createdAt = new Date(stored.createdAt);
     await this.#messages.insertOne({
       _id: stored.id,

@@ -7,6 +7,7 @@ import {
   byUpdated,
   conversationKey,
   timeOrderedId,
+  tokensOf,
   decodeCursor,
   ownerOfKey,
   monotonicNow,
@@ -487,6 +488,7 @@ export class SqliteConversationStore implements ConversationStore {
   async appendMessage({ remember, conversation: create, ...message }: NewMessage) {
     const stored: StoredMessage = { ...message, id: message.id ?? timeOrderedId(), createdAt: message.createdAt ?? monotonicNow() };
     await this.#write(() => {
+      stored.tokens = tokensOf(stored);
       // A conversation created here is as new as its first message: nothing to touch.
       const created = create !== undefined && this.#ensureConversation(create, stored.createdAt).created;
       this.#stmt.insertMessage.run(
@@ -499,7 +501,7 @@ export class SqliteConversationStore implements ConversationStore {
         stored.finishReason ?? null,
         stored.usage?.inputTokens ?? null,
         stored.usage?.outputTokens ?? null,
-        stored.tokens ?? null,
+        stored.tokens,
       );
       if (!created) this.#stmt.touchConversation.run(stored.createdAt, stored.conversationKey);
       if (remember) this.#stmt.enqueueMemory.run(stored.id, ownerOfKey(stored.conversationKey), stored.createdAt);

@@ -1,10 +1,11 @@
+import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { AppError } from '../../src/errors.js';
 import { TurnAbort } from '../../src/chat/turn-abort.js';
 import type { LanguageModel, ModelMessage, ModelStreamPart } from '../../src/models/language-model.js';
 import { createModelRegistry } from '../../src/models/model-registry.js';
-import type { ProviderTransport } from '../../src/models/openai-model.js';
+import { OpenAIProvider, type ProviderTransport } from '../../src/models/openai-model.js';
 import { silentLogger } from '../../src/logger.js';
 import { createNodeFetch } from '../../src/node/node-fetch.js';
 import { modelParts } from '../helpers/turns.js';
@@ -193,3 +194,44 @@ for (const pc of cases) for (const { name: via, transport } of transports) {
     });
   });
 }
+
+describe('OpenAI adapter: what its SDK client makes once per process is what the SDK sends', () => {
+  let standin: Standin;
+  beforeAll(async () => {
+    standin = await startOpenAIStandin({ apiKey: KEY });
+    standin.setScript(() => ({ tokens: ['ok'] }));
+  });
+  afterAll(() => standin.close());
+
+  const send = async (client: OpenAI) => {
+    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], stream: true }).catch((err: unknown) => err);
+    if (stream && typeof stream === 'object' && Symbol.asyncIterator in stream) for await (const chunk of stream as AsyncIterable<unknown>) void chunk;
+    return standin.requests.at(-1)!;
+  };
+  /** What the SDK sends that differs by design between two requests (its per-request timeout stays, it is fixed). */
+  const stable = (req: RecordedRequest) => {
+    const { host: _host, connection: _connection, ...headers } = req.headers;
+    return { method: req.method, path: req.path, query: req.query, headers };
+  };
+
+  it('sends the URL, headers and user agent of a plain SDK client, request after request; a new key is used at once; a default query is kept', async () => {
+    const provider = new OpenAIProvider({ apiKey: KEY, baseURL: standin.url, maxRetries: 0, timeoutMs: 30_000, contextTokens: 128_000, logger: silentLogger });
+    const plain = new OpenAI({ apiKey: KEY, baseURL: standin.url, maxRetries: 0, timeout: 30_000 });
+    const expected = stable(await send(plain));
+    expect(expected.path).toBe('/v1/chat/completions');
+    expect(expected.headers['user-agent']).toMatch(/^OpenAI\/JS /);
+    expect(stable(await send(provider.client))).toEqual(expected);
+    expect(stable(await send(provider.client))).toEqual(expected);
+
+    provider.client.apiKey = 'sk-rotated';
+    expect((await send(provider.client)).headers.authorization).toBe('Bearer sk-rotated');
+    provider.client.apiKey = KEY;
+    expect((await send(provider.client)).headers.authorization).toBe(`Bearer ${KEY}`);
+
+    const versioned = provider.client.withOptions({ defaultQuery: { 'api-version': '2024-10-21' } });
+    const req = await send(versioned);
+    expect(req.path).toBe('/v1/chat/completions');
+    expect(req.query).toEqual({ 'api-version': '2024-10-21' });
+    expect((await send(provider.client)).query).toEqual({});
+  });
+});

@@ -5,6 +5,7 @@ import { DuplicateEmailError, conversationKey, type ApiKeyRecord, type Conversat
 import { MemoryConversationStore } from '../../src/stores/memory-conversation-store.js';
 import { MongoConversationStore } from '../../src/stores/mongo-conversation-store.js';
 import { SqliteConversationStore } from '../../src/stores/sqlite-conversation-store.js';
+import { countTokens } from '../../src/models/tokenizer.js';
 import { tempDataDir } from '../helpers/gateway.js';
 import { startMongoStandin, type MongoStandin } from '../standins/mongo-standin.js';
 
@@ -175,6 +176,19 @@ for (const adapter of adapters) {
         tokens: 1,
       });
       expect(recent[0]).not.toHaveProperty('finishReason');
+    });
+
+    it('counts a message’s tokens when none are given, and keeps a given count', async () => {
+      const { conversation } = await store.ensureConversation({ id: 'c-tokens', ownerId: 'u1', title: 't' });
+      const content = 'Tokens are counted once, when the message is written.';
+      const counted = await store.appendMessage({ conversationKey: conversation.key, role: 'user', content });
+      const given = await store.appendMessage({ conversationKey: conversation.key, role: 'assistant', content, tokens: 3 });
+      expect(counted.tokens).toBe(countTokens(content));
+      expect(counted.tokens).toBeGreaterThan(5);
+      expect((await store.recentMessages(conversation.key, 10)).map((m) => [m.id, m.tokens])).toEqual([
+        [counted.id, countTokens(content)],
+        [given.id, 3],
+      ]);
     });
 
     it('paginates messages oldest first with an opaque cursor', async () => {
