@@ -2,6 +2,9 @@
 import { parseArgs } from 'node:util';
 import { MODES, type Mode } from './sse-client.js';
 
+/** Streams at a time in the JIT warm-up (`warmupTurns`). */
+export const WARMUP_BATCH = 50;
+
 export interface BenchOptions {
   /** Measured modes, in report order (direct, relay, gateway), whatever order they were given in. */
   modes: Mode[];
@@ -15,6 +18,13 @@ export interface BenchOptions {
   requests: number;
   /** Measured rounds per mode at concurrency > 1 (each round = `concurrency` simultaneous streams). */
   rounds: number;
+  /**
+   * Unmeasured turns per mode before anything else, WARMUP_BATCH at a time: V8 optimises a
+   * function after it ran a few hundred times, so without them the first level (c=1) measures
+   * each mode's interpreter, and the mode with more code (the gateway) the most. A server that
+   * has served a while is past that.
+   */
+  warmupTurns: number;
   /** Unmeasured sequential requests per mode before the first level. */
   warmup: number;
   /** Unmeasured rounds per mode before each level with concurrency > 1 (opens the connections). */
@@ -36,6 +46,7 @@ export const USAGE = `Usage: npm run bench:ttft -- [options]
   --pace 20             ms before each token (also before the first)
   --requests 30         measured sequential requests per mode at concurrency 1
   --rounds 3            measured rounds per mode at concurrency > 1
+  --warmup-turns 200    unmeasured turns per mode at the start, 50 at a time (JIT warm-up)
   --warmup 5            unmeasured sequential requests per mode at the start
   --warmup-rounds 1     unmeasured rounds per mode before each level > 1
   --timeout 170         hard limit for the whole run, seconds
@@ -72,6 +83,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | undefined {
       pace: { type: 'string', default: '20' },
       requests: { type: 'string', default: '30' },
       rounds: { type: 'string', default: '3' },
+      'warmup-turns': { type: 'string', default: '200' },
       warmup: { type: 'string', default: '5' },
       'warmup-rounds': { type: 'string', default: '1' },
       timeout: { type: 'string', default: '170' },
@@ -103,6 +115,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | undefined {
     paceMs: positiveInt('pace', values.pace, 0),
     requests: positiveInt('requests', values.requests),
     rounds: positiveInt('rounds', values.rounds),
+    warmupTurns: positiveInt('warmup-turns', values['warmup-turns'], 0),
     warmup: positiveInt('warmup', values.warmup, 0),
     warmupRounds: positiveInt('warmup-rounds', values['warmup-rounds'], 0),
     timeoutSeconds: positiveInt('timeout', values.timeout),

@@ -118,6 +118,7 @@ function planFor(quick: boolean) {
     paceMs: 20,
     requests: q(30, 5),
     rounds: q(3, 1),
+    warmupTurns: q(200, 50),
     warmup: q(5, 2),
     warmupRounds: q(1, 0),
     timeoutSeconds: 0, // the run's own limits apply
@@ -551,7 +552,7 @@ async function main(): Promise<void> {
     const { concurrency, rounds, warmupRounds, paceMs } = plan.cpu;
     const byTokens: CpuResult['byTokens'] = [];
     for (const tokens of plan.cpu.tokens) {
-      const opts: BenchOptions = { ...plan.ttft, modes: ['relay', 'gateway'], concurrency: [concurrency], tokens, paceMs, rounds, warmup: 0, warmupRounds };
+      const opts: BenchOptions = { ...plan.ttft, modes: ['relay', 'gateway'], concurrency: [concurrency], tokens, paceMs, rounds, warmupTurns: 0, warmup: 0, warmupRounds };
       const r = await measureTtft(opts, signal, log);
       const level = r.levels[0]!;
       console.log(`\n${formatLevel(level, opts)}`);

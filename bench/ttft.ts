@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { USAGE, parseBenchArgs, type BenchOptions } from './args.js';
+import { USAGE, WARMUP_BATCH, parseBenchArgs, type BenchOptions } from './args.js';
 import {
   readTcpCounters,
   startGatewayProcess,
@@ -116,6 +116,12 @@ export async function measureTtft(opts: BenchOptions, stopSignal: AbortSignal, l
     }
 
     let warmupFailures = 0;
+    if (opts.warmupTurns > 0) {
+      const batch = Math.min(WARMUP_BATCH, opts.warmupTurns);
+      const rounds = Math.ceil(opts.warmupTurns / batch);
+      log(`bench: JIT warm-up, ${rounds * batch} turns per mode, ${batch} at a time`);
+      warmupFailures += await warmUp(ctx, batch, rounds);
+    }
     if (opts.warmup > 0) {
       log(`bench: warm-up, ${opts.warmup} sequential request(s) per mode`);
       warmupFailures += await warmUp(ctx, 1, opts.warmup);
