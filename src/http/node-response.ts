@@ -55,11 +55,11 @@ const LINGER_MS = 10_000;
  * Starts `run` at once (the turn's upstream request does not wait for the middleware chain to
  * unwind), then writes the head from the headers recorded with `setHeader` (the platform
  * middleware's, authentication's cookie, rate limits: all set before a route runs) plus
- * `headers`. The head is built in the next pass of the event loop, after the turn's upstream
- * request has been written (its building is synchronous from here), or at the first write if
- * that comes sooner: building it (~100 µs on a cold CPU, more with an anonymous cookie to sign)
- * is then done while the model thinks, not before it is asked. Returns the marker response to
- * hand back to Hono.
+ * `headers`. The head is built in this pass's check phase, after the turn's upstream request
+ * has been written (its building and write run in microtasks and ticks from here), or at the
+ * first write if that comes sooner: building it (~100 µs on a CPU that was idle, more with an
+ * anonymous cookie to sign) is then done while the model thinks, not before it is asked.
+ * Returns the marker response to hand back to Hono.
  */
 export function writeNodeStream(
   c: Context<AppEnv>,
