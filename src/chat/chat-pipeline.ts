@@ -270,6 +270,10 @@ export class ChatPipeline {
     /** Tells the client its message is stored (once): before any text, or before the end of a turn stopped earlier. */
     let announce = () => {};
     try {
+      // A client that left before its turn began (while it waited for the start gate or its
+      // admission) leaves nothing behind: no message stored, no model asked. A stop is different:
+      // its client saw the message sent, so the message and an empty stopped reply are stored.
+      if (signal.aborted && asTurnAbort(signal.reason).kind === 'disconnect') signal.throwIfAborted();
       // Only signed-in users have long-term memory; an anonymous caller's context is its own conversation.
       const stateless = input.stateless;
       remember = !stateless && memory !== undefined && userId !== null && (await memory.isEnabledFor(userId).catch(() => false));

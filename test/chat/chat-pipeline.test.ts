@@ -182,6 +182,30 @@ describe('chat pipeline', () => {
     }
   });
 
+  it('a client gone before its turn began leaves nothing stored and asks no model; one that stopped first keeps its message and an empty stopped reply', async () => {
+    const model = new ScriptedModel(async function* () {
+      yield { type: 'text-delta', text: 'never' };
+    });
+    const { store, pipeline, turns } = setup(model);
+    const gone = await pipeline.prepare({ principal: anon, message: 'anyone there?', conversationId: 'k-gone' });
+    const left = new AbortController();
+    left.abort(new TurnAbort('disconnect'));
+    expect((await runTurn(gone, { signal: left.signal })).at(-1)).toMatchObject({ type: 'end', finishReason: 'aborted', content: '' });
+    expect(await store.getConversation('ip:10.0.0.1', 'k-gone')).toBeUndefined();
+    expect(model.calls).toHaveLength(0);
+
+    const stopped = await pipeline.prepare({ principal: anon, message: 'never mind', conversationId: 'k-stopped' });
+    const stop = new AbortController();
+    stop.abort(new TurnAbort('stop'));
+    expect((await runTurn(stopped, { signal: stop.signal })).at(-1)).toMatchObject({ type: 'end', finishReason: 'stopped', content: '' });
+    expect((await store.recentMessages(anonKey('k-stopped'), 5)).map((m) => [m.role, m.content, m.finishReason])).toEqual([
+      ['user', 'never mind', undefined],
+      ['assistant', '', 'stopped'],
+    ]);
+    expect(model.calls).toHaveLength(0);
+    expect(turns.active).toBe(0);
+  });
+
   it('stores the partial reply with finishReason error when the provider fails mid-stream', async () => {
     const { store, pipeline } = setup(
       new ScriptedModel(async function* () {
