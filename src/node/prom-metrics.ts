@@ -10,6 +10,8 @@ export interface GaugeSources {
   socketConnections(): Readonly<Record<string, number>>;
   /** Realtime voice sessions open, both protocols. */
   realtimeSessions(): number;
+  /** Admitted chat turns waiting for their pass of the event loop (TURN_STARTS_PER_TICK). */
+  turnStartsWaiting(): number;
 }
 
 /** Seconds. Model replies: tens of ms to minutes. */
@@ -78,6 +80,9 @@ export class PromMetrics implements Metrics {
     this.#activeStreams = new GaugeCells(r, 'gateway_active_streams', 'Chat turns streaming right now, by protocol.', ['protocol']);
     new GaugeCells(r, 'gateway_realtime_sessions', 'Realtime voice sessions open (Socket.IO and /v1/realtime).', [], (g) => {
       g.cell({}).value = this.#sources?.realtimeSessions() ?? 0;
+    });
+    new GaugeCells(r, 'gateway_turn_starts_waiting', 'Admitted chat turns waiting for their pass of the event loop (TURN_STARTS_PER_TICK): a burst of starts not yet through.', [], (g) => {
+      g.cell({}).value = this.#sources?.turnStartsWaiting() ?? 0;
     });
     this.#ttft = new HistogramCells(r, 'gateway_time_to_first_token_seconds', 'From the start of a chat turn (after admission) to the first reply text handed to the client.', ['provider', 'model'], TTFT_BUCKETS);
     this.#turnDuration = new HistogramCells(r, 'gateway_turn_duration_seconds', 'From the start of a chat turn (after admission) to its end, reply stored, however it ended.', ['provider', 'model'], TURN_BUCKETS);
