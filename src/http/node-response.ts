@@ -68,7 +68,9 @@ export function writeNodeStream(
   run: (stream: NodeStream) => Promise<void>,
 ): Response {
   const recorded = c.get('head') ?? [];
-  const stream = new Writer(outgoing, () => {
+  // Written outside the route's error handling: a head Node refuses ends this response, not the process.
+  const refused = (err: unknown) => c.get('logger')?.error({ err }, 'the response head could not be written; the response is closed');
+  const stream = new Writer(outgoing, refused, () => {
     const head: Record<string, string | string[]> = {};
     for (const [name, given, append] of recorded) {
       const key = name.toLowerCase();
@@ -101,6 +103,7 @@ class Writer implements NodeStream {
 
   constructor(
     private readonly outgoing: NodeOutgoing,
+    private readonly refused: (err: unknown) => void,
     head: () => Record<string, string | string[]>,
   ) {
     this.#head = head;
@@ -115,7 +118,15 @@ class Writer implements NodeStream {
     if (!head) return;
     this.#head = undefined;
     if (this.#gone || this.outgoing.destroyed) return;
-    this.outgoing.writeHead(200, head());
+    try {
+      this.outgoing.writeHead(200, head());
+    } catch (err) {
+      // A value Node refuses (a header with a line break); the client's close then ends the turn.
+      this.refused(err);
+      this.outgoing.destroy();
+      this.closed();
+      return;
+    }
     if (this.#ended) return;
     this.#flush = setTimeout(() => {
       this.#flush = undefined;
@@ -145,6 +156,7 @@ class Writer implements NodeStream {
   write(text: string): boolean {
     if (this.#ended || this.#gone) return true;
     this.#wrote();
+    if (this.#gone) return true; // its head was refused
     // Frames written in the same tick leave in one syscall (a model that hands over several
     // tokens at once, each its own frame); the remote adapters already hand over the text of
     // one network read in one call (TextBatcher), so this is one write in the usual case.
