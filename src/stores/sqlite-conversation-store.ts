@@ -247,9 +247,20 @@ const toApiKey = (r: ApiKeyRow): ApiKeyRecord => ({
 
 const toUser = (r: UserRow): User => ({ id: r.id, email: r.email, name: r.name, passwordHash: r.password_hash, createdAt: r.created_at });
 
+/**
+ * What one group commit takes at most, in units: a write is one, plus one per 4,096 characters
+ * of a message it stores (whose tokens are counted in the commit). A burst beyond that (a
+ * thousand replies ending together) is committed over several passes of the event loop, with
+ * I/O and timers running between them, instead of in one pass of tens of milliseconds.
+ */
+const MAX_COMMIT_UNITS = 64;
+const CHARS_PER_UNIT = 4_096;
+
 /** A write queued for the next group commit, and how to settle its promise. */
 interface PendingWrite {
   run: () => unknown;
+  /** What it weighs against MAX_COMMIT_UNITS. */
+  units: number;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
 }
@@ -382,11 +393,27 @@ export class SqliteConversationStore implements ConversationStore {
     };
   }
 
-  #write<T>(run: () => T): Promise<T> {
+  /** `chars`: the text of a message it stores (its tokens are counted in the commit). */
+  #write<T>(run: () => T, chars = 0): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      if (this.#pending.length === 0 && !this.#retryTimer) setImmediate(() => this.#flush());
-      this.#pending.push({ run, resolve: resolve as (v: unknown) => void, reject });
+      if (this.#pending.length === 0 && !this.#retryTimer) setImmediate(this.#flushNow);
+      this.#pending.push({ run, units: 1 + Math.floor(chars / CHARS_PER_UNIT), resolve: resolve as (v: unknown) => void, reject });
     });
+  }
+
+  readonly #flushNow = () => this.#flush();
+
+  /** The oldest queued writes, up to MAX_COMMIT_UNITS (at least one). */
+  #nextBatch(): PendingWrite[] {
+    let units = 0;
+    let n = 0;
+    while (n < this.#pending.length && (n === 0 || units + this.#pending[n]!.units <= MAX_COMMIT_UNITS)) units += this.#pending[n++]!.units;
+    if (n === this.#pending.length) {
+      const all = this.#pending;
+      this.#pending = [];
+      return all;
+    }
+    return this.#pending.splice(0, n);
   }
 
   /**
@@ -397,12 +424,13 @@ export class SqliteConversationStore implements ConversationStore {
    */
   #flush() {
     this.#retryTimer = undefined;
-    const batch = this.#pending;
-    this.#pending = [];
     if (!this.#db.open) {
-      for (const op of batch) op.reject(new Error('The store is closed'));
+      const all = this.#pending;
+      this.#pending = [];
+      for (const op of all) op.reject(new Error('The store is closed'));
       return;
     }
+    const batch = this.#nextBatch();
     this.#stmt.writeBusyTimeout.get();
     try {
       this.#commit(batch);
@@ -411,6 +439,7 @@ export class SqliteConversationStore implements ConversationStore {
       if (!isBusy(err) || (this.#busySince !== 0 && performance.now() - this.#busySince > BUSY_GIVE_UP_MS)) {
         this.#busySince = 0;
         for (const op of batch) op.reject(err);
+        this.#more();
         return;
       }
       // Another process holds the write lock: try again shortly, these writes first.
@@ -423,6 +452,12 @@ export class SqliteConversationStore implements ConversationStore {
       if (this.#db.open) this.#stmt.readBusyTimeout.get();
     }
     this.#busyDelay = 0;
+    this.#more();
+  }
+
+  /** Writes left over from a full batch: the next pass of the event loop commits them. */
+  #more(): void {
+    if (this.#pending.length > 0 && !this.#retryTimer) setImmediate(this.#flushNow);
   }
 
   /** Throws only when nothing was committed (SQLITE_BUSY at BEGIN, or a failure outside any write); settles every write otherwise. */
@@ -505,7 +540,7 @@ export class SqliteConversationStore implements ConversationStore {
       );
       if (!created) this.#stmt.touchConversation.run(stored.createdAt, stored.conversationKey);
       if (remember) this.#stmt.enqueueMemory.run(stored.id, ownerOfKey(stored.conversationKey), stored.createdAt);
-    });
+    }, stored.content.length);
     return stored;
   }
 

@@ -35,6 +35,30 @@ describe('SQLite group commit', () => {
     expect(rows.map((r) => r.content)).toEqual(['one', 'two']);
   });
 
+  it('a burst is committed in bounded batches, oldest first, with a pass of the event loop between two commits', async () => {
+    const burst = new SqliteConversationStore(join(dir, 'burst.sqlite'));
+    const bkey = conversationKey('u', 'burst');
+    await burst.ensureConversation({ id: 'burst', ownerId: 'u', title: 't' });
+    const committedBy = async (writes: Promise<unknown>[]) => {
+      let settled = 0;
+      for (const w of writes) void w.then(() => settled++);
+      // Queued after the flush: runs once the first commit settled its writes, before the next commit.
+      const afterFirst = await new Promise<number>((resolve) => setImmediate(() => resolve(settled)));
+      await Promise.all(writes);
+      return afterFirst;
+    };
+
+    const short = Array.from({ length: 200 }, (_, i) => burst.appendMessage({ conversationKey: bkey, role: 'user', content: `m${i}` }));
+    expect(await committedBy(short)).toBe(64);
+    // Each message's tokens are counted in its commit; a long one weighs more (1 + 1 per 4,096 characters).
+    const long = Array.from({ length: 20 }, (_, i) => burst.appendMessage({ conversationKey: bkey, role: 'user', content: `${i} ${'word '.repeat(6_500)}` }));
+    expect(await committedBy(long)).toBe(8); // ~32,500 characters: 8 units each
+    const stored = await burst.listMessages(bkey, { limit: 300 });
+    expect(stored.items.map((m) => m.content.split(' ')[0])).toEqual([...Array.from({ length: 200 }, (_, i) => `m${i}`), ...Array.from({ length: 20 }, (_, i) => `${i}`)]);
+    expect(stored.items.at(-1)!.tokens).toBeGreaterThan(6_000);
+    await burst.close();
+  });
+
   it('a write settles only after its commit, and close flushes what is queued', async () => {
     const pending = store.appendMessage({ conversationKey: key, role: 'user', content: 'last' });
     await store.close();
