@@ -75,7 +75,8 @@ export function withDeadline<T>(reply: Promise<T>, ms: number, timeout: Error, l
 
 /** A service that requests wait on, each call with a deadline, behind a {@link StallBreaker}. */
 export class GuardedService {
-  readonly #breaker: StallBreaker;
+  /** For a caller whose service reports its own timeouts (and so needs no deadline here): it settles the breaker itself. */
+  readonly breaker: StallBreaker;
 
   constructor(
     private readonly name: string,
@@ -83,7 +84,7 @@ export class GuardedService {
     /** Told when a stall starts (what was waited on, how long) and when it ends. */
     private readonly onChange: (stalled: boolean, detail: { ms: number; waiting: string }) => void = () => undefined,
   ) {
-    this.#breaker = new StallBreaker(coolMs);
+    this.breaker = new StallBreaker(coolMs);
   }
 
   /**
@@ -93,7 +94,7 @@ export class GuardedService {
    * says nothing of a stall.
    */
   call<T>(send: () => Promise<T>, ms: number, waiting: string): Promise<T> {
-    if (this.#breaker.skip()) return Promise.reject(new StalledError(this.name));
+    if (this.breaker.skip()) return Promise.reject(new StalledError(this.name));
     const timeout = new StalledError(this.name, ms);
     return withDeadline(send(), ms, timeout, () => this.#answered(ms, waiting)).then(
       (value) => {
@@ -101,14 +102,14 @@ export class GuardedService {
         return value;
       },
       (err: unknown) => {
-        if (err !== timeout) this.#breaker.released();
-        else if (this.#breaker.failed()) this.onChange(true, { ms, waiting });
+        if (err !== timeout) this.breaker.released();
+        else if (this.breaker.failed()) this.onChange(true, { ms, waiting });
         throw err;
       },
     );
   }
 
   #answered(ms: number, waiting: string): void {
-    if (this.#breaker.succeeded()) this.onChange(false, { ms, waiting });
+    if (this.breaker.succeeded()) this.onChange(false, { ms, waiting });
   }
 }

@@ -1,7 +1,7 @@
 import { Ratelimit } from '@upstash/ratelimit';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { StallBreaker, withDeadline } from '../stall-breaker.js';
+import { GuardedService } from '../stall-breaker.js';
 import type { RateLimitDecision, RateLimiter } from './rate-limiter.js';
 
 /**
@@ -47,8 +47,12 @@ export class RedisRateLimiter implements RateLimiter {
   readonly failClosed: boolean;
   /** One Ratelimit per limit and window (`limit` or `limit/windowMs`). */
   readonly #byLimit = new Map<string, Ratelimit>();
-  /** A Redis that timed out is not asked again for STALL_COOL_MS: a stall costs one wait every few seconds, not one per request. */
-  readonly #breaker = new StallBreaker(STALL_COOL_MS);
+  /**
+   * A Redis that timed out is not asked again for STALL_COOL_MS: a stall costs one wait every
+   * few seconds, not one per request. PING goes through it whole; `limit` times out by itself
+   * (Ratelimit's `timeout`), so consume settles the breaker from its answer.
+   */
+  readonly #redis = new GuardedService('Redis', STALL_COOL_MS);
 
   constructor(private readonly options: RedisRateLimiterOptions) {
     this.kind = options.kind;
@@ -74,20 +78,21 @@ export class RedisRateLimiter implements RateLimiter {
 
   async consume(key: string, limit: number, windowMs = this.options.windowMs): Promise<RateLimitDecision> {
     let failure: unknown;
-    if (this.#breaker.skip()) failure = new Error('Redis let a request time out a moment ago; not asked until it answers again');
+    const breaker = this.#redis.breaker;
+    if (breaker.skip()) failure = new Error('Redis let a request time out a moment ago; not asked until it answers again');
     else {
       try {
         const r = await this.#limiter(limit, windowMs).limit(key);
         if (r.reason !== 'timeout') {
-          this.#breaker.succeeded();
+          breaker.succeeded();
           return { allowed: r.success, limit: r.limit, remaining: Math.max(0, r.remaining), reset: r.reset };
         }
         // Only silence opens the breaker: a refused or closed connection fails at once anyway.
         failure = new Error(`no answer within ${this.options.timeoutMs} ms`);
-        this.#breaker.failed();
+        breaker.failed();
       } catch (err) {
         failure = err;
-        this.#breaker.released();
+        breaker.released();
       }
     }
     if (this.failClosed) {
@@ -102,18 +107,9 @@ export class RedisRateLimiter implements RateLimiter {
   }
 
   async ping() {
-    if (this.#breaker.skip()) throw new Error('no answer in time (not asked again yet)');
-    const silence = new Error('no answer in time');
-    try {
-      // A PONG that comes after all means Redis is back: requests ask it again.
-      const answer = await withDeadline(this.options.redis.ping(), this.options.timeoutMs, silence, () => this.#breaker.succeeded());
-      this.#breaker.succeeded();
-      if (answer !== 'PONG') throw new Error('unexpected answer to PING');
-    } catch (err) {
-      if (err === silence) this.#breaker.failed();
-      else this.#breaker.released();
-      throw err;
-    }
+    // A PONG that comes after all means Redis is back: requests ask it again.
+    const answer = await this.#redis.call(() => this.options.redis.ping(), this.options.timeoutMs, 'a ping');
+    if (answer !== 'PONG') throw new Error('unexpected answer to PING');
   }
 
   /** Forgets its limiters; the connection belongs to whoever passed it in. */
