@@ -267,9 +267,10 @@ interface PendingWrite {
 
 /**
  * The embedded default: one SQLite file (WAL mode) under DATA_DIR that survives restarts.
- * Writes are group-committed: every write queued in one turn of the event loop goes into
- * one transaction, so a burst of concurrent chat turns costs one commit, not hundreds.
- * Each write's promise settles after its transaction committed.
+ * Writes are group-committed: the writes queued in one turn of the event loop go into one
+ * transaction (up to MAX_COMMIT_UNITS; the rest in the next turns), so a burst of concurrent
+ * chat turns costs a few commits, not hundreds. Each write's promise settles after its
+ * transaction committed.
  */
 export class SqliteConversationStore implements ConversationStore {
   readonly kind = 'sqlite';
