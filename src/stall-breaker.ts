@@ -1,4 +1,11 @@
 /**
+ * After a call gave up on a service, how long callers skip it before one tries it again (a
+ * reply that comes late ends the skipping at once: the service answers again). One value for
+ * the Redis cluster's commands and the rate limiter.
+ */
+export const STALL_COOL_MS = 5_000;
+
+/**
  * Stops waiting on a shared service that stopped answering (a Redis that accepts commands
  * and replies to none): after a call gave up on it, callers skip it for `coolMs` and decide
  * without it, so a stall costs one deadline, not one per request. After that the next caller

@@ -8,7 +8,7 @@ import type { Config } from '../config.js';
 import { AppError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { RatelimitRedis } from '../ratelimit/redis-rate-limiter.js';
-import { GuardedService } from '../stall-breaker.js';
+import { GuardedService, STALL_COOL_MS } from '../stall-breaker.js';
 import { NodeRedisRatelimitClient } from './node-redis-ratelimit-client.js';
 
 type Client = ReturnType<typeof createClient>;
@@ -33,11 +33,6 @@ const CONNECT_TIMEOUT_MS = 5_000;
  * decides alone, as when Redis is gone.
  */
 const COMMAND_TIMEOUT_MS = 1_000;
-/**
- * After a command gave up, how long requests skip Redis before one tries it again (a reply to
- * any command that gave up ends the skipping at once: Redis answers again).
- */
-const STALL_COOL_MS = 5_000;
 
 const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 /** Deletes a turn's log, and the conversation's latest-turn pointer if it still names that turn. */

@@ -1,7 +1,7 @@
 import { Ratelimit } from '@upstash/ratelimit';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { GuardedService } from '../stall-breaker.js';
+import { GuardedService, STALL_COOL_MS } from '../stall-breaker.js';
 import type { RateLimitDecision, RateLimiter } from './rate-limiter.js';
 
 /**
@@ -17,9 +17,6 @@ export interface RatelimitRedis {
 
 /** Ratelimit types its client as @upstash/redis's class, of which the sliding window's `limit` calls only the above (GET/SET serve dynamic limits, off here). */
 type RatelimitClient = ConstructorParameters<typeof Ratelimit>[0]['redis'];
-
-/** After Redis let a request time out, how long requests decide without asking it (then one asks again). */
-const STALL_COOL_MS = 5_000;
 
 export interface RedisRateLimiterOptions {
   /** What /readyz and the start-up log call this limiter. */
