@@ -35,6 +35,8 @@ export interface Services {
   /** Turn logs for resuming (Redis with REDIS_URL, else in process); undefined when STREAM_RESUME_TTL_S=0. */
   streams: TurnStreams | undefined;
   pipeline: ChatPipeline;
+  /** Takes bursts of chat requests in arrival order, TURN_STARTS_PER_TICK per pass of the event loop (see StartGate). */
+  arrivalGate: StartGate;
   /** Spreads bursts of turn starts over passes of the event loop (TURN_STARTS_PER_TICK). */
   startGate: StartGate;
   tokens: TokenService;
@@ -81,6 +83,7 @@ export function createServices(config: Config, backends: Backends): Services {
   const streams = resumeTtlSeconds === 0 ? undefined : cluster ? cluster.streams : new InProcessTurnStreams({ ttlMs: resumeTtlSeconds * 1000, maxBytes });
   // A stop asked on any node reaches the turn here, if it runs here.
   cluster?.onStop((conversationKey) => void turns.abortConversation(conversationKey, 'stop'));
+  const arrivalGate = new StartGate(config.turnStartsPerTick);
   const startGate = new StartGate(config.turnStartsPerTick);
   const pipeline = new ChatPipeline({
     store,
@@ -93,6 +96,7 @@ export function createServices(config: Config, backends: Backends): Services {
     streams,
     logger,
     metrics,
+    arrivalGate,
     startGate,
     options: {
       systemPrompt: config.chat.systemPrompt,
@@ -129,5 +133,5 @@ export function createServices(config: Config, backends: Backends): Services {
   // Before the account goes: its keys' open sockets and realtime sessions are cut with them.
   accounts.onDelete((userId) => apiKeys.revokeAll(userId));
   const origins = originPolicy(config.corsOrigins, logger);
-  return { config, logger, store, limiter, models, turns, coordinator: cluster, cluster, streams, pipeline, startGate, tokens, sessions, auth, accounts, apiKeys, origins, memory, metrics };
+  return { config, logger, store, limiter, models, turns, coordinator: cluster, cluster, streams, pipeline, arrivalGate, startGate, tokens, sessions, auth, accounts, apiKeys, origins, memory, metrics };
 }

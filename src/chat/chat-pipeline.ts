@@ -34,6 +34,11 @@ export interface ChatTurnInput {
   stateless?: { history: readonly ModelMessage[] } | undefined;
   /** Which wire protocol runs the turn (`sse`, `ai:chat`, `chat:start`, ...): a metrics label, so a fixed name. */
   protocol?: string | undefined;
+  /**
+   * The arrival gate's pass this request was let through in (`StartGate.pass`): the HTTP chat
+   * routes wait for it as their first step (`inArrivalOrder`); otherwise `prepare` waits first.
+   */
+  arrivedInPass?: number | undefined;
 }
 
 export type ChatTurnEvent =
@@ -112,6 +117,11 @@ export interface ChatPipelineDeps {
   options: ChatPipelineOptions;
   /** Absent: nothing is measured. */
   metrics?: Metrics | undefined;
+  /**
+   * Takes a burst of chat requests in arrival order, a few per pass of the event loop, so that
+   * the first of them reach their model before the last have been checked; absent: no order.
+   */
+  arrivalGate?: StartGate | undefined;
   /** Spreads a burst of turn starts over passes of the event loop; absent: no spreading. */
   startGate?: StartGate | undefined;
 }
@@ -152,6 +162,13 @@ export class ChatPipeline {
   async prepare(input: ChatTurnInput): Promise<PreparedTurn> {
     const { store, limiter, models, turns } = this.deps;
     if (turns.closing) throw new AppError('INTERNAL', 'The server is shutting down; retry in a moment');
+    const { arrivalGate, startGate } = this.deps;
+    let arrivedInPass = input.arrivedInPass;
+    if (arrivedInPass === undefined && arrivalGate) {
+      const wait = arrivalGate.admit();
+      if (wait) await wait;
+      arrivedInPass = arrivalGate.pass;
+    }
     const { maxMessageChars } = this.deps.options;
     if (input.message.length > maxMessageChars) throw new AppError('BAD_REQUEST', `message: must be at most ${maxMessageChars} characters`);
     const model = models.resolve(input.model);
@@ -177,11 +194,14 @@ export class ChatPipeline {
         details: { rateLimit, retryAfterSeconds },
       });
     }
-    // The turn's expensive part (the store, the model request) waits its pass of the event loop.
-    // After admission: a client flooding starts is refused at its rate limit, not queued ahead
-    // of everyone else's starts.
-    const wait = this.deps.startGate?.admit();
-    if (wait) await wait;
+    // The turn's expensive part (the store, the model request) starts in the pass its request was
+    // let through in. Checks that waited on the network (a shared limiter, a remote store) may end
+    // in a later pass, together with a burst of others: such a start waits its pass of the start
+    // gate. After admission: a client flooding starts is refused at its rate limit there.
+    if (!arrivalGate || arrivalGate.pass !== arrivedInPass) {
+      const wait = startGate?.admit();
+      if (wait) await wait;
+    }
     if (turns.closing) {
       lease?.release();
       throw new AppError('INTERNAL', 'The server is shutting down; retry in a moment');

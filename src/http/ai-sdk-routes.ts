@@ -6,6 +6,7 @@ import { AppError } from '../errors.js';
 import type { Services } from '../services.js';
 import { findOwnedConversation, type FinishReason, type StoredMessage } from '../stores/conversation-store.js';
 import type { AppEnv } from './app-env.js';
+import { inArrivalOrder } from './arrival-order.js';
 import { authenticate } from './authenticate.js';
 import { readJsonBody, setRateLimitHeaders } from './http-helpers.js';
 import { respondWithReplay, respondWithTurn, sse, SSE_HEADERS, type StreamFrames } from './turn-stream.js';
@@ -55,7 +56,7 @@ export function aiSdkRoutes(services: Services): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const auth = authenticate(services);
 
-  app.post('/', auth, async (c) => {
+  app.post('/', inArrivalOrder(services), auth, async (c) => {
     const parsed = schema.safeParse(await readJsonBody(c, config.chat.maxBodyBytes));
     if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
     const req = parsed.data;
@@ -73,6 +74,7 @@ export function aiSdkRoutes(services: Services): Hono<AppEnv> {
       temperature: req.temperature,
       maxTokens: req.maxTokens,
       protocol: 'ai-sdk',
+      arrivedInPass: c.get('arrivedInPass'),
     });
     setRateLimitHeaders(c, turn.rateLimit);
     return respondWithTurn(c, turn, uiMessageFrames(turn.conversation.id), UI_STREAM_HEADERS);

@@ -13,6 +13,8 @@ export interface AppEnv {
     principal: Principal;
     /** Response headers set so far (see `setHeader`): what a hand-written stream head is made of. */
     head: HeadEntry[];
+    /** Set by `inArrivalOrder` (a chat route's first step): the arrival gate's pass the request was let through in. */
+    arrivedInPass: number;
     /** Set by the not-found handler: no route matched (metrics label the request `unmatched`). */
     unmatched: boolean;
   };

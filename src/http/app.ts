@@ -8,6 +8,7 @@ import type { AppEnv } from './app-env.js';
 import { apiKeyRoutes } from './api-key-routes.js';
 import { authRoutes } from './auth-routes.js';
 import { authenticate } from './authenticate.js';
+import { inArrivalOrder } from './arrival-order.js';
 import { chatResumeHandler, chatStreamHandler } from './chat-stream-route.js';
 import { conversationRoutes } from './conversation-routes.js';
 import { memoryRoutes } from './memory-routes.js';
@@ -42,7 +43,7 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
     return c.json(report, report.status === 'ready' || report.status === 'degraded' ? 200 : 503);
   });
 
-  app.post('/api/v2/ai/chat/stream', authenticate(services), chatStreamHandler(services));
+  app.post('/api/v2/ai/chat/stream', inArrivalOrder(services), authenticate(services), chatStreamHandler(services));
   app.get('/api/v2/ai/chat/stream', authenticate(services), chatResumeHandler(services));
   app.route('/api/v2/auth', authRoutes(services));
   app.route('/api/v2/conversations', conversationRoutes(services));

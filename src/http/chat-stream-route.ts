@@ -39,6 +39,7 @@ export function chatStreamHandler(services: Services) {
       maxTokens: req.maxTokens,
       temperature: req.temperature,
       protocol: 'sse',
+      arrivedInPass: c.get('arrivedInPass'),
     });
     setRateLimitHeaders(c, turn.rateLimit);
     return respondWithTurn(c, turn, sseFrames(turn.conversation.id));

@@ -11,6 +11,7 @@ import { countTokensBounded } from '../models/tokenizer.js';
 import type { Services } from '../services.js';
 import type { FinishReason } from '../stores/conversation-store.js';
 import type { AppEnv } from './app-env.js';
+import { inArrivalOrder } from './arrival-order.js';
 import { authenticate } from './authenticate.js';
 import { errorResponder, readJsonBody, requestHeader, setRateLimitHeaders } from './http-helpers.js';
 import { nodeResponse } from './node-response.js';
@@ -100,7 +101,7 @@ export function openaiRoutes(services: Services): Hono<AppEnv> {
     return c.json({ object: 'list', data: names.map((id) => ({ id, object: 'model', created: 0, owned_by: ownerOfModel(id) })) });
   });
 
-  app.post('/chat/completions', auth, async (c) => {
+  app.post('/chat/completions', inArrivalOrder(services), auth, async (c) => {
     const parsed = schema.safeParse(await readJsonBody(c, config.chat.maxBodyBytes));
     if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
     const req = parsed.data;
@@ -132,6 +133,7 @@ function turnInput(c: Context<AppEnv>, req: CompletionRequest, conversationId: s
     temperature: req.temperature ?? undefined,
     stop: typeof req.stop === 'string' ? [req.stop] : (req.stop ?? undefined),
     protocol: 'openai',
+    arrivedInPass: c.get('arrivedInPass'),
     // A named conversation is stored (its history comes from the store, not the request); otherwise the client's history is the context.
     ...(conversationId ? { conversationId } : { stateless: { history: messages.filter((m) => m.content !== '') } }),
   };

@@ -10,7 +10,7 @@ export interface GaugeSources {
   socketConnections(): Readonly<Record<string, number>>;
   /** Realtime voice sessions open, both protocols. */
   realtimeSessions(): number;
-  /** Admitted chat turns waiting for their pass of the event loop (TURN_STARTS_PER_TICK). */
+  /** Chat requests and turn starts waiting for their pass of the event loop (TURN_STARTS_PER_TICK). */
   turnStartsWaiting(): number;
 }
 
@@ -81,7 +81,7 @@ export class PromMetrics implements Metrics {
     new GaugeCells(r, 'gateway_realtime_sessions', 'Realtime voice sessions open (Socket.IO and /v1/realtime).', [], (g) => {
       g.cell({}).value = this.#sources?.realtimeSessions() ?? 0;
     });
-    new GaugeCells(r, 'gateway_turn_starts_waiting', 'Admitted chat turns waiting for their pass of the event loop (TURN_STARTS_PER_TICK): a burst of starts not yet through.', [], (g) => {
+    new GaugeCells(r, 'gateway_turn_starts_waiting', 'Chat requests and turn starts waiting for their pass of the event loop (TURN_STARTS_PER_TICK): a burst not yet through.', [], (g) => {
       g.cell({}).value = this.#sources?.turnStartsWaiting() ?? 0;
     });
     this.#ttft = new HistogramCells(r, 'gateway_time_to_first_token_seconds', 'From the start of a chat turn (after admission) to the first reply text handed to the client.', ['provider', 'model'], TTFT_BUCKETS);

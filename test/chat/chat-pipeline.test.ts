@@ -31,7 +31,7 @@ class ScriptedModel implements LanguageModel {
 
 const OPTIONS = { systemPrompt: 'SYS', historyLimit: 20, maxOutputTokens: 500, maxMessageChars: 32_000, firstByteTimeoutMs: 5_000, idleTimeoutMs: 5_000, slowClientTimeoutMs: 5_000 };
 
-function setup(model?: LanguageModel, limits = { userLimit: 100, anonymousLimit: 20, authLimit: 10, windowMs: 60_000 }, options = OPTIONS, startGate?: StartGate) {
+function setup(model?: LanguageModel, limits = { userLimit: 100, anonymousLimit: 20, authLimit: 10, windowMs: 60_000 }, options = OPTIONS, gates: { startGate?: StartGate; arrivalGate?: StartGate } = {}) {
   const store = new MemoryConversationStore();
   const local = new LocalModel({ tokenDelayMs: 0, contextTokens: 8192 });
   const models = new ModelRegistry({
@@ -39,17 +39,18 @@ function setup(model?: LanguageModel, limits = { userLimit: 100, anonymousLimit:
     defaultModel: model ? 'local:scripted' : 'local',
   });
   const turns = new TurnTracker();
+  const limiter = new MemoryRateLimiter(limits.windowMs);
   const pipeline = new ChatPipeline({
     store,
     models,
-    limiter: new MemoryRateLimiter(limits.windowMs),
+    limiter,
     rateLimits: limits,
     turns,
     logger: silentLogger,
     options,
-    startGate,
+    ...gates,
   });
-  return { store, pipeline, turns };
+  return { store, pipeline, turns, limiter };
 }
 
 const anon: Principal = { userId: null, ip: '10.0.0.1', anonymousId: null };
@@ -373,7 +374,7 @@ describe('chat pipeline', () => {
 
   it('a flood of starts is refused at the rate limit before the start gate: only admitted turns queue there', async () => {
     const gate = new StartGate(1);
-    const { pipeline } = setup(undefined, { userLimit: 3, anonymousLimit: 3, authLimit: 1, windowMs: 60_000 }, OPTIONS, gate);
+    const { pipeline } = setup(undefined, { userLimit: 3, anonymousLimit: 3, authLimit: 1, windowMs: 60_000 }, OPTIONS, { startGate: gate });
     const outcomes = Array.from({ length: 20 }, (_, i) => pipeline.prepare({ principal: anon, message: `flood ${i}` }).then(() => 'ok', (e: AppError) => e.code));
     const refusedEarly: string[] = [];
     for (const o of outcomes) void o.then((r) => r === 'RATE_LIMIT' && refusedEarly.push(r));
@@ -381,6 +382,76 @@ describe('chat pipeline', () => {
     expect(gate.waiting).toBeLessThanOrEqual(2);
     expect(refusedEarly).toHaveLength(17);
     expect((await Promise.all(outcomes)).filter((o) => o === 'ok')).toHaveLength(3);
+  });
+
+  it('takes a burst in arrival order, perPass a pass: a request is checked in its pass and starts in it, without the start gate', async () => {
+    const arrivalGate = new StartGate(2);
+    const startGate = new StartGate(2);
+    const { pipeline, limiter } = setup(undefined, undefined, OPTIONS, { arrivalGate, startGate });
+    const checked: string[] = [];
+    const consume = limiter.consume.bind(limiter);
+    limiter.consume = (key, limit, windowMs) => {
+      checked.push(key);
+      return consume(key, limit, windowMs);
+    };
+    const prepared: number[] = [];
+    let startsQueued = 0;
+    const burst = Array.from({ length: 7 }, (_, i) =>
+      pipeline.prepare({ principal: i % 2 ? alice : anon, message: `m${i}` }).then(() => {
+        prepared.push(i);
+        startsQueued = Math.max(startsQueued, startGate.waiting);
+      }),
+    );
+    for (let i = 0; i < 20; i++) await Promise.resolve(); // microtasks only: still this pass
+    expect(checked).toHaveLength(2);
+    expect(prepared).toEqual([0, 1]);
+    await Promise.all(burst);
+    expect(prepared).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(checked).toHaveLength(7);
+    expect(startsQueued).toBe(0);
+
+    // An entry that gave the request its pass already (the HTTP routes) is not queued again.
+    checked.length = 0;
+    const again = Array.from({ length: 5 }, (_, i) => pipeline.prepare({ principal: anon, message: `a${i}`, arrivedInPass: arrivalGate.pass }));
+    for (let i = 0; i < 20; i++) await Promise.resolve();
+    expect(checked).toHaveLength(5);
+    await Promise.all(again);
+  });
+
+  it('a turn whose checks outlived its pass (a limiter over the network) waits for the start gate: a burst of answers starts perPass a pass', async () => {
+    const arrivalGate = new StartGate(8);
+    const startGate = new StartGate(2);
+    const { pipeline, limiter } = setup(undefined, undefined, OPTIONS, { arrivalGate, startGate });
+    const consume = limiter.consume.bind(limiter);
+    // Every answer comes back in the same later pass, as a pipelined Redis reply would.
+    const answered = new Promise((resolve) => setTimeout(resolve, 5));
+    limiter.consume = async (key, limit, windowMs) => {
+      await answered;
+      return consume(key, limit, windowMs);
+    };
+    let pass = 0;
+    let ticking = true;
+    const tick = () => {
+      pass++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const passOf: number[] = [];
+    let startsQueued = 0;
+    await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        pipeline.prepare({ principal: anon, message: `slow ${i}` }).then(() => {
+          passOf.push(pass);
+          startsQueued = Math.max(startsQueued, startGate.waiting);
+        }),
+      ),
+    );
+    ticking = false;
+    expect(startsQueued).toBeGreaterThan(0);
+    const perPass = new Map<number, number>();
+    for (const p of passOf) perPass.set(p, (perPass.get(p) ?? 0) + 1);
+    expect(Math.max(...perPass.values())).toBeLessThanOrEqual(2);
+    expect(perPass.size).toBeGreaterThanOrEqual(3);
   });
 
   it('counts one turn per prepare and refuses past the limit with RATE_LIMIT', async () => {
