@@ -28,6 +28,10 @@ export interface OpenAIProviderOptions {
 
 /** Distinct request URLs kept: one per API path the gateway calls. */
 const URL_CACHE_MAX = 32;
+/** Distinct header sets kept: one per retry count, per-request timeout and body type in use. */
+const HEADERS_CACHE_MAX = 16;
+
+type BuildHeadersArgs = { options: { headers?: unknown; timeout?: number | undefined }; method: string; bodyHeaders: unknown; retryCount: number };
 
 /**
  * The SDK, with what it rebuilds identically for every request made once (what is sent is the
@@ -39,10 +43,57 @@ const URL_CACHE_MAX = 32;
  * - the URL of a path without a query: the SDK parses base URL + path with `new URL` and reads
  *   its search parameters each time (~40 µs on a CPU that was idle, bench/profile.ts at c=1).
  * - the authorization header while the key is the same: the SDK builds a web `Headers` for it.
+ * - the merged request headers, and their record, while what they are made of is the same:
+ *   the retry count, the per-request timeout, the body's content type and the key. The SDK
+ *   merges six sources into a new web `Headers` per request (generators, Sets, a validation of
+ *   each name and value: ~20 KB allocated a request, the largest single part of the SDK's
+ *   allocation). A request with headers of its own, or an idempotency key, is merged as always.
  */
 class LeanOpenAI extends OpenAI {
   readonly #urls = new Map<string, string>();
   #auth: { key: string; headers: ReturnType<OpenAI['authHeaders']> } | undefined;
+  /** Merged headers by what they were made of, for `#headersKey`; their records, frozen: shared by every request. */
+  readonly #headers = new Map<string, Headers>();
+  readonly #records = new WeakMap<Headers, Readonly<Record<string, string>>>();
+  #headersKey: string | undefined;
+
+  /**
+   * The SDK's own merge (a private method of its class, so typed here by hand), made once per
+   * set of inputs that decide its result. Read by the SDK's `buildRequest` only.
+   */
+  async #buildHeaders(superBuild: (args: BuildHeadersArgs) => Promise<Headers>, args: BuildHeadersArgs): Promise<Headers> {
+    const { options, bodyHeaders, retryCount, method } = args;
+    const plainBody = bodyHeaders === undefined || (typeof bodyHeaders === 'object' && bodyHeaders !== null && Object.getPrototypeOf(bodyHeaders) === Object.prototype);
+    if (options.headers !== undefined || !plainBody || (this.idempotencyHeader && method !== 'get')) return superBuild.call(this, args);
+    if (this.#headersKey !== this.apiKey) {
+      this.#headers.clear();
+      this.#headersKey = this.apiKey;
+    }
+    let body = '';
+    for (const name in bodyHeaders as Record<string, unknown> | undefined) body += `${name}=${String((bodyHeaders as Record<string, unknown>)[name])};`;
+    const key = `${retryCount} ${String(options.timeout)} ${body}`;
+    let headers = this.#headers.get(key);
+    if (headers === undefined) {
+      headers = await superBuild.call(this, args);
+      if (this.#headers.size < HEADERS_CACHE_MAX) this.#headers.set(key, headers);
+    }
+    return headers;
+  }
+
+  static {
+    // `buildHeaders` is private in the SDK's types: wrapped on the prototype rather than overridden.
+    const proto = OpenAI.prototype as unknown as { buildHeaders: (args: BuildHeadersArgs) => Promise<Headers> };
+    const superBuild = proto.buildHeaders;
+    if (typeof superBuild === 'function') {
+      Object.defineProperty(LeanOpenAI.prototype, 'buildHeaders', {
+        value(this: LeanOpenAI, args: BuildHeadersArgs) {
+          return this.#buildHeaders(superBuild, args);
+        },
+        writable: true,
+        configurable: true,
+      });
+    }
+  }
 
   override buildURL(path: string, query: Record<string, unknown> | null | undefined, defaultBaseURL?: string): string {
     // A query (given, or the client's default query) is merged in per request: not cached.
@@ -66,10 +117,15 @@ class LeanOpenAI extends OpenAI {
     const built = await super.buildRequest(...args);
     const headers = built.req.headers;
     if (headers instanceof Headers) {
-      const record: Record<string, string> = {};
-      headers.forEach((value, name) => {
-        record[name] = value;
-      });
+      let record = this.#records.get(headers);
+      if (record === undefined) {
+        const fresh: Record<string, string> = {};
+        headers.forEach((value, name) => {
+          fresh[name] = value;
+        });
+        record = Object.freeze(fresh);
+        this.#records.set(headers, record);
+      }
       (built.req as { headers: HeadersInit }).headers = record;
     }
     return built;

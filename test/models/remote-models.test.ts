@@ -203,8 +203,8 @@ describe('OpenAI adapter: what its SDK client makes once per process is what the
   });
   afterAll(() => standin.close());
 
-  const send = async (client: OpenAI) => {
-    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], stream: true }).catch((err: unknown) => err);
+  const send = async (client: OpenAI, options?: OpenAI.RequestOptions) => {
+    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], stream: true }, options).catch((err: unknown) => err);
     if (stream && typeof stream === 'object' && Symbol.asyncIterator in stream) for await (const chunk of stream as AsyncIterable<unknown>) void chunk;
     return standin.requests.at(-1)!;
   };
@@ -233,5 +233,38 @@ describe('OpenAI adapter: what its SDK client makes once per process is what the
     expect(req.path).toBe('/v1/chat/completions');
     expect(req.query).toEqual({ 'api-version': '2024-10-21' });
     expect((await send(provider.client)).query).toEqual({});
+  });
+
+  it('a retry, a per-request timeout and per-request headers are sent as a plain client sends them, and stay with their request', async () => {
+    const provider = new OpenAIProvider({ apiKey: KEY, baseURL: standin.url, maxRetries: 1, timeoutMs: 30_000, contextTokens: 128_000, logger: silentLogger });
+    const plain = new OpenAI({ apiKey: KEY, baseURL: standin.url, maxRetries: 1, timeout: 30_000 });
+    try {
+      // Every first attempt fails with a 500: the SDK retries once.
+      let attempts = 0;
+      standin.setScript(() => (attempts++ % 2 === 0 ? { status: 500 } : { tokens: ['ok'] }));
+      const pair = async (client: OpenAI) => {
+        attempts = 0;
+        await send(client);
+        return [stable(standin.requests.at(-2)!), stable(standin.requests.at(-1)!)];
+      };
+      const expected = await pair(plain);
+      expect(expected.map((r) => r.headers['x-stainless-retry-count'])).toEqual(['0', '1']);
+      expect(await pair(provider.client)).toEqual(expected);
+      expect(await pair(provider.client)).toEqual(expected);
+
+      standin.setScript(() => ({ tokens: ['ok'] }));
+      const own = { headers: { 'X-Trace': 'abc' }, timeout: 5_000 };
+      const expectedOwn = stable(await send(plain, own));
+      expect(expectedOwn.headers).toMatchObject({ 'x-trace': 'abc', 'x-stainless-timeout': '5' });
+      expect(stable(await send(provider.client, own))).toEqual(expectedOwn);
+      const expectedShort = stable(await send(plain, { timeout: 5_000 }));
+      expect(stable(await send(provider.client, { timeout: 5_000 }))).toEqual(expectedShort);
+      // Nothing of a request's own stays for the next one.
+      const expectedPlain = stable(await send(plain));
+      expect(expectedPlain.headers['x-trace']).toBeUndefined();
+      expect(stable(await send(provider.client))).toEqual(expectedPlain);
+    } finally {
+      standin.setScript(() => ({ tokens: ['ok'] }));
+    }
   });
 });
