@@ -76,7 +76,9 @@ class Log {
 
   constructor(readonly conversationKey: string, readonly turnId: string) {}
 
+  /** Called for every event: with nobody waiting, it allocates nothing. */
   wake(): void {
+    if (this.#waiters.length === 0) return;
     for (const w of this.#waiters.splice(0)) w();
   }
 

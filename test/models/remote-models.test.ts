@@ -241,7 +241,7 @@ describe('OpenAI adapter: what its SDK client makes once per process is what the
     try {
       // Every first attempt fails with a 500: the SDK retries once.
       let attempts = 0;
-      standin.setScript(() => (attempts++ % 2 === 0 ? { status: 500 } : { tokens: ['ok'] }));
+      standin.setScript(() => (attempts++ % 2 === 0 ? { status: 500, tokens: [] } : { tokens: ['ok'] }));
       const pair = async (client: OpenAI) => {
         attempts = 0;
         await send(client);
