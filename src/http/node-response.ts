@@ -17,7 +17,7 @@ export interface NodeOutgoing {
   uncork(): void;
   end(chunk?: string): unknown;
   destroy(): unknown;
-  once(event: 'close' | 'drain', listener: () => void): unknown;
+  once(event: 'close' | 'drain' | 'finish', listener: () => void): unknown;
   off(event: 'close' | 'drain', listener: () => void): unknown;
   readonly destroyed: boolean;
   readonly writableEnded: boolean;
@@ -186,11 +186,18 @@ class Writer implements NodeStream {
     this.#ended = true;
     this.#wrote();
     if (this.#gone) return;
-    this.outgoing.end(text);
+    const outgoing = this.outgoing;
+    outgoing.end(text);
+    if (outgoing.writableFinished) return;
     // A client that stopped reading holds its socket with our last bytes in it: not forever.
+    // The timer goes once the bytes are out: pending, it kept this response (and its request,
+    // its Hono context, its turn's closures) alive for LINGER_MS after every turn, ~15 KB a turn.
     const timer = setTimeout(() => {
-      if (!this.outgoing.writableFinished) this.outgoing.destroy();
+      if (!outgoing.writableFinished) outgoing.destroy();
     }, LINGER_MS);
     timer.unref?.();
+    const settled = () => clearTimeout(timer);
+    outgoing.once('finish', settled);
+    outgoing.once('close', settled);
   }
 }

@@ -1,4 +1,6 @@
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer, get, type Server, type ServerResponse } from 'node:http';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { AddressInfo } from 'node:net';
 import type { Context } from 'hono';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -12,6 +14,9 @@ function contextOf(outgoing: unknown, head: HeadEntry[], errors: unknown[]): Con
   const vars: Record<string, unknown> = { head, logger: { error: (obj: { err: unknown }) => errors.push(obj.err) } };
   return { env: { outgoing }, get: (key: string) => vars[key] } as unknown as Context<AppEnv>;
 }
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
 
 describe('writeNodeStream on a real Node server', () => {
   let server: Server | undefined;
@@ -46,6 +51,36 @@ describe('writeNodeStream on a real Node server', () => {
     expect(await res.text()).toBe('data: one\n\ndata: two\n\n');
     expect(order).toEqual(['run', 'cookie']);
     expect(signs).toBe(1);
+  });
+
+  it('a response whose bytes are out is not kept alive by its linger timer: its context (and with it the request and the turn) can go at once', async () => {
+    const contexts: WeakRef<object>[] = [];
+    const url = await serve((res) => {
+      const c = contextOf(res, [['X-Request-Id', 'r', false]], []);
+      contexts.push(new WeakRef(c));
+      writeNodeStream(c, res, SSE_HEADERS, async (stream: NodeStream) => {
+        stream.write('data: one\n\n');
+        stream.end('data: two\n\n');
+      });
+    });
+    for (let i = 0; i < 20; i++) {
+      const body = await new Promise<string>((resolve, reject) => {
+        get(url, { agent: false, headers: { connection: 'close' } }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (text += d));
+          res.on('end', () => resolve(text));
+        }).once('error', reject);
+      });
+      expect(body).toBe('data: one\n\ndata: two\n\n');
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    gc();
+    await new Promise((r) => setImmediate(r));
+    gc();
+    expect(contexts).toHaveLength(20);
+    // LINGER_MS (10 s) is far off: only the timer could have kept them.
+    expect(contexts.filter((ref) => ref.deref() !== undefined).length).toBeLessThanOrEqual(1);
   });
 
   it('a head Node refuses closes that response, logs why and ends the turn; the server keeps serving', async () => {
