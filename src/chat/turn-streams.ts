@@ -62,9 +62,56 @@ function eventBytes(event: ChatTurnEvent): number {
   }
 }
 
+/**
+ * An ended turn's events, packed: its text deltas as one string and where each one ends (the
+ * reply's own text when they add up to it, as they do unless the log was cut), the other events
+ * (start, end) as they are. Unpacked, a kept turn holds an object and a string per token for
+ * STREAM_RESUME_TTL_S: at thousands of turns a minute, hundreds of thousands of small objects
+ * that every major GC walks.
+ */
+interface PackedEvents {
+  readonly length: number;
+  readonly text: string;
+  /** `text` is the reply of the final event (one string, held once). */
+  readonly shared: boolean;
+  /** For event i: where its text ends in `text` (a delta), or -1 (an event of `others`). */
+  readonly ends: Int32Array;
+  readonly others: ReadonlyMap<number, ChatTurnEvent>;
+}
+
+function pack(events: readonly ChatTurnEvent[]): PackedEvents {
+  const ends = new Int32Array(events.length);
+  const others = new Map<number, ChatTurnEvent>();
+  const texts: string[] = [];
+  let at = 0;
+  let reply: string | undefined;
+  events.forEach((event, i) => {
+    if (event.type === 'delta') {
+      texts.push(event.text);
+      ends[i] = at += event.text.length;
+    } else {
+      ends[i] = -1;
+      others.set(i, event);
+      if (event.type === 'end' || event.type === 'error') reply = event.content;
+    }
+  });
+  const joined = texts.join('');
+  const shared = joined === reply;
+  return { length: events.length, text: shared ? reply! : joined, shared, ends, others };
+}
+
+/** What a packed log costs the in-process buffer, roughly. */
+function packedBytes(packed: PackedEvents): number {
+  let bytes = 64 + (packed.shared ? 0 : packed.text.length * 2) + packed.ends.byteLength;
+  for (const event of packed.others.values()) bytes += eventBytes(event);
+  return bytes;
+}
+
 class Log {
-  readonly events: ChatTurnEvent[] = [];
-  /** Events appended so far; `events` stops growing once the log is dropped and nobody follows it. */
+  /** The events while the turn runs (an ended turn's are packed). */
+  events: ChatTurnEvent[] = [];
+  packed: PackedEvents | undefined;
+  /** Events appended so far; the log stops growing once it is dropped and nobody follows it. */
   seq = 0;
   /** Clients following this log now: a dropped log keeps recording for them until its end. */
   followers = 0;
@@ -75,6 +122,26 @@ class Log {
   #waiters: (() => void)[] = [];
 
   constructor(readonly conversationKey: string, readonly turnId: string) {}
+
+  /** Events held (appended, unless the log was dropped). */
+  get length(): number {
+    return this.packed ? this.packed.length : this.events.length;
+  }
+
+  eventAt(i: number): ChatTurnEvent {
+    const packed = this.packed;
+    if (!packed) return this.events[i]!;
+    const end = packed.ends[i]!;
+    if (end < 0) return packed.others.get(i)!;
+    let start = 0;
+    for (let j = i - 1; j >= 0; j--) {
+      if (packed.ends[j]! >= 0) {
+        start = packed.ends[j]!;
+        break;
+      }
+    }
+    return { type: 'delta', text: packed.text.slice(start, end) };
+  }
 
   /** Called for every event: with nobody waiting, it allocates nothing. */
   wake(): void {
@@ -142,8 +209,8 @@ export class InProcessTurnStreams implements TurnStreams {
     log.followers++;
     try {
       for (;;) {
-        while (next < log.events.length) {
-          const event = log.events[next]!;
+        while (next < log.length) {
+          const event = log.eventAt(next);
           next++;
           yield { seq: next, event };
         }
@@ -169,6 +236,14 @@ export class InProcessTurnStreams implements TurnStreams {
     if (isTerminal(event)) {
       log.ended = true;
       log.endedAt = Date.now();
+      // Kept for resuming only from now on: packed, and counted at what it holds then.
+      if (log.counted) {
+        log.packed = pack(log.events);
+        log.events = [];
+        const bytes = packedBytes(log.packed);
+        this.#bytes += bytes - log.bytes;
+        log.bytes = bytes;
+      }
     }
     log.wake();
     return seq;
@@ -180,7 +255,10 @@ export class InProcessTurnStreams implements TurnStreams {
     if (log.counted) this.#bytes -= log.bytes;
     log.counted = false;
     // No new follower can find a dropped log: unless one follows it already, its events go now, not at its turn's end.
-    if (log.followers === 0) log.events.length = 0;
+    if (log.followers === 0) {
+      log.events.length = 0;
+      log.packed = undefined;
+    }
     log.bytes = 0;
   }
 

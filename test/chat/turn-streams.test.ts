@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InProcessTurnStreams, parseEventId } from '../../src/chat/turn-streams.js';
+import { AppError } from '../../src/errors.js';
 import { postChat, readSse } from '../helpers/sse.js';
 import { startGateway } from '../helpers/gateway.js';
 
@@ -23,6 +24,40 @@ describe('in-process turn logs', () => {
     expect(await streams.extent('o/c', 'unknown')).toBeUndefined();
     expect(parseEventId(`${log.turnId}-3`)).toEqual({ turnId: log.turnId, seq: 3 });
     expect(parseEventId('garbage')).toBeUndefined();
+  });
+
+  it('an ended turn is kept packed: every event replays as it was recorded, from any point, and the buffer counts what it holds then', async () => {
+    const streams = new InProcessTurnStreams({ ttlMs: 60_000, maxBytes: 1_000_000 });
+    const collect = async (turnId: string, after: number) => {
+      const got: { seq: number; event: unknown }[] = [];
+      for await (const e of streams.follow('o/p', turnId, after, new AbortController().signal)) got.push(e);
+      return got;
+    };
+    const texts = ['Hel', 'lo ', '🙂', ' wörld', '', '!'.repeat(300), ...Array.from({ length: 200 }, (_, i) => String(i % 10))];
+    const start = { type: 'start' as const, conversationId: 'p', conversationCreated: true, userMessageId: 'u', content: 'hi', model: 'local' };
+    const recorded = [start, ...texts.map((text) => ({ type: 'delta' as const, text })), { ...end, content: texts.join('') }];
+    const log = streams.open('o/p');
+    // A client following from the start, live, while the turn runs and as it is packed.
+    const live = collect(log.turnId, 0);
+    await Promise.resolve();
+    for (const event of recorded.slice(0, -1)) log.append(event);
+    const runningBytes = streams.bytes;
+    log.append(recorded.at(-1)!);
+    const expected = recorded.map((event, i) => ({ seq: i + 1, event }));
+    expect(await live).toEqual(expected);
+    expect(streams.bytes).toBeLessThan(runningBytes);
+    for (let after = 0; after <= recorded.length; after++) expect(await collect(log.turnId, after)).toEqual(expected.slice(after));
+
+    // Deltas that do not add up to the reply (a log cut short) replay as recorded too.
+    const cut = streams.open('o/p');
+    cut.append({ type: 'delta', text: 'par' });
+    cut.append({ type: 'delta', text: 'tial' });
+    cut.append({ type: 'error', conversationId: 'p', messageId: undefined, content: 'something else', error: new AppError('PROVIDER_ERROR', 'cut') });
+    expect((await collect(cut.turnId, 0)).map((e) => e.event)).toEqual([
+      { type: 'delta', text: 'par' },
+      { type: 'delta', text: 'tial' },
+      expect.objectContaining({ type: 'error', content: 'something else' }),
+    ]);
   });
 
   it('holds at most maxBytes, evicting ended turns first', () => {
