@@ -11,11 +11,16 @@
  *
  * The gateway has two (services.ts). The arrival gate is a chat request's first step: its
  * checks (token, body, rate limit) and its start then run in one pass, so the first requests
- * of a burst reach their model before the last ones are even checked. Checks of the whole burst
- * ahead of every start made every first token wait for all of them (200 at once on 2 cores:
- * the median first token came ~10% later, the first tenth ~20%). The start gate is for a turn whose checks outlived the pass its
- * request was let through in (a shared limiter or store, over the network: their answers to a
- * burst come back together): those starts are spread out too. A turn still in its pass starts.
+ * of a burst reach their model before the last ones are even checked. Checks of the whole
+ * burst ahead of every start made every first token wait for all of them (200 at once on 2
+ * cores: the median first token came ~10% later, the first tenth ~20%). The start gate is for
+ * a turn whose checks outlived the pass its request was let through in (a shared limiter or
+ * store, over the network: their answers to a burst come back together): those starts are
+ * spread out too. A turn still in its pass starts at once.
+ *
+ * The price of arrival order: a flood of requests queues ahead of the requests that arrive
+ * after it, each refused at its rate limit only when its pass comes (before, each was refused as
+ * it arrived, in one long pass that held every running stream's tokens instead).
  */
 export class StartGate {
   /** Starts let through in the current pass. */
