@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ChatPipeline, type ChatTurnEvent, type PreparedTurn } from '../../src/chat/chat-pipeline.js';
 import { runTurn } from '../helpers/turns.js';
+import { passCounter } from '../helpers/wait.js';
 import { buildContext } from '../../src/chat/context-builder.js';
 import { TurnAbort } from '../../src/chat/turn-abort.js';
 import { TurnTracker } from '../../src/chat/turn-tracker.js';
@@ -429,24 +430,18 @@ describe('chat pipeline', () => {
       await answered;
       return consume(key, limit, windowMs);
     };
-    let pass = 0;
-    let ticking = true;
-    const tick = () => {
-      pass++;
-      if (ticking) setImmediate(tick);
-    };
-    setImmediate(tick);
+    const passes = passCounter();
     const passOf: number[] = [];
     let startsQueued = 0;
     await Promise.all(
       Array.from({ length: 6 }, (_, i) =>
         pipeline.prepare({ principal: anon, message: `slow ${i}` }).then(() => {
-          passOf.push(pass);
+          passOf.push(passes.now());
           startsQueued = Math.max(startsQueued, startGate.waiting);
         }),
       ),
     );
-    ticking = false;
+    passes.stop();
     expect(startsQueued).toBeGreaterThan(0);
     const perPass = new Map<number, number>();
     for (const p of passOf) perPass.set(p, (perPass.get(p) ?? 0) + 1);

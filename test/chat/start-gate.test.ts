@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { StartGate } from '../../src/chat/start-gate.js';
+import { passCounter } from '../helpers/wait.js';
 
 /** Resolves after `passes` turns of the event loop. */
 const passes = (n: number) => new Promise<void>((resolve) => {
@@ -12,13 +13,7 @@ describe('StartGate', () => {
     const gate = new StartGate(3);
     const order: number[] = [];
     const passOf: number[] = [];
-    let pass = 0;
-    let ticking = true;
-    const tick = () => {
-      pass++;
-      if (ticking) setImmediate(tick);
-    };
-    setImmediate(tick);
+    const passes = passCounter();
     let timerRanAt = -1;
     setTimeout(() => (timerRanAt = order.length), 0);
 
@@ -27,13 +22,13 @@ describe('StartGate', () => {
         const wait = gate.admit();
         if (wait) await wait;
         order.push(i);
-        passOf.push(pass);
+        passOf.push(passes.now());
       })(),
     );
     expect(order).toEqual([0, 1, 2]); // room for three in this pass: they did not wait
     expect(gate.waiting).toBe(7);
     await Promise.all(starts);
-    ticking = false;
+    passes.stop();
 
     expect(order).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     const perPass = new Map<number, number>();

@@ -8,3 +8,15 @@ export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 5000, 
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/** Counts passes of the event loop (one per check phase) until `stop()`; `now()` is the current pass. */
+export function passCounter(): { now(): number; stop(): void } {
+  let pass = 0;
+  let ticking = true;
+  const tick = () => {
+    pass++;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  return { now: () => pass, stop: () => (ticking = false) };
+}
