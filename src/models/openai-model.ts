@@ -42,16 +42,14 @@ type BuildHeadersArgs = { options: { headers?: unknown; timeout?: number | undef
  *   same headers as a record cost a plain `Object.entries`.
  * - the URL of a path without a query: the SDK parses base URL + path with `new URL` and reads
  *   its search parameters each time (~40 µs on a CPU that was idle, bench/profile.ts at c=1).
- * - the authorization header while the key is the same: the SDK builds a web `Headers` for it.
- * - the merged request headers, and their record, while what they are made of is the same:
- *   the retry count, the per-request timeout, the body's content type and the key. The SDK
- *   merges six sources into a new web `Headers` per request (generators, Sets, a validation of
+ * - the merged request headers (the authorization header among them), and their record, while
+ *   what they are made of is the same: the retry count, the per-request timeout, the body's
+ *   content type and the key. The SDK merges six sources into a new web `Headers` per request (generators, Sets, a validation of
  *   each name and value: ~20 KB allocated a request, the largest single part of the SDK's
  *   allocation). A request with headers of its own, or an idempotency key, is merged as always.
  */
 class LeanOpenAI extends OpenAI {
   readonly #urls = new Map<string, string>();
-  #auth: { key: string; headers: ReturnType<OpenAI['authHeaders']> } | undefined;
   /** Merged headers by what they were made of, for `#headersKey`; their records, frozen: shared by every request. */
   readonly #headers = new Map<string, Headers>();
   readonly #records = new WeakMap<Headers, Readonly<Record<string, string>>>();
@@ -105,12 +103,6 @@ class LeanOpenAI extends OpenAI {
       if (this.#urls.size < URL_CACHE_MAX) this.#urls.set(key, url);
     }
     return url;
-  }
-
-  protected override authHeaders(opts: Parameters<OpenAI['authHeaders']>[0]): ReturnType<OpenAI['authHeaders']> {
-    // Only read by the SDK's header merge, never changed; a new key (an apiKey function's token) builds it again.
-    if (this.#auth?.key !== this.apiKey) this.#auth = { key: this.apiKey, headers: super.authHeaders(opts) };
-    return this.#auth.headers;
   }
 
   override async buildRequest(...args: Parameters<OpenAI['buildRequest']>): ReturnType<OpenAI['buildRequest']> {
