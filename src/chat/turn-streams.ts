@@ -74,35 +74,36 @@ interface PackedEvents {
   readonly text: string;
   /** `text` is the reply of the final event (one string, held once). */
   readonly shared: boolean;
-  /** For event i: where its text ends in `text` (a delta), or -1 (an event of `others`). */
-  readonly ends: Int32Array;
+  /** Event i's text is `text.slice(offsets[i], offsets[i + 1])` (empty for the other events). */
+  readonly offsets: Int32Array;
+  /** The events that are not deltas (start, end), by index. */
   readonly others: ReadonlyMap<number, ChatTurnEvent>;
 }
 
 function pack(events: readonly ChatTurnEvent[]): PackedEvents {
-  const ends = new Int32Array(events.length);
+  const offsets = new Int32Array(events.length + 1);
   const others = new Map<number, ChatTurnEvent>();
   const texts: string[] = [];
-  let at = 0;
   let reply: string | undefined;
   events.forEach((event, i) => {
+    let length = 0;
     if (event.type === 'delta') {
       texts.push(event.text);
-      ends[i] = at += event.text.length;
+      length = event.text.length;
     } else {
-      ends[i] = -1;
       others.set(i, event);
       if (event.type === 'end' || event.type === 'error') reply = event.content;
     }
+    offsets[i + 1] = offsets[i]! + length;
   });
   const joined = texts.join('');
   const shared = joined === reply;
-  return { length: events.length, text: shared ? reply! : joined, shared, ends, others };
+  return { length: events.length, text: shared ? reply! : joined, shared, offsets, others };
 }
 
 /** What a packed log costs the in-process buffer, roughly. */
 function packedBytes(packed: PackedEvents): number {
-  let bytes = 64 + (packed.shared ? 0 : packed.text.length * 2) + packed.ends.byteLength;
+  let bytes = 64 + (packed.shared ? 0 : packed.text.length * 2) + packed.offsets.byteLength;
   for (const event of packed.others.values()) bytes += eventBytes(event);
   return bytes;
 }
@@ -131,16 +132,7 @@ class Log {
   eventAt(i: number): ChatTurnEvent {
     const packed = this.packed;
     if (!packed) return this.events[i]!;
-    const end = packed.ends[i]!;
-    if (end < 0) return packed.others.get(i)!;
-    let start = 0;
-    for (let j = i - 1; j >= 0; j--) {
-      if (packed.ends[j]! >= 0) {
-        start = packed.ends[j]!;
-        break;
-      }
-    }
-    return { type: 'delta', text: packed.text.slice(start, end) };
+    return packed.others.get(i) ?? { type: 'delta', text: packed.text.slice(packed.offsets[i], packed.offsets[i + 1]) };
   }
 
   /** Called for every event: with nobody waiting, it allocates nothing. */
