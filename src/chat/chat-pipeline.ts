@@ -161,12 +161,17 @@ export class ChatPipeline {
   /** Throws AppError (INVALID_MODEL, RATE_LIMIT, ...) before anything is streamed or stored. */
   async prepare(input: ChatTurnInput): Promise<PreparedTurn> {
     const { store, limiter, models, turns } = this.deps;
-    if (turns.closing) throw new AppError('INTERNAL', 'The server is shutting down; retry in a moment');
+    const shuttingDown = () => new AppError('INTERNAL', 'The server is shutting down; retry in a moment');
+    if (turns.closing) throw shuttingDown();
     const { arrivalGate, startGate } = this.deps;
     let arrivedInPass = input.arrivedInPass;
     if (arrivedInPass === undefined && arrivalGate) {
       const wait = arrivalGate.admit();
-      if (wait) await wait;
+      if (wait) {
+        await wait;
+        // A shutdown that began while it queued refuses it before it is counted against its owner.
+        if (turns.closing) throw shuttingDown();
+      }
       arrivedInPass = arrivalGate.pass;
     }
     const { maxMessageChars } = this.deps.options;
@@ -204,7 +209,7 @@ export class ChatPipeline {
     }
     if (turns.closing) {
       lease?.release();
-      throw new AppError('INTERNAL', 'The server is shutting down; retry in a moment');
+      throw shuttingDown();
     }
 
     return {

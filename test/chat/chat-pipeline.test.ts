@@ -449,6 +449,25 @@ describe('chat pipeline', () => {
     expect(perPass.size).toBeGreaterThanOrEqual(3);
   });
 
+  it('a request queued at the arrival gate when a shutdown begins is refused with INTERNAL before its rate limit counts it', async () => {
+    const arrivalGate = new StartGate(1);
+    const { pipeline, limiter, turns } = setup(undefined, undefined, OPTIONS, { arrivalGate });
+    const counted: string[] = [];
+    const consume = limiter.consume.bind(limiter);
+    limiter.consume = (key, limit, windowMs) => {
+      counted.push(key);
+      return consume(key, limit, windowMs);
+    };
+    const first = pipeline.prepare({ principal: anon, message: 'first' });
+    const queued = [pipeline.prepare({ principal: anon, message: 'second' }), pipeline.prepare({ principal: alice, message: 'third' })];
+    for (let i = 0; i < 20; i++) await Promise.resolve(); // this pass: only the first is through
+    expect(arrivalGate.waiting).toBe(2);
+    await turns.drain(0);
+    await expect(first).resolves.toBeDefined();
+    for (const q of queued) await expect(q).rejects.toMatchObject({ code: 'INTERNAL', message: expect.stringMatching(/shutting down/) });
+    expect(counted).toHaveLength(1);
+  });
+
   it('counts one turn per prepare and refuses past the limit with RATE_LIMIT', async () => {
     const { pipeline } = setup(undefined, { userLimit: 3, anonymousLimit: 2, authLimit: 1, windowMs: 60_000 });
     await pipeline.prepare({ principal: anon, message: 'x' });
