@@ -32,9 +32,10 @@ export function createNodeFetch(options: { maxSockets?: number } = {}): { fetch:
     const url = target(input instanceof Request ? input.url : input.toString());
     const agent = agents[url.protocol as keyof typeof agents];
     if (!agent) return Promise.reject(new TypeError(`fetch failed: unsupported protocol ${url.protocol}`));
-    const headers = headerRecord(input instanceof Request ? input.headers : undefined, init.headers);
+    const record = headerRecord(input instanceof Request ? input.headers : undefined, init.headers);
     const body = bodyBytes(init.body);
-    if (body !== undefined && headers['content-length'] === undefined) headers['content-length'] = String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+    if (body !== undefined && record['content-length'] === undefined) record['content-length'] = String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+    const headers = headerLines(record, url);
     const signal = init.signal ?? undefined;
 
     return new Promise<Response>((resolve, reject) => {
@@ -42,7 +43,7 @@ export function createNodeFetch(options: { maxSockets?: number } = {}): { fetch:
         reject(abortError(signal));
         return;
       }
-      const request = (url.protocol === 'https:' ? https : http).request({ ...url, method: init.method ?? 'GET', headers, agent });
+      const request = (url.protocol === 'https:' ? https : http).request({ protocol: url.protocol, hostname: url.hostname, port: url.port, path: url.path, method: init.method ?? 'GET', headers, agent });
       let response: IncomingMessage | undefined;
       const onAbort = () => {
         const err = abortError(signal!);
@@ -155,7 +156,10 @@ interface Target {
   hostname: string;
   port: string;
   path: string;
-  auth?: string;
+  /** The Host header node:http would send for this URL. */
+  host: string;
+  /** `Basic …` from the URL's user and password, as node:http would send it. */
+  basicAuth?: string;
 }
 
 /** Parsed request targets by URL: an SDK calls the same few endpoints again and again. */
@@ -172,7 +176,11 @@ function target(href: string): Target {
       hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
       port: url.port,
       path: `${url.pathname}${url.search}`,
-      ...(url.username || url.password ? { auth: `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}` } : {}),
+      // The URL keeps an IPv6 host in brackets and leaves out a default port, as the header wants them.
+      host: url.host,
+      ...(url.username || url.password
+        ? { basicAuth: `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}` }
+        : {}),
     };
     if (targets.size >= MAX_TARGETS) targets.clear();
     targets.set(href, found);
@@ -251,6 +259,20 @@ function headerRecord(...sources: (HeadersInit | undefined)[]): Record<string, s
     }
   }
   return out;
+}
+
+/**
+ * The request's headers as node:http's flat list (`[name, value, …]`), with the Host (and URL
+ * credentials) node:http would add. Given a list, node:http writes the header block straight away;
+ * given a record, it first copies each header into its own table (setHeader), an array per header,
+ * kept for the request's life.
+ */
+function headerLines(record: Record<string, string>, url: Target): string[] {
+  const lines: string[] = [];
+  if (record.host === undefined) lines.push('host', url.host);
+  if (url.basicAuth !== undefined && record.authorization === undefined) lines.push('authorization', url.basicAuth);
+  for (const key in record) lines.push(key, record[key]!);
+  return lines;
 }
 
 /**

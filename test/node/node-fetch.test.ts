@@ -44,6 +44,35 @@ describe('createNodeFetch', () => {
     expect(seen.at(-1)).toMatchObject({ headers: { authorization: 'Bearer k', 'x-stainless-retry-count': '0' } });
   });
 
+  it('sends the Host header node:http would (port included), credentials in the URL as Basic auth, and a caller\'s own Host or Authorization instead', async () => {
+    const port = new URL(url).port;
+    await (await nodeFetch(`${url}/json`)).text();
+    expect(seen.at(-1)!.headers).toMatchObject({ host: `127.0.0.1:${port}`, connection: 'keep-alive' });
+    await (await nodeFetch(`http://us%20er:p%40ss@127.0.0.1:${port}/json`)).text();
+    expect(seen.at(-1)!.headers).toMatchObject({ host: `127.0.0.1:${port}`, authorization: `Basic ${Buffer.from('us er:p@ss').toString('base64')}` });
+    await (await nodeFetch(`http://user:pass@127.0.0.1:${port}/json`, { headers: { Host: 'api.example', Authorization: 'Bearer mine' } })).text();
+    expect(seen.at(-1)!.headers).toMatchObject({ host: 'api.example', authorization: 'Bearer mine' });
+    expect(seen.at(-1)!.headers).not.toHaveProperty('Host');
+    // Each header once: node:http adds no second Host or Authorization.
+    const raw = await new Promise<string[]>((resolve) => {
+      const probe = http.createServer((req, res) => {
+        resolve(req.rawHeaders);
+        res.end();
+      });
+      probe.listen(0, '127.0.0.1', () => {
+        const probeUrl = `http://u:p@127.0.0.1:${(probe.address() as AddressInfo).port}/`;
+        void nodeFetch(probeUrl, { method: 'POST', headers: { Host: 'h.example' }, body: 'x' }).then(async (r) => {
+          await r.text();
+          probe.close();
+        });
+      });
+    });
+    const names = raw.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
+    expect(names.filter((n) => n === 'host')).toHaveLength(1);
+    expect(names.filter((n) => n === 'authorization')).toHaveLength(1);
+    expect(names.filter((n) => n === 'content-length')).toHaveLength(1);
+  });
+
   it('a Response with status, headers, json() and text(), bodyUsed, and no second read', async () => {
     const res = await nodeFetch(`${url}/json`);
     expect(res).toBeInstanceOf(Response);
