@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { MODES, type Mode } from './sse-client.js';
 
 /** Streams at a time in the JIT warm-up (`warmupTurns`). */
-export const WARMUP_BATCH = 50;
+export const WARMUP_BATCH = 200;
 
 export interface BenchOptions {
   /** Measured modes, in report order (direct, relay, gateway), whatever order they were given in. */
@@ -22,7 +22,9 @@ export interface BenchOptions {
    * Unmeasured turns per mode before anything else, WARMUP_BATCH at a time: V8 optimises a
    * function after it ran a few hundred times, so without them the first level (c=1) measures
    * each mode's interpreter, and the mode with more code (the gateway) the most. A server that
-   * has served a while is past that.
+   * has served a while is past that. A code path run once a turn takes a few thousand turns:
+   * after 400 the gateway's c=200 TTFT p50 still fell round after round (139 ms in the first
+   * of 14 rounds, 56-86 in the last five; the relay's 104 -> 39-43); after 3,000 it is flat.
    */
   warmupTurns: number;
   /** Unmeasured sequential requests per mode before the first level. */
@@ -46,7 +48,7 @@ export const USAGE = `Usage: npm run bench:ttft -- [options]
   --pace 20             ms before each token (also before the first)
   --requests 30         measured sequential requests per mode at concurrency 1
   --rounds 3            measured rounds per mode at concurrency > 1
-  --warmup-turns 200    unmeasured turns per mode at the start, 50 at a time (JIT warm-up)
+  --warmup-turns 3000   unmeasured turns per mode at the start, 200 at a time (JIT warm-up)
   --warmup 5            unmeasured sequential requests per mode at the start
   --warmup-rounds 1     unmeasured rounds per mode before each level > 1
   --timeout 170         hard limit for the whole run, seconds
@@ -83,7 +85,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | undefined {
       pace: { type: 'string', default: '20' },
       requests: { type: 'string', default: '30' },
       rounds: { type: 'string', default: '3' },
-      'warmup-turns': { type: 'string', default: '200' },
+      'warmup-turns': { type: 'string', default: '3000' },
       warmup: { type: 'string', default: '5' },
       'warmup-rounds': { type: 'string', default: '1' },
       timeout: { type: 'string', default: '170' },

@@ -118,7 +118,7 @@ function planFor(quick: boolean) {
     paceMs: 20,
     requests: q(30, 5),
     rounds: q(3, 1),
-    warmupTurns: q(200, 50),
+    warmupTurns: q(3000, 200),
     warmup: q(5, 2),
     warmupRounds: q(1, 0),
     timeoutSeconds: 0, // the run's own limits apply
@@ -127,7 +127,9 @@ function planFor(quick: boolean) {
   };
   return {
     ttft,
-    cpu: { concurrency: 200, tokens: [50, 200], rounds: q(3, 1), warmupRounds: 1, paceMs: 20 },
+    // Warmed as the TTFT section is (the per-turn code needs a few thousand turns); the per-token
+    // code of 200-token replies is warm after fewer turns (each runs it 200 times).
+    cpu: { concurrency: 200, tokens: [50, 200], rounds: q(3, 1), warmupRounds: 1, warmupTurns: { 50: q(3000, 200), 200: q(1000, 200) } as Record<number, number>, paceMs: 20 },
     turns: { clients: 16, roundMs: q(5000, 1500), rounds: q(2, 1) },
     idle: { connections: q(10_000, 1000), addresses: 4, settleMs: q(2000, 1000) },
     eld: { streams: q(1000, 200), rounds: q(3, 1), tokens: 50, paceMs: 20 },
@@ -135,8 +137,8 @@ function planFor(quick: boolean) {
     resume: { turns: q(400, 100) },
     profile: { concurrency: 200, rounds: q(3, 1), tokens: 50, paceMs: 20, top: 15 },
     budgetSeconds: {
-      ttft: q(420, 150),
-      cpu: q(200, 90),
+      ttft: q(540, 150),
+      cpu: q(320, 90),
       turns: q(120, 60),
       idle: q(330, 120),
       eld: q(300, 120),
@@ -549,10 +551,10 @@ async function main(): Promise<void> {
   });
 
   results.cpu = await section('cpu', async (signal) => {
-    const { concurrency, rounds, warmupRounds, paceMs } = plan.cpu;
+    const { concurrency, rounds, warmupRounds, warmupTurns, paceMs } = plan.cpu;
     const byTokens: CpuResult['byTokens'] = [];
     for (const tokens of plan.cpu.tokens) {
-      const opts: BenchOptions = { ...plan.ttft, modes: ['relay', 'gateway'], concurrency: [concurrency], tokens, paceMs, rounds, warmupTurns: 0, warmup: 0, warmupRounds };
+      const opts: BenchOptions = { ...plan.ttft, modes: ['relay', 'gateway'], concurrency: [concurrency], tokens, paceMs, rounds, warmupTurns: warmupTurns[tokens] ?? 0, warmup: 0, warmupRounds };
       const r = await measureTtft(opts, signal, log);
       const level = r.levels[0]!;
       console.log(`\n${formatLevel(level, opts)}`);
