@@ -24,7 +24,8 @@ export interface BenchOptions {
    * each mode's interpreter, and the mode with more code (the gateway) the most. A server that
    * has served a while is past that. A code path run once a turn takes a few thousand turns:
    * after 400 the gateway's c=200 TTFT p50 still fell round after round (139 ms in the first
-   * of 14 rounds, 56-86 in the last five; the relay's 104 -> 39-43); after 3,000 it is flat.
+   * of 14 rounds, 56-86 in the last five; the relay's 104 -> 39-43); after 3,000, 12 rounds
+   * stayed within 56-77 ms.
    */
   warmupTurns: number;
   /** Unmeasured sequential requests per mode before the first level. */
