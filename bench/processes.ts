@@ -119,7 +119,8 @@ const START = (() => {
   if (!entry) throw new Error('package.json start script names no entry file');
   return { flags: words.filter((a) => a.startsWith('--') && !a.startsWith('--import')), entry };
 })();
-const GATEWAY_NODE_FLAGS = START.flags;
+/** The V8 flags of `npm start` (`npm run start:cluster` passes the same); the relay and bare-Hono baselines run with them too. */
+export const GATEWAY_NODE_FLAGS = START.flags;
 
 let built = false;
 /** Compiles src/ into dist/ once per bench run (what `npm start` does first), so the measured gateway is the current code. */
