@@ -231,7 +231,9 @@ async function startCluster(env: Record<string, string>): ReturnType<typeof spaw
 
 describe('start:cluster workers that lose Redis', () => {
   it('with no Redis at REDIS_URL at start, it says so and exits 69, as `npm start` does (no worker restarted in a loop)', async () => {
-    const cluster = await spawnCluster({ REDIS_URL: `redis://127.0.0.1:${await freePort()}` });
+    // Port 1, outside the ephemeral range: a port that was free a moment ago can be taken by a
+    // server of a test running alongside (a CI run once saw an HTTP server there, mid-start-up).
+    const cluster = await spawnCluster({ REDIS_URL: 'redis://127.0.0.1:1' });
     try {
       expect(await cluster.exited, cluster.output()).toBe(69);
       expect(cluster.output()).toMatch(/Cannot start: REDIS_URL: could not connect/);
