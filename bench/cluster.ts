@@ -23,7 +23,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
-import { GATEWAY_NODE_FLAGS, buildGateway, experimentEnv, experimentNodeArgs, freePort, parseEnvList, readProcStats, runBench, startRedisProcess, waitForPort } from './processes.js';
+import { CLUSTER_NODE_FLAGS, buildGateway, experimentEnv, experimentNodeArgs, freePort, parseEnvList, readProcStats, runBench, startRedisProcess, waitForPort } from './processes.js';
 
 export interface ClusterOptions {
   root: string;
@@ -166,7 +166,7 @@ async function drive(port: number, concurrency: number, endAt: number, signal: A
 async function runOnce(opts: ClusterOptions, workers: number, redis: { port: number; pid: number }, signal: AbortSignal): Promise<ClusterRun> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(os.tmpdir(), 'bench-cluster-'));
-  const child = spawn(process.execPath, [...GATEWAY_NODE_FLAGS, ...(opts.nodeArgs ?? []), ...experimentNodeArgs(), 'dist/node/cluster-main.js'], {
+  const child = spawn(process.execPath, [...CLUSTER_NODE_FLAGS, ...(opts.nodeArgs ?? []), ...experimentNodeArgs(), 'dist/node/cluster-main.js'], {
     cwd: opts.root,
     env: {
       PATH: process.env.PATH,

@@ -111,16 +111,23 @@ function diedEarly(child: ChildHandle): Promise<never> {
   });
 }
 
-/** Read from package.json's start script, so the benchmark runs the gateway as users do: its flags and its (compiled) entry. */
-const START = (() => {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } };
-  const words = pkg.scripts.start.split(/\s+/);
+/** The Node flags (`--…`, not `--import`) and the entry file of one of package.json's scripts. */
+function scriptOf(name: string): { flags: string[]; entry: string } {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: Record<string, string | undefined> };
+  const script = pkg.scripts[name];
+  if (script === undefined) throw new Error(`package.json has no ${name} script`);
+  const words = script.split(/\s+/);
   const entry = words.find((w) => w.endsWith('.js') || w.endsWith('.ts'));
-  if (!entry) throw new Error('package.json start script names no entry file');
+  if (!entry) throw new Error(`package.json's ${name} script names no entry file`);
   return { flags: words.filter((a) => a.startsWith('--') && !a.startsWith('--import')), entry };
-})();
-/** The V8 flags of `npm start` (`npm run start:cluster` passes the same); the relay and bare-Hono baselines run with them too. */
+}
+
+/** Read from package.json's start script, so the benchmark runs the gateway as users do: its flags and its (compiled) entry. */
+const START = scriptOf('start');
+/** The V8 flags of `npm start`; the relay and bare-Hono baselines run with them too. */
 export const GATEWAY_NODE_FLAGS = START.flags;
+/** The V8 flags of `npm run start:cluster`, for the cluster bench. */
+export const CLUSTER_NODE_FLAGS = scriptOf('start:cluster').flags;
 
 let built = false;
 /** Compiles src/ into dist/ once per bench run (what `npm start` does first), so the measured gateway is the current code. */

@@ -554,7 +554,7 @@ async function main(): Promise<void> {
     const { concurrency, rounds, warmupRounds, warmupTurns, paceMs } = plan.cpu;
     const byTokens: CpuResult['byTokens'] = [];
     for (const tokens of plan.cpu.tokens) {
-      const opts: BenchOptions = { ...plan.ttft, modes: ['relay', 'gateway'], concurrency: [concurrency], tokens, paceMs, rounds, warmupTurns: warmupTurns[tokens] ?? 0, warmup: 0, warmupRounds };
+      const opts: BenchOptions = { ...plan.ttft, modes: ['relay', 'gateway'], concurrency: [concurrency], tokens, paceMs, rounds, warmupTurns: warmupTurns[tokens] ?? plan.ttft.warmupTurns, warmup: 0, warmupRounds };
       const r = await measureTtft(opts, signal, log);
       const level = r.levels[0]!;
       console.log(`\n${formatLevel(level, opts)}`);

@@ -155,13 +155,17 @@ const TITLE_CHARS = 80;
  * persist the user message, build context, stream the model, persist the reply however
  * the stream ends.
  */
+/** What a turn asked for during a shutdown gets: before it is counted, or after (released). */
+function shuttingDown(): AppError {
+  return new AppError('INTERNAL', 'The server is shutting down; retry in a moment');
+}
+
 export class ChatPipeline {
   constructor(private readonly deps: ChatPipelineDeps) {}
 
   /** Throws AppError (INVALID_MODEL, RATE_LIMIT, ...) before anything is streamed or stored. */
   async prepare(input: ChatTurnInput): Promise<PreparedTurn> {
     const { store, limiter, models, turns } = this.deps;
-    const shuttingDown = () => new AppError('INTERNAL', 'The server is shutting down; retry in a moment');
     if (turns.closing) throw shuttingDown();
     const { arrivalGate, startGate } = this.deps;
     let arrivedInPass = input.arrivedInPass;
