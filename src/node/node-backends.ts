@@ -8,14 +8,12 @@ import { createModelRegistry, discoverCompatibleModel } from '../models/model-re
 import { createRateLimiter } from '../ratelimit/create-rate-limiter.js';
 import type { Backends } from '../services.js';
 import type { ConversationStore } from '../stores/conversation-store.js';
-import { MongoConversationStore } from '../stores/mongo-conversation-store.js';
 import { SqliteConversationStore } from '../stores/sqlite-conversation-store.js';
 import { NativePasswordHasher } from './native-password-hasher.js';
 import { createNodeFetch } from './node-fetch.js';
 import { createEmbedder } from '../memory/create-embedder.js';
 import { LongTermMemory } from '../memory/long-term-memory.js';
 import { MemoryStoreError } from '../memory/memory-store-error.js';
-import { PineconeMemoryStore } from '../memory/pinecone-memory-store.js';
 import { SqliteMemoryStore } from '../memory/sqlite-memory-store.js';
 
 /** A dependency named in the configuration cannot be reached at start-up (exit 69, EX_UNAVAILABLE). */
@@ -27,7 +25,9 @@ export class StartupError extends Error {
 }
 
 /**
- * The one wiring module for Node: configuration picks each port's adapter. `redis` is the
+ * The one wiring module for Node: configuration picks each port's adapter. The SDKs of
+ * services that are not configured (MongoDB, Pinecone) are never loaded: on the embedded
+ * defaults their code would only take memory (~45 MB resident with Redis's, see server.ts). `redis` is the
  * connection of REDIS_URL, when there is one, for rate limits shared without Upstash.
  */
 export async function createNodeBackends(config: Config, logger: Logger, metrics: Metrics = noopMetrics, redis?: RatelimitRedis): Promise<Backends> {
@@ -75,7 +75,7 @@ async function createMemory(config: Config, conversations: ConversationStore, lo
     timeoutMs: config.models.timeoutMs,
   });
   const store = pinecone
-    ? new PineconeMemoryStore({
+    ? new (await import('../memory/pinecone-memory-store.js')).PineconeMemoryStore({
         apiKey: pinecone.apiKey,
         indexName: pinecone.index ?? 'memory',
         indexHost: pinecone.host,
@@ -105,6 +105,7 @@ async function createMemory(config: Config, conversations: ConversationStore, lo
 
 async function connectMongo(mongo: NonNullable<Config['mongo']>): Promise<ConversationStore> {
   try {
+    const { MongoConversationStore } = await import('../stores/mongo-conversation-store.js');
     return await MongoConversationStore.connect(mongo.uri, mongo.db, { connectTimeoutMs: mongo.connectTimeoutMs });
   } catch (err) {
     const host = (() => {

@@ -22,7 +22,6 @@ import { realtimeRoute } from './realtime-route.js';
 import { RealtimeService } from '../realtime/realtime-service.js';
 import { normaliseIp } from './client-ip.js';
 import { addPlaygroundRoutes, findPlaygroundDir, loadPlaygroundAssets } from './playground-assets.js';
-import { RedisCluster, RedisConnectError } from '../cluster/redis-cluster.js';
 
 export interface NodeServer {
   readonly httpServer: HttpServer;
@@ -42,13 +41,22 @@ export interface NodeServer {
 }
 
 const SOCKET_IO_PATH = '/socket.io/';
+
+/**
+ * Several nodes (REDIS_URL). The Redis client and the Socket.IO adapter are loaded only then:
+ * one node never holds their code (~18 MB of resident memory).
+ */
+async function connectCluster(config: Config, logger: Logger) {
+  const { RedisCluster, RedisConnectError } = await import('../cluster/redis-cluster.js');
+  return RedisCluster.connect(config, logger).catch((err: unknown) => {
+    throw err instanceof RedisConnectError ? new StartupError(err.message) : err;
+  });
+}
 const LISTEN_BACKLOG = 4096;
 
 export async function createNodeServer(config: Config, options: { logger?: Logger } = {}): Promise<NodeServer> {
   const logger = options.logger ?? createNodeLogger(config);
-  const cluster = config.redis ? await RedisCluster.connect(config, logger).catch((err: unknown) => {
-    throw err instanceof RedisConnectError ? new StartupError(err.message) : err;
-  }) : undefined;
+  const cluster = config.redis ? await connectCluster(config, logger) : undefined;
   const metrics = config.metrics.enabled ? new PromMetrics() : undefined;
   const services = createServices(config, { ...(await createNodeBackends(config, logger, metrics, cluster?.ratelimitRedis())), cluster });
   const playgroundDir = config.playground.enabled ? findPlaygroundDir() : undefined;
