@@ -1,4 +1,5 @@
-import { ApiError, GoogleGenAI } from '@google/genai';
+import type { GoogleGenAI } from '@google/genai';
+import { genai, isGenaiApiError } from '../models/genai-sdk.js';
 import { geminiStatus } from '../models/gemini-model.js';
 import { l2Normalise, type Embedder, type EmbeddingPurpose } from './embedder.js';
 import { planBatches, prepareInputs } from './embedding-batches.js';
@@ -34,19 +35,23 @@ export class GeminiEmbedder implements Embedder {
   readonly kind = 'gemini';
   readonly model: string;
   readonly dimensions: number;
-  readonly #client: GoogleGenAI;
+  readonly #client: Promise<GoogleGenAI>;
 
   constructor(options: GeminiEmbedderOptions) {
     this.model = options.model;
     this.dimensions = checkDimensions(options.dimensions);
-    this.#client = new GoogleGenAI({
-      apiKey: options.apiKey,
-      httpOptions: {
-        ...(options.baseUrl ? { baseUrl: options.baseUrl } : {}),
-        timeout: options.timeoutMs,
-        retryOptions: { attempts: options.maxRetries + 1 },
-      },
-    });
+    this.#client = genai().then(
+      (sdk) =>
+        new sdk.GoogleGenAI({
+          apiKey: options.apiKey,
+          httpOptions: {
+            ...(options.baseUrl ? { baseUrl: options.baseUrl } : {}),
+            timeout: options.timeoutMs,
+            retryOptions: { attempts: options.maxRetries + 1 },
+          },
+        }),
+    );
+    this.#client.catch(() => {}); // a failed load fails each request, not the process
   }
 
   async embed(texts: readonly string[], purpose: EmbeddingPurpose, signal?: AbortSignal): Promise<Float32Array[]> {
@@ -68,14 +73,14 @@ export class GeminiEmbedder implements Embedder {
   async #request(contents: string[], purpose: EmbeddingPurpose, signal: AbortSignal | undefined): Promise<Float32Array[]> {
     let embeddings;
     try {
-      const response = await this.#client.models.embedContent({
+      const response = await (await this.#client).models.embedContent({
         model: this.model,
         contents,
         config: { taskType: TASK_TYPES[purpose], outputDimensionality: this.dimensions, abortSignal: signal },
       });
       embeddings = response.embeddings ?? [];
     } catch (err) {
-      throw embeddingFailure('Gemini', signal, err, err instanceof ApiError ? geminiStatus(err) : undefined);
+      throw embeddingFailure('Gemini', signal, err, isGenaiApiError(err) ? geminiStatus(err) : undefined);
     }
     if (embeddings.length !== contents.length) {
       throw embeddingAnswerError('Gemini', `answered ${embeddings.length} embeddings for ${contents.length} inputs`);

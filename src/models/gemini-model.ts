@@ -1,9 +1,10 @@
-import { ApiError, GoogleGenAI, type Content } from '@google/genai';
+import type { ApiError, Content, GoogleGenAI } from '@google/genai';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { LanguageModel, ModelCallOptions, ModelFinishReason, ModelStream } from './language-model.js';
 import type { ProviderTransport } from './openai-model.js';
 import { streamCutError } from './provider-error.js';
+import { genai, isGenaiApiError } from './genai-sdk.js';
 import { sseModelStream } from './sse-model-stream.js';
 
 export interface GeminiProviderOptions {
@@ -17,20 +18,25 @@ export interface GeminiProviderOptions {
 }
 
 export class GeminiProvider {
-  readonly client: GoogleGenAI;
+  /** The SDK client, once `@google/genai` is loaded (started here, at start-up). */
+  readonly client: Promise<GoogleGenAI>;
   readonly contextTokens: number;
   readonly transport: ProviderTransport;
   readonly logger: Logger | undefined;
 
   constructor(options: GeminiProviderOptions) {
-    this.client = new GoogleGenAI({
-      apiKey: options.apiKey,
-      httpOptions: {
-        ...(options.baseUrl ? { baseUrl: options.baseUrl } : {}),
-        timeout: options.timeoutMs,
-        retryOptions: { attempts: options.maxRetries + 1 },
-      },
-    });
+    this.client = genai().then(
+      (sdk) =>
+        new sdk.GoogleGenAI({
+          apiKey: options.apiKey,
+          httpOptions: {
+            ...(options.baseUrl ? { baseUrl: options.baseUrl } : {}),
+            timeout: options.timeoutMs,
+            retryOptions: { attempts: options.maxRetries + 1 },
+          },
+        }),
+    );
+    this.client.catch(() => {}); // a failed load fails each request (below), not the process
     this.contextTokens = options.contextTokens;
     this.transport = options.transport ?? {};
     this.logger = options.logger;
@@ -95,8 +101,8 @@ class GeminiChatModel implements LanguageModel {
       signal,
       onText,
       nodeBody: this.owner.transport.nodeBody,
-      request: () =>
-        this.owner.client.models
+      request: async () =>
+        (await this.owner.client).models
           .generateContentStream({
             model: this.modelId,
             contents,
@@ -125,7 +131,7 @@ class GeminiChatModel implements LanguageModel {
         for (const part of candidate?.content?.parts ?? []) if (part.text && !part.thought) report.text(part.text);
         if (candidate?.finishReason) report.finish(FINISH[candidate.finishReason] ?? 'other');
       },
-      statusOf: (err) => (err instanceof ApiError ? geminiStatus(err) : undefined),
+      statusOf: (err) => (isGenaiApiError(err) ? geminiStatus(err) : undefined),
     });
   }
 }

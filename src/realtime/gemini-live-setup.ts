@@ -3,7 +3,7 @@
  * the connection opens, so this runs at connect time, and again when a reconfiguring
  * `session.update` makes the adapter reconnect.
  */
-import { ActivityHandling, Modality, type AudioTranscriptionConfig, type LiveConnectConfig } from '@google/genai';
+import type { ActivityHandling, AudioTranscriptionConfig, LiveConnectConfig, Modality } from '@google/genai';
 import type { RealtimeAudioInputTurnDetection, RealtimeSessionCreateRequest } from 'openai/resources/realtime/realtime';
 
 export type GaSession = RealtimeSessionCreateRequest;
@@ -59,7 +59,8 @@ export function geminiSetup(session: GaSession, options: GeminiSetupOptions): Ge
   const output = asRecord(audio.output);
 
   const textOnly = Array.isArray(s.output_modalities) && s.output_modalities.length > 0 && !s.output_modalities.includes('audio');
-  config.responseModalities = [textOnly ? Modality.TEXT : Modality.AUDIO];
+  // The SDK's string enums, by value: this module does not load the SDK (see models/genai-sdk.ts).
+  config.responseModalities = [(textOnly ? 'TEXT' : 'AUDIO') as Modality];
   if (!textOnly) config.outputAudioTranscription = {};
 
   if (typeof s.instructions === 'string' && s.instructions.length > 0) config.systemInstruction = s.instructions;
@@ -132,7 +133,7 @@ function turnDetection(
   if (td.create_response === false) ignored.push('audio.input.turn_detection.create_response (Gemini always answers a detected turn)');
   const realtimeInputConfig: NonNullable<LiveConnectConfig['realtimeInputConfig']> = { automaticActivityDetection: detection };
   if (td.interrupt_response === false) {
-    realtimeInputConfig.activityHandling = ActivityHandling.NO_INTERRUPTION;
+    realtimeInputConfig.activityHandling = 'NO_INTERRUPTION' as ActivityHandling;
     effective.interrupt_response = false;
   }
   config.realtimeInputConfig = realtimeInputConfig;

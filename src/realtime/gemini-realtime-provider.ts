@@ -9,7 +9,8 @@
  * setup as long as no conversation content has been sent (nothing is lost); after that it is
  * refused with an `error` event and `session.updated` reports the settings still in effect.
  */
-import { GoogleGenAI, type Content, type Part, type Session } from '@google/genai';
+import type { Content, GoogleGenAI, Part, Session } from '@google/genai';
+import { genai } from '../models/genai-sdk.js';
 import WebSocket from 'ws';
 import type * as GA from 'openai/resources/realtime/realtime';
 import { AppError } from '../errors.js';
@@ -45,19 +46,23 @@ export interface GeminiRealtimeProviderOptions {
 export class GeminiRealtimeProvider implements RealtimeProvider {
   readonly kind = 'gemini' as const;
   readonly model: string;
-  private readonly client: GoogleGenAI;
+  private readonly client: Promise<GoogleGenAI>;
 
   constructor(private readonly options: GeminiRealtimeProviderOptions) {
     if (!options.apiKey) throw new Error('GeminiRealtimeProvider needs an API key');
     this.model = options.model ?? GEMINI_LIVE_MODEL;
-    this.client = new GoogleGenAI({
-      apiKey: options.apiKey,
-      ...(options.baseUrl ? { httpOptions: { baseUrl: options.baseUrl } } : {}),
-    });
+    this.client = genai().then(
+      (sdk) =>
+        new sdk.GoogleGenAI({
+          apiKey: options.apiKey,
+          ...(options.baseUrl ? { httpOptions: { baseUrl: options.baseUrl } } : {}),
+        }),
+    );
+    this.client.catch(() => {}); // a failed load fails each connect, not the process
   }
 
   async connect(options: RealtimeConnectOptions): Promise<RealtimeUpstream> {
-    const upstream = new GeminiRealtimeUpstream(this.client, this.model, this.options, options);
+    const upstream = new GeminiRealtimeUpstream(await this.client, this.model, this.options, options);
     await upstream.start();
     return upstream;
   }

@@ -56,12 +56,18 @@ function listeningPort(line: string): number | undefined {
 }
 
 describe('SDKs of services that are not configured', () => {
-  it('are not loaded on the embedded defaults: no MongoDB, Pinecone or Redis client', async () => {
+  it('are not loaded on the embedded defaults: no MongoDB, Pinecone, Redis or Gemini client', async () => {
     const packages = await importedPackages({});
     // The probe sees what the embedded defaults do use (else an empty list would pass).
     expect(packages).toEqual(expect.arrayContaining(['better-sqlite3', 'socket.io', 'openai', 'hono']));
-    for (const unused of ['mongodb', '@pinecone-database/pinecone', 'redis', '@socket.io/redis-streams-adapter']) {
+    for (const unused of ['mongodb', '@pinecone-database/pinecone', 'redis', '@socket.io/redis-streams-adapter', '@google/genai']) {
       expect(packages, `${unused} was loaded`).not.toContain(unused);
     }
+  }, 60_000);
+
+  it('load when configured: with a Gemini key the Gemini SDK is loaded at start-up, not at the first request', async () => {
+    const packages = await importedPackages({ GEMINI_API_KEY: 'test-key', GEMINI_BASE_URL: 'http://127.0.0.1:9' });
+    expect(packages).toContain('@google/genai');
+    expect(packages).not.toContain('mongodb');
   }, 60_000);
 });
