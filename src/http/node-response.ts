@@ -69,7 +69,9 @@ export function writeNodeStream(
 ): Response {
   const recorded = c.get('head') ?? [];
   // Written outside the route's error handling: a head Node refuses ends this response, not the process.
-  const refused = (err: unknown) => c.get('logger')?.error({ err }, 'the response head could not be written; the response is closed');
+  // (The logger, not the context: nothing of the turn keeps the request's Hono context alive.)
+  const logger = c.get('logger');
+  const refused = (err: unknown) => logger?.error({ err }, 'the response head could not be written; the response is closed');
   const stream = new Writer(outgoing, refused, () => {
     const head: Record<string, string | string[]> = {};
     for (const [name, given, append] of recorded) {
