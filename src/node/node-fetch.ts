@@ -32,48 +32,64 @@ export function createNodeFetch(options: { maxSockets?: number } = {}): { fetch:
     const url = target(input instanceof Request ? input.url : input.toString());
     const agent = agents[url.protocol as keyof typeof agents];
     if (!agent) return Promise.reject(new TypeError(`fetch failed: unsupported protocol ${url.protocol}`));
+    const signal = init.signal ?? undefined;
+    if (signal?.aborted) return Promise.reject(abortError(signal));
     const record = headerRecord(input instanceof Request ? input.headers : undefined, init.headers);
     const body = bodyBytes(init.body);
     if (body !== undefined && record['content-length'] === undefined) record['content-length'] = String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
-    const headers = headerLines(record, url);
-    const signal = init.signal ?? undefined;
-
-    return new Promise<Response>((resolve, reject) => {
-      if (signal?.aborted) {
-        reject(abortError(signal));
-        return;
-      }
-      const request = (url.protocol === 'https:' ? https : http).request({ protocol: url.protocol, hostname: url.hostname, port: url.port, path: url.path, method: init.method ?? 'GET', headers, agent });
-      let response: IncomingMessage | undefined;
-      const onAbort = () => {
-        const err = abortError(signal!);
-        request.destroy(err);
-        response?.destroy(err);
-        reject(err);
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      request.once('error', (err) => {
-        signal?.removeEventListener('abort', onAbort);
-        // As undici does: a TypeError whose cause is the socket error (the SDKs map it to a connection error).
-        reject(new TypeError('fetch failed', { cause: err }));
-      });
-      request.once('response', (res) => {
-        response = res;
-        res.once('close', () => signal?.removeEventListener('abort', onAbort));
-        const status = res.statusCode ?? 0;
-        const web = new NodeFetchResponse(res, status !== 204 && status !== 304 && init.method !== 'HEAD', {
-          status,
-          statusText: res.statusMessage ?? '',
-          headers: responseHeaders(res),
-        });
-        bodies.set(web, res);
-        resolve(web);
-      });
+    const method = init.method ?? 'GET';
+    let request: http.ClientRequest;
+    try {
+      request = (url.protocol === 'https:' ? https : http).request({ protocol: url.protocol, hostname: url.hostname, port: url.port, path: url.path, method, headers: headerLines(record, url), agent });
+    } catch (err) {
+      return Promise.reject(err as Error); // a header node:http refuses: a rejected fetch, as with undici
+    }
+    const response = awaitResponse(request, signal, method !== 'HEAD', bodies);
+    try {
       request.end(body);
-    });
+    } catch (err) {
+      request.destroy(err as Error); // rejects `response` through its 'error' listener
+    }
+    return response;
   };
 
   return { fetch: nodeFetch as typeof fetch, nodeBody: (response) => bodies.get(response) as NodeReadableLike | undefined };
+}
+
+/**
+ * The response of a sent request. Made apart from `nodeFetch`, so that what lives as long as the
+ * response does (the abort listener, on the caller's signal until the response closes) keeps
+ * the request and its signal, not the caller's `init`: a model request's body is the whole
+ * conversation it sends, and a stream can run for minutes.
+ */
+function awaitResponse(request: http.ClientRequest, signal: AbortSignal | undefined, hasBody: boolean, bodies: WeakMap<Response, IncomingMessage>): Promise<Response> {
+  return new Promise<Response>((resolve, reject) => {
+    let response: IncomingMessage | undefined;
+    const onAbort = () => {
+      const err = abortError(signal!);
+      request.destroy(err);
+      response?.destroy(err);
+      reject(err);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    request.once('error', (err) => {
+      signal?.removeEventListener('abort', onAbort);
+      // As undici does: a TypeError whose cause is the socket error (the SDKs map it to a connection error).
+      reject(new TypeError('fetch failed', { cause: err }));
+    });
+    request.once('response', (res) => {
+      response = res;
+      res.once('close', () => signal?.removeEventListener('abort', onAbort));
+      const status = res.statusCode ?? 0;
+      const web = new NodeFetchResponse(res, status !== 204 && status !== 304 && hasBody, {
+        status,
+        statusText: res.statusMessage ?? '',
+        headers: responseHeaders(res),
+      });
+      bodies.set(web, res);
+      resolve(web);
+    });
+  });
 }
 
 /**

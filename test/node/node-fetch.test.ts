@@ -1,5 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNodeFetch } from '../../src/node/node-fetch.js';
 
@@ -8,6 +10,7 @@ describe('createNodeFetch', () => {
   let server: http.Server;
   let url: string;
   const seen: { method?: string; headers: http.IncomingHttpHeaders; body: string }[] = [];
+  const held: (() => void)[] = [];
   beforeAll(async () => {
     server = http.createServer((req, res) => {
       let body = '';
@@ -19,6 +22,11 @@ describe('createNodeFetch', () => {
           res.end(JSON.stringify({ error: { message: 'slow down', héllo: '日本' } }));
         } else if (req.url === '/empty') {
           res.writeHead(204).end();
+        } else if (req.url === '/held') {
+          // A stream that stays open until the test lets it end.
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.write('data: 1\n\n');
+          held.push(() => res.end('data: 2\n\n'));
         } else if (req.url === '/chunks') {
           res.writeHead(200, { 'content-type': 'text/plain' });
           res.write('one ');
@@ -117,5 +125,38 @@ describe('createNodeFetch', () => {
     controller.abort();
     await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
     await expect(nodeFetch('http://127.0.0.1:1/')).rejects.toBeInstanceOf(TypeError);
+  });
+
+  it('keeps nothing of what the caller sent (its init, its body) while a response streams; an abort still ends it', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const controller = new AbortController();
+    // A model request's body is the whole conversation: it must not live as long as the reply.
+    let body: Uint8Array | undefined = new TextEncoder().encode(JSON.stringify({ messages: 'x'.repeat(64 * 1024) }));
+    let init: RequestInit | undefined = { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: controller.signal };
+    const refs = [new WeakRef(body), new WeakRef(init)];
+    const res = await nodeFetch(`${url}/held`, init);
+    body = undefined;
+    init = undefined;
+    const stream = nodeBody(res)!;
+    const parts: string[] = [];
+    stream.on('data', (c) => parts.push(Buffer.from(c).toString()));
+    const closed = new Promise<void>((resolve) => stream.on('close', () => resolve()));
+    stream.on('error', () => {});
+    try {
+      await new Promise((r) => setTimeout(r, 30));
+      for (let i = 0; i < 5; i++) {
+        gc();
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(parts.join('')).toBe('data: 1\n\n'); // still streaming
+      expect(refs.map((r) => r.deref() === undefined)).toEqual([true, true]);
+      controller.abort();
+      await closed;
+      expect((stream as unknown as { destroyed: boolean }).destroyed).toBe(true);
+    } finally {
+      controller.abort();
+      for (const end of held.splice(0)) end();
+    }
   });
 });
