@@ -132,9 +132,9 @@ describe('createNodeFetch', () => {
     const gc = runInNewContext('gc') as () => void;
     const controller = new AbortController();
     // A model request's body is the whole conversation: it must not live as long as the reply.
-    let body: Uint8Array | undefined = new TextEncoder().encode(JSON.stringify({ messages: 'x'.repeat(64 * 1024) }));
+    let body: Uint8Array<ArrayBuffer> | undefined = new Uint8Array(new TextEncoder().encode(JSON.stringify({ messages: 'x'.repeat(64 * 1024) })));
     let init: RequestInit | undefined = { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: controller.signal };
-    const refs = [new WeakRef(body), new WeakRef(init)];
+    const refs: WeakRef<object>[] = [new WeakRef(body), new WeakRef(init!)];
     const res = await nodeFetch(`${url}/held`, init);
     body = undefined;
     init = undefined;
