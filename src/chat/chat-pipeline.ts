@@ -306,8 +306,6 @@ export class ChatPipeline {
       // Only signed-in users have long-term memory; an anonymous caller's context is its own conversation.
       const stateless = input.stateless;
       remember = !stateless && memory !== undefined && userId !== null && (await memory.isEnabledFor(userId).catch(() => false));
-      // Recall runs while the user message is stored: it costs the first token only what it takes beyond that write.
-      const recall = remember ? memory!.recall(userId!, input.message) : undefined;
       const userMessage: StoredMessage = {
         id: timeOrderedId(),
         conversationKey: conversation.key,
@@ -332,23 +330,6 @@ export class ChatPipeline {
         sink.start({ type: 'start', conversationId: conversation.id, conversationCreated, userMessageId: userMessage.id, content: userMessage.content, model: modelName });
       };
 
-      const maxTokens = Math.min(input.maxTokens ?? options.maxOutputTokens, options.maxOutputTokens);
-      // A conversation created by this turn holds just the new message.
-      const history: ContextMessage[] = stateless
-        ? [...stateless.history, userMessage]
-        : conversationCreated
-        ? [userMessage]
-        : withNewMessage(await store.recentMessages(conversation.key, options.historyLimit), userMessage, options.historyLimit);
-      const messages = buildContext({
-        systemPrompt: options.systemPrompt,
-        recalled: recall ? recalledOutside(await recall, history, input.message, memory!.options.topK) : [],
-        history,
-        contextTokens: model.contextTokens,
-        reserveTokens: maxTokens,
-      });
-
-      signal.throwIfAborted();
-      watchdog.start();
       let waitingForClient = false;
       let userStored = false;
       /** Text that came before the user message was durable: handed over as one delta once it is. */
@@ -370,7 +351,7 @@ export class ChatPipeline {
           if (ok) stream!.resume();
         });
       };
-      stream = model.stream({ messages, maxTokens, temperature: input.temperature, stop: input.stop, signal }, (delta) => {
+      stream = await this.#ask(input, conversation, conversationCreated, model, userMessage, remember, signal, watchdog, (delta) => {
         watchdog.touch();
         text += delta;
         if (userStored) deliver(delta);
@@ -420,6 +401,45 @@ export class ChatPipeline {
       );
     }
     return { ending, text, messageId };
+  }
+
+  /**
+   * Builds the model's context (history, recalled memories) and asks the model. Apart from
+   * `#stream`, which stays suspended for the whole reply and so keeps every variable of its own:
+   * the conversation loaded and sent here is not kept while the reply streams.
+   */
+  async #ask(
+    input: ChatTurnInput,
+    conversation: Conversation,
+    conversationCreated: boolean,
+    model: LanguageModel,
+    userMessage: StoredMessage,
+    remember: boolean,
+    signal: AbortSignal,
+    watchdog: StreamWatchdog,
+    onText: (delta: string) => void,
+  ): Promise<ModelStream> {
+    const { store, options, memory } = this.deps;
+    const { stateless } = input;
+    // Recall runs while the user message is stored: it costs the first token only what it takes beyond that write.
+    const recall = remember ? memory!.recall(input.principal.userId!, input.message) : undefined;
+    const maxTokens = Math.min(input.maxTokens ?? options.maxOutputTokens, options.maxOutputTokens);
+    // A conversation created by this turn holds just the new message.
+    const history: ContextMessage[] = stateless
+      ? [...stateless.history, userMessage]
+      : conversationCreated
+        ? [userMessage]
+        : withNewMessage(await store.recentMessages(conversation.key, options.historyLimit), userMessage, options.historyLimit);
+    const messages = buildContext({
+      systemPrompt: options.systemPrompt,
+      recalled: recall ? recalledOutside(await recall, history, input.message, memory!.options.topK) : [],
+      history,
+      contextTokens: model.contextTokens,
+      reserveTokens: maxTokens,
+    });
+    signal.throwIfAborted();
+    watchdog.start();
+    return model.stream({ messages, maxTokens, temperature: input.temperature, stop: input.stop, signal }, onText);
   }
 
   /** Waits for a full client buffer to drain; after SLOW_CLIENT_TIMEOUT_MS ends the turn instead. Resolves false when the turn ended. */

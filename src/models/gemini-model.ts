@@ -83,39 +83,12 @@ class GeminiChatModel implements LanguageModel {
   }
 
   stream(options: ModelCallOptions, onText: (text: string) => void): ModelStream {
-    const { signal } = options;
-    const system = options.messages.filter((m) => m.role === 'system').map((m) => m.content);
-    const contents: Content[] = options.messages
-      .filter((m) => m.role !== 'system')
-      .map((m) => ({ role: m.role === 'assistant' ? 'model' : 'user', parts: [{ text: m.content }] }));
-    const baseFetch = this.owner.transport.fetch ?? fetch;
-    let captured: Response | undefined;
-    const capture = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-      const response = await baseFetch(input, init);
-      if (!response.ok) return response; // the SDK reads the error body, maps the status and retries
-      captured = response;
-      return new Response(null, { status: response.status, headers: response.headers });
-    };
     return sseModelStream({
       provider: 'Gemini',
-      signal,
+      signal: options.signal,
       onText,
       nodeBody: this.owner.transport.nodeBody,
-      request: async () =>
-        (await this.owner.client).models
-          .generateContentStream({
-            model: this.modelId,
-            contents,
-            config: {
-              abortSignal: signal,
-              httpOptions: { fetch: capture },
-              ...(system.length ? { systemInstruction: system.join('\n\n') } : {}),
-              ...(options.maxTokens === undefined ? {} : { maxOutputTokens: options.maxTokens }),
-              ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
-              ...(options.stop?.length ? { stopSequences: [...options.stop] } : {}),
-            },
-          })
-          .then(() => captured),
+      request: generateRequest(this, options),
       readChunk: (data, report) => {
         let chunk: GeminiChunk;
         try {
@@ -134,6 +107,43 @@ class GeminiChatModel implements LanguageModel {
       statusOf: (err) => (isGenaiApiError(err) ? geminiStatus(err) : undefined),
     });
   }
+}
+
+/**
+ * The request of one reply, made apart from `stream()`: the closures that live as long as the
+ * reply (`readChunk`) do not share a scope with the contents, so the conversation sent is not
+ * kept while the reply streams.
+ */
+function generateRequest(model: GeminiChatModel, options: ModelCallOptions): () => Promise<Response | undefined> {
+  const { owner, modelId } = model;
+  const { signal } = options;
+  const system = options.messages.filter((m) => m.role === 'system').map((m) => m.content);
+  const contents: Content[] = options.messages
+    .filter((m) => m.role !== 'system')
+    .map((m) => ({ role: m.role === 'assistant' ? 'model' : 'user', parts: [{ text: m.content }] }));
+  const baseFetch = owner.transport.fetch ?? fetch;
+  let captured: Response | undefined;
+  const capture = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const response = await baseFetch(input, init);
+    if (!response.ok) return response; // the SDK reads the error body, maps the status and retries
+    captured = response;
+    return new Response(null, { status: response.status, headers: response.headers });
+  };
+  return async () =>
+    (await owner.client).models
+      .generateContentStream({
+        model: modelId,
+        contents,
+        config: {
+          abortSignal: signal,
+          httpOptions: { fetch: capture },
+          ...(system.length ? { systemInstruction: system.join('\n\n') } : {}),
+          ...(options.maxTokens === undefined ? {} : { maxOutputTokens: options.maxTokens }),
+          ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
+          ...(options.stop?.length ? { stopSequences: [...options.stop] } : {}),
+        },
+      })
+      .then(() => captured);
 }
 
 /** Gemini answers a bad key with 400 INVALID_ARGUMENT and reason API_KEY_INVALID; report it as the credential error it is. */

@@ -37,6 +37,11 @@ export class LocalModel implements LanguageModel {
    */
   stream(options: ModelCallOptions, onText: (text: string) => void): ModelStream {
     const { signal } = options;
+    // The reply and the input count are worked out here, where no closure below sees the
+    // messages: a reply that streams does not keep the conversation it answers.
+    const pieces = signal.aborted ? [] : splitTokens(cutAtStop(composeReply(options.messages, this.#about), options.stop));
+    const limit = Math.min(options.maxTokens ?? Number.POSITIVE_INFINITY, pieces.length);
+    const inputTokens = signal.aborted ? 0 : countMessageTokens(options.messages);
     let paused = false;
     let wake: (() => void) | undefined;
     const done = new Promise<ModelFinish>((resolve, reject) => {
@@ -47,12 +52,10 @@ export class LocalModel implements LanguageModel {
       };
       if (signal.aborted) return onAbort();
       signal.addEventListener('abort', onAbort, { once: true });
-      const pieces = splitTokens(cutAtStop(composeReply(options.messages, this.#about), options.stop));
-      const limit = Math.min(options.maxTokens ?? Number.POSITIVE_INFINITY, pieces.length);
       let emitted = 0;
       const finish = () => {
         signal.removeEventListener('abort', onAbort);
-        resolve({ finishReason: emitted < pieces.length ? 'length' : 'stop', usage: { inputTokens: countMessageTokens(options.messages), outputTokens: emitted } });
+        resolve({ finishReason: emitted < pieces.length ? 'length' : 'stop', usage: { inputTokens, outputTokens: emitted } });
       };
       const step = () => {
         timer = undefined;

@@ -189,29 +189,12 @@ class OpenAIChatModel implements LanguageModel {
   }
 
   stream(options: ModelCallOptions, onText: (text: string) => void): ModelStream {
-    const { signal } = options;
-    const limit =
-      options.maxTokens === undefined ? {} : this.owner.compatible ? { max_tokens: options.maxTokens } : { max_completion_tokens: options.maxTokens };
     return sseModelStream({
       provider: 'OpenAI',
-      signal,
+      signal: options.signal,
       onText,
       nodeBody: this.owner.nodeBody,
-      request: () =>
-        this.owner.client.chat.completions
-          .create(
-            {
-              model: this.modelId,
-              messages: options.messages,
-              stream: true,
-              stream_options: { include_usage: true },
-              ...limit,
-              ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
-              ...(options.stop?.length ? { stop: [...options.stop] } : {}),
-            },
-            { signal },
-          )
-          .asResponse(),
+      request: chatRequest(this, options),
       readChunk: (data, report) => {
         if (data === '[DONE]') return false;
         let chunk: ChatChunk;
@@ -235,6 +218,31 @@ class OpenAIChatModel implements LanguageModel {
       statusOf: (err) => (err instanceof OpenAI.APIError ? err.status : undefined),
     });
   }
+}
+
+/**
+ * The request of one reply, made apart from `stream()`: the closures that live as long as the
+ * reply (`readChunk`) do not share a scope with the messages, so the conversation sent is not
+ * kept while the reply streams (a suspended or captured scope keeps every variable in it).
+ */
+function chatRequest(model: OpenAIChatModel, options: ModelCallOptions): () => Promise<Response> {
+  const { owner } = model;
+  const limit = options.maxTokens === undefined ? {} : owner.compatible ? { max_tokens: options.maxTokens } : { max_completion_tokens: options.maxTokens };
+  return () =>
+    owner.client.chat.completions
+      .create(
+        {
+          model: model.modelId,
+          messages: options.messages,
+          stream: true,
+          stream_options: { include_usage: true },
+          ...limit,
+          ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
+          ...(options.stop?.length ? { stop: [...options.stop] } : {}),
+        },
+        { signal: options.signal },
+      )
+      .asResponse();
 }
 
 /** The SDK's (message, ...details) calls as structured log records, details clipped. */

@@ -39,7 +39,15 @@ export interface SseModelStreamOptions {
  * reason (or mid-event) is a cut stream.
  */
 export function sseModelStream(options: SseModelStreamOptions): ModelStream {
-  const { provider, signal, onText } = options;
+  const { provider, signal, onText, readChunk, nodeBody, statusOf } = options;
+  // Sent here, where no closure below can see `options`: the request (and the conversation it
+  // carries) is not kept for the stream's life.
+  let sent: Promise<Response | undefined> | undefined;
+  try {
+    sent = signal.aborted ? undefined : options.request();
+  } catch (err) {
+    sent = Promise.reject(err as Error);
+  }
   let source: ByteSource | undefined;
   let paused = false;
 
@@ -57,11 +65,10 @@ export function sseModelStream(options: SseModelStreamOptions): ModelStream {
     };
     // The abort must end the turn now, whatever the socket is doing.
     const onAbort = () => settle({ err: signal.reason });
-    if (signal.aborted) return onAbort();
+    if (!sent) return onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
 
-    options
-      .request()
+    sent
       .then((response) => {
         if (settled) {
           void response?.body?.cancel().catch(() => {});
@@ -83,9 +90,9 @@ export function sseModelStream(options: SseModelStreamOptions): ModelStream {
           usage: (u) => (usage = u),
         };
         const decoder = new SseDecoder((data) => {
-          if (options.readChunk(data, report) !== false) received = true;
+          if (readChunk(data, report) !== false) received = true;
         });
-        source = responseBytes(response, options.nodeBody);
+        source = responseBytes(response, nodeBody);
         if (paused) source.pause();
         source.start({
           data: (bytes) => {
@@ -109,7 +116,7 @@ export function sseModelStream(options: SseModelStreamOptions): ModelStream {
           },
         });
       })
-      .catch((err: unknown) => settle({ err: streamFailure(provider, signal, err, options.statusOf(err), false) }));
+      .catch((err: unknown) => settle({ err: streamFailure(provider, signal, err, statusOf(err), false) }));
   });
   return {
     done,
