@@ -29,7 +29,9 @@ export interface ChatTurnInput {
   /**
    * A stateless turn (OpenAI-compatible clients that send the whole history): the client's
    * earlier messages come in `history`, nothing is read from or written to the store, and no
-   * long-term memory is recalled or kept. `conversationId` is then ignored.
+   * long-term memory is recalled or kept. `conversationId` is then ignored. The pipeline takes
+   * the history (leaves `history` empty) once the model is asked: it is not kept while the
+   * reply streams.
    */
   stateless?: { history: readonly ModelMessage[] } | undefined;
   /** Which wire protocol runs the turn (`sse`, `ai:chat`, `chat:start`, ...): a metrics label, so a fixed name. */
@@ -304,7 +306,8 @@ export class ChatPipeline {
       // its client saw the message sent, so the message and an empty stopped reply are stored.
       if (signal.aborted && asTurnAbort(signal.reason).kind === 'disconnect') signal.throwIfAborted();
       // Only signed-in users have long-term memory; an anonymous caller's context is its own conversation.
-      const stateless = input.stateless;
+      // (A flag, not the object: its history is taken once the model is asked, see #ask.)
+      const stateless = input.stateless !== undefined;
       remember = !stateless && memory !== undefined && userId !== null && (await memory.isEnabledFor(userId).catch(() => false));
       const userMessage: StoredMessage = {
         id: timeOrderedId(),
@@ -421,12 +424,15 @@ export class ChatPipeline {
   ): Promise<ModelStream> {
     const { store, options, memory } = this.deps;
     const { stateless } = input;
+    // Taken, not kept: `input` lives as long as the turn does.
+    const given = stateless?.history ?? [];
+    if (stateless) input.stateless = { history: [] };
     // Recall runs while the user message is stored: it costs the first token only what it takes beyond that write.
     const recall = remember ? memory!.recall(input.principal.userId!, input.message) : undefined;
     const maxTokens = Math.min(input.maxTokens ?? options.maxOutputTokens, options.maxOutputTokens);
     // A conversation created by this turn holds just the new message.
     const history: ContextMessage[] = stateless
-      ? [...stateless.history, userMessage]
+      ? [...given, userMessage]
       : conversationCreated
         ? [userMessage]
         : withNewMessage(await store.recentMessages(conversation.key, options.historyLimit), userMessage, options.historyLimit);

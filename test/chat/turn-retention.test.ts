@@ -12,6 +12,7 @@ import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { postChat, readSse } from '../helpers/sse.js';
+import { waitFor } from '../helpers/wait.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -27,6 +28,7 @@ const chunk = (delta: Record<string, string>, finish: string | null) =>
 function holdingStandin() {
   const held = new Set<() => void>();
   let smallestHeld = Number.POSITIVE_INFINITY;
+  let heldSoFar = 0;
   const server = http.createServer((req, res) => {
     let hold = false;
     let tail = '';
@@ -43,6 +45,7 @@ function holdingStandin() {
       const finish = () => res.end(`${chunk({}, 'stop')}data: [DONE]\n\n`);
       if (!hold) return finish();
       smallestHeld = Math.min(smallestHeld, bytes);
+      heldSoFar++;
       held.add(finish);
     });
   });
@@ -51,11 +54,22 @@ function holdingStandin() {
     held: () => held.size,
     /** The smallest request body (bytes) of a held reply so far. */
     smallestHeld: () => smallestHeld,
+    /** Replies held since the stand-in started. */
+    heldSoFar: () => heldSoFar,
     release() {
       for (const end of held) end();
       held.clear();
     },
   };
+}
+
+/** POSTs a JSON body built by `body` (not kept after it is written); resolves with the response. */
+function send(url: string, body: () => string): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', headers: { 'content-type': 'application/json' } }, resolve);
+    req.on('error', reject);
+    req.end(body());
+  });
 }
 
 async function heapAfterGc(): Promise<number> {
@@ -72,7 +86,7 @@ describe('a streaming turn', () => {
   beforeAll(async () => {
     await new Promise<void>((r) => standin.server.listen(0, '127.0.0.1', r));
     const port = (standin.server.address() as AddressInfo).port;
-    gw = await startGateway({ OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: `http://127.0.0.1:${port}/v1`, PROVIDER_MAX_RETRIES: '0', MAX_MESSAGE_CHARS: '400000', MAX_BODY_BYTES: '1000000', MODEL_CONTEXT_TOKENS: '2000000', HISTORY_LIMIT: '200', RATE_LIMIT_ANON: '1000', LOCAL_MODEL_CONTEXT_TOKENS: '2000000', LOCAL_MODEL_TOKEN_DELAY_MS: '1000', DEFAULT_MODEL: 'gpt-4o-mini' });
+    gw = await startGateway({ OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: `http://127.0.0.1:${port}/v1`, PROVIDER_MAX_RETRIES: '0', MAX_MESSAGE_CHARS: '400000', MAX_BODY_BYTES: '2000000', MODEL_CONTEXT_TOKENS: '2000000', HISTORY_LIMIT: '200', RATE_LIMIT_ANON: '1000', LOCAL_MODEL_CONTEXT_TOKENS: '2000000', LOCAL_MODEL_TOKEN_DELAY_MS: '1000', DEFAULT_MODEL: 'gpt-4o-mini' });
   });
   afterAll(async () => {
     standin.release();
@@ -133,6 +147,73 @@ describe('a streaming turn', () => {
     const r = await retainedPerTurn('gpt-4o-mini', () => standin.release());
     // Each turn loaded and sent the whole 1 MB conversation; what it keeps while it streams must be far less.
     expect(standin.smallestHeld()).toBeGreaterThan(1_000_000);
+    expect(r.measured, kb(r)).toBeLessThan(256 * 1024);
+  }, 60_000);
+
+  /**
+   * The OpenAI-compatible route without a named conversation: the client sends the whole
+   * history in each request (here 1 MB in four messages), streamed or not.
+   */
+  async function statelessRetainedPerTurn(stream: boolean): Promise<{ warm: number; measured: number }> {
+    const words = Array.from({ length: 60_000 }, (_, i) => `w${(i * 7919) % 10_007}`).join(' ');
+    const round = async (): Promise<number> => {
+      const before = await heapAfterGc();
+      const from = standin.heldSoFar();
+      // Sent with node:http and not kept here, so that this process's client holds no copy of what it sent.
+      const responses = Array.from({ length: turns }, (_, i) =>
+        send(`${gw.url}/v1/chat/completions`, () =>
+          JSON.stringify({
+            model: 'gpt-4o-mini',
+            stream,
+            messages: [0, 1, 2, 3]
+              .flatMap((m) => [
+                { role: 'user', content: `${m} ${words}`.slice(0, 250_000) },
+                { role: 'assistant', content: 'one' },
+              ])
+              .concat({ role: 'user', content: `hold ${i}` }),
+          }),
+        ),
+      );
+      /** Each response read to its end (started at once, so no event is missed). */
+      const ends: Promise<unknown>[] = [];
+      const readToEnd = (res: http.IncomingMessage) => {
+        ends.push(new Promise((resolve) => res.once('end', resolve)));
+        res.resume();
+      };
+      if (stream) {
+        // Each reply has its first chunk out.
+        for (const res of await Promise.all(responses)) {
+          expect(res.statusCode).toBe(200);
+          const first = await new Promise<string>((resolve) => res.once('data', (d: Buffer) => resolve(d.toString())));
+          expect(first).toContain('chat.completion.chunk');
+          readToEnd(res);
+        }
+      }
+      // Each request is with the model, which holds its reply.
+      await waitFor(() => standin.heldSoFar() - from === turns, 10_000, 10);
+      const during = await heapAfterGc();
+      standin.release();
+      if (!stream) {
+        for (const res of await Promise.all(responses)) {
+          expect(res.statusCode).toBe(200);
+          readToEnd(res);
+        }
+      }
+      await Promise.all(ends);
+      return (during - before) / turns;
+    };
+    const warm = await round();
+    return { warm, measured: await round() };
+  }
+
+  it('nor on the OpenAI-compatible route, where the client sends the whole history (streamed)', async () => {
+    const r = await statelessRetainedPerTurn(true);
+    expect(standin.smallestHeld()).toBeGreaterThan(1_000_000);
+    expect(r.measured, kb(r)).toBeLessThan(256 * 1024);
+  }, 60_000);
+
+  it('nor on the OpenAI-compatible route when the reply is not streamed', async () => {
+    const r = await statelessRetainedPerTurn(false);
     expect(r.measured, kb(r)).toBeLessThan(256 * 1024);
   }, 60_000);
 
