@@ -1,5 +1,5 @@
 import type { GoogleGenAI } from '@google/genai';
-import { genai, isGenaiApiError } from '../models/genai-sdk.js';
+import { genaiClient, isGenaiApiError } from '../models/genai-sdk.js';
 import { geminiStatus } from '../models/gemini-model.js';
 import { l2Normalise, type Embedder, type EmbeddingPurpose } from './embedder.js';
 import { planBatches, prepareInputs } from './embedding-batches.js';
@@ -40,18 +40,7 @@ export class GeminiEmbedder implements Embedder {
   constructor(options: GeminiEmbedderOptions) {
     this.model = options.model;
     this.dimensions = checkDimensions(options.dimensions);
-    this.#client = genai().then(
-      (sdk) =>
-        new sdk.GoogleGenAI({
-          apiKey: options.apiKey,
-          httpOptions: {
-            ...(options.baseUrl ? { baseUrl: options.baseUrl } : {}),
-            timeout: options.timeoutMs,
-            retryOptions: { attempts: options.maxRetries + 1 },
-          },
-        }),
-    );
-    this.#client.catch(() => {}); // a failed load fails each request, not the process
+    this.#client = genaiClient({ apiKey: options.apiKey, baseUrl: options.baseUrl, timeoutMs: options.timeoutMs, maxRetries: options.maxRetries });
   }
 
   async embed(texts: readonly string[], purpose: EmbeddingPurpose, signal?: AbortSignal): Promise<Float32Array[]> {

@@ -4,7 +4,7 @@ import type { Logger } from '../logger.js';
 import type { LanguageModel, ModelCallOptions, ModelFinishReason, ModelStream } from './language-model.js';
 import type { ProviderTransport } from './openai-model.js';
 import { streamCutError } from './provider-error.js';
-import { genai, isGenaiApiError } from './genai-sdk.js';
+import { genaiClient, isGenaiApiError } from './genai-sdk.js';
 import { sseModelStream } from './sse-model-stream.js';
 
 export interface GeminiProviderOptions {
@@ -25,18 +25,7 @@ export class GeminiProvider {
   readonly logger: Logger | undefined;
 
   constructor(options: GeminiProviderOptions) {
-    this.client = genai().then(
-      (sdk) =>
-        new sdk.GoogleGenAI({
-          apiKey: options.apiKey,
-          httpOptions: {
-            ...(options.baseUrl ? { baseUrl: options.baseUrl } : {}),
-            timeout: options.timeoutMs,
-            retryOptions: { attempts: options.maxRetries + 1 },
-          },
-        }),
-    );
-    this.client.catch(() => {}); // a failed load fails each request (below), not the process
+    this.client = genaiClient({ apiKey: options.apiKey, baseUrl: options.baseUrl, timeoutMs: options.timeoutMs, maxRetries: options.maxRetries });
     this.contextTokens = options.contextTokens;
     this.transport = options.transport ?? {};
     this.logger = options.logger;

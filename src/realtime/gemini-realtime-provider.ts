@@ -10,7 +10,7 @@
  * refused with an `error` event and `session.updated` reports the settings still in effect.
  */
 import type { Content, GoogleGenAI, Part, Session } from '@google/genai';
-import { genai } from '../models/genai-sdk.js';
+import { genaiClient } from '../models/genai-sdk.js';
 import WebSocket from 'ws';
 import type * as GA from 'openai/resources/realtime/realtime';
 import { AppError } from '../errors.js';
@@ -51,14 +51,7 @@ export class GeminiRealtimeProvider implements RealtimeProvider {
   constructor(private readonly options: GeminiRealtimeProviderOptions) {
     if (!options.apiKey) throw new Error('GeminiRealtimeProvider needs an API key');
     this.model = options.model ?? GEMINI_LIVE_MODEL;
-    this.client = genai().then(
-      (sdk) =>
-        new sdk.GoogleGenAI({
-          apiKey: options.apiKey,
-          ...(options.baseUrl ? { httpOptions: { baseUrl: options.baseUrl } } : {}),
-        }),
-    );
-    this.client.catch(() => {}); // a failed load fails each connect, not the process
+    this.client = genaiClient({ apiKey: options.apiKey, baseUrl: options.baseUrl });
   }
 
   async connect(options: RealtimeConnectOptions): Promise<RealtimeUpstream> {
