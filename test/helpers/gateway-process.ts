@@ -46,12 +46,12 @@ const STOP_TIMEOUT_MS = 15_000;
 
 /**
  * Starts `src/node/main.ts` with only `env` (plus PATH and test defaults), not this process's
- * environment, so a developer's variables never leak in; `.env` in the repository would still
+ * environment (`nodeArgs`: more Node flags, e.g. a preload), so a developer's variables never leak in; `.env` in the repository would still
  * be read, as `npm start` reads it. Resolves once `/healthz` answers.
  */
-export async function spawnGateway(env: Env = {}): Promise<GatewayProcess> {
+export async function spawnGateway(env: Env = {}, options: { nodeArgs?: string[] } = {}): Promise<GatewayProcess> {
   const dataDir = env.DATA_DIR ?? tempDataDir();
-  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY], {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...(options.nodeArgs ?? []), ENTRY], {
     cwd: REPO,
     env: {
       PATH: process.env.PATH ?? '',
