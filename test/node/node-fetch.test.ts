@@ -20,6 +20,16 @@ describe('createNodeFetch', () => {
         if (req.url === '/json') {
           res.writeHead(429, { 'content-type': 'application/json', 'x-request-id': 'req_1', 'retry-after': '2' });
           res.end(JSON.stringify({ error: { message: 'slow down', héllo: '日本' } }));
+        } else if (req.url === '/cookies') {
+          // Repeated and mixed-case header lines, as a provider's edge may send them.
+          res.writeHead(200, [
+            ['Set-Cookie', 'a=1; Path=/'],
+            ['X-Trace', 'one'],
+            ['set-cookie', 'b=2; HttpOnly'],
+            ['x-trace', 'two'],
+            ['Content-Type', 'text/plain'],
+          ].flat());
+          res.end('ok');
         } else if (req.url === '/empty') {
           res.writeHead(204).end();
         } else if (req.url === '/held') {
@@ -91,6 +101,18 @@ describe('createNodeFetch', () => {
     await expect(res.text()).rejects.toThrow(TypeError);
     const again = await nodeFetch(`${url}/json`);
     expect(JSON.parse(await again.text())).toMatchObject({ error: { message: 'slow down' } });
+  });
+
+  it('hands over every response header line as fetch does: repeated names kept, in order, Set-Cookie apart', async () => {
+    const mine = await nodeFetch(`${url}/cookies`);
+    const undici = await fetch(`${url}/cookies`);
+    expect(await mine.text()).toBe('ok');
+    await undici.arrayBuffer();
+    expect(mine.headers.getSetCookie()).toEqual(['a=1; Path=/', 'b=2; HttpOnly']);
+    expect(mine.headers.get('x-trace')).toBe('one, two');
+    expect([...mine.headers].filter(([name]) => name !== 'date' && name !== 'connection' && name !== 'keep-alive')).toEqual(
+      [...undici.headers].filter(([name]) => name !== 'date' && name !== 'connection' && name !== 'keep-alive'),
+    );
   });
 
   it('clone() gives two readable copies; blob() and the web body stream work; a 204 has no body', async () => {
