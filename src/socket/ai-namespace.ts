@@ -14,6 +14,7 @@ import { conversationKey } from '../stores/conversation-store.js';
 import { stopConversationTurn } from '../chat/stop-turn.js';
 import type { ChatTurnEvent } from '../chat/chat-pipeline.js';
 import { SocketTurns } from './socket-turns.js';
+import { tokenEmitter } from './token-emitter.js';
 
 type AiSocket = Socket<AiClientToServerEvents, AiServerToClientEvents, InterServerEvents, SocketData>;
 export type AiNamespace = Namespace<AiClientToServerEvents, AiServerToClientEvents, InterServerEvents, SocketData>;
@@ -106,6 +107,7 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
         // The same events, with the conversation named, for the user's other tabs (every node through the adapter).
         const tabs = userRoom ? socket.to(userRoom) : undefined;
         let turnConversation = '';
+        const chatMessage = tokenEmitter<{ content: string; isComplete: false }>(socket, 'chat:message');
         await runSocketTurn({
           services,
           socket,
@@ -123,7 +125,7 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
               }
             },
             delta: (text) => {
-              socket.emit('chat:message', { content: text, isComplete: false });
+              chatMessage({ content: text, isComplete: false });
               tabs?.emit('chat:message', { content: text, isComplete: false, conversationId: turnConversation });
             },
             end: (e) => {

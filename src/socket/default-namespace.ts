@@ -15,6 +15,7 @@ import type { RealtimeService } from '../realtime/realtime-service.js';
 import { attachRealtimeEvents } from './realtime-events.js';
 import { runSocketTurn } from './run-socket-turn.js';
 import { SocketTurns } from './socket-turns.js';
+import { tokenEmitter } from './token-emitter.js';
 import { replayToSocket } from './replay-to-socket.js';
 
 type DefaultSocket = Socket<DefaultClientToServerEvents, DefaultServerToClientEvents, InterServerEvents, SocketData>;
@@ -155,6 +156,7 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
         if (turns.size >= MAX_PARALLEL_TURNS) throw new AppError('BUSY', `At most ${MAX_PARALLEL_TURNS} chats may stream at once on one connection`);
         const { message, sessionId, model, maxTokens, temperature } = parsed.data;
         let conversationId = '';
+        const stream = tokenEmitter<{ content: string; sessionId: string }>(s, 'ai:stream');
         await runSocketTurn({
           services,
           socket: s,
@@ -165,7 +167,7 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
             start: (e) => {
               conversationId = e.conversationId;
             },
-            delta: (text) => s.emit('ai:stream', { content: text, sessionId: conversationId }),
+            delta: (text) => stream({ content: text, sessionId: conversationId }),
             end: (e) => {
               // An `aborted` end means the client left: there is nobody to tell.
               if (e.finishReason !== 'aborted') s.emit('ai:complete', { response: e.content, sessionId: conversationId, messageId: e.messageId });

@@ -29,6 +29,8 @@ export function createSocketServer(
   const { config } = services;
   // Non-browser clients send no Origin.
   const allowedOrigin = (origin: string | undefined, host: string | undefined, quiet = false) => origin === undefined || services.origins(origin, host, { quiet });
+  // The per-token events are encoded by tokenEmitter (token-emitter.ts), which assumes the default
+  // parser and no connection-state recovery: a change to either here changes it too.
   const io = new Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>(httpServer, {
     path: '/socket.io/',
     ...(options.adapter ? { adapter: options.adapter } : {}),
