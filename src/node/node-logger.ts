@@ -1,35 +1,50 @@
-import { pino, type LoggerOptions } from 'pino';
+import { pino, type DestinationStream, type LoggerOptions } from 'pino';
 import pretty from 'pino-pretty';
 import type { Config } from '../config.js';
+import { redactFields, redactSecrets } from '../log-redaction.js';
 import type { Logger } from '../logger.js';
 
 /**
- * Structured JSON logs; secrets are redacted by path wherever they could appear. With
- * LOG_PRETTY=true (or, when it is unset, on a terminal) the same entries are written as one
- * readable line each, redacted the same way: pino redacts before the line is formatted.
+ * Structured JSON logs; secrets are hidden wherever they could appear (`redactSecrets`: a
+ * token, password or API key, credentials in headers, in an entry or in any object directly in
+ * it, an error included). With LOG_PRETTY=true (or, when it is unset, on a terminal) the same
+ * entries are written as one readable line each, hidden the same way: that happens before the
+ * line is formatted. `destination`: where the lines go instead of stdout.
  */
-export function createNodeLogger(config: Pick<Config, 'logLevel' | 'logPretty'>, stdoutIsTTY = process.stdout.isTTY === true): Logger {
+export function createNodeLogger(
+  config: Pick<Config, 'logLevel' | 'logPretty'>,
+  stdoutIsTTY = process.stdout.isTTY === true,
+  destination?: DestinationStream,
+): Logger {
   const options: LoggerOptions = {
     level: config.logLevel,
     base: { service: 'ai-chat-gateway' },
-    redact: {
-      paths: [
-        'headers.authorization',
-        'headers.cookie',
-        '*.headers.authorization',
-        '*.headers.cookie',
-        'token',
-        '*.token',
-        'password',
-        '*.password',
-        'apiKey',
-        '*.apiKey',
-      ],
-      censor: '[redacted]',
-    },
-    serializers: { err: pino.stdSerializers.err },
+    // Each entry, as it is written (a child logger's bindings: see childWithoutSecrets).
+    formatters: { log: (entry) => redactSecrets(entry, 'err') },
+    // The error becomes a plain object first (its message, stack, cause and own fields), then its secrets are hidden.
+    serializers: { err: (err: Error) => redactFields(pino.stdSerializers.err(err)) },
   };
-  if (!(config.logPretty ?? stdoutIsTTY)) return pino(options);
+  if (!(config.logPretty ?? stdoutIsTTY)) return childWithoutSecrets(destination ? pino(options, destination) : pino(options));
   // Synchronous, in this thread: a line is on the terminal before the process can exit.
-  return pino(options, pretty({ sync: true, colorize: stdoutIsTTY, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' }));
+  const prettyOptions = { sync: true, colorize: stdoutIsTTY, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' };
+  return childWithoutSecrets(pino(options, pretty(destination ? { ...prettyOptions, destination } : prettyOptions)));
+}
+
+/**
+ * A child logger's bindings are written into every line it logs, serialized once when it is
+ * made, and pino's `formatters.bindings` is not applied to children: their secrets are hidden
+ * here, on the way in. (A child is made from its parent with `Object.create`, so every
+ * descendant finds this `child`.)
+ */
+function childWithoutSecrets(root: pino.Logger): pino.Logger {
+  type Child = (this: pino.Logger, bindings: pino.Bindings, options?: pino.ChildLoggerOptions) => pino.Logger;
+  const child = (Object.getPrototypeOf(root) as { child: Child }).child;
+  Object.defineProperty(root, 'child', {
+    value(this: pino.Logger, bindings: pino.Bindings, options?: pino.ChildLoggerOptions) {
+      return child.call(this, redactSecrets(bindings), options);
+    },
+    writable: true,
+    configurable: true,
+  });
+  return root;
 }
