@@ -220,8 +220,16 @@ export async function startRedisProcess(): Promise<{ port: number; pid: number; 
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
   const stop = () => void child.kill('SIGKILL');
   process.once('exit', stop);
+  // A missing binary is an 'error' event on the child: a clear failure of this section, not a crash of the bench.
+  const failed = new Promise<never>((_, reject) => {
+    child.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new Error(err.code === 'ENOENT' ? 'redis-server is not installed (Debian: apt-get install redis-server; .ci/run installs it)' : `redis-server: ${err.message}`)),
+    );
+    child.once('exit', (code, signal) => reject(new Error(`redis-server exited at start (${signal ?? `code ${String(code)}`})`)));
+  });
+  failed.catch(() => {});
   try {
-    await waitForPort(port, 10_000);
+    await Promise.race([waitForPort(port, 10_000), failed]);
   } catch (err) {
     stop();
     throw err;
