@@ -16,9 +16,10 @@ export interface EmittingSocket {
  * DEBUG names them, each still a call with its arguments), and encodes `[event, payload]` as the Socket.IO protocol's EVENT packet:
  * `2`, then the namespace and a comma unless it is `/`, then the JSON array. That string goes
  * to the Engine.IO connection's `write`. Here the packet's fixed head is made once per turn and
- * the string written the same way: the server's CPU per event went from 12.3 to 10.5 µs (medians
- * of 8 alternating runs of 50,000 events to 50 WebSocket clients in another process; most of
- * what is left is Engine.IO, `ws` and the kernel's write).
+ * the string written the same way: ~1.1 µs less server CPU per event, 11.7-12.1 against
+ * 10.7-10.9 µs (`npx tsx bench/socket-emit.ts`: 50 WebSocket clients in another process,
+ * medians of 10 rounds in alternating order; most of what is left is Engine.IO, `ws` and the
+ * kernel's write).
  *
  * Exact for a server as `socket-server.ts` makes it: the default parser (no replacer), no
  * connection-state recovery (which would log the packet for a replay), no outgoing listeners
