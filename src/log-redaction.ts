@@ -1,7 +1,7 @@
 /** What a hidden secret reads as in a log entry. */
 export const REDACTED = '[redacted]';
 
-/** Fields that hold a secret wherever they appear (see {@link redactSecrets}). */
+/** Fields that hold a secret wherever they appear (see {@link redactLogEntry}). */
 const SECRET_FIELDS = ['token', 'password', 'apiKey'] as const;
 /** Headers that carry credentials, as Node names them (lower case) and as a caller may write them. */
 const SECRET_HEADERS = ['authorization', 'cookie', 'Authorization', 'Cookie'] as const;
@@ -17,7 +17,7 @@ function isPlainContainer(value: unknown): value is Entry {
  * `headers` object's `authorization` and `cookie`. The object itself when it holds none; a copy
  * (its own enumerable fields, which is what JSON would show of it) otherwise.
  */
-export function redactFields<T>(value: T): T {
+export function redactLogFields<T>(value: T): T {
   if (!isPlainContainer(value)) return value;
   let out: Entry = value;
   for (const field of SECRET_FIELDS) {
@@ -56,13 +56,13 @@ export function redactFields<T>(value: T): T {
  * the default level), where this reads a few fields and, for the usual entry that holds no
  * secret, copies and allocates nothing. The caller's objects are never changed.
  */
-export function redactSecrets<T extends object>(entry: T, skip?: string): T {
-  let out = redactFields(entry as Entry);
+export function redactLogEntry<T extends object>(entry: T, skip?: string): T {
+  let out = redactLogFields(entry as Entry);
   for (const key in out) {
     if (key === skip || !Object.hasOwn(out, key)) continue;
     const value = out[key];
     if (!isPlainContainer(value)) continue;
-    const hidden = redactFields(value);
+    const hidden = redactLogFields(value);
     if (hidden !== value) {
       if (out === (entry as Entry)) out = { ...out };
       out[key] = hidden;

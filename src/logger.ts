@@ -1,4 +1,4 @@
-import { redactSecrets } from './log-redaction.js';
+import { redactLogEntry } from './log-redaction.js';
 
 /**
  * The logging surface the core depends on. The Node entry passes a pino logger (which fits
@@ -64,7 +64,7 @@ export function createConsoleLogger(level: Level = 'info', bindings: Record<stri
   const min = LEVELS[level];
   const write = (lvl: Level) => (obj: object, msg?: string) => {
     if (LEVELS[lvl] < min) return;
-    const line = JSON.stringify(redactSecrets({ level: lvl, time: Date.now(), ...bindings, ...serialiseErrors(obj), msg }));
+    const line = JSON.stringify(redactLogEntry({ level: lvl, time: Date.now(), ...bindings, ...serialiseErrors(obj), msg }));
     if (lvl === 'error' || lvl === 'warn') console.error(line);
     else console.log(line);
   };

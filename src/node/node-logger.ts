@@ -1,11 +1,11 @@
 import { pino, type DestinationStream, type LoggerOptions } from 'pino';
 import pretty from 'pino-pretty';
 import type { Config } from '../config.js';
-import { redactFields, redactSecrets } from '../log-redaction.js';
+import { redactLogFields, redactLogEntry } from '../log-redaction.js';
 import type { Logger } from '../logger.js';
 
 /**
- * Structured JSON logs; secrets are hidden wherever they could appear (`redactSecrets`: a
+ * Structured JSON logs; secrets are hidden wherever they could appear (`redactLogEntry`: a
  * token, password or API key, credentials in headers, in an entry or in any object directly in
  * it, an error included). With LOG_PRETTY=true (or, when it is unset, on a terminal) the same
  * entries are written as one readable line each, hidden the same way: that happens before the
@@ -20,9 +20,9 @@ export function createNodeLogger(
     level: config.logLevel,
     base: { service: 'ai-chat-gateway' },
     // Each entry, as it is written (a child logger's bindings: see childWithoutSecrets).
-    formatters: { log: (entry) => redactSecrets(entry, 'err') },
+    formatters: { log: (entry) => redactLogEntry(entry, 'err') },
     // The error becomes a plain object first (its message, stack, cause and own fields), then its secrets are hidden.
-    serializers: { err: (err: Error) => redactFields(pino.stdSerializers.err(err)) },
+    serializers: { err: (err: Error) => redactLogFields(pino.stdSerializers.err(err)) },
   };
   if (!(config.logPretty ?? stdoutIsTTY)) return childWithoutSecrets(destination ? pino(options, destination) : pino(options));
   // Synchronous, in this thread: a line is on the terminal before the process can exit.
@@ -41,7 +41,7 @@ function childWithoutSecrets(root: pino.Logger): pino.Logger {
   const child = (Object.getPrototypeOf(root) as { child: Child }).child;
   Object.defineProperty(root, 'child', {
     value(this: pino.Logger, bindings: pino.Bindings, options?: pino.ChildLoggerOptions) {
-      return child.call(this, redactSecrets(bindings), options);
+      return child.call(this, redactLogEntry(bindings), options);
     },
     writable: true,
     configurable: true,

@@ -1,3 +1,5 @@
+import { REDACTED } from '../log-redaction.js';
+
 /**
  * Provider text (error messages, close reasons) may be shown to clients, but some providers
  * echo credentials: OpenAI's "Incorrect API key provided: sk-abc***xyz" names part of the key.
@@ -9,8 +11,6 @@ const KEY_SHAPES: readonly RegExp[] = [
   /\bBearer\s+[^\s"']+/gi,
   /([?&](?:key|access_token)=)[^&\s"']+/gi, // keys carried in a URL (Gemini Live)
 ];
-
-const REDACTED = '[redacted]';
 
 export function redactSecrets(text: string, secrets: readonly string[] = []): string {
   let out = text;

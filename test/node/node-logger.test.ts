@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createNodeLogger } from '../../src/node/node-logger.js';
 import { withBindings, createConsoleLogger } from '../../src/logger.js';
-import { REDACTED, redactSecrets } from '../../src/log-redaction.js';
+import { REDACTED, redactLogEntry } from '../../src/log-redaction.js';
 
 function capture() {
   const lines: string[] = [];
@@ -108,9 +108,9 @@ describe('the Node logger hides secrets', () => {
 
   it('allocates nothing for an entry that holds no secret', () => {
     const entry = { conversationId: 'c', usage: { inputTokens: 1, outputTokens: 2 }, headers: { accept: '*/*' }, ms: 1 };
-    expect(redactSecrets(entry)).toBe(entry);
+    expect(redactLogEntry(entry)).toBe(entry);
     const err = { message: 'x' };
-    expect(redactSecrets({ err: { token: SECRET } }, 'err').err).toEqual({ token: SECRET });
-    expect(redactSecrets(err)).toBe(err);
+    expect(redactLogEntry({ err: { token: SECRET } }, 'err').err).toEqual({ token: SECRET });
+    expect(redactLogEntry(err)).toBe(err);
   });
 });
