@@ -86,6 +86,7 @@ export const configSchema = z.object({
   SOCKET_MAX_BACKLOG_BYTES: int(4096, 1_000_000_000).default(1_048_576),
   SLOW_CLIENT_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
   TURN_STARTS_PER_TICK: int(0, 10_000).default(8),
+  STREAM_SLICE_MS: int(0, 1_000).default(10),
   SOCKET_TRANSPORTS: z
     .string()
     .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
@@ -232,6 +233,8 @@ export interface Config {
   slowClientTimeoutMs: number;
   /** Turn starts let through per pass of the event loop in a burst (0: no limit). */
   turnStartsPerTick: number;
+  /** Milliseconds of a pass of the event loop model streams' reads may take before the rest wait for later passes (0: no limit). */
+  streamSliceMs: number;
   shutdownGraceMs: number;
   memory: {
     enabled: boolean;
@@ -366,6 +369,7 @@ export function loadConfig(env: Env): Config {
     streams: { resumeTtlSeconds: e.STREAM_RESUME_TTL_S, maxBytes: e.STREAM_RESUME_MAX_BYTES, redisReaders: e.STREAM_RESUME_REDIS_READERS, onDisconnect: e.STREAM_ON_DISCONNECT },
     slowClientTimeoutMs: e.SLOW_CLIENT_TIMEOUT_MS,
     turnStartsPerTick: e.TURN_STARTS_PER_TICK,
+    streamSliceMs: e.STREAM_SLICE_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     memory: {
       enabled: e.MEMORY_ENABLED,

@@ -1,3 +1,5 @@
+import type { ReadScheduler } from './read-scheduler.js';
+
 /**
  * The body of a streaming HTTP response, pushed as it arrives, with flow control. On Node the
  * entry's fetch hands over the socket's own stream (`NodeBodyLookup`), so a model stream reads
@@ -14,6 +16,11 @@ export interface ByteSource {
 
 export interface ByteHandlers {
   data(chunk: Uint8Array): void;
+  /**
+   * Everything read so far has been handed to `data`: pass on what is batched now. Called after a
+   * stream held by the read scheduler has had its turn, so that turn's writes are done within it.
+   */
+  flush?(): void;
   end(): void;
   error(err: unknown): void;
 }
@@ -25,6 +32,8 @@ export interface NodeReadableLike {
   on(event: 'error', listener: (err: Error) => void): unknown;
   pause(): unknown;
   resume(): unknown;
+  /** In paused mode: everything buffered, also emitted as `data` (or null when nothing is). */
+  read(): Uint8Array | null;
   destroy(err?: Error): unknown;
   readonly readableEnded: boolean;
 }
@@ -32,24 +41,97 @@ export interface NodeReadableLike {
 /** Finds the Node stream behind a Response made by the Node entry's fetch, if it made it. */
 export type NodeBodyLookup = (response: Response) => NodeReadableLike | undefined;
 
-export function responseBytes(response: Response, nodeBody?: NodeBodyLookup): ByteSource {
+/** `reads` shares the event loop between Node bodies under load (see ReadScheduler). */
+export function responseBytes(response: Response, nodeBody?: NodeBodyLookup, reads?: ReadScheduler): ByteSource {
   const node = nodeBody?.(response);
-  return node ? nodeBytes(node) : webBytes(response);
+  return node ? nodeBytes(node, reads) : webBytes(response);
 }
 
-function nodeBytes(stream: NodeReadableLike): ByteSource {
+function nodeBytes(stream: NodeReadableLike, reads: ReadScheduler | undefined): ByteSource {
   let settled = false;
+  let handlers: ByteHandlers | undefined;
+  /** Paused by the consumer (a slow client). */
+  let paused = false;
+  /** Waiting for its turn in `reads`, with the reads it holds (its socket paused meanwhile). */
+  let queued = false;
+  const held: Uint8Array[] = [];
+  /** Handing over a turn's bytes: they pass straight through. */
+  let releasing = false;
+
+  const handOverHeld = (h: ByteHandlers) => {
+    queued = false;
+    for (let i = 0; i < held.length && !settled; i++) h.data(held[i]!);
+    held.length = 0;
+  };
+  // Its turn: what it held, then everything its stream buffered meanwhile, as one batch.
+  const turn = () => {
+    const h = handlers;
+    if (!queued || settled || !h) return;
+    releasing = true;
+    try {
+      handOverHeld(h);
+      while (!paused && !settled && stream.read() !== null);
+      h.flush?.();
+    } catch (err) {
+      if (!settled) {
+        settled = true;
+        h.error(err);
+      }
+      return;
+    } finally {
+      releasing = false;
+    }
+    if (!paused && !settled) stream.resume();
+  };
+  /** While set, `data` events collect here (a read() from an `error` or `close` handler). */
+  let collecting: Uint8Array[] | undefined;
+  // Nothing read is lost or reordered when the stream fails: what it held, then what its stream
+  // buffered while it waited (for its turn, or for a paused consumer), before the failure.
+  const beforeTheEnd = (h: ByteHandlers) => {
+    const rest: Uint8Array[] = [];
+    collecting = rest;
+    try {
+      for (;;) {
+        const before = rest.length;
+        const chunk = stream.read();
+        if (chunk === null) break;
+        // Once `error` or `close` was emitted, read() returns what it took without a `data` event.
+        if (rest.length === before) rest.push(chunk);
+      }
+    } finally {
+      collecting = undefined;
+    }
+    if (!queued && rest.length === 0) return;
+    handOverHeld(h);
+    for (let i = 0; i < rest.length && !settled; i++) h.data(rest[i]!);
+    h.flush?.();
+  };
+
   return {
     start(h) {
+      handlers = h;
       stream.on('data', (chunk) => {
-        if (!settled) h.data(chunk);
+        if (collecting) return void collecting.push(chunk);
+        if (settled) return;
+        if (releasing || !reads || (!queued && reads.admit())) {
+          h.data(chunk);
+          return;
+        }
+        held.push(chunk);
+        if (queued) return;
+        queued = true;
+        stream.pause();
+        reads.wait(turn);
       });
       stream.on('end', () => {
+        // `end` comes only once everything was read: nothing can be held.
         if (settled) return;
         settled = true;
         h.end();
       });
       stream.on('error', (err) => {
+        if (settled) return;
+        beforeTheEnd(h);
         if (settled) return;
         settled = true;
         h.error(err);
@@ -57,14 +139,23 @@ function nodeBytes(stream: NodeReadableLike): ByteSource {
       // A socket that closes without `end` was cut.
       stream.on('close', () => {
         if (settled) return;
+        beforeTheEnd(h);
+        if (settled) return;
         settled = true;
         h.error(new Error('the connection closed before the response ended'));
       });
     },
-    pause: () => void stream.pause(),
-    resume: () => void stream.resume(),
+    pause: () => {
+      paused = true;
+      stream.pause();
+    },
+    resume: () => {
+      paused = false;
+      if (!queued) stream.resume();
+    },
     cancel(reason) {
       settled = true;
+      held.length = 0;
       stream.destroy(reason instanceof Error ? reason : undefined);
     },
   };

@@ -77,6 +77,7 @@ class GeminiChatModel implements LanguageModel {
       signal: options.signal,
       onText,
       nodeBody: this.owner.transport.nodeBody,
+      reads: this.owner.transport.reads,
       request: generateRequest(this, options),
       readChunk: (data, report) => {
         let chunk: GeminiChunk;

@@ -5,11 +5,14 @@ import type { LanguageModel, ModelCallOptions, ModelFinishReason, ModelStream } 
 import { AppError } from '../errors.js';
 import { streamCutError } from './provider-error.js';
 import { sseModelStream } from './sse-model-stream.js';
+import type { ReadScheduler } from './read-scheduler.js';
 
 /** How the SDKs reach the network: the Node entry passes its own fetch, which keeps each response's socket stream. */
 export interface ProviderTransport {
   fetch?: typeof fetch | undefined;
   nodeBody?: NodeBodyLookup | undefined;
+  /** Shares the event loop between the model streams' reads under load (the Node entry's). */
+  reads?: ReadScheduler | undefined;
   /** Told how long each provider request took to bring its response head (the registry wraps `fetch` per provider). */
   onResponseHead?: ((provider: string, seconds: number) => void) | undefined;
 }
@@ -135,6 +138,7 @@ export class OpenAIProvider {
   readonly contextTokens: number;
   readonly logger: Logger;
   readonly nodeBody: NodeBodyLookup | undefined;
+  readonly reads: ReadScheduler | undefined;
 
   constructor(options: OpenAIProviderOptions) {
     this.client = new LeanOpenAI({
@@ -152,6 +156,7 @@ export class OpenAIProvider {
     this.contextTokens = options.contextTokens;
     this.logger = options.logger;
     this.nodeBody = options.transport?.nodeBody;
+    this.reads = options.transport?.reads;
   }
 
   model(modelId: string): LanguageModel {
@@ -194,6 +199,7 @@ class OpenAIChatModel implements LanguageModel {
       signal: options.signal,
       onText,
       nodeBody: this.owner.nodeBody,
+      reads: this.owner.reads,
       request: chatRequest(this, options),
       readChunk: (data, report) => {
         if (data === '[DONE]') return false;

@@ -3,6 +3,7 @@ import { TextBatcher, responseBytes, type ByteSource, type NodeBodyLookup } from
 import type { ModelFinish, ModelFinishReason, ModelStream, TokenUsage } from './language-model.js';
 import { streamCutError, streamFailure } from './provider-error.js';
 import { SseDecoder } from './sse-decoder.js';
+import type { ReadScheduler } from './read-scheduler.js';
 
 /** What one provider chunk said. */
 export interface ChunkReport {
@@ -17,6 +18,8 @@ export interface SseModelStreamOptions {
   signal: AbortSignal;
   onText: (text: string) => void;
   nodeBody: NodeBodyLookup | undefined;
+  /** Shares the event loop between Node bodies under load. */
+  reads?: ReadScheduler | undefined;
   /**
    * Sends the request through the provider's SDK (its request building, retries and HTTP error
    * mapping); resolves with the successful streaming response, or undefined when none came.
@@ -39,7 +42,7 @@ export interface SseModelStreamOptions {
  * reason (or mid-event) is a cut stream.
  */
 export function sseModelStream(options: SseModelStreamOptions): ModelStream {
-  const { provider, signal, onText, readChunk, nodeBody, statusOf } = options;
+  const { provider, signal, onText, readChunk, nodeBody, reads, statusOf } = options;
   // Sent here, where no closure below can see `options`: the request (and the conversation it
   // carries) is not kept for the stream's life.
   let sent: Promise<Response | undefined> | undefined;
@@ -92,7 +95,7 @@ export function sseModelStream(options: SseModelStreamOptions): ModelStream {
         const decoder = new SseDecoder((data) => {
           if (readChunk(data, report) !== false) received = true;
         });
-        source = responseBytes(response, nodeBody);
+        source = responseBytes(response, nodeBody, reads);
         if (paused) source.pause();
         source.start({
           data: (bytes) => {
@@ -104,6 +107,7 @@ export function sseModelStream(options: SseModelStreamOptions): ModelStream {
               settle({ err: err instanceof AppError ? err : streamCutError(provider, err) });
             }
           },
+          flush: () => batch.flush(),
           end: () => {
             batch.flush();
             const clean = decoder.end();

@@ -1,3 +1,4 @@
+import { ReadScheduler } from '../models/read-scheduler.js';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, type Config } from '../config.js';
@@ -30,11 +31,13 @@ export class StartupError extends Error {
  * defaults their code would only take memory (~45 MB resident with Redis's, see server.ts). `redis` is the
  * connection of REDIS_URL, when there is one, for rate limits shared without Upstash.
  */
-export async function createNodeBackends(config: Config, logger: Logger, metrics: Metrics = noopMetrics, redis?: RatelimitRedis): Promise<Backends> {
+export async function createNodeBackends(config: Config, logger: Logger, metrics: Metrics = noopMetrics, redis?: RatelimitRedis): Promise<Backends & { reads: ReadScheduler }> {
   ensurePrivateDir(config.dataDir, logger);
   // The SDKs send their requests through node:http, and model streams read the socket directly.
+  const reads = new ReadScheduler(config.streamSliceMs);
   const transport = {
     ...createNodeFetch(),
+    reads,
     ...(metrics.enabled ? { onResponseHead: (provider: string, seconds: number) => metrics.upstreamResponse(provider, seconds) } : {}),
   };
   const models = createModelRegistry(config, logger, await discoverCompatibleModel(config), transport);
@@ -53,7 +56,7 @@ export async function createNodeBackends(config: Config, logger: Logger, metrics
     },
     config.chat.defaultModel ? 'backends ready' : `backends ready; no DEFAULT_MODEL set, so requests without a model use ${models.defaultModel}`,
   );
-  return { logger, store, limiter, jwtSecret, hasher: new NativePasswordHasher(), revocableTokens: true, models, memory, metrics };
+  return { logger, store, limiter, jwtSecret, hasher: new NativePasswordHasher(), revocableTokens: true, models, memory, metrics, reads };
 }
 
 /**

@@ -12,6 +12,8 @@ export interface GaugeSources {
   realtimeSessions(): number;
   /** Chat requests and turn starts waiting for their pass of the event loop (TURN_STARTS_PER_TICK). */
   turnStartsWaiting(): number;
+  /** Model streams whose reads wait for their share of a pass of the event loop (STREAM_SLICE_MS). */
+  streamReadsWaiting(): number;
 }
 
 /** Seconds. Model replies: tens of ms to minutes. */
@@ -83,6 +85,9 @@ export class PromMetrics implements Metrics {
     });
     new GaugeCells(r, 'gateway_turn_starts_waiting', 'Chat requests and turn starts waiting for their pass of the event loop (TURN_STARTS_PER_TICK): a burst not yet through.', [], (g) => {
       g.cell({}).value = this.#sources?.turnStartsWaiting() ?? 0;
+    });
+    new GaugeCells(r, 'gateway_stream_reads_waiting', 'Model streams whose reads wait for their share of a pass of the event loop (STREAM_SLICE_MS): above zero most of the time means the process is saturated.', [], (g) => {
+      g.cell({}).value = this.#sources?.streamReadsWaiting() ?? 0;
     });
     this.#ttft = new HistogramCells(r, 'gateway_time_to_first_token_seconds', 'From the start of a chat turn (after admission) to the first reply text handed to the client.', ['provider', 'model'], TTFT_BUCKETS);
     this.#turnDuration = new HistogramCells(r, 'gateway_turn_duration_seconds', 'From the start of a chat turn (after admission) to its end, reply stored, however it ended.', ['provider', 'model'], TURN_BUCKETS);

@@ -58,7 +58,8 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
   const logger = options.logger ?? createNodeLogger(config);
   const cluster = config.redis ? await connectCluster(config, logger) : undefined;
   const metrics = config.metrics.enabled ? new PromMetrics() : undefined;
-  const services = createServices(config, { ...(await createNodeBackends(config, logger, metrics, cluster?.ratelimitRedis())), cluster });
+  const backends = await createNodeBackends(config, logger, metrics, cluster?.ratelimitRedis());
+  const services = createServices(config, { ...backends, cluster });
   const playgroundDir = config.playground.enabled ? findPlaygroundDir() : undefined;
   if (config.playground.enabled && !playgroundDir) logger.info({}, 'the playground is not built (npm run build): / is not served');
   const publicMetrics = metrics !== undefined && !config.metrics.listener;
@@ -114,7 +115,7 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
   });
 
   const { io, gauges } = createSocketServer(httpServer, services, realtime, { adapter: cluster?.socketAdapter() });
-  metrics?.watch({ socketConnections: () => gauges.byNamespace, realtimeSessions: () => realtime.size, turnStartsWaiting: () => services.arrivalGate.waiting + services.startGate.waiting });
+  metrics?.watch({ socketConnections: () => gauges.byNamespace, realtimeSessions: () => realtime.size, turnStartsWaiting: () => services.arrivalGate.waiting + services.startGate.waiting, streamReadsWaiting: () => backends.reads.waiting });
   let closing: Promise<void> | undefined;
   let metricsAddress: { port: number; host: string } | undefined;
 

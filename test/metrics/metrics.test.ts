@@ -58,6 +58,7 @@ describe('GET /metrics on a gateway with the local model and an OpenAI stand-in'
       gateway_active_streams: 'gauge',
       gateway_realtime_sessions: 'gauge',
       gateway_turn_starts_waiting: 'gauge',
+      gateway_stream_reads_waiting: 'gauge',
       gateway_time_to_first_token_seconds: 'histogram',
       gateway_turn_duration_seconds: 'histogram',
       gateway_tokens_total: 'counter',
@@ -70,6 +71,7 @@ describe('GET /metrics on a gateway with the local model and an OpenAI stand-in'
     for (const [name, type] of Object.entries(families)) expect(m.family(name)?.type, name).toBe(type);
     expect(m.value('gateway_realtime_sessions')).toBe(0);
     expect(m.value('gateway_turn_starts_waiting')).toBe(0);
+    expect(m.value('gateway_stream_reads_waiting')).toBe(0);
   });
 
   it('an SSE turn: one request by route pattern, one turn, its first token and duration, the tokens of its usage', async () => {

@@ -1,0 +1,178 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { responseBytes, type ByteSource } from '../../src/models/byte-source.js';
+import { ReadScheduler } from '../../src/models/read-scheduler.js';
+import { createNodeFetch } from '../../src/node/node-fetch.js';
+
+const STREAMS = 60;
+const ROUNDS = 12;
+/** CPU a handler burns per network read it is handed (decode, batch, write, in the gateway). */
+const WORK_MS = 1;
+
+const burn = (ms: number) => {
+  const end = performance.now() + ms;
+  while (performance.now() < end);
+};
+
+/** The longest gap between consecutive check phases while `run` goes: the longest pass of the event loop. */
+async function longestPass<T>(run: () => Promise<T>): Promise<{ result: T; longestMs: number }> {
+  let last = performance.now();
+  let longestMs = 0;
+  let on = true;
+  const tick = () => {
+    const now = performance.now();
+    longestMs = Math.max(longestMs, now - last);
+    last = now;
+    if (on) setImmediate(tick);
+  };
+  setImmediate(tick);
+  try {
+    return { result: await run(), longestMs };
+  } finally {
+    on = false;
+  }
+}
+
+interface Received {
+  text: string;
+  reads: number;
+  flushes: number;
+  ended?: 'end' | 'error';
+  /** Text handed over when the consumer paused the source, and after. */
+  atPause?: string;
+}
+
+/**
+ * Streams from a real HTTP server through the Node entry's fetch: every `ROUNDS` round writes one
+ * chunk to all `STREAMS` responses in one go, so that their sockets are readable in the same pass.
+ */
+describe('ReadScheduler with Node response bodies', () => {
+  let server: http.Server;
+  let url: string;
+  const { fetch: nodeFetch, nodeBody } = createNodeFetch({ maxSockets: 1000 });
+  let open: { res: http.ServerResponse; id: number }[] = [];
+  const chunk = (id: number, round: number) => `[${id}:${round}]`.padEnd(64, '.');
+  const expected = (id: number, rounds: number) => Array.from({ length: rounds }, (_, r) => chunk(id, r)).join('');
+
+  beforeAll(async () => {
+    server = http.createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+      open.push({ res, id: Number(new URL(req.url!, 'http://x').searchParams.get('id')) });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  /** Opens the streams, reads them through `reads` (a handler burning WORK_MS a read), and writes the rounds. */
+  async function run(reads: ReadScheduler | undefined, opts: { cut?: number; pauseAt?: number } = {}) {
+    open = [];
+    const got: Received[] = [];
+    const sources: ByteSource[] = [];
+    const ended: Promise<void>[] = [];
+    for (let id = 0; id < STREAMS; id++) {
+      const response = await nodeFetch(`${url}/?id=${id}`);
+      const r: Received = { text: '', reads: 0, flushes: 0 };
+      got.push(r);
+      const source = responseBytes(response, nodeBody, reads);
+      sources.push(source);
+      ended.push(
+        new Promise<void>((resolve) =>
+          source.start({
+            data(bytes) {
+              r.text += Buffer.from(bytes).toString();
+              r.reads++;
+              burn(WORK_MS);
+            },
+            flush: () => void r.flushes++,
+            end: () => resolve(void (r.ended = 'end')),
+            error: () => resolve(void (r.ended = 'error')),
+          }),
+        ),
+      );
+    }
+    await until(() => open.length === STREAMS);
+    open.sort((a, b) => a.id - b.id);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const { res, id } of open) res.write(chunk(id, round));
+      if (opts.cut !== undefined && round === ROUNDS - 1) open[opts.cut]!.res.socket!.end();
+      if (opts.pauseAt !== undefined && round === 0) {
+        // The consumer of the last stream pauses once this round's reads are in (some held).
+        setImmediate(() => {
+          got[opts.pauseAt!]!.atPause = got[opts.pauseAt!]!.text;
+          sources[opts.pauseAt!]!.pause();
+        });
+      }
+      await new Promise((r) => setTimeout(r, 15));
+    }
+    for (const { res, id } of open) if (id !== opts.cut) res.end();
+    if (opts.pauseAt !== undefined) {
+      await new Promise((r) => setTimeout(r, 100));
+      const pausedText = got[opts.pauseAt]!.text;
+      sources[opts.pauseAt]!.resume();
+      await Promise.all(ended);
+      return { got, pausedText };
+    }
+    await Promise.all(ended);
+    return { got, pausedText: undefined };
+  }
+
+  it('bounds the time a pass spends on reads, and every stream gets all its bytes in order', async () => {
+    // Control: without a scheduler a round's 60 reads run in one pass.
+    const control = await longestPass(() => run(undefined));
+    expect(control.longestMs).toBeGreaterThan(STREAMS * WORK_MS * 0.9);
+    for (const [id, r] of control.result.got.entries()) expect(r.text).toBe(expected(id, ROUNDS));
+
+    const reads = new ReadScheduler(5);
+    const { result, longestMs } = await longestPass(() => run(reads));
+    // A slice of reads, the one that crossed it, and the held reads' own (tiny) cost.
+    expect(longestMs).toBeLessThan(5 + 4 * WORK_MS + 16);
+    for (const [id, r] of result.got.entries()) {
+      expect(r.text).toBe(expected(id, ROUNDS));
+      expect(r.ended).toBe('end');
+    }
+    // Held streams were served in later passes, each turn's batch flushed at its end.
+    expect(result.got.reduce((n, r) => n + r.flushes, 0)).toBeGreaterThan(0);
+    expect(reads.waiting).toBe(0);
+  });
+
+  it('hands over what a stream held before the stream fails', async () => {
+    const reads = new ReadScheduler(3);
+    const cut = STREAMS - 1;
+    const { got } = await run(reads, { cut });
+    // The last stream in the round is held (the slice is long gone when its read comes): its
+    // socket is destroyed right after its last chunk, and that chunk still arrives before the error.
+    expect(got[cut]!.text).toBe(expected(cut, ROUNDS));
+    expect(got[cut]!.ended).toBe('error');
+    for (let id = 0; id < cut; id++) expect(got[id]!.text).toBe(expected(id, ROUNDS));
+  });
+
+  it("keeps a consumer's pause: a held stream's turn hands over what it held and reads no more until resumed", async () => {
+    const reads = new ReadScheduler(3);
+    const pauseAt = STREAMS - 1;
+    const { got, pausedText } = await run(reads, { pauseAt });
+    const r = got[pauseAt]!;
+    // Paused after round 0: at most round 0's chunk (possibly held at the pause) came after the pause.
+    expect(pausedText!.length - r.atPause!.length).toBeLessThanOrEqual(64);
+    expect(pausedText!.length).toBeLessThan(expected(pauseAt, ROUNDS).length);
+    expect(r.text).toBe(expected(pauseAt, ROUNDS));
+    expect(r.ended).toBe('end');
+  });
+
+  it('lets everything through with a slice of 0', async () => {
+    const reads = new ReadScheduler(0);
+    const { longestMs } = await longestPass(() => run(reads));
+    expect(longestMs).toBeGreaterThan(STREAMS * WORK_MS * 0.9);
+    expect(reads.waiting).toBe(0);
+  });
+});
+
+async function until(ok: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
