@@ -47,30 +47,45 @@ export function responseBytes(response: Response, nodeBody?: NodeBodyLookup, rea
   return node ? nodeBytes(node, reads) : webBytes(response);
 }
 
+/**
+ * What a stream waiting for its turn in the read scheduler may hold before its socket is paused
+ * (the provider then waits on TCP). Below it, the reads go on arriving and are kept: pausing and
+ * resuming a socket costs more than keeping a pass's worth of tokens.
+ */
+const HOLD_BYTES = 16 * 1024;
+
 function nodeBytes(stream: NodeReadableLike, reads: ReadScheduler | undefined): ByteSource {
   let settled = false;
   let handlers: ByteHandlers | undefined;
   /** Paused by the consumer (a slow client). */
   let paused = false;
-  /** Waiting for its turn in `reads`, with the reads it holds (its socket paused meanwhile). */
+  /** Waiting for its turn in `reads`, with the reads it holds. */
   let queued = false;
   const held: Uint8Array[] = [];
+  let heldBytes = 0;
+  /** Paused while it waits, having held HOLD_BYTES. */
+  let stalled = false;
   /** Handing over a turn's bytes: they pass straight through. */
   let releasing = false;
+  /** While set, `data` events collect here (a read() from an `error` or `close` handler). */
+  let collecting: Uint8Array[] | undefined;
+  /** The stream's end, when it came while the stream waited: its turn hands over what it held, then ends. */
+  let endOfTurn: (() => void) | undefined;
 
   const handOverHeld = (h: ByteHandlers) => {
     queued = false;
+    heldBytes = 0;
     for (let i = 0; i < held.length && !settled; i++) h.data(held[i]!);
     held.length = 0;
   };
-  // Its turn: what it held, then everything its stream buffered meanwhile, as one batch.
+  // Its turn: what it held (and, if that paused it, what its stream buffered since), as one batch.
   const turn = () => {
     const h = handlers;
     if (!queued || settled || !h) return;
     releasing = true;
     try {
       handOverHeld(h);
-      while (!paused && !settled && stream.read() !== null);
+      if (stalled) while (!paused && !settled && stream.read() !== null);
       h.flush?.();
     } catch (err) {
       if (!settled) {
@@ -81,12 +96,13 @@ function nodeBytes(stream: NodeReadableLike, reads: ReadScheduler | undefined): 
     } finally {
       releasing = false;
     }
+    if (endOfTurn) return endOfTurn();
+    if (!stalled) return;
+    stalled = false;
     if (!paused && !settled) stream.resume();
   };
-  /** While set, `data` events collect here (a read() from an `error` or `close` handler). */
-  let collecting: Uint8Array[] | undefined;
-  // Nothing read is lost or reordered when the stream fails: what it held, then what its stream
-  // buffered while it waited (for its turn, or for a paused consumer), before the failure.
+  // Nothing read is lost or reordered when the stream ends or fails: what it held, then what its
+  // stream buffered while it waited (for its turn, or for a paused consumer), before the end.
   const beforeTheEnd = (h: ByteHandlers) => {
     const rest: Uint8Array[] = [];
     collecting = rest;
@@ -98,6 +114,8 @@ function nodeBytes(stream: NodeReadableLike, reads: ReadScheduler | undefined): 
         // Once `error` or `close` was emitted, read() returns what it took without a `data` event.
         if (rest.length === before) rest.push(chunk);
       }
+    } catch {
+      // A stream torn down past reading: what was collected is all there is.
     } finally {
       collecting = undefined;
     }
@@ -118,16 +136,27 @@ function nodeBytes(stream: NodeReadableLike, reads: ReadScheduler | undefined): 
           return;
         }
         held.push(chunk);
-        if (queued) return;
-        queued = true;
-        stream.pause();
-        reads.wait(turn);
+        heldBytes += chunk.byteLength;
+        if (!queued) {
+          queued = true;
+          reads.wait(turn);
+        }
+        if (heldBytes >= HOLD_BYTES && !stalled) {
+          stalled = true;
+          stream.pause();
+        }
       });
       stream.on('end', () => {
-        // `end` comes only once everything was read: nothing can be held.
-        if (settled) return;
-        settled = true;
-        h.end();
+        if (settled || endOfTurn) return;
+        const end = () => {
+          if (settled) return;
+          settled = true;
+          h.end();
+        };
+        // Many streams end together (same pace, same start): their last reads wait their turn
+        // like any other, in order, instead of all being handed over in this pass.
+        if (queued) endOfTurn = end;
+        else end();
       });
       stream.on('error', (err) => {
         if (settled) return;
@@ -138,7 +167,8 @@ function nodeBytes(stream: NodeReadableLike, reads: ReadScheduler | undefined): 
       });
       // A socket that closes without `end` was cut.
       stream.on('close', () => {
-        if (settled) return;
+        // After `end` (the normal close), or once settled, there is nothing to say.
+        if (settled || endOfTurn) return;
         beforeTheEnd(h);
         if (settled) return;
         settled = true;
@@ -151,7 +181,7 @@ function nodeBytes(stream: NodeReadableLike, reads: ReadScheduler | undefined): 
     },
     resume: () => {
       paused = false;
-      if (!queued) stream.resume();
+      if (!stalled) stream.resume();
     },
     cancel(reason) {
       settled = true;

@@ -5,8 +5,9 @@
  * milliseconds: timers, new requests, /healthz and Socket.IO heartbeats wait behind it.
  *
  * The scheduler lets reads run until they have spent `sliceMs` of the pass. A read after that is
- * held: its bytes are kept and its socket paused (the provider then waits on TCP, nothing grows
- * here). Held streams are served in the order they were held, for `sliceMs` in each later pass,
+ * held: its bytes are kept, and once a stream holds 16 KiB its socket is paused (the provider
+ * then waits on TCP; nothing grows without bound here). Held streams are served in the order
+ * they were held, for `sliceMs` in each later pass,
  * with timers and I/O running in between. While any stream waits, new reads queue behind it,
  * so none is starved. Below the load that fills a slice it costs one clock read per network read
  * and changes nothing. Where there is no `setImmediate` (Workers: one request per isolate) or

@@ -424,8 +424,13 @@ describe('chat pipeline', () => {
     const startGate = new StartGate(2);
     const { pipeline, limiter } = setup(undefined, undefined, OPTIONS, { arrivalGate, startGate });
     const consume = limiter.consume.bind(limiter);
-    // Every answer comes back in the same later pass, as a pipelined Redis reply would.
-    const answered = new Promise((resolve) => setTimeout(resolve, 5));
+    // Every answer comes back in the same later pass, as a pipelined Redis reply would: after the
+    // pass that let the requests through has ended (a timer alone can fire before that pass's
+    // check phase when the loop is slow, as on a loaded CI machine).
+    const answered = (async () => {
+      while (arrivalGate.pass === 0) await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    })();
     limiter.consume = async (key, limit, windowMs) => {
       await answered;
       return consume(key, limit, windowMs);
