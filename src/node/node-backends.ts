@@ -1,4 +1,3 @@
-import { ReadScheduler } from '../models/read-scheduler.js';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, type Config } from '../config.js';
@@ -6,6 +5,7 @@ import type { Logger } from '../logger.js';
 import type { RatelimitRedis } from '../ratelimit/redis-rate-limiter.js';
 import { noopMetrics, type Metrics } from '../metrics/metrics.js';
 import { createModelRegistry, discoverCompatibleModel } from '../models/model-registry.js';
+import { ReadScheduler } from '../models/read-scheduler.js';
 import { createRateLimiter } from '../ratelimit/create-rate-limiter.js';
 import type { Backends } from '../services.js';
 import type { ConversationStore } from '../stores/conversation-store.js';
