@@ -1,3 +1,5 @@
+import { NextPass } from '../next-pass.js';
+
 /**
  * Spreads a burst of turn starts over passes of the event loop. Starting a turn is the most
  * expensive thing a request does before its first token (admission, the store, the model
@@ -29,7 +31,7 @@ export class StartGate {
   #pass = 0;
   #passEnding = false;
   readonly #waiting: (() => void)[] = [];
-  #draining = false;
+  readonly #next = new NextPass(() => this.#drain());
 
   constructor(private readonly perPass: number) {}
 
@@ -40,7 +42,7 @@ export class StartGate {
     return new Promise<void>((resolve) => {
       this.#waiting.push(resolve);
       // From the poll phase a single setImmediate would still run in this pass: two.
-      this.#drainNextPass(2);
+      this.#next.schedule(2);
     });
   }
 
@@ -73,17 +75,8 @@ export class StartGate {
     return true;
   }
 
-  /** `hops` setImmediates away: one from the check phase (a drain) reaches the next pass. */
-  #drainNextPass(hops: 1 | 2): void {
-    if (this.#draining) return;
-    this.#draining = true;
-    if (hops === 2) setImmediate(() => setImmediate(() => this.#drain()));
-    else setImmediate(() => this.#drain());
-  }
-
   #drain(): void {
-    this.#draining = false;
     while (this.#waiting.length > 0 && this.#take()) this.#waiting.shift()!();
-    if (this.#waiting.length > 0) this.#drainNextPass(1);
+    if (this.#waiting.length > 0) this.#next.schedule(1);
   }
 }

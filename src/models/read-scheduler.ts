@@ -1,3 +1,5 @@
+import { NextPass } from '../next-pass.js';
+
 /**
  * Shares each pass of the event loop between model streams. Under load a pass finds hundreds of
  * upstream sockets readable at once (1,000 streams at 50 tokens a second each), and handling
@@ -20,7 +22,7 @@ export class ReadScheduler {
   /** When the current pass's reads started (performance.now()), or -1 before its first read. */
   #sliceStart = -1;
   readonly #waiting: (() => void)[] = [];
-  #draining = false;
+  readonly #next = new NextPass(() => this.#drain());
   readonly #enabled: boolean;
 
   constructor(private readonly sliceMs: number) {
@@ -45,7 +47,7 @@ export class ReadScheduler {
     this.#waiting.push(turn);
     // Held in the poll phase: that pass has had its slice; the next one serves the queue (from
     // the poll phase a single setImmediate would still run in this pass: two).
-    this.#drainNextPass(2);
+    this.#next.schedule(2);
   }
 
   /** Streams held now (a gauge). */
@@ -57,20 +59,12 @@ export class ReadScheduler {
     this.#sliceStart = -1;
   };
 
-  #drainNextPass(hops: 1 | 2): void {
-    if (this.#draining) return;
-    this.#draining = true;
-    if (hops === 2) setImmediate(() => setImmediate(this.#drain));
-    else setImmediate(this.#drain);
-  }
-
-  readonly #drain = () => {
-    this.#draining = false;
+  #drain(): void {
     if (this.#waiting.length === 0) return;
     const start = performance.now();
     // At least one turn a pass, however slow: the queue always moves.
     do this.#waiting.shift()!();
     while (this.#waiting.length > 0 && performance.now() - start < this.sliceMs);
-    if (this.#waiting.length > 0) this.#drainNextPass(1);
-  };
+    if (this.#waiting.length > 0) this.#next.schedule(1);
+  }
 }
