@@ -41,10 +41,17 @@ export interface NodeReadableLike {
 /** Finds the Node stream behind a Response made by the Node entry's fetch, if it made it. */
 export type NodeBodyLookup = (response: Response) => NodeReadableLike | undefined;
 
-/** `reads` shares the event loop between Node bodies under load (see ReadScheduler). */
-export function responseBytes(response: Response, nodeBody?: NodeBodyLookup, reads?: ReadScheduler): ByteSource {
-  const node = nodeBody?.(response);
-  return node ? nodeBytes(node, reads) : webBytes(response);
+/** How the Node entry reads provider response bodies (absent elsewhere: the web body is read). */
+export interface NodeBodies {
+  /** The socket's own stream behind a Response the entry's fetch made. */
+  nodeBody?: NodeBodyLookup | undefined;
+  /** Shares the event loop between those streams' reads under load. */
+  reads?: ReadScheduler | undefined;
+}
+
+export function responseBytes(response: Response, bodies: NodeBodies = {}): ByteSource {
+  const node = bodies.nodeBody?.(response);
+  return node ? nodeBytes(node, bodies.reads) : webBytes(response);
 }
 
 /**

@@ -76,8 +76,7 @@ class GeminiChatModel implements LanguageModel {
       provider: 'Gemini',
       signal: options.signal,
       onText,
-      nodeBody: this.owner.transport.nodeBody,
-      reads: this.owner.transport.reads,
+      bodies: this.owner.transport,
       request: generateRequest(this, options),
       readChunk: (data, report) => {
         let chunk: GeminiChunk;

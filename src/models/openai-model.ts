@@ -1,18 +1,14 @@
 import OpenAI from 'openai';
 import type { Logger } from '../logger.js';
-import type { NodeBodyLookup } from './byte-source.js';
+import type { NodeBodies } from './byte-source.js';
 import type { LanguageModel, ModelCallOptions, ModelFinishReason, ModelStream } from './language-model.js';
 import { AppError } from '../errors.js';
 import { streamCutError } from './provider-error.js';
 import { sseModelStream } from './sse-model-stream.js';
-import type { ReadScheduler } from './read-scheduler.js';
 
-/** How the SDKs reach the network: the Node entry passes its own fetch, which keeps each response's socket stream. */
-export interface ProviderTransport {
+/** How the SDKs reach the network: the Node entry passes its own fetch, which keeps each response's socket stream (`nodeBody`). */
+export interface ProviderTransport extends NodeBodies {
   fetch?: typeof fetch | undefined;
-  nodeBody?: NodeBodyLookup | undefined;
-  /** Shares the event loop between the model streams' reads under load (the Node entry's). */
-  reads?: ReadScheduler | undefined;
   /** Told how long each provider request took to bring its response head (the registry wraps `fetch` per provider). */
   onResponseHead?: ((provider: string, seconds: number) => void) | undefined;
 }
@@ -137,8 +133,7 @@ export class OpenAIProvider {
   readonly compatible: boolean;
   readonly contextTokens: number;
   readonly logger: Logger;
-  readonly nodeBody: NodeBodyLookup | undefined;
-  readonly reads: ReadScheduler | undefined;
+  readonly transport: ProviderTransport;
 
   constructor(options: OpenAIProviderOptions) {
     this.client = new LeanOpenAI({
@@ -155,8 +150,7 @@ export class OpenAIProvider {
     this.compatible = options.baseURL !== undefined;
     this.contextTokens = options.contextTokens;
     this.logger = options.logger;
-    this.nodeBody = options.transport?.nodeBody;
-    this.reads = options.transport?.reads;
+    this.transport = options.transport ?? {};
   }
 
   model(modelId: string): LanguageModel {
@@ -198,8 +192,7 @@ class OpenAIChatModel implements LanguageModel {
       provider: 'OpenAI',
       signal: options.signal,
       onText,
-      nodeBody: this.owner.nodeBody,
-      reads: this.owner.reads,
+      bodies: this.owner.transport,
       request: chatRequest(this, options),
       readChunk: (data, report) => {
         if (data === '[DONE]') return false;

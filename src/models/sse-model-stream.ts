@@ -1,9 +1,8 @@
 import { AppError } from '../errors.js';
-import { TextBatcher, responseBytes, type ByteSource, type NodeBodyLookup } from './byte-source.js';
+import { TextBatcher, responseBytes, type ByteSource, type NodeBodies } from './byte-source.js';
 import type { ModelFinish, ModelFinishReason, ModelStream, TokenUsage } from './language-model.js';
 import { streamCutError, streamFailure } from './provider-error.js';
 import { SseDecoder } from './sse-decoder.js';
-import type { ReadScheduler } from './read-scheduler.js';
 
 /** What one provider chunk said. */
 export interface ChunkReport {
@@ -17,9 +16,8 @@ export interface SseModelStreamOptions {
   provider: string;
   signal: AbortSignal;
   onText: (text: string) => void;
-  nodeBody: NodeBodyLookup | undefined;
-  /** Shares the event loop between Node bodies under load. */
-  reads?: ReadScheduler | undefined;
+  /** The Node entry's way to the response's socket stream (the provider's transport). */
+  bodies: NodeBodies;
   /**
    * Sends the request through the provider's SDK (its request building, retries and HTTP error
    * mapping); resolves with the successful streaming response, or undefined when none came.
@@ -42,7 +40,7 @@ export interface SseModelStreamOptions {
  * reason (or mid-event) is a cut stream.
  */
 export function sseModelStream(options: SseModelStreamOptions): ModelStream {
-  const { provider, signal, onText, readChunk, nodeBody, reads, statusOf } = options;
+  const { provider, signal, onText, readChunk, bodies, statusOf } = options;
   // Sent here, where no closure below can see `options`: the request (and the conversation it
   // carries) is not kept for the stream's life.
   let sent: Promise<Response | undefined> | undefined;
@@ -95,7 +93,7 @@ export function sseModelStream(options: SseModelStreamOptions): ModelStream {
         const decoder = new SseDecoder((data) => {
           if (readChunk(data, report) !== false) received = true;
         });
-        source = responseBytes(response, nodeBody, reads);
+        source = responseBytes(response, bodies);
         if (paused) source.pause();
         source.start({
           data: (bytes) => {

@@ -104,7 +104,7 @@ describe('ReadScheduler with Node response bodies', () => {
       const response = await nodeFetch(`${url}/?id=${id}`);
       const r: Received = { text: '', reads: 0, flushes: 0 };
       got.push(r);
-      const source = responseBytes(response, countingBody, reads);
+      const source = responseBytes(response, { nodeBody: countingBody, reads });
       sources.push(source);
       ended.push(
         new Promise<void>((resolve) =>
