@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { responseBytes, type ByteSource } from '../../src/models/byte-source.js';
 import { ReadScheduler } from '../../src/models/read-scheduler.js';
 import { createNodeFetch } from '../../src/node/node-fetch.js';
+import { waitFor } from '../helpers/wait.js';
 
 const STREAMS = 60;
 const ROUNDS = 8;
@@ -122,7 +123,7 @@ describe('ReadScheduler with Node response bodies', () => {
         ),
       );
     }
-    await until(() => open.length === STREAMS);
+    await waitFor(() => open.length === STREAMS, 5000, 5);
     open.sort((a, b) => a.id - b.id);
     for (let round = 0; round < ROUNDS; round++) {
       for (const { res, id } of open) res.write(chunk(id, round));
@@ -237,11 +238,3 @@ describe('ReadScheduler with Node response bodies', () => {
     expect(reads.waiting).toBe(0);
   });
 });
-
-async function until(ok: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Socket as ServerSocket } from 'socket.io';
 import { tokenEmitter } from '../../src/socket/token-emitter.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { client, closeAllClients, connected, sleep } from './socket-harness.js';
+import { waitFor } from '../helpers/wait.js';
+import { client, closeAllClients, connected } from './socket-harness.js';
 
 interface RawClient {
   id: string;
@@ -17,14 +18,6 @@ interface RawClient {
 }
 
 const TEXTS = ['Hello', ' wörld', '日本語のテキスト', '🙂 emoji', 'quote " backslash \\ slash /', 'line\nbreak\ttab', '\u2028\u2029', '</script>', '', 'x'.repeat(5000)];
-
-async function until(check: () => boolean, timeoutMs = 3000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await sleep(5);
-  }
-}
 
 describe('per-token Socket.IO events encoded by the gateway', () => {
   let gw: TestGateway;
@@ -60,7 +53,7 @@ describe('per-token Socket.IO events encoded by the gateway', () => {
           server!.emit(c.event, c.payload(text));
           emit(c.payload(text));
         }
-        await until(() => frames.length === 2 * TEXTS.length && received.length === 2 * TEXTS.length);
+        await waitFor(() => frames.length === 2 * TEXTS.length && received.length === 2 * TEXTS.length, 3000, 5);
         for (let i = 0; i < TEXTS.length; i++) {
           expect(frames[2 * i + 1], `frame of ${JSON.stringify(TEXTS[i]!.slice(0, 20))}`).toBe(frames[2 * i]);
           expect(received[2 * i + 1]).toEqual(c.payload(TEXTS[i]!));
@@ -78,7 +71,7 @@ describe('per-token Socket.IO events encoded by the gateway', () => {
     const server = gw.server.io.of('/').sockets.get(sock.id) as ServerSocket;
     const emit = tokenEmitter<object>(server, 'ai:stream');
     sock.close();
-    await until(() => server.conn.readyState !== 'open');
+    await waitFor(() => server.conn.readyState !== 'open', 3000, 5);
     expect(() => emit({ content: 'late', sessionId: 'conv-1' })).not.toThrow();
     expect(() => server.emit('ai:stream', { content: 'late', sessionId: 'conv-1' })).not.toThrow();
   });
