@@ -27,6 +27,8 @@ import {
   type UserSettings,
   DEFAULT_USER_SETTINGS,
 } from './conversation-store.js';
+import { WalCheckpointer, type CheckpointStats } from './wal-checkpointer.js';
+import type { Logger } from '../logger.js';
 
 const SCHEMA_VERSION = 5;
 
@@ -291,8 +293,10 @@ export class SqliteConversationStore implements ConversationStore {
   readonly #commitAll: Database.Transaction<(batch: readonly PendingWrite[]) => unknown[]>;
   readonly #commitEach: Database.Transaction<(batch: readonly PendingWrite[]) => { ok: boolean; value: unknown }[]>;
   readonly #savepoint: Database.Transaction<(run: () => unknown) => unknown>;
+  /** Runs the WAL's checkpoints off the event loop (a file database; see WalCheckpointer). */
+  readonly #checkpointer: WalCheckpointer | undefined;
 
-  constructor(file: string) {
+  constructor(file: string, options: SqliteStoreOptions = {}) {
     if (file !== ':memory:') createPrivateFile(file);
     const db = new Database(file);
     db.pragma('journal_mode = WAL');
@@ -301,6 +305,7 @@ export class SqliteConversationStore implements ConversationStore {
     db.pragma(`busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
     migrate(db);
     this.#db = db;
+    if (file !== ':memory:' && options.walCheckpoint !== 'inline') this.#checkpointer = offLoopCheckpoints(db, file, options.logger);
     this.#commitAll = db.transaction((batch: readonly PendingWrite[]) => batch.map((op) => op.run()));
     this.#savepoint = db.transaction((run: () => unknown) => run());
     this.#commitEach = db.transaction((batch: readonly PendingWrite[]) =>
@@ -436,6 +441,7 @@ export class SqliteConversationStore implements ConversationStore {
     try {
       this.#commit(batch);
       this.#busySince = 0;
+      this.#checkpointer?.committed();
     } catch (err) {
       if (!isBusy(err) || (this.#busySince !== 0 && performance.now() - this.#busySince > BUSY_GIVE_UP_MS)) {
         this.#busySince = 0;
@@ -709,7 +715,36 @@ export class SqliteConversationStore implements ConversationStore {
       }
     }
     if (this.#db.open) this.#db.close();
+    // After the connection above: the checkpointer's is then the last, and its close removes the WAL.
+    await this.#checkpointer?.close();
   }
+
+  /** What the WAL checkpointer did (undefined when checkpoints run on this connection). */
+  get checkpoints(): Readonly<CheckpointStats> | undefined {
+    return this.#checkpointer?.running ? this.#checkpointer.stats : undefined;
+  }
+}
+
+export interface SqliteStoreOptions {
+  /**
+   * `worker` (default): WAL checkpoints run on a worker thread (WalCheckpointer); `inline`:
+   * SQLite's own, inside the commit that fills the WAL, on the event loop.
+   */
+  walCheckpoint?: 'worker' | 'inline' | undefined;
+  /** Told if the checkpoint worker is lost (checkpoints then run inline again). */
+  logger?: Logger | undefined;
+}
+
+/**
+ * Turns SQLite's automatic checkpoint off on `db` and runs it on a worker thread instead; if the
+ * worker is lost, the automatic checkpoint comes back (SQLite's default, 1,000 pages).
+ */
+export function offLoopCheckpoints(db: Database.Database, file: string, logger: Logger | undefined): WalCheckpointer {
+  db.pragma('wal_autocheckpoint = 0');
+  return new WalCheckpointer(file, (err) => {
+    if (db.open) db.pragma('wal_autocheckpoint = 1000');
+    logger?.warn({ err }, 'the WAL checkpoint worker is gone; SQLite checkpoints inside commits again');
+  });
 }
 
 /**

@@ -1,0 +1,140 @@
+import { existsSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import type { Logger } from '../../src/logger.js';
+import { conversationKey } from '../../src/stores/conversation-store.js';
+import { SqliteConversationStore, offLoopCheckpoints } from '../../src/stores/sqlite-conversation-store.js';
+import { WalCheckpointer } from '../../src/stores/wal-checkpointer.js';
+import { tempDataDir } from '../helpers/gateway.js';
+import { waitFor } from '../helpers/wait.js';
+
+const PAGE = 4096;
+const REPLY = 'r'.repeat(2000);
+
+/** `loops` chat turns at a time (user message in a new conversation, then a reply) until `until` says stop; returns the turns stored. */
+async function writeTurns(store: SqliteConversationStore, prefix: string, loops: number, until: () => boolean): Promise<number> {
+  let turns = 0;
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: loops }, async () => {
+      while (!until()) {
+        const id = `${prefix}-${next++}`;
+        const key = conversationKey('u', id);
+        await store.appendMessage({ conversationKey: key, role: 'user', content: `question ${id}`, conversation: { ownerId: 'u', id, title: 't' } });
+        await store.appendMessage({ conversationKey: key, role: 'assistant', content: REPLY, model: 'local', finishReason: 'stop' });
+        turns++;
+      }
+    }),
+  );
+  return turns;
+}
+
+function walBytes(file: string): number {
+  try {
+    return statSync(`${file}-wal`).size;
+  } catch {
+    return 0;
+  }
+}
+
+function countRows(file: string): number {
+  const reader = new Database(file, { readonly: true });
+  try {
+    return (reader.prepare('SELECT count(*) AS n FROM messages').get() as { n: number }).n;
+  } finally {
+    reader.close();
+  }
+}
+
+describe('WAL checkpoints off the event loop', () => {
+  const dir = tempDataDir();
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('no commit checkpoints (the WAL outgrows SQLite’s 1,000 pages); the worker does, and restarts the WAL so it stays bounded', async () => {
+    const file = join(dir, 'steady.sqlite');
+    const store = new SqliteConversationStore(file);
+    let walMax = 0;
+    // Written until the WAL has started over twice: far more than it ever holds at once (or,
+    // failing, until it is far too long, or time is up).
+    const giveUpAt = performance.now() + 30_000;
+    const turns = await writeTurns(store, 's', 16, () => {
+      walMax = Math.max(walMax, walBytes(file));
+      return (store.checkpoints?.restarts ?? 0) >= 2 || walMax >= 16_384 * PAGE || performance.now() > giveUpAt;
+    });
+    const stats = store.checkpoints!;
+    expect(stats.restarts).toBeGreaterThanOrEqual(2);
+    expect(stats.runs).toBeGreaterThan(stats.restarts);
+    // SQLite's automatic checkpoint would have held the WAL near 1,000 pages (4 MB).
+    expect(walMax).toBeGreaterThan(2_000 * PAGE);
+    // ...and without the restarts it would grow with everything written, to the give-up size.
+    expect(walMax).toBeLessThan(16_384 * PAGE);
+
+    await store.close();
+    // The worker's connection closed last: the WAL was checkpointed into the file and removed.
+    expect(existsSync(`${file}-wal`)).toBe(false);
+    expect(countRows(file)).toBe(turns * 2);
+  }, 60_000);
+
+  it('two stores on one file (two processes on one DATA_DIR) checkpoint side by side; every write lands', async () => {
+    const file = join(dir, 'shared.sqlite');
+    const a = new SqliteConversationStore(file);
+    const b = new SqliteConversationStore(file);
+    const endAt = performance.now() + 1_500;
+    const [ta, tb] = await Promise.all([writeTurns(a, 'a', 8, () => performance.now() > endAt), writeTurns(b, 'b', 8, () => performance.now() > endAt)]);
+    await waitFor(() => (a.checkpoints?.runs ?? 0) > 0 && (b.checkpoints?.runs ?? 0) > 0);
+    expect(a.checkpoints).toBeDefined(); // neither worker was lost on the other's checkpoints
+    expect(b.checkpoints).toBeDefined();
+    await a.close();
+    await b.close();
+    expect(existsSync(`${file}-wal`)).toBe(false);
+    expect(countRows(file)).toBe((ta + tb) * 2);
+  }, 30_000);
+
+  it('a worker that cannot run is reported once, and its connection checkpoints by itself again', async () => {
+    const file = join(dir, 'lost.sqlite');
+    const db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    const warn = vi.fn();
+    const logger = { warn } as unknown as Logger;
+    // The worker opens its own connection to a file that must exist: this one does not.
+    const checkpointer = offLoopCheckpoints(db, join(dir, 'no-such-dir', 'x.sqlite'), logger);
+    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
+    await waitFor(() => warn.mock.calls.length > 0);
+    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
+    expect(String(warn.mock.calls[0]![1])).toMatch(/checkpoint worker is gone/);
+    expect(checkpointer.running).toBe(false);
+    checkpointer.committed(); // a no-op now
+    await checkpointer.close();
+    expect(warn).toHaveBeenCalledTimes(1);
+    db.close();
+  });
+
+  it('a wake runs a checkpoint of what was committed; an orderly close is not a loss', async () => {
+    const file = join(dir, 'orderly.sqlite');
+    const db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    db.pragma('wal_autocheckpoint = 0');
+    db.exec('CREATE TABLE t (x TEXT)');
+    const insert = db.prepare('INSERT INTO t (x) VALUES (?)');
+    for (let i = 0; i < 50; i++) insert.run(REPLY);
+    const lost = vi.fn();
+    const checkpointer = new WalCheckpointer(file, lost);
+    checkpointer.committed();
+    checkpointer.committed(); // one wake for both
+    await waitFor(() => checkpointer.stats.runs > 0);
+    expect(checkpointer.stats.runs).toBe(1);
+    expect(checkpointer.stats.walPages).toBeGreaterThan(20);
+    expect(checkpointer.stats.checkpointedPages).toBe(checkpointer.stats.walPages);
+    await checkpointer.close();
+    expect(checkpointer.running).toBe(false);
+    expect(lost).not.toHaveBeenCalled();
+    db.close();
+  });
+
+  it('an in-memory store has no checkpointer', async () => {
+    const store = new SqliteConversationStore(':memory:');
+    expect(store.checkpoints).toBeUndefined();
+    await store.close();
+  });
+});
