@@ -89,6 +89,7 @@ async function createMemory(config: Config, conversations: ConversationStore, lo
         dimensions: embedder.dimensions,
         embedder: `${embedder.kind}:${embedder.model}`,
         eraseHint: `or move ${join(config.dataDir, 'memory.sqlite')} away to start long-term memory afresh`,
+        logger,
       });
   const memory = new LongTermMemory({
     embedder,

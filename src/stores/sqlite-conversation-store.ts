@@ -27,7 +27,7 @@ import {
   type UserSettings,
   DEFAULT_USER_SETTINGS,
 } from './conversation-store.js';
-import { WalCheckpointer, type CheckpointStats } from './wal-checkpointer.js';
+import { isBusy, offLoopCheckpoints, type CheckpointStats, type WalCheckpointer } from './wal-checkpointer.js';
 import type { Logger } from '../logger.js';
 
 const SCHEMA_VERSION = 5;
@@ -36,16 +36,12 @@ const SCHEMA_VERSION = 5;
 const READ_BUSY_TIMEOUT_MS = 5000;
 /**
  * Longest wait between two attempts at the write lock. Another process holds it for one group
- * commit (well under a millisecond), so waiting longer only leaves this process idle.
+ * commit (well under a millisecond), the WAL checkpointer's restart for a few milliseconds, so
+ * waiting longer only leaves this process idle.
  */
 const BUSY_MAX_DELAY_MS = 2;
 /** Writes fail after waiting this long for another process's write lock. */
 const BUSY_GIVE_UP_MS = 10_000;
-
-function isBusy(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
-}
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS users (
@@ -735,17 +731,6 @@ export interface SqliteStoreOptions {
   logger?: Logger | undefined;
 }
 
-/**
- * Turns SQLite's automatic checkpoint off on `db` and runs it on a worker thread instead; if the
- * worker is lost, the automatic checkpoint comes back (SQLite's default, 1,000 pages).
- */
-export function offLoopCheckpoints(db: Database.Database, file: string, logger: Logger | undefined): WalCheckpointer {
-  db.pragma('wal_autocheckpoint = 0');
-  return new WalCheckpointer(file, (err) => {
-    if (db.open) db.pragma('wal_autocheckpoint = 1000');
-    logger?.warn({ err }, 'the WAL checkpoint worker is gone; SQLite checkpoints inside commits again');
-  });
-}
 
 /**
  * Version 2 only lacked tables that SCHEMA creates when missing, and so does version 4 (version 5

@@ -1,5 +1,7 @@
+import type Database from 'better-sqlite3';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
+import type { Logger } from '../logger.js';
 
 /**
  * How long after a commit the checkpointer is woken: the WAL frames of a burst of commits are
@@ -159,4 +161,24 @@ export class WalCheckpointer {
     await this.#exited;
     clearTimeout(timer);
   }
+}
+
+/**
+ * Turns SQLite's automatic checkpoint off on `db` and runs it on a worker thread instead; if the
+ * worker is lost, the automatic checkpoint comes back (SQLite's default, 1,000 pages). The
+ * owner's writes must not wait for the write lock on the event loop (busy_timeout 0, retried
+ * from a timer: see {@link isBusy}), since the worker's RESTART holds it for a moment.
+ */
+export function offLoopCheckpoints(db: Database.Database, file: string, logger: Logger | undefined): WalCheckpointer {
+  db.pragma('wal_autocheckpoint = 0');
+  return new WalCheckpointer(file, (err) => {
+    if (db.open) db.pragma('wal_autocheckpoint = 1000');
+    logger?.warn({ err }, 'the WAL checkpoint worker is gone; SQLite checkpoints inside commits again');
+  });
+}
+
+/** A write that found the lock taken (another process's commit, or the checkpointer's restart): to be retried later. */
+export function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
 }

@@ -4,8 +4,9 @@ import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import type { Logger } from '../../src/logger.js';
 import { conversationKey } from '../../src/stores/conversation-store.js';
-import { SqliteConversationStore, offLoopCheckpoints } from '../../src/stores/sqlite-conversation-store.js';
-import { WalCheckpointer } from '../../src/stores/wal-checkpointer.js';
+import { SqliteConversationStore } from '../../src/stores/sqlite-conversation-store.js';
+import { WalCheckpointer, offLoopCheckpoints } from '../../src/stores/wal-checkpointer.js';
+import { SqliteMemoryStore } from '../../src/memory/sqlite-memory-store.js';
 import { tempDataDir } from '../helpers/gateway.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -136,5 +137,54 @@ describe('WAL checkpoints off the event loop', () => {
     const store = new SqliteConversationStore(':memory:');
     expect(store.checkpoints).toBeUndefined();
     await store.close();
+  });
+});
+
+describe('the memory store: the same checkpoints, and writes that never wait for the lock on the event loop', () => {
+  const dir = tempDataDir();
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const DIM = 8;
+  const record = (id: string, i: number) => {
+    const vector = new Float32Array(DIM);
+    vector[i % DIM] = 1;
+    vector[(i + 1) % DIM] = 0.5;
+    return { id, ownerId: 'u', conversationId: 'c', messageId: `m-${id}`, role: 'user' as const, text: `memory ${id}`, createdAt: 1_700_000_000_000 + i, vector };
+  };
+
+  it('a write that finds the lock taken (another process, the restart) waits on a timer, not in SQLite, and lands once it is free', async () => {
+    const file = join(dir, 'busy.sqlite');
+    const store = new SqliteMemoryStore(file, { dimensions: DIM, embedder: 'test:v1' });
+    await store.init();
+    await store.upsert([record('first', 0)]);
+    // Another connection (as another gateway process would) holds the write lock.
+    const other = new Database(file);
+    other.exec('BEGIN IMMEDIATE');
+    let settled = false;
+    const write = store.upsert([record('second', 1)]).finally(() => (settled = true));
+    // The event loop runs on: timers fire while the write waits (SQLite's own busy handler would
+    // have slept on this thread for up to 5 s, and this commit could never have come).
+    const started = performance.now();
+    for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(performance.now() - started).toBeLessThan(2_500); // not the 5 s of SQLite's busy wait
+    expect(settled).toBe(false);
+    other.exec('COMMIT');
+    other.close();
+    await write;
+    expect((await store.get('u', 'second'))?.text).toBe('memory second');
+    await store.close();
+  });
+
+  it('checkpoints run on the worker, and the WAL is folded in and removed at close', async () => {
+    const file = join(dir, 'ckpt.sqlite');
+    const store = new SqliteMemoryStore(file, { dimensions: DIM, embedder: 'test:v1' });
+    await store.init();
+    for (let i = 0; i < 20; i++) await store.upsert(Array.from({ length: 20 }, (_, k) => record(`r${i}-${k}`, i * 20 + k)));
+    await waitFor(() => (store.checkpoints?.runs ?? 0) > 0);
+    expect(store.checkpoints!.checkpointedPages).toBeGreaterThan(0);
+    await store.close();
+    expect(existsSync(`${file}-wal`)).toBe(false);
+    const reader = new Database(file, { readonly: true });
+    expect((reader.prepare('SELECT count(*) AS n FROM memories').get() as { n: number }).n).toBe(400);
+    reader.close();
   });
 });
