@@ -20,37 +20,121 @@ const RESTART_WAIT_MS = 1_000;
 const CLOSE_WAIT_MS = 5_000;
 
 /**
- * The worker: its own connection to the database file, which runs a PASSIVE checkpoint (it
- * never waits for a lock nor blocks a writer or a reader) each time it is woken, then a
- * RESTART one when the WAL is long, and closes on `close` (the last connection to close
- * checkpoints the WAL and removes it, as SQLite always does). Another process checkpointing
- * the same file answers SQLITE_BUSY: skipped, the next wake tries again. Anything else is
- * thrown, which ends the worker: the owner then checkpoints on its own connection again.
+ * The worker, one per process for every database file: its own connection to each file, which
+ * runs a PASSIVE checkpoint (it never waits for a lock nor blocks a writer or a reader) each
+ * time that file's owner wakes it, then a RESTART one when the WAL is long. `close` closes
+ * that file's connection (the last connection to a file checkpoints the WAL and removes it, as
+ * SQLite always does); `exit` ends the worker. Another process checkpointing the same file
+ * answers SQLITE_BUSY: skipped, the next wake tries again. Any other failure on a file closes
+ * that file's connection and is reported for it alone.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
-const db = new Database(workerData.file, { fileMustExist: true });
-db.pragma('busy_timeout = ' + workerData.restartWaitMs);
-const passive = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
-const restart = db.prepare('PRAGMA wal_checkpoint(RESTART)');
-parentPort.on('message', (message) => {
-  if (message === 'close') {
-    db.close();
-    parentPort.close();
+const files = new Map();
+const fail = (id, err) => parentPort.postMessage({ id, error: String((err && err.message) || err) });
+parentPort.on('message', ({ op, id, file }) => {
+  if (op === 'exit') return parentPort.close();
+  if (op === 'open') {
+    try {
+      const db = new Database(file, { fileMustExist: true });
+      db.pragma('busy_timeout = ' + workerData.restartWaitMs);
+      files.set(id, { db, passive: db.prepare('PRAGMA wal_checkpoint(PASSIVE)'), restart: db.prepare('PRAGMA wal_checkpoint(RESTART)') });
+    } catch (err) {
+      fail(id, err);
+    }
     return;
   }
+  const entry = files.get(id);
+  if (op === 'close') {
+    files.delete(id);
+    try {
+      entry?.db.close();
+    } finally {
+      parentPort.postMessage({ id, closed: true });
+    }
+    return;
+  }
+  if (!entry) return;
   let result;
   try {
-    result = passive.get();
-    if (result.log >= workerData.restartPages) result = { ...restart.get(), restarted: 1 };
+    result = entry.passive.get();
+    if (result.log >= workerData.restartPages) result = { ...entry.restart.get(), restarted: 1 };
   } catch (err) {
-    if (err && (err.code === 'SQLITE_BUSY' || err.code === 'SQLITE_LOCKED')) result = { busy: 1, log: -1, checkpointed: -1 };
-    else throw err;
+    if (!err || (err.code !== 'SQLITE_BUSY' && err.code !== 'SQLITE_LOCKED')) {
+      files.delete(id);
+      try { entry.db.close(); } catch {}
+      return fail(id, err);
+    }
+    result = { busy: 1, log: -1, checkpointed: -1 };
   }
-  parentPort.postMessage(result);
+  parentPort.postMessage({ id, ...result });
 });
 `;
+
+type WorkerReply = { id: number; error?: string; closed?: boolean; busy?: number; log?: number; checkpointed?: number; restarted?: number };
+
+/** The process's checkpoint worker and the files it serves; started with the first file's first commit. */
+class SharedWorker {
+  static #current: SharedWorker | undefined;
+  readonly #worker: Worker;
+  readonly #members = new Map<number, WalCheckpointer>();
+  #nextId = 1;
+  #gone = false;
+
+  static join(member: WalCheckpointer, file: string): { worker: SharedWorker; id: number } {
+    let shared = SharedWorker.#current;
+    if (!shared || shared.#gone) shared = SharedWorker.#current = new SharedWorker();
+    const id = shared.#nextId++;
+    shared.#members.set(id, member);
+    shared.#worker.postMessage({ op: 'open', id, file });
+    return { worker: shared, id };
+  }
+
+  private constructor() {
+    this.#worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { driver: createRequire(import.meta.url).resolve('better-sqlite3'), restartPages: RESTART_PAGES, restartWaitMs: RESTART_WAIT_MS },
+      // Pragmas and a few prepared statements: it needs little heap.
+      resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 },
+    });
+    // Never what keeps the process alive.
+    this.#worker.unref();
+    this.#worker.on('message', (reply: WorkerReply) => this.#members.get(reply.id)?.reply(reply));
+    const end = (err: Error) => {
+      if (this.#gone) return;
+      this.#gone = true;
+      if (SharedWorker.#current === this) SharedWorker.#current = undefined;
+      const members = [...this.#members.values()];
+      this.#members.clear();
+      for (const member of members) member.lost(err);
+    };
+    this.#worker.on('error', end);
+    this.#worker.once('exit', (code) => end(new Error(`the WAL checkpoint worker stopped (exit code ${code})`)));
+  }
+
+  post(op: 'run' | 'close', id: number): void {
+    if (!this.#gone) this.#worker.postMessage({ op, id });
+  }
+
+  #holds = 0;
+  /** Keeps the process alive while a close waits for the worker (an unref'd worker's reply would not). */
+  hold(): void {
+    if (this.#holds++ === 0) this.#worker.ref();
+  }
+
+  release(): void {
+    if (--this.#holds === 0) this.#worker.unref();
+  }
+
+  /** A member is done (closed or lost): the last one ends the worker. */
+  leave(id: number): void {
+    if (!this.#members.delete(id) || this.#members.size > 0 || this.#gone) return;
+    this.#gone = true;
+    if (SharedWorker.#current === this) SharedWorker.#current = undefined;
+    this.#worker.postMessage({ op: 'exit' });
+  }
+}
 
 /** What the last checkpoint found (SQLite's own figures, in pages), and how many ran. */
 export interface CheckpointStats {
@@ -85,51 +169,28 @@ export interface CheckpointStats {
  * last frames (the owner's commit then finds the lock taken and retries from a timer, as with
  * another process's lock: the loop is not held), and the next commit starts the WAL over.
  *
- * If the worker cannot start or fails, `onLost` is told once: the owner then turns its own
- * automatic checkpoint back on, and the WAL never grows unchecked.
+ * One worker thread serves every database of the process (a thread costs ~7 MB of memory), from
+ * the first commit on. If it cannot start or fails, or fails on this file, `onLost` is told
+ * once: the owner then turns its own automatic checkpoint back on, and the WAL never grows
+ * unchecked.
  */
 export class WalCheckpointer {
-  readonly #worker: Worker;
+  readonly #file: string;
+  readonly #onLost: (err: Error) => void;
+  /** The shared worker and this file's id there; joined at the first commit. */
+  #member: { worker: SharedWorker; id: number } | undefined;
   #wake: ReturnType<typeof setTimeout> | undefined;
   #closing = false;
   #lost = false;
-  readonly #exited: Promise<void>;
+  #closed: (() => void) | undefined;
   readonly stats: CheckpointStats = { runs: 0, walPages: 0, checkpointedPages: 0, busy: 0, restarts: 0 };
 
   constructor(file: string, onLost: (err: Error) => void) {
-    const lost = (err: Error) => {
-      if (this.#lost || this.#closing) return;
-      this.#lost = true;
-      clearTimeout(this.#wake);
-      onLost(err);
-    };
-    this.#worker = new Worker(WORKER_SOURCE, {
-      eval: true,
-      workerData: { file, driver: createRequire(import.meta.url).resolve('better-sqlite3'), restartPages: RESTART_PAGES, restartWaitMs: RESTART_WAIT_MS },
-      // A few pragmas and a prepared statement: it needs little heap.
-      resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 },
-    });
-    // Never what keeps the process alive.
-    this.#worker.unref();
-    this.#worker.on('message', (r: { busy: number; log: number; checkpointed: number; restarted?: number }) => {
-      this.stats.runs++;
-      if (r.busy) this.stats.busy++;
-      else if (r.restarted) this.stats.restarts++;
-      if (r.log >= 0) {
-        this.stats.walPages = r.log;
-        this.stats.checkpointedPages = r.checkpointed;
-      }
-    });
-    this.#worker.on('error', (err) => lost(err));
-    this.#exited = new Promise<void>((resolve) => {
-      this.#worker.once('exit', (code) => {
-        lost(new Error(`the WAL checkpoint worker stopped (exit code ${code})`));
-        resolve();
-      });
-    });
+    this.#file = file;
+    this.#onLost = onLost;
   }
 
-  /** False once the worker was lost (the owner checkpoints by itself again). */
+  /** False once the worker was lost (the owner checkpoints by itself again) or closed. */
   get running(): boolean {
     return !this.#lost && !this.#closing;
   }
@@ -137,29 +198,65 @@ export class WalCheckpointer {
   /** A commit added to the WAL: a checkpoint follows shortly (one for a whole burst of commits). */
   committed(): void {
     if (this.#wake !== undefined || !this.running) return;
+    // The worker starts with the first commit: a process that never writes never pays for it.
+    this.#member ??= SharedWorker.join(this, this.#file);
     this.#wake = setTimeout(this.#run, WAKE_AFTER_MS);
     this.#wake.unref();
   }
 
   readonly #run = () => {
     this.#wake = undefined;
-    if (this.running) this.#worker.postMessage('run');
+    if (this.running) this.#member?.worker.post('run', this.#member.id);
   };
 
+  /** From the worker: a checkpoint's result, this file's failure, or its close. */
+  reply(r: WorkerReply): void {
+    if (r.closed) return this.#closed?.();
+    if (r.error !== undefined) return this.lost(new Error(`the WAL checkpoint worker failed on this database: ${r.error}`));
+    this.stats.runs++;
+    if (r.busy) this.stats.busy++;
+    else if (r.restarted) this.stats.restarts++;
+    if (r.log !== undefined && r.log >= 0) {
+      this.stats.walPages = r.log;
+      this.stats.checkpointedPages = r.checkpointed ?? 0;
+    }
+  }
+
+  /** The worker is gone, or failed on this file: told to the owner once (not after close). */
+  lost(err: Error): void {
+    this.#closed?.();
+    if (this.#lost || this.#closing) return;
+    this.#lost = true;
+    clearTimeout(this.#wake);
+    if (this.#member) this.#member.worker.leave(this.#member.id);
+    this.#onLost(err);
+  }
+
   /**
-   * Ends the worker after the owner closed its connection: the worker's connection is then the
-   * last, and its close checkpoints what is left and removes the WAL file.
+   * Closes this file's connection in the worker after the owner closed its own: the worker's is
+   * then the last, and its close checkpoints what is left and removes the WAL file. Resolves
+   * when that is done (or after CLOSE_WAIT_MS on a disk that does not answer).
    */
   async close(): Promise<void> {
-    if (this.#closing) return this.#exited;
+    if (this.#closing) return;
     this.#closing = true;
     clearTimeout(this.#wake);
     this.#wake = undefined;
-    if (this.#lost) return;
-    this.#worker.postMessage('close');
-    const timer = setTimeout(() => void this.#worker.terminate(), CLOSE_WAIT_MS);
-    await this.#exited;
-    clearTimeout(timer);
+    const member = this.#member;
+    if (this.#lost || !member) return;
+    member.worker.hold();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, CLOSE_WAIT_MS);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#closed = done;
+      member.worker.post('close', member.id);
+    });
+    this.#closed = undefined;
+    member.worker.release();
+    member.worker.leave(member.id);
   }
 }
 

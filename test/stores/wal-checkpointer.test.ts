@@ -1,4 +1,4 @@
-import { existsSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -101,6 +101,7 @@ describe('WAL checkpoints off the event loop', () => {
     // The worker opens its own connection to a file that must exist: this one does not.
     const checkpointer = offLoopCheckpoints(db, join(dir, 'no-such-dir', 'x.sqlite'), logger);
     expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
+    checkpointer.committed(); // the first commit brings the worker in
     await waitFor(() => warn.mock.calls.length > 0);
     expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
     expect(String(warn.mock.calls[0]![1])).toMatch(/checkpoint worker is gone/);
@@ -131,6 +132,45 @@ describe('WAL checkpoints off the event loop', () => {
     expect(checkpointer.running).toBe(false);
     expect(lost).not.toHaveBeenCalled();
     db.close();
+  });
+
+  it('one worker thread serves every file of the process: none before the first commit, gone after the last close', async () => {
+    const threads = () => Number(/Threads:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1]);
+    const a = new SqliteConversationStore(join(dir, 'thread-a.sqlite'));
+    const b = new SqliteConversationStore(join(dir, 'thread-b.sqlite'));
+    // Workers of the tests above may still be winding down: wait until the count holds still.
+    let before = threads();
+    for (let still = 0; still < 4; ) {
+      await new Promise((r) => setTimeout(r, 50));
+      const now = threads();
+      still = now === before ? still + 1 : 0;
+      before = now;
+    }
+    for (const [i, store] of [a, b].entries()) {
+      await store.appendMessage({ conversationKey: conversationKey('u', `t${i}`), role: 'user', content: 'hi', conversation: { ownerId: 'u', id: `t${i}`, title: 't' } });
+    }
+    await waitFor(() => (a.checkpoints?.runs ?? 0) > 0 && (b.checkpoints?.runs ?? 0) > 0);
+    expect(threads()).toBe(before + 1);
+    await a.close();
+    expect(threads()).toBe(before + 1); // still serving b
+    await b.close();
+    await waitFor(() => threads() === before);
+  });
+
+  it('a file the worker cannot open is lost alone: the other files of the process keep their checkpoints', async () => {
+    const store = new SqliteConversationStore(join(dir, 'neighbour.sqlite'));
+    const write = (id: string) =>
+      store.appendMessage({ conversationKey: conversationKey('u', id), role: 'user', content: 'hi', conversation: { ownerId: 'u', id, title: 't' } });
+    await write('n1');
+    await waitFor(() => (store.checkpoints?.runs ?? 0) > 0);
+    const lost = vi.fn();
+    const broken = new WalCheckpointer(join(dir, 'no-such-dir', 'x.sqlite'), lost);
+    broken.committed();
+    await waitFor(() => lost.mock.calls.length > 0);
+    expect(broken.running).toBe(false);
+    await write('n2');
+    await waitFor(() => (store.checkpoints?.runs ?? 0) > 1);
+    await store.close();
   });
 
   it('an in-memory store has no checkpointer', async () => {
