@@ -25,6 +25,7 @@ export const configSchema = z.object({
   /** Unset: browsers on loopback origins (any port) and the gateway's own origin only. */
   CORS_ORIGIN: commaList.optional(),
   DATA_DIR: z.string().min(1).default('./data'),
+  SQLITE_CHECKPOINTS: z.enum(['worker', 'inline']).default('worker'),
 
   SYSTEM_PROMPT: z.string().default('You are a helpful assistant.'),
   /** Unset: picked from the configured providers (see createModelRegistry). */
@@ -151,6 +152,8 @@ export interface Config {
   /** Allowed browser origins; undefined means loopback origins on any port. */
   corsOrigins: string[] | undefined;
   dataDir: string;
+  /** Where the SQLite files' WAL checkpoints run: a worker thread (default) or SQLite's own, inside commits on the event loop. */
+  sqliteCheckpoints: 'worker' | 'inline';
   /** Serve the browser playground at `/` (Node only; built by `npm run build`). */
   playground: { enabled: boolean };
   chat: {
@@ -308,6 +311,7 @@ export function loadConfig(env: Env): Config {
     logPretty: e.LOG_PRETTY,
     corsOrigins: e.CORS_ORIGIN,
     dataDir: e.DATA_DIR,
+    sqliteCheckpoints: e.SQLITE_CHECKPOINTS,
     playground: { enabled: e.PLAYGROUND_ENABLED },
     chat: {
       systemPrompt: e.SYSTEM_PROMPT,

@@ -31,6 +31,8 @@ export interface SqliteMemoryStoreOptions {
   recallCacheBytes?: number;
   /** Told if the WAL checkpoint worker is lost (checkpoints then run inside commits again). */
   logger?: Logger | undefined;
+  /** `worker` (default): WAL checkpoints on the shared worker thread (WalCheckpointer); `inline`: SQLite's own, inside commits. */
+  walCheckpoint?: 'worker' | 'inline' | undefined;
 }
 
 /** Longest wait between two attempts at the write lock (held by another process's commit, or the checkpointer's restart). */
@@ -585,7 +587,7 @@ export class SqliteMemoryStore implements MemoryStore {
   readonly #writeBusyTimeout: Database.Statement;
   readonly #readBusyTimeout: Database.Statement;
   /** Runs the WAL's checkpoints off the event loop (see WalCheckpointer). */
-  readonly #checkpointer: WalCheckpointer;
+  readonly #checkpointer: WalCheckpointer | undefined;
 
   constructor(file: string, options: SqliteMemoryStoreOptions) {
     if (!Number.isInteger(options.dimensions) || options.dimensions < 1) {
@@ -607,7 +609,7 @@ export class SqliteMemoryStore implements MemoryStore {
     // loop) and is retried from a timer, as in the conversation store.
     this.#writeBusyTimeout = db.prepare('PRAGMA busy_timeout = 0');
     this.#readBusyTimeout = db.prepare(`PRAGMA busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
-    this.#checkpointer = offLoopCheckpoints(db, file, options.logger);
+    if (options.walCheckpoint !== 'inline') this.#checkpointer = offLoopCheckpoints(db, file, options.logger);
     this.#file = file;
     this.#options = options;
     this.#db = db;
@@ -795,7 +797,7 @@ export class SqliteMemoryStore implements MemoryStore {
     }
     this.#busySince = 0;
     this.#busyDelay = 0;
-    this.#checkpointer.committed();
+    this.#checkpointer?.committed();
     this.#more();
     // Committed: the cache follows, in commit order.
     if (this.#cache) for (const r of results) for (const change of r.changes) this.#cache.apply(change);
@@ -978,7 +980,7 @@ export class SqliteMemoryStore implements MemoryStore {
 
   /** What the WAL checkpointer did (undefined once it was lost: checkpoints run inside commits). */
   get checkpoints(): Readonly<CheckpointStats> | undefined {
-    return this.#checkpointer.running ? this.#checkpointer.stats : undefined;
+    return this.#checkpointer?.running ? this.#checkpointer.stats : undefined;
   }
 
   async close(): Promise<void> {
@@ -991,6 +993,6 @@ export class SqliteMemoryStore implements MemoryStore {
     if (this.#db.open) this.#db.close();
     this.#cache?.clear();
     // After the connection above: the checkpointer's is then the last, and its close removes the WAL.
-    await this.#checkpointer.close();
+    await this.#checkpointer?.close();
   }
 }

@@ -41,7 +41,7 @@ export async function createNodeBackends(config: Config, logger: Logger, metrics
     ...(metrics.enabled ? { onResponseHead: (provider: string, seconds: number) => metrics.upstreamResponse(provider, seconds) } : {}),
   };
   const models = createModelRegistry(config, logger, await discoverCompatibleModel(config), transport);
-  const store = config.mongo ? await connectMongo(config.mongo) : new SqliteConversationStore(join(config.dataDir, 'gateway.sqlite'), { logger });
+  const store = config.mongo ? await connectMongo(config.mongo) : new SqliteConversationStore(join(config.dataDir, 'gateway.sqlite'), { logger, walCheckpoint: config.sqliteCheckpoints });
   const limiter = createRateLimiter(config, logger, redis);
   const jwtSecret = config.auth.jwtSecret ? new TextEncoder().encode(config.auth.jwtSecret) : persistedSecret(config.dataDir, logger);
   const memory = await createMemory(config, store, logger, metrics);
@@ -90,6 +90,7 @@ async function createMemory(config: Config, conversations: ConversationStore, lo
         embedder: `${embedder.kind}:${embedder.model}`,
         eraseHint: `or move ${join(config.dataDir, 'memory.sqlite')} away to start long-term memory afresh`,
         logger,
+        walCheckpoint: config.sqliteCheckpoints,
       });
   const memory = new LongTermMemory({
     embedder,

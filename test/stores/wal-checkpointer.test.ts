@@ -7,7 +7,8 @@ import { conversationKey } from '../../src/stores/conversation-store.js';
 import { SqliteConversationStore } from '../../src/stores/sqlite-conversation-store.js';
 import { WalCheckpointer, offLoopCheckpoints } from '../../src/stores/wal-checkpointer.js';
 import { SqliteMemoryStore } from '../../src/memory/sqlite-memory-store.js';
-import { tempDataDir } from '../helpers/gateway.js';
+import { loadConfig } from '../../src/config.js';
+import { startGateway, tempDataDir } from '../helpers/gateway.js';
 import { waitFor } from '../helpers/wait.js';
 
 const PAGE = 4096;
@@ -226,5 +227,29 @@ describe('the memory store: the same checkpoints, and writes that never wait for
     const reader = new Database(file, { readonly: true });
     expect((reader.prepare('SELECT count(*) AS n FROM memories').get() as { n: number }).n).toBe(400);
     reader.close();
+  });
+});
+
+describe('SQLITE_CHECKPOINTS', () => {
+  it('worker (default): a gateway’s first chat turn brings the checkpointer in; inline: SQLite’s own, no worker', async () => {
+    for (const [setting, expected] of [[undefined, true], ['inline', false]] as const) {
+      const gw = await startGateway(setting ? { SQLITE_CHECKPOINTS: setting } : {});
+      try {
+        const res = await fetch(`${gw.url}/api/v2/ai/chat/stream`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ message: 'hello' }) });
+        expect(res.status).toBe(200);
+        await res.text();
+        const store = gw.server.services.store as SqliteConversationStore;
+        if (expected) await waitFor(() => (store.checkpoints?.runs ?? 0) > 0);
+        else expect(store.checkpoints).toBeUndefined();
+      } finally {
+        await gw.destroy();
+      }
+    }
+  });
+
+  it('refuses anything else, naming it', () => {
+    expect(loadConfig({ SQLITE_CHECKPOINTS: 'inline' }).sqliteCheckpoints).toBe('inline');
+    expect(loadConfig({}).sqliteCheckpoints).toBe('worker');
+    expect(() => loadConfig({ SQLITE_CHECKPOINTS: 'thread' })).toThrow(/SQLITE_CHECKPOINTS/);
   });
 });
