@@ -10,6 +10,7 @@ import { createRateLimiter } from '../ratelimit/create-rate-limiter.js';
 import type { Backends } from '../services.js';
 import type { ConversationStore } from '../stores/conversation-store.js';
 import { SqliteConversationStore } from '../stores/sqlite-conversation-store.js';
+import type { CheckpointStats } from '../stores/wal-checkpointer.js';
 import { NativePasswordHasher } from './native-password-hasher.js';
 import { createNodeFetch } from './node-fetch.js';
 import { createEmbedder } from '../memory/create-embedder.js';
@@ -31,7 +32,12 @@ export class StartupError extends Error {
  * defaults their code would only take memory (~45 MB resident with Redis's, see server.ts). `redis` is the
  * connection of REDIS_URL, when there is one, for rate limits shared without Upstash.
  */
-export async function createNodeBackends(config: Config, logger: Logger, metrics: Metrics = noopMetrics, redis?: RatelimitRedis): Promise<Backends & { reads: ReadScheduler }> {
+export async function createNodeBackends(
+  config: Config,
+  logger: Logger,
+  metrics: Metrics = noopMetrics,
+  redis?: RatelimitRedis,
+): Promise<Backends & { reads: ReadScheduler; sqliteWalPages: () => Record<string, number> }> {
   ensurePrivateDir(config.dataDir, logger);
   // The SDKs send their requests through node:http, and model streams read the socket directly.
   const reads = new ReadScheduler(config.streamSliceMs);
@@ -42,9 +48,12 @@ export async function createNodeBackends(config: Config, logger: Logger, metrics
   };
   const models = createModelRegistry(config, logger, await discoverCompatibleModel(config), transport);
   const store = config.mongo ? await connectMongo(config.mongo) : new SqliteConversationStore(join(config.dataDir, 'gateway.sqlite'), { logger, walCheckpoint: config.sqliteCheckpoints });
+  /** The SQLite files whose WAL checkpoints run on the worker, for the gauge. */
+  const walFiles: [string, { readonly checkpoints: Readonly<CheckpointStats> | undefined }][] = [];
+  if (store instanceof SqliteConversationStore) walFiles.push(['gateway', store]);
   const limiter = createRateLimiter(config, logger, redis);
   const jwtSecret = config.auth.jwtSecret ? new TextEncoder().encode(config.auth.jwtSecret) : persistedSecret(config.dataDir, logger);
-  const memory = await createMemory(config, store, logger, metrics);
+  const memory = await createMemory(config, store, logger, metrics, (sqlite) => walFiles.push(['memory', sqlite]));
   logger.info(
     {
       store: store.kind,
@@ -56,7 +65,15 @@ export async function createNodeBackends(config: Config, logger: Logger, metrics
     },
     config.chat.defaultModel ? 'backends ready' : `backends ready; no DEFAULT_MODEL set, so requests without a model use ${models.defaultModel}`,
   );
-  return { logger, store, limiter, jwtSecret, hasher: new NativePasswordHasher(), revocableTokens: true, models, memory, metrics, reads };
+  const sqliteWalPages = () => {
+    const pages: Record<string, number> = {};
+    for (const [name, file] of walFiles) {
+      const stats = file.checkpoints;
+      if (stats) pages[name] = stats.walPages;
+    }
+    return pages;
+  };
+  return { logger, store, limiter, jwtSecret, hasher: new NativePasswordHasher(), revocableTokens: true, models, memory, metrics, reads, sqliteWalPages };
 }
 
 /**
@@ -65,7 +82,13 @@ export async function createNodeBackends(config: Config, logger: Logger, metrics
  * embedder) stops the start with the variable to change; Pinecone merely unreachable at
  * start leaves memory degraded and retried.
  */
-async function createMemory(config: Config, conversations: ConversationStore, logger: Logger, metrics: Metrics): Promise<LongTermMemory | undefined> {
+async function createMemory(
+  config: Config,
+  conversations: ConversationStore,
+  logger: Logger,
+  metrics: Metrics,
+  onSqlite: (store: SqliteMemoryStore) => void,
+): Promise<LongTermMemory | undefined> {
   if (!config.memory.enabled) return undefined;
   const { embedding, pinecone } = config.memory;
   const embedder = createEmbedder({
@@ -92,6 +115,7 @@ async function createMemory(config: Config, conversations: ConversationStore, lo
         logger,
         walCheckpoint: config.sqliteCheckpoints,
       });
+  if (store instanceof SqliteMemoryStore) onSqlite(store);
   const memory = new LongTermMemory({
     embedder,
     store,

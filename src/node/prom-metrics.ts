@@ -14,6 +14,8 @@ export interface GaugeSources {
   turnStartsWaiting(): number;
   /** Model streams whose reads wait for their share of a pass of the event loop (STREAM_SLICE_MS). */
   streamReadsWaiting(): number;
+  /** Pages in each SQLite file's WAL at its last checkpoint on the worker thread (SQLITE_CHECKPOINTS=worker), by database. */
+  sqliteWalPages?(): Readonly<Record<string, number>>;
 }
 
 /** Seconds. Model replies: tens of ms to minutes. */
@@ -89,6 +91,15 @@ export class PromMetrics implements Metrics {
     new GaugeCells(r, 'gateway_stream_reads_waiting', 'Model streams whose reads wait for their share of a pass of the event loop (STREAM_SLICE_MS): above zero most of the time means the process is saturated.', [], (g) => {
       g.cell({}).value = this.#sources?.streamReadsWaiting() ?? 0;
     });
+    new GaugeCells(
+      r,
+      'gateway_sqlite_wal_pages',
+      "Pages in an embedded SQLite file's write-ahead log at its last checkpoint (run off the event loop): it starts over past 4,096; staying higher means checkpoints do not keep up.",
+      ['database'],
+      (g) => {
+        for (const [database, pages] of Object.entries(this.#sources?.sqliteWalPages?.() ?? {})) g.cell({ database }).value = pages;
+      },
+    );
     this.#ttft = new HistogramCells(r, 'gateway_time_to_first_token_seconds', 'From the start of a chat turn (after admission) to the first reply text handed to the client.', ['provider', 'model'], TTFT_BUCKETS);
     this.#turnDuration = new HistogramCells(r, 'gateway_turn_duration_seconds', 'From the start of a chat turn (after admission) to its end, reply stored, however it ended.', ['provider', 'model'], TURN_BUCKETS);
     this.#tokens = new CounterCells(r, 'gateway_tokens_total', 'Tokens by direction (input: prompt, output: reply), as the provider reported them in its usage.', ['provider', 'model', 'direction']);

@@ -115,7 +115,7 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
   });
 
   const { io, gauges } = createSocketServer(httpServer, services, realtime, { adapter: cluster?.socketAdapter() });
-  metrics?.watch({ socketConnections: () => gauges.byNamespace, realtimeSessions: () => realtime.size, turnStartsWaiting: () => services.arrivalGate.waiting + services.startGate.waiting, streamReadsWaiting: () => backends.reads.waiting });
+  metrics?.watch({ socketConnections: () => gauges.byNamespace, realtimeSessions: () => realtime.size, turnStartsWaiting: () => services.arrivalGate.waiting + services.startGate.waiting, streamReadsWaiting: () => backends.reads.waiting, sqliteWalPages: backends.sqliteWalPages });
   let closing: Promise<void> | undefined;
   let metricsAddress: { port: number; host: string } | undefined;
 

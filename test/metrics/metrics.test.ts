@@ -59,6 +59,7 @@ describe('GET /metrics on a gateway with the local model and an OpenAI stand-in'
       gateway_realtime_sessions: 'gauge',
       gateway_turn_starts_waiting: 'gauge',
       gateway_stream_reads_waiting: 'gauge',
+      gateway_sqlite_wal_pages: 'gauge',
       gateway_time_to_first_token_seconds: 'histogram',
       gateway_turn_duration_seconds: 'histogram',
       gateway_tokens_total: 'counter',

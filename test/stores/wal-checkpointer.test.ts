@@ -9,6 +9,7 @@ import { WalCheckpointer, offLoopCheckpoints } from '../../src/stores/wal-checkp
 import { SqliteMemoryStore } from '../../src/memory/sqlite-memory-store.js';
 import { loadConfig } from '../../src/config.js';
 import { startGateway, tempDataDir } from '../helpers/gateway.js';
+import { scrape } from '../helpers/prometheus.js';
 import { waitFor } from '../helpers/wait.js';
 
 const PAGE = 4096;
@@ -239,8 +240,17 @@ describe('SQLITE_CHECKPOINTS', () => {
         expect(res.status).toBe(200);
         await res.text();
         const store = gw.server.services.store as SqliteConversationStore;
-        if (expected) await waitFor(() => (store.checkpoints?.runs ?? 0) > 0);
-        else expect(store.checkpoints).toBeUndefined();
+        if (expected) {
+          await waitFor(() => (store.checkpoints?.runs ?? 0) > 0);
+          await new Promise((r) => setTimeout(r, 300)); // the wake of the reply's commit, if it came after the first
+          // What the last checkpoint found in the WAL, on /metrics (the turn's pages, copied back).
+          const m = await scrape(gw.url);
+          expect(m.value('gateway_sqlite_wal_pages', { database: 'gateway' })).toBe(store.checkpoints!.walPages);
+          expect(store.checkpoints!.walPages).toBeGreaterThan(0);
+        } else {
+          expect(store.checkpoints).toBeUndefined();
+          expect((await scrape(gw.url)).family('gateway_sqlite_wal_pages')?.samples ?? []).toHaveLength(0);
+        }
       } finally {
         await gw.destroy();
       }
