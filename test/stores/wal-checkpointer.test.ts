@@ -1,4 +1,5 @@
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -140,6 +141,8 @@ describe('WAL checkpoints off the event loop', () => {
     const threads = () => Number(/Threads:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1]);
     const a = new SqliteConversationStore(join(dir, 'thread-a.sqlite'));
     const b = new SqliteConversationStore(join(dir, 'thread-b.sqlite'));
+    // libuv's thread pool starts all its threads at its first use: make sure that is not now.
+    await stat(dir);
     // Workers of the tests above may still be winding down: wait until the count holds still.
     let before = threads();
     for (let still = 0; still < 4; ) {
