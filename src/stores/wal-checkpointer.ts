@@ -198,8 +198,16 @@ export class WalCheckpointer {
   /** A commit added to the WAL: a checkpoint follows shortly (one for a whole burst of commits). */
   committed(): void {
     if (this.#wake !== undefined || !this.running) return;
-    // The worker starts with the first commit: a process that never writes never pays for it.
-    this.#member ??= SharedWorker.join(this, this.#file);
+    if (!this.#member) {
+      // The worker starts with the first commit: a process that never writes never pays for it.
+      // Never throws: it is called right after a commit, which must not look failed.
+      try {
+        this.#member = SharedWorker.join(this, this.#file);
+      } catch (err) {
+        this.lost(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+    }
     this.#wake = setTimeout(this.#run, WAKE_AFTER_MS);
     this.#wake.unref();
   }
