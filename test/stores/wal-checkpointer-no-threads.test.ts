@@ -1,4 +1,5 @@
 import { rmSync } from 'node:fs';
+import type * as WorkerThreads from 'node:worker_threads';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import type { Logger } from '../../src/logger.js';
@@ -9,7 +10,7 @@ import { tempDataDir } from '../helpers/gateway.js';
 
 // A platform where no thread can be started (a sandbox, a resource limit): `new Worker` throws.
 vi.mock('node:worker_threads', async (importOriginal) => ({
-  ...(await importOriginal<typeof import('node:worker_threads')>()),
+  ...(await importOriginal<typeof WorkerThreads>()),
   Worker: class {
     constructor() {
       throw new Error('threads are not available here');
