@@ -69,7 +69,8 @@ export async function createNodeBackends(
     const pages: Record<string, number> = {};
     for (const [name, file] of walFiles) {
       const stats = file.checkpoints;
-      if (stats) pages[name] = stats.walPages;
+      // From its first checkpoint on (a file not written since the start has none).
+      if (stats && stats.runs > 0) pages[name] = stats.walPages;
     }
     return pages;
   };

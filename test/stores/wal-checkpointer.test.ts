@@ -250,6 +250,8 @@ describe('SQLITE_CHECKPOINTS', () => {
           const m = await scrape(gw.url);
           expect(m.value('gateway_sqlite_wal_pages', { database: 'gateway' })).toBe(store.checkpoints!.walPages);
           expect(store.checkpoints!.walPages).toBeGreaterThan(0);
+          // Long-term memory is on, but nothing was written to it since the start: no checkpoint, no series.
+          expect(m.family('gateway_sqlite_wal_pages')?.samples.map((x) => x.labels['database'])).toEqual(['gateway']);
         } else {
           expect(store.checkpoints).toBeUndefined();
           expect((await scrape(gw.url)).family('gateway_sqlite_wal_pages')?.samples ?? []).toHaveLength(0);
