@@ -3,7 +3,8 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import * as sqliteVec from 'sqlite-vec';
 import { decodeCursor, toPage, type Page } from '../stores/conversation-store.js';
-import { isBusy, offLoopCheckpoints, type CheckpointStats, type WalCheckpointer } from '../stores/wal-checkpointer.js';
+import { offLoopCheckpoints, type CheckpointStats, type WalCheckpointer } from '../stores/wal-checkpointer.js';
+import { READ_BUSY_TIMEOUT_MS, WriteLock } from '../stores/sqlite-write-lock.js';
 import type { Logger } from '../logger.js';
 import { MemoryStoreError } from './memory-store-error.js';
 import type { MemoryMatch, MemoryQuery, MemoryRecord, MemoryStore } from './memory-store.js';
@@ -34,12 +35,6 @@ export interface SqliteMemoryStoreOptions {
   /** `worker` (default): WAL checkpoints on the shared worker thread (WalCheckpointer); `inline`: SQLite's own, inside commits. */
   walCheckpoint?: 'worker' | 'inline' | undefined;
 }
-
-/** Longest wait between two attempts at the write lock (held by another process's commit, or the checkpointer's restart). */
-const BUSY_MAX_DELAY_MS = 2;
-/** Writes fail after waiting this long for the write lock. */
-const BUSY_GIVE_UP_MS = 10_000;
-const READ_BUSY_TIMEOUT_MS = 5000;
 
 /**
  * Layout of the memory tables, kept in `memory_meta` under `format`.
@@ -580,12 +575,8 @@ export class SqliteMemoryStore implements MemoryStore {
   readonly #cache: CodeCache | undefined;
   #stmt: Statements | undefined;
   #pending: { run: (changes: CodeChange[]) => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
-  /** Set while a batch waits for the write lock (another process, the checkpointer's restart). */
-  #retryTimer: ReturnType<typeof setTimeout> | undefined;
-  #busyDelay = 0;
-  #busySince = 0;
-  readonly #writeBusyTimeout: Database.Statement;
-  readonly #readBusyTimeout: Database.Statement;
+  /** Takes the write lock for each group commit without waiting on the event loop. */
+  readonly #lock: WriteLock;
   /** Runs the WAL's checkpoints off the event loop (see WalCheckpointer). */
   readonly #checkpointer: WalCheckpointer | undefined;
 
@@ -605,10 +596,7 @@ export class SqliteMemoryStore implements MemoryStore {
     db.pragma('synchronous = NORMAL');
     db.pragma(`busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
     sqliteVec.load(db);
-    // A write takes the lock without waiting (SQLite's busy handler would sleep on the event
-    // loop) and is retried from a timer, as in the conversation store.
-    this.#writeBusyTimeout = db.prepare('PRAGMA busy_timeout = 0');
-    this.#readBusyTimeout = db.prepare(`PRAGMA busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
+    this.#lock = new WriteLock(db);
     if (options.walCheckpoint !== 'inline') this.#checkpointer = offLoopCheckpoints(db, file, options.logger);
     this.#file = file;
     this.#options = options;
@@ -751,14 +739,13 @@ export class SqliteMemoryStore implements MemoryStore {
   /** Queues a write; `run` reports what it changed in owners' codes, for the cache. */
   #write<T>(run: (changes: CodeChange[]) => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      if (this.#pending.length === 0 && !this.#retryTimer) setImmediate(() => this.#flush());
+      if (this.#pending.length === 0 && !this.#lock.waiting) setImmediate(this.#flushNow);
       this.#pending.push({ run, resolve: resolve as (v: unknown) => void, reject });
     });
   }
 
   /** `final`: the last commit, at close, may wait for the lock (shutting down, not serving). */
   #flush(final = false) {
-    this.#retryTimer = undefined;
     const batch = this.#pending;
     this.#pending = [];
     if (!this.#db.open) {
@@ -766,8 +753,7 @@ export class SqliteMemoryStore implements MemoryStore {
       return;
     }
     const results: { ok: boolean; value: unknown; changes: CodeChange[] }[] = [];
-    if (!final) this.#writeBusyTimeout.get();
-    try {
+    const commit = () =>
       this.#db.transaction(() => {
         for (const op of batch) {
           // Each write is its own savepoint: a failing one is undone alone, the rest still commit.
@@ -779,24 +765,18 @@ export class SqliteMemoryStore implements MemoryStore {
           }
         }
       }).immediate();
-    } catch (err) {
-      if (isBusy(err) && !final && (this.#busySince === 0 || performance.now() - this.#busySince <= BUSY_GIVE_UP_MS)) {
-        // The lock is taken: try again shortly, these writes first.
-        this.#busySince ||= performance.now();
+    try {
+      if (final) commit();
+      else if (!this.#lock.commit(commit, this.#flushNow)) {
+        // The lock is taken: these writes go first when it is tried again.
         this.#pending = batch.concat(this.#pending);
-        this.#busyDelay = Math.min(BUSY_MAX_DELAY_MS, this.#busyDelay * 2 || 1);
-        this.#retryTimer = setTimeout(() => this.#flush(), this.#busyDelay);
         return;
       }
-      this.#busySince = 0;
+    } catch (err) {
       for (const op of batch) op.reject(err);
       this.#more();
       return;
-    } finally {
-      if (!final && this.#db.open) this.#readBusyTimeout.get();
     }
-    this.#busySince = 0;
-    this.#busyDelay = 0;
     this.#checkpointer?.committed();
     this.#more();
     // Committed: the cache follows, in commit order.
@@ -975,8 +955,10 @@ export class SqliteMemoryStore implements MemoryStore {
 
   /** Writes that arrived while a batch waited for the lock: the next pass commits them. */
   #more(): void {
-    if (this.#pending.length > 0 && !this.#retryTimer) setImmediate(() => this.#flush());
+    if (this.#pending.length > 0 && !this.#lock.waiting) setImmediate(this.#flushNow);
   }
+
+  readonly #flushNow = () => this.#flush();
 
   /** What the WAL checkpointer did (undefined once it was lost: checkpoints run inside commits). */
   get checkpoints(): Readonly<CheckpointStats> | undefined {
@@ -984,12 +966,8 @@ export class SqliteMemoryStore implements MemoryStore {
   }
 
   async close(): Promise<void> {
-    clearTimeout(this.#retryTimer);
-    this.#retryTimer = undefined;
-    if (this.#pending.length && this.#db.open) {
-      this.#db.pragma(`busy_timeout = ${BUSY_GIVE_UP_MS}`);
-      this.#flush(true);
-    }
+    this.#lock.closing();
+    if (this.#pending.length && this.#db.open) this.#flush(true);
     if (this.#db.open) this.#db.close();
     this.#cache?.clear();
     // After the connection above: the checkpointer's is then the last, and its close removes the WAL.

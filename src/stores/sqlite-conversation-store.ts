@@ -27,21 +27,11 @@ import {
   type UserSettings,
   DEFAULT_USER_SETTINGS,
 } from './conversation-store.js';
-import { isBusy, offLoopCheckpoints, type CheckpointStats, type WalCheckpointer } from './wal-checkpointer.js';
+import { offLoopCheckpoints, type CheckpointStats, type WalCheckpointer } from './wal-checkpointer.js';
+import { READ_BUSY_TIMEOUT_MS, WriteLock, isBusy } from './sqlite-write-lock.js';
 import type { Logger } from '../logger.js';
 
 const SCHEMA_VERSION = 5;
-
-/** Reads (WAL: they rarely wait at all) may wait this long on the event loop; writes never do (see #flush). */
-const READ_BUSY_TIMEOUT_MS = 5000;
-/**
- * Longest wait between two attempts at the write lock. Another process holds it for one group
- * commit (well under a millisecond), the WAL checkpointer's restart for a few milliseconds, so
- * waiting longer only leaves this process idle.
- */
-const BUSY_MAX_DELAY_MS = 2;
-/** Writes fail after waiting this long for another process's write lock. */
-const BUSY_GIVE_UP_MS = 10_000;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS users (
@@ -276,10 +266,8 @@ export class SqliteConversationStore implements ConversationStore {
   readonly #stmt;
   /** Writes queued for the next group commit. */
   #pending: PendingWrite[] = [];
-  /** Set while a batch waits for another process to release the write lock. */
-  #retryTimer: ReturnType<typeof setTimeout> | undefined;
-  #busyDelay = 0;
-  #busySince = 0;
+  /** Takes the write lock for each group commit without waiting on the event loop. */
+  readonly #lock: WriteLock;
 
   #pruneSessionsAt = 0;
   /**
@@ -301,6 +289,7 @@ export class SqliteConversationStore implements ConversationStore {
     db.pragma(`busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
     migrate(db);
     this.#db = db;
+    this.#lock = new WriteLock(db);
     if (file !== ':memory:' && options.walCheckpoint !== 'inline') this.#checkpointer = offLoopCheckpoints(db, file, options.logger);
     this.#commitAll = db.transaction((batch: readonly PendingWrite[]) => batch.map((op) => op.run()));
     this.#savepoint = db.transaction((run: () => unknown) => run());
@@ -315,9 +304,6 @@ export class SqliteConversationStore implements ConversationStore {
       }),
     );
     this.#stmt = {
-      // Prepared once: `db.pragma()` prepares its statement on every call (~30 µs), twice per group commit.
-      writeBusyTimeout: db.prepare('PRAGMA busy_timeout = 0'),
-      readBusyTimeout: db.prepare(`PRAGMA busy_timeout = ${READ_BUSY_TIMEOUT_MS}`),
       insertConversation: db.prepare<[string, string, string, string, number, number]>(
         'INSERT INTO conversations (key, id, owner_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING',
       ),
@@ -398,7 +384,7 @@ export class SqliteConversationStore implements ConversationStore {
   /** `chars`: the text of a message it stores (its tokens are counted in the commit). */
   #write<T>(run: () => T, chars = 0): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      if (this.#pending.length === 0 && !this.#retryTimer) setImmediate(this.#flushNow);
+      if (this.#pending.length === 0 && !this.#lock.waiting) setImmediate(this.#flushNow);
       this.#pending.push({ run, units: 1 + Math.floor(chars / CHARS_PER_UNIT), resolve: resolve as (v: unknown) => void, reject });
     });
   }
@@ -418,14 +404,8 @@ export class SqliteConversationStore implements ConversationStore {
     return this.#pending.splice(0, n);
   }
 
-  /**
-   * Commits the queued writes in one transaction. The write lock is taken without waiting
-   * (BEGIN IMMEDIATE with busy_timeout 0): when another process holds it (several gateway
-   * processes on one DATA_DIR), SQLite's busy handler would sleep on the event loop, so the
-   * batch is retried from a timer instead, with a short backoff, while this process serves.
-   */
+  /** Commits the queued writes in one transaction (the lock taken without waiting: see WriteLock). */
   #flush() {
-    this.#retryTimer = undefined;
     if (!this.#db.open) {
       const all = this.#pending;
       this.#pending = [];
@@ -433,34 +413,24 @@ export class SqliteConversationStore implements ConversationStore {
       return;
     }
     const batch = this.#nextBatch();
-    this.#stmt.writeBusyTimeout.get();
     try {
-      this.#commit(batch);
-      this.#busySince = 0;
-      this.#checkpointer?.committed();
-    } catch (err) {
-      if (!isBusy(err) || (this.#busySince !== 0 && performance.now() - this.#busySince > BUSY_GIVE_UP_MS)) {
-        this.#busySince = 0;
-        for (const op of batch) op.reject(err);
-        this.#more();
+      if (!this.#lock.commit(() => this.#commit(batch), this.#flushNow)) {
+        // The lock is taken: these writes go first when it is tried again.
+        this.#pending = batch.concat(this.#pending);
         return;
       }
-      // Another process holds the write lock: try again shortly, these writes first.
-      this.#busySince ||= performance.now();
-      this.#pending = batch.concat(this.#pending);
-      this.#busyDelay = Math.min(BUSY_MAX_DELAY_MS, this.#busyDelay * 2 || 1);
-      this.#retryTimer = setTimeout(() => this.#flush(), this.#busyDelay);
+    } catch (err) {
+      for (const op of batch) op.reject(err);
+      this.#more();
       return;
-    } finally {
-      if (this.#db.open) this.#stmt.readBusyTimeout.get();
     }
-    this.#busyDelay = 0;
+    this.#checkpointer?.committed();
     this.#more();
   }
 
   /** Writes left over from a full batch: the next pass of the event loop commits them. */
   #more(): void {
-    if (this.#pending.length > 0 && !this.#retryTimer) setImmediate(this.#flushNow);
+    if (this.#pending.length > 0 && !this.#lock.waiting) setImmediate(this.#flushNow);
   }
 
   /** Throws only when nothing was committed (SQLITE_BUSY at BEGIN, or a failure outside any write); settles every write otherwise. */
@@ -697,13 +667,11 @@ export class SqliteConversationStore implements ConversationStore {
   }
 
   async close() {
-    clearTimeout(this.#retryTimer);
-    this.#retryTimer = undefined;
     // Pending writes get their last chance, waiting on another process's lock if they must (shutting down, not serving).
+    this.#lock.closing();
     const batch = this.#pending;
     this.#pending = [];
     if (batch.length && this.#db.open) {
-      this.#db.pragma(`busy_timeout = ${BUSY_GIVE_UP_MS}`);
       try {
         this.#commit(batch);
       } catch (err) {

@@ -272,7 +272,7 @@ export class WalCheckpointer {
  * Turns SQLite's automatic checkpoint off on `db` and runs it on a worker thread instead; if the
  * worker is lost, the automatic checkpoint comes back (SQLite's default, 1,000 pages). The
  * owner's writes must not wait for the write lock on the event loop (busy_timeout 0, retried
- * from a timer: see {@link isBusy}), since the worker's RESTART holds it for a moment.
+ * from a timer: see WriteLock), since the worker's RESTART holds it for a moment.
  */
 export function offLoopCheckpoints(db: Database.Database, file: string, logger: Logger | undefined): WalCheckpointer {
   db.pragma('wal_autocheckpoint = 0');
@@ -280,10 +280,4 @@ export function offLoopCheckpoints(db: Database.Database, file: string, logger: 
     if (db.open) db.pragma('wal_autocheckpoint = 1000');
     logger?.warn({ err }, 'the WAL checkpoint worker is gone; SQLite checkpoints inside commits again');
   });
-}
-
-/** A write that found the lock taken (another process's commit, or the checkpointer's restart): to be retried later. */
-export function isBusy(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT' || code === 'SQLITE_LOCKED';
 }
