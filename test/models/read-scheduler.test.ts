@@ -162,7 +162,9 @@ describe('ReadScheduler with Node response bodies', () => {
     const reads = new ReadScheduler(5);
     const { result, most } = await mostReadsInAPass(() => run(reads));
     // A 5 ms slice of 1 ms reads: five, and the one that crossed it (the clock is read before a read).
-    expect(most).toBeLessThanOrEqual(7);
+    // A turn that crosses it hands over everything its stream held, which on a loaded machine (the
+    // rounds keep coming while streams wait) can be a few reads: at most 10 here, against 60 without.
+    expect(most).toBeLessThanOrEqual(10);
     for (const [id, r] of result.got.entries()) {
       expect(r.text).toBe(expected(id, ROUNDS));
       expect(r.ended).toBe('end');
@@ -179,7 +181,8 @@ describe('ReadScheduler with Node response bodies', () => {
     const reads = new ReadScheduler(5);
     // The last round's chunks and every stream's end arrive together: most streams are held when their end comes.
     const { result, most } = await mostReadsInAPass(() => run(reads, { endWithLastRound: true }));
-    expect(most).toBeLessThanOrEqual(7);
+    // The slice and the last turn's batch, as above; 60 if the ends handed everything over at once.
+    expect(most).toBeLessThanOrEqual(10);
     for (const [id, r] of result.got.entries()) {
       expect(r.text).toBe(expected(id, ROUNDS));
       expect(r.ended).toBe('end');
