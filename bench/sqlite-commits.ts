@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { conversationKey } from '../src/stores/conversation-store.js';
 import { SqliteConversationStore } from '../src/stores/sqlite-conversation-store.js';
+import { percentile } from './stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -47,7 +48,6 @@ interface Round {
   restarts: number;
 }
 
-const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function round(mode: Mode): Promise<Round> {
@@ -94,17 +94,17 @@ async function round(mode: Mode): Promise<Round> {
   writes.sort((a, b) => a - b);
   return {
     turnsPerSecond: turns / elapsed,
-    loopDelayP99: quantile(delays, 0.99),
+    loopDelayP99: percentile(delays, 99),
     loopDelayMax: delays.at(-1) ?? Number.NaN,
-    writeP50: quantile(writes, 0.5),
-    writeP99: quantile(writes, 0.99),
+    writeP50: percentile(writes, 50),
+    writeP99: percentile(writes, 99),
     writeMax: writes.at(-1) ?? Number.NaN,
     walMaxMb: walMax / 2 ** 20,
     restarts,
   };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
 const results: Record<Mode, Round[]> = { inline: [], worker: [] };
 await round('worker'); // warm-up (JIT, page cache)
 for (let i = 0; i < ROUNDS; i++) {
