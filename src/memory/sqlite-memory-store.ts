@@ -3,14 +3,13 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import * as sqliteVec from 'sqlite-vec';
 import { decodeCursor, toPage, type Page } from '../stores/conversation-store.js';
-import { offLoopCheckpoints, type CheckpointStats, type WalCheckpointer } from '../stores/wal-checkpointer.js';
+import { offLoopCheckpoints, type CheckpointOptions, type CheckpointStats, type WalCheckpointer } from '../stores/wal-checkpointer.js';
 import { READ_BUSY_TIMEOUT_MS, WriteLock } from '../stores/sqlite-write-lock.js';
-import type { Logger } from '../logger.js';
 import { MemoryStoreError } from './memory-store-error.js';
 import type { MemoryMatch, MemoryQuery, MemoryRecord, MemoryStore } from './memory-store.js';
 import { mulberry32 } from './seeded-random.js';
 
-export interface SqliteMemoryStoreOptions {
+export interface SqliteMemoryStoreOptions extends CheckpointOptions {
   /** The embedder's vector length; the file refuses to open with another one. */
   dimensions: number;
   /** Which embedder makes the vectors (e.g. `local:local-hash-v1`); vectors of different embedders cannot be compared. */
@@ -30,10 +29,6 @@ export interface SqliteMemoryStoreOptions {
    * SQLite.
    */
   recallCacheBytes?: number;
-  /** Told if the WAL checkpoint worker is lost (checkpoints then run inside commits again). */
-  logger?: Logger | undefined;
-  /** `worker` (default): WAL checkpoints on the shared worker thread (WalCheckpointer); `inline`: SQLite's own, inside commits. */
-  walCheckpoint?: 'worker' | 'inline' | undefined;
 }
 
 /**
@@ -597,7 +592,7 @@ export class SqliteMemoryStore implements MemoryStore {
     db.pragma(`busy_timeout = ${READ_BUSY_TIMEOUT_MS}`);
     sqliteVec.load(db);
     this.#lock = new WriteLock(db);
-    if (options.walCheckpoint !== 'inline') this.#checkpointer = offLoopCheckpoints(db, file, options.logger);
+    this.#checkpointer = offLoopCheckpoints(db, file, options);
     this.#file = file;
     this.#options = options;
     this.#db = db;

@@ -27,9 +27,8 @@ import {
   type UserSettings,
   DEFAULT_USER_SETTINGS,
 } from './conversation-store.js';
-import { offLoopCheckpoints, type CheckpointStats, type WalCheckpointer } from './wal-checkpointer.js';
+import { offLoopCheckpoints, type CheckpointOptions, type CheckpointStats, type WalCheckpointer } from './wal-checkpointer.js';
 import { READ_BUSY_TIMEOUT_MS, WriteLock, isBusy } from './sqlite-write-lock.js';
-import type { Logger } from '../logger.js';
 
 const SCHEMA_VERSION = 5;
 
@@ -280,7 +279,7 @@ export class SqliteConversationStore implements ConversationStore {
   /** Runs the WAL's checkpoints off the event loop (a file database; see WalCheckpointer). */
   readonly #checkpointer: WalCheckpointer | undefined;
 
-  constructor(file: string, options: SqliteStoreOptions = {}) {
+  constructor(file: string, options: CheckpointOptions = {}) {
     if (file !== ':memory:') createPrivateFile(file);
     const db = new Database(file);
     db.pragma('journal_mode = WAL');
@@ -290,7 +289,7 @@ export class SqliteConversationStore implements ConversationStore {
     migrate(db);
     this.#db = db;
     this.#lock = new WriteLock(db);
-    if (file !== ':memory:' && options.walCheckpoint !== 'inline') this.#checkpointer = offLoopCheckpoints(db, file, options.logger);
+    this.#checkpointer = offLoopCheckpoints(db, file, options);
     this.#commitAll = db.transaction((batch: readonly PendingWrite[]) => batch.map((op) => op.run()));
     this.#savepoint = db.transaction((run: () => unknown) => run());
     this.#commitEach = db.transaction((batch: readonly PendingWrite[]) =>
@@ -689,15 +688,6 @@ export class SqliteConversationStore implements ConversationStore {
   }
 }
 
-export interface SqliteStoreOptions {
-  /**
-   * `worker` (default): WAL checkpoints run on a worker thread (WalCheckpointer); `inline`:
-   * SQLite's own, inside the commit that fills the WAL, on the event loop.
-   */
-  walCheckpoint?: 'worker' | 'inline' | undefined;
-  /** Told if the checkpoint worker is lost (checkpoints then run inline again). */
-  logger?: Logger | undefined;
-}
 
 /**
  * Version 2 only lacked tables that SCHEMA creates when missing, and so does version 4 (version 5

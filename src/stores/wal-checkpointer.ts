@@ -268,16 +268,30 @@ export class WalCheckpointer {
   }
 }
 
+/** How an embedded store's WAL is checkpointed (SQLITE_CHECKPOINTS). */
+export interface CheckpointOptions {
+  /**
+   * `worker` (default): WAL checkpoints run on a worker thread (WalCheckpointer); `inline`:
+   * SQLite's own, inside the commit that fills the WAL, on the event loop.
+   */
+  walCheckpoint?: 'worker' | 'inline' | undefined;
+  /** Told if the checkpoint worker is lost (checkpoints then run inline again). */
+  logger?: Logger | undefined;
+}
+
 /**
  * Turns SQLite's automatic checkpoint off on `db` and runs it on a worker thread instead; if the
- * worker is lost, the automatic checkpoint comes back (SQLite's default, 1,000 pages). The
- * owner's writes must not wait for the write lock on the event loop (busy_timeout 0, retried
- * from a timer: see WriteLock), since the worker's RESTART holds it for a moment.
+ * worker is lost, the automatic checkpoint comes back (SQLite's default, 1,000 pages). Undefined
+ * (SQLite's own checkpoints) for `walCheckpoint: 'inline'` and for an in-memory database, which
+ * has no WAL file for another connection to open. The owner's writes must not wait for the
+ * write lock on the event loop (busy_timeout 0, retried from a timer: see WriteLock), since the
+ * worker's RESTART holds it for a moment.
  */
-export function offLoopCheckpoints(db: Database.Database, file: string, logger: Logger | undefined): WalCheckpointer {
+export function offLoopCheckpoints(db: Database.Database, file: string, options: CheckpointOptions): WalCheckpointer | undefined {
+  if (options.walCheckpoint === 'inline' || file === ':memory:') return undefined;
   db.pragma('wal_autocheckpoint = 0');
   return new WalCheckpointer(file, (err) => {
     if (db.open) db.pragma('wal_autocheckpoint = 1000');
-    logger?.warn({ err }, 'the WAL checkpoint worker is gone; SQLite checkpoints inside commits again');
+    options.logger?.warn({ err }, 'the WAL checkpoint worker is gone; SQLite checkpoints inside commits again');
   });
 }

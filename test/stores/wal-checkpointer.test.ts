@@ -102,7 +102,7 @@ describe('WAL checkpoints off the event loop', () => {
     const warn = vi.fn();
     const logger = { warn } as unknown as Logger;
     // The worker opens its own connection to a file that must exist: this one does not.
-    const checkpointer = offLoopCheckpoints(db, join(dir, 'no-such-dir', 'x.sqlite'), logger);
+    const checkpointer = offLoopCheckpoints(db, join(dir, 'no-such-dir', 'x.sqlite'), { logger })!;
     expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
     checkpointer.committed(); // the first commit brings the worker in
     await waitFor(() => warn.mock.calls.length > 0);
@@ -231,6 +231,19 @@ describe('the memory store: the same checkpoints, and writes that never wait for
     const reader = new Database(file, { readonly: true });
     expect((reader.prepare('SELECT count(*) AS n FROM memories').get() as { n: number }).n).toBe(400);
     reader.close();
+  });
+
+  it('an in-memory database keeps SQLite’s own checkpoints: there is no file for the worker to open', async () => {
+    const warn = vi.fn();
+    const store = new SqliteMemoryStore(':memory:', { dimensions: DIM, embedder: 'test:v1', logger: { warn } as unknown as Logger });
+    await store.init();
+    await store.upsert([record('in-memory', 0)]);
+    expect(store.checkpoints).toBeUndefined();
+    // A worker given ':memory:' would have failed to open it and been reported lost.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(warn).not.toHaveBeenCalled();
+    expect((await store.get('u', 'in-memory'))?.text).toBe('memory in-memory');
+    await store.close();
   });
 });
 
