@@ -772,7 +772,8 @@ export class SqliteMemoryStore implements MemoryStore {
       this.#more();
       return;
     }
-    this.#checkpointer?.committed();
+    // The last commit, at close, needs no checkpoint: the last connection's close folds the WAL in.
+    if (!final) this.#checkpointer?.committed();
     this.#more();
     // Committed: the cache follows, in commit order.
     if (this.#cache) for (const r of results) for (const change of r.changes) this.#cache.apply(change);

@@ -46,4 +46,20 @@ describe('WAL checkpoints where no worker thread can start', () => {
     expect(warn).toHaveBeenCalledTimes(1);
     await store.close();
   });
+
+  it('a memory store whose only commit is the last one, at close, does not try to start the worker for it', async () => {
+    const warn = vi.fn();
+    const file = join(dir, 'm-close.sqlite');
+    const store = new SqliteMemoryStore(file, { dimensions: 4, embedder: 'test:v1', logger: { warn } as unknown as Logger });
+    await store.init();
+    // Queued, then committed by close itself: the last connection's close folds the WAL in.
+    const write = store.upsert([{ id: 'b', ownerId: 'u', conversationId: 'c', messageId: 'm', role: 'user', text: 'kept', createdAt: 1, vector: new Float32Array([0, 1, 0, 0]) }]);
+    await store.close();
+    await write;
+    expect(warn).not.toHaveBeenCalled();
+    const reopened = new SqliteMemoryStore(file, { dimensions: 4, embedder: 'test:v1' });
+    await reopened.init();
+    expect((await reopened.get('u', 'b'))?.text).toBe('kept');
+    await reopened.close();
+  });
 });
