@@ -547,6 +547,18 @@ interface StoredShape {
   hasMemories: boolean;
 }
 
+/** A write queued for the next group commit; `run` reports what it changed in owners' codes, for the cache. */
+interface PendingWrite {
+  run: (changes: CodeChange[]) => unknown;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+interface WriteResult {
+  ok: boolean;
+  value: unknown;
+  changes: CodeChange[];
+}
+
 /**
  * The embedded vector memory: a SQLite file (it may be the conversation store's) with the
  * sqlite-vec extension. Records and their float vectors sit in `memories`, and a
@@ -569,11 +581,14 @@ export class SqliteMemoryStore implements MemoryStore {
   readonly #candidates: number;
   readonly #cache: CodeCache | undefined;
   #stmt: Statements | undefined;
-  #pending: { run: (changes: CodeChange[]) => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
+  #pending: PendingWrite[] = [];
   /** Takes the write lock for each group commit without waiting on the event loop. */
   readonly #lock: WriteLock;
   /** Runs the WAL's checkpoints off the event loop (see WalCheckpointer). */
   readonly #checkpointer: WalCheckpointer | undefined;
+  /** One group commit: each write in a savepoint of its own. Made once (better-sqlite3 builds a transaction's four variants each time). */
+  readonly #commitBatch: Database.Transaction<(batch: readonly PendingWrite[], results: WriteResult[]) => void>;
+  readonly #savepoint: Database.Transaction<(run: PendingWrite['run'], changes: CodeChange[]) => unknown>;
 
   constructor(file: string, options: SqliteMemoryStoreOptions) {
     if (!Number.isInteger(options.dimensions) || options.dimensions < 1) {
@@ -593,6 +608,18 @@ export class SqliteMemoryStore implements MemoryStore {
     sqliteVec.load(db);
     this.#lock = new WriteLock(db);
     this.#checkpointer = offLoopCheckpoints(db, file, options);
+    this.#savepoint = db.transaction((run: PendingWrite['run'], changes: CodeChange[]) => run(changes));
+    this.#commitBatch = db.transaction((batch: readonly PendingWrite[], results: WriteResult[]) => {
+      for (const op of batch) {
+        // Each write is its own savepoint: a failing one is undone alone, the rest still commit.
+        const changes: CodeChange[] = [];
+        try {
+          results.push({ ok: true, value: this.#savepoint(op.run, changes), changes });
+        } catch (err) {
+          results.push({ ok: false, value: err, changes: [] });
+        }
+      }
+    });
     this.#file = file;
     this.#options = options;
     this.#db = db;
@@ -747,19 +774,8 @@ export class SqliteMemoryStore implements MemoryStore {
       for (const op of batch) op.reject(new MemoryStoreError('The memory store is closed'));
       return;
     }
-    const results: { ok: boolean; value: unknown; changes: CodeChange[] }[] = [];
-    const commit = () =>
-      this.#db.transaction(() => {
-        for (const op of batch) {
-          // Each write is its own savepoint: a failing one is undone alone, the rest still commit.
-          const changes: CodeChange[] = [];
-          try {
-            results.push({ ok: true, value: this.#db.transaction(() => op.run(changes))(), changes });
-          } catch (err) {
-            results.push({ ok: false, value: err, changes: [] });
-          }
-        }
-      }).immediate();
+    const results: WriteResult[] = [];
+    const commit = () => this.#commitBatch.immediate(batch, results);
     try {
       if (final) commit();
       else if (!this.#lock.commit(commit, this.#flushNow)) {
