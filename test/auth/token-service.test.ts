@@ -56,4 +56,32 @@ describe('AnonymousSessions', () => {
     expect(sessions.read(undefined)).toBeNull();
     expect(new Set(Array.from({ length: 100 }, () => sessions.issue().id)).size).toBe(100);
   });
+
+  it('issues cookies made ahead in batches that are each unique and each readable', () => {
+    const fresh = new AnonymousSessions(secret);
+    // Several batches of cookies made ahead (64 at a time), across their boundaries.
+    const issued = Array.from({ length: 300 }, () => fresh.issue());
+    expect(new Set(issued.map((i) => i.id)).size).toBe(300);
+    expect(new Set(issued.map((i) => i.value)).size).toBe(300);
+    for (const { id, value } of issued) {
+      expect(value.startsWith(`${id}.`)).toBe(true);
+      expect(sessions.read(cookie(value))).toBe(id); // another instance on the same secret: signed, not remembered
+    }
+  });
+
+  it('remembers a checked cookie by its exact value only, and never a forged one', () => {
+    const fresh = new AnonymousSessions(secret);
+    const { id, value } = fresh.issue();
+    expect(fresh.read(cookie(value))).toBe(id);
+    expect(fresh.read(cookie(value))).toBe(id); // the second read is the remembered one
+    const [, signature] = value.split('.') as [string, string];
+    const forged = `${'B'.repeat(22)}.${signature}`;
+    expect(fresh.read(cookie(forged))).toBeNull();
+    expect(fresh.read(cookie(forged))).toBeNull();
+    expect(fresh.read(cookie(`${value}x`))).toBeNull();
+    // Over its bound, the oldest checked cookie is forgotten, and still reads (checked again).
+    const many = Array.from({ length: 4200 }, () => fresh.issue());
+    for (const m of many) expect(fresh.read(cookie(m.value))).toBe(m.id);
+    expect(fresh.read(cookie(value))).toBe(id);
+  });
 });
