@@ -257,9 +257,12 @@ function webBytes(response: Response): ByteSource {
  * parser emits one `data` event per chunk even when one socket read held many, and the tokens
  * of one read should leave as one frame.
  */
+const RESOLVED = Promise.resolve();
+
 export class TextBatcher {
   #text = '';
   #scheduled = false;
+  readonly #flushTask = () => this.flush();
 
   constructor(private readonly onText: (text: string) => void) {}
 
@@ -267,7 +270,9 @@ export class TextBatcher {
     this.#text += text;
     if (this.#scheduled) return;
     this.#scheduled = true;
-    queueMicrotask(() => this.flush());
+    // A reaction on a settled promise, not queueMicrotask: Node wraps each queueMicrotask
+    // callback in an AsyncResource and a bound function (~130 ns more, and three objects, per token).
+    RESOLVED.then(this.#flushTask);
   }
 
   /** Hands over what is pending now (before the stream settles). */

@@ -10,7 +10,7 @@ export class SseDecoder {
   #pending: Uint8Array | undefined;
   /** The previous chunk ended with CR: an LF at the start of this one belongs to it. */
   #afterCR = false;
-  #data: string[] = [];
+  readonly #data: string[] = [];
   #event: string | undefined;
   #bytes = 0;
 
@@ -59,7 +59,7 @@ export class SseDecoder {
   end(): boolean {
     const clean = this.#pending === undefined && this.#data.length === 0;
     this.#pending = undefined;
-    this.#data = [];
+    this.#data.length = 0;
     this.#event = undefined;
     return clean;
   }
@@ -96,7 +96,7 @@ export class SseDecoder {
     }
     const data = this.#data.length === 1 ? this.#data[0]! : this.#data.join('\n');
     const event = this.#event;
-    this.#data = [];
+    this.#data.length = 0; // the same array for every event: one allocation less per token
     this.#event = undefined;
     this.onEvent(data, event);
   }
