@@ -1,5 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readCookie } from './token-sources.js';
+import { rememberBounded } from '../bounded-map.js';
 
 /** The cookie that tells one anonymous client from another on the same IP. */
 export const ANONYMOUS_COOKIE = 'anon_session';
@@ -54,8 +55,7 @@ export class AnonymousSessions {
     const expected = this.#sign(id);
     const given = Buffer.from(signature, 'base64url');
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
-    if (this.#verified.size >= VERIFIED_MAX) this.#verified.delete(this.#verified.keys().next().value!);
-    this.#verified.set(value, id);
+    rememberBounded(this.#verified, value, id, VERIFIED_MAX);
     return id;
   }
 

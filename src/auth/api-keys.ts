@@ -2,6 +2,7 @@ import type { Principal } from '../chat/principal.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { timeOrderedId, type ApiKeyRecord, type ConversationStore } from '../stores/conversation-store.js';
+import { rememberBounded } from '../bounded-map.js';
 
 /** Every gateway API key starts with this, so the authenticator tells keys from JWTs without trying either. */
 export const API_KEY_PREFIX = 'gk_';
@@ -141,15 +142,12 @@ export class ApiKeys {
   #touch(record: ApiKeyRecord, now: number) {
     const last = Math.max(record.lastUsedAt ?? 0, this.#touched.get(record.id) ?? 0);
     if (now - last < TOUCH_EVERY_MS) return;
-    this.#touched.delete(record.id);
-    this.#touched.set(record.id, now);
-    if (this.#touched.size > MAX_TOUCHED) this.#touched.delete(this.#touched.keys().next().value!);
+    rememberBounded(this.#touched, record.id, now, MAX_TOUCHED);
     this.options.store.touchApiKey(record.id, now).catch((err: unknown) => this.options.logger.warn({ err, apiKeyId: record.id }, 'could not record when an API key was last used'));
   }
 
   #remember(hash: string, key: ApiKeyRecord, until: number) {
-    this.#cache.set(hash, { key, until });
-    if (this.#cache.size > MAX_CACHED) this.#cache.delete(this.#cache.keys().next().value!);
+    rememberBounded(this.#cache, hash, { key, until }, MAX_CACHED);
   }
 
   #forget(userId: string, ids: readonly string[]) {

@@ -1,4 +1,5 @@
 import type { ConversationStore, Session } from '../stores/conversation-store.js';
+import { rememberBounded } from '../bounded-map.js';
 
 export interface SessionRegistryOptions {
   /** How long a check is remembered. Revocations on this node take effect at once; other nodes see them within this time. */
@@ -80,11 +81,6 @@ export class SessionRegistry {
   }
 
   #remember(sessionId: string, active: boolean, until: number) {
-    this.#cache.delete(sessionId);
-    this.#cache.set(sessionId, { active, until });
-    if (this.#cache.size > this.#maxEntries) {
-      const oldest = this.#cache.keys().next().value;
-      if (oldest !== undefined) this.#cache.delete(oldest);
-    }
+    rememberBounded(this.#cache, sessionId, { active, until }, this.#maxEntries);
   }
 }

@@ -1,5 +1,6 @@
 import { SignJWT, createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { AppError } from '../errors.js';
+import { rememberBounded } from '../bounded-map.js';
 
 export interface TokenServiceOptions {
   /** HS256 secret for tokens this server issues. */
@@ -73,10 +74,7 @@ export class TokenService {
       throw invalid('token expired');
     }
     const { verified, exp } = await this.#verify(token);
-    if (token.length <= MAX_CACHED_TOKEN_CHARS) {
-      if (this.#verified.size >= MAX_CACHED_TOKENS) this.#verified.delete(this.#verified.keys().next().value!);
-      this.#verified.set(token, { token: verified, exp });
-    }
+    if (token.length <= MAX_CACHED_TOKEN_CHARS) rememberBounded(this.#verified, token, { token: verified, exp }, MAX_CACHED_TOKENS);
     return verified;
   }
 

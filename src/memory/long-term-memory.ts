@@ -3,6 +3,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { ConversationStore, Page, PendingMemory } from '../stores/conversation-store.js';
 import type { Embedder } from './embedder.js';
 import type { MemoryMatch, MemoryRecord, MemoryStore } from './memory-store.js';
+import { rememberBounded } from '../bounded-map.js';
 
 export interface LongTermMemoryOptions {
   /** Memories put into a prompt at most. */
@@ -279,9 +280,7 @@ export class LongTermMemory {
   }
 
   #cacheSetting(userId: string, enabled: boolean) {
-    this.#settings.delete(userId);
-    this.#settings.set(userId, { enabled, until: Date.now() + SETTINGS_CACHE_MS });
-    if (this.#settings.size > SETTINGS_CACHE_MAX) this.#settings.delete(this.#settings.keys().next().value!);
+    rememberBounded(this.#settings, userId, { enabled, until: Date.now() + SETTINGS_CACHE_MS }, SETTINGS_CACHE_MAX);
   }
 
   #succeeded() {

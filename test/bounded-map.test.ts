@@ -1,0 +1,15 @@
+import { describe, expect, it } from 'vitest';
+import { rememberBounded } from '../src/bounded-map.js';
+
+describe('rememberBounded', () => {
+  it('keeps at most max entries, dropping the oldest, and a key set again becomes the newest', () => {
+    const map = new Map<string, number>();
+    for (const [i, key] of ['a', 'b', 'c'].entries()) rememberBounded(map, key, i, 3);
+    rememberBounded(map, 'a', 10, 3); // set again: now the newest, the size unchanged
+    expect([...map]).toEqual([['b', 1], ['c', 2], ['a', 10]]);
+    rememberBounded(map, 'd', 3, 3); // over the bound: the oldest (b) goes
+    expect([...map]).toEqual([['c', 2], ['a', 10], ['d', 3]]);
+    for (let i = 0; i < 1000; i++) rememberBounded(map, `k${i}`, i, 3);
+    expect([...map.keys()]).toEqual(['k997', 'k998', 'k999']);
+  });
+});
