@@ -252,13 +252,14 @@ function webBytes(response: Response): ByteSource {
   };
 }
 
+/** Settled once: the text batcher's flushes are its reactions. */
+const RESOLVED = Promise.resolve();
+
 /**
  * Collects text decoded within one turn of the event loop and hands it over once: an HTTP
  * parser emits one `data` event per chunk even when one socket read held many, and the tokens
  * of one read should leave as one frame.
  */
-const RESOLVED = Promise.resolve();
-
 export class TextBatcher {
   #text = '';
   #scheduled = false;

@@ -688,7 +688,6 @@ export class SqliteConversationStore implements ConversationStore {
   }
 }
 
-
 /**
  * Version 2 only lacked tables that SCHEMA creates when missing, and so does version 4 (version 5
  * added `api_keys`); version 1 needs its keys rebuilt.
