@@ -357,8 +357,17 @@ export class ChatPipeline {
       stream = await this.#ask(input, conversation, conversationCreated, model, userMessage, remember, signal, watchdog, (delta) => {
         watchdog.touch();
         text += delta;
-        if (userStored) deliver(delta);
-        else early += delta;
+        if (!userStored) early += delta;
+        else {
+          // A sink that throws is an adapter bug. Caught here, where every provider's text comes
+          // through (a socket handler, a timer, a promise reaction): it ends this turn with
+          // INTERNAL, never the process, and the text so far is stored as usual.
+          try {
+            deliver(delta);
+          } catch (err) {
+            if (!signal.aborted) turn.abort(toAppError(err));
+          }
+        }
       });
       const done = stream.done.finally(() => (streamEnded = true));
       done.catch(() => {}); // awaited below, after the user message

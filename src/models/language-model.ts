@@ -47,7 +47,8 @@ export interface ModelStream {
  * The port every provider implements. `stream` starts the reply and hands its text to
  * `onText` as it arrives: what arrived together (one network read) in one call, so a writer
  * sends it as one frame. Text is pushed, not pulled through async iterators: this is the
- * per-token path.
+ * per-token path. The pipeline's `onText` does not throw (it ends the turn instead), so an
+ * adapter may call it from a socket handler or a timer.
  */
 export interface LanguageModel {
   readonly provider: string;

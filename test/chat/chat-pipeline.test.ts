@@ -223,6 +223,39 @@ describe('chat pipeline', () => {
     ]);
   });
 
+  it('a sink that throws on a delta (an adapter bug) ends that turn with INTERNAL from inside the model\'s timer, stores the text so far, and stops the model', async () => {
+    // Text from a timer, as a remote model's comes from a socket handler: a throw there used to reach the process.
+    const { store, pipeline, turns } = setup(new LocalModel({ tokenDelayMs: 5, contextTokens: 8192 }));
+    const events: ChatTurnEvent[] = [];
+    let deltas = 0;
+    const turn = await pipeline.prepare({ principal: anon, message: 'tell me something long', conversationId: 'k-throw' });
+    await turn.run({
+      start: (e) => events.push(e),
+      delta: (text) => {
+        if (++deltas === 3) throw new Error('adapter bug holding sk-secret-123');
+        events.push({ type: 'delta', text });
+        return true;
+      },
+      drained: () => Promise.resolve(),
+      end: (e) => events.push(e),
+      error: (e) => events.push(e),
+    });
+    const last = events.at(-1) as Extract<ChatTurnEvent, { type: 'error' }>;
+    expect(last).toMatchObject({ type: 'error', error: { code: 'INTERNAL', message: 'Internal server error' } });
+    expect(JSON.stringify(events)).not.toContain('sk-secret-123');
+    const shown = events.filter((e) => e.type === 'delta').map((e) => (e as { text: string }).text).join('');
+    expect(shown.length).toBeGreaterThan(0);
+    expect(last.content.startsWith(shown) && last.content.length > shown.length).toBe(true);
+    // The model was stopped: no delta after the one that threw, even over several more token intervals.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(deltas).toBe(3);
+    expect((await store.recentMessages(anonKey('k-throw'), 5)).map((m) => [m.role, m.content, m.finishReason])).toEqual([
+      ['user', 'tell me something long', undefined],
+      ['assistant', last.content, 'error'],
+    ]);
+    expect(turns.active).toBe(0);
+  });
+
   it('reports an unexpected failure as INTERNAL without its message', async () => {
     const { pipeline } = setup(
       new ScriptedModel(async function* () {
