@@ -79,8 +79,13 @@ function nodeBytes(stream: NodeReadableLike, reads: ReadScheduler | undefined): 
   /** The stream's end, when it came while the stream waited: its turn hands over what it held, then ends. */
   let endOfTurn: (() => void) | undefined;
 
-  const handOverHeld = (h: ByteHandlers) => {
+  const unqueue = () => {
+    if (!queued) return;
     queued = false;
+    reads!.leave();
+  };
+  const handOverHeld = (h: ByteHandlers) => {
+    unqueue();
     heldBytes = 0;
     for (let i = 0; i < held.length && !settled; i++) h.data(held[i]!);
     held.length = 0;
@@ -192,6 +197,7 @@ function nodeBytes(stream: NodeReadableLike, reads: ReadScheduler | undefined): 
     },
     cancel(reason) {
       settled = true;
+      unqueue();
       held.length = 0;
       stream.destroy(reason instanceof Error ? reason : undefined);
     },

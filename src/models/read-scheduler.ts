@@ -22,6 +22,8 @@ export class ReadScheduler {
   /** When the current pass's reads started (performance.now()), or -1 before its first read. */
   #sliceStart = -1;
   readonly #waiting: (() => void)[] = [];
+  /** Streams in `#waiting` that have not left it (a stream cancelled while it waits leaves at once). */
+  #held = 0;
   readonly #next = new NextPass(() => this.#drain());
   readonly #enabled: boolean;
 
@@ -44,15 +46,24 @@ export class ReadScheduler {
 
   /** Queues `turn`, run in a later pass when the streams held before it have had theirs. */
   wait(turn: () => void): void {
+    this.#held++;
     this.#waiting.push(turn);
     // Held in the poll phase: that pass has had its slice; the next one serves the queue (from
     // the poll phase a single setImmediate would still run in this pass: two).
     this.#next.schedule(2);
   }
 
-  /** Streams held now (a gauge). */
+  /**
+   * Called once per `wait`, when the stream stops waiting: in its turn, or earlier when it ended
+   * or was cancelled. Its turn still comes (and does nothing); the gauge no longer counts it.
+   */
+  leave(): void {
+    this.#held--;
+  }
+
+  /** Streams held now (a gauge): not those that ended or were cancelled while they waited. */
   get waiting(): number {
-    return this.#waiting.length;
+    return this.#held;
   }
 
   readonly #endSlice = () => {

@@ -234,6 +234,43 @@ describe('ReadScheduler with Node response bodies', () => {
     expect(got[last]!.ended).toBe('error');
   });
 
+  it('a stream cancelled while it waits leaves the gauge at once, and its turn hands nothing over', async () => {
+    const reads = new ReadScheduler(3);
+    open = [];
+    const sources: ByteSource[] = [];
+    const got = [0, 0];
+    let check: { before: number; after: number; cancelled: number } | undefined;
+    for (let id = 0; id < 2; id++) {
+      const source = responseBytes(await nodeFetch(`${url}/?id=${id}`), { nodeBody, reads });
+      sources.push(source);
+      source.start({
+        data() {
+          got[id]!++;
+          if (check) return;
+          // The first read of the pass spends the slice: the other stream's read, in the same pass, is held.
+          burn(10);
+          const other = 1 - id;
+          setImmediate(() => {
+            const before = reads.waiting;
+            sources[other]!.cancel();
+            check = { before, after: reads.waiting, cancelled: other };
+          });
+        },
+        end() {},
+        error() {},
+      });
+    }
+    await waitFor(() => open.length === 2, 5000, 5);
+    for (const { res } of open) res.write('x'.repeat(64));
+    await waitFor(() => check !== undefined, 5000, 5);
+    expect(check).toMatchObject({ before: 1, after: 0 });
+    // Its turn came (two passes on) and found nothing to hand over.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(got[check!.cancelled]).toBe(0);
+    expect(reads.waiting).toBe(0);
+    for (const { res } of open) res.end();
+  });
+
   it('lets everything through with a slice of 0', async () => {
     const reads = new ReadScheduler(0);
     const { most } = await mostReadsInAPass(() => run(reads));
