@@ -79,10 +79,12 @@ function nodeBytes(stream: NodeReadableLike, reads: ReadScheduler | undefined): 
   /** The stream's end, when it came while the stream waited: its turn hands over what it held, then ends. */
   let endOfTurn: (() => void) | undefined;
 
+  /** Leaves the scheduler's queue (its turn, or earlier); set while `queued`. */
+  let leave: (() => void) | undefined;
   const unqueue = () => {
-    if (!queued) return;
     queued = false;
-    reads!.leave();
+    leave?.();
+    leave = undefined;
   };
   const handOverHeld = (h: ByteHandlers) => {
     unqueue();
@@ -151,7 +153,7 @@ function nodeBytes(stream: NodeReadableLike, reads: ReadScheduler | undefined): 
         heldBytes += chunk.byteLength;
         if (!queued) {
           queued = true;
-          reads.wait(turn);
+          leave = reads.wait(turn);
         }
         if (heldBytes >= HOLD_BYTES && !stalled) {
           stalled = true;

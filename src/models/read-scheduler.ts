@@ -44,21 +44,25 @@ export class ReadScheduler {
     return now - this.#sliceStart < this.sliceMs;
   }
 
-  /** Queues `turn`, run in a later pass when the streams held before it have had theirs. */
-  wait(turn: () => void): void {
+  /**
+   * Queues `turn`, run in a later pass when the streams held before it have had theirs. Answers
+   * `leave`, for a stream that stops waiting before its turn (it ended or was cancelled): the
+   * gauge stops counting it at once and its turn is skipped. Both `leave` and the turn leave once.
+   */
+  wait(turn: () => void): () => void {
+    let waiting = true;
+    const leave = () => {
+      if (!waiting) return false;
+      waiting = false;
+      this.#held--;
+      return true;
+    };
     this.#held++;
-    this.#waiting.push(turn);
+    this.#waiting.push(() => leave() && turn());
     // Held in the poll phase: that pass has had its slice; the next one serves the queue (from
     // the poll phase a single setImmediate would still run in this pass: two).
     this.#next.schedule(2);
-  }
-
-  /**
-   * Called once per `wait`, when the stream stops waiting: in its turn, or earlier when it ended
-   * or was cancelled. Its turn still comes (and does nothing); the gauge no longer counts it.
-   */
-  leave(): void {
-    this.#held--;
+    return leave;
   }
 
   /** Streams held now (a gauge): not those that ended or were cancelled while they waited. */
