@@ -57,7 +57,7 @@ export function aiSdkRoutes(services: Services): Hono<AppEnv> {
   const auth = authenticate(services);
 
   app.post('/', inArrivalOrder(services), auth, async (c) => {
-    const parsed = schema.safeParse(await readJsonBody(c, config.chat.maxBodyBytes));
+    const parsed = schema.safeParse(await readJsonBody(c, config.chat));
     if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
     const req = parsed.data;
     const last = req.messages.at(-1)!;

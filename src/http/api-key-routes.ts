@@ -59,7 +59,7 @@ export function apiKeyRoutes(services: Services): Hono<AppEnv> {
   });
 
   routes.post('/', async (c) => {
-    const parsed = createKeySchema.safeParse(await readJsonBody(c, services.config.chat.maxBodyBytes));
+    const parsed = createKeySchema.safeParse(await readJsonBody(c, services.config.chat));
     if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
     const { name, models, rateLimitPerMinute, expiresInDays } = parsed.data;
     const { key, secret } = await apiKeys.create(c.get('principal'), {

@@ -31,7 +31,7 @@ export function authRoutes(services: Services): Hono<AppEnv> {
   const accountOwner = authenticate(services, { requireUser: true, refuseApiKeys: true });
 
   const parse = async <T>(c: Context<AppEnv>, schema: z.ZodType<T>): Promise<T> => {
-    const parsed = schema.safeParse(await readJsonBody(c, config.chat.maxBodyBytes));
+    const parsed = schema.safeParse(await readJsonBody(c, config.chat));
     if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
     return parsed.data;
   };

@@ -19,7 +19,7 @@ export function chatStreamHandler(services: Services) {
   const schema = chatStreamSchema(services.config);
 
   return async (c: Context<AppEnv>) => {
-    const body = await readJsonBody(c, services.config.chat.maxBodyBytes);
+    const body = await readJsonBody(c, services.config.chat);
     const parsed = schema.safeParse(body);
     if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
     const req = parsed.data;

@@ -68,7 +68,7 @@ export function conversationRoutes(services: Services): Hono<AppEnv> {
 
   routes.patch('/:id', async (c) => {
     const conversation = await owned(c);
-    const parsed = renameSchema.safeParse(await readJsonBody(c, services.config.chat.maxBodyBytes));
+    const parsed = renameSchema.safeParse(await readJsonBody(c, services.config.chat));
     if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
     const renamed = await store.renameConversation(conversation.ownerId, conversation.id, parsed.data.title);
     if (!renamed) throw new AppError('NOT_FOUND', 'Conversation not found');

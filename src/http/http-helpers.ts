@@ -11,6 +11,7 @@ export interface NodeIncoming {
   on(event: 'error' | 'aborted', listener: (err?: Error) => void): unknown;
   off(event: string, listener: (...args: never[]) => void): unknown;
   destroy(err?: Error): unknown;
+  pause(): unknown;
   readonly complete: boolean;
 }
 
@@ -61,12 +62,22 @@ export function nodeIncoming(c: Context): NodeIncoming | undefined {
   return incoming && typeof incoming.on === 'function' ? incoming : undefined;
 }
 
+/** How much of a request body is read, and for how long (the chat config carries both). */
+export interface BodyLimits {
+  maxBodyBytes: number;
+  /** A body not complete this long after its route began to read it is refused (408). */
+  requestTimeoutMs: number;
+}
+
 /**
  * Reads a JSON body with a hard size cap, counting bytes as they arrive so a huge or
- * endless body is refused without being buffered. On Node the body is read from the socket's
- * own stream: a small JSON body needs no web Request and web stream built around it.
+ * endless body is refused without being buffered, and a deadline, so a client that trickles
+ * (or stalls) its body is answered with a code instead of holding its socket and buffers. On
+ * Node the body is read from the socket's own stream: a small JSON body needs no web Request
+ * and web stream built around it.
  */
-export async function readJsonBody(c: Context, maxBytes: number): Promise<unknown> {
+export async function readJsonBody(c: Context, limits: BodyLimits): Promise<unknown> {
+  const { maxBodyBytes: maxBytes, requestTimeoutMs } = limits;
   const type = requestHeader(c, 'content-type') ?? '';
   if (!/^application\/(.+\+)?json\b/i.test(type)) {
     throw new AppError('BAD_REQUEST', 'Content-Type must be application/json');
@@ -74,23 +85,35 @@ export async function readJsonBody(c: Context, maxBytes: number): Promise<unknow
   const declared = Number(requestHeader(c, 'content-length') ?? NaN);
   if (declared > maxBytes) throw tooLarge(maxBytes);
   const incoming = nodeIncoming(c);
-  if (incoming) return parseJson(await readNodeBody(incoming, maxBytes));
+  if (incoming) return parseJson(await readNodeBody(incoming, maxBytes, requestTimeoutMs));
   const body = c.req.raw.body;
   if (!body) throw new AppError('BAD_REQUEST', 'Request body is empty');
   const chunks: Uint8Array[] = [];
   let size = 0;
   const reader = body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read().catch((err: unknown) => {
-      throw cutOff(err);
-    });
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      await reader.cancel().catch(() => {});
-      throw tooLarge(maxBytes);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(tooSlow(requestTimeoutMs)), requestTimeoutMs);
+  });
+  late.catch(() => {});
+  try {
+    for (;;) {
+      const { done, value } = await Promise.race([
+        reader.read().catch((err: unknown) => {
+          throw cutOff(err);
+        }),
+        late,
+      ]);
+      if (done) break;
+      size += value.byteLength;
+      if (size > maxBytes) throw tooLarge(maxBytes);
+      chunks.push(value);
     }
-    chunks.push(value);
+  } catch (err) {
+    await reader.cancel().catch(() => {});
+    throw err;
+  } finally {
+    clearTimeout(timer);
   }
   return parseJson(concat(chunks, size));
 }
@@ -108,11 +131,19 @@ function parseJson(bytes: Uint8Array): unknown {
   }
 }
 
-function readNodeBody(incoming: NodeIncoming, maxBytes: number): Promise<Uint8Array> {
+function readNodeBody(incoming: NodeIncoming, maxBytes: number, timeoutMs: number): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
     const chunks: Uint8Array[] = [];
     let size = 0;
+    // The answer (408, closing the connection) is written; the rest of the body is not read.
+    const timer = setTimeout(() => {
+      cleanup();
+      chunks.length = 0;
+      incoming.pause();
+      reject(tooSlow(timeoutMs));
+    }, timeoutMs);
     const cleanup = () => {
+      clearTimeout(timer);
       incoming.off('data', onData);
       incoming.off('end', onEnd);
       incoming.off('error', onCut);
@@ -148,6 +179,10 @@ function readNodeBody(incoming: NodeIncoming, maxBytes: number): Promise<Uint8Ar
 /** The client went away mid-upload: nobody will read an answer; not a server error. */
 function cutOff(cause?: unknown): AppError {
   return new AppError('BAD_REQUEST', 'The request body was cut off', { cause, details: { clientAbort: true } });
+}
+
+function tooSlow(timeoutMs: number): AppError {
+  return new AppError('BAD_REQUEST', `The request body did not arrive within ${timeoutMs} ms`, { status: 408 });
 }
 
 function tooLarge(maxBytes: number): AppError {
@@ -195,6 +230,9 @@ export function errorResponder(services: Services, body: (error: AppError) => un
     if (rateLimit) setRateLimitHeaders(c, rateLimit);
     const retryAfter = error.details?.retryAfterSeconds;
     if (!rateLimit && typeof retryAfter === 'number') setRetryAfter(c, retryAfter);
+    // A body refused unread (too slow, too large): the connection cannot carry another request
+    // (on Node; a Worker's connections are the platform's).
+    if ((error.status === 408 || error.status === 413) && nodeIncoming(c)) setHeader(c, 'Connection', 'close');
     return c.json(body(error), error.status as 400);
   };
 }

@@ -57,7 +57,7 @@ export function memoryRoutes(services: Services): Hono<AppEnv> {
   routes.get('/settings', async (c) => c.json({ enabled: await guarded(c, () => memory().isEnabledFor(userId(c))) }));
 
   routes.put('/settings', async (c) => {
-    const parsed = settingsSchema.safeParse(await readJsonBody(c, services.config.chat.maxBodyBytes));
+    const parsed = settingsSchema.safeParse(await readJsonBody(c, services.config.chat));
     if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
     await guarded(c, () => memory().setEnabled(userId(c), parsed.data.enabled));
     return c.json({ enabled: parsed.data.enabled });

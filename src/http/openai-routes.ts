@@ -102,7 +102,7 @@ export function openaiRoutes(services: Services): Hono<AppEnv> {
   });
 
   app.post('/chat/completions', inArrivalOrder(services), auth, async (c) => {
-    const parsed = schema.safeParse(await readJsonBody(c, config.chat.maxBodyBytes));
+    const parsed = schema.safeParse(await readJsonBody(c, config.chat));
     if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
     const req = parsed.data;
     const named = requestHeader(c, CONVERSATION_HEADER) ?? req.metadata?.conversation_id;

@@ -53,6 +53,13 @@ async function connectCluster(config: Config, logger: Logger) {
   });
 }
 const LISTEN_BACKLOG = 4096;
+/** How much later than a route's body deadline Node's own request deadline closes a socket. */
+const REQUEST_TIMEOUT_GRACE_MS = 5_000;
+
+/** Node checks request deadlines this often: at most a quarter of the deadline late (its default is 30 s). */
+function checkInterval(requestTimeoutMs: number): number {
+  return Math.min(5_000, Math.max(250, Math.floor(requestTimeoutMs / 4)));
+}
 
 export async function createNodeServer(config: Config, options: { logger?: Logger } = {}): Promise<NodeServer> {
   const logger = options.logger ?? createNodeLogger(config);
@@ -87,8 +94,15 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
   (wss.options as { maxPayload?: number }).maxPayload = 2 * 1024 * 1024 + config.realtime.maxAudioChunkBytes * 2;
   app.get('/v1/realtime', authenticate(services, { queryToken: true, subprotocolToken: true }), realtimeRoute(upgradeWebSocket, services, realtime));
 
-  const httpServer = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
+  const httpServer = createAdaptorServer({ fetch: app.fetch, serverOptions: { connectionsCheckingInterval: checkInterval(config.chat.requestTimeoutMs) } }) as HttpServer;
   httpServer.keepAliveTimeout = 65_000;
+  // A client that trickles its request holds a socket and its buffers: Node's defaults allow a
+  // minute for the headers and five for the whole request. Headers get REQUEST_TIMEOUT_MS; a
+  // JSON body is answered with a coded 408 at that deadline by its route (readJsonBody), and
+  // Node's own 408 (closing the socket) is the backstop for every other body, a little later.
+  // Node checks these deadlines every `connectionsCheckingInterval`, set at creation.
+  httpServer.headersTimeout = config.chat.requestTimeoutMs;
+  httpServer.requestTimeout = config.chat.requestTimeoutMs + REQUEST_TIMEOUT_GRACE_MS;
   // Upgraded sockets (Socket.IO, /v1/realtime) leave the HTTP server's own bookkeeping: kept
   // here so shutdown can cut the ones whose peer never answers the close handshake.
   const sockets = new Set<Duplex>();

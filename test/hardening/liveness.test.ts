@@ -283,6 +283,61 @@ describe('what a vanishing or deleting client leaves behind', () => {
   });
 });
 
+describe('a client that trickles its request is bounded', () => {
+  let gw: Awaited<ReturnType<typeof gatewayWithLogger>>;
+  let port: number;
+  beforeAll(async () => {
+    // A 1 s deadline; replies paced to outlast it (the deadline is for receiving a request, never for answering it).
+    gw = await gatewayWithLogger({ REQUEST_TIMEOUT_MS: '1000', LOCAL_MODEL_TOKEN_DELAY_MS: '60' });
+    port = Number(new URL(gw.url).port);
+  });
+  afterAll(() => gw.close());
+
+  /** Opens a raw connection, writes `head`, and collects what the server answers until it closes the socket. */
+  async function trickle(head: string) {
+    const socket = net.connect(port, '127.0.0.1');
+    await new Promise((r) => socket.once('connect', r));
+    const started = performance.now();
+    let answer = '';
+    socket.on('data', (d: Buffer) => (answer += d.toString()));
+    const closed = new Promise<number>((r) => socket.once('close', () => r(performance.now() - started)));
+    socket.write(head);
+    return { socket, answer: () => answer, closed };
+  }
+
+  it('a JSON body that stalls halfway is answered with a coded 408 at the deadline, and its connection is closed', async () => {
+    const t = await trickle(`POST /api/v2/ai/chat/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"message":"${'y'.repeat(100)}`);
+    const ms = await t.closed;
+    expect(ms).toBeGreaterThanOrEqual(900);
+    expect(ms).toBeLessThan(4000);
+    const [head, body] = t.answer().split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 408 /);
+    expect(head).toMatch(/\r\nconnection: close/i);
+    expect(JSON.parse(body!)).toEqual({ error: 'The request body did not arrive within 1000 ms', code: 'BAD_REQUEST' });
+  });
+
+  it('headers that never end are cut at the deadline (a quarter of it late at most) by Node', async () => {
+    const t = await trickle('GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+    // One more byte a while later: trickling does not extend the deadline.
+    await new Promise((r) => setTimeout(r, 500));
+    if (!t.socket.destroyed) t.socket.write('a');
+    const ms = await t.closed;
+    expect(ms).toBeGreaterThanOrEqual(900);
+    expect(ms).toBeLessThan(4000);
+    expect(t.answer()).toMatch(/^HTTP\/1\.1 408 /);
+  });
+
+  it('a reply that streams for longer than the deadline is not cut, and the server goes on serving', async () => {
+    const started = performance.now();
+    const res = await postChat(gw.url, { message: 'Tell me about the weather in some detail, please.' });
+    const events = await readSse(res);
+    expect(performance.now() - started).toBeGreaterThan(1500);
+    expect(events.at(-1)).toMatchObject({ done: true, finishReason: 'stop' });
+    expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
+    expect(gw.records.filter((r) => r.level === 'error')).toEqual([]);
+  });
+});
+
 describe('the openai SDK logs through the gateway logger, never the console', () => {
   it('a malformed chunk from the provider becomes a PROVIDER_ERROR and a structured log record', async () => {
     // An OpenAI-compatible server whose stream carries a line that is not JSON.
