@@ -85,6 +85,7 @@ export const configSchema = z.object({
   SOCKET_PING_TIMEOUT_MS: int(1000, 600_000).default(20_000),
   SOCKET_PER_MESSAGE_DEFLATE: bool.default(false),
   SOCKET_MAX_BUFFER_BYTES: int(1024, 100_000_000).default(1_000_000),
+  SOCKET_MAX_CONNECTIONS_PER_IP: int(0, 10_000_000).default(1000),
   SOCKET_MAX_BACKLOG_BYTES: int(4096, 1_000_000_000).default(1_048_576),
   SLOW_CLIENT_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
   TURN_STARTS_PER_TICK: int(0, 10_000).default(8),
@@ -212,6 +213,8 @@ export interface Config {
     pingTimeoutMs: number;
     perMessageDeflate: boolean;
     maxBufferBytes: number;
+    /** Open Socket.IO connections one client address may hold (0: no limit). */
+    maxConnectionsPerIp: number;
     transports: ('polling' | 'websocket')[];
     /** Bytes a socket may have waiting to be sent before the reply stops pulling from the model. */
     maxBacklogBytes: number;
@@ -369,6 +372,7 @@ export function loadConfig(env: Env): Config {
       pingTimeoutMs: e.SOCKET_PING_TIMEOUT_MS,
       perMessageDeflate: e.SOCKET_PER_MESSAGE_DEFLATE,
       maxBufferBytes: e.SOCKET_MAX_BUFFER_BYTES,
+      maxConnectionsPerIp: e.SOCKET_MAX_CONNECTIONS_PER_IP,
       transports: e.SOCKET_TRANSPORTS,
       maxBacklogBytes: e.SOCKET_MAX_BACKLOG_BYTES,
     },

@@ -7,6 +7,8 @@ import type { Services } from '../services.js';
 import { attachAiNamespace, type AiNamespace } from './ai-namespace.js';
 import { attachDefaultNamespace, type DefaultNamespace } from './default-namespace.js';
 import { socketAuthMiddleware } from './socket-auth.js';
+import { clientIp } from '../chat/principal.js';
+import { normaliseIp } from '../node/client-ip.js';
 import type { RealtimeService } from '../realtime/realtime-service.js';
 
 /** Live counts for monitoring; a metrics route or log line reads them. */
@@ -50,8 +52,13 @@ export function createSocketServer(
       credentials: true,
     },
     // CORS covers polling only; browsers apply no CORS to WebSockets, so the handshake checks the Origin too.
-    allowRequest: (req, cb) => cb(null, allowedOrigin(req.headers.origin, req.headers.host)),
+    allowRequest: (req, cb) => {
+      if (!allowedOrigin(req.headers.origin, req.headers.host)) return cb(null, false);
+      if (connections.full(req)) return cb(TOO_MANY_CONNECTIONS, false);
+      cb(null, true);
+    },
   });
+  const connections = connectionsPerAddress(io, services);
 
   giveAnonymousCookies(io, services);
   keepOnlyTheHandshake(io);
@@ -103,6 +110,50 @@ export function createSocketServer(
     },
   };
   return { io: io as unknown as Server, gauges };
+}
+
+const TOO_MANY_CONNECTIONS = 'RATE_LIMIT: too many open connections from this address (SOCKET_MAX_CONNECTIONS_PER_IP)';
+
+/**
+ * Bounds the Engine.IO connections one client address holds (SOCKET_MAX_CONNECTIONS_PER_IP):
+ * each costs a socket and ~25 KB while idle, and one client opening thousands would take them
+ * from everyone. The address is the rate limits' (X-Forwarded-For only behind TRUST_PROXY). A
+ * handshake over the bound is refused (403, with the reason); one that passed the check while
+ * others of its address were completing is closed as it opens.
+ */
+function connectionsPerAddress(io: Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>, services: Services) {
+  const max = services.config.socket.maxConnectionsPerIp;
+  const trustProxy = services.config.trustProxy;
+  const open = new Map<string, number>();
+  const addressOf = (req: { headers: IncomingMessage['headers']; socket?: { remoteAddress?: string | undefined } | null }) =>
+    clientIp(normaliseIp(req.socket?.remoteAddress), req.headers['x-forwarded-for'], trustProxy);
+  const refused = () => services.metrics.error({ code: 'RATE_LIMIT' }, 'socket');
+  if (max > 0) {
+    // Before keepOnlyTheHandshake's listener replaces `request` with a copy without the socket.
+    io.engine.prependListener('connection', (raw: { request: IncomingMessage; close(): void; once(event: 'close', listener: () => void): unknown }) => {
+      const address = addressOf(raw.request);
+      const n = (open.get(address) ?? 0) + 1;
+      if (n > max) {
+        refused();
+        raw.close();
+        return;
+      }
+      open.set(address, n);
+      raw.once('close', () => {
+        const left = open.get(address)! - 1;
+        if (left > 0) open.set(address, left);
+        else open.delete(address);
+      });
+    });
+  }
+  return {
+    full(req: IncomingMessage): boolean {
+      if (max === 0 || (open.get(addressOf(req)) ?? 0) < max) return false;
+      refused();
+      services.logger.debug({ ip: addressOf(req) }, 'socket connection refused: too many from this address');
+      return true;
+    },
+  };
 }
 
 /** What a namespace handshake reads of the upgrade request (socket.io's buildHandshake), nothing else. */

@@ -261,3 +261,56 @@ describe('Socket.IO server options from the configuration', () => {
     });
   });
 });
+
+describe('SOCKET_MAX_CONNECTIONS_PER_IP bounds what one client address holds', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway({ SOCKET_MAX_CONNECTIONS_PER_IP: '3', TRUST_PROXY: 'true' });
+  });
+  afterEach(closeAllClients);
+  afterAll(async () => {
+    closeAllClients();
+    await gw.destroy();
+  });
+
+  it.each(TRANSPORTS)('the fourth connection from one address is refused with the reason, the others stay, and a freed place is taken again (%s)', async (transport) => {
+    // Addresses of their own per transport: the other run's connections may still be closing.
+    const from = (ip: string) => ({ transports: [transport], extraHeaders: { 'x-forwarded-for': `${ip}${transport === 'polling' ? '0' : ''}` } });
+    const held = [client<AiClient>(`${gw.url}/ai`, from('203.0.113.7')), client<DefaultClient>(gw.url, from('203.0.113.7')), client<AiClient>(`${gw.url}/ai`, from('203.0.113.7'))];
+    await Promise.all(held.map((s) => connected(s)));
+    const refused = client<AiClient>(`${gw.url}/ai`, from('203.0.113.7'));
+    await connectError(refused);
+    // Another address is not affected.
+    const other = client<AiClient>(`${gw.url}/ai`, from('203.0.113.8'));
+    await connected(other);
+    // The held connections still work.
+    const log = new EventLog<AiServerToClientEvents>(held[0] as AiClient);
+    (held[0] as AiClient).emit('chat:start', { message: 'still here?' });
+    await log.next('chat:end', 5000);
+    // One leaves: its place is free again.
+    held[2]!.close();
+    await waitFor(() => gw.server.gauges.byNamespace['/ai'] === 2, 2000);
+    await connected(client<AiClient>(`${gw.url}/ai`, from('203.0.113.7')));
+  });
+
+  it.each(TRANSPORTS)('a burst of eight handshakes from one address opens exactly three (%s)', async (transport) => {
+    const ip = transport === 'polling' ? '192.0.2.10' : '192.0.2.11';
+    const burst = Array.from({ length: 8 }, () => client<AiClient>(`${gw.url}/ai`, { transports: [transport], extraHeaders: { 'x-forwarded-for': ip } }));
+    const outcomes = await Promise.all(burst.map((s) => connected(s).then(() => 'open', () => 'refused')));
+    // One that passed the check while others completed is closed as it opens: wait for those closes.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(outcomes.filter((o) => o === 'open').length).toBeGreaterThanOrEqual(3);
+    expect(burst.filter((s) => s.connected).length).toBe(3);
+  });
+
+  it('a refused polling handshake says why, with a 403', async () => {
+    const open = Array.from({ length: 3 }, () => client<AiClient>(`${gw.url}/ai`, { transports: ['websocket'], extraHeaders: { 'x-forwarded-for': '198.51.100.1' } }));
+    await Promise.all(open.map((s) => connected(s)));
+    const res = await fetch(`${gw.url}/socket.io/?EIO=4&transport=polling`, { headers: { 'x-forwarded-for': '198.51.100.1' } });
+    expect(res.status).toBe(403);
+    expect(await res.json()).toEqual({ code: 4, message: 'RATE_LIMIT: too many open connections from this address (SOCKET_MAX_CONNECTIONS_PER_IP)' });
+    const elsewhere = await fetch(`${gw.url}/socket.io/?EIO=4&transport=polling`, { headers: { 'x-forwarded-for': '198.51.100.2' } });
+    expect(elsewhere.status).toBe(200);
+    await elsewhere.text();
+  });
+});
