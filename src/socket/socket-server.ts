@@ -69,9 +69,20 @@ export function createSocketServer(
   for (const nsp of [root, ai]) {
     nsp.use(socketAuthMiddleware(services));
     nsp.on('connection', (socket) => {
+      const withinBudget = eventBudget(config.socket.maxEventsPerSecond);
       // Clients that ask for acknowledgements (seed 003's `ackTimeout`/`retries`) re-send every
       // unacknowledged event; acking on receipt keeps a chat:start from running twice.
       socket.use((packet, next) => {
+        if (!withinBudget()) {
+          // A client flooding events holds the event loop for everyone (each is decoded,
+          // checked and answered): it is cut off, and its queued events are dropped with the connection.
+          if (socket.connected) {
+            services.metrics.error({ code: 'RATE_LIMIT' }, 'socket.io');
+            services.logger.warn({ ip: socket.data.ip, nsp: nsp.name, event: String(packet[0]).slice(0, 64) }, 'socket disconnected: more events than SOCKET_MAX_EVENTS_PER_SECOND');
+            socket.disconnect(true);
+          }
+          return;
+        }
         const ack = packet.at(-1);
         if (typeof ack === 'function') (ack as (reply: { ok: true }) => void)({ ok: true });
         next();
@@ -112,6 +123,25 @@ export function createSocketServer(
   return { io: io as unknown as Server, gauges };
 }
 
+/**
+ * A token bucket for one socket's incoming events: `perSecond` sustained, twice that at once
+ * (a reconnecting client flushes what it buffered). Answers whether the next event fits.
+ */
+function eventBudget(perSecond: number): () => boolean {
+  if (perSecond <= 0) return () => true;
+  const burst = perSecond * 2;
+  let tokens = burst;
+  let at = performance.now();
+  return () => {
+    const now = performance.now();
+    tokens = Math.min(burst, tokens + ((now - at) * perSecond) / 1000);
+    at = now;
+    if (tokens < 1) return false;
+    tokens--;
+    return true;
+  };
+}
+
 const TOO_MANY_CONNECTIONS = 'RATE_LIMIT: too many open connections from this address (SOCKET_MAX_CONNECTIONS_PER_IP)';
 
 /**
@@ -127,7 +157,7 @@ function connectionsPerAddress(io: Server<Record<string, never>, Record<string, 
   const open = new Map<string, number>();
   const addressOf = (req: { headers: IncomingMessage['headers']; socket?: { remoteAddress?: string | undefined } | null }) =>
     clientIp(normaliseIp(req.socket?.remoteAddress), req.headers['x-forwarded-for'], trustProxy);
-  const refused = () => services.metrics.error({ code: 'RATE_LIMIT' }, 'socket');
+  const refused = () => services.metrics.error({ code: 'RATE_LIMIT' }, 'socket.io');
   if (max > 0) {
     // Before keepOnlyTheHandshake's listener replaces `request` with a copy without the socket.
     io.engine.prependListener('connection', (raw: { request: IncomingMessage; close(): void; once(event: 'close', listener: () => void): unknown }) => {

@@ -314,3 +314,50 @@ describe('SOCKET_MAX_CONNECTIONS_PER_IP bounds what one client address holds', (
     await elsewhere.text();
   });
 });
+
+describe('SOCKET_MAX_EVENTS_PER_SECOND cuts off a client that floods events', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    // 50 a second sustained, 100 at once.
+    gw = await startGateway({ SOCKET_MAX_EVENTS_PER_SECOND: '50' });
+  });
+  afterEach(closeAllClients);
+  afterAll(async () => {
+    closeAllClients();
+    await gw.destroy();
+  });
+
+  it.each(TRANSPORTS)('a flood is disconnected while a client beside it keeps streaming (%s)', async (transport) => {
+    const flooder = client<DefaultClient>(gw.url, { transports: [transport] });
+    const neighbour = client<AiClient>(`${gw.url}/ai`, { transports: [transport] });
+    await Promise.all([connected(flooder), connected(neighbour)]);
+    const gone = new Promise<string>((resolve) => flooder.on('disconnect', resolve));
+    let answered = 0;
+    flooder.on('ai:error', () => answered++);
+    for (let i = 0; i < 1000; i++) flooder.emit('ai:chat', { bad: i });
+    expect(await gone).toBe('io server disconnect');
+    // The burst it was allowed was answered, the rest never ran.
+    expect(answered).toBeLessThanOrEqual(100);
+    const log = new EventLog<AiServerToClientEvents>(neighbour);
+    neighbour.emit('chat:start', { message: 'are you still there?' });
+    await log.next('chat:end', 5000);
+    expect(neighbour.connected).toBe(true);
+  });
+
+  it('a client within the budget (40 events a second for 2 s, after a burst of 90) gets every answer and stays', async () => {
+    const steady = client<DefaultClient>(gw.url, { transports: ['websocket'] });
+    await connected(steady);
+    let answered = 0;
+    steady.on('ai:error', (e) => {
+      expect(e.code).toBe('BAD_REQUEST');
+      answered++;
+    });
+    for (let i = 0; i < 90; i++) steady.emit('ai:chat', { bad: i });
+    for (let i = 0; i < 80; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      steady.emit('ai:chat', { bad: i });
+    }
+    await waitFor(() => answered === 170, 5000);
+    expect(steady.connected).toBe(true);
+  });
+});
