@@ -334,7 +334,7 @@ describe('SOCKET_MAX_EVENTS_PER_SECOND cuts off a client that floods events', ()
     const gone = new Promise<string>((resolve) => flooder.on('disconnect', resolve));
     let answered = 0;
     flooder.on('ai:error', () => answered++);
-    for (let i = 0; i < 1000; i++) flooder.emit('ai:chat', { bad: i });
+    for (let i = 0; i < 1000; i++) flooder.emit('ai:chat', { bad: i } as never);
     expect(await gone).toBe('io server disconnect');
     // The burst it was allowed was answered, the rest never ran.
     expect(answered).toBeLessThanOrEqual(100);
@@ -352,10 +352,10 @@ describe('SOCKET_MAX_EVENTS_PER_SECOND cuts off a client that floods events', ()
       expect(e.code).toBe('BAD_REQUEST');
       answered++;
     });
-    for (let i = 0; i < 90; i++) steady.emit('ai:chat', { bad: i });
+    for (let i = 0; i < 90; i++) steady.emit('ai:chat', { bad: i } as never);
     for (let i = 0; i < 80; i++) {
       await new Promise((r) => setTimeout(r, 25));
-      steady.emit('ai:chat', { bad: i });
+      steady.emit('ai:chat', { bad: i } as never);
     }
     await waitFor(() => answered === 170, 5000);
     expect(steady.connected).toBe(true);
