@@ -2,7 +2,8 @@ import { createAdaptorServer } from '@hono/node-server';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { createNodeWebSocket } from '@hono/node-ws';
 import { EventEmitter } from 'node:events';
-import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server as HttpServer, type ServerOptions } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Server as SocketIOServer } from 'socket.io';
 import type { Hono } from 'hono';
@@ -53,6 +54,35 @@ async function connectCluster(config: Config, logger: Logger) {
   });
 }
 const LISTEN_BACKLOG = 4096;
+/**
+ * Requests one connection may have in flight at once. HTTP/1.1 lets a client send requests
+ * back to back without waiting for answers; Node parses a whole network read of them (over a
+ * thousand small ones in 64 KiB) and hands each to the app at once, whose answers come later,
+ * so nothing holds the client back: one connection could hold the event loop for everyone
+ * for seconds. Browsers and the HTTP clients in use send one request at a time per connection.
+ */
+const MAX_PIPELINED = 32;
+const IN_FLIGHT = Symbol('requests in flight');
+
+/**
+ * Closes a connection with more than MAX_PIPELINED requests in flight; the requests it had
+ * sent after that are not served.
+ */
+function boundPipelining(listener: RequestListener): RequestListener {
+  return (req, res) => {
+    const socket = req.socket as Socket & { [IN_FLIGHT]?: number };
+    if (socket.destroyed) return;
+    const n = (socket[IN_FLIGHT] ?? 0) + 1;
+    if (n > MAX_PIPELINED) {
+      socket.destroy();
+      return;
+    }
+    socket[IN_FLIGHT] = n;
+    res.once('close', () => void socket[IN_FLIGHT]!--);
+    return listener(req, res);
+  };
+}
+
 /** How much later than a route's body deadline Node's own request deadline closes a socket. */
 const REQUEST_TIMEOUT_GRACE_MS = 5_000;
 
@@ -94,7 +124,12 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
   (wss.options as { maxPayload?: number }).maxPayload = 2 * 1024 * 1024 + config.realtime.maxAudioChunkBytes * 2;
   app.get('/v1/realtime', authenticate(services, { queryToken: true, subprotocolToken: true }), realtimeRoute(upgradeWebSocket, services, realtime));
 
-  const httpServer = createAdaptorServer({ fetch: app.fetch, serverOptions: { connectionsCheckingInterval: checkInterval(config.chat.requestTimeoutMs) } }) as HttpServer;
+  const httpServer = createAdaptorServer({
+    fetch: app.fetch,
+    serverOptions: { connectionsCheckingInterval: checkInterval(config.chat.requestTimeoutMs) },
+    // @hono/node-server calls it as (options, listener).
+    createServer: ((options: ServerOptions, listener: RequestListener) => createHttpServer(options, boundPipelining(listener))) as typeof createHttpServer,
+  }) as HttpServer;
   httpServer.keepAliveTimeout = 65_000;
   // A client that trickles its request holds a socket and its buffers: Node's defaults allow a
   // minute for the headers and five for the whole request. Headers get REQUEST_TIMEOUT_MS; a

@@ -338,6 +338,47 @@ describe('a client that trickles its request is bounded', () => {
   });
 });
 
+describe('a client that pipelines requests without reading answers is bounded', () => {
+  let gw: Awaited<ReturnType<typeof gatewayWithLogger>>;
+  let port: number;
+  beforeAll(async () => {
+    gw = await gatewayWithLogger({});
+    port = Number(new URL(gw.url).port);
+  });
+  afterAll(() => gw.close());
+
+  /** Writes `count` requests back to back in one write; resolves with the answers' status lines once the server closes the connection or `ms` passed. */
+  async function pipeline(count: number, ms: number) {
+    const socket = net.connect(port, '127.0.0.1');
+    await new Promise((r) => socket.once('connect', r));
+    let answer = '';
+    socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    socket.on('error', () => {});
+    const closed = new Promise<boolean>((r) => {
+      socket.once('close', () => r(true));
+      setTimeout(() => r(false), ms);
+    });
+    socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(count));
+    const wasClosed = await closed;
+    socket.destroy();
+    return { wasClosed, statuses: answer.match(/HTTP\/1\.1 \d{3}/g) ?? [] };
+  }
+
+  it('ten pipelined requests are all answered, in order, on a connection that stays open', async () => {
+    const { wasClosed, statuses } = await pipeline(10, 1000);
+    expect(wasClosed).toBe(false);
+    expect(statuses).toEqual(Array(10).fill('HTTP/1.1 200'));
+  });
+
+  it('two thousand in one write close the connection: at most 32 are served, and the server goes on answering others', async () => {
+    const { wasClosed, statuses } = await pipeline(2000, 5000);
+    expect(wasClosed).toBe(true);
+    expect(statuses.length).toBeLessThanOrEqual(32);
+    expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
+    expect(gw.records.filter((r) => r.level === 'error')).toEqual([]);
+  });
+});
+
 describe('the openai SDK logs through the gateway logger, never the console', () => {
   it('a malformed chunk from the provider becomes a PROVIDER_ERROR and a structured log record', async () => {
     // An OpenAI-compatible server whose stream carries a line that is not JSON.
