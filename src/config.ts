@@ -86,7 +86,7 @@ export const configSchema = z.object({
   SOCKET_PER_MESSAGE_DEFLATE: bool.default(false),
   SOCKET_MAX_BUFFER_BYTES: int(1024, 100_000_000).default(1_000_000),
   SOCKET_MAX_CONNECTIONS_PER_IP: int(0, 10_000_000).default(1000),
-  SOCKET_MAX_EVENTS_PER_SECOND: int(0, 1_000_000).default(200),
+  SOCKET_MAX_EVENTS_PER_SECOND: int(0, 1_000_000).default(400),
   SOCKET_MAX_BACKLOG_BYTES: int(4096, 1_000_000_000).default(1_048_576),
   SLOW_CLIENT_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
   TURN_STARTS_PER_TICK: int(0, 10_000).default(8),
@@ -216,7 +216,7 @@ export interface Config {
     maxBufferBytes: number;
     /** Open Socket.IO connections one client address may hold (0: no limit). */
     maxConnectionsPerIp: number;
-    /** Events a client may send on one socket per second, sustained (twice that at once); over it the socket is disconnected. 0: no limit. */
+    /** Packets a client may send on one Socket.IO connection per second, sustained (twice that at once); over it the connection is closed. 0: no limit. */
     maxEventsPerSecond: number;
     transports: ('polling' | 'websocket')[];
     /** Bytes a socket may have waiting to be sent before the reply stops pulling from the model. */

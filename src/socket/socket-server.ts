@@ -59,6 +59,7 @@ export function createSocketServer(
     },
   });
   const connections = connectionsPerAddress(io, services);
+  boundPacketRate(io, services);
 
   giveAnonymousCookies(io, services);
   keepOnlyTheHandshake(io);
@@ -69,20 +70,9 @@ export function createSocketServer(
   for (const nsp of [root, ai]) {
     nsp.use(socketAuthMiddleware(services));
     nsp.on('connection', (socket) => {
-      const withinBudget = eventBudget(config.socket.maxEventsPerSecond);
       // Clients that ask for acknowledgements (seed 003's `ackTimeout`/`retries`) re-send every
       // unacknowledged event; acking on receipt keeps a chat:start from running twice.
       socket.use((packet, next) => {
-        if (!withinBudget()) {
-          // A client flooding events holds the event loop for everyone (each is decoded,
-          // checked and answered): it is cut off, and its queued events are dropped with the connection.
-          if (socket.connected) {
-            services.metrics.error({ code: 'RATE_LIMIT' }, 'socket.io');
-            services.logger.warn({ ip: socket.data.ip, nsp: nsp.name, event: String(packet[0]).slice(0, 64) }, 'socket disconnected: more events than SOCKET_MAX_EVENTS_PER_SECOND');
-            socket.disconnect(true);
-          }
-          return;
-        }
         const ack = packet.at(-1);
         if (typeof ack === 'function') (ack as (reply: { ok: true }) => void)({ ok: true });
         next();
@@ -140,6 +130,30 @@ function eventBudget(perSecond: number): () => boolean {
     tokens--;
     return true;
   };
+}
+
+/**
+ * SOCKET_MAX_EVENTS_PER_SECOND, counted on the Engine.IO connection, so that it covers every
+ * packet a client can send: events (one with binary data is one packet more per attachment),
+ * namespace connections (to a namespace that does not exist, each answered with an error), acks,
+ * pings. A client past it holds the event loop for everyone (each packet is decoded, checked and
+ * answered): its connection is closed, and what it sent after that is not read.
+ */
+function boundPacketRate(io: Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>, services: Services): void {
+  const perSecond = services.config.socket.maxEventsPerSecond;
+  if (perSecond <= 0) return;
+  const trustProxy = services.config.trustProxy;
+  io.engine.on('connection', (raw: { request: IncomingMessage; readyState: string; close(): void; on(event: 'packet', listener: (packet: { type: string }) => void): unknown }) => {
+    const withinBudget = eventBudget(perSecond);
+    // Read now: another listener replaces `request` with a copy without the socket.
+    const ip = clientIp(normaliseIp(raw.request.socket?.remoteAddress), raw.request.headers['x-forwarded-for'], trustProxy);
+    raw.on('packet', (packet) => {
+      if (withinBudget() || raw.readyState !== 'open') return;
+      services.metrics.error({ code: 'RATE_LIMIT' }, 'socket.io');
+      services.logger.warn({ ip, packet: packet.type }, 'socket connection closed: more packets than SOCKET_MAX_EVENTS_PER_SECOND');
+      raw.close();
+    });
+  });
 }
 
 const TOO_MANY_CONNECTIONS = 'RATE_LIMIT: too many open connections from this address (SOCKET_MAX_CONNECTIONS_PER_IP)';

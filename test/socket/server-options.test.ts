@@ -1,3 +1,4 @@
+import WebSocket from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AiServerToClientEvents, DefaultServerToClientEvents } from '../../src/protocol/socket-events.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
@@ -335,13 +336,31 @@ describe('SOCKET_MAX_EVENTS_PER_SECOND cuts off a client that floods events', ()
     let answered = 0;
     flooder.on('ai:error', () => answered++);
     for (let i = 0; i < 1000; i++) flooder.emit('ai:chat', { bad: i } as never);
-    expect(await gone).toBe('io server disconnect');
+    expect(await gone).toBe('transport close');
     // The burst it was allowed was answered, the rest never ran.
     expect(answered).toBeLessThanOrEqual(100);
     const log = new EventLog<AiServerToClientEvents>(neighbour);
     neighbour.emit('chat:start', { message: 'are you still there?' });
     await log.next('chat:end', 5000);
     expect(neighbour.connected).toBe(true);
+  });
+
+  it('a flood of connections to a namespace that does not exist (each answered with an error) closes the connection too', async () => {
+    const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/socket.io/?EIO=4&transport=websocket`);
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    let answers = 0;
+    ws.on('message', (d: Buffer) => {
+      if (d.toString().startsWith('44/nope,')) answers++;
+    });
+    const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+    for (let i = 0; i < 2000; i++) ws.send('40/nope,');
+    await closed;
+    // The open packet, then the burst it was allowed; none of the rest was read.
+    expect(answers).toBeLessThanOrEqual(100);
+    expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
   });
 
   it('a client within the budget (40 events a second for 2 s, after a burst of 90) gets every answer and stays', async () => {
