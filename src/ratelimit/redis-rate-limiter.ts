@@ -1,6 +1,7 @@
 import { Ratelimit } from '@upstash/ratelimit';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { BoundedMap } from '../bounded-map.js';
 import { GuardedService, STALL_COOL_MS } from '../stall-breaker.js';
 import type { RateLimitDecision, RateLimiter } from './rate-limiter.js';
 
@@ -17,6 +18,9 @@ export interface RatelimitRedis {
 
 /** Ratelimit types its client as @upstash/redis's class, of which the sliding window's `limit` calls only the above (GET/SET serve dynamic limits, off here). */
 type RatelimitClient = ConstructorParameters<typeof Ratelimit>[0]['redis'];
+
+/** Refused identifiers each limit remembers in the process (one is ~150 bytes). */
+const BLOCKED_CACHE_MAX = 10_000;
 
 export interface RedisRateLimiterOptions {
   /** What /readyz and the start-up log call this limiter. */
@@ -67,6 +71,10 @@ export class RedisRateLimiter implements RateLimiter {
         prefix: `${this.options.prefix}:${id}`,
         timeout: this.options.timeoutMs,
         analytics: false,
+        // Identifiers refused until their window resets, answered without asking Redis. The
+        // library's default Map keeps an identifier until it is asked for again after its reset,
+        // so clients that stop coming (or rotate addresses) would grow it without bound.
+        ephemeralCache: new BoundedMap<string, number>(BLOCKED_CACHE_MAX),
       });
       this.#byLimit.set(id, limiter);
     }
