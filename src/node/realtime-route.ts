@@ -3,6 +3,7 @@ import type { WSContext } from 'hono/ws';
 import type { Principal } from '../chat/principal.js';
 import type { ErrorCode } from '../errors.js';
 import type { AppEnv } from '../http/app-env.js';
+import { eventBudget } from '../event-budget.js';
 import { realtimeErrorEvent } from '../realtime/realtime-error-event.js';
 import type { RealtimeService } from '../realtime/realtime-service.js';
 import type { RealtimeSession } from '../realtime/realtime-session.js';
@@ -28,6 +29,7 @@ const CLOSE_CODES: Partial<Record<ErrorCode, number>> = {
  */
 export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'], services: Services, realtime: RealtimeService) {
   const log = services.logger.child({ route: '/v1/realtime' });
+  const perSecond = services.config.socket.maxEventsPerSecond;
   const open = new Set<{ principal: Principal; revoke(): void }>();
   const revokeWhere = (revoked: (p: Principal) => boolean) => {
     for (const entry of [...open]) if (revoked(entry.principal)) entry.revoke();
@@ -39,6 +41,7 @@ export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'
       const principal = c.get('principal' as keyof AppEnv['Variables']) as AppEnv['Variables']['principal'];
       let session: RealtimeSession | undefined;
       let socket: WSContext | undefined;
+      const withinBudget = eventBudget(perSecond);
       const entry = {
         principal,
         revoke() {
@@ -71,6 +74,17 @@ export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'
           session.open();
         },
         onMessage(event, ws) {
+          if (!withinBudget()) {
+            // A flood holds the event loop for everyone (each message is parsed, checked and relayed): the session ends.
+            if (ws.readyState !== 1) return;
+            const error = { code: 'RATE_LIMIT', message: `More than ${perSecond} messages a second (SOCKET_MAX_EVENTS_PER_SECOND); the session is closed` } as const;
+            services.metrics.error(error, 'realtime:websocket');
+            log.warn({ userId: principal.userId }, 'realtime session closed: more messages than SOCKET_MAX_EVENTS_PER_SECOND');
+            ws.send(JSON.stringify(realtimeErrorEvent(error)));
+            ws.close(CLOSE_CODES.RATE_LIMIT, 'RATE_LIMIT');
+            session?.close();
+            return;
+          }
           if (typeof event.data === 'string') {
             session?.handleClientEvent(event.data);
             return;

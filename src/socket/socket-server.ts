@@ -9,6 +9,7 @@ import { attachDefaultNamespace, type DefaultNamespace } from './default-namespa
 import { socketAuthMiddleware } from './socket-auth.js';
 import { clientIp } from '../chat/principal.js';
 import { normaliseIp } from '../node/client-ip.js';
+import { eventBudget } from '../event-budget.js';
 import type { RealtimeService } from '../realtime/realtime-service.js';
 
 /** Live counts for monitoring; a metrics route or log line reads them. */
@@ -111,25 +112,6 @@ export function createSocketServer(
     },
   };
   return { io: io as unknown as Server, gauges };
-}
-
-/**
- * A token bucket for one socket's incoming events: `perSecond` sustained, twice that at once
- * (a reconnecting client flushes what it buffered). Answers whether the next event fits.
- */
-function eventBudget(perSecond: number): () => boolean {
-  if (perSecond <= 0) return () => true;
-  const burst = perSecond * 2;
-  let tokens = burst;
-  let at = performance.now();
-  return () => {
-    const now = performance.now();
-    tokens = Math.min(burst, tokens + ((now - at) * perSecond) / 1000);
-    at = now;
-    if (tokens < 1) return false;
-    tokens--;
-    return true;
-  };
 }
 
 /**

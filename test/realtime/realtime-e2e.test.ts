@@ -237,6 +237,48 @@ describe('realtime over the OpenAI Realtime GA stand-in', () => {
   });
 });
 
+describe('a /v1/realtime client that floods messages', () => {
+  let standin: RealtimeStandin;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    standin = await startRealtimeStandin({ apiKey: OPENAI_KEY });
+    // 50 a second sustained, 100 at once.
+    gw = await startGateway({ REALTIME_PROVIDER: 'openai', REALTIME_API_KEY: OPENAI_KEY, REALTIME_URL: standin.url, SOCKET_MAX_EVENTS_PER_SECOND: '50' });
+  });
+  afterAll(async () => {
+    await gw.destroy();
+    await standin.close();
+  });
+
+  it('is told RATE_LIMIT and closed with 1013; a session that stays within the budget is not', async () => {
+    const open = async () => {
+      const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/v1/realtime`);
+      const frames: Record<string, unknown>[] = [];
+      ws.on('message', (data) => frames.push(JSON.parse(data.toString()) as Record<string, unknown>));
+      const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+      await new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      });
+      await waitFor(() => frames.some((f) => f.type === 'session.created'), 3000);
+      return { ws, frames, closed };
+    };
+    const append = JSON.stringify({ type: 'input_audio_buffer.append', audio: mic(1).subarray(0, 480).toString('base64') });
+    const flood = await open();
+    for (let i = 0; i < 2000; i++) flood.ws.send(append);
+    expect(await flood.closed).toBe(1013);
+    expect(flood.frames.find((f) => f.type === 'error')).toMatchObject({ error: { code: 'RATE_LIMIT' } });
+
+    const calm = await open();
+    for (let i = 0; i < 60; i++) calm.ws.send(append);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(calm.ws.readyState).toBe(WebSocket.OPEN);
+    expect(calm.frames.filter((f) => f.type === 'error')).toEqual([]);
+    calm.ws.close();
+    await calm.closed;
+  });
+});
+
 describe('realtime over the Gemini Live stand-in', () => {
   let live: GeminiLiveStandin;
   let gw: TestGateway;
