@@ -1,18 +1,8 @@
 /**
- * Sets `key` in a cache kept in insertion order and bounded in entries: the key becomes the
- * newest, and past `max` entries the oldest is dropped. Every in-process cache a client can
- * grow (verified tokens and cookies, sessions, API keys, settings) goes through here.
- */
-export function rememberBounded<K, V>(map: Map<K, V>, key: K, value: V, max: number): void {
-  map.delete(key);
-  map.set(key, value);
-  if (map.size > max) map.delete(map.keys().next().value as K);
-}
-
-/**
- * A Map bounded in entries, for a cache kept by a library that only calls `set` on it
- * (@upstash/ratelimit's cache of blocked identifiers): a key set becomes the newest, and past
- * `max` entries the oldest is dropped.
+ * A Map kept in insertion order and bounded in entries: a key set becomes the newest, and past
+ * `max` entries the oldest is dropped. Every in-process cache a client can grow goes through
+ * here (verified tokens and cookies, sessions, API keys and their last-used writes, memory
+ * settings, and @upstash/ratelimit's cache of refused identifiers, which only calls `set`).
  */
 export class BoundedMap<K, V> extends Map<K, V> {
   readonly #max: number;

@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { BoundedMap, rememberBounded } from '../src/bounded-map.js';
+import { BoundedMap } from '../src/bounded-map.js';
 
-describe('rememberBounded', () => {
+describe('BoundedMap as the in-process caches use it', () => {
   it('keeps at most max entries, dropping the oldest, and a key set again becomes the newest', () => {
-    const map = new Map<string, number>();
-    for (const [i, key] of ['a', 'b', 'c'].entries()) rememberBounded(map, key, i, 3);
-    rememberBounded(map, 'a', 10, 3); // set again: now the newest, the size unchanged
+    const map = new BoundedMap<string, number>(3);
+    for (const [i, key] of ['a', 'b', 'c'].entries()) map.set(key, i);
+    map.set('a', 10); // set again: now the newest, the size unchanged
     expect([...map]).toEqual([['b', 1], ['c', 2], ['a', 10]]);
-    rememberBounded(map, 'd', 3, 3); // over the bound: the oldest (b) goes
+    map.set('d', 3); // over the bound: the oldest (b) goes
     expect([...map]).toEqual([['c', 2], ['a', 10], ['d', 3]]);
-    for (let i = 0; i < 1000; i++) rememberBounded(map, `k${i}`, i, 3);
+    for (let i = 0; i < 1000; i++) map.set(`k${i}`, i);
     expect([...map.keys()]).toEqual(['k997', 'k998', 'k999']);
   });
 });

@@ -1,6 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readCookie } from './token-sources.js';
-import { rememberBounded } from '../bounded-map.js';
+import { BoundedMap } from '../bounded-map.js';
 
 /** The cookie that tells one anonymous client from another on the same IP. */
 export const ANONYMOUS_COOKIE = 'anon_session';
@@ -34,7 +34,7 @@ export class AnonymousSessions {
   readonly #key: Buffer;
   readonly #ready: { id: string; value: string }[] = [];
   /** Cookie values that passed the check, and their ids; in insertion order (the oldest goes first). */
-  readonly #verified = new Map<string, string>();
+  readonly #verified = new BoundedMap<string, string>(VERIFIED_MAX);
 
   constructor(secret: Uint8Array) {
     // Domain separation: this key signs nothing but anonymous-session ids.
@@ -55,7 +55,7 @@ export class AnonymousSessions {
     const expected = this.#sign(id);
     const given = Buffer.from(signature, 'base64url');
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
-    rememberBounded(this.#verified, value, id, VERIFIED_MAX);
+    this.#verified.set(value, id);
     return id;
   }
 

@@ -2,7 +2,7 @@ import type { Principal } from '../chat/principal.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { timeOrderedId, type ApiKeyRecord, type ConversationStore } from '../stores/conversation-store.js';
-import { rememberBounded } from '../bounded-map.js';
+import { BoundedMap } from '../bounded-map.js';
 
 /** Every gateway API key starts with this, so the authenticator tells keys from JWTs without trying either. */
 export const API_KEY_PREFIX = 'gk_';
@@ -49,9 +49,9 @@ export const isApiKeyToken = (token: string): boolean => token.startsWith(API_KE
  */
 export class ApiKeys {
   /** Successful lookups by hash, until `until`. Only positives: a new key is never hidden by a cached miss. */
-  readonly #cache = new Map<string, { key: ApiKeyRecord; until: number }>();
+  readonly #cache = new BoundedMap<string, { key: ApiKeyRecord; until: number }>(MAX_CACHED);
   /** When this node last wrote lastUsedAt, per key id. */
-  readonly #touched = new Map<string, number>();
+  readonly #touched = new BoundedMap<string, number>(MAX_TOUCHED);
   /** Creations in flight per user: run one after another so the bound holds on stores that cannot count and insert atomically. */
   readonly #creating = new Map<string, Promise<unknown>>();
   readonly #listeners = new Set<RevokedListener>();
@@ -142,12 +142,12 @@ export class ApiKeys {
   #touch(record: ApiKeyRecord, now: number) {
     const last = Math.max(record.lastUsedAt ?? 0, this.#touched.get(record.id) ?? 0);
     if (now - last < TOUCH_EVERY_MS) return;
-    rememberBounded(this.#touched, record.id, now, MAX_TOUCHED);
+    this.#touched.set(record.id, now);
     this.options.store.touchApiKey(record.id, now).catch((err: unknown) => this.options.logger.warn({ err, apiKeyId: record.id }, 'could not record when an API key was last used'));
   }
 
   #remember(hash: string, key: ApiKeyRecord, until: number) {
-    rememberBounded(this.#cache, hash, { key, until }, MAX_CACHED);
+    this.#cache.set(hash, { key, until });
   }
 
   #forget(userId: string, ids: readonly string[]) {

@@ -1,5 +1,5 @@
 import type { ConversationStore, Session } from '../stores/conversation-store.js';
-import { rememberBounded } from '../bounded-map.js';
+import { BoundedMap } from '../bounded-map.js';
 
 export interface SessionRegistryOptions {
   /** How long a check is remembered. Revocations on this node take effect at once; other nodes see them within this time. */
@@ -21,15 +21,14 @@ interface CacheEntry {
  * point. Checks are cached briefly so the hot path does not read the store per event.
  */
 export class SessionRegistry {
-  readonly #cache = new Map<string, CacheEntry>();
+  readonly #cache: BoundedMap<string, CacheEntry>;
   readonly #listeners = new Set<RevokedListener>();
-  readonly #maxEntries: number;
 
   constructor(
     private readonly store: ConversationStore,
     private readonly options: SessionRegistryOptions,
   ) {
-    this.#maxEntries = options.maxEntries ?? 50_000;
+    this.#cache = new BoundedMap(options.maxEntries ?? 50_000);
   }
 
   async open(userId: string, ttlSeconds: number): Promise<Session> {
@@ -81,6 +80,6 @@ export class SessionRegistry {
   }
 
   #remember(sessionId: string, active: boolean, until: number) {
-    rememberBounded(this.#cache, sessionId, { active, until }, this.#maxEntries);
+    this.#cache.set(sessionId, { active, until });
   }
 }

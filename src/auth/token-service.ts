@@ -1,6 +1,6 @@
 import { SignJWT, createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { AppError } from '../errors.js';
-import { rememberBounded } from '../bounded-map.js';
+import { BoundedMap } from '../bounded-map.js';
 
 export interface TokenServiceOptions {
   /** HS256 secret for tokens this server issues. */
@@ -42,7 +42,7 @@ export class TokenService {
    * request, and a signature check costs tens of microseconds of Web Crypto. Bounded in
    * entries and in token size; revocation is not cached here (the session registry checks it).
    */
-  readonly #verified = new Map<string, { token: VerifiedToken; exp: number }>();
+  readonly #verified = new BoundedMap<string, { token: VerifiedToken; exp: number }>(MAX_CACHED_TOKENS);
 
   constructor(private readonly options: TokenServiceOptions) {
     this.#jwks = options.jwks ? createRemoteJWKSet(new URL(options.jwks.url), { cooldownDuration: 30_000, timeoutDuration: 5_000 }) : undefined;
@@ -74,7 +74,7 @@ export class TokenService {
       throw invalid('token expired');
     }
     const { verified, exp } = await this.#verify(token);
-    if (token.length <= MAX_CACHED_TOKEN_CHARS) rememberBounded(this.#verified, token, { token: verified, exp }, MAX_CACHED_TOKENS);
+    if (token.length <= MAX_CACHED_TOKEN_CHARS) this.#verified.set(token, { token: verified, exp });
     return verified;
   }
 

@@ -3,7 +3,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { ConversationStore, Page, PendingMemory } from '../stores/conversation-store.js';
 import type { Embedder } from './embedder.js';
 import type { MemoryMatch, MemoryRecord, MemoryStore } from './memory-store.js';
-import { rememberBounded } from '../bounded-map.js';
+import { BoundedMap } from '../bounded-map.js';
 
 export interface LongTermMemoryOptions {
   /** Memories put into a prompt at most. */
@@ -53,7 +53,7 @@ const SETTINGS_CACHE_MAX = 10_000;
  * (queued in the same write as the message), so a failed write is retried, not lost.
  */
 export class LongTermMemory {
-  readonly #settings = new Map<string, { enabled: boolean; until: number }>();
+  readonly #settings = new BoundedMap<string, { enabled: boolean; until: number }>(SETTINGS_CACHE_MAX);
   #scheduled: ReturnType<typeof setTimeout> | undefined;
   #running: Promise<void> | undefined;
   #again = false;
@@ -280,7 +280,7 @@ export class LongTermMemory {
   }
 
   #cacheSetting(userId: string, enabled: boolean) {
-    rememberBounded(this.#settings, userId, { enabled, until: Date.now() + SETTINGS_CACHE_MS }, SETTINGS_CACHE_MAX);
+    this.#settings.set(userId, { enabled, until: Date.now() + SETTINGS_CACHE_MS });
   }
 
   #succeeded() {
