@@ -59,8 +59,7 @@ export function createSocketServer(
       cb(null, true);
     },
   });
-  const connections = connectionsPerAddress(io, services);
-  boundPacketRate(io, services);
+  const connections = boundClients(io, services);
 
   giveAnonymousCookies(io, services);
   keepOnlyTheHandshake(io);
@@ -114,69 +113,67 @@ export function createSocketServer(
   return { io: io as unknown as Server, gauges };
 }
 
-/**
- * SOCKET_MAX_EVENTS_PER_SECOND, counted on the Engine.IO connection, so that it covers every
- * packet a client can send: events (one with binary data is one packet more per attachment),
- * namespace connections (to a namespace that does not exist, each answered with an error), acks,
- * pings. A client past it holds the event loop for everyone (each packet is decoded, checked and
- * answered): its connection is closed, and what it sent after that is not read.
- */
-function boundPacketRate(io: Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>, services: Services): void {
-  const perSecond = services.config.socket.maxEventsPerSecond;
-  if (perSecond <= 0) return;
-  const trustProxy = services.config.trustProxy;
-  io.engine.on('connection', (raw: { request: IncomingMessage; readyState: string; close(): void; on(event: 'packet', listener: (packet: { type: string }) => void): unknown }) => {
-    const withinBudget = eventBudget(perSecond);
-    // Read now: another listener replaces `request` with a copy without the socket.
-    const ip = clientIp(normaliseIp(raw.request.socket?.remoteAddress), raw.request.headers['x-forwarded-for'], trustProxy);
-    raw.on('packet', (packet) => {
-      if (withinBudget() || raw.readyState !== 'open') return;
-      services.metrics.error({ code: 'RATE_LIMIT' }, 'socket.io');
-      services.logger.warn({ ip, packet: packet.type }, 'socket connection closed: more packets than SOCKET_MAX_EVENTS_PER_SECOND');
-      raw.close();
-    });
-  });
-}
-
 const TOO_MANY_CONNECTIONS = 'RATE_LIMIT: too many open connections from this address (SOCKET_MAX_CONNECTIONS_PER_IP)';
 
+/** A client's address, the rate limits' one (X-Forwarded-For only behind TRUST_PROXY), from its Engine.IO request. */
+function addressOf(req: { headers: IncomingMessage['headers']; socket?: { remoteAddress?: string | undefined } | null }, trustProxy: boolean): string {
+  return clientIp(normaliseIp(req.socket?.remoteAddress), req.headers['x-forwarded-for'], trustProxy);
+}
+
 /**
- * Bounds the Engine.IO connections one client address holds (SOCKET_MAX_CONNECTIONS_PER_IP):
- * each costs a socket and ~25 KB while idle, and one client opening thousands would take them
- * from everyone. The address is the rate limits' (X-Forwarded-For only behind TRUST_PROXY). A
- * handshake over the bound is refused (403, with the reason); one that passed the check while
- * others of its address were completing is closed as it opens.
+ * What one client may hold or send over Engine.IO, whatever the transport:
+ * - SOCKET_MAX_CONNECTIONS_PER_IP connections per address: each costs a socket and ~25 KB
+ *   while idle, and one client opening thousands would take them from everyone. A handshake
+ *   over the bound is refused (`full`: 403, with the reason); one that passed the check while
+ *   others of its address were completing is closed as it opens.
+ * - SOCKET_MAX_EVENTS_PER_SECOND packets per connection, so that it covers every packet a
+ *   client can send: events (one with binary data is one packet more per attachment), namespace
+ *   connections (to a namespace that does not exist, each answered with an error), acks, pings.
+ *   Past it a client holds the event loop for everyone (each packet is decoded, checked and
+ *   answered): its connection is closed, and what it sent after that is not read.
  */
-function connectionsPerAddress(io: Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>, services: Services) {
-  const max = services.config.socket.maxConnectionsPerIp;
+function boundClients(io: Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>, services: Services) {
+  const { maxConnectionsPerIp: max, maxEventsPerSecond: perSecond } = services.config.socket;
   const trustProxy = services.config.trustProxy;
   const open = new Map<string, number>();
-  const addressOf = (req: { headers: IncomingMessage['headers']; socket?: { remoteAddress?: string | undefined } | null }) =>
-    clientIp(normaliseIp(req.socket?.remoteAddress), req.headers['x-forwarded-for'], trustProxy);
   const refused = () => services.metrics.error({ code: 'RATE_LIMIT' }, 'socket.io');
-  if (max > 0) {
+  type RawConnection = { request: IncomingMessage; readyState: string; close(): void; once(event: 'close', listener: () => void): unknown; on(event: 'packet', listener: (packet: { type: string }) => void): unknown };
+  if (max > 0 || perSecond > 0) {
     // Before keepOnlyTheHandshake's listener replaces `request` with a copy without the socket.
-    io.engine.prependListener('connection', (raw: { request: IncomingMessage; close(): void; once(event: 'close', listener: () => void): unknown }) => {
-      const address = addressOf(raw.request);
-      const n = (open.get(address) ?? 0) + 1;
-      if (n > max) {
-        refused();
-        raw.close();
-        return;
+    io.engine.prependListener('connection', (raw: RawConnection) => {
+      const address = addressOf(raw.request, trustProxy);
+      if (max > 0) {
+        const n = (open.get(address) ?? 0) + 1;
+        if (n > max) {
+          refused();
+          raw.close();
+          return;
+        }
+        open.set(address, n);
+        raw.once('close', () => {
+          const left = open.get(address)! - 1;
+          if (left > 0) open.set(address, left);
+          else open.delete(address);
+        });
       }
-      open.set(address, n);
-      raw.once('close', () => {
-        const left = open.get(address)! - 1;
-        if (left > 0) open.set(address, left);
-        else open.delete(address);
-      });
+      if (perSecond > 0) {
+        const withinBudget = eventBudget(perSecond);
+        raw.on('packet', (packet) => {
+          if (withinBudget() || raw.readyState !== 'open') return;
+          refused();
+          services.logger.warn({ ip: address, packet: packet.type }, 'socket connection closed: more packets than SOCKET_MAX_EVENTS_PER_SECOND');
+          raw.close();
+        });
+      }
     });
   }
   return {
     full(req: IncomingMessage): boolean {
-      if (max === 0 || (open.get(addressOf(req)) ?? 0) < max) return false;
+      if (max === 0) return false;
+      const address = addressOf(req, trustProxy);
+      if ((open.get(address) ?? 0) < max) return false;
       refused();
-      services.logger.debug({ ip: addressOf(req) }, 'socket connection refused: too many from this address');
+      services.logger.debug({ ip: address }, 'socket connection refused: too many from this address');
       return true;
     },
   };
