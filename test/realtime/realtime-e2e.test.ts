@@ -6,10 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { DefaultServerToClientEvents } from '../../src/protocol/socket-events.js';
 import { register, type Account } from '../helpers/accounts.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import type { Env } from '../../src/config.js';
 import { TEST_JWT_SECRET } from '../helpers/tokens.js';
 import { waitFor } from '../helpers/wait.js';
-import { EventLog, TRANSPORTS, client, closeAllClients, connected, type DefaultClient } from '../socket/socket-harness.js';
+import { EventLog, TRANSPORTS, client, connected, gatewayForSuite, type DefaultClient } from '../socket/socket-harness.js';
 import { GEMINI_STANDIN_AUDIO, startGeminiLiveStandin, type GeminiLiveStandin } from '../standins/gemini-live-standin.js';
 import { STANDIN_AUDIO, startRealtimeStandin, type RealtimeStandin } from '../standins/realtime-standin.js';
 
@@ -51,44 +51,47 @@ function seed004Client(url: string, transports: ('websocket' | 'polling')[]) {
   return { socket, received };
 }
 
+/**
+ * An OpenAI Realtime GA stand-in for the tests of one describe block and a gateway relaying to
+ * it, with `env` besides; the gateway stops before the stand-in.
+ */
+function openaiRealtimeForSuite(env: Env = {}) {
+  let standin: RealtimeStandin | undefined;
+  beforeAll(async () => {
+    standin = await startRealtimeStandin({ apiKey: OPENAI_KEY });
+  });
+  afterAll(() => standin?.close());
+  const gw = gatewayForSuite(() => ({ REALTIME_PROVIDER: 'openai', REALTIME_API_KEY: OPENAI_KEY, REALTIME_URL: standin!.url, ...env }));
+  return { gw, standin: () => standin! };
+}
+
 const noKeyIn = (received: Received, ...keys: string[]) => {
   const text = JSON.stringify([received.json, received.errors]) + received.audio.map((b) => b.toString('latin1')).join('');
   for (const key of keys) expect(text).not.toContain(key);
 };
 
 describe('realtime over the OpenAI Realtime GA stand-in', () => {
-  let standin: RealtimeStandin;
-  let gw: TestGateway;
+  const { gw, standin } = openaiRealtimeForSuite({
+    JWT_SECRET: TEST_JWT_SECRET,
+    REALTIME_MAX_SESSIONS_PER_CLIENT: '2',
+    REALTIME_MAX_AUDIO_CHUNK_BYTES: '16384',
+    LOCAL_MODEL_TOKEN_DELAY_MS: '5',
+    RATE_LIMIT_ANON: '1000',
+  });
   let alice: Account;
   beforeAll(async () => {
-    standin = await startRealtimeStandin({ apiKey: OPENAI_KEY });
-    gw = await startGateway({
-      JWT_SECRET: TEST_JWT_SECRET,
-      REALTIME_PROVIDER: 'openai',
-      REALTIME_API_KEY: OPENAI_KEY,
-      REALTIME_URL: standin.url,
-      REALTIME_MAX_SESSIONS_PER_CLIENT: '2',
-      REALTIME_MAX_AUDIO_CHUNK_BYTES: '16384',
-      LOCAL_MODEL_TOKEN_DELAY_MS: '5',
-      RATE_LIMIT_ANON: '1000',
-    });
-    alice = await register(gw.url, 'alice-realtime@example.com');
-  });
-  afterAll(async () => {
-    closeAllClients();
-    await gw.destroy();
-    await standin.close();
+    alice = await register(gw().url, 'alice-realtime@example.com');
   });
 
   for (const transport of TRANSPORTS) {
     it(`seed 004's client over ${transport}: GA session.update upstream, audio byte for byte both ways, usage stored, disconnect closes upstream`, async () => {
-      const connectionsBefore = standin.connections.length;
-      const framesBefore = standin.frames.length;
-      const audioBefore = standin.audio.length;
-      const { socket, received } = seed004Client(gw.url, transport === 'websocket' ? ['websocket', 'polling'] : ['polling']);
+      const connectionsBefore = standin().connections.length;
+      const framesBefore = standin().frames.length;
+      const audioBefore = standin().audio.length;
+      const { socket, received } = seed004Client(gw().url, transport === 'websocket' ? ['websocket', 'polling'] : ['polling']);
       await connected(socket);
       socket.emit('realtime-message', SEED_004_SESSION);
-      const update = await standin.waitForFrame((e) => e.type === 'session.update', 5000, framesBefore);
+      const update = await standin().waitForFrame((e) => e.type === 'session.update', 5000, framesBefore);
       expect(update).toMatchObject({
         type: 'session.update',
         session: {
@@ -102,7 +105,7 @@ describe('realtime over the OpenAI Realtime GA stand-in', () => {
         },
       });
       expect(JSON.stringify(update)).not.toMatch(/"modalities"|input_audio_format|"voice":"alloy","input/);
-      const handshake = standin.handshakes.at(-1)!;
+      const handshake = standin().handshakes.at(-1)!;
       expect(handshake.headers.authorization).toBe(`Bearer ${OPENAI_KEY}`);
       expect(handshake.headers['openai-beta']).toBeUndefined();
       expect(handshake.query.model).toBe('gpt-realtime');
@@ -112,7 +115,7 @@ describe('realtime over the OpenAI Realtime GA stand-in', () => {
       socket.emit('realtime-message', { type: 'input_audio_buffer.commit' });
       socket.emit('realtime-message', { type: 'response.create' });
       await waitFor(() => received.json.some((e) => e.type === 'response.done'), 5000);
-      expect(standin.audio.slice(audioBefore)).toEqual(chunks);
+      expect(standin().audio.slice(audioBefore)).toEqual(chunks);
       expect(received.audio).toEqual([...STANDIN_AUDIO]);
       const types = received.json.map((e) => e.type);
       expect(types).toEqual(expect.arrayContaining(['session.created', 'session.updated', 'response.created', 'response.output_audio_transcript.delta', 'response.done']));
@@ -121,26 +124,26 @@ describe('realtime over the OpenAI Realtime GA stand-in', () => {
       expect(received.errors).toEqual([]);
       noKeyIn(received, OPENAI_KEY);
 
-      expect(standin.connections.length).toBe(connectionsBefore + 1);
-      const upstream = standin.connections.at(-1)!;
+      expect(standin().connections.length).toBe(connectionsBefore + 1);
+      const upstream = standin().connections.at(-1)!;
       const closedAt = Date.now();
       socket.close();
-      const closed = await standin.waitForClose(upstream.id, 1000);
+      const closed = await standin().waitForClose(upstream.id, 1000);
       expect(closed.closedAt! - closedAt).toBeLessThan(1000);
       const owner = 'ip:127.0.0.1';
-      const stored = await waitFor(async () => (await gw.server.services.store.listRealtimeSessions(owner, { limit: 50 })).items.find((r) => r.usage.responses === 1), 2000);
+      const stored = await waitFor(async () => (await gw().server.services.store.listRealtimeSessions(owner, { limit: 50 })).items.find((r) => r.usage.responses === 1), 2000);
       expect(stored).toMatchObject({ provider: 'openai', usage: { inputTokens: 120, outputTokens: 60, inputAudioTokens: 100, outputAudioTokens: 45 } });
     });
   }
 
   it('a ws client on /v1/realtime completes the same exchange, frame for frame, while Socket.IO chat streams on the same port', async () => {
-    const chat = client<DefaultClient>(gw.url, { transports: ['websocket'] });
+    const chat = client<DefaultClient>(gw().url, { transports: ['websocket'] });
     const chatLog = new EventLog<DefaultServerToClientEvents>(chat);
     chat.emit('ai:chat', { message: 'keep streaming while voice runs' });
 
-    const framesBefore = standin.frames.length;
-    const sentBefore = standin.sent.length;
-    const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/v1/realtime`, ['realtime', `openai-insecure-api-key.${alice.token}`]);
+    const framesBefore = standin().frames.length;
+    const sentBefore = standin().sent.length;
+    const ws = new WebSocket(`${gw().url.replace('http', 'ws')}/v1/realtime`, ['realtime', `openai-insecure-api-key.${alice.token}`]);
     const frames: Record<string, unknown>[] = [];
     ws.on('message', (data, isBinary) => {
       expect(isBinary).toBe(false);
@@ -158,67 +161,67 @@ describe('realtime over the OpenAI Realtime GA stand-in', () => {
     ws.send(JSON.stringify({ type: 'response.create' }));
     await waitFor(() => frames.some((f) => f.type === 'response.done'), 5000);
     // Verbatim: every event the stand-in sent on this connection arrived, in order, unchanged.
-    expect(frames).toEqual(standin.sent.slice(sentBefore));
-    expect(standin.frames.slice(framesBefore).map((f) => (f.event as { type: string }).type)).toEqual([
+    expect(frames).toEqual(standin().sent.slice(sentBefore));
+    expect(standin().frames.slice(framesBefore).map((f) => (f.event as { type: string }).type)).toEqual([
       'session.update',
       'input_audio_buffer.append',
       'input_audio_buffer.commit',
       'response.create',
     ]);
-    expect(standin.audio.at(-1)).toEqual(mic(9));
+    expect(standin().audio.at(-1)).toEqual(mic(9));
     expect(JSON.stringify(frames)).not.toContain(OPENAI_KEY);
     // The chat streamed alongside.
     expect((await chatLog.next('ai:complete', 10_000)).response).toContain('keep streaming');
     // Owner from the subprotocol token: the usage is alice's.
     ws.close();
-    await waitFor(async () => (await gw.server.services.store.listRealtimeSessions(alice.user.id, { limit: 5 })).items.length > 0, 2000);
+    await waitFor(async () => (await gw().server.services.store.listRealtimeSessions(alice.user.id, { limit: 5 })).items.length > 0, 2000);
     // And alice reads it back: her sessions only, with usage; anonymous callers are refused.
-    const res = await fetch(`${gw.url}/api/v2/realtime/sessions?limit=5`, { headers: { Authorization: `Bearer ${alice.token}` } });
+    const res = await fetch(`${gw().url}/api/v2/realtime/sessions?limit=5`, { headers: { Authorization: `Bearer ${alice.token}` } });
     expect(res.status).toBe(200);
     const body = (await res.json()) as { sessions: { provider: string; durationMs: number; endReason: string; usage: Record<string, number> }[] };
-    const stored = await gw.server.services.store.listRealtimeSessions(alice.user.id, { limit: 5 });
+    const stored = await gw().server.services.store.listRealtimeSessions(alice.user.id, { limit: 5 });
     expect(body.sessions.map((x) => x.usage)).toEqual(stored.items.map((x) => x.usage));
     expect(body.sessions[0]).toMatchObject({ provider: 'openai', endReason: expect.any(String) });
     expect(body.sessions[0]!.durationMs).toBeGreaterThanOrEqual(0);
-    expect((await fetch(`${gw.url}/api/v2/realtime/sessions`)).status).toBe(401);
+    expect((await fetch(`${gw().url}/api/v2/realtime/sessions`)).status).toBe(401);
   });
 
   it('upstream error events and upstream loss reach the client as realtime-error; the socket lives on', async () => {
-    const { socket, received } = seed004Client(gw.url, ['websocket']);
+    const { socket, received } = seed004Client(gw().url, ['websocket']);
     await connected(socket);
     socket.emit('realtime-message', SEED_004_SESSION);
     await waitFor(() => received.json.some((e) => e.type === 'session.updated'), 3000);
-    standin.sendError(`bad thing with ${OPENAI_KEY}`, 'invalid_value');
+    standin().sendError(`bad thing with ${OPENAI_KEY}`, 'invalid_value');
     await waitFor(() => received.errors.length > 0, 3000);
     expect(received.errors[0]).toMatchObject({ code: 'PROVIDER_ERROR' });
     expect(received.json.some((e) => e.type === 'error')).toBe(true);
-    standin.closeConnections(1011, 'upstream going away');
+    standin().closeConnections(1011, 'upstream going away');
     await waitFor(() => received.errors.length > 1, 3000);
     expect(received.errors.at(-1)).toMatchObject({ code: 'PROVIDER_ERROR' });
     expect(socket.connected).toBe(true);
     noKeyIn(received, OPENAI_KEY);
     // The next event opens a new upstream (after the refusal cool-down).
     await new Promise((r) => setTimeout(r, 1_100));
-    const before = standin.connections.length;
+    const before = standin().connections.length;
     socket.emit('realtime-message', SEED_004_SESSION);
-    await waitFor(() => standin.connections.length > before, 3000);
+    await waitFor(() => standin().connections.length > before, 3000);
     socket.close();
   });
 
   it('an oversized audio chunk is refused with BAD_REQUEST while the session lives; a session over the per-client limit with RATE_LIMIT', async () => {
-    const first = seed004Client(gw.url, ['websocket']);
-    const second = seed004Client(gw.url, ['websocket']);
-    const third = seed004Client(gw.url, ['websocket']);
+    const first = seed004Client(gw().url, ['websocket']);
+    const second = seed004Client(gw().url, ['websocket']);
+    const third = seed004Client(gw().url, ['websocket']);
     await Promise.all([connected(first.socket), connected(second.socket), connected(third.socket)]);
     first.socket.emit('realtime-message', SEED_004_SESSION);
     await waitFor(() => first.received.json.some((e) => e.type === 'session.updated'), 3000);
     first.socket.emit('realtime-audio', Buffer.alloc(16_385));
     await waitFor(() => first.received.errors.length > 0, 3000);
     expect(first.received.errors[0]).toMatchObject({ code: 'BAD_REQUEST', message: expect.stringMatching(/16385 bytes/) });
-    const audioBefore = standin.audio.length;
+    const audioBefore = standin().audio.length;
     first.socket.emit('realtime-audio', mic(4));
-    await waitFor(() => standin.audio.length > audioBefore, 3000);
-    expect(standin.audio.at(-1)).toEqual(mic(4));
+    await waitFor(() => standin().audio.length > audioBefore, 3000);
+    expect(standin().audio.at(-1)).toEqual(mic(4));
 
     second.socket.emit('realtime-message', SEED_004_SESSION);
     await waitFor(() => second.received.json.some((e) => e.type === 'session.updated'), 3000);
@@ -238,21 +241,12 @@ describe('realtime over the OpenAI Realtime GA stand-in', () => {
 });
 
 describe('a /v1/realtime client that floods messages', () => {
-  let standin: RealtimeStandin;
-  let gw: TestGateway;
-  beforeAll(async () => {
-    standin = await startRealtimeStandin({ apiKey: OPENAI_KEY });
-    // 50 a second sustained, 100 at once.
-    gw = await startGateway({ REALTIME_PROVIDER: 'openai', REALTIME_API_KEY: OPENAI_KEY, REALTIME_URL: standin.url, SOCKET_MAX_EVENTS_PER_SECOND: '50' });
-  });
-  afterAll(async () => {
-    await gw.destroy();
-    await standin.close();
-  });
+  // 50 a second sustained, 100 at once.
+  const { gw } = openaiRealtimeForSuite({ SOCKET_MAX_EVENTS_PER_SECOND: '50' });
 
   it('is told RATE_LIMIT and closed with 1013; a session that stays within the budget is not', async () => {
     const open = async () => {
-      const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/v1/realtime`);
+      const ws = new WebSocket(`${gw().url.replace('http', 'ws')}/v1/realtime`);
       const frames: Record<string, unknown>[] = [];
       ws.on('message', (data) => frames.push(JSON.parse(data.toString()) as Record<string, unknown>));
       const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
@@ -281,21 +275,16 @@ describe('a /v1/realtime client that floods messages', () => {
 
 describe('realtime over the Gemini Live stand-in', () => {
   let live: GeminiLiveStandin;
-  let gw: TestGateway;
   beforeAll(async () => {
     live = await startGeminiLiveStandin({ apiKey: GEMINI_KEY });
-    gw = await startGateway({ REALTIME_PROVIDER: 'gemini', GEMINI_API_KEY: GEMINI_KEY, GEMINI_BASE_URL: live.url, DEFAULT_MODEL: 'local', RATE_LIMIT_ANON: '1000' });
   });
-  afterAll(async () => {
-    closeAllClients();
-    await gw.destroy();
-    await live.close();
-  });
+  afterAll(() => live.close());
+  const gw = gatewayForSuite(() => ({ REALTIME_PROVIDER: 'gemini', GEMINI_API_KEY: GEMINI_KEY, GEMINI_BASE_URL: live.url, DEFAULT_MODEL: 'local', RATE_LIMIT_ANON: '1000' }));
 
   for (const transport of TRANSPORTS) {
     it(`seed 004's client over ${transport}: audio in at 24 kHz, Gemini's audio out as binary, GA event names`, async () => {
       const audioBefore = live.audio.length;
-      const { socket, received } = seed004Client(gw.url, transport === 'websocket' ? ['websocket', 'polling'] : ['polling']);
+      const { socket, received } = seed004Client(gw().url, transport === 'websocket' ? ['websocket', 'polling'] : ['polling']);
       await connected(socket);
       socket.emit('realtime-message', SEED_004_SESSION);
       await waitFor(() => received.json.some((e) => e.type === 'session.created'), 5000);
@@ -318,22 +307,15 @@ describe('realtime over the Gemini Live stand-in', () => {
 });
 
 describe('realtime with no provider, and the rules shared with chat', () => {
-  let gw: TestGateway;
-  beforeAll(async () => {
-    gw = await startGateway({ RATE_LIMIT_ANON: '2' });
-  });
-  afterAll(async () => {
-    closeAllClients();
-    await gw.destroy();
-  });
+  const gw = gatewayForSuite({ RATE_LIMIT_ANON: '2' });
 
   it('every realtime event answers REALTIME_UNAVAILABLE, on Socket.IO and /v1/realtime', async () => {
-    const { socket, received } = seed004Client(gw.url, ['websocket']);
+    const { socket, received } = seed004Client(gw().url, ['websocket']);
     await connected(socket);
     socket.emit('realtime-message', SEED_004_SESSION);
     await waitFor(() => received.errors.length > 0, 3000);
     expect(received.errors[0]).toEqual({ message: expect.any(String), code: 'REALTIME_UNAVAILABLE' });
-    const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/v1/realtime`);
+    const ws = new WebSocket(`${gw().url.replace('http', 'ws')}/v1/realtime`);
     const frames: unknown[] = [];
     ws.on('message', (d) => frames.push(JSON.parse(d.toString())));
     const code = await new Promise<number>((r) => ws.once('close', (c) => r(c)));
@@ -343,32 +325,22 @@ describe('realtime with no provider, and the rules shared with chat', () => {
 });
 
 describe('opening a realtime session counts against the chat rate limit', () => {
-  let standin: RealtimeStandin;
-  let gw: TestGateway;
-  beforeAll(async () => {
-    standin = await startRealtimeStandin({ apiKey: OPENAI_KEY });
-    gw = await startGateway({ REALTIME_PROVIDER: 'openai', REALTIME_API_KEY: OPENAI_KEY, REALTIME_URL: standin.url, RATE_LIMIT_ANON: '2' });
-  });
-  afterAll(async () => {
-    closeAllClients();
-    await gw.destroy();
-    await standin.close();
-  });
+  const { gw, standin } = openaiRealtimeForSuite({ RATE_LIMIT_ANON: '2' });
 
   it('two turns use the anonymous quota; the session after them is refused with RATE_LIMIT and opens no upstream', async () => {
-    const chat = await fetch(`${gw.url}/api/v2/ai/chat/stream`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"message":"hi"}' });
+    const chat = await fetch(`${gw().url}/api/v2/ai/chat/stream`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"message":"hi"}' });
     await chat.text();
-    const { socket, received } = seed004Client(gw.url, ['websocket']);
+    const { socket, received } = seed004Client(gw().url, ['websocket']);
     await connected(socket);
     socket.emit('realtime-message', SEED_004_SESSION);
     await waitFor(() => received.json.some((e) => e.type === 'session.updated'), 3000);
     socket.close();
-    const before = standin.connections.length;
-    const again = seed004Client(gw.url, ['websocket']);
+    const before = standin().connections.length;
+    const again = seed004Client(gw().url, ['websocket']);
     await connected(again.socket);
     again.socket.emit('realtime-message', SEED_004_SESSION);
     await waitFor(() => again.received.errors.length > 0, 3000);
     expect(again.received.errors[0]).toMatchObject({ code: 'RATE_LIMIT' });
-    expect(standin.connections.length).toBe(before);
+    expect(standin().connections.length).toBe(before);
   });
 });

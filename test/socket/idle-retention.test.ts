@@ -5,9 +5,8 @@
 import type { IncomingMessage } from 'node:http';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { client, closeAllClients, connected, sleep } from './socket-harness.js';
+import { describe, expect, it } from 'vitest';
+import { client, connected, gatewayForSuite, sleep } from './socket-harness.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -21,14 +20,7 @@ async function collected(refs: WeakRef<object>[]): Promise<number> {
 }
 
 describe('idle Socket.IO connections', () => {
-  let gw: TestGateway;
-  beforeAll(async () => {
-    gw = await startGateway();
-  });
-  afterAll(async () => {
-    closeAllClients();
-    await gw.destroy();
-  });
+  const gw = gatewayForSuite();
 
   for (const transport of ['websocket', 'polling'] as const) {
     it(`do not keep the request they were opened with (${transport})`, async () => {
@@ -36,9 +28,9 @@ describe('idle Socket.IO connections', () => {
       const keep = (req: IncomingMessage) => {
         if (req.url?.startsWith('/socket.io/')) requests.push(new WeakRef(req));
       };
-      const http = gw.server.httpServer;
+      const http = gw().server.httpServer;
       http.on(transport === 'websocket' ? 'upgrade' : 'request', keep);
-      const sockets = Array.from({ length: 5 }, () => client(gw.url, { transports: [transport] }));
+      const sockets = Array.from({ length: 5 }, () => client(gw().url, { transports: [transport] }));
       try {
         await Promise.all(sockets.map((s) => connected(s)));
         expect(requests.length).toBeGreaterThanOrEqual(5);

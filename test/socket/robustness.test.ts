@@ -1,16 +1,15 @@
 import { conversationOf } from '../helpers/conversations.js';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { AiServerToClientEvents, DefaultServerToClientEvents } from '../../src/protocol/socket-events.js';
 import { register, type Account } from '../helpers/accounts.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { TEST_JWT_SECRET } from '../helpers/tokens.js';
 import { waitFor } from '../helpers/wait.js';
 import {
   client,
-  closeAllClients,
   connected,
   disconnected,
   EventLog,
+  gatewayForSuite,
   localEcho,
   sleep,
   TRANSPORTS,
@@ -41,28 +40,22 @@ function emitRaw(socket: LooseClient, event: string, payload: unknown): void {
 
 /** Every event answers garbage with the protocol's BAD_REQUEST, never silence, never a crash. */
 describe('robustness against bad payloads', () => {
-  let gw: TestGateway;
+  const gw = gatewayForSuite({ JWT_SECRET: TEST_JWT_SECRET, MAX_MESSAGE_CHARS: String(MAX_CHARS), SOCKET_MAX_BUFFER_BYTES: String(MAX_BUFFER) });
   let alice: Account;
 
   beforeAll(async () => {
-    gw = await startGateway({ JWT_SECRET: TEST_JWT_SECRET, MAX_MESSAGE_CHARS: String(MAX_CHARS), SOCKET_MAX_BUFFER_BYTES: String(MAX_BUFFER) });
-    alice = await register(gw.url, 'alice-robust@example.com');
-  });
-  afterEach(closeAllClients);
-  afterAll(async () => {
-    closeAllClients();
-    await gw.destroy();
+    alice = await register(gw().url, 'alice-robust@example.com');
   });
 
   describe.each(TRANSPORTS)('over %s', (transport) => {
     async function rootClient() {
-      const socket = client<DefaultClient>(gw.url, { transports: [transport], extraHeaders: { cookie: alice.cookie } });
+      const socket = client<DefaultClient>(gw().url, { transports: [transport], extraHeaders: { cookie: alice.cookie } });
       const log = new EventLog<DefaultServerToClientEvents>(socket);
       await connected(socket);
       return { socket, loose: socket as unknown as LooseClient, log };
     }
     async function aiClient() {
-      const socket = client<AiClient>(`${gw.url}/ai`, { transports: [transport], auth: { token: alice.token } });
+      const socket = client<AiClient>(`${gw().url}/ai`, { transports: [transport], auth: { token: alice.token } });
       const log = new EventLog<AiServerToClientEvents>(socket);
       await connected(socket);
       return { socket, loose: socket as unknown as LooseClient, log };
@@ -95,7 +88,7 @@ describe('robustness against bad payloads', () => {
         loose.emit('ai-message', payload);
         expect(await log.next(event)).toEqual({ error: expect.stringMatching(message), code: 'BAD_REQUEST' });
       }
-      expect(await conversationOf(gw, 'ok-id')).toBeUndefined();
+      expect(await conversationOf(gw(), 'ok-id')).toBeUndefined();
     });
 
     it('ai:chat: each garbage payload, and an over-long message, answers ai:error BAD_REQUEST, then a valid turn works', async () => {
@@ -168,8 +161,8 @@ describe('robustness against bad payloads', () => {
       const fresh = await rootClient();
       fresh.socket.emit('ai-message', { prompt: 'new here' });
       expect(await fresh.log.next('ai-message-response')).toMatchObject({ response: expect.stringContaining(localEcho('new here')) });
-      await waitFor(() => gw.server.gauges.byNamespace['/'] === 2, 3000);
-      expect(gw.server.gauges.byNamespace['/ai']).toBe(1);
+      await waitFor(() => gw().server.gauges.byNamespace['/'] === 2, 3000);
+      expect(gw().server.gauges.byNamespace['/ai']).toBe(1);
     });
   });
 });

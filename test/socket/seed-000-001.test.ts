@@ -1,33 +1,27 @@
 import { conversationOf, messagesOf } from '../helpers/conversations.js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { DefaultServerToClientEvents } from '../../src/protocol/socket-events.js';
 import { register, type Account } from '../helpers/accounts.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { TEST_JWT_SECRET } from '../helpers/tokens.js';
-import { client, closeAllClients, connected, EventLog, localEcho, sleep, TRANSPORTS, type DefaultClient, type LooseClient } from './socket-harness.js';
+import { client, connected, gatewayForSuite, EventLog, localEcho, sleep, TRANSPORTS, type DefaultClient, type LooseClient } from './socket-harness.js';
 
 /**
  * Namespace `/`, event `ai-message`: seed 000 (`{prompt}` → `ai-message-response`) and
  * seed 001 (`{chatId, content}` with the cookie token → `ai-response`), PROTOCOLS.md 2a/2b.
  */
 describe('seeds 000 and 001 on the default namespace', () => {
-  let gw: TestGateway;
+  const gw = gatewayForSuite({ JWT_SECRET: TEST_JWT_SECRET });
   let alice: Account;
   let bob: Account;
 
   beforeAll(async () => {
-    gw = await startGateway({ JWT_SECRET: TEST_JWT_SECRET });
-    [alice, bob] = await Promise.all([register(gw.url, 'alice-000@example.com'), register(gw.url, 'bob-000@example.com')]);
-  });
-  afterAll(async () => {
-    closeAllClients();
-    await gw.destroy();
+    [alice, bob] = await Promise.all([register(gw().url, 'alice-000@example.com'), register(gw().url, 'bob-000@example.com')]);
   });
 
   describe.each(TRANSPORTS)('over %s', (transport) => {
     /** Seed 000's client: `io(url)`, no credentials. */
     async function seed000Client() {
-      const socket = client<DefaultClient>(gw.url, { transports: [transport] });
+      const socket = client<DefaultClient>(gw().url, { transports: [transport] });
       const log = new EventLog<DefaultServerToClientEvents>(socket);
       await connected(socket);
       return { socket, log };
@@ -35,7 +29,7 @@ describe('seeds 000 and 001 on the default namespace', () => {
 
     /** Seed 001's client: the browser sends the `token` cookie; a Node client sets the header. */
     async function seed001Client(account: Account | undefined) {
-      const socket = client<DefaultClient>(gw.url, {
+      const socket = client<DefaultClient>(gw().url, {
         transports: [transport],
         ...(account ? { extraHeaders: { cookie: account.cookie } } : {}),
       });
@@ -110,7 +104,7 @@ describe('seeds 000 and 001 on the default namespace', () => {
         await sleep(50);
         expect(log.names).toEqual(['ai-message-response']);
         // Anonymous and seed 000: the chatId was not used as a persisted seed 001 chat.
-        expect(await conversationOf(gw, 'chat-000-both')).toBeUndefined();
+        expect(await conversationOf(gw(), 'chat-000-both')).toBeUndefined();
         socket.close();
       });
     });
@@ -128,8 +122,8 @@ describe('seeds 000 and 001 on the default namespace', () => {
         expect(reply).toEqual({ chat: chatId, content: expect.stringContaining(localEcho('Remember that my cat is called Tom')) });
         expect(received).toEqual(reply);
 
-        expect(await conversationOf(gw, chatId, alice.user.id)).toMatchObject({ id: chatId, ownerId: alice.user.id });
-        const items = await messagesOf(gw, chatId, alice.user.id);
+        expect(await conversationOf(gw(), chatId, alice.user.id)).toMatchObject({ id: chatId, ownerId: alice.user.id });
+        const items = await messagesOf(gw(), chatId, alice.user.id);
         expect(items.map((m) => [m.role, m.content, m.finishReason ?? null])).toEqual([
           ['user', 'Remember that my cat is called Tom', null],
           ['assistant', (reply as { content: string }).content, 'stop'],
@@ -139,7 +133,7 @@ describe('seeds 000 and 001 on the default namespace', () => {
         socket.emit('ai-message', { chatId, content: 'What is my cat called?' });
         const second = await log.next('ai-response');
         expect(second).toEqual({ chat: chatId, content: expect.stringContaining('2 earlier messages') });
-        const after = { items: await messagesOf(gw, chatId, alice.user.id) };
+        const after = { items: await messagesOf(gw(), chatId, alice.user.id) };
         expect(after.items.map((m) => m.role)).toEqual(['user', 'assistant', 'user', 'assistant']);
         socket.close();
       });
@@ -154,7 +148,7 @@ describe('seeds 000 and 001 on the default namespace', () => {
         (socket as unknown as LooseClient).emit('ai-message', payload);
         expect(await log.next('ai-response')).toEqual({ error: 'chatId and content are required', code: 'BAD_REQUEST' });
         expect(socket.connected).toBe(true);
-        expect(await conversationOf(gw, 'chat-001-missing')).toBeUndefined();
+        expect(await conversationOf(gw(), 'chat-001-missing')).toBeUndefined();
         socket.close();
       });
 
@@ -170,7 +164,7 @@ describe('seeds 000 and 001 on the default namespace', () => {
         const { socket, log } = await seed001Client(undefined);
         socket.emit('ai-message', { chatId, content: 'who am I?' });
         expect(await log.next('ai-response')).toEqual({ error: expect.any(String), code: 'UNAUTHORIZED' });
-        expect(await conversationOf(gw, chatId)).toBeUndefined();
+        expect(await conversationOf(gw(), chatId)).toBeUndefined();
         expect(socket.connected).toBe(true);
         socket.close();
       });
@@ -186,8 +180,8 @@ describe('seeds 000 and 001 on the default namespace', () => {
         const reply = await asAlice.log.next('ai-response');
         expect(reply).toEqual({ chat: chatId, content: expect.stringContaining('This is the start of the conversation') });
         expect(JSON.stringify(reply)).not.toContain("Bob's secret");
-        expect((await messagesOf(gw, chatId, bob.user.id)).map((m) => m.content)).toEqual(["Bob's secret", expect.any(String)]);
-        expect((await messagesOf(gw, chatId, alice.user.id)).map((m) => m.content)).toEqual(['let me in', expect.any(String)]);
+        expect((await messagesOf(gw(), chatId, bob.user.id)).map((m) => m.content)).toEqual(["Bob's secret", expect.any(String)]);
+        expect((await messagesOf(gw(), chatId, alice.user.id)).map((m) => m.content)).toEqual(['let me in', expect.any(String)]);
         asBob.socket.close();
         asAlice.socket.close();
       });
@@ -199,7 +193,7 @@ describe('seeds 000 and 001 on the default namespace', () => {
         expect(await log.next('ai-message-response')).toEqual({ response: expect.stringContaining(localEcho('one shot please')) });
         await sleep(50);
         expect(log.names).toEqual(['ai-message-response']);
-        expect(await conversationOf(gw, chatId, alice.user.id)).toBeUndefined();
+        expect(await conversationOf(gw(), chatId, alice.user.id)).toBeUndefined();
         socket.close();
       });
     });

@@ -3,6 +3,9 @@
  * client code does. Every client made here is tracked, so a suite can close them all.
  */
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import type { Env } from '../../src/config.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import type {
   AiClientToServerEvents,
   AiServerToClientEvents,
@@ -35,6 +38,28 @@ export function client<S = LooseClient>(url: string, options: ClientOptions = {}
 export function closeAllClients(): void {
   for (const s of opened) s.close();
   opened.clear();
+}
+
+/**
+ * A gateway for the tests of the describe block it is called in: started before them, with
+ * `env` (a function when the env depends on what an earlier hook started, such as a stand-in's
+ * URL), and destroyed after them; the clients each test opened are closed after it. Answers
+ * the gateway, to be called inside the tests.
+ */
+export function gatewayForSuite(env: Env | (() => Env) = {}): () => TestGateway {
+  let gw: TestGateway | undefined;
+  beforeAll(async () => {
+    gw = await startGateway(typeof env === 'function' ? env() : env);
+  });
+  afterEach(closeAllClients);
+  afterAll(async () => {
+    closeAllClients();
+    await gw?.destroy();
+  });
+  return () => {
+    if (!gw) throw new Error('gatewayForSuite: the gateway is not started (called outside a test?)');
+    return gw;
+  };
 }
 
 /** Any client socket, whatever its event maps. */

@@ -3,12 +3,11 @@
  * client, on each transport and namespace, must receive exactly the frames `socket.emit` would
  * have sent, and the same decoded payloads.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Socket as ServerSocket } from 'socket.io';
 import { tokenEmitter } from '../../src/socket/token-emitter.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { waitFor } from '../helpers/wait.js';
-import { client, closeAllClients, connected } from './socket-harness.js';
+import { client, connected, gatewayForSuite } from './socket-harness.js';
 
 interface RawClient {
   id: string;
@@ -20,14 +19,7 @@ interface RawClient {
 const TEXTS = ['Hello', ' wörld', '日本語のテキスト', '🙂 emoji', 'quote " backslash \\ slash /', 'line\nbreak\ttab', '\u2028\u2029', '</script>', '', 'x'.repeat(5000)];
 
 describe('per-token Socket.IO events encoded by the gateway', () => {
-  let gw: TestGateway;
-  beforeAll(async () => {
-    gw = await startGateway();
-  });
-  afterAll(async () => {
-    closeAllClients();
-    await gw.destroy();
-  });
+  const gw = gatewayForSuite();
 
   const cases = [
     { nsp: '/', event: 'ai:stream', payload: (content: string) => ({ content, sessionId: 'conv-1' }) },
@@ -37,7 +29,7 @@ describe('per-token Socket.IO events encoded by the gateway', () => {
   for (const transport of ['websocket', 'polling'] as const) {
     for (const c of cases) {
       it(`sends the frames socket.emit sends (${c.nsp} ${c.event}, ${transport})`, async () => {
-        const sock = client<RawClient>(`${gw.url}${c.nsp === '/' ? '' : c.nsp}`, { transports: [transport] });
+        const sock = client<RawClient>(`${gw().url}${c.nsp === '/' ? '' : c.nsp}`, { transports: [transport] });
         await connected(sock as never);
         const frames: string[] = [];
         sock.io.engine.on('packet', (p) => {
@@ -45,7 +37,7 @@ describe('per-token Socket.IO events encoded by the gateway', () => {
         });
         const received: unknown[] = [];
         sock.on(c.event, (payload) => received.push(payload));
-        const server = gw.server.io.of(c.nsp).sockets.get(sock.id) as ServerSocket | undefined;
+        const server = gw().server.io.of(c.nsp).sockets.get(sock.id) as ServerSocket | undefined;
         expect(server, 'the server-side socket').toBeDefined();
 
         const emit = tokenEmitter<object>(server!, c.event);
@@ -66,9 +58,9 @@ describe('per-token Socket.IO events encoded by the gateway', () => {
   }
 
   it('drops an event for a connection that has closed, as socket.emit does, without throwing', async () => {
-    const sock = client<RawClient>(gw.url, { transports: ['websocket'] });
+    const sock = client<RawClient>(gw().url, { transports: ['websocket'] });
     await connected(sock as never);
-    const server = gw.server.io.of('/').sockets.get(sock.id) as ServerSocket;
+    const server = gw().server.io.of('/').sockets.get(sock.id) as ServerSocket;
     const emit = tokenEmitter<object>(server, 'ai:stream');
     sock.close();
     await waitFor(() => server.conn.readyState !== 'open', 3000, 5);
