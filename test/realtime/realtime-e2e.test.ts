@@ -12,23 +12,10 @@ import { waitFor } from '../helpers/wait.js';
 import { EventLog, TRANSPORTS, client, connected, gatewayForSuite, type DefaultClient } from '../socket/socket-harness.js';
 import { GEMINI_STANDIN_AUDIO, startGeminiLiveStandin, type GeminiLiveStandin } from '../standins/gemini-live-standin.js';
 import { STANDIN_AUDIO, startRealtimeStandin, type RealtimeStandin } from '../standins/realtime-standin.js';
+import { SEED_004_SESSION_CREATE } from './seed-004.js';
 
 const OPENAI_KEY = 'sk-realtime-provider-SECRET-1234567890';
 const GEMINI_KEY = 'AIza-gemini-provider-SECRET-0987654321';
-
-/** Seed 004's session.create, byte for byte. */
-const SEED_004_SESSION = {
-  type: 'session.create',
-  session: {
-    modalities: ['text', 'audio'],
-    instructions: 'You are a helpful assistant.',
-    voice: 'alloy',
-    input_audio_format: 'pcm16',
-    output_audio_format: 'pcm16',
-    input_audio_transcription: { model: 'whisper-1' },
-    turn_detection: { type: 'server_vad', threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 200 },
-  },
-};
 
 /** 100 ms of PCM16 mono 24 kHz with a recognisable pattern. */
 const mic = (n: number) => Buffer.from(Array.from({ length: 4800 }, (_, i) => (i * 7 + n * 13) % 256));
@@ -90,7 +77,7 @@ describe('realtime over the OpenAI Realtime GA stand-in', () => {
       const audioBefore = standin().audio.length;
       const { socket, received } = seed004Client(gw().url, transport === 'websocket' ? ['websocket', 'polling'] : ['polling']);
       await connected(socket);
-      socket.emit('realtime-message', SEED_004_SESSION);
+      socket.emit('realtime-message', SEED_004_SESSION_CREATE);
       const update = await standin().waitForFrame((e) => e.type === 'session.update', 5000, framesBefore);
       expect(update).toMatchObject({
         type: 'session.update',
@@ -189,7 +176,7 @@ describe('realtime over the OpenAI Realtime GA stand-in', () => {
   it('upstream error events and upstream loss reach the client as realtime-error; the socket lives on', async () => {
     const { socket, received } = seed004Client(gw().url, ['websocket']);
     await connected(socket);
-    socket.emit('realtime-message', SEED_004_SESSION);
+    socket.emit('realtime-message', SEED_004_SESSION_CREATE);
     await waitFor(() => received.json.some((e) => e.type === 'session.updated'), 3000);
     standin().sendError(`bad thing with ${OPENAI_KEY}`, 'invalid_value');
     await waitFor(() => received.errors.length > 0, 3000);
@@ -203,7 +190,7 @@ describe('realtime over the OpenAI Realtime GA stand-in', () => {
     // The next event opens a new upstream (after the refusal cool-down).
     await new Promise((r) => setTimeout(r, 1_100));
     const before = standin().connections.length;
-    socket.emit('realtime-message', SEED_004_SESSION);
+    socket.emit('realtime-message', SEED_004_SESSION_CREATE);
     await waitFor(() => standin().connections.length > before, 3000);
     socket.close();
   });
@@ -213,7 +200,7 @@ describe('realtime over the OpenAI Realtime GA stand-in', () => {
     const second = seed004Client(gw().url, ['websocket']);
     const third = seed004Client(gw().url, ['websocket']);
     await Promise.all([connected(first.socket), connected(second.socket), connected(third.socket)]);
-    first.socket.emit('realtime-message', SEED_004_SESSION);
+    first.socket.emit('realtime-message', SEED_004_SESSION_CREATE);
     await waitFor(() => first.received.json.some((e) => e.type === 'session.updated'), 3000);
     first.socket.emit('realtime-audio', Buffer.alloc(16_385));
     await waitFor(() => first.received.errors.length > 0, 3000);
@@ -223,17 +210,17 @@ describe('realtime over the OpenAI Realtime GA stand-in', () => {
     await waitFor(() => standin().audio.length > audioBefore, 3000);
     expect(standin().audio.at(-1)).toEqual(mic(4));
 
-    second.socket.emit('realtime-message', SEED_004_SESSION);
+    second.socket.emit('realtime-message', SEED_004_SESSION_CREATE);
     await waitFor(() => second.received.json.some((e) => e.type === 'session.updated'), 3000);
     // Same client address, third session: over REALTIME_MAX_SESSIONS_PER_CLIENT=2.
-    third.socket.emit('realtime-message', SEED_004_SESSION);
+    third.socket.emit('realtime-message', SEED_004_SESSION_CREATE);
     await waitFor(() => third.received.errors.length > 0, 3000);
     expect(third.received.errors[0]).toMatchObject({ code: 'RATE_LIMIT' });
     expect(third.socket.connected).toBe(true);
     // Closing one frees its slot.
     first.socket.close();
     await new Promise((r) => setTimeout(r, 1_200));
-    third.socket.emit('realtime-message', SEED_004_SESSION);
+    third.socket.emit('realtime-message', SEED_004_SESSION_CREATE);
     await waitFor(() => third.received.json.some((e) => e.type === 'session.updated'), 3000);
     second.socket.close();
     third.socket.close();
@@ -286,7 +273,7 @@ describe('realtime over the Gemini Live stand-in', () => {
       const audioBefore = live.audio.length;
       const { socket, received } = seed004Client(gw().url, transport === 'websocket' ? ['websocket', 'polling'] : ['polling']);
       await connected(socket);
-      socket.emit('realtime-message', SEED_004_SESSION);
+      socket.emit('realtime-message', SEED_004_SESSION_CREATE);
       await waitFor(() => received.json.some((e) => e.type === 'session.created'), 5000);
       const chunks = [mic(5), mic(6)];
       for (const chunk of chunks) socket.emit('realtime-audio', chunk);
@@ -312,7 +299,7 @@ describe('realtime with no provider, and the rules shared with chat', () => {
   it('every realtime event answers REALTIME_UNAVAILABLE, on Socket.IO and /v1/realtime', async () => {
     const { socket, received } = seed004Client(gw().url, ['websocket']);
     await connected(socket);
-    socket.emit('realtime-message', SEED_004_SESSION);
+    socket.emit('realtime-message', SEED_004_SESSION_CREATE);
     await waitFor(() => received.errors.length > 0, 3000);
     expect(received.errors[0]).toEqual({ message: expect.any(String), code: 'REALTIME_UNAVAILABLE' });
     const ws = new WebSocket(`${gw().url.replace('http', 'ws')}/v1/realtime`);
@@ -332,13 +319,13 @@ describe('opening a realtime session counts against the chat rate limit', () => 
     await chat.text();
     const { socket, received } = seed004Client(gw().url, ['websocket']);
     await connected(socket);
-    socket.emit('realtime-message', SEED_004_SESSION);
+    socket.emit('realtime-message', SEED_004_SESSION_CREATE);
     await waitFor(() => received.json.some((e) => e.type === 'session.updated'), 3000);
     socket.close();
     const before = standin().connections.length;
     const again = seed004Client(gw().url, ['websocket']);
     await connected(again.socket);
-    again.socket.emit('realtime-message', SEED_004_SESSION);
+    again.socket.emit('realtime-message', SEED_004_SESSION_CREATE);
     await waitFor(() => again.received.errors.length > 0, 3000);
     expect(again.received.errors[0]).toMatchObject({ code: 'RATE_LIMIT' });
     expect(standin().connections.length).toBe(before);

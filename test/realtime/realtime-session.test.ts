@@ -32,6 +32,7 @@ import {
   type RealtimeStandin,
 } from '../standins/realtime-standin.js';
 import { knownAudio, until } from '../standins/ws-standin-server.js';
+import { SEED_004_SESSION_CREATE } from './seed-004.js';
 
 const OPENAI_KEY = 'sk-proj-sessionTestKey0123456789abcdefXYZ';
 const GEMINI_KEY = 'AIzaSessionTestKey0123456789abcdefghijkl';
@@ -39,20 +40,6 @@ const GEMINI_MODEL = 'gemini-2.5-flash-native-audio-preview-09-2025';
 const KEYS = [OPENAI_KEY, GEMINI_KEY];
 
 type Json = Record<string, unknown>;
-
-/** Seed 004's first message, verbatim. */
-const SEED_004_SESSION_CREATE = {
-  type: 'session.create',
-  session: {
-    modalities: ['text', 'audio'],
-    instructions: 'You are a helpful assistant.',
-    voice: 'alloy',
-    input_audio_format: 'pcm16',
-    output_audio_format: 'pcm16',
-    input_audio_transcription: { model: 'whisper-1' },
-    turn_detection: { type: 'server_vad', threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 200 },
-  },
-};
 
 /** A logger that keeps every line, so logs can be scanned for keys too. */
 function recordingLogger(lines: string[], bindings: Json = {}): Logger {
