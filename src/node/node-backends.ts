@@ -16,6 +16,7 @@ import { createNodeFetch } from './node-fetch.js';
 import { createEmbedder } from '../memory/create-embedder.js';
 import { LongTermMemory } from '../memory/long-term-memory.js';
 import { MemoryStoreError } from '../memory/memory-store-error.js';
+import type { MemoryStore } from '../memory/memory-store.js';
 import { SqliteMemoryStore } from '../memory/sqlite-memory-store.js';
 
 /** A dependency named in the configuration cannot be reached at start-up (exit 69, EX_UNAVAILABLE). */
@@ -48,12 +49,13 @@ export async function createNodeBackends(
   };
   const models = createModelRegistry(config, logger, await discoverCompatibleModel(config), transport);
   const store = config.mongo ? await connectMongo(config.mongo) : new SqliteConversationStore(join(config.dataDir, 'gateway.sqlite'), { logger, walCheckpoint: config.sqliteCheckpoints });
+  const limiter = createRateLimiter(config, logger, redis);
+  const jwtSecret = config.auth.jwtSecret ? new TextEncoder().encode(config.auth.jwtSecret) : persistedSecret(config.dataDir, logger);
+  const { memory, memoryStore } = await createMemory(config, store, logger, metrics);
   /** The SQLite files whose WAL checkpoints run on the worker, for the gauge. */
   const walFiles: [string, { readonly checkpoints: Readonly<CheckpointStats> | undefined }][] = [];
   if (store instanceof SqliteConversationStore) walFiles.push(['gateway', store]);
-  const limiter = createRateLimiter(config, logger, redis);
-  const jwtSecret = config.auth.jwtSecret ? new TextEncoder().encode(config.auth.jwtSecret) : persistedSecret(config.dataDir, logger);
-  const memory = await createMemory(config, store, logger, metrics, (sqlite) => walFiles.push(['memory', sqlite]));
+  if (memoryStore instanceof SqliteMemoryStore) walFiles.push(['memory', memoryStore]);
   logger.info(
     {
       store: store.kind,
@@ -79,7 +81,7 @@ export async function createNodeBackends(
 
 /**
  * Long-term memory: the configured embedder over Pinecone (PINECONE_*) or the embedded
- * store (DATA_DIR/memory.sqlite). A store that refuses the setup (another dimension or
+ * store (DATA_DIR/memory.sqlite); answers the memory and its store (none when memory is off). A store that refuses the setup (another dimension or
  * embedder) stops the start with the variable to change; Pinecone merely unreachable at
  * start leaves memory degraded and retried.
  */
@@ -88,9 +90,8 @@ async function createMemory(
   conversations: ConversationStore,
   logger: Logger,
   metrics: Metrics,
-  onSqlite: (store: SqliteMemoryStore) => void,
-): Promise<LongTermMemory | undefined> {
-  if (!config.memory.enabled) return undefined;
+): Promise<{ memory?: LongTermMemory; memoryStore?: MemoryStore }> {
+  if (!config.memory.enabled) return {};
   const { embedding, pinecone } = config.memory;
   const embedder = createEmbedder({
     provider: embedding.provider,
@@ -116,7 +117,6 @@ async function createMemory(
         logger,
         walCheckpoint: config.sqliteCheckpoints,
       });
-  if (store instanceof SqliteMemoryStore) onSqlite(store);
   const memory = new LongTermMemory({
     embedder,
     store,
@@ -130,7 +130,7 @@ async function createMemory(
   } catch (err) {
     throw new StartupError(`long-term memory: ${err instanceof Error ? err.message : String(err)}`);
   }
-  return memory;
+  return { memory, memoryStore: store };
 }
 
 async function connectMongo(mongo: NonNullable<Config['mongo']>): Promise<ConversationStore> {
