@@ -12,6 +12,8 @@ import { loadConfig } from '../../src/config.js';
 import { startGateway, tempDataDir } from '../helpers/gateway.js';
 import { scrape } from '../helpers/prometheus.js';
 import { waitFor } from '../helpers/wait.js';
+import { bearer, register } from '../helpers/accounts.js';
+import { TEST_JWT_SECRET } from '../helpers/tokens.js';
 
 const PAGE = 4096;
 const REPLY = 'r'.repeat(2000);
@@ -290,6 +292,31 @@ describe('SQLITE_CHECKPOINTS', () => {
       } finally {
         await gw.destroy();
       }
+    }
+  });
+
+  it('a signed-in turn that is remembered brings the memory file into the gauge, beside the conversations', async () => {
+    const gw = await startGateway({ JWT_SECRET: TEST_JWT_SECRET });
+    try {
+      const alice = await register(gw.url, 'alice-wal@example.com');
+      const res = await fetch(`${gw.url}/api/v2/ai/chat/stream`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...bearer(alice) },
+        body: JSON.stringify({ message: 'remember that my cat is called Pixel' }),
+      });
+      expect(res.status).toBe(200);
+      await res.text();
+      // The memory worker embeds the turn and writes DATA_DIR/memory.sqlite; its checkpointer then reports.
+      let pages: Record<string, number | undefined> = {};
+      await waitFor(async () => {
+        const family = (await scrape(gw.url)).family('gateway_sqlite_wal_pages');
+        pages = Object.fromEntries((family?.samples ?? []).map((x) => [x.labels['database'], x.value]));
+        return pages['memory'] !== undefined;
+      }, 10_000);
+      expect(Object.keys(pages).sort()).toEqual(['gateway', 'memory']);
+      expect(pages['memory']).toBeGreaterThan(0);
+    } finally {
+      await gw.destroy();
     }
   });
 
