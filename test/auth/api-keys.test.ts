@@ -11,6 +11,7 @@ import type { AiServerToClientEvents, DefaultServerToClientEvents } from '../../
 import { bearer, register, type Account } from '../helpers/accounts.js';
 import { messagesOf } from '../helpers/conversations.js';
 import { startGateway, tempDataDir, type TestGateway } from '../helpers/gateway.js';
+import { upgradeStatus } from '../helpers/realtime-upgrade.js';
 import { postChat, readSse } from '../helpers/sse.js';
 import { TEST_JWT_SECRET } from '../helpers/tokens.js';
 import { waitFor } from '../helpers/wait.js';
@@ -88,26 +89,6 @@ async function outcome(res: Response): Promise<string> {
   const body = (await res.json().catch(() => ({}))) as Json;
   const error = String(body.error);
   return `${res.status} ${String(body.code)} ${error.startsWith('Invalid token') ? 'Invalid token' : error}`;
-}
-
-/** The status of a /v1/realtime upgrade: 101 when it upgraded. */
-function upgradeStatus(gw: TestGateway, options: { query?: string; headers?: Record<string, string>; protocols?: string[] }): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/v1/realtime${options.query ?? ''}`, options.protocols ?? [], { headers: options.headers ?? {} });
-    const timer = setTimeout(() => reject(new Error('no answer to the upgrade within 5 s')), 5000);
-    ws.on('error', () => {});
-    ws.on('upgrade', (res) => {
-      clearTimeout(timer);
-      resolve(res.statusCode ?? 0);
-      ws.terminate();
-    });
-    ws.on('unexpected-response', (req, res) => {
-      clearTimeout(timer);
-      resolve(res.statusCode ?? 0);
-      res.resume();
-      req.destroy();
-    });
-  });
 }
 
 /** /v1/realtime with each token source a key may come in. */

@@ -1,5 +1,4 @@
 import { SignJWT } from 'jose';
-import WebSocket from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../../src/errors.js';
 import type { AiServerToClientEvents, DefaultServerToClientEvents } from '../../src/protocol/socket-events.js';
@@ -7,6 +6,7 @@ import { conversationKey } from '../../src/stores/conversation-store.js';
 import { bearer, login, register, type Account } from '../helpers/accounts.js';
 import { LOOPBACK_OWNER } from '../helpers/conversations.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { upgradeStatus } from '../helpers/realtime-upgrade.js';
 import { postChat, readSse } from '../helpers/sse.js';
 import { TEST_JWT_SECRET } from '../helpers/tokens.js';
 import { waitFor } from '../helpers/wait.js';
@@ -99,26 +99,6 @@ async function handshakeProbe(base: string, token: string): Promise<Record<strin
     }),
   );
   return Object.fromEntries(results);
-}
-
-/** The HTTP status of a /v1/realtime upgrade: 101 when it upgraded. */
-function upgradeStatus(gw: TestGateway, options: { query?: string; headers?: Record<string, string>; protocols?: string[] }): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/v1/realtime${options.query ?? ''}`, options.protocols ?? [], { headers: options.headers ?? {} });
-    const timer = setTimeout(() => reject(new Error('no answer to the upgrade within 5 s')), 5000);
-    ws.on('error', () => {});
-    ws.on('upgrade', (res) => {
-      clearTimeout(timer);
-      resolve(res.statusCode ?? 0);
-      ws.terminate();
-    });
-    ws.on('unexpected-response', (req, res) => {
-      clearTimeout(timer);
-      resolve(res.statusCode ?? 0);
-      res.resume();
-      req.destroy();
-    });
-  });
 }
 
 async function realtimeProbe(gw: TestGateway, token: string): Promise<Record<string, number>> {
