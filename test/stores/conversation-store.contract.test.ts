@@ -9,6 +9,12 @@ import { countTokens } from '../../src/models/tokenizer.js';
 import { tempDataDir } from '../helpers/gateway.js';
 import { startMongoStandin, type MongoStandin } from '../standins/mongo-standin.js';
 
+/** Resolves once Date.now() has moved past the millisecond it was called in. */
+async function nextMillisecond(): Promise<void> {
+  const start = Date.now();
+  while (Date.now() === start) await new Promise((r) => setTimeout(r, 1));
+}
+
 interface Adapter {
   name: string;
   open(): Promise<{ store: ConversationStore; reopen?: () => Promise<ConversationStore>; cleanup(): Promise<void> }>;
@@ -205,14 +211,39 @@ for (const adapter of adapters) {
       expect((await store.listMessages(key, { limit: 100 })).nextCursor).toBeNull();
     });
 
+    it('a burst of messages in few milliseconds: dated by the clock (never ahead of it), in order, paginated across equal dates', async () => {
+      const { conversation } = await store.ensureConversation({ id: 'c-burst', ownerId: 'u1', title: 't' });
+      const N = 400;
+      // Started together: the stores write them in the order they were given, many in one millisecond.
+      const stored = await Promise.all(Array.from({ length: N }, (_, i) => store.appendMessage({ conversationKey: conversation.key, role: 'user', content: `b${i}` })));
+      const after = Date.now();
+      // The old clock added 1 ms per message written in the same millisecond: 400 of them ran it ~400 ms ahead.
+      expect(Math.max(...stored.map((m) => m.createdAt))).toBeLessThanOrEqual(after);
+      expect(new Set(stored.map((m) => m.createdAt)).size).toBeLessThan(N); // some share a millisecond
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      for (let page = 0; page < 100; page++) {
+        const res = await store.listMessages(conversation.key, { limit: 9, after: cursor });
+        seen.push(...res.items.map((m) => m.content));
+        if (!res.nextCursor) break;
+        cursor = res.nextCursor;
+      }
+      expect(seen).toEqual(Array.from({ length: N }, (_, i) => `b${i}`));
+      expect((await store.recentMessages(conversation.key, 5)).map((m) => m.content)).toEqual(['b395', 'b396', 'b397', 'b398', 'b399']);
+    });
+
     it('lists an owner’s conversations newest activity first, paginated, never another owner’s', async () => {
+      // Activity is dated to the millisecond (conversations active in the same one are listed by
+      // id): each write here waits for the next millisecond, so their order is the writes' order.
       for (const id of ['o-1', 'o-2', 'o-3']) {
         const { conversation } = await store.ensureConversation({ id, ownerId: 'lister', title: id });
+        await nextMillisecond();
         await store.appendMessage({ conversationKey: conversation.key, role: 'user', content: 'x' });
       }
       // The same id under another owner never shows up in this owner's list.
       await store.ensureConversation({ id: 'o-2', ownerId: 'someone-else', title: 'x' });
       await store.ensureConversation({ id: 'o-other', ownerId: 'someone-else', title: 'x' });
+      await nextMillisecond();
       await store.appendMessage({ conversationKey: conversationKey('lister', 'o-1'), role: 'user', content: 'bump' });
       const first = await store.listConversations('lister', { limit: 2 });
       expect(first.items.map((c) => c.id)).toEqual(['o-1', 'o-3']);
