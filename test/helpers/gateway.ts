@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { loadConfig, type Env } from '../../src/config.js';
 import { silentLogger } from '../../src/logger.js';
 import { createNodeServer, type NodeServer } from '../../src/node/server.js';
@@ -36,5 +37,24 @@ export async function startGateway(env: Env = {}): Promise<TestGateway> {
       await close();
       rmSync(dataDir, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * A gateway for the tests of the describe block it is called in: started before them, with
+ * `env` (a function when the env depends on what an earlier hook started, such as a stand-in's
+ * URL), and destroyed after them. Answers the gateway, to be called inside the tests.
+ */
+export function gatewayForSuite(env: Env | (() => Env) = {}): () => TestGateway {
+  let gw: TestGateway | undefined;
+  beforeAll(async () => {
+    gw = await startGateway(typeof env === 'function' ? env() : env);
+  });
+  afterAll(async () => {
+    await gw?.destroy();
+  });
+  return () => {
+    if (!gw) throw new Error('gatewayForSuite: the gateway is not started (called outside a test?)');
+    return gw;
   };
 }

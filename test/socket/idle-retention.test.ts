@@ -6,7 +6,7 @@ import type { IncomingMessage } from 'node:http';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { client, connected, gatewayForSuite, sleep } from './socket-harness.js';
+import { client, connected, socketGatewayForSuite, sleep } from './socket-harness.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -20,7 +20,7 @@ async function collected(refs: WeakRef<object>[]): Promise<number> {
 }
 
 describe('idle Socket.IO connections', () => {
-  const gw = gatewayForSuite();
+  const gw = socketGatewayForSuite();
 
   for (const transport of ['websocket', 'polling'] as const) {
     it(`do not keep the request they were opened with (${transport})`, async () => {

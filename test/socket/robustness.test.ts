@@ -9,7 +9,7 @@ import {
   connected,
   disconnected,
   EventLog,
-  gatewayForSuite,
+  socketGatewayForSuite,
   localEcho,
   sleep,
   TRANSPORTS,
@@ -40,7 +40,7 @@ function emitRaw(socket: LooseClient, event: string, payload: unknown): void {
 
 /** Every event answers garbage with the protocol's BAD_REQUEST, never silence, never a crash. */
 describe('robustness against bad payloads', () => {
-  const gw = gatewayForSuite({ JWT_SECRET: TEST_JWT_SECRET, MAX_MESSAGE_CHARS: String(MAX_CHARS), SOCKET_MAX_BUFFER_BYTES: String(MAX_BUFFER) });
+  const gw = socketGatewayForSuite({ JWT_SECRET: TEST_JWT_SECRET, MAX_MESSAGE_CHARS: String(MAX_CHARS), SOCKET_MAX_BUFFER_BYTES: String(MAX_BUFFER) });
   let alice: Account;
 
   beforeAll(async () => {

@@ -3,14 +3,14 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { DefaultServerToClientEvents } from '../../src/protocol/socket-events.js';
 import { register, type Account } from '../helpers/accounts.js';
 import { TEST_JWT_SECRET } from '../helpers/tokens.js';
-import { client, connected, gatewayForSuite, EventLog, localEcho, sleep, TRANSPORTS, type DefaultClient, type LooseClient } from './socket-harness.js';
+import { client, connected, socketGatewayForSuite, EventLog, localEcho, sleep, TRANSPORTS, type DefaultClient, type LooseClient } from './socket-harness.js';
 
 /**
  * Namespace `/`, event `ai-message`: seed 000 (`{prompt}` → `ai-message-response`) and
  * seed 001 (`{chatId, content}` with the cookie token → `ai-response`), PROTOCOLS.md 2a/2b.
  */
 describe('seeds 000 and 001 on the default namespace', () => {
-  const gw = gatewayForSuite({ JWT_SECRET: TEST_JWT_SECRET });
+  const gw = socketGatewayForSuite({ JWT_SECRET: TEST_JWT_SECRET });
   let alice: Account;
   let bob: Account;
 

@@ -3,11 +3,11 @@ import { describe, expect, it } from 'vitest';
 import type { AiServerToClientEvents, DefaultServerToClientEvents } from '../../src/protocol/socket-events.js';
 import { postChat } from '../helpers/sse.js';
 import { waitFor } from '../helpers/wait.js';
-import { client, connected, connectError, EventLog, gatewayForSuite, TRANSPORTS, type AiClient, type DefaultClient } from './socket-harness.js';
+import { client, connected, connectError, EventLog, socketGatewayForSuite, TRANSPORTS, type AiClient, type DefaultClient } from './socket-harness.js';
 
 describe('gauges follow the real connections and streams', () => {
   // Paced so a stream is still running while the test looks at the gauges (~60 tokens, ~1 s).
-  const gw = gatewayForSuite({ LOCAL_MODEL_TOKEN_DELAY_MS: '15' });
+  const gw = socketGatewayForSuite({ LOCAL_MODEL_TOKEN_DELAY_MS: '15' });
 
   it.each(TRANSPORTS)('connections, byNamespace and activeStreams over %s', async (transport) => {
     expect(gw().server.gauges).toMatchObject({ connections: 0, byNamespace: { '/': 0, '/ai': 0 }, activeStreams: 0 });
@@ -60,7 +60,7 @@ describe('gauges follow the real connections and streams', () => {
 
 describe('Socket.IO server options from the configuration', () => {
   describe('SOCKET_TRANSPORTS=websocket', () => {
-    const gw = gatewayForSuite({ SOCKET_TRANSPORTS: 'websocket' });
+    const gw = socketGatewayForSuite({ SOCKET_TRANSPORTS: 'websocket' });
 
     it.each(['/', '/ai'])('a polling-only client cannot connect to %s; a websocket client can', async (nsp) => {
       const url = nsp === '/' ? gw().url : `${gw().url}${nsp}`;
@@ -82,7 +82,7 @@ describe('Socket.IO server options from the configuration', () => {
   });
 
   describe('default transports: polling upgrades to websocket', () => {
-    const gw = gatewayForSuite();
+    const gw = socketGatewayForSuite();
 
     it('a client with the default transports starts on polling and upgrades', async () => {
       const socket = client<AiClient>(`${gw().url}/ai`);
@@ -96,7 +96,7 @@ describe('Socket.IO server options from the configuration', () => {
   });
 
   describe('SOCKET_PER_MESSAGE_DEFLATE=true', () => {
-    const gw = gatewayForSuite({ SOCKET_PER_MESSAGE_DEFLATE: 'true' });
+    const gw = socketGatewayForSuite({ SOCKET_PER_MESSAGE_DEFLATE: 'true' });
 
     it.each(TRANSPORTS)('large messages round-trip compressed over %s', async (transport) => {
       const socket = client<DefaultClient>(gw().url, { transports: [transport] });
@@ -121,7 +121,7 @@ describe('Socket.IO server options from the configuration', () => {
   });
 
   describe('the browser client', () => {
-    const gw = gatewayForSuite();
+    const gw = socketGatewayForSuite();
 
     it.each(['socket.io.js', 'socket.io.min.js', 'socket.io.esm.min.js'])('GET /socket.io/%s answers the client bundle of the server\'s version', async (file) => {
       const res = await fetch(`${gw().url}/socket.io/${file}`);
@@ -146,7 +146,7 @@ describe('Socket.IO server options from the configuration', () => {
   });
 
   describe('namespaces', () => {
-    const gw = gatewayForSuite();
+    const gw = socketGatewayForSuite();
 
     it.each(TRANSPORTS)('an unknown namespace is refused with "Invalid namespace" over %s and counts nowhere', async (transport) => {
       const socket = client(`${gw().url}/admin`, { transports: [transport] });
@@ -156,7 +156,7 @@ describe('Socket.IO server options from the configuration', () => {
   });
 
   describe('CORS_ORIGIN', () => {
-    const gw = gatewayForSuite({ CORS_ORIGIN: 'http://allowed.test, http://also-allowed.test' });
+    const gw = socketGatewayForSuite({ CORS_ORIGIN: 'http://allowed.test, http://also-allowed.test' });
 
     const handshake = (origin?: string) =>
       fetch(`${gw().url}/socket.io/?EIO=4&transport=polling`, { headers: origin ? { Origin: origin } : {} });
@@ -211,7 +211,7 @@ describe('Socket.IO server options from the configuration', () => {
   });
 
   describe('ping settings', () => {
-    const gw = gatewayForSuite({ SOCKET_PING_INTERVAL_MS: '1500', SOCKET_PING_TIMEOUT_MS: '1200' });
+    const gw = socketGatewayForSuite({ SOCKET_PING_INTERVAL_MS: '1500', SOCKET_PING_TIMEOUT_MS: '1200' });
 
     it('the handshake announces SOCKET_PING_INTERVAL_MS, SOCKET_PING_TIMEOUT_MS and SOCKET_MAX_BUFFER_BYTES', async () => {
       const res = await fetch(`${gw().url}/socket.io/?EIO=4&transport=polling`);
@@ -222,7 +222,7 @@ describe('Socket.IO server options from the configuration', () => {
 });
 
 describe('SOCKET_MAX_CONNECTIONS_PER_IP bounds what one client address holds', () => {
-  const gw = gatewayForSuite({ SOCKET_MAX_CONNECTIONS_PER_IP: '3', TRUST_PROXY: 'true' });
+  const gw = socketGatewayForSuite({ SOCKET_MAX_CONNECTIONS_PER_IP: '3', TRUST_PROXY: 'true' });
 
   it.each(TRANSPORTS)('the fourth connection from one address is refused with the reason, the others stay, and a freed place is taken again (%s)', async (transport) => {
     // Addresses of their own per transport: the other run's connections may still be closing.
@@ -268,7 +268,7 @@ describe('SOCKET_MAX_CONNECTIONS_PER_IP bounds what one client address holds', (
 
 describe('SOCKET_MAX_EVENTS_PER_SECOND cuts off a client that floods events', () => {
   // 50 a second sustained, 100 at once.
-  const gw = gatewayForSuite({ SOCKET_MAX_EVENTS_PER_SECOND: '50' });
+  const gw = socketGatewayForSuite({ SOCKET_MAX_EVENTS_PER_SECOND: '50' });
 
   it.each(TRANSPORTS)('a flood is disconnected while a client beside it keeps streaming (%s)', async (transport) => {
     const flooder = client<DefaultClient>(gw().url, { transports: [transport] });

@@ -3,9 +3,9 @@
  * client code does. Every client made here is tracked, so a suite can close them all.
  */
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
-import { afterAll, afterEach, beforeAll } from 'vitest';
+import { afterAll, afterEach } from 'vitest';
 import type { Env } from '../../src/config.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { gatewayForSuite, type TestGateway } from '../helpers/gateway.js';
 import type {
   AiClientToServerEvents,
   AiServerToClientEvents,
@@ -41,25 +41,15 @@ export function closeAllClients(): void {
 }
 
 /**
- * A gateway for the tests of the describe block it is called in: started before them, with
- * `env` (a function when the env depends on what an earlier hook started, such as a stand-in's
- * URL), and destroyed after them; the clients each test opened are closed after it. Answers
- * the gateway, to be called inside the tests.
+ * gatewayForSuite (test/helpers/gateway.ts) for a suite whose tests open Socket.IO clients: the
+ * clients a test opened are closed after it, and any left before the gateway stops.
  */
-export function gatewayForSuite(env: Env | (() => Env) = {}): () => TestGateway {
-  let gw: TestGateway | undefined;
-  beforeAll(async () => {
-    gw = await startGateway(typeof env === 'function' ? env() : env);
-  });
+export function socketGatewayForSuite(env: Env | (() => Env) = {}): () => TestGateway {
+  const gw = gatewayForSuite(env);
   afterEach(closeAllClients);
-  afterAll(async () => {
-    closeAllClients();
-    await gw?.destroy();
-  });
-  return () => {
-    if (!gw) throw new Error('gatewayForSuite: the gateway is not started (called outside a test?)');
-    return gw;
-  };
+  // Registered after the gateway's own afterAll, so it runs first (vitest runs after-hooks as a stack).
+  afterAll(closeAllClients);
+  return gw;
 }
 
 /** Any client socket, whatever its event maps. */

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { Socket as ServerSocket } from 'socket.io';
 import { tokenEmitter } from '../../src/socket/token-emitter.js';
 import { waitFor } from '../helpers/wait.js';
-import { client, connected, gatewayForSuite } from './socket-harness.js';
+import { client, connected, socketGatewayForSuite } from './socket-harness.js';
 
 interface RawClient {
   id: string;
@@ -19,7 +19,7 @@ interface RawClient {
 const TEXTS = ['Hello', ' wörld', '日本語のテキスト', '🙂 emoji', 'quote " backslash \\ slash /', 'line\nbreak\ttab', '\u2028\u2029', '</script>', '', 'x'.repeat(5000)];
 
 describe('per-token Socket.IO events encoded by the gateway', () => {
-  const gw = gatewayForSuite();
+  const gw = socketGatewayForSuite();
 
   const cases = [
     { nsp: '/', event: 'ai:stream', payload: (content: string) => ({ content, sessionId: 'conv-1' }) },
