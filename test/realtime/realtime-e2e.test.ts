@@ -9,7 +9,7 @@ import { register, type Account } from '../helpers/accounts.js';
 import type { Env } from '../../src/config.js';
 import { TEST_JWT_SECRET } from '../helpers/tokens.js';
 import { waitFor } from '../helpers/wait.js';
-import { EventLog, TRANSPORTS, client, connected, gatewayForSuite, type DefaultClient } from '../socket/socket-harness.js';
+import { EventLog, TRANSPORTS, client, connected, socketGatewayForSuite, type DefaultClient } from '../socket/socket-harness.js';
 import { GEMINI_STANDIN_AUDIO, startGeminiLiveStandin, type GeminiLiveStandin } from '../standins/gemini-live-standin.js';
 import { STANDIN_AUDIO, startRealtimeStandin, type RealtimeStandin } from '../standins/realtime-standin.js';
 import { SEED_004_SESSION_CREATE } from './seed-004.js';
@@ -48,7 +48,7 @@ function openaiRealtimeForSuite(env: Env = {}) {
     standin = await startRealtimeStandin({ apiKey: OPENAI_KEY });
   });
   afterAll(() => standin?.close());
-  const gw = gatewayForSuite(() => ({ REALTIME_PROVIDER: 'openai', REALTIME_API_KEY: OPENAI_KEY, REALTIME_URL: standin!.url, ...env }));
+  const gw = socketGatewayForSuite(() => ({ REALTIME_PROVIDER: 'openai', REALTIME_API_KEY: OPENAI_KEY, REALTIME_URL: standin!.url, ...env }));
   return { gw, standin: () => standin! };
 }
 
@@ -266,7 +266,7 @@ describe('realtime over the Gemini Live stand-in', () => {
     live = await startGeminiLiveStandin({ apiKey: GEMINI_KEY });
   });
   afterAll(() => live.close());
-  const gw = gatewayForSuite(() => ({ REALTIME_PROVIDER: 'gemini', GEMINI_API_KEY: GEMINI_KEY, GEMINI_BASE_URL: live.url, DEFAULT_MODEL: 'local', RATE_LIMIT_ANON: '1000' }));
+  const gw = socketGatewayForSuite(() => ({ REALTIME_PROVIDER: 'gemini', GEMINI_API_KEY: GEMINI_KEY, GEMINI_BASE_URL: live.url, DEFAULT_MODEL: 'local', RATE_LIMIT_ANON: '1000' }));
 
   for (const transport of TRANSPORTS) {
     it(`seed 004's client over ${transport}: audio in at 24 kHz, Gemini's audio out as binary, GA event names`, async () => {
@@ -294,7 +294,7 @@ describe('realtime over the Gemini Live stand-in', () => {
 });
 
 describe('realtime with no provider, and the rules shared with chat', () => {
-  const gw = gatewayForSuite({ RATE_LIMIT_ANON: '2' });
+  const gw = socketGatewayForSuite({ RATE_LIMIT_ANON: '2' });
 
   it('every realtime event answers REALTIME_UNAVAILABLE, on Socket.IO and /v1/realtime', async () => {
     const { socket, received } = seed004Client(gw().url, ['websocket']);
