@@ -142,6 +142,12 @@ export interface ConversationStore {
   renameConversation(ownerId: string, id: string, title: string): Promise<Conversation | undefined>;
   /** Deletes the owner's conversation and its messages; returns the deleted message ids. */
   deleteConversation(ownerId: string, id: string): Promise<string[]>;
+  /**
+   * Stores a message dated `createdAt` (the clock, by default), but never before its
+   * conversation's latest activity: a conversation's messages stay in the order they were
+   * written even after the clock stepped back, or under dates an earlier version set ahead of
+   * it. Its memory write (`remember`) is due at the clock's time all the same.
+   */
   appendMessage(message: NewMessage): Promise<StoredMessage>;
   /** The last `limit` messages, oldest first. */
   recentMessages(conversationKey: string, limit: number): Promise<StoredMessage[]>;

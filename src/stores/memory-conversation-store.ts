@@ -87,14 +87,17 @@ export class MemoryConversationStore implements ConversationStore {
     const list = this.#messages.get(message.conversationKey);
     const conversation = this.#conversations.get(message.conversationKey);
     if (!list || !conversation) throw new Error('No such conversation');
+    const dueAt = stored.createdAt;
+    // Never before the conversation's latest activity (see ConversationStore).
+    if (conversation.updatedAt > stored.createdAt) stored.createdAt = conversation.updatedAt;
     list.push(stored);
     conversation.updatedAt = stored.createdAt;
-    if (remember) this.#outbox.set(stored.id, { ownerId: conversation.ownerId, conversationKey: conversation.key, attempts: 0, nextAt: stored.createdAt });
+    if (remember) this.#outbox.set(stored.id, { ownerId: conversation.ownerId, conversationKey: conversation.key, attempts: 0, nextAt: dueAt });
     return { ...stored };
   }
 
   async pendingMemories(limit: number, now: number): Promise<PendingMemory[]> {
-    const due = [...this.#outbox].filter(([, e]) => e.nextAt <= now).sort((a, b) => a[1].nextAt - b[1].nextAt).slice(0, limit);
+    const due = [...this.#outbox].filter(([, e]) => e.nextAt <= now).sort((a, b) => a[1].nextAt - b[1].nextAt || (a[0] < b[0] ? -1 : 1)).slice(0, limit);
     const out: PendingMemory[] = [];
     for (const [messageId, e] of due) {
       const message = this.#messages.get(e.conversationKey)?.find((m) => m.id === messageId);

@@ -238,6 +238,10 @@ export class MongoConversationStore implements ConversationStore {
   async appendMessage({ remember, conversation: create, ...message }: NewMessage) {
     if (create) await this.ensureConversation(create);
     const stored: StoredMessage = { ...message, id: message.id ?? timeOrderedId(), createdAt: message.createdAt ?? monotonicNow(), tokens: tokensOf(message) };
+    const dueAt = new Date(stored.createdAt);
+    // Never before the conversation's latest activity (see ConversationStore): touched first, and its date read back.
+    const touched = await this.#conversations.findOneAndUpdate({ _id: stored.conversationKey }, { $max: { updatedAt: dueAt } }, { returnDocument: 'after', projection: { updatedAt: 1 } });
+    if (touched && touched.updatedAt.getTime() > stored.createdAt) stored.createdAt = touched.updatedAt.getTime();
     const createdAt = new Date(stored.createdAt);
     await this.#messages.insertOne({
       _id: stored.id,
@@ -250,15 +254,14 @@ export class MongoConversationStore implements ConversationStore {
       ...(stored.usage === undefined ? {} : { usage: stored.usage }),
       ...(stored.tokens === undefined ? {} : { tokens: stored.tokens }),
     });
-    await this.#conversations.updateOne({ _id: stored.conversationKey, updatedAt: { $lt: createdAt } }, { $set: { updatedAt: createdAt } });
     if (remember) {
-      await this.#outbox.insertOne({ _id: stored.id, ownerId: ownerOfKey(stored.conversationKey), conversationKey: stored.conversationKey, attempts: 0, nextAt: createdAt });
+      await this.#outbox.insertOne({ _id: stored.id, ownerId: ownerOfKey(stored.conversationKey), conversationKey: stored.conversationKey, attempts: 0, nextAt: dueAt });
     }
     return stored;
   }
 
   async pendingMemories(limit: number, now: number): Promise<PendingMemory[]> {
-    const due = await this.#outbox.find({ nextAt: { $lte: new Date(now) } }).sort({ nextAt: 1 }).limit(limit).toArray();
+    const due = await this.#outbox.find({ nextAt: { $lte: new Date(now) } }).sort({ nextAt: 1, _id: 1 }).limit(limit).toArray();
     if (!due.length) return [];
     const messages = new Map((await this.#messages.find({ _id: { $in: due.map((d) => d._id) } }).toArray()).map((d) => [d._id, d]));
     const keys = [...new Set(due.map((d) => d.conversationKey))];

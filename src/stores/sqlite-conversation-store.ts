@@ -321,7 +321,7 @@ export class SqliteConversationStore implements ConversationStore {
         `INSERT INTO messages (id, conversation_key, role, content, created_at, model, finish_reason, input_tokens, output_tokens, tokens)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
-      touchConversation: db.prepare<[number, string]>('UPDATE conversations SET updated_at = max(updated_at, ?) WHERE key = ?'),
+      touchConversation: db.prepare<[number, string], { updated_at: number }>('UPDATE conversations SET updated_at = max(updated_at, ?) WHERE key = ? RETURNING updated_at'),
       recentMessages: db.prepare<[string, number], MessageRow>(
         'SELECT * FROM (SELECT * FROM messages WHERE conversation_key = ? ORDER BY created_at DESC, id DESC LIMIT ?) ORDER BY created_at, id',
       ),
@@ -347,7 +347,7 @@ export class SqliteConversationStore implements ConversationStore {
       pendingMemories: db.prepare<[number, number], PendingRow>(
         `SELECT m.*, o.owner_id, o.attempts, c.id AS public_id FROM memory_outbox o
          JOIN messages m ON m.id = o.message_id JOIN conversations c ON c.key = m.conversation_key
-         WHERE o.next_at <= ? ORDER BY o.next_at LIMIT ?`,
+         WHERE o.next_at <= ? ORDER BY o.next_at, o.message_id LIMIT ?`,
       ),
       memoryDone: db.prepare<[string]>('DELETE FROM memory_outbox WHERE message_id = ?'),
       memoryRetry: db.prepare<[number, string]>('UPDATE memory_outbox SET attempts = attempts + 1, next_at = ? WHERE message_id = ?'),
@@ -494,10 +494,16 @@ export class SqliteConversationStore implements ConversationStore {
 
   async appendMessage({ remember, conversation: create, ...message }: NewMessage) {
     const stored: StoredMessage = { ...message, id: message.id ?? timeOrderedId(), createdAt: message.createdAt ?? monotonicNow() };
+    const dueAt = stored.createdAt;
     await this.#write(() => {
       stored.tokens = tokensOf(stored);
-      // A conversation created here is as new as its first message: nothing to touch.
+      // A conversation created here is as new as its first message: nothing to touch. Else the
+      // message is dated no earlier than the conversation's latest activity (see ConversationStore).
       const created = create !== undefined && this.#ensureConversation(create, stored.createdAt).created;
+      if (!created) {
+        const latest = this.#stmt.touchConversation.get(stored.createdAt, stored.conversationKey)?.updated_at;
+        if (latest !== undefined && latest > stored.createdAt) stored.createdAt = latest;
+      }
       this.#stmt.insertMessage.run(
         stored.id,
         stored.conversationKey,
@@ -510,8 +516,7 @@ export class SqliteConversationStore implements ConversationStore {
         stored.usage?.outputTokens ?? null,
         stored.tokens,
       );
-      if (!created) this.#stmt.touchConversation.run(stored.createdAt, stored.conversationKey);
-      if (remember) this.#stmt.enqueueMemory.run(stored.id, ownerOfKey(stored.conversationKey), stored.createdAt);
+      if (remember) this.#stmt.enqueueMemory.run(stored.id, ownerOfKey(stored.conversationKey), dueAt);
     }, stored.content.length);
     return stored;
   }

@@ -211,15 +211,18 @@ for (const adapter of adapters) {
       expect((await store.listMessages(key, { limit: 100 })).nextCursor).toBeNull();
     });
 
-    it('a burst of messages in few milliseconds: dated by the clock (never ahead of it), in order, paginated across equal dates', async () => {
+    it('a burst of messages: dated by the clock (never ahead of it), in order, paginated across equal dates', async () => {
       const { conversation } = await store.ensureConversation({ id: 'c-burst', ownerId: 'u1', title: 't' });
-      const N = 400;
-      // Started together: the stores write them in the order they were given, many in one millisecond.
-      const stored = await Promise.all(Array.from({ length: N }, (_, i) => store.appendMessage({ conversationKey: conversation.key, role: 'user', content: `b${i}` })));
+      const N = 300;
+      const stored = [];
+      for (let i = 0; i < N; i++) stored.push(await store.appendMessage({ conversationKey: conversation.key, role: 'user', content: `b${i}` }));
       const after = Date.now();
-      // The old clock added 1 ms per message written in the same millisecond: 400 of them ran it ~400 ms ahead.
+      // The old clock added 1 ms per message written in the same millisecond, and ran ahead of the real one.
       expect(Math.max(...stored.map((m) => m.createdAt))).toBeLessThanOrEqual(after);
-      expect(new Set(stored.map((m) => m.createdAt)).size).toBeLessThan(N); // some share a millisecond
+      for (let i = 1; i < N; i++) expect(stored[i]!.createdAt).toBeGreaterThanOrEqual(stored[i - 1]!.createdAt);
+      // And 40 more in one millisecond (as many would be on a fast store): their ids keep them in order.
+      const tied = Date.now();
+      for (let i = N; i < N + 40; i++) stored.push(await store.appendMessage({ conversationKey: conversation.key, role: 'user', content: `b${i}`, createdAt: tied }));
       const seen: string[] = [];
       let cursor: string | undefined;
       for (let page = 0; page < 100; page++) {
@@ -228,8 +231,29 @@ for (const adapter of adapters) {
         if (!res.nextCursor) break;
         cursor = res.nextCursor;
       }
-      expect(seen).toEqual(Array.from({ length: N }, (_, i) => `b${i}`));
-      expect((await store.recentMessages(conversation.key, 5)).map((m) => m.content)).toEqual(['b395', 'b396', 'b397', 'b398', 'b399']);
+      expect(seen).toEqual(Array.from({ length: N + 40 }, (_, i) => `b${i}`));
+      expect((await store.recentMessages(conversation.key, 3)).map((m) => m.content)).toEqual(['b337', 'b338', 'b339']);
+    });
+
+    it('a conversation’s messages keep the order they were written in when the clock steps back; their memory writes are due at the clock’s time', async () => {
+      const { conversation } = await store.ensureConversation({ id: 'c-clock', ownerId: 'clock-user', title: 't' });
+      // Dated a minute ahead: a clock set ahead and then corrected, or an earlier version that ran its dates ahead under load.
+      const ahead = Date.now() + 60_000;
+      const first = await store.appendMessage({ conversationKey: conversation.key, role: 'user', content: 'dated ahead', createdAt: ahead });
+      const second = await store.appendMessage({ conversationKey: conversation.key, role: 'assistant', content: 'written after', remember: true });
+      expect(first.createdAt).toBe(ahead);
+      expect(second.createdAt).toBe(ahead); // not before the conversation's latest message
+      expect((await store.recentMessages(conversation.key, 10)).map((m) => [m.content, m.createdAt])).toEqual([
+        ['dated ahead', ahead],
+        ['written after', ahead],
+      ]);
+      const page1 = await store.listMessages(conversation.key, { limit: 1 });
+      const page2 = await store.listMessages(conversation.key, { limit: 1, after: page1.nextCursor! });
+      expect([...page1.items, ...page2.items].map((m) => m.content)).toEqual(['dated ahead', 'written after']);
+      expect((await store.getConversation('clock-user', 'c-clock'))?.updatedAt).toBe(ahead);
+      // The memory write is not held back until the date the message carries.
+      expect((await store.pendingMemories(10, Date.now())).map((p) => p.message.id)).toContain(second.id);
+      await store.deleteConversation('clock-user', 'c-clock');
     });
 
     it('lists an owner’s conversations newest activity first, paginated, never another owner’s', async () => {
