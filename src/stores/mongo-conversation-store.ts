@@ -236,12 +236,15 @@ export class MongoConversationStore implements ConversationStore {
   }
 
   async appendMessage({ remember, conversation: create, ...message }: NewMessage) {
-    if (create) await this.ensureConversation(create);
+    const created = create !== undefined && (await this.ensureConversation(create)).created;
     const stored: StoredMessage = { ...message, id: message.id ?? timeOrderedId(), createdAt: message.createdAt ?? monotonicNow(), tokens: tokensOf(message) };
     const dueAt = new Date(stored.createdAt);
-    // Never before the conversation's latest activity (see ConversationStore): touched first, and its date read back.
-    const touched = await this.#conversations.findOneAndUpdate({ _id: stored.conversationKey }, { $max: { updatedAt: dueAt } }, { returnDocument: 'after', projection: { updatedAt: 1 } });
-    if (touched && touched.updatedAt.getTime() > stored.createdAt) stored.createdAt = touched.updatedAt.getTime();
+    if (!created) {
+      // Never before the conversation's latest activity (see ConversationStore): touched first, and
+      // its date read back. (A conversation created just now has no message to come after.)
+      const touched = await this.#conversations.findOneAndUpdate({ _id: stored.conversationKey }, { $max: { updatedAt: dueAt } }, { returnDocument: 'after', projection: { updatedAt: 1 } });
+      if (touched && touched.updatedAt.getTime() > stored.createdAt) stored.createdAt = touched.updatedAt.getTime();
+    }
     const createdAt = new Date(stored.createdAt);
     await this.#messages.insertOne({
       _id: stored.id,
