@@ -7,12 +7,13 @@ import { MongoConversationStore } from '../../src/stores/mongo-conversation-stor
 import { SqliteConversationStore } from '../../src/stores/sqlite-conversation-store.js';
 import { countTokens } from '../../src/models/tokenizer.js';
 import { tempDataDir } from '../helpers/gateway.js';
+import { waitFor } from '../helpers/wait.js';
 import { startMongoStandin, type MongoStandin } from '../standins/mongo-standin.js';
 
 /** Resolves once Date.now() has moved past the millisecond it was called in. */
 async function nextMillisecond(): Promise<void> {
   const start = Date.now();
-  while (Date.now() === start) await new Promise((r) => setTimeout(r, 1));
+  await waitFor(() => Date.now() !== start, 1000, 1);
 }
 
 interface Adapter {
