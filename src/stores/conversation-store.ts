@@ -252,10 +252,8 @@ export function tokensOf(message: { content: string; tokens?: number | undefined
 let last = 0;
 /**
  * Date.now(), but never less than what it answered before (the clock may step back). Not
- * strictly increasing: messages written in the same millisecond share it and keep their order
- * by id (timeOrderedId), which is. It used to add 1 ms per tie, and ran ahead of the clock under
- * load (3,000 messages a second put it 2 s ahead every second): messages dated in the future,
- * and their long-term memory writes, due at that date, held back as long.
+ * strictly increasing, so it never runs ahead of the clock: messages written in the same
+ * millisecond share it and keep their order by id (timeOrderedId), which is.
  */
 export function monotonicNow(): number {
   const now = Date.now();
