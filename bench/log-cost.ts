@@ -7,12 +7,14 @@
  *
  *   npx tsx bench/log-cost.ts [--turns 200000] [--rounds 4]
  */
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { withBindings, type Logger } from '../src/logger.js';
 import { createNodeLogger } from '../src/node/node-logger.js';
+import { scriptArgs } from './script-args.js';
 
-const { values } = parseArgs({ options: { turns: { type: 'string', default: '200000' }, rounds: { type: 'string', default: '4' } } });
+const USAGE = 'Usage: npx tsx bench/log-cost.ts [--turns 200000] [--rounds 4]';
+
+const values = scriptArgs(USAGE, { turns: { type: 'string', default: '200000' }, rounds: { type: 'string', default: '4' } });
 const TURNS = Number(values.turns);
 const ROUNDS = Number(values.rounds);
 

@@ -12,7 +12,6 @@ import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { NoblePasswordHasher } from '../src/auth/noble-password-hasher.js';
 import { LocalEmbedder } from '../src/memory/local-embedder.js';
 import { SqliteMemoryStore } from '../src/memory/sqlite-memory-store.js';
@@ -20,9 +19,12 @@ import { SqliteConversationStore } from '../src/stores/sqlite-conversation-store
 import { startGatewayProcess, startStandinProcess, runBench, stopAllChildren } from './processes.js';
 import { gatewayTarget, measureStream } from './sse-client.js';
 import { percentile } from './stats.js';
+import { scriptArgs } from './script-args.js';
+
+const USAGE = 'Usage: npx tsx bench/memory-ttft.ts [--memories 10000] [--turns 40] [--rounds 4]';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const { values } = parseArgs({ options: { memories: { type: 'string', default: '10000' }, turns: { type: 'string', default: '40' }, rounds: { type: 'string', default: '4' } } });
+const values = scriptArgs(USAGE, { memories: { type: 'string', default: '10000' }, turns: { type: 'string', default: '40' }, rounds: { type: 'string', default: '4' } });
 const MEMORIES = Number(values.memories);
 const TURNS = Number(values.turns);
 const ROUNDS = Number(values.rounds);

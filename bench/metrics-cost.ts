@@ -17,7 +17,7 @@
  *    difference two identical gateways show, i.e. the noise floor of the paired figure. `--pin`
  *    puts both gateways on core 0 and the clients on core 1 (Linux `taskset`).
  *
- *   npm run build && npx tsx bench/metrics-cost.ts [--seconds 15] [--concurrency 16] [--rounds 3] [--paired [--control] [--pin]]
+ *   npm run build && npx tsx bench/metrics-cost.ts [--seconds 15] [--warmup 3] [--concurrency 16] [--rounds 3] [--out FILE] [--paired [--control] [--pin]]
  *
  * Results: stdout and bench/results/metrics-cost.json. The issue's bound: metrics cost <= 3 %.
  */
@@ -27,25 +27,25 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { PromMetrics } from '../src/node/prom-metrics.js';
 import { MemoryRateLimiter } from '../src/ratelimit/memory-rate-limiter.js';
 import { countingRefusals } from '../src/ratelimit/counting-refusals.js';
 import type { RateLimiter } from '../src/ratelimit/rate-limiter.js';
 import { readProcStats, startGatewayProcess, stopAllChildren, type ChildHandle } from './processes.js';
+import { scriptArgs } from './script-args.js';
+
+const USAGE = 'Usage: npm run build && npx tsx bench/metrics-cost.ts [--seconds 15] [--warmup 3] [--concurrency 16] [--rounds 3] [--out FILE] [--paired [--control] [--pin]]';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const { values } = parseArgs({
-  options: {
-    seconds: { type: 'string', default: '15' },
-    warmup: { type: 'string', default: '3' },
-    concurrency: { type: 'string', default: '16' },
-    rounds: { type: 'string', default: '3' },
-    out: { type: 'string', default: 'bench/results/metrics-cost.json' },
-    paired: { type: 'boolean', default: false },
-    control: { type: 'boolean', default: false },
-    pin: { type: 'boolean', default: false },
-  },
+const values = scriptArgs(USAGE, {
+  seconds: { type: 'string', default: '15' },
+  warmup: { type: 'string', default: '3' },
+  concurrency: { type: 'string', default: '16' },
+  rounds: { type: 'string', default: '3' },
+  out: { type: 'string', default: 'bench/results/metrics-cost.json' },
+  paired: { type: 'boolean', default: false },
+  control: { type: 'boolean', default: false },
+  pin: { type: 'boolean', default: false },
 });
 const SECONDS = Number(values.seconds);
 const WARMUP_SECONDS = Number(values.warmup);

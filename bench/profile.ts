@@ -15,11 +15,13 @@ import WebSocket from 'ws';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import { summarise } from './cpuprofile-summary.js';
 import { freePort, startGatewayProcess, startRelayProcess, startStandinProcess, runBench, stopAllChildren, type ChildHandle } from './processes.js';
 import { runLevel, warmUp, type RunContext } from './runner.js';
 import type { Mode } from './sse-client.js';
+import { scriptArgs } from './script-args.js';
+
+const USAGE = 'Usage: npx tsx bench/profile.ts [--concurrency 200] [--rounds 3] [--tokens 50] [--pace 20] [--top 15] [--interval 1000]';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const PROFILES = resolve(ROOT, 'bench/results/profiles');
@@ -187,15 +189,13 @@ export function formatProfile(p: ProfileResult): string {
 }
 
 async function main() {
-  const { values } = parseArgs({
-    options: {
-      concurrency: { type: 'string', default: '200' },
-      rounds: { type: 'string', default: '3' },
-      tokens: { type: 'string', default: '50' },
-      pace: { type: 'string', default: '20' },
-      top: { type: 'string', default: '15' },
-      interval: { type: 'string', default: '1000' },
-    },
+  const values = scriptArgs(USAGE, {
+    concurrency: { type: 'string', default: '200' },
+    rounds: { type: 'string', default: '3' },
+    tokens: { type: 'string', default: '50' },
+    pace: { type: 'string', default: '20' },
+    top: { type: 'string', default: '15' },
+    interval: { type: 'string', default: '1000' },
   });
   try {
     const result = await profilePerToken({

@@ -13,18 +13,20 @@ import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
 import { readProcStats, startGatewayProcess, startUrlProcess, runBench, stopAllChildren } from './processes.js';
 import { percentile } from './stats.js';
+import { scriptArgs } from './script-args.js';
+
+const USAGE = 'Usage: npx tsx bench/realtime.ts [--chunks 250] [--rounds 4] [--sessions 200]';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CHUNK_BYTES = 960;
 const PACE_MS = 20;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const { values } = parseArgs({ options: { chunks: { type: 'string', default: '250' }, rounds: { type: 'string', default: '4' }, sessions: { type: 'string', default: '200' } } });
+const values = scriptArgs(USAGE, { chunks: { type: 'string', default: '250' }, rounds: { type: 'string', default: '4' }, sessions: { type: 'string', default: '200' } });
 const CHUNKS = Number(values.chunks);
 const ROUNDS = Number(values.rounds);
 const SESSIONS = Number(values.sessions);

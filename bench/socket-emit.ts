@@ -8,11 +8,13 @@
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { parseArgs } from 'node:util';
 import { Server, type Socket } from 'socket.io';
 import { tokenEmitter } from '../src/socket/token-emitter.js';
+import { scriptArgs } from './script-args.js';
 
-const { values } = parseArgs({ options: { clients: { type: 'string', default: '50' }, rounds: { type: 'string', default: '8' }, events: { type: 'string', default: '1000' } } });
+const USAGE = 'Usage: npx tsx bench/socket-emit.ts [--clients 50] [--rounds 8] [--events 1000]';
+
+const values = scriptArgs(USAGE, { clients: { type: 'string', default: '50' }, rounds: { type: 'string', default: '8' }, events: { type: 'string', default: '1000' } });
 const CLIENTS = Number(values.clients);
 const ROUNDS = Number(values.rounds);
 const EVENTS = Number(values.events);

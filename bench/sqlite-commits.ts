@@ -16,19 +16,19 @@
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { conversationKey } from '../src/stores/conversation-store.js';
 import { SqliteConversationStore } from '../src/stores/sqlite-conversation-store.js';
 import { percentile } from './stats.js';
+import { scriptArgs } from './script-args.js';
 
-const { values } = parseArgs({
-  options: {
-    concurrency: { type: 'string', default: '64' },
-    'model-ms': { type: 'string', default: '2' },
-    seconds: { type: 'string', default: '4' },
-    rounds: { type: 'string', default: '3' },
-    dir: { type: 'string', default: tmpdir() },
-  },
+const USAGE = 'Usage: npx tsx bench/sqlite-commits.ts [--concurrency 64] [--model-ms 2] [--seconds 4] [--rounds 3] [--dir DIR]';
+
+const values = scriptArgs(USAGE, {
+  concurrency: { type: 'string', default: '64' },
+  'model-ms': { type: 'string', default: '2' },
+  seconds: { type: 'string', default: '4' },
+  rounds: { type: 'string', default: '3' },
+  dir: { type: 'string', default: tmpdir() },
 });
 const CONCURRENCY = Number(values.concurrency);
 const MODEL_MS = Number(values['model-ms']);
