@@ -1,10 +1,21 @@
-import { describe, expect, it } from 'vitest';
-import { monotonicNow, timeOrderedId } from '../../src/stores/conversation-store.js';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
+
+type Ids = typeof import('../../src/stores/conversation-store.js');
+let timeOrderedId: Ids['timeOrderedId'];
+let monotonicNow: Ids['monotonicNow'];
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const timeOf = (id: string) => parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
 
 describe('message ids and dates', () => {
+  // The generators keep state for the process (the last id's time, the last date): each test
+  // starts from a fresh module, so what one test does to that state (a clock 60 s ahead) cannot
+  // decide another's outcome, in any order.
+  beforeEach(async () => {
+    vi.resetModules();
+    ({ timeOrderedId, monotonicNow } = await import('../../src/stores/conversation-store.js'));
+  });
+
   it('ids are UUIDv7, strictly increasing in the process however many share a millisecond', () => {
     const ids = Array.from({ length: 50_000 }, () => timeOrderedId());
     for (const id of ids) expect(id).toMatch(UUID_V7);
@@ -20,7 +31,7 @@ describe('message ids and dates', () => {
   });
 
   it('a clock that steps back, or a millisecond that overflows its counter, still gives increasing ids', () => {
-    const now = Date.now() + 60_000; // ahead of every id made so far
+    const now = Date.now() + 60_000; // ahead of the clock
     const first = timeOrderedId(now);
     const back = timeOrderedId(now - 5_000); // the clock stepped back 5 s
     expect(back > first).toBe(true);
