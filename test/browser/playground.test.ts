@@ -37,7 +37,9 @@ function lastUserText(req: RecordedRequest): string {
 /** A slow reply has 150 numbered parts at 40 ms each: six seconds, plenty to stop part-way. */
 const SLOW_PARTS = 150;
 
-describe('the playground in Chromium', () => {
+// One browser session, as a user goes through it: signed in once, then chat, stop, rename,
+// memories, keys, voice, a narrow screen, and signing out last (each step needs the ones before).
+describe('the playground in Chromium', { shuffle: false }, () => {
   let openai: Standin;
   let realtime: RealtimeStandin;
   let gw: TestGateway;

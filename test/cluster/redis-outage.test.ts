@@ -44,7 +44,8 @@ async function firstFrames(res: Response, frames: number, cut: AbortController):
 
 const idsOf = (raw: string) => [...raw.matchAll(/^id: (.+)$/gm)].map((m) => m[1]!);
 
-describe('two nodes that lose Redis', () => {
+// In order: the outage and recovery, then a turn through the outage, then the nodes are stopped.
+describe('two nodes that lose Redis', { shuffle: false }, () => {
   let redisPort: number;
   let redis: RedisServerHandle;
   let a: GatewayProcess;

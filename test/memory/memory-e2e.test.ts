@@ -39,7 +39,9 @@ const setups: Setup[] = [
 ];
 
 for (const setup of setups) {
-  describe(`long-term memory on the ${setup.name}`, () => {
+  // One user's story, in order: a fact remembered, recalled, listed, erased, then stated again
+  // and deleted with its conversation (each step starts from where the last one left off).
+  describe(`long-term memory on the ${setup.name}`, { shuffle: false }, () => {
     let standin: Standin;
     let gw: TestGateway;
     let backend: Awaited<ReturnType<Setup['start']>>;

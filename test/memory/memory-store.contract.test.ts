@@ -157,9 +157,13 @@ for (const adapter of adapters) {
       await store.deleteAll('alice');
     });
 
+    /** Six memories at growing angles from the x axis (upsert: the same six however often it runs). */
+    const RANKER_DEGREES = [0, 15, 30, 45, 60, 120];
+    const seedRanker = () => store.upsert(RANKER_DEGREES.map((d) => memory('ranker', `r${d}`, { degrees: d })));
+
     it('ranks by cosine similarity, best first, honouring topK and minScore', async () => {
-      const degrees = [0, 15, 30, 45, 60, 120];
-      await store.upsert(degrees.map((d) => memory('ranker', `r${d}`, { degrees: d })));
+      const degrees = RANKER_DEGREES;
+      await seedRanker();
 
       const top3 = await store.query('ranker', X_AXIS, { topK: 3, minScore: -1 });
       expect(top3.map((m) => m.id)).toEqual(['r0', 'r15', 'r30']);
@@ -177,6 +181,7 @@ for (const adapter of adapters) {
     });
 
     it('skips excludeMessageIds and still returns topK', async () => {
+      await seedRanker();
       const res = await store.query('ranker', X_AXIS, { topK: 3, minScore: -1, excludeMessageIds: ['msg-r0', 'msg-r15', 'msg-unknown'] });
       expect(res.map((m) => m.id)).toEqual(['r30', 'r45', 'r60']);
     });

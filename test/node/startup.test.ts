@@ -444,6 +444,7 @@ describe('CORS with CORS_ORIGIN unset: loopback origins on any port', () => {
   afterAll(() => gw.destroy());
 
   it('localhost, 127.0.0.1 and [::1] origins on any port are echoed with credentials, also on a preflight', async () => {
+    const from = gw.records.length; // this test's lines: others here log refusals of their own origins
     for (const origin of ['http://localhost:5173', 'http://127.0.0.1:8080', 'http://[::1]:9000']) {
       expect(await originHeaders(`${gw.url}/healthz`, origin), origin).toEqual({ status: 200, allowOrigin: origin, credentials: 'true' });
       const preflight = await originHeaders(`${gw.url}/api/v2/ai/chat/stream`, origin, {
@@ -452,7 +453,7 @@ describe('CORS with CORS_ORIGIN unset: loopback origins on any port', () => {
       });
       expect(preflight, origin).toEqual({ status: 204, allowOrigin: origin, credentials: 'true' });
     }
-    expect(refusals(gw.records)).toEqual([]);
+    expect(refusals(gw.records.slice(from))).toEqual([]);
   });
 
   it('http://evil.example is not echoed; the refusal is logged once (per minute) naming CORS_ORIGIN and the origin', async () => {

@@ -617,10 +617,11 @@ describe('RealtimeSession over Gemini Live: the GA protocol is mapped', () => {
     const h = harness(gemini.provider());
     h.session.handleClientEvent(SEED_004_SESSION_CREATE);
     await h.next('session.updated');
+    const from = geminiStandin.frames.length; // this test's frames, not an earlier test's
     h.session.handleClientAudio(Buffer.alloc(960, 1));
     h.session.handleClientEvent({ type: 'input_audio_buffer.commit' });
     const done = await h.next('response.done');
-    const frame = await geminiStandin.waitForFrame((m) => (m.realtimeInput as Json | undefined)?.audioStreamEnd === true);
+    const frame = await geminiStandin.waitForFrame((m) => (m.realtimeInput as Json | undefined)?.audioStreamEnd === true, 3000, from);
     expect(frame).toEqual({ realtimeInput: { audioStreamEnd: true } });
 
     const committed = h.of('input_audio_buffer.committed')[0] as Json;

@@ -33,16 +33,22 @@ function cosine(a: number[], b: number[]): number {
 
 describe('control plane', () => {
   it('index({name}) resolves the host through GET /indexes/:name once, then talks to the data plane', async () => {
-    // First in the file: the client caches the host per key and index name for the whole process
-    // (describeIndex fills that cache too), so a later test would see no control-plane call.
-    const byName = new Pinecone({ apiKey: API_KEY, controllerHostUrl: standin.url, maxRetries: 0 });
-    const before = standin.requests.length;
-    const idx = byName.index({ name: 'standin-test', namespace: 'by-name' });
-    await idx.upsert({ records: [{ id: 'a', values: [1, 0, 0, 0] }] });
-    await idx.fetch({ ids: ['a'] });
-    const seen = standin.requests.slice(before).map((r) => `${r.method} ${r.path}`);
-    expect(seen).toEqual(['GET /indexes/standin-test', 'POST /vectors/upsert', 'GET /vectors/fetch']);
-    await clearNamespace('by-name');
+    // The client caches the host per API key and index name for the whole process (describeIndex
+    // fills that cache too): a stand-in of its own, with a key no other test uses, so the
+    // control-plane call is seen whatever ran before.
+    const key = 'pc-by-name-key-0123456789';
+    const own = await startPineconeStandin({ dimension: DIM, indexName: 'standin-test', apiKey: key });
+    try {
+      const byName = new Pinecone({ apiKey: key, controllerHostUrl: own.url, maxRetries: 0 });
+      const idx = byName.index({ name: 'standin-test', namespace: 'by-name' });
+      await idx.upsert({ records: [{ id: 'a', values: [1, 0, 0, 0] }] });
+      await idx.fetch({ ids: ['a'] });
+      await byName.index({ name: 'standin-test', namespace: 'by-name' }).fetch({ ids: ['a'] });
+      const seen = own.requests.map((r) => `${r.method} ${r.path}`);
+      expect(seen).toEqual(['GET /indexes/standin-test', 'POST /vectors/upsert', 'GET /vectors/fetch', 'GET /vectors/fetch']);
+    } finally {
+      await own.close();
+    }
   });
   it('describes the index in the snake_case shape the client parses, with an http:// host', async () => {
     const model = await pc.describeIndex('standin-test');

@@ -296,9 +296,10 @@ describe('Gemini Live stand-in with the real @google/genai live client', () => {
 
   it('answers a text turn sent with sendClientContent', async () => {
     const { session, messages } = await connect();
+    const from = standin.frames.length; // this test's frames only: others may have sent clientContent before
     session.sendClientContent({ turns: [{ role: 'user', parts: [{ text: 'Hello' }] }], turnComplete: true });
     await until(() => messages.find((m) => m.serverContent?.turnComplete), 'turnComplete');
-    const frame = await standin.waitForFrame((m) => typeof m.clientContent === 'object');
+    const frame = await standin.waitForFrame((m) => typeof m.clientContent === 'object', 3000, from);
     expect(frame.clientContent).toEqual({ turns: [{ role: 'user', parts: [{ text: 'Hello' }] }], turnComplete: true });
     expect(messages.filter((m) => m.data).length).toBe(GEMINI_STANDIN_AUDIO.length);
   });

@@ -77,7 +77,8 @@ if (realMongo) {
 }
 
 for (const adapter of adapters) {
-  describe(`ConversationStore contract: ${adapter.name}`, () => {
+  // One store per adapter, filled as the contract goes: later steps read what earlier ones wrote.
+  describe(`ConversationStore contract: ${adapter.name}`, { shuffle: false }, () => {
     let store: ConversationStore;
     let handle: Awaited<ReturnType<Adapter['open']>>;
 

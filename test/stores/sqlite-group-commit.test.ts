@@ -8,15 +8,23 @@ import { tempDataDir } from '../helpers/gateway.js';
 
 describe('SQLite group commit', () => {
   const dir = tempDataDir();
-  const file = join(dir, 'gc.sqlite');
-  const store = new SqliteConversationStore(file);
   const key = conversationKey('ip:127.0.0.1', 'gc');
+  /** Each test its own file and store, so no test depends on what another wrote or closed. */
+  const opened: SqliteConversationStore[] = [];
+  let files = 0;
+  const openStore = () => {
+    const file = join(dir, `gc-${++files}.sqlite`);
+    const store = new SqliteConversationStore(file);
+    opened.push(store);
+    return { file, store };
+  };
   afterAll(async () => {
-    await store.close();
+    for (const store of opened) await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
   it('writes queued in one turn share a transaction; a failing one fails alone and the rest commit', async () => {
+    const { file, store } = openStore();
     await store.ensureConversation({ id: 'gc', ownerId: 'ip:127.0.0.1', title: 't' });
     const results = await Promise.allSettled([
       store.appendMessage({ conversationKey: key, role: 'user', content: 'one' }),
@@ -60,6 +68,8 @@ describe('SQLite group commit', () => {
   });
 
   it('a write settles only after its commit, and close flushes what is queued', async () => {
+    const { file, store } = openStore();
+    await store.ensureConversation({ id: 'gc', ownerId: 'ip:127.0.0.1', title: 't' });
     const pending = store.appendMessage({ conversationKey: key, role: 'user', content: 'last' });
     await store.close();
     await expect(pending).resolves.toMatchObject({ content: 'last' });
@@ -69,6 +79,7 @@ describe('SQLite group commit', () => {
   });
 
   it('creates the database owner-only and migrates a version-1 file, hiding its anonymous conversations', async () => {
+    const { file } = openStore();
     expect(statSync(file).mode & 0o777).toBe(0o600);
     const oldDir = tempDataDir();
     const old = join(oldDir, 'v1.sqlite');
