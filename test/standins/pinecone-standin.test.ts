@@ -18,10 +18,6 @@ afterAll(async () => {
   await standin.close();
 });
 
-async function clearNamespace(namespace: string) {
-  if (standin.records(namespace).length > 0) await index.deleteAll({ namespace });
-}
-
 async function clearAll() {
   for (const namespace of standin.namespaces()) await index.deleteAll({ namespace });
 }

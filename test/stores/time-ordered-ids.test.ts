@@ -1,8 +1,8 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest';
+import type * as Ids from '../../src/stores/conversation-store.js';
 
-type Ids = typeof import('../../src/stores/conversation-store.js');
-let timeOrderedId: Ids['timeOrderedId'];
-let monotonicNow: Ids['monotonicNow'];
+let timeOrderedId: typeof Ids.timeOrderedId;
+let monotonicNow: typeof Ids.monotonicNow;
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const timeOf = (id: string) => parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
