@@ -312,12 +312,20 @@ describe.each([openai, gemini])('RealtimeSession over $name', (fx) => {
 
   it('bounds the queue by bytes too', async () => {
     fx.holdConnect(true);
+    const conn = fx.connections();
+    const attempts = fx.attempts();
     const h = harness(fx.provider(), { limits: { maxQueuedBytes: 3000 } });
     h.session.handleClientAudio(Buffer.alloc(960, 1)); // 1280 base64 + overhead
     h.session.handleClientAudio(Buffer.alloc(960, 2));
     expect(h.errors).toEqual([]);
     h.session.handleClientAudio(Buffer.alloc(960, 3));
     expect(h.errors.map((e) => e.code)).toEqual(['RATE_LIMIT']);
+    // Its upstream connection is still on its way: closed here, not in the next test (which counts connections).
+    await until(() => fx.attempts() > attempts, 'connection attempt');
+    h.session.close();
+    fx.holdConnect(false);
+    await new Promise((r) => setTimeout(r, 100));
+    for (let i = conn; i < fx.connections(); i++) await fx.waitForUpstreamClose(i, 2500);
   });
 
   it('closes an idle session with BAD_REQUEST and closes the upstream', async () => {
