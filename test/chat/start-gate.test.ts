@@ -16,6 +16,9 @@ describe('StartGate', () => {
     const passes = passCounter();
     let timerRanAt = -1;
     setTimeout(() => (timerRanAt = order.length), 0);
+    // Due before the burst begins (a timer waits at least 1 ms; warm, the whole burst can take less).
+    const due = Date.now() + 2;
+    while (Date.now() < due);
 
     const starts = Array.from({ length: 10 }, (_, i) =>
       (async () => {
