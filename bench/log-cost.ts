@@ -14,9 +14,7 @@ import { scriptArgs } from './script-args.js';
 
 const USAGE = 'Usage: npx tsx bench/log-cost.ts [--turns 200000] [--rounds 4]';
 
-const values = scriptArgs(USAGE, { turns: { type: 'string', default: '200000' }, rounds: { type: 'string', default: '4' } });
-const TURNS = Number(values.turns);
-const ROUNDS = Number(values.rounds);
+const { turns: TURNS, rounds: ROUNDS } = scriptArgs(USAGE, { turns: 200_000, rounds: 4 });
 
 const dest = pino.destination({ dest: '/dev/null', sync: true });
 const base = { level: 'info', base: { service: 'ai-chat-gateway' }, serializers: { err: pino.stdSerializers.err } };

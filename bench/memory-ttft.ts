@@ -24,10 +24,7 @@ import { scriptArgs } from './script-args.js';
 const USAGE = 'Usage: npx tsx bench/memory-ttft.ts [--memories 10000] [--turns 40] [--rounds 4]';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const values = scriptArgs(USAGE, { memories: { type: 'string', default: '10000' }, turns: { type: 'string', default: '40' }, rounds: { type: 'string', default: '4' } });
-const MEMORIES = Number(values.memories);
-const TURNS = Number(values.turns);
-const ROUNDS = Number(values.rounds);
+const { memories: MEMORIES, turns: TURNS, rounds: ROUNDS } = scriptArgs(USAGE, { memories: 10_000, turns: 40, rounds: 4 });
 const TOKENS = 5;
 const PASSWORD = 'bench-password-1';
 

@@ -37,20 +37,8 @@ import { scriptArgs } from './script-args.js';
 const USAGE = 'Usage: npm run build && npx tsx bench/metrics-cost.ts [--seconds 15] [--warmup 3] [--concurrency 16] [--rounds 3] [--out FILE] [--paired [--control] [--pin]]';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const values = scriptArgs(USAGE, {
-  seconds: { type: 'string', default: '15' },
-  warmup: { type: 'string', default: '3' },
-  concurrency: { type: 'string', default: '16' },
-  rounds: { type: 'string', default: '3' },
-  out: { type: 'string', default: 'bench/results/metrics-cost.json' },
-  paired: { type: 'boolean', default: false },
-  control: { type: 'boolean', default: false },
-  pin: { type: 'boolean', default: false },
-});
-const SECONDS = Number(values.seconds);
-const WARMUP_SECONDS = Number(values.warmup);
-const CONCURRENCY = Number(values.concurrency);
-const ROUNDS = Number(values.rounds);
+const values = scriptArgs(USAGE, { seconds: 15, warmup: 3, concurrency: 16, rounds: 3, out: 'bench/results/metrics-cost.json', paired: false, control: false, pin: false });
+const { seconds: SECONDS, warmup: WARMUP_SECONDS, concurrency: CONCURRENCY, rounds: ROUNDS } = values;
 const SCRAPE_EVERY_MS = 5_000;
 
 interface Run {

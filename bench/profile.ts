@@ -189,24 +189,9 @@ export function formatProfile(p: ProfileResult): string {
 }
 
 async function main() {
-  const values = scriptArgs(USAGE, {
-    concurrency: { type: 'string', default: '200' },
-    rounds: { type: 'string', default: '3' },
-    tokens: { type: 'string', default: '50' },
-    pace: { type: 'string', default: '20' },
-    top: { type: 'string', default: '15' },
-    interval: { type: 'string', default: '1000' },
-  });
+  const { pace, interval, ...counts } = scriptArgs(USAGE, { concurrency: 200, rounds: 3, tokens: 50, pace: 20, top: 15, interval: 1000 });
   try {
-    const result = await profilePerToken({
-      concurrency: Number(values.concurrency),
-      rounds: Number(values.rounds),
-      tokens: Number(values.tokens),
-      paceMs: Number(values.pace),
-      top: Number(values.top),
-      intervalUs: Number(values.interval),
-      log,
-    });
+    const result = await profilePerToken({ ...counts, paceMs: pace, intervalUs: interval, log });
     console.log(formatProfile(result));
   } finally {
     await stopAllChildren();

@@ -26,10 +26,7 @@ const CHUNK_BYTES = 960;
 const PACE_MS = 20;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const values = scriptArgs(USAGE, { chunks: { type: 'string', default: '250' }, rounds: { type: 'string', default: '4' }, sessions: { type: 'string', default: '200' } });
-const CHUNKS = Number(values.chunks);
-const ROUNDS = Number(values.rounds);
-const SESSIONS = Number(values.sessions);
+const { chunks: CHUNKS, rounds: ROUNDS, sessions: SESSIONS } = scriptArgs(USAGE, { chunks: 250, rounds: 4, sessions: 200 });
 
 /** A chunk whose first 4 bytes are its sequence number, so its echo is recognised. */
 function chunk(seq: number): Buffer {

@@ -14,10 +14,7 @@ import { scriptArgs } from './script-args.js';
 
 const USAGE = 'Usage: npx tsx bench/socket-emit.ts [--clients 50] [--rounds 8] [--events 1000]';
 
-const values = scriptArgs(USAGE, { clients: { type: 'string', default: '50' }, rounds: { type: 'string', default: '8' }, events: { type: 'string', default: '1000' } });
-const CLIENTS = Number(values.clients);
-const ROUNDS = Number(values.rounds);
-const EVENTS = Number(values.events);
+const { clients: CLIENTS, rounds: ROUNDS, events: EVENTS } = scriptArgs(USAGE, { clients: 50, rounds: 8, events: 1000 });
 
 const http = createServer();
 const io = new Server(http, { transports: ['websocket'] });

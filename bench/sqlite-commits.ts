@@ -23,17 +23,8 @@ import { scriptArgs } from './script-args.js';
 
 const USAGE = 'Usage: npx tsx bench/sqlite-commits.ts [--concurrency 64] [--model-ms 2] [--seconds 4] [--rounds 3] [--dir DIR]';
 
-const values = scriptArgs(USAGE, {
-  concurrency: { type: 'string', default: '64' },
-  'model-ms': { type: 'string', default: '2' },
-  seconds: { type: 'string', default: '4' },
-  rounds: { type: 'string', default: '3' },
-  dir: { type: 'string', default: tmpdir() },
-});
-const CONCURRENCY = Number(values.concurrency);
-const MODEL_MS = Number(values['model-ms']);
-const SECONDS = Number(values.seconds);
-const ROUNDS = Number(values.rounds);
+const values = scriptArgs(USAGE, { concurrency: 64, 'model-ms': 2, seconds: 4, rounds: 3, dir: tmpdir() });
+const { concurrency: CONCURRENCY, 'model-ms': MODEL_MS, seconds: SECONDS, rounds: ROUNDS } = values;
 const REPLY = 'x'.repeat(400);
 
 type Mode = 'inline' | 'worker';
