@@ -202,6 +202,21 @@ const gemini: Fixture = {
 describe.each([openai, gemini])('RealtimeSession over $name', (fx) => {
   afterEach(() => fx.reset());
 
+  /**
+   * Closes a session whose upstream connection is held (`holdConnect`) once that connection was
+   * attempted, lets the held connections go on, and waits until every upstream connection made
+   * since `conn` is closed. OpenAI: the half-open socket was destroyed (the stand-in may still
+   * complete the upgrade before it notices). Gemini: the socket was open awaiting setupComplete;
+   * it is closed as soon as the SDK hands it over. Either way nothing stays open.
+   */
+  async function closeWhileConnecting(h: Harness, conn: number, attempts: number): Promise<void> {
+    await until(() => fx.attempts() > attempts, 'connection attempt');
+    h.session.close();
+    fx.holdConnect(false);
+    await new Promise((r) => setTimeout(r, 100));
+    for (let i = conn; i < fx.connections(); i++) await fx.waitForUpstreamClose(i, 2500);
+  }
+
   /** Opens the session with seed 004's session.create and waits for the acknowledgement. */
   async function started(opts?: ConstructorParameters<typeof Harness>[1]): Promise<{ h: Harness; conn: number }> {
     const h = harness(fx.provider(), opts);
@@ -321,11 +336,7 @@ describe.each([openai, gemini])('RealtimeSession over $name', (fx) => {
     h.session.handleClientAudio(Buffer.alloc(960, 3));
     expect(h.errors.map((e) => e.code)).toEqual(['RATE_LIMIT']);
     // Its upstream connection is still on its way: closed here, not in the next test (which counts connections).
-    await until(() => fx.attempts() > attempts, 'connection attempt');
-    h.session.close();
-    fx.holdConnect(false);
-    await new Promise((r) => setTimeout(r, 100));
-    for (let i = conn; i < fx.connections(); i++) await fx.waitForUpstreamClose(i, 2500);
+    await closeWhileConnecting(h, conn, attempts);
   });
 
   it('closes an idle session with BAD_REQUEST and closes the upstream', async () => {
@@ -396,14 +407,7 @@ describe.each([openai, gemini])('RealtimeSession over $name', (fx) => {
     const conn = fx.connections();
     const attempts = fx.attempts();
     h.session.handleClientEvent(SEED_004_SESSION_CREATE);
-    await until(() => fx.attempts() > attempts, 'connection attempt');
-    h.session.close();
-    fx.holdConnect(false);
-    // OpenAI: the half-open socket was destroyed (the stand-in may still complete the upgrade
-    // before it notices). Gemini: the socket was open awaiting setupComplete; it is closed as
-    // soon as the SDK hands it over. Either way nothing stays open.
-    await new Promise((r) => setTimeout(r, 100));
-    for (let i = conn; i < fx.connections(); i++) await fx.waitForUpstreamClose(i, 2500);
+    await closeWhileConnecting(h, conn, attempts);
     if (fx.name === 'gemini') expect(fx.connections()).toBe(conn + 1);
     expect(h.closes).toEqual([{ initiator: 'client', message: 'The client closed the realtime session' }]);
     expect(h.errors).toEqual([]);
