@@ -243,7 +243,9 @@ export class MongoConversationStore implements ConversationStore {
       // Never before the conversation's latest activity (see ConversationStore): touched first, and
       // its date read back. (A conversation created just now has no message to come after.)
       const touched = await this.#conversations.findOneAndUpdate({ _id: stored.conversationKey }, { $max: { updatedAt: dueAt } }, { returnDocument: 'after', projection: { updatedAt: 1 } });
-      if (touched && touched.updatedAt.getTime() > stored.createdAt) stored.createdAt = touched.updatedAt.getTime();
+      // As SQLite's foreign key does: a message of no conversation would be kept by nothing and deleted with nothing.
+      if (!touched) throw new Error('No such conversation');
+      if (touched.updatedAt.getTime() > stored.createdAt) stored.createdAt = touched.updatedAt.getTime();
     }
     const createdAt = new Date(stored.createdAt);
     await this.#messages.insertOne({

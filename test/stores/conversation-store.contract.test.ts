@@ -199,6 +199,13 @@ for (const adapter of adapters) {
       ]);
     });
 
+    it('refuses a message for a conversation that does not exist, and stores nothing', async () => {
+      const key = conversationKey('u1', 'c-never-made');
+      await expect(store.appendMessage({ conversationKey: key, role: 'user', content: 'orphan', remember: true })).rejects.toThrow();
+      expect(await store.recentMessages(key, 10)).toEqual([]);
+      expect((await store.pendingMemories(100, Date.now() + 60_000)).map((p) => p.message.content)).not.toContain('orphan');
+    });
+
     it('paginates messages oldest first with an opaque cursor', async () => {
       const key = conversationKey('u1', 'c-msgs');
       const seen: string[] = [];
