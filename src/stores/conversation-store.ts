@@ -215,6 +215,10 @@ export function ownerOfKey(key: string): string {
   return key.slice(0, key.lastIndexOf('/'));
 }
 
+/** The last id's time and its counter within that millisecond (see timeOrderedId). */
+let idTime = 0;
+let idCounter = 0;
+
 /**
  * A UUIDv7 (RFC 9562): time-ordered, so new rows land at the right edge of a B-tree index (one
  * page touched per batch of inserts, instead of a random one each) and ids sort by creation.
@@ -237,8 +241,6 @@ export function timeOrderedId(now = Date.now()): string {
   const time = idTime.toString(16).padStart(12, '0');
   return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${idCounter.toString(16).padStart(3, '0')}${random.slice(18)}`;
 }
-let idTime = 0;
-let idCounter = 0;
 
 /**
  * A new message's token count: the one given, else counted (bounded cost, see
