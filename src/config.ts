@@ -56,6 +56,7 @@ export const configSchema = z.object({
   RATE_LIMIT_ACCOUNT: int(1, 1_000_000).default(10),
   RATE_LIMIT_FAIL_CLOSED: bool.default(false),
   RATE_LIMIT_WINDOW_SECONDS: int(1, 86_400 * 7).default(900),
+  RATE_LIMIT_IPV6_PREFIX: int(16, 128).default(56),
   UPSTASH_REDIS_REST_URL: url.optional(),
   UPSTASH_REDIS_REST_TOKEN: z.string().min(1).optional(),
   RATE_LIMIT_PREFIX: z.string().min(1).max(64).default('gateway'),
@@ -190,6 +191,8 @@ export interface Config {
     failClosed: boolean;
     /** Key prefix in the shared Redis (Upstash or REDIS_URL). */
     prefix: string;
+    /** The bits of an IPv6 address that name one client for per-address limits (addressKey). */
+    ipv6Prefix: number;
   };
   upstash: { url: string; token: string } | undefined;
   auth: {
@@ -350,6 +353,7 @@ export function loadConfig(env: Env): Config {
       windowMs: e.RATE_LIMIT_WINDOW_SECONDS * 1000,
       failClosed: e.RATE_LIMIT_FAIL_CLOSED,
       prefix: e.RATE_LIMIT_PREFIX,
+      ipv6Prefix: e.RATE_LIMIT_IPV6_PREFIX,
     },
     upstash:
       e.UPSTASH_REDIS_REST_URL && e.UPSTASH_REDIS_REST_TOKEN

@@ -125,7 +125,12 @@ export function createServices(config: Config, backends: Backends): Services {
     tokens,
     sessions,
     limiter,
-    limits: { perIp: config.rateLimit.authLimit, perAccount: config.rateLimit.accountLimit, windowMs: config.rateLimit.windowMs },
+    limits: {
+      perIp: config.rateLimit.authLimit,
+      perAccount: config.rateLimit.accountLimit,
+      windowMs: config.rateLimit.windowMs,
+      ipv6Prefix: config.rateLimit.ipv6Prefix,
+    },
     turns,
     logger,
   });

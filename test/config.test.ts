@@ -12,7 +12,7 @@ describe('config', () => {
     expect(c.chat.defaultModel).toBeUndefined();
     // Loopback origins on any port.
     expect(c.corsOrigins).toBeUndefined();
-    expect(c.rateLimit).toEqual({ userLimit: 100, anonymousLimit: 20, authLimit: 30, accountLimit: 10, windowMs: 900_000, failClosed: false, prefix: 'gateway' });
+    expect(c.rateLimit).toEqual({ userLimit: 100, anonymousLimit: 20, authLimit: 30, accountLimit: 10, windowMs: 900_000, failClosed: false, prefix: 'gateway', ipv6Prefix: 56 });
     expect(c.models).toMatchObject({ firstByteTimeoutMs: 30_000, idleTimeoutMs: 30_000 });
     expect(c.models.openai.apiKey).toBeUndefined();
   });
@@ -37,6 +37,12 @@ describe('config', () => {
     expect(message).toMatch(/PORT/);
     expect(message).toMatch(/OPENAI_BASE_URL/);
     expect(message).not.toContain('sk-secret');
+  });
+
+  it('RATE_LIMIT_IPV6_PREFIX: 16 to 128 bits', () => {
+    expect(loadConfig({ RATE_LIMIT_IPV6_PREFIX: '64' }).rateLimit.ipv6Prefix).toBe(64);
+    expect(loadConfig({ RATE_LIMIT_IPV6_PREFIX: '128' }).rateLimit.ipv6Prefix).toBe(128);
+    for (const bad of ['8', '129', '56.5', 'all']) expect(() => loadConfig({ RATE_LIMIT_IPV6_PREFIX: bad })).toThrow(/RATE_LIMIT_IPV6_PREFIX/);
   });
 
   it('LOG_PRETTY: true, false, or unset (then the Node entry asks whether stdout is a terminal); nothing else', () => {

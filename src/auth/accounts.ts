@@ -2,6 +2,7 @@ import type { Principal } from '../chat/principal.js';
 import type { TurnTracker } from '../chat/turn-tracker.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { addressKey } from '../ratelimit/address-key.js';
 import type { RateLimiter } from '../ratelimit/rate-limiter.js';
 import { DuplicateEmailError, type ConversationStore, type User } from '../stores/conversation-store.js';
 import type { PasswordHasher } from './password-hasher.js';
@@ -14,6 +15,8 @@ export interface AccountLimits {
   /** Login attempts per window per account (email), whatever the IP: slows guessing from many addresses. */
   perAccount: number;
   windowMs: number;
+  /** Per-IP throttles count an IPv6 client by its network of this many bits (addressKey). */
+  ipv6Prefix: number;
 }
 
 export interface AccountsDeps {
@@ -59,7 +62,7 @@ export class Accounts {
   }
 
   async register(input: { email: string; password: string; name: string | null }, ip: string): Promise<{ user: User; token: string }> {
-    await this.#throttle(`auth:ip:${ip}`, this.deps.limits.perIp, 'Too many sign-in attempts; try again later');
+    await this.#throttle(`auth:ip:${addressKey(ip, this.deps.limits.ipv6Prefix)}`, this.deps.limits.perIp, 'Too many sign-in attempts; try again later');
     try {
       const user = await this.deps.store.createUser({ email: input.email, name: input.name, passwordHash: await this.deps.hasher.hash(input.password) });
       this.deps.logger.info({ userId: user.id }, 'user registered');
@@ -71,7 +74,7 @@ export class Accounts {
   }
 
   async login(input: { email: string; password: string }, ip: string): Promise<{ user: User; token: string }> {
-    await this.#throttle(`auth:ip:${ip}`, this.deps.limits.perIp, 'Too many sign-in attempts; try again later');
+    await this.#throttle(`auth:ip:${addressKey(ip, this.deps.limits.ipv6Prefix)}`, this.deps.limits.perIp, 'Too many sign-in attempts; try again later');
     // Keyed by a hash of the email, so unknown addresses are throttled alike and no address is kept in the limiter.
     await this.#throttle(`auth:account:${await sha256(input.email)}`, this.deps.limits.perAccount, 'Too many sign-in attempts for this account; try again later');
     const user = await this.deps.store.findUserByEmail(input.email);

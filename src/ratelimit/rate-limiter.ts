@@ -1,4 +1,5 @@
 import type { Principal } from '../chat/principal.js';
+import { addressKey } from './address-key.js';
 
 export interface RateLimitDecision {
   allowed: boolean;
@@ -16,6 +17,8 @@ export interface RateLimitPolicy {
   /** Register and login attempts per window per client IP. */
   authLimit: number;
   windowMs: number;
+  /** Anonymous limits count an IPv6 client by its network of this many bits (addressKey). */
+  ipv6Prefix: number;
 }
 
 /** Counts events per key in a sliding window; one `consume` per chat turn, whatever the protocol. */
@@ -35,10 +38,13 @@ export interface RateLimiter {
   close(): Promise<void>;
 }
 
-/** Keys never contain raw user input: user ids are server-issued and IPs come from the socket. */
-export function chatLimit(principal: Principal, policy: Pick<RateLimitPolicy, 'userLimit' | 'anonymousLimit'>): { key: string; limit: number } {
+/**
+ * Keys never contain raw user input: user ids are server-issued and addresses come from the
+ * socket (or a trusted proxy); an IPv6 address is counted by its network (addressKey).
+ */
+export function chatLimit(principal: Principal, policy: Pick<RateLimitPolicy, 'userLimit' | 'anonymousLimit' | 'ipv6Prefix'>): { key: string; limit: number } {
   return principal.userId === null
-    ? { key: `chat:ip:${principal.ip}`, limit: policy.anonymousLimit }
+    ? { key: `chat:ip:${addressKey(principal.ip, policy.ipv6Prefix)}`, limit: policy.anonymousLimit }
     : { key: `chat:user:${principal.userId}`, limit: policy.userLimit };
 }
 

@@ -4,6 +4,7 @@ import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { addressKey } from '../ratelimit/address-key.js';
 import { chatLimit, type RateLimiter } from '../ratelimit/rate-limiter.js';
 import type { ConversationStore } from '../stores/conversation-store.js';
 import { GEMINI_LIVE_MODEL, GeminiRealtimeProvider } from './gemini-realtime-provider.js';
@@ -141,7 +142,7 @@ export class RealtimeService {
         const principal = await callbacks.principal();
         // An API key's model allow-list must name the realtime model; its own limit counts the session like a chat turn.
         if (principal.apiKey) await admitApiKey(principal, { requested: this.#model.modelId, served: this.#model }, this.deps.limiter);
-        const clientKey = principal.userId ?? `ip:${principal.ip}`;
+        const clientKey = principal.userId ?? `ip:${addressKey(principal.ip, this.deps.config.rateLimit.ipv6Prefix)}`;
         const max = this.deps.config.realtime.maxSessionsPerClient;
         if ((this.#open.get(clientKey) ?? 0) >= max) {
           throw new AppError('RATE_LIMIT', `At most ${max} realtime session${max === 1 ? '' : 's'} may be open at once per ${principal.userId ? 'user' : 'address'}; close one first`);

@@ -9,6 +9,7 @@ import { attachDefaultNamespace, type DefaultNamespace } from './default-namespa
 import { socketAuthMiddleware } from './socket-auth.js';
 import { clientIp } from '../chat/principal.js';
 import { normaliseIp } from '../node/client-ip.js';
+import { addressKey } from '../ratelimit/address-key.js';
 import { eventBudget } from '../event-budget.js';
 import type { RealtimeService } from '../realtime/realtime-service.js';
 
@@ -115,9 +116,12 @@ export function createSocketServer(
 
 const TOO_MANY_CONNECTIONS = 'RATE_LIMIT: too many open connections from this address (SOCKET_MAX_CONNECTIONS_PER_IP)';
 
-/** A client's address, the rate limits' one (X-Forwarded-For only behind TRUST_PROXY), from its Engine.IO request. */
-function addressOf(req: { headers: IncomingMessage['headers']; socket?: { remoteAddress?: string | undefined } | null }, trustProxy: boolean): string {
-  return clientIp(normaliseIp(req.socket?.remoteAddress), req.headers['x-forwarded-for'], trustProxy);
+/**
+ * The client an Engine.IO request counts as, the rate limits' one: its address (X-Forwarded-For
+ * only behind TRUST_PROXY), an IPv6 one by its network (addressKey).
+ */
+function addressOf(req: { headers: IncomingMessage['headers']; socket?: { remoteAddress?: string | undefined } | null }, trustProxy: boolean, ipv6Prefix: number): string {
+  return addressKey(clientIp(normaliseIp(req.socket?.remoteAddress), req.headers['x-forwarded-for'], trustProxy), ipv6Prefix);
 }
 
 /**
@@ -135,13 +139,14 @@ function addressOf(req: { headers: IncomingMessage['headers']; socket?: { remote
 function boundClients(io: Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>, services: Services) {
   const { maxConnectionsPerIp: max, maxEventsPerSecond: perSecond } = services.config.socket;
   const trustProxy = services.config.trustProxy;
+  const ipv6Prefix = services.config.rateLimit.ipv6Prefix;
   const open = new Map<string, number>();
   const refused = () => services.metrics.error({ code: 'RATE_LIMIT' }, 'socket.io');
   type RawConnection = { request: IncomingMessage; readyState: string; close(): void; once(event: 'close', listener: () => void): unknown; on(event: 'packet', listener: (packet: { type: string }) => void): unknown };
   if (max > 0 || perSecond > 0) {
     // Before keepOnlyTheHandshake's listener replaces `request` with a copy without the socket.
     io.engine.prependListener('connection', (raw: RawConnection) => {
-      const address = addressOf(raw.request, trustProxy);
+      const address = addressOf(raw.request, trustProxy, ipv6Prefix);
       if (max > 0) {
         const n = (open.get(address) ?? 0) + 1;
         if (n > max) {
@@ -170,7 +175,7 @@ function boundClients(io: Server<Record<string, never>, Record<string, never>, I
   return {
     full(req: IncomingMessage): boolean {
       if (max === 0) return false;
-      const address = addressOf(req, trustProxy);
+      const address = addressOf(req, trustProxy, ipv6Prefix);
       if ((open.get(address) ?? 0) < max) return false;
       refused();
       services.logger.debug({ ip: address }, 'socket connection refused: too many from this address');

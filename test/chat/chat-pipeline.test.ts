@@ -32,7 +32,7 @@ class ScriptedModel implements LanguageModel {
 
 const OPTIONS = { systemPrompt: 'SYS', historyLimit: 20, maxOutputTokens: 500, maxMessageChars: 32_000, firstByteTimeoutMs: 5_000, idleTimeoutMs: 5_000, slowClientTimeoutMs: 5_000 };
 
-function setup(model?: LanguageModel, limits = { userLimit: 100, anonymousLimit: 20, authLimit: 10, windowMs: 60_000 }, options = OPTIONS, gates: { startGate?: StartGate; arrivalGate?: StartGate } = {}) {
+function setup(model?: LanguageModel, limits = { userLimit: 100, anonymousLimit: 20, authLimit: 10, windowMs: 60_000, ipv6Prefix: 56 }, options = OPTIONS, gates: { startGate?: StartGate; arrivalGate?: StartGate } = {}) {
   const store = new MemoryConversationStore();
   const local = new LocalModel({ tokenDelayMs: 0, contextTokens: 8192 });
   const models = new ModelRegistry({
@@ -399,7 +399,7 @@ describe('chat pipeline', () => {
   });
 
   it('refuses a message over MAX_MESSAGE_CHARS whatever protocol hands it over, before counting or storing anything', async () => {
-    const { store, pipeline } = setup(undefined, { userLimit: 1, anonymousLimit: 1, authLimit: 1, windowMs: 60_000 });
+    const { store, pipeline } = setup(undefined, { userLimit: 1, anonymousLimit: 1, authLimit: 1, windowMs: 60_000, ipv6Prefix: 56 });
     await expect(pipeline.prepare({ principal: anon, message: 'x'.repeat(32_001), conversationId: 'long' })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
     expect(await store.getConversation('ip:10.0.0.1', 'long')).toBeUndefined();
     // Nothing was counted: the one allowed turn is still there.
@@ -408,7 +408,7 @@ describe('chat pipeline', () => {
 
   it('a flood of starts is refused at the rate limit before the start gate: only admitted turns queue there', async () => {
     const gate = new StartGate(1);
-    const { pipeline } = setup(undefined, { userLimit: 3, anonymousLimit: 3, authLimit: 1, windowMs: 60_000 }, OPTIONS, { startGate: gate });
+    const { pipeline } = setup(undefined, { userLimit: 3, anonymousLimit: 3, authLimit: 1, windowMs: 60_000, ipv6Prefix: 56 }, OPTIONS, { startGate: gate });
     const outcomes = Array.from({ length: 20 }, (_, i) => pipeline.prepare({ principal: anon, message: `flood ${i}` }).then(() => 'ok', (e: AppError) => e.code));
     const refusedEarly: string[] = [];
     for (const o of outcomes) void o.then((r) => r === 'RATE_LIMIT' && refusedEarly.push(r));
@@ -507,7 +507,7 @@ describe('chat pipeline', () => {
   });
 
   it('counts one turn per prepare and refuses past the limit with RATE_LIMIT', async () => {
-    const { pipeline } = setup(undefined, { userLimit: 3, anonymousLimit: 2, authLimit: 1, windowMs: 60_000 });
+    const { pipeline } = setup(undefined, { userLimit: 3, anonymousLimit: 2, authLimit: 1, windowMs: 60_000, ipv6Prefix: 56 });
     await pipeline.prepare({ principal: anon, message: 'x' });
     await pipeline.prepare({ principal: anon, message: 'x' });
     await expect(pipeline.prepare({ principal: anon, message: 'x' })).rejects.toMatchObject({ code: 'RATE_LIMIT', details: { retryAfterSeconds: expect.any(Number) } });

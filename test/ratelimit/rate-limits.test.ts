@@ -84,6 +84,54 @@ describe('chat rate limits (embedded limiter)', () => {
   });
 });
 
+describe('behind a trusted proxy, an IPv6 client is its network', () => {
+  const remaining = async (g: TestGateway, ip: string) => {
+    const res = await postChat(g.url, { message: 'x' }, { 'X-Forwarded-For': ip });
+    await res.text();
+    return res.headers.get('ratelimit-remaining');
+  };
+
+  it('addresses of one /56 share the anonymous chat limit, the next /56 and IPv4 clients (mapped or not) have their own', async () => {
+    const gw = await startGateway({ RATE_LIMIT_ANON: '5', TRUST_PROXY: 'true' });
+    try {
+      expect([await remaining(gw, '2001:db8:1:2::10'), await remaining(gw, '2001:db8:1:2::99'), await remaining(gw, '2001:db8:1:ff::1')]).toEqual(['4', '3', '2']);
+      expect(await remaining(gw, '2001:db8:1:100::1')).toBe('4');
+      expect([await remaining(gw, '::ffff:203.0.113.10'), await remaining(gw, '203.0.113.10'), await remaining(gw, '::ffff:203.0.113.44')]).toEqual(['4', '3', '4']);
+    } finally {
+      await gw.destroy();
+    }
+  });
+
+  it('RATE_LIMIT_IPV6_PREFIX=128 counts each address alone', async () => {
+    const gw = await startGateway({ RATE_LIMIT_ANON: '5', TRUST_PROXY: 'true', RATE_LIMIT_IPV6_PREFIX: '128' });
+    try {
+      expect([await remaining(gw, '2001:db8:1:2::10'), await remaining(gw, '2001:db8:1:2::99'), await remaining(gw, '2001:db8:1:2:0::10')]).toEqual(['4', '4', '3']);
+    } finally {
+      await gw.destroy();
+    }
+  });
+
+  it('sign-in attempts from addresses of one /56 are throttled together', async () => {
+    const gw = await startGateway({ RATE_LIMIT_AUTH: '3', TRUST_PROXY: 'true' });
+    try {
+      const statuses: number[] = [];
+      for (const ip of ['2001:db8:7::1', '2001:db8:7::2', '2001:db8:7:1::3', '2001:db8:7:2::4', '2001:db8:8::1']) {
+        const res = await fetch(`${gw.url}/api/v2/auth/login`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json', 'X-Forwarded-For': ip },
+          body: JSON.stringify({ email: `guess-${statuses.length}@example.com`, password: 'guess' }),
+        });
+        await res.text();
+        statuses.push(res.status);
+      }
+      // 2001:db8:8::/56 is another client.
+      expect(statuses).toEqual([401, 401, 401, 429, 401]);
+    } finally {
+      await gw.destroy();
+    }
+  });
+});
+
 describe('a window given per call (an API key\'s own per-minute limit)', () => {
   it('the embedded limiter counts that key in its own window, the others in the configured one', async () => {
     let now = 1_000_000 * 900_000; // the start of a 15-minute window, and so of a minute

@@ -27,8 +27,8 @@ interface Received {
 }
 
 /** The seed 004 client: `io(url, {path, transports})`, no token, its handlers. */
-function seed004Client(url: string, transports: ('websocket' | 'polling')[]) {
-  const socket = client<DefaultClient>(url, { path: '/socket.io/', transports });
+function seed004Client(url: string, transports: ('websocket' | 'polling')[], extraHeaders?: Record<string, string>) {
+  const socket = client<DefaultClient>(url, { path: '/socket.io/', transports, ...(extraHeaders && { extraHeaders }) });
   const received: Received = { json: [], audio: [], errors: [] };
   socket.on('realtime-response', (data) => {
     if (Buffer.isBuffer(data)) received.audio.push(data);
@@ -224,6 +224,27 @@ describe('realtime over the OpenAI Realtime GA stand-in', () => {
     await waitFor(() => third.received.json.some((e) => e.type === 'session.updated'), 3000);
     second.socket.close();
     third.socket.close();
+  });
+});
+
+describe('realtime sessions per client behind a trusted proxy', () => {
+  const { gw } = openaiRealtimeForSuite({ TRUST_PROXY: 'true', REALTIME_MAX_SESSIONS_PER_CLIENT: '1', RATE_LIMIT_ANON: '1000' });
+
+  it('an anonymous IPv6 client is its /56: a second session from another address of it is refused, another network gets one', async () => {
+    const open = async (ip: string) => {
+      const c = seed004Client(gw().url, ['websocket'], { 'x-forwarded-for': ip });
+      await connected(c.socket);
+      c.socket.emit('realtime-message', SEED_004_SESSION_CREATE);
+      await waitFor(() => c.received.errors.length > 0 || c.received.json.some((e) => e.type === 'session.updated'), 3000);
+      return c;
+    };
+    const first = await open('2001:db8:9:1::1');
+    expect(first.received.errors).toEqual([]);
+    const sameNetwork = await open('2001:db8:9:2::2');
+    expect(sameNetwork.received.errors[0]).toMatchObject({ code: 'RATE_LIMIT' });
+    const otherNetwork = await open('2001:db8:9:100::1');
+    expect(otherNetwork.received.errors).toEqual([]);
+    for (const c of [first, sameNetwork, otherNetwork]) c.socket.close();
   });
 });
 

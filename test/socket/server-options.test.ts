@@ -254,6 +254,14 @@ describe('SOCKET_MAX_CONNECTIONS_PER_IP bounds what one client address holds', (
     expect(burst.filter((s) => s.connected).length).toBe(3);
   });
 
+  it('an IPv6 client is its /56: a fourth connection from another address of that network is refused, another network still connects', async () => {
+    const from = (ip: string) => ({ transports: ['websocket' as const], extraHeaders: { 'x-forwarded-for': ip } });
+    const held = ['2001:db8:5:1::1', '2001:db8:5:2::2', '2001:db8:5:3::3'].map((ip) => client<AiClient>(`${gw().url}/ai`, from(ip)));
+    await Promise.all(held.map((s) => connected(s)));
+    await connectError(client<AiClient>(`${gw().url}/ai`, from('2001:db8:5:ff::4')));
+    await connected(client<AiClient>(`${gw().url}/ai`, from('2001:db8:5:100::1')));
+  });
+
   it('a refused polling handshake says why, with a 403', async () => {
     const open = Array.from({ length: 3 }, () => client<AiClient>(`${gw().url}/ai`, { transports: ['websocket'], extraHeaders: { 'x-forwarded-for': '198.51.100.1' } }));
     await Promise.all(open.map((s) => connected(s)));
