@@ -168,25 +168,38 @@ export class RealtimeSession {
       this.refuse('BAD_REQUEST', `Unsupported realtime event type "${clip(type, 64)}"`, eventId);
       return;
     }
-    const event = { ...ga, type } as RealtimeClientEvent;
+    let event: RealtimeClientEvent;
     let bytes: number;
-    if (event.type === 'input_audio_buffer.append') {
-      if (typeof event.audio !== 'string' || event.audio.length === 0) {
+    if (type === 'input_audio_buffer.append') {
+      const audio = ga.audio;
+      if (typeof audio !== 'string' || audio.length === 0) {
         this.refuse('BAD_REQUEST', 'input_audio_buffer.append needs base64 `audio`', eventId);
         return;
       }
-      const decoded = base64Bytes(event.audio);
+      const decoded = base64Bytes(audio);
       if (decoded > this.limits.maxAudioChunkBytes) {
         this.refuse('BAD_REQUEST', audioTooLarge(decoded, this.limits.maxAudioChunkBytes), eventId);
         return;
       }
-      bytes = event.audio.length + 64;
+      // An append is its audio (and id) and nothing else (GA defines no other field): what is
+      // counted against the queue's bytes is then what is sent, without serialising the audio.
+      event = eventId === undefined ? { type, audio } : { type, audio, event_id: eventId };
+      bytes = audio.length + (eventId?.length ?? 0) + 64;
     } else {
-      bytes = Buffer.byteLength(JSON.stringify(event));
-      if (bytes > this.limits.maxEventBytes) {
-        this.refuse('BAD_REQUEST', `Realtime event of ${bytes} bytes exceeds the ${this.limits.maxEventBytes}-byte limit`, eventId);
+      event = { ...ga, type } as RealtimeClientEvent;
+      let text: string;
+      try {
+        text = JSON.stringify(event);
+      } catch {
+        // Nested deeper than the stack (a few kilobytes of brackets do it): it could not be sent either.
+        this.refuse('BAD_REQUEST', 'Realtime event could not be read: nested too deeply', eventId);
         return;
       }
+      bytes = Buffer.byteLength(text);
+    }
+    if (bytes > this.limits.maxEventBytes) {
+      this.refuse('BAD_REQUEST', `Realtime event of ${bytes} bytes exceeds the ${this.limits.maxEventBytes}-byte limit`, eventId);
+      return;
     }
     this.dispatch(event, bytes);
   }

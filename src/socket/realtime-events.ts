@@ -3,6 +3,7 @@ import type { RealtimeSession } from '../realtime/realtime-session.js';
 import type { RealtimeService } from '../realtime/realtime-service.js';
 import type { DefaultClientToServerEvents, DefaultServerToClientEvents, InterServerEvents, SocketData } from '../protocol/socket-events.js';
 import type { Services } from '../services.js';
+import { toAppError } from '../errors.js';
 import { outgoingBytes } from './backpressure.js';
 import { eventPrincipal, type AnySocket } from './socket-auth.js';
 
@@ -39,7 +40,18 @@ export function attachRealtimeEvents(socket: DefaultSocket, services: Services, 
     return session;
   };
 
-  socket.on('realtime-message', (event: unknown) => current()?.handleClientEvent(event));
-  socket.on('realtime-audio', (chunk: unknown) => current()?.handleClientAudio(chunk));
+  // Socket.IO calls listeners from process.nextTick: what one throws would end the process.
+  const guarded = (handle: (input: unknown) => void) => (input: unknown) => {
+    try {
+      handle(input);
+    } catch (err) {
+      const e = toAppError(err);
+      services.logger.error({ err, socketId: socket.id }, 'realtime event failed');
+      services.metrics.error(e, 'socket.io');
+      socket.emit('realtime-error', { message: e.message, code: e.code });
+    }
+  };
+  socket.on('realtime-message', guarded((event) => current()?.handleClientEvent(event)));
+  socket.on('realtime-audio', guarded((chunk) => current()?.handleClientAudio(chunk)));
   socket.on('disconnect', () => session?.close());
 }

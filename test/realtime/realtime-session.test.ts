@@ -523,6 +523,32 @@ describe('RealtimeSession over OpenAI: the GA protocol passes through', () => {
     expect(h.errors).toEqual([]);
   });
 
+  it('an append goes upstream as its audio and id only: other fields are neither sent nor held (nor counted) in the queue', async () => {
+    const h = harness(openai.provider());
+    const from = openaiStandin.frames.length;
+    h.session.handleClientEvent({ type: 'session.update', session: { type: 'realtime' } });
+    await h.next('session.updated');
+    h.session.handleClientEvent({ type: 'input_audio_buffer.append', audio: 'AAAA', event_id: 'evt_pad', pad: 'x'.repeat(500_000), extra: { nested: true } });
+    const frame = await openaiStandin.waitForFrame((e) => e.type === 'input_audio_buffer.append', 3000, from);
+    expect(frame).toEqual({ type: 'input_audio_buffer.append', audio: 'AAAA', event_id: 'evt_pad' });
+    expect(h.errors).toEqual([]);
+  });
+
+  it('an event nested deeper than JSON can be written is refused with BAD_REQUEST, and the session goes on', async () => {
+    const h = harness(openai.provider());
+    h.session.handleClientEvent({ type: 'session.update', session: { type: 'realtime' } });
+    await h.next('session.updated');
+    let deep: unknown = [];
+    for (let i = 0; i < 20_000; i++) deep = [deep];
+    expect(() => JSON.stringify(deep)).toThrow(RangeError);
+    h.session.handleClientEvent({ type: 'conversation.item.create', event_id: 'evt_deep', item: deep });
+    expect(h.errors).toEqual([{ code: 'BAD_REQUEST', message: 'Realtime event could not be read: nested too deeply', fromUpstreamEvent: false, eventId: 'evt_deep' }]);
+    const from = openaiStandin.frames.length;
+    h.session.handleClientEvent({ type: 'response.create' });
+    await openaiStandin.waitForFrame((e) => e.type === 'response.create', 3000, from);
+    expect(h.session.state).toBe('open');
+  });
+
   it('connects with Bearer auth and the model query parameter only, no OpenAI-Beta header', async () => {
     const h = harness(openai.provider({ model: 'gpt-realtime-mini' }));
     h.session.open();
