@@ -12,7 +12,7 @@ import { inArrivalOrder } from './arrival-order.js';
 import { chatResumeHandler, chatStreamHandler } from './chat-stream-route.js';
 import { conversationRoutes } from './conversation-routes.js';
 import { memoryRoutes } from './memory-routes.js';
-import { openaiRoutes } from './openai-routes.js';
+import { openaiError, openaiRoutes } from './openai-routes.js';
 import { aiSdkRoutes } from './ai-sdk-routes.js';
 import { realtimeUsageRoutes } from './realtime-usage-routes.js';
 import { swaggerUI } from '@hono/swagger-ui';
@@ -60,7 +60,8 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
     c.set('unmatched', true);
     const error = new AppError('NOT_FOUND', `No route for ${c.req.method} ${c.req.path}`);
     services.metrics.error(error, 'http');
-    return c.json(errorBody(error), 404);
+    // Under /v1 in OpenAI's shape, which OpenAI's SDKs read (`client.models.retrieve()` of a route this gateway lacks).
+    return c.json(c.req.path.startsWith('/v1/') ? openaiError(error) : errorBody(error), 404);
   });
   app.onError(errorResponder(services, errorBody));
   return app;

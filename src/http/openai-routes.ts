@@ -92,7 +92,9 @@ export function openaiRoutes(services: Services): Hono<AppEnv> {
   const schema = completionRequestSchema(config.chat.maxMessageChars, config.chat.maxBodyBytes);
   const app = new Hono<AppEnv>();
   // Per route, not `use('*')`: /v1/realtime (added by the Node entry) authenticates its own way.
-  const auth = authenticate(services);
+  // A token (JWT or gateway API key) always: these are the routes any tool with an "OpenAI
+  // base URL" can reach, and the provider keys behind them are the server's.
+  const auth = authenticate(services, { requireUser: true });
 
   app.get('/models', auth, (c) => {
     const principal = c.get('principal');

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { register } from '../helpers/accounts.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { postChat, readSse } from '../helpers/sse.js';
 import { waitFor } from '../helpers/wait.js';
@@ -64,9 +65,9 @@ function holdingStandin() {
 }
 
 /** POSTs a JSON body built by `body` (not kept after it is written); resolves with the response. */
-function send(url: string, body: () => string): Promise<http.IncomingMessage> {
+function send(url: string, body: () => string, token?: string): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', headers: { 'content-type': 'application/json' } }, resolve);
+    const req = http.request(url, { method: 'POST', headers: { 'content-type': 'application/json', ...(token && { authorization: `Bearer ${token}` }) } }, resolve);
     req.on('error', reject);
     req.end(body());
   });
@@ -83,10 +84,13 @@ async function heapAfterGc(): Promise<number> {
 describe('a streaming turn', () => {
   const standin = holdingStandin();
   let gw: TestGateway;
+  let token: string;
   beforeAll(async () => {
     await new Promise<void>((r) => standin.server.listen(0, '127.0.0.1', r));
     const port = (standin.server.address() as AddressInfo).port;
-    gw = await startGateway({ OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: `http://127.0.0.1:${port}/v1`, PROVIDER_MAX_RETRIES: '0', MAX_MESSAGE_CHARS: '400000', MAX_BODY_BYTES: '2000000', MODEL_CONTEXT_TOKENS: '2000000', HISTORY_LIMIT: '200', RATE_LIMIT_ANON: '1000', LOCAL_MODEL_CONTEXT_TOKENS: '2000000', LOCAL_MODEL_TOKEN_DELAY_MS: '1000', DEFAULT_MODEL: 'gpt-4o-mini' });
+    gw = await startGateway({ OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: `http://127.0.0.1:${port}/v1`, PROVIDER_MAX_RETRIES: '0', MAX_MESSAGE_CHARS: '400000', MAX_BODY_BYTES: '2000000', MODEL_CONTEXT_TOKENS: '2000000', HISTORY_LIMIT: '200', RATE_LIMIT_ANON: '1000', RATE_LIMIT_USER: '1000', LOCAL_MODEL_CONTEXT_TOKENS: '2000000', LOCAL_MODEL_TOKEN_DELAY_MS: '1000', DEFAULT_MODEL: 'gpt-4o-mini' });
+    // /v1 always needs a token.
+    token = (await register(gw.url, 'retention@example.com')).token;
   });
   afterAll(async () => {
     standin.release();
@@ -172,6 +176,7 @@ describe('a streaming turn', () => {
               ])
               .concat({ role: 'user', content: `hold ${i}` }),
           }),
+          token,
         ),
       );
       /** Each response read to its end (started at once, so no event is missed). */

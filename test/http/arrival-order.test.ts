@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { register } from '../helpers/accounts.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 
 /**
@@ -11,11 +12,17 @@ describe('chat routes take a burst in arrival order', () => {
   const PER_PASS = 2;
   const BURST = 8;
   let gw: TestGateway;
+  let token: string;
   /** What the server did, in order: `check` (authentication) and `start` (the user message written as its turn starts). */
   const events: string[] = [];
 
   beforeAll(async () => {
-    gw = await startGateway({ TURN_STARTS_PER_TICK: String(PER_PASS), RATE_LIMIT_ANON: '1000', LOCAL_MODEL_TOKEN_DELAY_MS: '0' });
+    gw = await startGateway({ TURN_STARTS_PER_TICK: String(PER_PASS), RATE_LIMIT_ANON: '1000', RATE_LIMIT_USER: '1000', LOCAL_MODEL_TOKEN_DELAY_MS: '0' });
+    // /v1 always needs a token. One request first, so its verification is cached: the burst's
+    // checks then run within their pass, as an anonymous one's do (a first verification waits
+    // on WebCrypto, and such a start waits for a pass of its own again).
+    token = (await register(gw.url, 'arrival-order@example.com')).token;
+    await (await fetch(`${gw.url}/v1/models`, { headers: { Authorization: `Bearer ${token}` } })).text();
     const { auth, store } = gw.server.services;
     const authenticate = auth.authenticate.bind(auth);
     auth.authenticate = (...args) => {
@@ -31,7 +38,7 @@ describe('chat routes take a burst in arrival order', () => {
   afterAll(() => gw.destroy());
 
   /** Connections the server has accepted first, then every request written in one tick: the server reads them in one pass. */
-  async function burst(path: string, body: (i: number) => unknown): Promise<string[]> {
+  async function burst(path: string, body: (i: number) => unknown, headers = ''): Promise<string[]> {
     const accepted = waitForConnections(BURST);
     const sockets = await Promise.all(
       Array.from({ length: BURST }, () => new Promise<Socket>((resolve, reject) => {
@@ -50,7 +57,7 @@ describe('chat routes take a burst in arrival order', () => {
     }));
     sockets.forEach((socket, i) => {
       const json = JSON.stringify(body(i));
-      socket.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`);
+      socket.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\n${headers}Connection: close\r\n\r\n${json}`);
     });
     return Promise.all(replies);
   }
@@ -89,7 +96,7 @@ describe('chat routes take a burst in arrival order', () => {
   });
 
   it('OpenAI-compatible and AI SDK routes: the same', async () => {
-    const openai = await burst('/v1/chat/completions', (i) => ({ model: 'local', stream: true, messages: [{ role: 'user', content: `burst ${i}` }], metadata: { conversation_id: `arrival-${i}` } }));
+    const openai = await burst('/v1/chat/completions', (i) => ({ model: 'local', stream: true, messages: [{ role: 'user', content: `burst ${i}` }], metadata: { conversation_id: `arrival-${i}` } }), `Authorization: Bearer ${token}\r\n`);
     for (const reply of openai) expect(reply).toMatch(/^HTTP\/1\.1 200 [\s\S]*data: \[DONE\]/);
     expect(events.filter((e) => e === 'start')).toHaveLength(BURST);
     expect(mostCheckedNotStarted()).toBeLessThanOrEqual(PER_PASS);

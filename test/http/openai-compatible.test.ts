@@ -146,6 +146,21 @@ describe('OpenAI-compatible API', () => {
     expect(unauth).toBeInstanceOf(OpenAI.AuthenticationError);
     expect(unauth.error).toMatchObject({ code: 'UNAUTHORIZED', type: 'authentication_error' });
 
+    // No token at all: /v1 is never anonymous (the provider keys behind it are the server's).
+    for (const anonymous of [
+      fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ model: 'local', messages: [{ role: 'user', content: 'free ride?' }] }) }),
+      fetch(`${gw.url}/v1/models`),
+    ]) {
+      const res = await anonymous;
+      expect(res.status).toBe(401);
+      expect(res.headers.get('set-cookie')).toBeNull();
+      expect(await res.json()).toEqual({ error: { message: 'Sign in to use this route', type: 'authentication_error', code: 'UNAUTHORIZED', param: null } });
+    }
+    // A /v1 route the gateway lacks answers in OpenAI's shape, which the SDK reads.
+    const missing = await refusal(client.models.retrieve('local'));
+    expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
+    expect(missing.error).toMatchObject({ code: 'NOT_FOUND', type: 'not_found_error', message: 'No route for GET /v1/models/local' });
+
     const raw = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${alice.token}` }, body: '{"model":' });
     expect(raw.status).toBe(400);
     expect(await raw.json()).toMatchObject({ error: { code: 'BAD_REQUEST', type: 'invalid_request_error' } });
