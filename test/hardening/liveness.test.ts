@@ -193,6 +193,90 @@ describe('a client that stops reading is bounded', () => {
   });
 });
 
+describe('a replay (chat:resume) to a client that stops reading', () => {
+  let standin: Standin;
+  let gw: TestGateway;
+  const MAX_BACKLOG = 64 * 1024;
+  // A 12 MB reply, kept for resuming: more than the kernel's socket buffers on loopback hide (a few MB).
+  const LONG = Array.from({ length: 12_000 }, (_, i) => ` ${i}${'y'.repeat(994)}`);
+  beforeAll(async () => {
+    standin = await startOpenAIStandin({ apiKey: KEY, recordRequests: false, script: () => ({ tokens: LONG }) });
+    gw = await startGateway({
+      OPENAI_API_KEY: KEY,
+      OPENAI_BASE_URL: standin.url,
+      DEFAULT_MODEL: 'gpt-4o-mini',
+      PROVIDER_MAX_RETRIES: '0',
+      MAX_OUTPUT_TOKENS: '100000',
+      SOCKET_MAX_BACKLOG_BYTES: String(MAX_BACKLOG),
+      SLOW_CLIENT_TIMEOUT_MS: '1000',
+      RATE_LIMIT_ANON: '1000',
+      // Six kept turns of 12 MB (24 MB each in memory).
+      STREAM_RESUME_MAX_BYTES: String(512 * 1024 * 1024),
+    });
+  });
+  afterAll(async () => {
+    closeAllClients();
+    await gw.destroy();
+    await standin.close();
+  });
+
+  /** Kept turns in conversations `ids`, read to their ends by one client; returns that client, still connected (it owns them). */
+  async function keptTurns(ids: string[]): Promise<AiClient> {
+    const owner = client<AiClient>(`${gw.url}/ai`, { transports: ['websocket'] });
+    const log = new EventLog<AiServerToClientEvents>(owner);
+    await connected(owner);
+    for (const [i, conversationId] of ids.entries()) {
+      owner.emit('chat:start', { message: `a long one (${i})`, conversationId });
+      await log.next('chat:end', 20_000);
+    }
+    return owner;
+  }
+
+  /** A second connection of the same client (same address, no cookie: the same owner) that stops reading. */
+  async function stalledReader() {
+    const reader = client<AiClient>(`${gw.url}/ai`, { transports: ['websocket'] });
+    const log = new EventLog<AiServerToClientEvents>(reader);
+    await connected(reader);
+    const ws = (reader.io.engine.transport as unknown as { ws: { pause(): void; resume(): void } }).ws;
+    ws.pause();
+    const serverSocket = [...gw.server.io.of('/ai').sockets.values()].find((s) => s.id === reader.id)!;
+    return { reader, log, ws, serverSocket };
+  }
+
+  it('asked again and again, it holds no more than the backlog bound, is cut after SLOW_CLIENT_TIMEOUT_MS, and a later resume replays the whole turn', async () => {
+    await keptTurns(['kept-long']);
+    const { reader, log, ws, serverSocket } = await stalledReader();
+    let maxBacklog = 0;
+    const sampler = setInterval(() => (maxBacklog = Math.max(maxBacklog, outgoingBytes(serverSocket))), 5);
+    for (let i = 0; i < 20; i++) reader.emit('chat:resume', { conversationId: 'kept-long' });
+    // Long enough for the last of them to wait out SLOW_CLIENT_TIMEOUT_MS.
+    await new Promise((r) => setTimeout(r, 3_000));
+    clearInterval(sampler);
+    // Unbounded, the twenty replays queued over 200 MB here.
+    expect(maxBacklog).toBeLessThan(MAX_BACKLOG + 70 * 1024);
+    ws.resume();
+    const cut = await log.next('chat:error', 5000);
+    expect(cut).toMatchObject({ code: 'BAD_REQUEST', message: expect.stringMatching(/left unread for 1000 ms/) });
+    // Reading again, a resume gets the whole reply and its end.
+    const from = log.all('chat:message').length;
+    reader.emit('chat:resume', { conversationId: 'kept-long' });
+    await log.next('chat:end', 20_000);
+    expect(log.all('chat:message').slice(from).map((m) => m.content).join('')).toBe(LONG.join(''));
+  });
+
+  it('a connection runs at most four replays at once: a fifth conversation answers BUSY', async () => {
+    const ids = ['busy-1', 'busy-2', 'busy-3', 'busy-4', 'busy-5'];
+    await keptTurns(ids);
+    const { reader, log, ws } = await stalledReader();
+    // Four replays fill the backlog and wait for the reader; the fifth finds no room.
+    for (const conversationId of ids) reader.emit('chat:resume', { conversationId });
+    await new Promise((r) => setTimeout(r, 500));
+    ws.resume();
+    const busy = await log.next('chat:error', 5000);
+    expect(busy).toMatchObject({ code: 'BUSY', message: 'At most 4 resumes may run at once on one connection' });
+  });
+});
+
 describe('token counting is linear and bounded', () => {
   it('32,000 "é" (quadratic for plain BPE) counts in milliseconds, close to the exact count', () => {
     countTokens('warm the encoder up: ' + 'x'.repeat(2_000));
