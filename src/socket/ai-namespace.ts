@@ -42,7 +42,9 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
         model: e.model,
         finishReason: e.finishReason,
       });
-    } else if (e.finishReason === 'stopped') {
+    } else if (e.finishReason === 'stopped' || e.finishReason === 'aborted') {
+      // A turn cut by its client's disconnect ends like a stopped one (PROTOCOLS.md section 3) for
+      // whoever still follows it: the user's other tabs, and a client that resumes it.
       target.emit('chat:stopped', { conversationId: e.conversationId, messageId: e.messageId || null });
     }
   };

@@ -116,14 +116,10 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
     }
 
     /**
-     * Seeds 000 and 001 answer once, with the whole reply. Resolves with it, or undefined when
-     * the client stopped or left; a failure (shutdown included) is thrown so the caller's
-     * error event tells the client.
-     */
-    /**
-     * Seeds 000 and 001 answer once, with the whole reply. Resolves with it, or undefined when
-     * the client left; a failure (shutdown included) is thrown so the caller's error event tells
-     * the client.
+     * Seeds 000 and 001 answer once, with the whole reply: as far as it got when the turn was
+     * stopped (those seeds cannot stop a turn, but its owner can from `/ai`: `chat:stop
+     * {conversationId}`), so the client waiting for it gets an answer. Undefined when the client
+     * left; a failure (shutdown included) is thrown so the caller's error event tells the client.
      */
     async function wholeReply(s: DefaultSocket, turn: { input: Parameters<typeof runSocketTurn>[0]['input']; requireUser?: boolean }): Promise<string | undefined> {
       let reply: string | undefined;
@@ -137,7 +133,7 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
         events: {
           delta: () => undefined,
           end: (e) => {
-            if (e.finishReason === 'stop' || e.finishReason === 'length') reply = e.content;
+            if (e.finishReason === 'stop' || e.finishReason === 'length' || e.finishReason === 'stopped') reply = e.content;
           },
           error: (e) => {
             failure = e.error;

@@ -199,3 +199,26 @@ describe('seeds 000 and 001 on the default namespace', () => {
     });
   });
 });
+
+describe('a seed 000/001 turn stopped by its owner from /ai (chat:stop {conversationId})', () => {
+  const gw = socketGatewayForSuite({ JWT_SECRET: TEST_JWT_SECRET, LOCAL_MODEL_TOKEN_DELAY_MS: '30' });
+
+  it('seed 001 still answers ai-response, with the reply as far as it got, which is what is stored', async () => {
+    const alice = await register(gw().url, 'alice-001-stop@example.com');
+    const root = client<DefaultClient>(gw().url, { extraHeaders: { cookie: alice.cookie } });
+    const rootLog = new EventLog<DefaultServerToClientEvents>(root);
+    const ai = client<LooseClient>(`${gw().url}/ai`, { auth: { token: alice.token } });
+    await Promise.all([connected(root), connected(ai)]);
+    const chatId = 'stopped-from-another-tab';
+    root.emit('ai-message', { chatId, content: 'a reply I will stop from the other tab' });
+    await sleep(300);
+    ai.emit('chat:stop', { conversationId: chatId });
+    const reply = (await rootLog.next('ai-response', 5000)) as { chat: string; content: string };
+    const stored = (await messagesOf(gw(), chatId, alice.user.id)).find((m) => m.role === 'assistant');
+    expect(stored?.finishReason).toBe('stopped');
+    expect(reply).toEqual({ chat: chatId, content: stored?.content });
+    expect(reply.content.length).toBeGreaterThan(0);
+    root.close();
+    ai.close();
+  });
+});

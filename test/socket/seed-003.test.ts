@@ -262,8 +262,12 @@ describe('seed 003: the /ai namespace', () => {
       ui.socket.close();
     });
 
-    it('a disconnect mid-stream closes the upstream call at once and stores the partial reply as aborted', async () => {
+    it('a disconnect mid-stream closes the upstream call at once and stores the partial reply as aborted; other tabs and a resume see it end as stopped', async () => {
       long();
+      // The user's other tab, open before the turn starts.
+      const tab = client<AiClient>(`${gw.url}/ai`, { auth: { token: alice.token }, transports: [transport] });
+      const tabLog = new EventLog<AiServerToClientEvents>(tab);
+      await connected(tab);
       const ui = aiChatComponent(alice.user.id, alice.token, transport);
       await drainAborts();
       const abortsBefore = standin.aborts;
@@ -283,6 +287,15 @@ describe('seed 003: the /ai namespace', () => {
       expect(reply.content.startsWith(received)).toBe(true);
       expect(reply.content.length).toBeGreaterThan(0);
       expect(reply.content.length).toBeLessThan(LONG.join('').length);
+
+      // The other tab followed the turn; it ends there as a stopped one (it used to end with nothing).
+      expect(await tabLog.next('chat:stopped')).toEqual({ conversationId, messageId: reply.id });
+      // A client resuming it gets the reply and the same end.
+      const from = tabLog.all('chat:message').length;
+      tab.emit('chat:resume', { conversationId });
+      expect(await tabLog.next('chat:stopped')).toEqual({ conversationId, messageId: reply.id });
+      expect(tabLog.all('chat:message').slice(from).map((m) => m.content).join('')).toBe(reply.content);
+      tab.close();
       await waitFor(() => gw.server.gauges.activeStreams === 0 && gw.server.gauges.byNamespace['/ai'] === 0, 2000);
     });
 
