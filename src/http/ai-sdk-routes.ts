@@ -15,7 +15,7 @@ import { findResumable } from '../chat/resume-target.js';
 /** The header that tells the AI SDK's transports this is a UI message stream. */
 const UI_STREAM_HEADERS = { ...SSE_HEADERS, 'x-vercel-ai-ui-message-stream': 'v1' };
 
-/** The messages history a client needs, at most, to show a conversation again. */
+/** How many of a conversation's latest messages a client gets back to show it again. */
 const HISTORY_LIMIT = 200;
 
 /** What `DefaultChatTransport` sends (`useChat`): the chat id, its UI messages (only the last one is new), the trigger. */
@@ -88,13 +88,17 @@ export function aiSdkRoutes(services: Services): Hono<AppEnv> {
     return respondWithReplay(c, services.streams!, target, uiMessageFrames(id.data!), UI_STREAM_HEADERS);
   });
 
-  /** The conversation as UI messages (`useChat({ messages })` after a reload); NOT_FOUND for an id the caller does not own. */
+  /**
+   * The conversation as UI messages (`useChat({ messages })` after a reload): its latest
+   * HISTORY_LIMIT, oldest first, so a long chat reopens where it left off; NOT_FOUND for an id
+   * the caller does not own.
+   */
   app.get('/:id/messages', auth, async (c) => {
     const id = conversationIdSchema.safeParse(c.req.param('id'));
     const conversation = id.success ? await findOwnedConversation(store, ownersOf(c.get('principal')), id.data) : undefined;
     if (!conversation) throw new AppError('NOT_FOUND', 'Conversation not found');
-    const page = await store.listMessages(conversation.key, { limit: HISTORY_LIMIT });
-    return c.json(page.items.map(uiMessage));
+    const messages = await store.recentMessages(conversation.key, HISTORY_LIMIT);
+    return c.json(messages.map(uiMessage));
   });
   return app;
 }

@@ -24,11 +24,14 @@ export function chatStreamHandler(services: Services) {
     if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
     const req = parsed.data;
 
-    // A re-POST with Last-Event-ID (a client retrying the request it lost) resumes that turn instead of starting another.
+    // A re-POST with Last-Event-ID (a client retrying the request it lost) resumes that turn
+    // instead of starting another, while it has something left to send. An id with nothing
+    // after it (the turn ended and the client has its end, or the turn is no longer kept) is no
+    // stream to resume: the message is a new turn, so the answer still ends with done or error.
     const last = parseEventId(requestHeader(c, 'last-event-id'));
     if (last && req.sessionId) {
       const target = await findResumable(services.streams, c.get('principal'), req.sessionId, last);
-      if (target) return respondWithReplay(c, services.streams!, target, sseFrames(req.sessionId));
+      if (target && (await hasEventsToSend(services.streams!, target))) return respondWithReplay(c, services.streams!, target, sseFrames(req.sessionId));
     }
 
     const turn = await services.pipeline.prepare({

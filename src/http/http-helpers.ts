@@ -10,8 +10,8 @@ export interface NodeIncoming {
   on(event: 'end', listener: () => void): unknown;
   on(event: 'error' | 'aborted', listener: (err?: Error) => void): unknown;
   off(event: string, listener: (...args: never[]) => void): unknown;
-  destroy(err?: Error): unknown;
   pause(): unknown;
+  resume(): unknown;
   readonly complete: boolean;
 }
 
@@ -153,8 +153,12 @@ function readNodeBody(incoming: NodeIncoming, maxBytes: number, timeoutMs: numbe
       size += chunk.byteLength;
       if (size > maxBytes) {
         cleanup();
-        // Stop reading; the 413 answer closes the connection.
-        incoming.destroy();
+        chunks.length = 0;
+        // The rest is read and dropped, not kept nor left unread: a socket closed over unread
+        // bytes is reset, and the peer may lose the answer with it. The 413 (`Connection:
+        // close`) is written at once, and Node closes the connection after it, however long
+        // the client would go on sending.
+        incoming.resume();
         reject(tooLarge(maxBytes));
         return;
       }
