@@ -5,6 +5,7 @@
  */
 import type { LiveServerContent, LiveServerMessage, ModalityTokenCount, Part, UsageMetadata } from '@google/genai';
 import type * as GA from 'openai/resources/realtime/realtime';
+import type { Logger } from '../logger.js';
 import { GA_PCM_RATE, pcmRateOf, resamplePcm16 } from './pcm16.js';
 import { newId } from './realtime-ids.js';
 import type { RealtimeServerEvent } from './realtime-provider.js';
@@ -21,7 +22,10 @@ interface ResponseState {
 type Status = 'completed' | 'cancelled' | 'incomplete';
 
 export interface GeminiLiveTranslatorOptions {
+  logger: Logger;
   emit(event: RealtimeServerEvent): void;
+  /** A `response.done` that is counted for the session's usage but not sent (see cancelResponse). */
+  unreportedUsage(event: RealtimeServerEvent): void;
   /** Milliseconds of client audio sent so far (for `audio_start_ms`, transcription duration). */
   inputAudioMs(): number;
 }
@@ -31,8 +35,16 @@ export class GeminiLiveTranslator {
   outputModality: 'audio' | 'text' = 'audio';
   private response: ResponseState | undefined;
   /** Output of the current turn is dropped after an interruption or a client cancel. */
-  private turnCancelled: { reason: 'turn_detected' | 'client_cancelled'; pendingDone: ResponseState | undefined } | undefined;
+  /**
+   * `pendingDone`: the response whose `response.done` waits for `turnComplete` (an interruption);
+   * `usageOwed`: the response already reported done whose usage comes with `turnComplete` (a cancel).
+   */
+  private turnCancelled:
+    | { reason: 'turn_detected' | 'client_cancelled'; pendingDone: ResponseState | undefined; usageOwed?: ResponseState }
+    | undefined;
   private turnUsage: UsageMetadata | undefined;
+  /** Model audio that cannot be played is logged once per session, not once per part. */
+  private unplayableAudioLogged = false;
   private lastItemId: string | null = null;
   private input: { itemId: string; startMs: number; transcript: string; done: boolean } | undefined;
 
@@ -81,12 +93,18 @@ export class GeminiLiveTranslator {
     this.emit({ type: 'conversation.item.done', event_id: newId('event'), previous_item_id: previous, item });
   }
 
-  /** `response.cancel`: ends the response now; the rest of the turn's output is dropped. False when none is active. */
+  /**
+   * `response.cancel`: ends the response now (a cancelled `response.done`, as OpenAI answers at
+   * once) and drops the rest of the turn's output. Gemini cannot stop a turn: it generates (and
+   * bills) it to the end and reports the usage only with `turnComplete`, after the client was
+   * told the response is done; that usage is then counted for the session through
+   * `unreportedUsage`, not sent. False when no response is active.
+   */
   cancelResponse(): boolean {
     if (this.turnCancelled || !this.response) return false;
     const r = this.response;
     this.response = undefined;
-    this.turnCancelled = { reason: 'client_cancelled', pendingDone: undefined };
+    this.turnCancelled = { reason: 'client_cancelled', pendingDone: undefined, usageOwed: r };
     this.finish(r, 'cancelled', 'client_cancelled', undefined);
     return true;
   }
@@ -115,7 +133,10 @@ export class GeminiLiveTranslator {
     const data = part.inlineData?.data;
     if (data && part.inlineData?.mimeType?.startsWith('audio/')) {
       const rate = pcmRateOf(part.inlineData.mimeType);
-      if (rate === undefined) return; // not PCM: nothing a GA client could play
+      if (rate === undefined) {
+        this.unplayableAudio(part.inlineData.mimeType);
+        return;
+      }
       const r = this.ensureResponse();
       if (!r) return;
       const delta = rate === GA_PCM_RATE ? data : resamplePcm16(Buffer.from(data, 'base64'), rate, GA_PCM_RATE).toString('base64');
@@ -128,6 +149,13 @@ export class GeminiLiveTranslator {
       r.text += part.text;
       this.emit({ type: 'response.output_text.delta', event_id: newId('event'), ...this.where(r), delta: part.text });
     }
+  }
+
+  /** Not PCM, or PCM at a rate no real model sends: nothing a GA client could play, so it is dropped. */
+  private unplayableAudio(mimeType: string): void {
+    if (this.unplayableAudioLogged) return;
+    this.unplayableAudioLogged = true;
+    this.options.logger.warn({ mimeType: mimeType.slice(0, 100) }, 'gemini realtime: dropped model audio in a format a client cannot play');
   }
 
   private outputTranscript(text: string): void {
@@ -175,7 +203,9 @@ export class GeminiLiveTranslator {
       audio_start_ms: Math.round(this.options.inputAudioMs()),
       item_id: this.inputItemId(),
     });
-    if (this.turnCancelled) return;
+    // With no response active (the user spoke while the model was silent) there is no turn to
+    // cancel, and no turnComplete need follow to end the cancellation: nothing is marked.
+    if (!r || this.turnCancelled) return;
     // The cancelled response is reported at turnComplete, which follows at once and carries the usage.
     this.turnCancelled = { reason: 'turn_detected', pendingDone: r };
   }
@@ -187,6 +217,14 @@ export class GeminiLiveTranslator {
     const cancelled = this.turnCancelled;
     this.turnCancelled = undefined;
     if (cancelled?.pendingDone) this.finish(cancelled.pendingDone, 'cancelled', cancelled.reason, usage);
+    if (cancelled?.usageOwed && usage) {
+      const r = cancelled.usageOwed;
+      this.options.unreportedUsage({
+        type: 'response.done',
+        event_id: newId('event'),
+        response: { id: r.id, object: 'realtime.response', status: 'cancelled', usage: gaUsage(usage) },
+      } as unknown as RealtimeServerEvent);
+    }
     const r = this.response;
     this.response = undefined;
     if (r) this.finish(r, 'completed', undefined, usage);

@@ -9,7 +9,7 @@
  * setup as long as no conversation content has been sent (nothing is lost); after that it is
  * refused with an `error` event and `session.updated` reports the settings still in effect.
  */
-import type { Content, GoogleGenAI, Part, Session } from '@google/genai';
+import type { Content, GoogleGenAI, Live, Part, Session } from '@google/genai';
 import { genaiClient } from '../models/genai-sdk.js';
 import WebSocket from 'ws';
 import type * as GA from 'openai/resources/realtime/realtime';
@@ -43,19 +43,28 @@ export interface GeminiRealtimeProviderOptions {
   maxPendingBytes?: number;
 }
 
+/** The SDK's socket factory seam (`Live`'s third constructor argument); its types are not exported by name. */
+type LiveArgs = ConstructorParameters<typeof Live>;
+type SocketFactory = LiveArgs[2];
+type SocketCallbacks = Parameters<SocketFactory['create']>[2];
+/** A `Live` (what `ai.live` is) whose sockets come from `factory`. */
+type LiveWithSockets = (factory: SocketFactory) => Live;
+
 export class GeminiRealtimeProvider implements RealtimeProvider {
   readonly kind = 'gemini' as const;
   readonly model: string;
-  private readonly client: Promise<GoogleGenAI>;
+  private readonly live: Promise<LiveWithSockets>;
 
   constructor(private readonly options: GeminiRealtimeProviderOptions) {
     if (!options.apiKey) throw new Error('GeminiRealtimeProvider needs an API key');
     this.model = options.model ?? GEMINI_LIVE_MODEL;
-    this.client = genaiClient({ apiKey: options.apiKey, baseUrl: options.baseUrl });
+    this.live = liveWithSockets(genaiClient({ apiKey: options.apiKey, baseUrl: options.baseUrl }));
+    // As with the client: a failed SDK load fails each connect, not the process.
+    this.live.catch(() => {});
   }
 
   async connect(options: RealtimeConnectOptions): Promise<RealtimeUpstream> {
-    const upstream = new GeminiRealtimeUpstream(await this.client, this.model, this.options, options);
+    const upstream = new GeminiRealtimeUpstream(await this.live, this.model, this.options, options);
     await upstream.start();
     return upstream;
   }
@@ -69,6 +78,8 @@ class GeminiRealtimeUpstream implements RealtimeUpstream {
   /** Incremented per connection; callbacks of an older connection are ignored. */
   private generation = 0;
   private closed = false;
+  /** Aborted by `close()`: a reconnect still opening its socket gives it up at once. */
+  private readonly closing = new AbortController();
   private contentSent = false;
   private activityOpen = false;
   private audioSinceCommit = false;
@@ -81,15 +92,19 @@ class GeminiRealtimeUpstream implements RealtimeUpstream {
   private pendingOverflowReported = false;
 
   constructor(
-    private readonly client: GoogleGenAI,
+    private readonly liveWith: LiveWithSockets,
     private readonly model: string,
     private readonly providerOptions: GeminiRealtimeProviderOptions,
     private readonly options: RealtimeConnectOptions,
   ) {
     this.logger = options.logger;
     this.translator = new GeminiLiveTranslator({
+      logger: this.logger,
       emit: (event) => {
         if (!this.closed) options.onEvent(event);
+      },
+      unreportedUsage: (event) => {
+        if (!this.closed) options.onUnreportedUsage?.(event);
       },
       inputAudioMs: () => this.inputBytes / BYTES_PER_MS,
     });
@@ -150,6 +165,7 @@ class GeminiRealtimeUpstream implements RealtimeUpstream {
     if (this.closed) return;
     this.closed = true;
     this.generation++;
+    this.closing.abort();
     this.pending = [];
     this.pendingBytes = 0;
     this.closeLive(this.live);
@@ -293,8 +309,12 @@ class GeminiRealtimeUpstream implements RealtimeUpstream {
     this.closeLive(old);
     this.activityOpen = false;
     try {
-      const live = await this.openLive('updated');
-      if (this.closed) return;
+      const live = await this.openLive('updated', this.closing.signal);
+      if (this.closed) {
+        // Closed just as the new connection was handed over: it is nobody's to close but ours.
+        this.closeLive(live);
+        return;
+      }
       this.live = live;
       this.reportRefused(eventId);
       const held = this.pending;
@@ -327,7 +347,9 @@ class GeminiRealtimeUpstream implements RealtimeUpstream {
 
   /**
    * One Live connection. `ai.live.connect` resolves only after `setupComplete` and never
-   * rejects when the socket fails first, so failure, timeout and abort are watched here.
+   * rejects when the socket fails first, so failure, timeout and abort are watched here, and
+   * on any of them the socket (made by our factory, so reachable before the SDK hands the
+   * session over) is closed: otherwise a setup the provider never answers keeps it open.
    */
   private openLive(ack: 'created' | 'created+updated' | 'updated', signal?: AbortSignal): Promise<Session> {
     const generation = ++this.generation;
@@ -338,16 +360,15 @@ class GeminiRealtimeUpstream implements RealtimeUpstream {
 
     return new Promise<Session>((resolve, reject) => {
       let settled = false;
-      // Filled once the SDK call is made; `fail` can run before that (an aborted signal).
-      const sdk: { session?: Promise<Session> } = {};
+      // Made by the SDK during the connect call; `fail` can run before that (an aborted signal).
+      let socket: LiveSocket | undefined;
       const fail = (reason: unknown): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         if (generation === this.generation) this.generation++;
-        // The SDK still holds the socket: close it if it ever opens.
-        void sdk.session?.then((s) => this.closeLive(s), () => undefined);
+        socket?.close();
         reject(reason);
       };
       const onAbort = (): void => fail(signal?.reason);
@@ -359,7 +380,15 @@ class GeminiRealtimeUpstream implements RealtimeUpstream {
       }
       signal?.addEventListener('abort', onAbort, { once: true });
 
-      const sdkSession = this.client.live.connect({
+      const live = this.liveWith({
+        create: (url, headers, callbacks) => {
+          socket = new LiveSocket(url, headers, callbacks);
+          // The SDK may make it after an await of its own (Vertex auth): too late to be used.
+          if (settled) socket.close();
+          return socket;
+        },
+      });
+      const sdkSession = live.connect({
         model: this.model,
         config: this.setup.config,
         callbacks: {
@@ -399,7 +428,6 @@ class GeminiRealtimeUpstream implements RealtimeUpstream {
           },
         },
       });
-      sdk.session = sdkSession;
       sdkSession.then(
         (session) => {
           if (settled) return;
@@ -417,29 +445,71 @@ class GeminiRealtimeUpstream implements RealtimeUpstream {
   }
 
   private closeLive(session: Session | undefined): void {
-    if (!session) return;
-    const ws = socketOf(session);
-    try {
-      session.close();
-    } catch {
-      /* not connected: nothing to close */
-    }
-    // Like the OpenAI adapter: a provider that does not answer the close frame is cut after a second.
-    if (ws) setTimeout(() => ws.terminate(), 1000).unref();
+    session?.close();
   }
 
+  /** The `ws` socket of the session in use, for backpressure (bufferedAmount, pause). */
   private socket(): WebSocket | undefined {
-    return this.live ? socketOf(this.live) : undefined;
+    const conn = this.live?.conn;
+    return conn instanceof LiveSocket ? conn.ws : undefined;
   }
 }
 
 /**
- * The `ws` socket under an SDK session, for backpressure (bufferedAmount, pause). The SDK does
- * not expose it, so this looks for it defensively; without it the session sheds load instead.
+ * `ai.live` with this adapter's socket factory. The SDK's own Node sockets cannot be reached
+ * before `live.connect` resolves (at `setupComplete`) and have no handshake timeout, so a
+ * connection given up while opening could never be closed. `Live` takes its socket factory as
+ * a constructor argument (the SDK's seam between its Node and browser builds); the API
+ * settings (key, base URL, version, headers) are the client's own, from its `apiClient`, a
+ * protected member that the SDK declares in its types.
  */
-function socketOf(session: Session): WebSocket | undefined {
-  const ws = (session.conn as unknown as { ws?: unknown }).ws;
-  return ws instanceof WebSocket ? ws : undefined;
+async function liveWithSockets(client: Promise<GoogleGenAI>): Promise<LiveWithSockets> {
+  const [{ Live: LiveClass }, ai] = await Promise.all([import('@google/genai'), client]);
+  const apiClient = (ai as unknown as { apiClient: LiveArgs[0] }).apiClient;
+  return (factory) => new LiveClass(apiClient, apiClient.clientOptions.auth, factory);
+}
+
+/**
+ * One Live WebSocket, made for the SDK by our factory. It behaves as the SDK's own Node socket
+ * (the callbacks become the `ws` socket's `on*` handlers), but this adapter holds it: to read
+ * its backpressure and to close it whether or not the SDK has handed the session over.
+ */
+class LiveSocket {
+  ws: WebSocket | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly url: string,
+    private readonly headers: Record<string, string>,
+    private readonly callbacks: SocketCallbacks,
+  ) {}
+
+  connect(): void {
+    if (this.closed) return;
+    const ws = new WebSocket(this.url, { headers: this.headers });
+    ws.onopen = this.callbacks.onopen;
+    ws.onerror = this.callbacks.onerror;
+    ws.onclose = this.callbacks.onclose;
+    ws.onmessage = this.callbacks.onmessage;
+    this.ws = ws;
+  }
+
+  send(message: string): void {
+    if (!this.ws) throw new Error('WebSocket is not connected');
+    this.ws.send(message);
+  }
+
+  /**
+   * Closes the socket, or abandons its opening handshake. Like the OpenAI adapter: a provider
+   * that does not answer the close frame is cut after a second.
+   */
+  close(): void {
+    this.closed = true;
+    const ws = this.ws;
+    if (!ws || ws.readyState === WebSocket.CLOSED) return;
+    ws.close();
+    setTimeout(() => ws.terminate(), 1000).unref();
+  }
 }
 
 function outputModality(setup: GeminiSetup): 'audio' | 'text' {

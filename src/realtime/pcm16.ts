@@ -2,14 +2,27 @@
 
 export const GA_PCM_RATE = 24000;
 
-/** The `rate` of an `audio/pcm;rate=N` MIME type; `audio/pcm` without a rate is 24 kHz here. */
+/**
+ * Sample rates accepted from a provider, telephone to studio. A rate outside them is a
+ * malformed MIME type, and resampling from it could cost any amount of memory and time
+ * (from `rate=1`, each input sample becomes 24,000).
+ */
+const MIN_PCM_RATE = 8000;
+const MAX_PCM_RATE = 48000;
+
+/**
+ * The `rate` of an `audio/pcm;rate=N` MIME type; `audio/pcm` without a rate is 24 kHz here.
+ * Undefined when it is not PCM, or when the rate is outside 8-48 kHz.
+ */
 export function pcmRateOf(mimeType: string | undefined): number | undefined {
   if (!mimeType) return undefined;
   const [base, ...params] = mimeType.split(';').map((p) => p.trim().toLowerCase());
   if (base !== 'audio/pcm' && base !== 'audio/l16') return undefined;
   for (const param of params) {
     const [name, value] = param.split('=');
-    if (name === 'rate' && value && /^\d+$/.test(value)) return Number(value);
+    if (name !== 'rate' || !value || !/^\d+$/.test(value)) continue;
+    const rate = Number(value);
+    return rate >= MIN_PCM_RATE && rate <= MAX_PCM_RATE ? rate : undefined;
   }
   return GA_PCM_RATE;
 }

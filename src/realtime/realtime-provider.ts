@@ -77,6 +77,12 @@ export interface RealtimeConnectOptions {
    * the sink is part of the call rather than a listener attached afterwards.
    */
   onEvent(event: RealtimeServerEvent): void;
+  /**
+   * A `response.done` whose usage the provider billed but that is not for the client: it was
+   * told the response was done before the usage was known (Gemini, a response the client
+   * cancelled, counted at the end of its turn). Only its usage is read.
+   */
+  onUnreportedUsage?(event: RealtimeServerEvent): void;
   /** The upstream ended on its own (provider closed, network loss). Not called after `close()`. */
   onClose(reason: RealtimeUpstreamClose): void;
 }

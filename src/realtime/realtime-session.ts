@@ -317,6 +317,7 @@ export class RealtimeSession {
         signal: abort.signal,
         ...(initialUpdate ? { initialUpdate } : {}),
         onEvent: (event) => this.fromUpstream(event),
+        onUnreportedUsage: (event) => this.countUsage(event),
         onClose: (reason) => this.upstreamClosed(reason),
       })
       .then(
