@@ -25,13 +25,18 @@ export function chatStreamHandler(services: Services) {
     const req = parsed.data;
 
     // A re-POST with Last-Event-ID (a client retrying the request it lost) resumes that turn
-    // instead of starting another, while it has something left to send. An id with nothing
-    // after it (the turn ended and the client has its end, or the turn is no longer kept) is no
-    // stream to resume: the message is a new turn, so the answer still ends with done or error.
+    // instead of starting another. With nothing left to send (the turn ended and the client has
+    // its end, or that turn is no longer kept while the conversation has a newer one) it is
+    // answered as the GET resume is, 204: the retry of a message already answered, which must
+    // not become a second turn (a library that re-POSTs whenever a stream closes would start
+    // one after another), nor an empty stream with no end.
     const last = parseEventId(requestHeader(c, 'last-event-id'));
     if (last && req.sessionId) {
       const target = await findResumable(services.streams, c.get('principal'), req.sessionId, last);
-      if (target && (await hasEventsToSend(services.streams!, target))) return respondWithReplay(c, services.streams!, target, sseFrames(req.sessionId));
+      if (target) {
+        if (!(await hasEventsToSend(services.streams!, target))) return c.body(null, 204);
+        return respondWithReplay(c, services.streams!, target, sseFrames(req.sessionId));
+      }
     }
 
     const turn = await services.pipeline.prepare({
