@@ -55,7 +55,8 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
     });
 
     socket.on('message', (data) => {
-      sessionLog.debug({ bytes: safeSize(data) }, 'message event');
+      // Measured only when the line is written: each `message` would otherwise be serialised again, at 400 a second.
+      if (sessionLog.isLevelEnabled?.('debug') !== false) sessionLog.debug({ bytes: safeSize(data) }, 'message event');
     });
 
     socket.on('ai-message', (payload: unknown) => {
