@@ -107,21 +107,36 @@ export class Accounts {
   /** Deletes the account and everything it owns; its running replies end first. */
   async deleteAccount(principal: Principal, password: string): Promise<void> {
     const user = await this.#confirm(principal, password);
-    await this.deps.turns.abortOwner(user.id, 'deleted');
-    for (const hook of this.#deletionHooks) {
-      try {
-        await hook(user.id);
-      } catch (err) {
-        this.deps.logger.error({ err, userId: user.id }, 'account deletion step failed; the account was kept');
-        throw new AppError('INTERNAL', 'The account could not be deleted completely right now; nothing was deleted, try again shortly', {
-          status: 503,
-          details: { retryAfterSeconds: 30 },
-        });
+    // No new turn of this user starts while the account goes: one would write messages and
+    // memories after they were erased (its tokens still work until the sessions are revoked).
+    const reopen = this.deps.turns.closeOwner(user.id);
+    try {
+      await this.deps.turns.abortOwner(user.id, 'deleted');
+      for (const hook of this.#deletionHooks) {
+        try {
+          await hook(user.id);
+        } catch (err) {
+          this.deps.logger.error({ err, userId: user.id }, 'account deletion step failed; the account was kept');
+          throw new AppError('INTERNAL', 'The account could not be deleted completely right now; nothing was deleted, try again shortly', {
+            status: 503,
+            details: { retryAfterSeconds: 30 },
+          });
+        }
       }
+      if (this.deps.sessions) await this.deps.sessions.revokeAll(user.id);
+      // A turn admitted just before the owner was closed may have begun since the first abort.
+      await this.deps.turns.abortOwner(user.id, 'deleted');
+      await this.deps.store.deleteUser(user.id);
+      // Its writes, and a memory write that was under way with them, are gone from the store; the
+      // hooks run once more for what they keep elsewhere (memories). The account is gone already:
+      // a failure here is logged, not answered.
+      for (const hook of this.#deletionHooks) {
+        await hook(user.id).catch((err: unknown) => this.deps.logger.error({ err, userId: user.id }, 'account deleted; a final clean-up step failed'));
+      }
+      this.deps.logger.info({ userId: user.id }, 'account deleted');
+    } finally {
+      reopen();
     }
-    if (this.deps.sessions) await this.deps.sessions.revokeAll(user.id);
-    await this.deps.store.deleteUser(user.id);
-    this.deps.logger.info({ userId: user.id }, 'account deleted');
   }
 
   async #confirm(principal: Principal, password: string): Promise<User> {

@@ -217,6 +217,10 @@ export class ChatPipeline {
       lease?.release();
       throw shuttingDown();
     }
+    if (input.principal.userId !== null && turns.isOwnerClosed(input.principal.userId)) {
+      lease?.release();
+      throw new AppError('UNAUTHORIZED', 'This account is being deleted');
+    }
 
     return {
       conversation,

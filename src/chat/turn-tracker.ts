@@ -16,6 +16,8 @@ interface ActiveTurn {
 export class TurnTracker {
   readonly #active = new Set<ActiveTurn>();
   readonly #byConversation = new Map<string, Set<ActiveTurn>>();
+  /** Owners whose accounts are being deleted: no new turn of theirs starts (see closeOwner). */
+  readonly #closedOwners = new Map<string, number>();
   #closing = false;
 
   get active(): number {
@@ -69,6 +71,27 @@ export class TurnTracker {
   /** Aborts the conversation's running turns and resolves once their replies are stored; the count aborted. */
   async abortConversation(conversationKey: string, cause: AbortCause): Promise<number> {
     return this.#abort([...(this.#byConversation.get(conversationKey) ?? [])], cause);
+  }
+
+  /**
+   * Refuses new turns of an owner (its account is being deleted) until the returned function is
+   * called: a turn that started while the deletion ran would write messages and memories
+   * after they were erased.
+   */
+  closeOwner(ownerId: string): () => void {
+    this.#closedOwners.set(ownerId, (this.#closedOwners.get(ownerId) ?? 0) + 1);
+    let open = false;
+    return () => {
+      if (open) return;
+      open = true;
+      const n = this.#closedOwners.get(ownerId)! - 1;
+      if (n > 0) this.#closedOwners.set(ownerId, n);
+      else this.#closedOwners.delete(ownerId);
+    };
+  }
+
+  isOwnerClosed(ownerId: string): boolean {
+    return this.#closedOwners.has(ownerId);
   }
 
   /** Aborts every running turn of an owner (account deletion) and waits for them. */

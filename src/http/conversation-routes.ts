@@ -89,6 +89,13 @@ export function conversationRoutes(services: Services): Hono<AppEnv> {
     // Its memories go first: if the memory store cannot answer, nothing is deleted and the client may retry.
     if (services.memory) await forgetOrRefuse(() => services.memory!.forgetConversation(conversation.ownerId, conversation.id), c);
     const deleted = await store.deleteConversation(conversation.ownerId, conversation.id);
+    // Once more now that its queued memory writes are gone with it: a write under way (the
+    // stopped turn's end wakes the writer) may have stored a memory after the first pass.
+    if (services.memory) {
+      await services.memory
+        .forgetConversation(conversation.ownerId, conversation.id)
+        .catch((err: unknown) => c.get('logger').error({ err, conversationId: conversation.id }, 'conversation deleted; its memories could not be checked again'));
+    }
     c.get('logger').info({ conversationId: conversation.id, messages: deleted.length, stoppedTurns: stopped }, 'conversation deleted');
     return c.json({ deleted: true, id: conversation.id, messages: deleted.length });
   });
