@@ -1,4 +1,4 @@
-import { conversationKey } from '../stores/conversation-store.js';
+import { conversationKey, type ConversationStore } from '../stores/conversation-store.js';
 import { ownersOf, type Principal } from './principal.js';
 import type { TurnStreams } from './turn-streams.js';
 
@@ -14,9 +14,13 @@ export interface ResumeTarget {
 /**
  * The recorded turn a client may resume: the latest of the caller's own conversation with this
  * id (or the one its Last-Event-ID names). Keys carry the owner, so nobody reaches another's.
+ * The conversation must still exist: a turn's events are kept for STREAM_RESUME_TTL_S, and
+ * those of a deleted conversation (its messages, the user's words among them) must not come
+ * back through a resume.
  */
 export async function findResumable(
   streams: TurnStreams | undefined,
+  store: Pick<ConversationStore, 'getConversation'>,
   principal: Principal,
   conversationId: string,
   last?: { turnId: string; seq: number } | undefined,
@@ -25,7 +29,7 @@ export async function findResumable(
   for (const owner of ownersOf(principal)) {
     const key = conversationKey(owner, conversationId);
     const latest = await streams.latest(key);
-    if (!latest) continue;
+    if (!latest || !(await store.getConversation(owner, conversationId))) continue;
     if (last && last.turnId !== latest.turnId) return { conversationKey: key, turnId: last.turnId, afterSeq: last.seq, ended: true };
     return { conversationKey: key, turnId: latest.turnId, afterSeq: last?.seq ?? 0, ended: latest.ended };
   }

@@ -83,7 +83,7 @@ export function aiSdkRoutes(services: Services): Hono<AppEnv> {
   /** `useChat({ resume: true })`: the running reply from its start, then live; 204 when none runs (a finished one is in /messages). */
   app.get('/:id/stream', auth, async (c) => {
     const id = conversationIdSchema.safeParse(c.req.param('id'));
-    const target = id.success ? await findResumable(services.streams, c.get('principal'), id.data) : undefined;
+    const target = id.success ? await findResumable(services.streams, services.store, c.get('principal'), id.data) : undefined;
     if (!target || target.ended) return c.body(null, 204);
     return respondWithReplay(c, services.streams!, target, uiMessageFrames(id.data!), UI_STREAM_HEADERS);
   });

@@ -32,7 +32,7 @@ export function chatStreamHandler(services: Services) {
     // one after another), nor an empty stream with no end.
     const last = parseEventId(requestHeader(c, 'last-event-id'));
     if (last && req.sessionId) {
-      const target = await findResumable(services.streams, c.get('principal'), req.sessionId, last);
+      const target = await findResumable(services.streams, services.store, c.get('principal'), req.sessionId, last);
       if (target) {
         if (!(await hasEventsToSend(services.streams!, target))) return c.body(null, 204);
         return respondWithReplay(c, services.streams!, target, sseFrames(req.sessionId));
@@ -65,7 +65,7 @@ export function chatResumeHandler(services: Services) {
     const sessionId = conversationIdSchema.safeParse(c.req.query('sessionId'));
     if (!sessionId.success) throw new AppError('BAD_REQUEST', `sessionId: ${describeIssues(sessionId.error)}`);
     const last = parseEventId(requestHeader(c, 'last-event-id') ?? c.req.query('lastEventId'));
-    const target = await findResumable(services.streams, c.get('principal'), sessionId.data, last);
+    const target = await findResumable(services.streams, services.store, c.get('principal'), sessionId.data, last);
     if (!target || !(await hasEventsToSend(services.streams!, target))) return c.body(null, 204);
     return respondWithReplay(c, services.streams!, target, sseFrames(sessionId.data));
   };

@@ -31,7 +31,7 @@ export async function replayToSocket(
   payloadToken?: unknown,
 ): Promise<void> {
   const principal = await eventPrincipal(services, socket, payloadToken);
-  const target = await findResumable(services.streams, principal, conversationId);
+  const target = await findResumable(services.streams, services.store, principal, conversationId);
   if (!target) throw new AppError('NOT_FOUND', 'Nothing is streaming or recently finished in this conversation');
   let running = replays.get(socket);
   if (!running) replays.set(socket, (running = new Map()));

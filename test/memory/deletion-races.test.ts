@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, register } from '../helpers/accounts.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { postChat } from '../helpers/sse.js';
+import type { AiServerToClientEvents } from '../../src/protocol/socket-events.js';
+import { client, connected, EventLog, type AiClient } from '../socket/socket-harness.js';
 
 describe('deleting while writes are under way', () => {
   let gw: TestGateway;
@@ -23,6 +25,29 @@ describe('deleting while writes are under way', () => {
     await memory.idle();
     return (await memory.list(userId, { limit: 100 })).items;
   }
+
+  it('a deleted conversation cannot be replayed: its kept reply is not resumable on any route', async () => {
+    const carol = await register(gw.url, 'carol-delete-resume@example.com');
+    const id = 'deleted-then-resumed';
+    await (await postChat(gw.url, { message: 'my bank PIN is 4711', sessionId: id, maxTokens: 5 }, bearer(carol))).text();
+    // Kept for resuming until it is deleted.
+    const kept = await fetch(`${gw.url}/api/v2/ai/chat/stream?sessionId=${id}`, { headers: bearer(carol) });
+    expect(kept.status).toBe(200);
+    expect(await kept.text()).toContain('"done":true');
+    expect((await fetch(`${gw.url}/api/v2/conversations/${id}`, { method: 'DELETE', headers: bearer(carol) })).status).toBe(200);
+
+    const sse = await fetch(`${gw.url}/api/v2/ai/chat/stream?sessionId=${id}`, { headers: bearer(carol) });
+    expect(sse.status).toBe(204);
+    const aiSdk = await fetch(`${gw.url}/api/chat/${id}/stream`, { headers: bearer(carol) });
+    expect(aiSdk.status).toBe(204);
+    const socket = client<AiClient>(`${gw.url}/ai`, { auth: { token: carol.token }, transports: ['websocket'] });
+    const log = new EventLog<AiServerToClientEvents>(socket);
+    await connected(socket);
+    socket.emit('chat:resume', { conversationId: id });
+    expect(await log.next('chat:error')).toMatchObject({ code: 'NOT_FOUND' });
+    expect(log.all('chat:message')).toEqual([]);
+    socket.close();
+  });
 
   it('a conversation deleted while its reply streams leaves no memory behind', async () => {
     const alice = await register(gw.url, 'alice-delete-race@example.com');
