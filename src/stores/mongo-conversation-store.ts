@@ -229,9 +229,12 @@ export class MongoConversationStore implements ConversationStore {
   async deleteConversation(ownerId: string, id: string) {
     const key = conversationKey(ownerId, id);
     const ids = (await this.#messages.find({ conversationKey: key }, { projection: { _id: 1 } }).toArray()).map((d) => d._id);
-    await this.#outbox.deleteMany({ conversationKey: key });
-    await this.#messages.deleteMany({ conversationKey: key });
+    // The conversation first: from then on a message appended to it (another node's reply) is
+    // refused (appendMessage's touch finds nothing) instead of outliving it. One appended just
+    // before, between these steps, is left without its conversation: pendingMemories clears it.
     await this.#conversations.deleteOne({ _id: key });
+    await this.#messages.deleteMany({ conversationKey: key });
+    await this.#outbox.deleteMany({ conversationKey: key });
     return ids;
   }
 
@@ -266,18 +269,32 @@ export class MongoConversationStore implements ConversationStore {
   }
 
   async pendingMemories(limit: number, now: number): Promise<PendingMemory[]> {
-    const due = await this.#outbox.find({ nextAt: { $lte: new Date(now) } }).sort({ nextAt: 1, _id: 1 }).limit(limit).toArray();
-    if (!due.length) return [];
-    const messages = new Map((await this.#messages.find({ _id: { $in: due.map((d) => d._id) } }).toArray()).map((d) => [d._id, d]));
-    const keys = [...new Set(due.map((d) => d.conversationKey))];
-    const conversations = new Map((await this.#conversations.find({ _id: { $in: keys } }).toArray()).map((d) => [d._id, d]));
-    const out: PendingMemory[] = [];
-    for (const d of due) {
-      const message = messages.get(d._id);
-      const conversation = conversations.get(d.conversationKey);
-      if (message && conversation) out.push({ message: toMessage(message), ownerId: d.ownerId, conversationId: conversation.id, attempts: d.attempts });
+    // A batch of nothing but orphans (see below) is cleared and the next one read, so that they
+    // cannot stop the writer, which takes an empty batch for an empty queue.
+    for (let pass = 0; pass < 16; pass++) {
+      const due = await this.#outbox.find({ nextAt: { $lte: new Date(now) } }).sort({ nextAt: 1, _id: 1 }).limit(limit).toArray();
+      if (!due.length) return [];
+      const messages = new Map((await this.#messages.find({ _id: { $in: due.map((d) => d._id) } }).toArray()).map((d) => [d._id, d]));
+      const keys = [...new Set(due.map((d) => d.conversationKey))];
+      const conversations = new Map((await this.#conversations.find({ _id: { $in: keys } }).toArray()).map((d) => [d._id, d]));
+      const out: PendingMemory[] = [];
+      const orphans: string[] = [];
+      for (const d of due) {
+        const message = messages.get(d._id);
+        const conversation = conversations.get(d.conversationKey);
+        if (message && conversation) out.push({ message: toMessage(message), ownerId: d.ownerId, conversationId: conversation.id, attempts: d.attempts });
+        else orphans.push(d._id);
+      }
+      // Writes whose message or conversation was deleted while they were stored (no transaction
+      // holds the steps together here): nothing to remember, and left queued they would stay the
+      // oldest due for good.
+      if (orphans.length) {
+        await this.#messages.deleteMany({ _id: { $in: orphans } });
+        await this.#outbox.deleteMany({ _id: { $in: orphans } });
+      }
+      if (out.length || !orphans.length) return out;
     }
-    return out;
+    return [];
   }
 
   async settleMemories(done: readonly string[], retry: readonly { messageId: string; nextAt: number }[]) {

@@ -206,6 +206,27 @@ for (const adapter of adapters) {
       expect((await store.pendingMemories(100, Date.now() + 60_000)).map((p) => p.message.content)).not.toContain('orphan');
     });
 
+    it('a reply stored while its conversation is deleted (another node) leaves nothing behind, and the memory queue keeps moving', async () => {
+      // More than a batch of the memory writer (64): orphaned writes, the oldest due, must not stop it.
+      for (let i = 0; i < 70; i++) {
+        const id = `c-race-${i}`;
+        const key = conversationKey('u-race', id);
+        await store.appendMessage({ conversationKey: key, role: 'user', content: `race q ${i}`, conversation: { ownerId: 'u-race', id, title: 't' } });
+        await Promise.allSettled([
+          store.appendMessage({ conversationKey: key, role: 'assistant', content: `race reply ${i}`, remember: true }),
+          store.deleteConversation('u-race', id),
+        ]);
+        expect(await store.recentMessages(key, 10)).toEqual([]);
+      }
+      const { conversation } = await store.ensureConversation({ id: 'c-after-race', ownerId: 'u-race-2', title: 't' });
+      await store.appendMessage({ conversationKey: conversation.key, role: 'user', content: 'remember me after the races', remember: true });
+      const due = (await store.pendingMemories(64, Date.now() + 60_000)).map((p) => p.message.content);
+      expect(due.filter((c) => c.startsWith('race reply'))).toEqual([]);
+      expect(due).toContain('remember me after the races');
+      // Nothing of this test stays queued for the ones after it.
+      await store.deleteConversation('u-race-2', 'c-after-race');
+    });
+
     it('paginates messages oldest first with an opaque cursor', async () => {
       const key = conversationKey('u1', 'c-msgs');
       const seen: string[] = [];
