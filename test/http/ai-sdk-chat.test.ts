@@ -2,7 +2,8 @@
  * `/api/chat` driven by the AI SDK's own `AbstractChat` + `DefaultChatTransport` (what
  * `useChat` runs in a browser): send, stream, stop, reload the history; and the raw stream.
  */
-import { AbstractChat, DefaultChatTransport, type ChatState, type ChatStatus, type UIMessage } from 'ai';
+import type { UIMessage } from 'ai';
+import { NodeChat, textOf } from '../helpers/ai-sdk-chat.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { register, type Account } from '../helpers/accounts.js';
 import { messagesOf } from '../helpers/conversations.js';
@@ -12,24 +13,6 @@ import { startOpenAIStandin, type Standin } from '../standins/openai-standin.js'
 
 const UPSTREAM_KEY = 'sk-upstream-ai-sdk';
 
-/** The state a framework binding (React, Vue, Svelte) keeps; plain fields here. */
-class PlainState implements ChatState<UIMessage> {
-  status: ChatStatus = 'ready';
-  error: Error | undefined = undefined;
-  constructor(public messages: UIMessage[] = []) {}
-  pushMessage = (m: UIMessage) => void this.messages.push(m);
-  popMessage = () => void this.messages.pop();
-  replaceMessage = (i: number, m: UIMessage) => void (this.messages[i] = m);
-  snapshot = <T>(thing: T): T => structuredClone(thing);
-}
-
-class NodeChat extends AbstractChat<UIMessage> {
-  constructor(options: { id: string; api: string; headers: Record<string, string>; messages?: UIMessage[] }) {
-    super({ id: options.id, transport: new DefaultChatTransport({ api: options.api, headers: options.headers }), state: new PlainState(options.messages) });
-  }
-}
-
-const textOf = (m: UIMessage | undefined) => (m?.parts ?? []).map((p) => (p.type === 'text' ? p.text : '')).join('');
 
 describe('AI SDK UI message stream (/api/chat)', () => {
   let upstream: Standin;

@@ -3,7 +3,8 @@
  * longer than the history it answers: the latest messages, oldest first, driven by the AI
  * SDK's own `AbstractChat` + `DefaultChatTransport`.
  */
-import { AbstractChat, DefaultChatTransport, type ChatState, type ChatStatus, type UIMessage } from 'ai';
+import type { UIMessage } from 'ai';
+import { NodeChat, textOf } from '../helpers/ai-sdk-chat.js';
 import { describe, expect, it } from 'vitest';
 import { register } from '../helpers/accounts.js';
 import { gatewayForSuite } from '../helpers/gateway.js';
@@ -11,23 +12,6 @@ import { gatewayForSuite } from '../helpers/gateway.js';
 /** What the route answers at most. */
 const HISTORY_LIMIT = 200;
 
-class PlainState implements ChatState<UIMessage> {
-  status: ChatStatus = 'ready';
-  error: Error | undefined = undefined;
-  constructor(public messages: UIMessage[] = []) {}
-  pushMessage = (m: UIMessage) => void this.messages.push(m);
-  popMessage = () => void this.messages.pop();
-  replaceMessage = (i: number, m: UIMessage) => void (this.messages[i] = m);
-  snapshot = <T>(thing: T): T => structuredClone(thing);
-}
-
-class NodeChat extends AbstractChat<UIMessage> {
-  constructor(options: { id: string; api: string; headers: Record<string, string>; messages?: UIMessage[] }) {
-    super({ id: options.id, transport: new DefaultChatTransport({ api: options.api, headers: options.headers }), state: new PlainState(options.messages) });
-  }
-}
-
-const textOf = (m: UIMessage | undefined) => (m?.parts ?? []).map((p) => (p.type === 'text' ? p.text : '')).join('');
 const shown = (messages: UIMessage[]) => messages.map((m) => [m.role, textOf(m)]);
 
 describe('AI SDK history of a long conversation (/api/chat/:id/messages)', () => {

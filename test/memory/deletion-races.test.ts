@@ -11,20 +11,20 @@ import { postChat } from '../helpers/sse.js';
 import type { AiServerToClientEvents } from '../../src/protocol/socket-events.js';
 import { client, connected, EventLog, type AiClient } from '../socket/socket-harness.js';
 
+/** What long-term memory holds for a user once its writer has settled. */
+async function memoriesOf(gw: TestGateway, userId: string) {
+  const memory = gw.server.services.memory!;
+  await new Promise((r) => setTimeout(r, 300));
+  await memory.idle();
+  return (await memory.list(userId, { limit: 100 })).items;
+}
+
 describe('deleting while writes are under way', () => {
   let gw: TestGateway;
   beforeAll(async () => {
     gw = await startGateway({ LOCAL_MODEL_TOKEN_DELAY_MS: '50', RATE_LIMIT_USER: '10000' });
   });
   afterAll(() => gw.destroy());
-
-  /** What long-term memory holds for a user once its writer has settled. */
-  async function memoriesOf(userId: string) {
-    const memory = gw.server.services.memory!;
-    await new Promise((r) => setTimeout(r, 300));
-    await memory.idle();
-    return (await memory.list(userId, { limit: 100 })).items;
-  }
 
   it('a deleted conversation cannot be replayed: its kept reply is not resumable on any route', async () => {
     const carol = await register(gw.url, 'carol-delete-resume@example.com');
@@ -62,7 +62,7 @@ describe('deleting while writes are under way', () => {
       expect(deleted.status).toBe(200);
       while (!(await reader.read()).done);
     }
-    expect(await memoriesOf(alice.user.id)).toEqual([]);
+    expect(await memoriesOf(gw, alice.user.id)).toEqual([]);
     expect((await gw.server.services.store.listConversations(alice.user.id, { limit: 10 })).items).toEqual([]);
   });
 });
@@ -73,13 +73,6 @@ describe('deleting an account while its owner chats (replies as fast as they com
     gw = await startGateway({ LOCAL_MODEL_TOKEN_DELAY_MS: '0', RATE_LIMIT_USER: '10000' });
   });
   afterAll(() => gw.destroy());
-
-  async function memoriesOf(userId: string) {
-    const memory = gw.server.services.memory!;
-    await new Promise((r) => setTimeout(r, 300));
-    await memory.idle();
-    return (await memory.list(userId, { limit: 100 })).items;
-  }
 
   it('an account deleted while its owner keeps sending chats leaves nothing behind, and chats sent meanwhile are refused', async () => {
     for (let round = 0; round < 3; round++) {
@@ -103,7 +96,7 @@ describe('deleting an account while its owner chats (replies as fast as they com
       expect(statuses).toContain(401);
       expect(await gw.server.services.store.findUserById(bob.user.id)).toBeUndefined();
       expect((await gw.server.services.store.listConversations(bob.user.id, { limit: 50 })).items).toEqual([]);
-      expect(await memoriesOf(bob.user.id)).toEqual([]);
+      expect(await memoriesOf(gw, bob.user.id)).toEqual([]);
     }
   });
 });
