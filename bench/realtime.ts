@@ -112,7 +112,15 @@ async function main() {
       REALTIME_MAX_SESSIONS_PER_CLIENT: '1000',
       JWT_SECRET: 'bench-secret-bench-secret-bench-secret-0123',
     });
-    const wsUrl = `${gateway.url.replace('http', 'ws')}/v1/realtime`;
+    // /v1/realtime needs a token: a user of this run's own.
+    const registered = await fetch(`${gateway.url}/api/v2/auth/register`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ email: 'bench-realtime@example.com', password: 'bench realtime password' }),
+    });
+    if (registered.status !== 201) throw new Error(`could not register the bench user: HTTP ${registered.status}`);
+    const { token } = (await registered.json()) as { token: string };
+    const wsUrl = `${gateway.url.replace('http', 'ws')}/v1/realtime?token=${encodeURIComponent(token)}`;
     const modes: [string, (onAudio: (a: Buffer) => void) => Promise<Transport>][] = [
       ['direct', gaSocket(`${echo.url}?model=gpt-realtime`)],
       ['gateway /v1/realtime', gaSocket(wsUrl)],

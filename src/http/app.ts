@@ -63,7 +63,10 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
     // Under /v1 in OpenAI's shape, which OpenAI's SDKs read (`client.models.retrieve()` of a route this gateway lacks).
     return c.json(c.req.path.startsWith('/v1/') ? openaiError(error) : errorBody(error), 404);
   });
-  app.onError(errorResponder(services, errorBody));
+  const gatewayErrors = errorResponder(services, errorBody);
+  // /v1 routes added to this app (the Node entry's /v1/realtime) answer in OpenAI's shape too.
+  const openaiErrors = errorResponder(services, openaiError);
+  app.onError((err, c) => (c.req.path.startsWith('/v1/') ? openaiErrors : gatewayErrors)(err, c));
   return app;
 }
 

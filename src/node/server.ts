@@ -122,7 +122,8 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
   const { upgradeWebSocket, injectWebSocket, wss } = createNodeWebSocket({ app });
   // ws accepts 100 MiB frames by default: bound them near the largest event a session accepts.
   (wss.options as { maxPayload?: number }).maxPayload = 2 * 1024 * 1024 + config.realtime.maxAudioChunkBytes * 2;
-  app.get('/v1/realtime', authenticate(services, { queryToken: true, subprotocolToken: true }), realtimeRoute(upgradeWebSocket, services, realtime));
+  // Like the rest of /v1, never anonymous (PROTOCOLS.md 3c): it spends the server's realtime key.
+  app.get('/v1/realtime', authenticate(services, { queryToken: true, subprotocolToken: true, requireUser: true }), realtimeRoute(upgradeWebSocket, services, realtime));
 
   const httpServer = createAdaptorServer({
     fetch: app.fetch,

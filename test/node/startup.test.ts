@@ -418,7 +418,10 @@ async function originHeaders(url: string, origin: string, init: RequestInit = {}
   return { status: res.status, allowOrigin: res.headers.get('access-control-allow-origin'), credentials: res.headers.get('access-control-allow-credentials') };
 }
 
-/** Opens /v1/realtime with an Origin: the HTTP status of a refused upgrade, or 101 when it is upgraded. */
+/**
+ * Opens /v1/realtime with an Origin and no token: 403 when the origin is refused (before any
+ * route runs), 401 when it is allowed and the route itself asks for a token.
+ */
 function realtimeUpgrade(port: number, origin: string): Promise<number> {
   return new Promise((done, fail) => {
     const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/realtime`, { origin });
@@ -506,7 +509,7 @@ describe('CORS with CORS_ORIGIN unset: loopback origins on any port', () => {
 
   it('the /v1/realtime upgrade follows the same rule', async () => {
     expect(await realtimeUpgrade(gw.port, 'http://evil.example')).toBe(403);
-    expect(await realtimeUpgrade(gw.port, 'http://localhost:5173')).toBe(101);
+    expect(await realtimeUpgrade(gw.port, 'http://localhost:5173')).toBe(401);
   });
 });
 
@@ -531,7 +534,7 @@ describe('CORS with CORS_ORIGIN=https://app.example', () => {
     const own = `http://127.0.0.1:${gw.port}`;
     expect(await originHeaders(`${gw.url}/healthz`, own)).toEqual({ status: 200, allowOrigin: own, credentials: 'true' });
     await connected(client(`${gw.url}/ai`, { transports: ['websocket'], extraHeaders: { origin: own } }));
-    expect(await realtimeUpgrade(gw.port, own)).toBe(101);
+    expect(await realtimeUpgrade(gw.port, own)).toBe(401);
     // Only the exact host:port is "own": the same host on another port is a different origin.
     expect((await originHeaders(`${gw.url}/healthz`, `http://127.0.0.1:${gw.port + 1}`)).allowOrigin).toBeNull();
     expect(refusals(gw.records, own)).toEqual([]);
@@ -542,7 +545,7 @@ describe('CORS with CORS_ORIGIN=https://app.example', () => {
     await connectError(client(`${gw.url}/ai`, { transports: ['websocket'], extraHeaders: { origin: 'http://localhost:5173' } }));
     await connectError(client(`${gw.url}/`, { transports: ['websocket'], extraHeaders: { origin: 'http://evil.example' } }));
     expect(await realtimeUpgrade(gw.port, 'http://localhost:5173')).toBe(403);
-    expect(await realtimeUpgrade(gw.port, 'https://app.example')).toBe(101);
+    expect(await realtimeUpgrade(gw.port, 'https://app.example')).toBe(401);
   });
 });
 

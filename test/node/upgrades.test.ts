@@ -1,12 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { io as ioClient } from 'socket.io-client';
 import WebSocket from 'ws';
+import { register } from '../helpers/accounts.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 
 describe('one port serves Socket.IO websocket upgrades and node-ws routes', () => {
   let gw: TestGateway;
+  let token: string;
   beforeAll(async () => {
     gw = await startGateway();
+    // /v1/realtime is never anonymous.
+    token = (await register(gw.url, 'upgrades@example.com')).token;
   });
   afterAll(() => gw.destroy());
 
@@ -19,7 +23,7 @@ describe('one port serves Socket.IO websocket upgrades and node-ws routes', () =
   }
 
   function openRealtime() {
-    const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/v1/realtime`);
+    const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/v1/realtime`, { headers: { Authorization: `Bearer ${token}` } });
     return new Promise<{ first: Record<string, unknown>; code: number }>((resolve, reject) => {
       let first: Record<string, unknown> = {};
       ws.on('message', (data) => (first = JSON.parse(String(data)) as Record<string, unknown>));

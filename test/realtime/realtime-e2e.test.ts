@@ -253,8 +253,9 @@ describe('a /v1/realtime client that floods messages', () => {
   const { gw } = openaiRealtimeForSuite({ SOCKET_MAX_EVENTS_PER_SECOND: '50' });
 
   it('is told RATE_LIMIT and closed with 1013; a session that stays within the budget is not', async () => {
+    const { token } = await register(gw().url, 'realtime-flood@example.com');
     const open = async () => {
-      const ws = new WebSocket(`${gw().url.replace('http', 'ws')}/v1/realtime`);
+      const ws = new WebSocket(`${gw().url.replace('http', 'ws')}/v1/realtime`, { headers: { Authorization: `Bearer ${token}` } });
       const frames: Record<string, unknown>[] = [];
       ws.on('message', (data) => frames.push(JSON.parse(data.toString()) as Record<string, unknown>));
       const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
@@ -314,6 +315,28 @@ describe('realtime over the Gemini Live stand-in', () => {
   }
 });
 
+describe('/v1/realtime without a token', () => {
+  const { gw, standin } = openaiRealtimeForSuite({});
+
+  it('is refused with 401 before any upstream connection, whatever AUTH_REQUIRED says; seed 004 on Socket.IO stays open to anonymous clients', async () => {
+    const connections = standin().connections.length;
+    const ws = new WebSocket(`${gw().url.replace('http', 'ws')}/v1/realtime`);
+    const status = await new Promise<number>((resolve) => ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)));
+    expect(status).toBe(401);
+    // The same route asked over plain HTTP says why, in OpenAI's error shape (an upgrade's refusal carries no body).
+    const plain = await fetch(`${gw().url}/v1/realtime`);
+    expect(plain.status).toBe(401);
+    expect(await plain.json()).toEqual({ error: { message: 'Sign in to use this route', type: 'authentication_error', code: 'UNAUTHORIZED', param: null } });
+    expect(standin().connections.length).toBe(connections);
+    // Seed 004's Socket.IO client (no token) keeps its anonymous sessions.
+    const { socket, received } = seed004Client(gw().url, ['websocket']);
+    await connected(socket);
+    socket.emit('realtime-message', SEED_004_SESSION_CREATE);
+    await waitFor(() => received.json.some((e) => e.type === 'session.updated'), 3000);
+    socket.close();
+  });
+});
+
 describe('realtime with no provider, and the rules shared with chat', () => {
   const gw = socketGatewayForSuite({ RATE_LIMIT_ANON: '2' });
 
@@ -323,7 +346,8 @@ describe('realtime with no provider, and the rules shared with chat', () => {
     socket.emit('realtime-message', SEED_004_SESSION_CREATE);
     await waitFor(() => received.errors.length > 0, 3000);
     expect(received.errors[0]).toEqual({ message: expect.any(String), code: 'REALTIME_UNAVAILABLE' });
-    const ws = new WebSocket(`${gw().url.replace('http', 'ws')}/v1/realtime`);
+    const { token } = await register(gw().url, 'realtime-unavailable@example.com');
+    const ws = new WebSocket(`${gw().url.replace('http', 'ws')}/v1/realtime`, { headers: { Authorization: `Bearer ${token}` } });
     const frames: unknown[] = [];
     ws.on('message', (d) => frames.push(JSON.parse(d.toString())));
     const code = await new Promise<number>((r) => ws.once('close', (c) => r(c)));
