@@ -21,6 +21,8 @@ type RatelimitClient = ConstructorParameters<typeof Ratelimit>[0]['redis'];
 
 /** Refused identifiers each limit remembers in the process (one is ~150 bytes). */
 const BLOCKED_CACHE_MAX = 10_000;
+/** Limiters (distinct limits and windows) kept at once. */
+const LIMITERS_MAX = 256;
 
 export interface RedisRateLimiterOptions {
   /** What /readyz and the start-up log call this limiter. */
@@ -46,8 +48,13 @@ export interface RedisRateLimiterOptions {
 export class RedisRateLimiter implements RateLimiter {
   readonly kind: string;
   readonly failClosed: boolean;
-  /** One Ratelimit per limit and window (`limit` or `limit/windowMs`). */
-  readonly #byLimit = new Map<string, Ratelimit>();
+  /**
+   * One Ratelimit per limit and window (`limit` or `limit/windowMs`), the most recently used
+   * kept: API keys choose their own per-minute limit (1-100,000), and a user creating keys of
+   * ever new limits would otherwise grow this (≈ 1.4 KB each) for good. One made again is
+   * the same limit: its counts are in Redis.
+   */
+  readonly #byLimit = new BoundedMap<string, Ratelimit>(LIMITERS_MAX);
   /**
    * A Redis that timed out is not asked again for STALL_COOL_MS: a stall costs one wait every
    * few seconds, not one per request. PING goes through it whole; `limit` times out by itself
@@ -89,7 +96,11 @@ export class RedisRateLimiter implements RateLimiter {
       try {
         const r = await this.#limiter(limit, windowMs).limit(key);
         if (r.reason !== 'timeout') {
-          breaker.succeeded();
+          // Only an answer that came from Redis says Redis is back: one from the process's cache
+          // of refused clients (`cacheBlock`) asked nothing, and a refused client, who asks most
+          // during an outage, would otherwise close the breaker for everyone to wait on again.
+          if (r.reason === undefined) breaker.succeeded();
+          else breaker.released();
           return { allowed: r.success, limit: r.limit, remaining: Math.max(0, r.remaining), reset: r.reset };
         }
         // Only silence opens the breaker: a refused or closed connection fails at once anyway.

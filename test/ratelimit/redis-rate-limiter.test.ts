@@ -2,6 +2,8 @@
  * Rate limits counted in the Redis of REDIS_URL (no Upstash): @upstash/ratelimit's sliding
  * window over the gateway's own node-redis connection, against a real redis-server.
  */
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisCluster } from '../../src/cluster/redis-cluster.js';
 import { loadConfig } from '../../src/config.js';
@@ -16,7 +18,11 @@ import { TEST_JWT_SECRET } from '../helpers/tokens.js';
 import { waitFor } from '../helpers/wait.js';
 import { startRedisServer, type RedisServerHandle } from '../standins/redis-server.js';
 import { startUpstashStandin } from '../standins/upstash-standin.js';
+import { STALL_COOL_MS } from '../../src/stall-breaker.js';
 import { expectChatDuringOutage, sharedWindowContract } from './shared-window-contract.js';
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
 
 function connect(port: number): Promise<RedisCluster> {
   return RedisCluster.connect(loadConfig({ REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_KEY_PREFIX: `c${Date.now()}` }), silentLogger);
@@ -94,6 +100,66 @@ describe('the REDIS_URL limiter against a real redis-server', () => {
       await gw.destroy();
     }
   });
+});
+
+describe('the REDIS_URL limiter when Redis stalls (frozen: connections open, nothing answers)', () => {
+  it('a refused client answered from the process\'s own cache does not end the stall for everyone: the others are still not made to wait', async () => {
+    const redis = await startRedisServer();
+    const cluster = await connect(redis.port);
+    try {
+      const limiter = limiterOn(cluster, { timeoutMs: 300 });
+      // Refused by Redis: remembered in the process as refused until its window resets.
+      expect((await limiter.consume('refused', 1)).allowed).toBe(true);
+      expect((await limiter.consume('refused', 1)).allowed).toBe(false);
+      redis.freeze();
+      // The first to ask waits the timeout and opens the breaker; the next is let through at once.
+      const waited = performance.now();
+      expect((await limiter.consume('a', 5)).allowed).toBe(true);
+      expect(performance.now() - waited).toBeGreaterThan(250);
+      const skipped = performance.now();
+      expect((await limiter.consume('b', 5)).allowed).toBe(true);
+      expect(performance.now() - skipped).toBeLessThan(100);
+      // After the cool-off the refused client asks first: answered from the cache, Redis still frozen.
+      await new Promise((r) => setTimeout(r, STALL_COOL_MS + 50));
+      expect((await limiter.consume('refused', 1)).allowed).toBe(false);
+      // Of the next four at once, one is the trial that waits; the others are let through at once
+      // (before, the cached answer closed the breaker and all four waited on the frozen Redis).
+      const waits = await Promise.all(
+        ['c', 'd', 'e', 'f'].map(async (k) => {
+          const started = performance.now();
+          await limiter.consume(k, 5);
+          return performance.now() - started;
+        }),
+      );
+      expect(waits.filter((ms) => ms > 250)).toHaveLength(1);
+    } finally {
+      redis.thaw();
+      await cluster.close();
+      await redis.close();
+    }
+  }, 20_000);
+
+  it('keeps a bounded number of limiters however many distinct limits API keys ask for', async () => {
+    const redis = await startRedisServer();
+    const cluster = await connect(redis.port);
+    try {
+      const limiter = limiterOn(cluster);
+      const heapAfterGc = () => {
+        gc();
+        return getHeapStatistics().used_heap_size;
+      };
+      for (let limit = 1; limit <= 300; limit++) await limiter.consume(`warm:${limit}`, limit, 60_000);
+      const before = heapAfterGc();
+      // 5,000 limits, each a Ratelimit with a cache of its own (≈ 1.4 KB): 7 MB kept when none is let go.
+      for (let limit = 1; limit <= 5_000; limit++) await limiter.consume(`key:${limit}`, limit, 60_000);
+      expect(heapAfterGc() - before).toBeLessThan(2 * 1024 * 1024);
+      // Its counts are in Redis: a limit made again counts on from them.
+      expect(await limiter.consume('key:1', 1, 60_000)).toMatchObject({ allowed: false });
+    } finally {
+      await cluster.close();
+      await redis.close();
+    }
+  }, 60_000);
 });
 
 describe('the REDIS_URL limiter when Redis goes away', () => {
