@@ -465,9 +465,10 @@ export class ChatPipeline {
   async #waitForClient(sink: TurnSink, turn: { signal: AbortSignal; abort(reason: unknown): void }): Promise<boolean> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), this.deps.options.slowClientTimeoutMs)));
+    let onAbort: (() => void) | undefined;
     const ended = new Promise<false>((resolve) => {
       if (turn.signal.aborted) resolve(false);
-      else turn.signal.addEventListener('abort', () => resolve(false), { once: true });
+      else turn.signal.addEventListener('abort', (onAbort = () => resolve(false)), { once: true });
     });
     try {
       const drained = await Promise.race([sink.drained().then(() => true), timedOut, ended]);
@@ -475,6 +476,8 @@ export class ChatPipeline {
       return drained;
     } finally {
       clearTimeout(timer);
+      // One wait per time the client's buffer fills: a long reply to a slow reader has hundreds.
+      if (onAbort) turn.signal.removeEventListener('abort', onAbort);
     }
   }
 

@@ -193,6 +193,36 @@ describe('a client that stops reading is bounded', () => {
   });
 });
 
+describe('a long reply to a reader slower than the model', () => {
+  it('waits for it as often as its buffer fills, and leaves nothing behind each time (no listener piles up on the turn)', async () => {
+    const chunk = 'y'.repeat(2048);
+    const standin = await startOpenAIStandin({ apiKey: KEY, recordRequests: false, script: () => ({ tokens: Array.from({ length: 3000 }, () => chunk) }) });
+    const gw = await startGateway({ OPENAI_API_KEY: KEY, OPENAI_BASE_URL: standin.url, DEFAULT_MODEL: 'gpt-4o-mini', PROVIDER_MAX_RETRIES: '0', MAX_OUTPUT_TOKENS: '1000000' });
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => void warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const res = await postChat(gw.url, { message: 'a long one, read slowly', sessionId: 'slow-but-steady' });
+      const reader = res.body!.getReader();
+      let bytes = 0;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        bytes += value.length;
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      // The whole 6 MB reply arrived...
+      expect(bytes).toBeGreaterThan(3000 * 2048);
+      // ...over many waits for the reader, each of which used to leave an abort listener on the turn.
+      expect(warnings.filter((w) => w.includes('MaxListenersExceeded'))).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      await gw.destroy();
+      await standin.close();
+    }
+  }, 60_000);
+});
+
 describe('a replay (chat:resume) to a client that stops reading', () => {
   let standin: Standin;
   let gw: TestGateway;
