@@ -67,7 +67,10 @@ export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'
               if (!error.fromUpstreamEvent) ws.send(JSON.stringify(realtimeErrorEvent(error)));
             },
             onClose: (reason) => {
-              if (ws.readyState === 1) ws.close(reason.initiator === 'client' ? 1000 : (CLOSE_CODES[reason.code ?? 'INTERNAL'] ?? 1011), reason.code ?? 'closed');
+              if (ws.readyState !== 1) return;
+              // 1001 (going away) when the server stops: the client may reconnect to another node, or later.
+              const code = reason.initiator === 'client' ? 1000 : services.turns.closing ? 1001 : (CLOSE_CODES[reason.code ?? 'INTERNAL'] ?? 1011);
+              ws.close(code, reason.code ?? 'closed');
             },
             clientBacklogBytes: () => (ws.raw as { bufferedAmount?: number } | undefined)?.bufferedAmount ?? 0,
           });

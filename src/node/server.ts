@@ -216,10 +216,11 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
         io.disconnectSockets(true);
         // io.close() also closes the http server; its callback would wait for keep-alive sockets.
         void io.close();
-        for (const client of wss.clients) client.terminate();
-        // Let finished responses flush their last bytes, then cut whatever is left.
+        // Let finished responses flush their last bytes (and /v1/realtime clients answer their
+        // close frames), then cut whatever is left.
         httpServer.closeIdleConnections();
         await Promise.race([stopped, delay(1000)]);
+        for (const client of wss.clients) client.terminate();
         httpServer.closeAllConnections();
         for (const socket of sockets) socket.destroy();
         await stopped;

@@ -129,9 +129,9 @@ export class RealtimeService {
     return session;
   }
 
-  /** Closes every session (shutdown). */
+  /** Ends every session for a shutdown: each client is told why (INTERNAL) and each record says the server ended it. */
   closeAll(): void {
-    for (const s of [...this.#sessions]) s.close();
+    for (const s of [...this.#sessions]) s.shutdown();
   }
 
   /** The provider, with admission run before its connect: a refusal fails the session with a code. */

@@ -222,6 +222,11 @@ export class RealtimeSession {
     this.dispatch({ type: 'input_audio_buffer.append', audio: base64 }, base64.length + 64);
   }
 
+  /** The server is stopping: the client is told (INTERNAL), the session ends as the server's doing. */
+  shutdown(): void {
+    this.fail('INTERNAL', 'The server is shutting down; reconnect in a moment', 'server');
+  }
+
   /** The client went away (or the adapter is done): closes the upstream. */
   close(): void {
     this.finish({ initiator: 'client', message: 'The client closed the realtime session' });

@@ -8,6 +8,9 @@ import type { DefaultServerToClientEvents } from '../../src/protocol/socket-even
 import { register, type Account } from '../helpers/accounts.js';
 import type { Env } from '../../src/config.js';
 import { TEST_JWT_SECRET } from '../helpers/tokens.js';
+import { startGateway } from '../helpers/gateway.js';
+import { join } from 'node:path';
+import { SqliteConversationStore } from '../../src/stores/sqlite-conversation-store.js';
 import { waitFor } from '../helpers/wait.js';
 import { EventLog, TRANSPORTS, client, connected, socketGatewayForSuite, type DefaultClient } from '../socket/socket-harness.js';
 import { GEMINI_STANDIN_AUDIO, startGeminiLiveStandin, type GeminiLiveStandin } from '../standins/gemini-live-standin.js';
@@ -313,6 +316,39 @@ describe('realtime over the Gemini Live stand-in', () => {
       await waitFor(() => live.connections.at(-1)?.closedAt !== undefined, 1000);
     });
   }
+});
+
+describe('realtime sessions open when the server shuts down', () => {
+  it('each client is told why (INTERNAL), /v1/realtime closes with 1001, and each record says the server ended it', async () => {
+    const standin = await startRealtimeStandin({ apiKey: OPENAI_KEY });
+    const gw = await startGateway({ REALTIME_PROVIDER: 'openai', REALTIME_API_KEY: OPENAI_KEY, REALTIME_URL: standin.url, JWT_SECRET: TEST_JWT_SECRET, RATE_LIMIT_ANON: '1000' });
+    try {
+      const alice = await register(gw.url, 'alice-realtime-shutdown@example.com');
+      const seed004 = seed004Client(gw.url, ['websocket'], { authorization: `Bearer ${alice.token}` });
+      await connected(seed004.socket);
+      seed004.socket.emit('realtime-message', SEED_004_SESSION_CREATE);
+      const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/v1/realtime`, { headers: { Authorization: `Bearer ${alice.token}` } });
+      const frames: Record<string, unknown>[] = [];
+      ws.on('message', (d) => frames.push(JSON.parse(d.toString()) as Record<string, unknown>));
+      const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+      await waitFor(() => seed004.received.json.some((e) => e.type === 'session.updated') && frames.some((f) => f.type === 'session.created'), 3000);
+
+      await gw.server.close();
+      await waitFor(() => seed004.received.errors.length > 0, 3000);
+      expect(seed004.received.errors[0]).toEqual({ code: 'INTERNAL', message: 'The server is shutting down; reconnect in a moment' });
+      expect(await closed).toEqual({ code: 1001, reason: 'INTERNAL' });
+      expect(frames.at(-1)).toMatchObject({ type: 'error', error: { code: 'INTERNAL' } });
+      // Stored as the server closed: read back from its file.
+      const stored = new SqliteConversationStore(join(gw.dataDir, 'gateway.sqlite'));
+      const records = await stored.listRealtimeSessions(alice.user.id, { limit: 10 });
+      await stored.close();
+      expect(records.items.map((r) => r.endReason)).toEqual(['server: INTERNAL', 'server: INTERNAL']);
+      seed004.socket.close();
+    } finally {
+      await gw.destroy();
+      await standin.close();
+    }
+  });
 });
 
 describe('/v1/realtime without a token', () => {
