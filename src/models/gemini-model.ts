@@ -23,9 +23,14 @@ export class GeminiProvider {
   readonly contextTokens: number;
   readonly transport: ProviderTransport;
   readonly logger: Logger | undefined;
+  /** How long an attempt may wait for the response head (see `headWithin`). */
+  readonly timeoutMs: number;
 
   constructor(options: GeminiProviderOptions) {
-    this.client = genaiClient({ apiKey: options.apiKey, baseUrl: options.baseUrl, timeoutMs: options.timeoutMs, maxRetries: options.maxRetries });
+    // No `timeoutMs` for the SDK: its timer stays armed while the body is read, and would cut
+    // every reply that streams for longer. The timeout is enforced by `headWithin` instead.
+    this.client = genaiClient({ apiKey: options.apiKey, baseUrl: options.baseUrl, maxRetries: options.maxRetries });
+    this.timeoutMs = options.timeoutMs;
     this.contextTokens = options.contextTokens;
     this.transport = options.transport ?? {};
     this.logger = options.logger;
@@ -113,7 +118,7 @@ function generateRequest(model: GeminiChatModel, options: ModelCallOptions): () 
   const baseFetch = owner.transport.fetch ?? fetch;
   let captured: Response | undefined;
   const capture = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    const response = await baseFetch(input, init);
+    const response = await headWithin(baseFetch, owner.timeoutMs, input, init);
     if (!response.ok) return response; // the SDK reads the error body, maps the status and retries
     captured = response;
     return new Response(null, { status: response.status, headers: response.headers });
@@ -133,6 +138,31 @@ function generateRequest(model: GeminiChatModel, options: ModelCallOptions): () 
         },
       })
       .then(() => captured);
+}
+
+/**
+ * One attempt of the SDK's, with PROVIDER_TIMEOUT_MS bounding the wait for the response head
+ * only, as the OpenAI SDK's timeout does: the body of a reply is watched by the model layer's
+ * first-byte and idle timers, and may stream for as long as text keeps coming. The SDK's own
+ * signal (its attempt's, which the turn's abort aborts) still ends the request and, once the
+ * head is in, its body. A timeout aborts without a reason, as the SDK's timer did: the fetch
+ * fails with the same AbortError, which the SDK retries the same way.
+ */
+async function headWithin(fetchFn: typeof fetch, timeoutMs: number, input: string | URL | Request, init?: RequestInit): Promise<Response> {
+  const attempt = new AbortController();
+  const caller = init?.signal ?? undefined;
+  const onAbort = () => attempt.abort(caller!.reason);
+  if (caller?.aborted) onAbort();
+  else caller?.addEventListener('abort', onAbort, { once: true });
+  const timer = setTimeout(() => attempt.abort(), timeoutMs);
+  try {
+    return await fetchFn(input, { ...init, signal: attempt.signal });
+  } catch (err) {
+    caller?.removeEventListener('abort', onAbort);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Gemini answers a bad key with 400 INVALID_ARGUMENT and reason API_KEY_INVALID; report it as the credential error it is. */

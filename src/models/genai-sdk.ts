@@ -15,6 +15,10 @@ function genai(): Promise<typeof GenAI> {
 export interface GenaiClientOptions {
   apiKey: string;
   baseUrl?: string | undefined;
+  /**
+   * The SDK's per-attempt timeout, which stays armed until the body has been read: a bound on
+   * a whole unary call (embeddings), never to be given for streams (gemini-model.ts bounds their head).
+   */
   timeoutMs?: number;
   maxRetries?: number;
 }

@@ -6,8 +6,13 @@
  * interpretation"). `id` and `retry` are not needed for model streams and are dropped.
  */
 export class SseDecoder {
-  /** Bytes of a line that has not ended yet. */
-  #pending: Uint8Array | undefined;
+  /**
+   * Bytes of a line that has not ended yet, one piece per read, joined once when the line
+   * ends: growing one buffer per read would copy a long line again on every read (quadratic).
+   */
+  readonly #pending: Uint8Array[] = [];
+  /** The bytes in `#pending` (0: no line is pending). */
+  #pendingBytes = 0;
   /** The previous chunk ended with CR: an LF at the start of this one belongs to it. */
   #afterCR = false;
   readonly #data: string[] = [];
@@ -49,16 +54,17 @@ export class SseDecoder {
       start = i + 1;
     }
     if (start < chunk.length) {
-      const rest = chunk.subarray(start);
-      this.#pending = this.#pending ? concat(this.#pending, rest) : rest.slice();
-      if (this.#bytes + this.#pending.length > this.maxEventBytes) throw new SseError(`an event exceeds ${this.maxEventBytes} bytes`);
+      this.#pending.push(chunk.slice(start));
+      this.#pendingBytes += chunk.length - start;
+      if (this.#bytes + this.#pendingBytes > this.maxEventBytes) throw new SseError(`an event exceeds ${this.maxEventBytes} bytes`);
     }
   }
 
   /** The stream ended: true when it ended on an event boundary (nothing half-received). */
   end(): boolean {
-    const clean = this.#pending === undefined && this.#data.length === 0;
-    this.#pending = undefined;
+    const clean = this.#pendingBytes === 0 && this.#data.length === 0;
+    this.#pending.length = 0;
+    this.#pendingBytes = 0;
     this.#data.length = 0;
     this.#event = undefined;
     return clean;
@@ -67,10 +73,11 @@ export class SseDecoder {
   #line(chunk: Uint8Array, start: number, end: number): void {
     let text: string;
     let length = end - start;
-    if (this.#pending) {
-      length += this.#pending.length;
-      text = utf8(concat(this.#pending, chunk.subarray(start, end)), 0, length);
-      this.#pending = undefined;
+    if (this.#pendingBytes !== 0) {
+      length += this.#pendingBytes;
+      text = utf8(join(this.#pending, length, chunk, start, end), 0, length);
+      this.#pending.length = 0;
+      this.#pendingBytes = 0;
     } else {
       text = utf8(chunk, start, end);
     }
@@ -115,10 +122,15 @@ const CR = 0x0d;
 const COLON = 0x3a;
 const SPACE = 0x20;
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
+/** The pending pieces of a line followed by its end, bytes [start, end) of `chunk`, in one array of `length` bytes. */
+function join(pieces: Uint8Array[], length: number, chunk: Uint8Array, start: number, end: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const piece of pieces) {
+    out.set(piece, offset);
+    offset += piece.length;
+  }
+  out.set(chunk.subarray(start, end), offset);
   return out;
 }
 
