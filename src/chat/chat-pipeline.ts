@@ -492,8 +492,9 @@ export class ChatPipeline {
         model,
         finishReason: ending.finishReason,
         usage: ending.usage,
-        // The provider's own count is exact for its tokenizer; count only when it sent none.
-        tokens: ending.usage?.outputTokens ?? countTokensBounded(content),
+        // The provider's own count is exact for its tokenizer; count only when it sent none. What a
+        // reasoning model spent thinking is billed but is not in the reply the next turns send.
+        tokens: ending.usage ? ending.usage.outputTokens - (ending.usage.reasoningTokens ?? 0) : countTokensBounded(content),
         remember,
       });
       return stored.id;

@@ -93,7 +93,10 @@ class GeminiChatModel implements LanguageModel {
         }
         if (chunk.error) throw new AppError('PROVIDER_ERROR', 'The Gemini model provider reported an error mid-stream');
         const meta = chunk.usageMetadata;
-        if (meta) report.usage({ inputTokens: meta.promptTokenCount ?? 0, outputTokens: (meta.candidatesTokenCount ?? 0) + (meta.thoughtsTokenCount ?? 0) });
+        if (meta) {
+          const thoughts = meta.thoughtsTokenCount ?? 0;
+          report.usage({ inputTokens: meta.promptTokenCount ?? 0, outputTokens: (meta.candidatesTokenCount ?? 0) + thoughts, ...(thoughts ? { reasoningTokens: thoughts } : {}) });
+        }
         const candidate = chunk.candidates?.[0];
         for (const part of candidate?.content?.parts ?? []) if (part.text && !part.thought) report.text(part.text);
         if (candidate?.finishReason) report.finish(FINISH[candidate.finishReason] ?? 'other');

@@ -9,6 +9,11 @@ export type ModelFinishReason = 'stop' | 'length' | 'content-filter' | 'other';
 export interface TokenUsage {
   inputTokens: number;
   outputTokens: number;
+  /**
+   * Of `outputTokens`, those a reasoning model spent thinking (billed, never shown): absent
+   * when none. The reply's own size, which the next turns' context is budgeted by, leaves them out.
+   */
+  reasoningTokens?: number;
 }
 
 export type ModelStreamPart =

@@ -166,7 +166,7 @@ const FINISH: Record<string, ModelFinishReason> = {
 
 interface ChatChunk {
   choices?: { delta?: { content?: string | null }; finish_reason?: string | null }[];
-  usage?: { prompt_tokens: number; completion_tokens: number } | null;
+  usage?: { prompt_tokens: number; completion_tokens: number; completion_tokens_details?: { reasoning_tokens?: number } | null } | null;
   error?: unknown;
 }
 
@@ -207,7 +207,10 @@ class OpenAIChatModel implements LanguageModel {
           this.owner.logger.error({ sdk: 'openai', detail: clip(JSON.stringify(chunk.error)) }, 'the OpenAI stream reported an error');
           throw new AppError('PROVIDER_ERROR', 'The OpenAI model provider reported an error mid-stream');
         }
-        if (chunk.usage) report.usage({ inputTokens: chunk.usage.prompt_tokens, outputTokens: chunk.usage.completion_tokens });
+        if (chunk.usage) {
+          const reasoning = chunk.usage.completion_tokens_details?.reasoning_tokens;
+          report.usage({ inputTokens: chunk.usage.prompt_tokens, outputTokens: chunk.usage.completion_tokens, ...(reasoning ? { reasoningTokens: reasoning } : {}) });
+        }
         const choice = chunk.choices?.[0];
         if (!choice) return;
         const content = choice.delta?.content;

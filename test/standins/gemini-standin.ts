@@ -142,7 +142,9 @@ function generate(ex: Exchange, ctx: RouteContext, model: string, stream: boolea
   const fullUsage = usage
     ? {
         promptTokenCount: usage.input,
-        candidatesTokenCount: usage.output,
+        // As Gemini counts a thinking model's: the reply's own, and its thoughts apart.
+        candidatesTokenCount: usage.output - (usage.reasoning ?? 0),
+        ...(usage.reasoning ? { thoughtsTokenCount: usage.reasoning } : {}),
         totalTokenCount: usage.input + usage.output,
         promptTokensDetails: promptDetails,
       }

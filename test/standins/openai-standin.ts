@@ -179,7 +179,7 @@ function chatCompletions(ex: Exchange, ctx: RouteContext): void {
         total_tokens: usage.input + usage.output,
         prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
         completion_tokens_details: {
-          reasoning_tokens: 0,
+          reasoning_tokens: usage.reasoning ?? 0,
           audio_tokens: 0,
           accepted_prediction_tokens: 0,
           rejected_prediction_tokens: 0,

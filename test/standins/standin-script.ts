@@ -39,7 +39,7 @@ export interface Script {
    * Usage to report. Default: `tokens.length` output tokens and an input count estimated from
    * the request text ({@link estimateTokens}). `false`: report no usage at all.
    */
-  usage?: { inputTokens: number; outputTokens: number } | false;
+  usage?: { inputTokens: number; outputTokens: number; reasoningTokens?: number } | false;
   /**
    * Embedding routes only: answer vectors of this length whatever the request asked for, as a
    * model whose size differs from the configured one would.
@@ -131,9 +131,9 @@ export function asRecord(v: unknown): Record<string, unknown> | undefined {
 }
 
 /** Resolved usage numbers for a script (`undefined` when the script disables usage). */
-export function resolveUsage(script: Script, inputText: string): { input: number; output: number } | undefined {
+export function resolveUsage(script: Script, inputText: string): { input: number; output: number; reasoning?: number } | undefined {
   if (script.usage === false) return undefined;
-  if (script.usage) return { input: script.usage.inputTokens, output: script.usage.outputTokens };
+  if (script.usage) return { input: script.usage.inputTokens, output: script.usage.outputTokens, ...(script.usage.reasoningTokens ? { reasoning: script.usage.reasoningTokens } : {}) };
   return { input: estimateTokens(inputText), output: script.tokens.length };
 }
 
