@@ -52,6 +52,11 @@ export class ApiKeys {
   readonly #cache = new BoundedMap<string, { key: ApiKeyRecord; until: number }>(MAX_CACHED);
   /** When this node last wrote lastUsedAt, per key id. */
   readonly #touched = new BoundedMap<string, number>(MAX_TOUCHED);
+  /**
+   * Ids of keys revoked on this node, the most recent: a lookup that was reading the store as
+   * one was revoked must not bring it back (a revoked id is never valid again).
+   */
+  readonly #revoked = new BoundedMap<string, true>(MAX_TOUCHED);
   /** Creations in flight per user: run one after another so the bound holds on stores that cannot count and insert atomically. */
   readonly #creating = new Map<string, Promise<unknown>>();
   readonly #listeners = new Set<RevokedListener>();
@@ -127,6 +132,8 @@ export class ApiKeys {
     }
     const record = key?.key ?? (await this.options.store.findApiKeyByHash(hash));
     if (!record || (record.expiresAt !== null && record.expiresAt <= now)) throw new AppError('UNAUTHORIZED', INVALID);
+    // Revoked while the store answered: the record read predates it, and must not be cached.
+    if (!key && this.#revoked.has(record.id)) throw new AppError('UNAUTHORIZED', INVALID);
     if (!key && this.options.cacheMs > 0) this.#remember(hash, record, Math.min(now + this.options.cacheMs, record.expiresAt ?? Infinity));
     this.#touch(record, now);
     return {
@@ -152,6 +159,7 @@ export class ApiKeys {
 
   #forget(userId: string, ids: readonly string[]) {
     if (!ids.length) return;
+    for (const id of ids) this.#revoked.set(id, true);
     const gone = new Set(ids);
     for (const [hash, entry] of this.#cache) if (gone.has(entry.key.id)) this.#cache.delete(hash);
     for (const id of ids) this.#touched.delete(id);

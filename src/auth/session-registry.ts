@@ -45,6 +45,10 @@ export class SessionRegistry {
     const cached = this.#cache.get(sessionId);
     if (cached && cached.until > now) return cached.active;
     const session = await this.store.getSession(sessionId);
+    // A revocation while the store answered has the last word: what was read may predate it,
+    // and remembering it would let the revoked token in for another cacheMs.
+    const meanwhile = this.#cache.get(sessionId);
+    if (meanwhile && !meanwhile.active && meanwhile.until > Date.now()) return false;
     const active = session !== undefined && session.userId === userId && session.expiresAt > now;
     this.#remember(sessionId, active, active ? Math.min(now + this.options.cacheMs, session!.expiresAt) : now + this.options.cacheMs);
     return active;
