@@ -64,6 +64,9 @@ export type ChatTurnEvent =
     }
   | { type: 'error'; conversationId: string; messageId: string | undefined; content: string; error: AppError };
 
+
+/** The most characters a reply may have per token of its limit, beyond which the provider ignored the limit. */
+const MAX_CHARS_PER_TOKEN = 64;
 export interface ChatPipelineOptions {
   systemPrompt: string;
   historyLimit: number;
@@ -291,6 +294,9 @@ export class ChatPipeline {
     // A stream timeout aborts the turn with a PROVIDER_ERROR as the reason (a turn abort is a TurnAbort).
     const watchdog = new StreamWatchdog(options.firstByteTimeoutMs, options.idleTimeoutMs, (err) => turn.abort(err));
     let text = '';
+    // No token is this long (o200k's longest are a few dozen characters): far past it, the
+    // provider is not keeping to the reply's limit.
+    const maxReplyChars = Math.min(input.maxTokens ?? options.maxOutputTokens, options.maxOutputTokens) * MAX_CHARS_PER_TOKEN;
     let ending: Ending | undefined;
     let messageId: string | undefined;
     const startedAt = performance.now();
@@ -339,6 +345,8 @@ export class ChatPipeline {
 
       let waitingForClient = false;
       let userStored = false;
+      /** The reply reached maxReplyChars: what comes after is dropped. */
+      let capped = false;
       /** Text that came before the user message was durable: handed over as one delta once it is. */
       let early = '';
       let firstText = true;
@@ -358,8 +366,19 @@ export class ChatPipeline {
           if (ok) stream!.resume();
         });
       };
-      stream = await this.#ask(input, conversation, conversationCreated, model, userMessage, remember, signal, watchdog, (delta) => {
+      stream = await this.#ask(input, conversation, conversationCreated, model, userMessage, remember, signal, watchdog, (received) => {
         watchdog.touch();
+        if (capped) return;
+        let delta = received;
+        if (text.length + delta.length > maxReplyChars) {
+          // A provider that ignores max_tokens would grow the reply (and the memory it holds,
+          // and the row it is stored in) without end: it is cut at maxReplyChars (not inside a
+          // surrogate pair) and ends as a reply at its limit, once that text reached the client.
+          capped = true;
+          let end = maxReplyChars - text.length;
+          if (end > 0 && isHighSurrogate(delta.charCodeAt(end - 1))) end--;
+          delta = delta.slice(0, end);
+        }
         text += delta;
         if (!userStored) early += delta;
         else {
@@ -367,11 +386,12 @@ export class ChatPipeline {
           // through (a socket handler, a timer, a promise reaction): it ends this turn with
           // INTERNAL, never the process, and the text so far is stored as usual.
           try {
-            deliver(delta);
+            if (delta) deliver(delta);
           } catch (err) {
             if (!signal.aborted) turn.abort(toAppError(err));
           }
         }
+        if (capped && userStored && !signal.aborted) turn.abort(new TurnAbort('too-long'));
       });
       const done = stream.done.finally(() => (streamEnded = true));
       done.catch(() => {}); // awaited below, after the user message
@@ -381,8 +401,9 @@ export class ChatPipeline {
       announce();
       if (early) deliver(early);
       early = '';
+      if (capped && !streamEnded && !signal.aborted) turn.abort(new TurnAbort('too-long'));
       const finish = await done;
-      ending = { finishReason: storedFinish(finish.finishReason), usage: finish.usage };
+      ending = { finishReason: capped ? 'length' : storedFinish(finish.finishReason), usage: finish.usage };
     } catch (err) {
       if (signal.aborted && !(signal.reason instanceof AppError)) {
         const abort = asTurnAbort(signal.reason);
@@ -611,4 +632,8 @@ function recorded(sink: TurnSink, log: TurnLog): TurnSink {
     end: (e) => sink.end(e, eventId(turnId, log.append(e))),
     error: (e) => sink.error(e, eventId(turnId, log.append(e))),
   };
+}
+
+function isHighSurrogate(code: number): boolean {
+  return code >= 0xd800 && code <= 0xdbff;
 }

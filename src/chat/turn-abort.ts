@@ -6,9 +6,11 @@ import { AppError } from '../errors.js';
  * - `disconnect`: the client went away (stored as `aborted`, nobody to tell);
  * - `shutdown`: the server is stopping while the client is still there;
  * - `deleted`: the conversation (or the account) was deleted while the reply streamed;
- * - `slow-client`: the client stopped reading and its buffer stayed full too long.
+ * - `slow-client`: the client stopped reading and its buffer stayed full too long;
+ * - `too-long`: the provider sent far more text than the reply's token limit allows (it ignored
+ *   the limit): ended as a reply that reached its limit (`length`).
  */
-export type AbortCause = 'stop' | 'disconnect' | 'shutdown' | 'deleted' | 'slow-client';
+export type AbortCause = 'stop' | 'disconnect' | 'shutdown' | 'deleted' | 'slow-client' | 'too-long';
 
 const MESSAGES: Record<AbortCause, string> = {
   stop: 'Stopped by the client',
@@ -16,6 +18,7 @@ const MESSAGES: Record<AbortCause, string> = {
   shutdown: 'The server is shutting down; the partial reply was saved',
   deleted: 'The conversation was deleted while the reply streamed',
   'slow-client': 'The connection stopped reading the reply; it was cut and the partial reply saved',
+  'too-long': 'The model sent more text than its token limit allows',
 };
 
 export class TurnAbort extends Error {
@@ -25,8 +28,8 @@ export class TurnAbort extends Error {
   }
 
   /** How the reply is stored. */
-  get finishReason(): 'stopped' | 'aborted' {
-    return this.kind === 'stop' ? 'stopped' : 'aborted';
+  get finishReason(): 'stopped' | 'aborted' | 'length' {
+    return this.kind === 'stop' ? 'stopped' : this.kind === 'too-long' ? 'length' : 'aborted';
   }
 
   /**

@@ -193,6 +193,27 @@ describe('a client that stops reading is bounded', () => {
   });
 });
 
+describe('a provider that ignores max_tokens', () => {
+  it('is cut once its reply is far past the limit, which ends as a reply at its limit (length), stored so', async () => {
+    // 16 tokens asked for; 20,000 chunks of 100 characters (2 MB) sent.
+    const chunk = 'x'.repeat(99) + ' ';
+    const standin = await startOpenAIStandin({ apiKey: KEY, recordRequests: false, script: () => ({ tokens: Array.from({ length: 20_000 }, () => chunk) }) });
+    const gw = await startGateway({ OPENAI_API_KEY: KEY, OPENAI_BASE_URL: standin.url, DEFAULT_MODEL: 'gpt-4o-mini', PROVIDER_MAX_RETRIES: '0', MAX_OUTPUT_TOKENS: '16' });
+    try {
+      const events = await readSse(await postChat(gw.url, { message: 'a short answer, please', sessionId: 'runaway' }));
+      expect(events.at(-1)).toMatchObject({ done: true, finishReason: 'length' });
+      const received = events.map((e) => (typeof e.content === 'string' ? e.content : '')).join('');
+      // 64 characters a token at most: the first 1,024 characters sent.
+      expect(received).toBe(chunk.repeat(20).slice(0, 16 * 64));
+      const stored = (await messagesOf(gw, 'runaway')).find((m) => m.role === 'assistant');
+      expect(stored).toMatchObject({ finishReason: 'length', content: received });
+    } finally {
+      await gw.destroy();
+      await standin.close();
+    }
+  });
+});
+
 describe('a long reply to a reader slower than the model', () => {
   it('waits for it as often as its buffer fills, and leaves nothing behind each time (no listener piles up on the turn)', async () => {
     const chunk = 'y'.repeat(2048);
@@ -236,7 +257,8 @@ describe('a replay (chat:resume) to a client that stops reading', () => {
       OPENAI_BASE_URL: standin.url,
       DEFAULT_MODEL: 'gpt-4o-mini',
       PROVIDER_MAX_RETRIES: '0',
-      MAX_OUTPUT_TOKENS: '100000',
+      // 12,000 chunks of 1,000 characters: within what a reply of this limit may hold (64 characters a token).
+      MAX_OUTPUT_TOKENS: '1000000',
       SOCKET_MAX_BACKLOG_BYTES: String(MAX_BACKLOG),
       SLOW_CLIENT_TIMEOUT_MS: '1000',
       RATE_LIMIT_ANON: '1000',
