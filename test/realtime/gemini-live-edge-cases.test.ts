@@ -7,12 +7,8 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Logger } from '../../src/logger.js';
 import { GeminiRealtimeProvider } from '../../src/realtime/gemini-realtime-provider.js';
 import { pcmRateOf } from '../../src/realtime/pcm16.js';
-import type { RealtimeServerEvent } from '../../src/realtime/realtime-provider.js';
-import { RealtimeSession, type RealtimeSessionCloseReason, type RealtimeSessionError } from '../../src/realtime/realtime-session.js';
-import type { RealtimeUsage } from '../../src/realtime/realtime-usage.js';
 import {
   GEMINI_STANDIN_AUDIO,
   GEMINI_STANDIN_TRANSCRIPT,
@@ -22,6 +18,8 @@ import {
 } from '../standins/gemini-live-standin.js';
 import { until } from '../standins/ws-standin-server.js';
 import { SEED_004_SESSION_CREATE } from './seed-004.js';
+import type { RealtimeUsage } from '../../src/realtime/realtime-usage.js';
+import { Harness } from './realtime-harness.js';
 
 const GEMINI_KEY = 'AIzaEdgeCaseTestKey0123456789abcdefghijk';
 const GEMINI_MODEL = 'gemini-2.5-flash-native-audio-preview-09-2025';
@@ -36,51 +34,6 @@ const STANDIN_USAGE: Partial<RealtimeUsage> = {
   outputTextTokens: 10,
   outputAudioTokens: 60,
 };
-
-type Json = Record<string, unknown>;
-
-function recordingLogger(lines: Json[], bindings: Json = {}): Logger {
-  const write = (level: string) => (obj: object, msg?: string) => {
-    lines.push({ level, ...bindings, ...obj, msg });
-  };
-  return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error'), child: (b) => recordingLogger(lines, { ...bindings, ...b }) };
-}
-
-/** One client connection's view: everything the session emitted through its callbacks. */
-class Harness {
-  readonly events: RealtimeServerEvent[] = [];
-  readonly audio: Buffer[] = [];
-  readonly errors: RealtimeSessionError[] = [];
-  readonly closes: RealtimeSessionCloseReason[] = [];
-  readonly usages: RealtimeUsage[] = [];
-  readonly logs: Json[] = [];
-  readonly session: RealtimeSession;
-
-  constructor(provider: GeminiRealtimeProvider) {
-    this.session = new RealtimeSession({
-      provider,
-      logger: recordingLogger(this.logs),
-      onServerEvent: (e) => this.events.push(e),
-      onAudio: (chunk: Buffer) => this.audio.push(chunk),
-      onError: (e) => this.errors.push(e),
-      onClose: (r) => this.closes.push(r),
-      onUsage: (usage) => this.usages.push(usage),
-      clientBacklogBytes: () => 0,
-    });
-  }
-
-  of(type: string): RealtimeServerEvent[] {
-    return this.events.filter((e) => e.type === type);
-  }
-
-  nth(type: string, n: number, timeoutMs = 3000): Promise<RealtimeServerEvent> {
-    return until(() => this.of(type)[n], `server event ${type} #${n}`, timeoutMs);
-  }
-
-  closed(timeoutMs = 3000): Promise<RealtimeSessionCloseReason> {
-    return until(() => this.closes[0], 'session close', timeoutMs);
-  }
-}
 
 let standin: GeminiLiveStandin;
 const harnesses: Harness[] = [];
@@ -118,7 +71,7 @@ afterAll(async () => {
 afterEach(() => {
   for (const h of harnesses.splice(0)) {
     h.session.close();
-    expect(JSON.stringify([h.events, h.errors, h.closes, h.logs]).includes(GEMINI_KEY), 'provider key leaked').toBe(false);
+    expect(h.everything().includes(GEMINI_KEY), 'provider key leaked').toBe(false);
   }
   standin.holdSetup(false);
   standin.setScript(defaultGeminiLiveScript());
@@ -253,7 +206,7 @@ describe('Gemini Live: model audio at an implausible sample rate', () => {
     expect(done.response).toMatchObject({ status: 'completed', usage: { total_tokens: 160 } });
     expect(h.audio).toEqual([]);
     expect(h.of('response.output_audio_transcript.delta').map((e) => e.delta)).toEqual(GEMINI_STANDIN_TRANSCRIPT);
-    const warnings = h.logs.filter((l) => l.level === 'warn' && /dropped model audio/.test(String(l.msg)));
+    const warnings = h.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.level === 'warn' && /dropped model audio/.test(String(l.msg)));
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatchObject({ mimeType: 'audio/pcm;rate=1' });
   });
