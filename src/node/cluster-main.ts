@@ -37,6 +37,10 @@ async function primary(): Promise<void> {
     console.warn(`start:cluster without REDIS_URL: each worker keeps its own rooms, BUSY rule, stops and resumable streams${limits}; set REDIS_URL`);
   }
   const workers: (Worker | undefined)[] = [];
+  /** Workers whose server is up (they said `gateway:ready`): only these are given connections. */
+  const ready: boolean[] = [];
+  /** Restarts in a row of each worker that ended before it was ready: the next waits longer. */
+  const failedRestarts: number[] = [];
   let started = false;
   let stopping = false;
   /** Workers that ended badly (an exit code other than 0, or a signal) while the cluster stopped. */
@@ -44,8 +48,16 @@ async function primary(): Promise<void> {
   const fork = (index: number) => {
     const w = cluster.fork({ [WORKER_ENV]: String(index) });
     workers[index] = w;
+    ready[index] = false;
+    w.on('message', (message: { type?: string }) => {
+      if (message?.type !== 'gateway:ready') return;
+      ready[index] = true;
+      failedRestarts[index] = 0;
+    });
     w.on('exit', (code, signal) => {
+      const wasReady = ready[index];
       workers[index] = undefined;
+      ready[index] = false;
       if (stopping) {
         if (code !== 0) failedStops++;
         return;
@@ -56,8 +68,14 @@ async function primary(): Promise<void> {
         for (const other of workers) other?.process.kill('SIGTERM');
         process.exit(code || 1);
       }
-      console.error(JSON.stringify({ level: 50, msg: 'worker exited; starting another', worker: index, code, signal }));
-      setTimeout(() => fork(index), 500);
+      // One that could not start again (its data directory gone, a bad file) is retried less and
+      // less often, up to a minute apart, while the others serve: not twice a second for ever.
+      failedRestarts[index] = wasReady ? 0 : (failedRestarts[index] ?? 0) + 1;
+      const delayMs = Math.min(60_000, 500 * 2 ** failedRestarts[index]!);
+      console.error(JSON.stringify({ level: 50, msg: 'worker exited; starting another', worker: index, code, signal, inMs: delayMs }));
+      setTimeout(() => {
+        if (!stopping) fork(index);
+      }, delayMs);
     });
   };
   for (let i = 0; i < count; i++) fork(i);
@@ -65,15 +83,23 @@ async function primary(): Promise<void> {
   started = true;
 
   let next = 0;
+  /** A ready worker: the session's own when it is up, else the next in turn. */
+  const readyWorker = (preferred: number): Worker | undefined => {
+    if (ready[preferred]) return workers[preferred];
+    for (let tried = 0; tried < count; tried++) {
+      const index = next++ % count;
+      if (ready[index]) return workers[index];
+    }
+    return undefined;
+  };
   const server = net.createServer({ pauseOnConnect: true }, (socket) => {
     socket.on('error', () => socket.destroy());
     socket.once('data', (head: Buffer) => {
       socket.pause();
       const line = head.subarray(0, Math.min(head.length, 2048)).toString('latin1');
       const owner = /[?&]sid=([0-9a-z]+)_/.exec(line.slice(0, line.indexOf('\r\n') >>> 0));
-      let index = owner ? parseInt(owner[1]!, 36) : -1;
-      if (!workers[index]) index = next++ % count;
-      const target = workers[index] ?? workers.find(Boolean);
+      // A worker still starting has no server to take the connection: it would never be answered.
+      const target = readyWorker(owner ? parseInt(owner[1]!, 36) : -1);
       if (!target) return socket.destroy();
       target.send({ type: 'gateway:connection', head: head.toString('base64') }, socket, (err) => {
         if (err) socket.destroy();
@@ -102,11 +128,13 @@ async function worker(index: number): Promise<void> {
   const config = loadConfig(process.env);
   const server = await createNodeServer(config);
   // The session id names its worker, so the primary routes every poll of a session to it.
-  const engine = server.io.engine as unknown as { generateId: () => string; on(event: string, listener: (headers: Record<string, string>, req: { url?: string }) => void): void };
+  const engine = server.io.engine as unknown as { generateId: () => string };
   const random = engine.generateId.bind(engine);
   engine.generateId = () => `${index.toString(36)}_${String(random()).replace(/[^0-9A-Za-z]/g, '')}`;
-  engine.on('headers', (headers, req) => {
-    if (req.url?.includes('transport=polling')) headers.Connection = 'close';
+  // The primary chose this worker by a connection's first request: every response closes its
+  // connection, so no later request (a poll of a session another worker holds) comes here on it.
+  server.httpServer.prependListener('request', (_req: unknown, res: { setHeader(name: string, value: string): unknown }) => {
+    res.setHeader('Connection', 'close');
   });
   process.on('message', (message: { type?: string; head?: string }, socket: net.Socket | undefined) => {
     if (message?.type !== 'gateway:connection' || !socket) return;

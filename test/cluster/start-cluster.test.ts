@@ -1,5 +1,5 @@
 /** `npm run start:cluster`'s entry with two workers on one port: Engine.IO polling keeps its worker, SSE works. */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDataDir } from '../helpers/gateway.js';
@@ -50,6 +50,29 @@ describe('start:cluster (two workers, one port)', () => {
     expect(ends.every((e) => e.finishReason === 'stop' || e.finishReason === 'length')).toBe(true);
     expect(sockets.every((s) => s.connected)).toBe(true);
   });
+
+  it('every response closes its connection: a worker was chosen by the connection\'s first request, and a later one (a poll of another worker\'s session) must not reach it', async () => {
+    for (const path of ['/healthz', '/openapi.json', '/socket.io/?EIO=4&transport=polling']) {
+      const res = await fetch(`${url}${path}`);
+      expect(res.headers.get('connection'), path).toBe('close');
+      await res.arrayBuffer();
+    }
+  });
+
+  it('while a killed worker restarts, every connection goes to the one that is up: none is left unanswered', async () => {
+    const workerPids = () => execFileSync('pgrep', ['-P', String(child.pid)]).toString().trim().split('\n').map(Number);
+    const [victim] = workerPids();
+    process.kill(victim!, 'SIGKILL');
+    await waitFor(() => !workerPids().includes(victim!), 5000, 20);
+    // Its replacement is forked (half a second on) and starting: a second or so before it serves.
+    await waitFor(() => workerPids().length === 2, 5000, 10);
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, () => fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5000) }).then((r) => r.status, (err: Error) => err.name)),
+    );
+    expect(answers).toEqual(Array(10).fill(200));
+    // Its replacement comes up (and takes connections again) before the tests after this one.
+    await new Promise((r) => setTimeout(r, 3000));
+  }, 30_000);
 
   it('SSE turns and /readyz with Redis', async () => {
     const events = await readSse(await postChat(url, { message: 'hello cluster', maxTokens: 10 }));
