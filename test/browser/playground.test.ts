@@ -104,6 +104,12 @@ describe('the playground in Chromium', { shuffle: false }, () => {
     expect(index.headers.get('cache-control')).toBe('no-cache');
     expect(index.headers.get('x-content-type-options')).toBe('nosniff');
     expect(index.headers.get('content-security-policy')).toMatch(/default-src 'self'.*script-src 'self'/);
+    // A form sent before the script takes it over (slow network, script blocked) must not put
+    // the password in the URL: every form posts.
+    const html = await index.clone().text();
+    const forms = [...html.matchAll(/<form\b[^>]*>/g)].map((m) => m[0]);
+    expect(forms.length).toBeGreaterThanOrEqual(3);
+    for (const form of forms) expect(form).toMatch(/\bmethod="post"/);
     const etag = index.headers.get('etag')!;
     expect(etag).toMatch(/^"[\w-]+"$/);
     const again = await fetch(`${gw.url}/`, { headers: { 'If-None-Match': etag } });
