@@ -54,7 +54,9 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
   app.route('/api/chat', aiSdkRoutes(services));
   let document: Record<string, unknown> | undefined;
   app.get('/openapi.json', (c) => c.json((document ??= openApiDocument(services.config, options.routeDocs))));
-  app.get('/docs', swaggerUI({ url: '/openapi.json', title: 'AI chat gateway API' }));
+  // Swagger UI's files come from jsDelivr, which runs them in this origin (next to the sign-in
+  // cookie): an exact npm version (immutable once published), never whatever is latest.
+  app.get('/docs', swaggerUI({ url: '/openapi.json', title: 'AI chat gateway API', version: SWAGGER_UI_VERSION }));
 
   app.notFound((c) => {
     c.set('unmatched', true);
@@ -104,6 +106,8 @@ const CLIENT_REQUEST_ID = /^[\w\-=]{1,255}$/;
 /** The route label of requests no route matched, and of CORS preflights (answered before routing). */
 const UNMATCHED = 'unmatched';
 const PREFLIGHT = 'preflight';
+/** The swagger-ui-dist release /docs loads. */
+const SWAGGER_UI_VERSION = '5.35.0';
 /** Scrapes are not counted among the requests they report. */
 const METRICS_ROUTE = '/metrics';
 

@@ -55,5 +55,9 @@ describe('OpenAPI', () => {
     const html = await res.text();
     expect(html).toContain('SwaggerUIBundle');
     expect(html).toContain('/openapi.json');
+    // Its scripts run in this origin: one exact release of them, never "latest".
+    const sources = [...html.matchAll(/(?:src|href)="(https:[^"]+)"/g)].map((m) => m[1]!);
+    expect(sources.length).toBeGreaterThan(0);
+    for (const source of sources) expect(source).toMatch(/\/swagger-ui-dist@5\.35\.0\//);
   });
 });
