@@ -101,7 +101,8 @@ export interface TurnSink {
   /** `id` (every method): the event's resumable id (`<turnId>-<seq>`), when the turn is recorded. */
   start(event: StartEvent, id?: string): void;
   delta(text: string, id?: string): boolean;
-  drained(): Promise<void>;
+  /** Resolves when the client has room again (what it resolves with is not read). */
+  drained(): Promise<unknown>;
   end(event: EndEvent, id?: string): void;
   error(event: ErrorEvent, id?: string): void;
 }

@@ -24,16 +24,19 @@ export function outgoingBytes(socket: { conn: unknown }): number {
 /**
  * Resolves once the connection's backlog is below half of `maxBytes` (the pipeline stops
  * pulling from the model meanwhile, and gives up after SLOW_CLIENT_TIMEOUT_MS), or at once
- * when `signal` aborts (a disconnect or stop ends the turn anyway).
+ * when `signal` aborts (a disconnect or stop ends the turn anyway): true. False when
+ * `timeoutMs` (if given) passed first, the client still not reading.
  */
-export function waitForRoom(socket: { conn: unknown; connected?: boolean }, options: { maxBytes: number; signal: AbortSignal }): Promise<void> {
+export function waitForRoom(socket: { conn: unknown; connected?: boolean }, options: { maxBytes: number; signal: AbortSignal; timeoutMs?: number }): Promise<boolean> {
   const lowWater = options.maxBytes / 2;
-  return new Promise<void>((resolve) => {
+  const deadline = options.timeoutMs === undefined ? Infinity : performance.now() + options.timeoutMs;
+  return new Promise<boolean>((resolve) => {
     const check = () => {
       // A socket that is gone (its turn continuing: STREAM_ON_DISCONNECT=continue) has nothing left to drain.
-      if (!options.signal.aborted && socket.connected !== false && outgoingBytes(socket) > lowWater) return;
+      const waiting = !options.signal.aborted && socket.connected !== false && outgoingBytes(socket) > lowWater;
+      if (waiting && performance.now() < deadline) return;
       clearInterval(timer);
-      resolve();
+      resolve(!waiting);
     };
     const timer = setInterval(check, CHECK_INTERVAL_MS);
   });

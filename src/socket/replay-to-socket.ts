@@ -48,7 +48,7 @@ export async function replayToSocket(
   try {
     for await (const { event } of services.streams!.follow(target.conversationKey, target.turnId, 0, controller.signal)) {
       if (!socket.connected || controller.signal.aborted) return;
-      if (outgoingBytes(socket) > maxBacklogBytes && !(await roomWithin(socket, maxBacklogBytes, services.config.slowClientTimeoutMs, controller.signal))) {
+      if (outgoingBytes(socket) > maxBacklogBytes && !(await waitForRoom(socket, { maxBytes: maxBacklogBytes, signal: controller.signal, timeoutMs: services.config.slowClientTimeoutMs }))) {
         throw new AppError('BAD_REQUEST', `The replay was left unread for ${services.config.slowClientTimeoutMs} ms and was stopped; resume again to read it`);
       }
       if (!socket.connected || controller.signal.aborted) return;
@@ -60,18 +60,3 @@ export async function replayToSocket(
   }
 }
 
-/** Whether the socket's backlog fell to half of `maxBytes` within `timeoutMs` (true too when `signal` ends the wait). */
-async function roomWithin(socket: AnySocket, maxBytes: number, timeoutMs: number, signal: AbortSignal): Promise<boolean> {
-  const waiting = new AbortController();
-  const stop = () => waiting.abort();
-  signal.addEventListener('abort', stop, { once: true });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
-  try {
-    return await Promise.race([waitForRoom(socket, { maxBytes, signal: waiting.signal }).then(() => true), timedOut]);
-  } finally {
-    clearTimeout(timer);
-    waiting.abort();
-    signal.removeEventListener('abort', stop);
-  }
-}
