@@ -69,7 +69,7 @@ export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'
             onClose: (reason) => {
               if (ws.readyState !== 1) return;
               // 1001 (going away) when the server stops: the client may reconnect to another node, or later.
-              const code = reason.initiator === 'client' ? 1000 : services.turns.closing ? 1001 : (CLOSE_CODES[reason.code ?? 'INTERNAL'] ?? 1011);
+              const code = reason.initiator === 'client' ? 1000 : reason.shutdown ? 1001 : (CLOSE_CODES[reason.code ?? 'INTERNAL'] ?? 1011);
               ws.close(code, reason.code ?? 'closed');
             },
             clientBacklogBytes: () => (ws.raw as { bufferedAmount?: number } | undefined)?.bufferedAmount ?? 0,

@@ -72,6 +72,8 @@ export interface RealtimeSessionCloseReason {
   /** Absent for a client close. */
   code?: ErrorCode;
   message: string;
+  /** The server is stopping (`shutdown()`): a client may reconnect, to another node or later. */
+  shutdown?: true;
 }
 
 export interface RealtimeSessionOptions {
@@ -224,7 +226,7 @@ export class RealtimeSession {
 
   /** The server is stopping: the client is told (INTERNAL), the session ends as the server's doing. */
   shutdown(): void {
-    this.fail('INTERNAL', 'The server is shutting down; reconnect in a moment', 'server');
+    this.fail('INTERNAL', 'The server is shutting down; reconnect in a moment', 'server', true);
   }
 
   /** The client went away (or the adapter is done): closes the upstream. */
@@ -463,10 +465,10 @@ export class RealtimeSession {
   }
 
   /** Tells the client why, then ends the session. */
-  private fail(code: ErrorCode, message: string, initiator: RealtimeSessionCloseReason['initiator']): void {
+  private fail(code: ErrorCode, message: string, initiator: RealtimeSessionCloseReason['initiator'], shutdown = false): void {
     if (this.current === 'closed') return;
     this.emitError({ code, message, fromUpstreamEvent: false });
-    this.finish({ initiator, code, message });
+    this.finish({ initiator, code, message, ...(shutdown ? { shutdown: true as const } : {}) });
   }
 
   private finish(reason: RealtimeSessionCloseReason): void {
