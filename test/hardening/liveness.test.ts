@@ -133,29 +133,47 @@ describe('a provider that stalls never holds a turn', () => {
   });
 });
 
-describe('a client that stops reading is bounded', () => {
+/** What the slow-reader suites allow a socket to hold before the gateway stops pulling. */
+const MAX_BACKLOG = 64 * 1024;
+
+/**
+ * A gateway whose model (the OpenAI stand-in) answers every turn with `tokens`, for a suite of
+ * slow or stalled readers: a 64 KiB socket backlog, cut after a second unread, a token limit
+ * that lets the whole reply through (`env` adds to it). Torn down after the suite.
+ */
+function slowReaderGatewayForSuite(tokens: string[], env: Record<string, string> = {}): () => TestGateway {
   let standin: Standin;
   let gw: TestGateway;
-  const MAX_BACKLOG = 64 * 1024;
-  // 20 MB of reply: far more than the kernel's socket buffers can hide.
-  const BIG = Array.from({ length: 20_000 }, (_, i) => `${i} ${'x'.repeat(1000)}`);
   beforeAll(async () => {
-    standin = await startOpenAIStandin({ apiKey: KEY, recordRequests: false, script: () => ({ tokens: BIG }) });
+    standin = await startOpenAIStandin({ apiKey: KEY, recordRequests: false, script: () => ({ tokens }) });
     gw = await startGateway({
       OPENAI_API_KEY: KEY,
       OPENAI_BASE_URL: standin.url,
       DEFAULT_MODEL: 'gpt-4o-mini',
       PROVIDER_MAX_RETRIES: '0',
+      // Chunks of 1,000 characters: within what a reply of this limit may hold (64 characters a token).
       MAX_OUTPUT_TOKENS: '1000000',
       SOCKET_MAX_BACKLOG_BYTES: String(MAX_BACKLOG),
       SLOW_CLIENT_TIMEOUT_MS: '1000',
       RATE_LIMIT_ANON: '1000',
+      ...env,
     });
   });
   afterAll(async () => {
     closeAllClients();
     await gw.destroy();
     await standin.close();
+  });
+  return () => gw;
+}
+
+describe('a client that stops reading is bounded', () => {
+  // 20 MB of reply: far more than the kernel's socket buffers can hide.
+  const BIG = Array.from({ length: 20_000 }, (_, i) => `${i} ${'x'.repeat(1000)}`);
+  const suiteGateway = slowReaderGatewayForSuite(BIG);
+  let gw: TestGateway;
+  beforeAll(() => {
+    gw = suiteGateway();
   });
 
   it('Socket.IO: the gateway stops pulling while the socket backlog is over the bound, then cuts the turn and stores it', async () => {
@@ -245,31 +263,13 @@ describe('a long reply to a reader slower than the model', () => {
 });
 
 describe('a replay (chat:resume) to a client that stops reading', () => {
-  let standin: Standin;
-  let gw: TestGateway;
-  const MAX_BACKLOG = 64 * 1024;
   // A 12 MB reply, kept for resuming: more than the kernel's socket buffers on loopback hide (a few MB).
   const LONG = Array.from({ length: 12_000 }, (_, i) => ` ${i}${'y'.repeat(994)}`);
-  beforeAll(async () => {
-    standin = await startOpenAIStandin({ apiKey: KEY, recordRequests: false, script: () => ({ tokens: LONG }) });
-    gw = await startGateway({
-      OPENAI_API_KEY: KEY,
-      OPENAI_BASE_URL: standin.url,
-      DEFAULT_MODEL: 'gpt-4o-mini',
-      PROVIDER_MAX_RETRIES: '0',
-      // 12,000 chunks of 1,000 characters: within what a reply of this limit may hold (64 characters a token).
-      MAX_OUTPUT_TOKENS: '1000000',
-      SOCKET_MAX_BACKLOG_BYTES: String(MAX_BACKLOG),
-      SLOW_CLIENT_TIMEOUT_MS: '1000',
-      RATE_LIMIT_ANON: '1000',
-      // Six kept turns of 12 MB (24 MB each in memory).
-      STREAM_RESUME_MAX_BYTES: String(512 * 1024 * 1024),
-    });
-  });
-  afterAll(async () => {
-    closeAllClients();
-    await gw.destroy();
-    await standin.close();
+  // Six kept turns of 12 MB (24 MB each in memory).
+  const suiteGateway = slowReaderGatewayForSuite(LONG, { STREAM_RESUME_MAX_BYTES: String(512 * 1024 * 1024) });
+  let gw: TestGateway;
+  beforeAll(() => {
+    gw = suiteGateway();
   });
 
   /** Kept turns in conversations `ids`, read to their ends by one client; returns that client, still connected (it owns them). */
