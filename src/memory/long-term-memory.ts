@@ -39,6 +39,11 @@ export interface MemoryHealth {
 const BATCH = 64;
 /** How often the queue is looked at without a nudge (retries, writes queued by other nodes or before a restart). */
 const POLL_MS = 5_000;
+/**
+ * How long a batch read by this writer stays its own (ConversationStore.pendingMemories): far
+ * longer than a write takes, so that only a writer that died leaves its batch to another.
+ */
+const CLAIM_MS = 10 * 60_000;
 /** Backoff for a failed write: 1 s doubling up to 5 min, retried for as long as it takes. */
 const backoffMs = (attempts: number) => Math.min(300_000, 1_000 * 2 ** Math.min(attempts, 9));
 /** A failure this recent (and no success since) makes memory "degraded" in /readyz. */
@@ -228,9 +233,11 @@ export class LongTermMemory {
     this.#running = (async () => {
       do {
         this.#again = false;
-        const batch = await this.deps.conversations.pendingMemories(BATCH, Date.now());
+        const now = Date.now();
+        const claim = { token: crypto.randomUUID(), until: now + CLAIM_MS };
+        const batch = await this.deps.conversations.pendingMemories(BATCH, now, claim);
         if (!batch.length) break;
-        await this.#write(batch);
+        await this.#write(batch, claim.token);
         if (batch.length === BATCH) this.#again = true;
       } while (this.#again && !this.#closing);
     })()
@@ -239,7 +246,7 @@ export class LongTermMemory {
     await this.#running;
   }
 
-  async #write(batch: PendingMemory[]): Promise<void> {
+  async #write(batch: PendingMemory[], claim: string): Promise<void> {
     const { conversations, embedder, store } = this.deps;
     const keep: PendingMemory[] = [];
     const dropped: string[] = [];
@@ -248,6 +255,7 @@ export class LongTermMemory {
       if (!(await this.isEnabledFor(p.ownerId)) || p.message.content.trim() === '') dropped.push(p.message.id);
       else keep.push(p);
     }
+    let gone: string[];
     try {
       if (keep.length) {
         const vectors = await embedder.embed(
@@ -267,15 +275,36 @@ export class LongTermMemory {
           })),
         );
       }
-      await conversations.settleMemories([...dropped, ...keep.map((p) => p.message.id)], []);
+      gone = await conversations.settleMemories([...dropped, ...keep.map((p) => p.message.id)], [], claim);
       if (keep.length) this.#succeeded();
     } catch (err) {
       const now = Date.now();
       this.#failed('write', err, { queued: keep.length, maxAttempts: Math.max(...keep.map((p) => p.attempts + 1)) });
-      await conversations.settleMemories(
+      gone = await conversations.settleMemories(
         dropped,
         keep.map((p) => ({ messageId: p.message.id, nextAt: now + backoffMs(p.attempts) })),
+        claim,
       );
+    }
+    await this.#unwrite(keep, new Set(gone));
+  }
+
+  /**
+   * Takes back what was just written for entries discarded meanwhile: a deletion (of a
+   * conversation, an account, every memory) or an opt-out, on this node after its wait for the
+   * writer, or on another node that cannot wait for it. Such a deletion discards the entries
+   * before it erases: an entry still queued once the write was done is erased by it; one gone by
+   * then is erased here. (A failed write may have landed in part: taken back as well.)
+   */
+  async #unwrite(written: readonly PendingMemory[], gone: ReadonlySet<string>): Promise<void> {
+    const byOwner = new Map<string, string[]>();
+    for (const p of written) if (gone.has(p.message.id)) byOwner.set(p.ownerId, [...(byOwner.get(p.ownerId) ?? []), p.message.id]);
+    for (const [ownerId, ids] of byOwner) {
+      try {
+        await this.deps.store.delete(ownerId, ids);
+      } catch (err) {
+        this.deps.logger.error({ err, memories: ids.length }, 'memories deleted while they were being written could not be taken back from the store');
+      }
     }
   }
 

@@ -95,6 +95,14 @@ export type NewMessage = Omit<StoredMessage, 'id' | 'createdAt'> & {
 };
 
 /** A stored message waiting in the durable queue to become a long-term memory. */
+/** A memory writer's hold on the queue entries it read (ConversationStore.pendingMemories). */
+export interface MemoryClaim {
+  /** The writer's token for this batch. */
+  token: string;
+  /** When the entries are due again if the writer has not settled them (ms since the epoch). */
+  until: number;
+}
+
 export interface PendingMemory {
   message: StoredMessage;
   ownerId: string;
@@ -161,10 +169,19 @@ export interface ConversationStore {
   /** Deletes the user with their sessions, API keys, settings, conversations, messages and queued memory writes; false when there was no such user. */
   deleteUser(userId: string): Promise<boolean>;
 
-  /** Queued long-term-memory writes that are due (`nextAt <= now`), oldest first. */
-  pendingMemories(limit: number, now: number): Promise<PendingMemory[]>;
-  /** Drops finished entries from the queue and reschedules failed ones. */
-  settleMemories(done: readonly string[], retry: readonly { messageId: string; nextAt: number }[]): Promise<void>;
+  /**
+   * Queued long-term-memory writes that are due (`nextAt <= now`), oldest first. With a claim
+   * they are also taken: due again only at `claim.until` (a writer that died leaves them for
+   * another), so two writers (two nodes) never embed the same message twice.
+   */
+  pendingMemories(limit: number, now: number, claim?: MemoryClaim): Promise<PendingMemory[]>;
+  /**
+   * Drops finished entries from the queue and reschedules failed ones (those claimed by another
+   * writer since are left to it). Answers the ids, of both lists, whose entry was no longer
+   * queued: discarded while they were being written (a deletion, an erase, an opt-out, perhaps
+   * on another node), so what was just written for them must go too.
+   */
+  settleMemories(done: readonly string[], retry: readonly { messageId: string; nextAt: number }[], claim?: string): Promise<string[]>;
   /** Drops every queued memory write of an owner (erase-all, opt-out). */
   discardPendingMemories(ownerId: string): Promise<void>;
   /** Defaults when the user never changed them (also for identity-provider users with no row). */

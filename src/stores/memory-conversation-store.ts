@@ -14,6 +14,7 @@ import {
   type ConversationStore,
   type NewMessage,
   type Page,
+  type MemoryClaim,
   type PendingMemory,
   type RealtimeSessionRecord,
   byStarted,
@@ -33,7 +34,7 @@ export class MemoryConversationStore implements ConversationStore {
   readonly #usersByEmail = new Map<string, string>();
   readonly #sessions = new Map<string, Session>();
   /** Queued memory writes by message id. */
-  readonly #outbox = new Map<string, { ownerId: string; conversationKey: string; attempts: number; nextAt: number }>();
+  readonly #outbox = new Map<string, { ownerId: string; conversationKey: string; attempts: number; nextAt: number; claim?: string | undefined }>();
   readonly #settings = new Map<string, UserSettings>();
   readonly #realtime: RealtimeSessionRecord[] = [];
   readonly #apiKeys = new Map<string, ApiKeyRecord>();
@@ -96,23 +97,32 @@ export class MemoryConversationStore implements ConversationStore {
     return { ...stored };
   }
 
-  async pendingMemories(limit: number, now: number): Promise<PendingMemory[]> {
+  async pendingMemories(limit: number, now: number, claim?: MemoryClaim): Promise<PendingMemory[]> {
     const due = [...this.#outbox].filter(([, e]) => e.nextAt <= now).sort((a, b) => a[1].nextAt - b[1].nextAt || (a[0] < b[0] ? -1 : 1)).slice(0, limit);
     const out: PendingMemory[] = [];
     for (const [messageId, e] of due) {
       const message = this.#messages.get(e.conversationKey)?.find((m) => m.id === messageId);
       const conversation = this.#conversations.get(e.conversationKey);
-      if (message && conversation) out.push({ message: { ...message }, ownerId: e.ownerId, conversationId: conversation.id, attempts: e.attempts });
+      if (!message || !conversation) continue;
+      out.push({ message: { ...message }, ownerId: e.ownerId, conversationId: conversation.id, attempts: e.attempts });
+      if (claim) Object.assign(e, { nextAt: claim.until, claim: claim.token });
     }
     return out;
   }
 
-  async settleMemories(done: readonly string[], retry: readonly { messageId: string; nextAt: number }[]) {
-    for (const id of done) this.#outbox.delete(id);
+  async settleMemories(done: readonly string[], retry: readonly { messageId: string; nextAt: number }[], claim?: string) {
+    const gone: string[] = [];
+    const ours = (id: string) => {
+      const e = this.#outbox.get(id);
+      if (!e) gone.push(id);
+      return e && (claim === undefined || e.claim === claim) ? e : undefined;
+    };
+    for (const id of done) if (ours(id)) this.#outbox.delete(id);
     for (const r of retry) {
-      const e = this.#outbox.get(r.messageId);
-      if (e) Object.assign(e, { attempts: e.attempts + 1, nextAt: r.nextAt });
+      const e = ours(r.messageId);
+      if (e) Object.assign(e, { attempts: e.attempts + 1, nextAt: r.nextAt, claim: undefined });
     }
+    return gone;
   }
 
   async discardPendingMemories(ownerId: string) {

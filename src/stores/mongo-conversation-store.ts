@@ -16,6 +16,7 @@ import {
   type FinishReason,
   type NewMessage,
   type Page,
+  type MemoryClaim,
   type PendingMemory,
   type RealtimeSessionRecord,
   byStarted,
@@ -46,6 +47,8 @@ interface OutboxDoc {
   conversationKey: string;
   attempts: number;
   nextAt: Date;
+  /** The token of the writer that took it (pendingMemories with a claim). */
+  claim?: string;
 }
 interface RealtimeDoc {
   _id: string;
@@ -268,7 +271,18 @@ export class MongoConversationStore implements ConversationStore {
     return stored;
   }
 
-  async pendingMemories(limit: number, now: number): Promise<PendingMemory[]> {
+  async pendingMemories(limit: number, now: number, claim?: MemoryClaim): Promise<PendingMemory[]> {
+    const due = await this.#dueMemories(limit, now);
+    if (!claim || !due.length) return due;
+    // Each entry is taken by one writer: the update of one that another writer took first (its
+    // due date moved on) matches nothing, and only those carrying this token are this batch.
+    const ids = due.map((p) => p.message.id);
+    await this.#outbox.updateMany({ _id: { $in: ids }, nextAt: { $lte: new Date(now) } }, { $set: { nextAt: new Date(claim.until), claim: claim.token } });
+    const taken = new Set((await this.#outbox.find({ _id: { $in: ids }, claim: claim.token }, { projection: { _id: 1 } }).toArray()).map((d) => d._id));
+    return due.filter((p) => taken.has(p.message.id));
+  }
+
+  async #dueMemories(limit: number, now: number): Promise<PendingMemory[]> {
     // A batch of nothing but orphans (see below) is cleared and the next one read, so that they
     // cannot stop the writer, which takes an empty batch for an empty queue.
     for (let pass = 0; pass < 16; pass++) {
@@ -297,9 +311,16 @@ export class MongoConversationStore implements ConversationStore {
     return [];
   }
 
-  async settleMemories(done: readonly string[], retry: readonly { messageId: string; nextAt: number }[]) {
-    if (done.length) await this.#outbox.deleteMany({ _id: { $in: [...done] } });
-    for (const r of retry) await this.#outbox.updateOne({ _id: r.messageId }, { $inc: { attempts: 1 }, $set: { nextAt: new Date(r.nextAt) } });
+  async settleMemories(done: readonly string[], retry: readonly { messageId: string; nextAt: number }[], claim?: string) {
+    const ids = [...done, ...retry.map((r) => r.messageId)];
+    if (!ids.length) return [];
+    // Read after what was written for them: an entry still queued now is discarded (if it is)
+    // after that write, by a deletion that then erases it.
+    const queued = new Set((await this.#outbox.find({ _id: { $in: ids } }, { projection: { _id: 1 } }).toArray()).map((d) => d._id));
+    const ours = claim === undefined ? {} : { claim };
+    if (done.length) await this.#outbox.deleteMany({ _id: { $in: [...done] }, ...ours });
+    for (const r of retry) await this.#outbox.updateOne({ _id: r.messageId, ...ours }, { $inc: { attempts: 1 }, $set: { nextAt: new Date(r.nextAt) }, $unset: { claim: '' } });
+    return ids.filter((id) => !queued.has(id));
   }
 
   async discardPendingMemories(ownerId: string) {

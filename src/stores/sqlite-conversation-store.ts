@@ -18,6 +18,7 @@ import {
   type FinishReason,
   type NewMessage,
   type Page,
+  type MemoryClaim,
   type PendingMemory,
   type RealtimeSessionRecord,
   byStarted,
@@ -30,7 +31,7 @@ import {
 import { offLoopCheckpoints, type CheckpointOptions, type CheckpointStats, type WalCheckpointer } from './wal-checkpointer.js';
 import { READ_BUSY_TIMEOUT_MS, WriteLock, isBusy } from './sqlite-write-lock.js';
 
-const SCHEMA_VERSION = 5;
+const SCHEMA_VERSION = 6;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS users (
@@ -74,7 +75,8 @@ CREATE TABLE IF NOT EXISTS memory_outbox (
   message_id TEXT PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
   owner_id TEXT NOT NULL,
   attempts INTEGER NOT NULL DEFAULT 0,
-  next_at INTEGER NOT NULL
+  next_at INTEGER NOT NULL,
+  claim TEXT
 );
 CREATE INDEX IF NOT EXISTS memory_outbox_due ON memory_outbox (next_at);
 CREATE INDEX IF NOT EXISTS memory_outbox_owner ON memory_outbox (owner_id);
@@ -349,8 +351,12 @@ export class SqliteConversationStore implements ConversationStore {
          JOIN messages m ON m.id = o.message_id JOIN conversations c ON c.key = m.conversation_key
          WHERE o.next_at <= ? ORDER BY o.next_at, o.message_id LIMIT ?`,
       ),
-      memoryDone: db.prepare<[string]>('DELETE FROM memory_outbox WHERE message_id = ?'),
-      memoryRetry: db.prepare<[number, string]>('UPDATE memory_outbox SET attempts = attempts + 1, next_at = ? WHERE message_id = ?'),
+      memoryClaim: db.prepare<[number, string, string]>('UPDATE memory_outbox SET next_at = ?, claim = ? WHERE message_id = ?'),
+      memoryDone: db.prepare<[{ id: string; claim: string | null }]>('DELETE FROM memory_outbox WHERE message_id = @id AND (@claim IS NULL OR claim = @claim)'),
+      memoryRetry: db.prepare<[{ id: string; claim: string | null; nextAt: number }]>(
+        'UPDATE memory_outbox SET attempts = attempts + 1, next_at = @nextAt, claim = NULL WHERE message_id = @id AND (@claim IS NULL OR claim = @claim)',
+      ),
+      memoryQueued: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM memory_outbox WHERE message_id = ?'),
       discardMemories: db.prepare<[string]>('DELETE FROM memory_outbox WHERE owner_id = ?'),
       getSettings: db.prepare<[string], { memory_enabled: number }>('SELECT memory_enabled FROM user_settings WHERE user_id = ?'),
       setSettings: db.prepare<[string, number]>(
@@ -521,15 +527,33 @@ export class SqliteConversationStore implements ConversationStore {
     return stored;
   }
 
-  async pendingMemories(limit: number, now: number): Promise<PendingMemory[]> {
-    return this.#stmt.pendingMemories.all(now, limit).map((r) => ({ message: toMessage(r), ownerId: r.owner_id, conversationId: r.public_id, attempts: r.attempts }));
+  async pendingMemories(limit: number, now: number, claim?: MemoryClaim): Promise<PendingMemory[]> {
+    const read = () => this.#stmt.pendingMemories.all(now, limit);
+    let rows = read();
+    // Claimed in the transaction that reads them again: another process's writer waits for it,
+    // then finds them taken. An empty queue (most looks at it) costs no write.
+    if (claim && rows.length > 0) {
+      rows = await this.#write(() => {
+        const due = read();
+        for (const r of due) this.#stmt.memoryClaim.run(claim.until, claim.token, r.id);
+        return due;
+      });
+    }
+    return rows.map((r) => ({ message: toMessage(r), ownerId: r.owner_id, conversationId: r.public_id, attempts: r.attempts }));
   }
 
-  async settleMemories(done: readonly string[], retry: readonly { messageId: string; nextAt: number }[]) {
-    if (!done.length && !retry.length) return;
-    await this.#write(() => {
-      for (const id of done) this.#stmt.memoryDone.run(id);
-      for (const r of retry) this.#stmt.memoryRetry.run(r.nextAt, r.messageId);
+  async settleMemories(done: readonly string[], retry: readonly { messageId: string; nextAt: number }[], claim?: string) {
+    if (!done.length && !retry.length) return [];
+    return this.#write(() => {
+      const gone: string[] = [];
+      const c = claim ?? null;
+      // Nothing changed: claimed by another writer since (left to it), or no longer queued at all.
+      const settled = (id: string, changes: number) => {
+        if (changes === 0 && this.#stmt.memoryQueued.get(id) === undefined) gone.push(id);
+      };
+      for (const id of done) settled(id, this.#stmt.memoryDone.run({ id, claim: c }).changes);
+      for (const r of retry) settled(r.messageId, this.#stmt.memoryRetry.run({ id: r.messageId, claim: c, nextAt: r.nextAt }).changes);
+      return gone;
     });
   }
 
@@ -695,7 +719,8 @@ export class SqliteConversationStore implements ConversationStore {
 
 /**
  * Version 2 only lacked tables that SCHEMA creates when missing, and so does version 4 (version 5
- * added `api_keys`); version 1 needs its keys rebuilt.
+ * added `api_keys`); version 6 added the memory queue's `claim` column; version 1 needs its keys
+ * rebuilt.
  */
 function migrate(db: Database.Database): void {
   const version = db.pragma('user_version', { simple: true }) as number;
@@ -703,6 +728,8 @@ function migrate(db: Database.Database): void {
   const hasV1 = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'conversations'").get() !== undefined;
   db.transaction(() => {
     db.exec(hasV1 && !columnExists(db, 'conversations', 'key') ? MIGRATE_FROM_V1 : SCHEMA);
+    // Version 6: queued memory writes are claimed by the writer that reads them.
+    if (!columnExists(db, 'memory_outbox', 'claim')) db.exec('ALTER TABLE memory_outbox ADD COLUMN claim TEXT');
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   })();
 }

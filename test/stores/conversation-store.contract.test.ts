@@ -394,6 +394,40 @@ for (const adapter of adapters) {
       expect(await store.pendingMemories(10, Date.now() + 120_000)).toEqual([]);
     });
 
+    it('the memory queue: a claimed batch is one writer’s until its claim ends; settling names the entries discarded meanwhile', async () => {
+      const c = await store.ensureConversation({ id: 'mem-claim', ownerId: 'mc-user', title: 't' });
+      const m1 = await store.appendMessage({ conversationKey: c.conversation.key, role: 'user', content: 'first', remember: true });
+      const m2 = await store.appendMessage({ conversationKey: c.conversation.key, role: 'assistant', content: 'second', remember: true });
+      const now = Date.now() + 1000;
+      const mine = (await store.pendingMemories(10, now, { token: 'writer-1', until: now + 60_000 })).map((p) => p.message.id);
+      expect(mine).toEqual([m1.id, m2.id]);
+      // Another writer (another node) finds them taken, and so does a look at the queue, until the claim ends.
+      expect(await store.pendingMemories(10, now, { token: 'writer-2', until: now + 60_000 })).toEqual([]);
+      expect(await store.pendingMemories(10, now)).toEqual([]);
+      expect((await store.pendingMemories(10, now + 60_000)).map((p) => p.message.id)).toEqual([m1.id, m2.id]);
+
+      // A writer that outlived its claim: the entry went to another writer, and is left to it.
+      const retaken = await store.pendingMemories(1, now + 60_000, { token: 'writer-2', until: now + 120_000 });
+      expect(retaken.map((p) => p.message.id)).toEqual([m1.id]);
+      expect(await store.settleMemories([m1.id], [], 'writer-1')).toEqual([]);
+      expect((await store.pendingMemories(10, now + 120_000)).map((p) => p.message.id)).toEqual([m2.id, m1.id]);
+      expect(await store.settleMemories([m1.id], [], 'writer-2')).toEqual([]);
+      expect((await store.pendingMemories(10, now + 120_000)).map((p) => p.message.id)).toEqual([m2.id]);
+
+      // Discarded while it was being written (the owner erased their memories): named, so what was written for it goes too.
+      const m3 = await store.appendMessage({ conversationKey: c.conversation.key, role: 'user', content: 'third', remember: true });
+      const batch = await store.pendingMemories(10, now + 60_000, { token: 'writer-3', until: now + 180_000 });
+      expect(batch.map((p) => p.message.id)).toEqual([m3.id, m2.id]);
+      await store.discardPendingMemories('mc-user');
+      expect(await store.settleMemories([m2.id], [{ messageId: m3.id, nextAt: now }], 'writer-3')).toEqual([m2.id, m3.id]);
+
+      // A failed write is due again at its retry time, for any writer.
+      const m4 = await store.appendMessage({ conversationKey: c.conversation.key, role: 'user', content: 'fourth', remember: true });
+      await store.pendingMemories(10, now, { token: 'writer-4', until: now + 600_000 });
+      expect(await store.settleMemories([], [{ messageId: m4.id, nextAt: now + 5_000 }], 'writer-4')).toEqual([]);
+      expect((await store.pendingMemories(10, now + 5_000, { token: 'writer-5', until: now + 600_000 })).map((p) => [p.message.id, p.attempts])).toEqual([[m4.id, 1]]);
+    });
+
     it('user settings: memory on by default, per user, survive, and go with the user', async () => {
       expect(await store.getUserSettings('settings-a')).toEqual({ memoryEnabled: true });
       await store.setUserSettings('settings-a', { memoryEnabled: false });

@@ -126,7 +126,32 @@ describe('SQLite group commit', () => {
     expect(await migrated.findApiKeyByHash('f'.repeat(64))).toEqual(key);
     await migrated.close();
     const check = new Database(old, { readonly: true });
-    expect(check.pragma('user_version', { simple: true })).toBe(5);
+    expect(check.pragma('user_version', { simple: true })).toBe(6);
+    check.close();
+    rmSync(oldDir, { recursive: true, force: true });
+  });
+
+  it('migrates a version-5 file (memory writes not claimed): what it queued is still written, by one writer', async () => {
+    const oldDir = tempDataDir();
+    const old = join(oldDir, 'v5.sqlite');
+    const current = new SqliteConversationStore(old);
+    const { conversation } = await current.ensureConversation({ id: 'queued', ownerId: 'v5-user', title: 'Queued' });
+    const message = await current.appendMessage({ conversationKey: conversation.key, role: 'user', content: 'remember this', remember: true });
+    await current.close();
+    // What a version-5 server left behind: the memory queue without its claim column.
+    const v5 = new Database(old);
+    v5.exec('ALTER TABLE memory_outbox DROP COLUMN claim');
+    v5.pragma('user_version = 5');
+    v5.close();
+
+    const migrated = new SqliteConversationStore(old);
+    const now = Date.now() + 1000;
+    expect((await migrated.pendingMemories(10, now, { token: 'w', until: now + 60_000 })).map((p) => p.message.id)).toEqual([message.id]);
+    expect(await migrated.pendingMemories(10, now, { token: 'other', until: now + 60_000 })).toEqual([]);
+    expect(await migrated.settleMemories([message.id], [], 'w')).toEqual([]);
+    await migrated.close();
+    const check = new Database(old, { readonly: true });
+    expect(check.pragma('user_version', { simple: true })).toBe(6);
     check.close();
     rmSync(oldDir, { recursive: true, force: true });
   });
