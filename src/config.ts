@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_DOCS_ASSETS_URL, SWAGGER_UI_VERSION } from './http/swagger-ui-release.js';
 
 /**
  * The whole configuration, read once from an environment map (process.env on Node, the
@@ -81,6 +82,7 @@ export const configSchema = z.object({
   MONGODB_DB: z.string().min(1).max(64).default('ai_chat_gateway'),
   MONGODB_CONNECT_TIMEOUT_MS: int(500, 120_000).default(5_000),
   TRUST_PROXY: bool.default(false),
+  DOCS_ASSETS_URL: z.url({ protocol: /^https?$/, error: `must be an http:// or https:// URL (a copy of swagger-ui-dist@${SWAGGER_UI_VERSION})` }).default(DEFAULT_DOCS_ASSETS_URL),
 
   SOCKET_PING_INTERVAL_MS: int(1000, 600_000).default(25_000),
   SOCKET_PING_TIMEOUT_MS: int(1000, 600_000).default(20_000),
@@ -212,6 +214,8 @@ export interface Config {
   mongo: { uri: string; db: string; connectTimeoutMs: number } | undefined;
   /** Read the client IP from X-Forwarded-For (only behind a proxy that sets it). */
   trustProxy: boolean;
+  /** Where /docs loads Swagger UI's files from (each checked against its SRI hash). */
+  docsAssetsUrl: string;
   socket: {
     pingIntervalMs: number;
     pingTimeoutMs: number;
@@ -374,6 +378,7 @@ export function loadConfig(env: Env): Config {
     },
     mongo: e.MONGODB_URI ? { uri: e.MONGODB_URI, db: e.MONGODB_DB, connectTimeoutMs: e.MONGODB_CONNECT_TIMEOUT_MS } : undefined,
     trustProxy: e.TRUST_PROXY,
+    docsAssetsUrl: e.DOCS_ASSETS_URL,
     socket: {
       pingIntervalMs: e.SOCKET_PING_INTERVAL_MS,
       pingTimeoutMs: e.SOCKET_PING_TIMEOUT_MS,

@@ -15,7 +15,7 @@ import { memoryRoutes } from './memory-routes.js';
 import { openaiError, openaiRoutes } from './openai-routes.js';
 import { aiSdkRoutes } from './ai-sdk-routes.js';
 import { realtimeUsageRoutes } from './realtime-usage-routes.js';
-import { swaggerUI } from '@hono/swagger-ui';
+import { addDocsRoutes } from './docs-page.js';
 import { openApiDocument, type RouteDoc } from './openapi.js';
 import { applyHead, errorResponder, requestHeader, setHeader } from './http-helpers.js';
 import { isAlreadySent } from './node-response.js';
@@ -54,9 +54,9 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
   app.route('/api/chat', aiSdkRoutes(services));
   let document: Record<string, unknown> | undefined;
   app.get('/openapi.json', (c) => c.json((document ??= openApiDocument(services.config, options.routeDocs))));
-  // Swagger UI's files come from jsDelivr, which runs them in this origin (next to the sign-in
-  // cookie): an exact npm version (immutable once published), never whatever is latest.
-  app.get('/docs', swaggerUI({ url: '/openapi.json', title: 'AI chat gateway API', version: SWAGGER_UI_VERSION }));
+  // Swagger UI's files (jsDelivr's copy of one npm release, or DOCS_ASSETS_URL) run in this
+  // origin, next to the sign-in cookie: only if they are exactly that release's (SRI).
+  addDocsRoutes(app, services.config.docsAssetsUrl, 'AI chat gateway API');
 
   app.notFound((c) => {
     c.set('unmatched', true);
@@ -106,8 +106,6 @@ const CLIENT_REQUEST_ID = /^[\w\-=]{1,255}$/;
 /** The route label of requests no route matched, and of CORS preflights (answered before routing). */
 const UNMATCHED = 'unmatched';
 const PREFLIGHT = 'preflight';
-/** The swagger-ui-dist release /docs loads. */
-const SWAGGER_UI_VERSION = '5.35.0';
 /** Scrapes are not counted among the requests they report. */
 const METRICS_ROUTE = '/metrics';
 

@@ -55,6 +55,7 @@ function routes(config: Config): RouteDoc[] {
     { method: 'get', path: '/readyz', tag: 'operations', summary: 'Readiness of each dependency (stores, limiter, memory)', auth: 'none', ok: { 200: ['Ready or degraded', json] } },
     { method: 'get', path: '/openapi.json', tag: 'operations', summary: 'This document', auth: 'none', ok: { 200: ['OpenAPI 3.1', json] } },
     { method: 'get', path: '/docs', tag: 'operations', summary: 'Interactive API documentation (Swagger UI)', auth: 'none', ok: { 200: ['HTML page', 'text/html'] } },
+    { method: 'get', path: '/docs/init.js', tag: 'operations', summary: 'The script that starts Swagger UI on /docs', auth: 'none', ok: { 200: ['JavaScript', 'text/javascript'] } },
     {
       method: 'post',
       path: '/api/v2/ai/chat/stream',

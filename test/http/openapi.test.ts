@@ -2,6 +2,8 @@
  * `/openapi.json` is a valid OpenAPI 3.1 document covering every route the app serves, built
  * from the very zod schemas the routes validate with; `/docs` serves Swagger UI on it.
  */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import type { OpenAPIV3_1 } from 'openapi-types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -48,16 +50,32 @@ describe('OpenAPI', () => {
     expect(res.status).toBe(400);
   });
 
-  it('/docs serves Swagger UI pointed at /openapi.json', async () => {
+  it('/docs serves Swagger UI pointed at /openapi.json: one exact release of its files, each run only if it is that file (SRI)', async () => {
     const res = await fetch(`${gw.url}/docs`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('text/html');
+    const csp = res.headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("script-src 'self' https://cdn.jsdelivr.net;");
+    expect(csp).toContain("connect-src 'self'");
+    expect(csp).not.toMatch(/script-src[^;]*'unsafe-(inline|eval)'/);
     const html = await res.text();
-    expect(html).toContain('SwaggerUIBundle');
-    expect(html).toContain('/openapi.json');
-    // Its scripts run in this origin: one exact release of them, never "latest".
-    const sources = [...html.matchAll(/(?:src|href)="(https:[^"]+)"/g)].map((m) => m[1]!);
-    expect(sources.length).toBeGreaterThan(0);
-    for (const source of sources) expect(source).toMatch(/\/swagger-ui-dist@5\.35\.0\//);
+    // No inline script: the page starts Swagger UI from a file of this origin.
+    expect([...html.matchAll(/<script\b([^>]*)>/g)].every((m) => /\bsrc="/.test(m[1]!))).toBe(true);
+    const init = await fetch(`${gw.url}/docs/init.js`);
+    expect(init.headers.get('content-type')).toContain('text/javascript');
+    expect(await init.text()).toContain("SwaggerUIBundle({ url: '/openapi.json'");
+    // Its files run in this origin: one exact release of them, never "latest", each with the
+    // hash of that release's file as npm has it (the installed swagger-ui-dist).
+    const tags = [...html.matchAll(/<(?:script|link)\b[^>]*(?:src|href)="(https:[^"]+)"[^>]*>/g)];
+    expect(tags.map((t) => t[1])).toEqual([
+      'https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0/swagger-ui.css',
+      'https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0/swagger-ui-bundle.js',
+    ]);
+    expect(JSON.parse(readFileSync('node_modules/swagger-ui-dist/package.json', 'utf8')).version).toBe('5.35.0');
+    for (const [tag, url] of tags) {
+      const file = readFileSync(`node_modules/swagger-ui-dist/${url!.split('/').pop()}`);
+      expect(tag).toContain(`integrity="sha384-${createHash('sha384').update(file).digest('base64')}"`);
+      expect(tag).toContain('crossorigin="anonymous"');
+    }
   });
 });
