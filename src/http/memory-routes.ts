@@ -2,6 +2,7 @@ import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import { describeIssues } from '../chat/chat-request.js';
 import { AppError } from '../errors.js';
+import { InvalidCursorError } from '../memory/memory-store-error.js';
 import type { LongTermMemory } from '../memory/long-term-memory.js';
 import type { MemoryRecord } from '../memory/memory-store.js';
 import type { Services } from '../services.js';
@@ -41,6 +42,7 @@ export function memoryRoutes(services: Services): Hono<AppEnv> {
       return await work();
     } catch (err) {
       if (err instanceof AppError) throw err;
+      if (err instanceof InvalidCursorError) throw new AppError('BAD_REQUEST', err.message);
       c.get('logger').error({ err }, 'long-term memory operation failed');
       throw new AppError('INTERNAL', 'Long-term memory is unavailable right now; try again shortly', { status: 503, details: { retryAfterSeconds: 30 } });
     }

@@ -104,7 +104,7 @@ function routes(config: Config): RouteDoc[] {
     { method: 'delete', path: '/api/v2/conversations/:id', tag: 'conversations', summary: 'Delete (stops a running reply; forgets its memories)', auth: 'user', ok: { 200: ['Deleted', json] } },
     { method: 'get', path: '/api/v2/memory', tag: 'memory', summary: "The caller's long-term memories", auth: 'user', query: pageQuery, ok: { 200: ['A page', json] } },
     { method: 'get', path: '/api/v2/memory/settings', tag: 'memory', summary: 'Whether long-term memory is on for the caller', auth: 'user', ok: { 200: ['The setting', json] } },
-    { method: 'put', path: '/api/v2/memory/settings', tag: 'memory', summary: 'Turn long-term memory on or off (off erases it)', auth: 'user', body: settingsSchema, ok: { 200: ['The setting', json] } },
+    { method: 'put', path: '/api/v2/memory/settings', tag: 'memory', summary: 'Turn long-term memory on or off (off: nothing new is remembered or recalled, and queued writes are dropped; DELETE /api/v2/memory erases what is kept)', auth: 'user', body: settingsSchema, ok: { 200: ['The setting', json] } },
     { method: 'delete', path: '/api/v2/memory/:id', tag: 'memory', summary: 'Forget one memory', auth: 'user', ok: { 200: ['Forgotten', json] } },
     { method: 'delete', path: '/api/v2/memory', tag: 'memory', summary: 'Erase every memory of the caller', auth: 'user', ok: { 200: ['Erased', json] } },
     { method: 'post', path: '/api/v2/keys', tag: 'keys', summary: 'Create a gateway API key (the key is shown once)', auth: 'user', body: createKeySchema, ok: { 201: ['The key and its metadata', json] } },

@@ -1,6 +1,6 @@
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { ConversationStore, Page, PendingMemory } from '../stores/conversation-store.js';
+import type { ConversationStore, MemoryClaim, Page, PendingMemory } from '../stores/conversation-store.js';
 import type { Embedder } from './embedder.js';
 import type { MemoryMatch, MemoryRecord, MemoryStore } from './memory-store.js';
 import { BoundedMap } from '../bounded-map.js';
@@ -41,14 +41,24 @@ const BATCH = 64;
 const POLL_MS = 5_000;
 /**
  * How long a batch read by this writer stays its own (ConversationStore.pendingMemories): far
- * longer than a write takes, so that only a writer that died leaves its batch to another.
+ * longer than a write takes, so that only a writer that died leaves its batch to another. Within
+ * its claim a batch is this writer's alone: an entry gone when it settles was discarded (a
+ * deletion), not settled by another writer.
  */
-const CLAIM_MS = 10 * 60_000;
+const CLAIM_MS = 30 * 60_000;
+/**
+ * A batch whose embedding took until its claim's last minutes is not written: its write could
+ * land after the claim ended, when another writer may hold the entries. It is retried instead.
+ */
+const CLAIM_MARGIN_MS = 10 * 60_000;
+/** Settling a written batch, or taking back a discarded one, is tried this often (1 s, then 3 s apart). */
+const FINISH_ATTEMPTS = 3;
 /** Backoff for a failed write: 1 s doubling up to 5 min, retried for as long as it takes. */
 const backoffMs = (attempts: number) => Math.min(300_000, 1_000 * 2 ** Math.min(attempts, 9));
 /** A failure this recent (and no success since) makes memory "degraded" in /readyz. */
 const DEGRADED_FOR_MS = 60_000;
-const SETTINGS_CACHE_MS = 30_000;
+/** How long a user's memory setting is taken from this node's cache for recall and queueing (the writer reads it afresh). */
+const SETTINGS_CACHE_MS = 5_000;
 const SETTINGS_CACHE_MAX = 10_000;
 
 /**
@@ -61,6 +71,8 @@ export class LongTermMemory {
   readonly #settings = new BoundedMap<string, { enabled: boolean; until: number }>(SETTINGS_CACHE_MAX);
   #scheduled: ReturnType<typeof setTimeout> | undefined;
   #running: Promise<void> | undefined;
+  /** The batch being written now (claimed, written, settled), if any. */
+  #batch: Promise<void> | undefined;
   #again = false;
   #poller: ReturnType<typeof setInterval> | undefined;
   #closing = false;
@@ -169,17 +181,22 @@ export class LongTermMemory {
     }, 0);
   }
 
-  /** Resolves when no batch is being written (so a deletion cannot race a write of what it deletes). */
+  /**
+   * Resolves when the batch being written now, if any, is done (taken back if a deletion
+   * discarded its entries). A deletion discards the entries first, so a later batch cannot hold
+   * them; waiting for the writer's whole run instead would wait for as long as anyone chats.
+   */
   async idle(): Promise<void> {
-    while (this.#running) await this.#running;
+    await this.#batch?.catch(() => {});
   }
 
   list(userId: string, options: { limit: number; cursor?: string | undefined }): Promise<Page<MemoryRecord>> {
     return this.deps.store.list(userId, options);
   }
 
-  /** Forgets one memory; false when the user has none with this id. */
+  /** Forgets one memory (and its write, if it is still queued or being retried); false when the user has none with this id. */
   async forget(userId: string, id: string): Promise<boolean> {
+    await this.deps.conversations.discardPendingMemories(userId, [id]);
     await this.idle();
     return (await this.deps.store.delete(userId, [id])) > 0;
   }
@@ -215,7 +232,7 @@ export class LongTermMemory {
     this.#closing = true;
     clearInterval(this.#poller);
     clearTimeout(this.#scheduled);
-    await this.idle();
+    await this.#running;
     await this.deps.store.close();
   }
 
@@ -235,10 +252,15 @@ export class LongTermMemory {
         this.#again = false;
         const now = Date.now();
         const claim = { token: crypto.randomUUID(), until: now + CLAIM_MS };
-        const batch = await this.deps.conversations.pendingMemories(BATCH, now, claim);
-        if (!batch.length) break;
-        await this.#write(batch, claim.token);
-        if (batch.length === BATCH) this.#again = true;
+        const batch = (this.#batch = this.deps.conversations.pendingMemories(BATCH, now, claim).then(async (pending) => {
+          if (pending.length) await this.#write(pending, claim);
+          if (pending.length === BATCH) this.#again = true;
+        }));
+        try {
+          await batch;
+        } finally {
+          this.#batch = undefined;
+        }
       } while (this.#again && !this.#closing);
     })()
       .catch((err: unknown) => this.#failed('queue', err))
@@ -246,22 +268,30 @@ export class LongTermMemory {
     await this.#running;
   }
 
-  async #write(batch: PendingMemory[], claim: string): Promise<void> {
+  async #write(batch: PendingMemory[], claim: MemoryClaim): Promise<void> {
     const { conversations, embedder, store } = this.deps;
     const keep: PendingMemory[] = [];
     const dropped: string[] = [];
+    // Read afresh (a node's cache may not have seen an opt-out made on another node yet).
+    const enabled = new Map<string, boolean>();
     for (const p of batch) {
+      if (!enabled.has(p.ownerId)) {
+        const { memoryEnabled } = await conversations.getUserSettings(p.ownerId);
+        this.#cacheSetting(p.ownerId, memoryEnabled);
+        enabled.set(p.ownerId, memoryEnabled);
+      }
       // Opted out since it was queued, or nothing to remember.
-      if (!(await this.isEnabledFor(p.ownerId)) || p.message.content.trim() === '') dropped.push(p.message.id);
+      if (!enabled.get(p.ownerId) || p.message.content.trim() === '') dropped.push(p.message.id);
       else keep.push(p);
     }
-    let gone: string[];
+    let settle: () => Promise<string[]>;
     try {
       if (keep.length) {
         const vectors = await embedder.embed(
           keep.map((p) => p.message.content),
           'document',
         );
+        if (Date.now() > claim.until - CLAIM_MARGIN_MS) throw new Error('the batch took too long to embed; retried under a new claim');
         await store.upsert(
           keep.map((p, i) => ({
             id: p.message.id,
@@ -275,18 +305,34 @@ export class LongTermMemory {
           })),
         );
       }
-      gone = await conversations.settleMemories([...dropped, ...keep.map((p) => p.message.id)], [], claim);
+      settle = () => conversations.settleMemories([...dropped, ...keep.map((p) => p.message.id)], [], claim.token);
       if (keep.length) this.#succeeded();
     } catch (err) {
       const now = Date.now();
       this.#failed('write', err, { queued: keep.length, maxAttempts: Math.max(...keep.map((p) => p.attempts + 1)) });
-      gone = await conversations.settleMemories(
-        dropped,
-        keep.map((p) => ({ messageId: p.message.id, nextAt: now + backoffMs(p.attempts) })),
-        claim,
-      );
+      const retry = keep.map((p) => ({ messageId: p.message.id, nextAt: now + backoffMs(p.attempts) }));
+      settle = () => conversations.settleMemories(dropped, retry, claim.token);
+    }
+    const gone = await this.#finish('settle', settle);
+    // Past its claim another writer may have settled an entry: gone no longer means discarded.
+    if (Date.now() > claim.until) {
+      this.deps.logger.warn({ memories: keep.length }, 'a memory write outlasted its claim; what it wrote is left as it is');
+      return;
     }
     await this.#unwrite(keep, new Set(gone));
+  }
+
+  /** Runs a step that must not be skipped (settling, taking back) up to FINISH_ATTEMPTS times. */
+  async #finish<T>(what: string, step: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await step();
+      } catch (err) {
+        if (attempt >= FINISH_ATTEMPTS) throw err;
+        this.deps.logger.warn({ err, attempt }, `long-term memory: ${what} failed; trying again`);
+        await new Promise((r) => setTimeout(r, attempt === 1 ? 1_000 : 3_000));
+      }
+    }
   }
 
   /**
@@ -301,7 +347,7 @@ export class LongTermMemory {
     for (const p of written) if (gone.has(p.message.id)) byOwner.set(p.ownerId, [...(byOwner.get(p.ownerId) ?? []), p.message.id]);
     for (const [ownerId, ids] of byOwner) {
       try {
-        await this.deps.store.delete(ownerId, ids);
+        await this.#finish('taking back a discarded write', () => this.deps.store.delete(ownerId, ids));
       } catch (err) {
         this.deps.logger.error({ err, memories: ids.length }, 'memories deleted while they were being written could not be taken back from the store');
       }

@@ -3,6 +3,14 @@
  * safe to log: it never carries credentials or upstream bodies beyond a short, scrubbed
  * reason. It is not client-safe; the pipeline decides what a client sees.
  */
+/** A page cursor the store does not know (not one it gave out): the client's mistake, not an outage. */
+export class InvalidCursorError extends Error {
+  constructor() {
+    super('cursor: not a cursor this server gave out');
+    this.name = 'InvalidCursorError';
+  }
+}
+
 export class MemoryStoreError extends Error {
   /** The upstream HTTP status when one is known. */
   readonly status: number | undefined;

@@ -2,7 +2,7 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js';
 import { Pinecone, type Index, type PineconeRecord } from '@pinecone-database/pinecone';
 import type { Page } from '../stores/conversation-store.js';
-import { MemoryStoreError } from './memory-store-error.js';
+import { InvalidCursorError, MemoryStoreError } from './memory-store-error.js';
 import type { MemoryMatch, MemoryQuery, MemoryRecord, MemoryStore } from './memory-store.js';
 
 export interface PineconeMemoryStoreOptions {
@@ -333,7 +333,11 @@ export class PineconeMemoryStore implements MemoryStore {
         'list',
         () => index.listPaginated({ namespace, limit: Math.min(MAX_LIST_PAGE, options.limit - vectorIds.length), ...(paginationToken ? { paginationToken } : {}) }),
         () => ({ vectors: [], pagination: undefined, namespace }),
-      );
+      ).catch((err: unknown) => {
+        // Pinecone refuses a pagination token it did not make: the client sent a bad cursor.
+        if (paginationToken !== undefined && paginationToken === options.cursor && err instanceof MemoryStoreError && err.status === 400) throw new InvalidCursorError();
+        throw err;
+      });
       const ids = (page.vectors ?? []).map((v) => v.id).filter((id): id is string => typeof id === 'string');
       vectorIds.push(...ids);
       next = page.pagination?.next || undefined;

@@ -182,8 +182,8 @@ export interface ConversationStore {
    * on another node), so what was just written for them must go too.
    */
   settleMemories(done: readonly string[], retry: readonly { messageId: string; nextAt: number }[], claim?: string): Promise<string[]>;
-  /** Drops every queued memory write of an owner (erase-all, opt-out). */
-  discardPendingMemories(ownerId: string): Promise<void>;
+  /** Drops every queued memory write of an owner (erase-all, opt-out), or those of the given messages (forgetting one). */
+  discardPendingMemories(ownerId: string, messageIds?: readonly string[]): Promise<void>;
   /** Defaults when the user never changed them (also for identity-provider users with no row). */
   getUserSettings(userId: string): Promise<UserSettings>;
   setUserSettings(userId: string, settings: UserSettings): Promise<void>;

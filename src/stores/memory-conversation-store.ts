@@ -125,8 +125,9 @@ export class MemoryConversationStore implements ConversationStore {
     return gone;
   }
 
-  async discardPendingMemories(ownerId: string) {
-    for (const [id, e] of this.#outbox) if (e.ownerId === ownerId) this.#outbox.delete(id);
+  async discardPendingMemories(ownerId: string, messageIds?: readonly string[]) {
+    const only = messageIds && new Set(messageIds);
+    for (const [id, e] of this.#outbox) if (e.ownerId === ownerId && (!only || only.has(id))) this.#outbox.delete(id);
   }
 
   async getUserSettings(userId: string) {

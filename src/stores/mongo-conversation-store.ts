@@ -323,8 +323,8 @@ export class MongoConversationStore implements ConversationStore {
     return ids.filter((id) => !queued.has(id));
   }
 
-  async discardPendingMemories(ownerId: string) {
-    await this.#outbox.deleteMany({ ownerId });
+  async discardPendingMemories(ownerId: string, messageIds?: readonly string[]) {
+    await this.#outbox.deleteMany(messageIds ? { ownerId, _id: { $in: [...messageIds] } } : { ownerId });
   }
 
   async getUserSettings(userId: string): Promise<UserSettings> {

@@ -358,6 +358,7 @@ export class SqliteConversationStore implements ConversationStore {
       ),
       memoryQueued: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM memory_outbox WHERE message_id = ?'),
       discardMemories: db.prepare<[string]>('DELETE FROM memory_outbox WHERE owner_id = ?'),
+      discardMemory: db.prepare<[string, string]>('DELETE FROM memory_outbox WHERE owner_id = ? AND message_id = ?'),
       getSettings: db.prepare<[string], { memory_enabled: number }>('SELECT memory_enabled FROM user_settings WHERE user_id = ?'),
       setSettings: db.prepare<[string, number]>(
         'INSERT INTO user_settings (user_id, memory_enabled) VALUES (?, ?) ON CONFLICT (user_id) DO UPDATE SET memory_enabled = excluded.memory_enabled',
@@ -557,8 +558,11 @@ export class SqliteConversationStore implements ConversationStore {
     });
   }
 
-  async discardPendingMemories(ownerId: string) {
-    await this.#write(() => this.#stmt.discardMemories.run(ownerId));
+  async discardPendingMemories(ownerId: string, messageIds?: readonly string[]) {
+    await this.#write(() => {
+      if (!messageIds) this.#stmt.discardMemories.run(ownerId);
+      else for (const id of messageIds) this.#stmt.discardMemory.run(ownerId, id);
+    });
   }
 
   async getUserSettings(userId: string): Promise<UserSettings> {

@@ -426,6 +426,12 @@ for (const adapter of adapters) {
       await store.pendingMemories(10, now, { token: 'writer-4', until: now + 600_000 });
       expect(await store.settleMemories([], [{ messageId: m4.id, nextAt: now + 5_000 }], 'writer-4')).toEqual([]);
       expect((await store.pendingMemories(10, now + 5_000, { token: 'writer-5', until: now + 600_000 })).map((p) => [p.message.id, p.attempts])).toEqual([[m4.id, 1]]);
+
+      // Forgetting one memory drops its write alone, and only its owner's.
+      const m5 = await store.appendMessage({ conversationKey: c.conversation.key, role: 'user', content: 'fifth', remember: true });
+      await store.discardPendingMemories('someone-else', [m4.id, m5.id]);
+      await store.discardPendingMemories('mc-user', [m5.id]);
+      expect((await store.pendingMemories(10, now + 600_000)).map((p) => p.message.id)).toEqual([m4.id]);
     });
 
     it('user settings: memory on by default, per user, survive, and go with the user', async () => {
