@@ -289,10 +289,13 @@ export class ConfigError extends Error {
   }
 }
 
-/** Empty strings mean "unset", as they do in most .env files. */
+/**
+ * Empty strings mean "unset", as they do in most .env files, and so do blank ones (`PORT= `):
+ * read as numbers they would be 0, which switches several bounds off.
+ */
 function withoutEmpty(env: Env): Env {
   const out: Env = {};
-  for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') out[k] = v;
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && v.trim() !== '') out[k] = v;
   return out;
 }
 

@@ -17,6 +17,19 @@ describe('config', () => {
     expect(c.models.openai.apiKey).toBeUndefined();
   });
 
+  it('blank values (spaces, a tab) mean unset too: read as numbers they would be 0, which switches bounds off', () => {
+    const defaults = loadConfig({});
+    const c = loadConfig({ PORT: ' ', SOCKET_MAX_CONNECTIONS_PER_IP: '  ', SOCKET_MAX_EVENTS_PER_SECOND: '\t', TURN_STARTS_PER_TICK: ' ', STREAM_RESUME_TTL_S: ' ', API_KEYS_MAX_PER_USER: ' ', SHUTDOWN_GRACE_MS: ' ', OPENAI_API_KEY: '   ' });
+    expect(c.port).toBe(defaults.port);
+    expect(c.socket.maxConnectionsPerIp).toBe(defaults.socket.maxConnectionsPerIp);
+    expect(c.socket.maxEventsPerSecond).toBe(defaults.socket.maxEventsPerSecond);
+    expect(c.turnStartsPerTick).toBe(defaults.turnStartsPerTick);
+    expect(c.shutdownGraceMs).toBe(defaults.shutdownGraceMs);
+    expect(c.auth.apiKeysMaxPerUser).toBe(defaults.auth.apiKeysMaxPerUser);
+    expect(c.models.openai.apiKey).toBeUndefined();
+    expect(defaults.socket.maxConnectionsPerIp).toBeGreaterThan(0);
+  });
+
   it('parses lists, numbers and booleans; empty strings mean unset', () => {
     const c = loadConfig({ CORS_ORIGIN: 'http://a.test, http://b.test', PORT: '8080', TRUST_PROXY: 'true', OPENAI_API_KEY: '' });
     expect(c.corsOrigins).toEqual(['http://a.test', 'http://b.test']);

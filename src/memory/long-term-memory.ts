@@ -73,6 +73,8 @@ export class LongTermMemory {
   #running: Promise<void> | undefined;
   /** The batch being written now (claimed, written, settled), if any. */
   #batch: Promise<void> | undefined;
+  /** Its claim and entries, once read. */
+  #current: { claim: MemoryClaim; ids: string[] } | undefined;
   #again = false;
   #poller: ReturnType<typeof setInterval> | undefined;
   #closing = false;
@@ -228,11 +230,27 @@ export class LongTermMemory {
     return { status: 'ok', ...base };
   }
 
-  async close(): Promise<void> {
+  /**
+   * Stops the writer: the batch under way may finish within `waitMs`; past that (a provider that
+   * does not answer) its entries are handed back to the queue, due now, and written after the
+   * restart (or by another node), so a shutdown never waits on a provider's timeouts.
+   */
+  async close(waitMs = 5_000): Promise<void> {
     this.#closing = true;
     clearInterval(this.#poller);
     clearTimeout(this.#scheduled);
-    await this.#running;
+    const running = this.#running;
+    if (running) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const finished = await Promise.race([running.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)))]);
+      clearTimeout(timer);
+      const current = this.#current;
+      if (!finished && current) {
+        this.deps.logger.warn({ memories: current.ids.length }, 'long-term memory: a write was still under way at shutdown; its entries go back to the queue');
+        const now = Date.now();
+        await this.deps.conversations.settleMemories([], current.ids.map((messageId) => ({ messageId, nextAt: now })), current.claim.token).catch(() => undefined);
+      }
+    }
     await this.deps.store.close();
   }
 
@@ -253,6 +271,7 @@ export class LongTermMemory {
         const now = Date.now();
         const claim = { token: crypto.randomUUID(), until: now + CLAIM_MS };
         const batch = (this.#batch = this.deps.conversations.pendingMemories(BATCH, now, claim).then(async (pending) => {
+          this.#current = { claim, ids: pending.map((p) => p.message.id) };
           if (pending.length) await this.#write(pending, claim);
           if (pending.length === BATCH) this.#again = true;
         }));
@@ -260,6 +279,7 @@ export class LongTermMemory {
           await batch;
         } finally {
           this.#batch = undefined;
+          this.#current = undefined;
         }
       } while (this.#again && !this.#closing);
     })()

@@ -1,10 +1,14 @@
+import { createAdaptorServer } from '@hono/node-server';
 import cluster, { type Worker } from 'node:cluster';
 import { existsSync } from 'node:fs';
+import type { Server as HttpServer } from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
-import { ConfigError, loadConfig } from '../config.js';
-import { exitOnStartupFailure, stopOnSignals } from './process-lifecycle.js';
-import { createNodeServer } from './server.js';
+import { AggregatorRegistry } from 'prom-client';
+import { ConfigError, loadConfig, type Config } from '../config.js';
+import { createMetricsApp } from '../http/metrics-route.js';
+import { exitOnStartupFailure, listenFailure, stopOnSignals } from './process-lifecycle.js';
+import { createNodeServer, listenMetrics } from './server.js';
 
 /**
  * `npm run start:cluster`: one gateway process per core on one port. The primary accepts each
@@ -92,12 +96,35 @@ async function primary(): Promise<void> {
     }
     return undefined;
   };
+  // /metrics is answered here, for every worker at once (a scrape that reached one worker would
+  // see that worker's counters only, another worker's on the next scrape): on METRICS_PORT, or
+  // taken off the public port before a connection is handed over.
+  const metrics = config.metrics.enabled ? clusterMetricsServer(config) : undefined;
+  const publicMetrics = metrics !== undefined && !config.metrics.listener;
+  if (metrics && config.metrics.listener) {
+    await listenMetrics(metrics, config.metrics.listener).catch((err: unknown) => {
+      stopping = true;
+      for (const w of workers) w?.process.kill('SIGTERM');
+      exitOnStartupFailure(err);
+    });
+  }
   const server = net.createServer({ pauseOnConnect: true }, (socket) => {
     socket.on('error', () => socket.destroy());
+    // A connection that sends nothing is closed as a single process closes it (REQUEST_TIMEOUT_MS):
+    // held here, each would be a descriptor of the one process that accepts for every worker.
+    socket.setTimeout(config.chat.requestTimeoutMs, () => socket.destroy());
     socket.once('data', (head: Buffer) => {
+      socket.setTimeout(0);
       socket.pause();
       const line = head.subarray(0, Math.min(head.length, 2048)).toString('latin1');
-      const owner = /[?&]sid=([0-9a-z]+)_/.exec(line.slice(0, line.indexOf('\r\n') >>> 0));
+      const requestLine = line.slice(0, line.indexOf('\r\n') >>> 0);
+      if (publicMetrics && METRICS_REQUEST.test(requestLine)) {
+        metrics.emit('connection', socket);
+        socket.emit('data', head);
+        socket.resume();
+        return;
+      }
+      const owner = /[?&]sid=([0-9a-z]+)_/.exec(requestLine);
       // A worker still starting has no server to take the connection: it would never be answered.
       const target = readyWorker(owner ? parseInt(owner[1]!, 36) : -1);
       if (!target) return socket.destroy();
@@ -107,6 +134,12 @@ async function primary(): Promise<void> {
     });
     socket.resume();
   });
+  server.on('error', (err) => {
+    // Taken port, unknown HOST: said as `npm start` says it, and the workers stopped with it.
+    stopping = true;
+    for (const w of workers) w?.process.kill('SIGTERM');
+    exitOnStartupFailure(listenFailure(err, config.host, config.port) ?? err);
+  });
   server.listen({ port: config.port, host: config.host, backlog: 4096 }, () => {
     console.log(JSON.stringify({ level: 30, msg: 'cluster listening', port: config.port, host: config.host, workers: count }));
   });
@@ -114,6 +147,8 @@ async function primary(): Promise<void> {
     if (stopping) process.exit(1);
     stopping = true;
     server.close();
+    metrics?.close();
+    metrics?.closeAllConnections();
     for (const w of workers) w?.process.kill('SIGTERM');
     Promise.all(workers.map((w) => (w && w.isConnected() ? new Promise((r) => w.once('exit', r)) : undefined))).then(() => {
       if (failedStops > 0) console.error(JSON.stringify({ level: 50, msg: 'workers did not stop cleanly', workers: failedStops }));
@@ -124,9 +159,33 @@ async function primary(): Promise<void> {
   process.on('SIGINT', shutdown);
 }
 
+/** A request line for /metrics (any query), which the primary answers itself. */
+const METRICS_REQUEST = /^(?:GET|HEAD) \/metrics(?:\?\S*)? HTTP\/1\.[01]$/;
+
+/**
+ * The primary's /metrics: every worker's registry, asked over the cluster's IPC channel and
+ * summed (prom-client's AggregatorRegistry; a worker that does not answer within 5 s fails the
+ * scrape), with the token rule of a single process. Each response closes its connection.
+ */
+function clusterMetricsServer(config: Config): HttpServer {
+  const aggregator = new AggregatorRegistry();
+  const app = createMetricsApp({
+    exposition: { render: () => aggregator.clusterMetrics(), contentType: aggregator.contentType },
+    token: config.metrics.token,
+    metrics: { error: () => undefined },
+  });
+  const server = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
+  server.prependListener('request', (_req, res) => res.setHeader('Connection', 'close'));
+  return server;
+}
+
 async function worker(index: number): Promise<void> {
   const config = loadConfig(process.env);
+  // Answers the primary's requests for this worker's metrics from the start (nothing, until its server is up).
+  new AggregatorRegistry();
+  AggregatorRegistry.setRegistries([]);
   const server = await createNodeServer(config);
+  if (server.metrics) AggregatorRegistry.setRegistries([server.metrics.registry]);
   // The session id names its worker, so the primary routes every poll of a session to it.
   const engine = server.io.engine as unknown as { generateId: () => string };
   const random = engine.generateId.bind(engine);

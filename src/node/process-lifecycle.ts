@@ -5,6 +5,16 @@ import type { NodeServer } from './server.js';
 const EX_UNAVAILABLE = 69;
 const EX_CONFIG = 78;
 
+/** Why listening on HOST:PORT failed, in the words of the variable to change; undefined for an error it does not know. */
+export function listenFailure(err: unknown, host: string, port: number): StartupError | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'EADDRINUSE') return new StartupError(`PORT: ${host}:${port} is already in use; stop the process using it or set PORT to a free port`);
+  if (code === 'EADDRNOTAVAIL') return new StartupError(`HOST: ${host} is not an address of this machine; use 127.0.0.1, 0.0.0.0 or one of its addresses`);
+  if (code === 'EACCES') return new StartupError(`PORT: not allowed to listen on ${port} (ports below 1024 need privileges); set PORT to 1024 or above`);
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME') return new StartupError(`HOST: ${host} does not resolve to an address; use 127.0.0.1, 0.0.0.0 or one of this machine's addresses`);
+  return undefined;
+}
+
 /** A process that could not start: the message names the variable and the fix (no stack for those), and the exit code says which kind. */
 export function exitOnStartupFailure(err: unknown): never {
   if (err instanceof ConfigError) {

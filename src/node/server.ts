@@ -240,7 +240,7 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
 }
 
 /** The METRICS_PORT listener; a failure names the variables to change. */
-function listenMetrics(server: HttpServer, { port, host }: { port: number; host: string }): Promise<{ port: number; host: string }> {
+export function listenMetrics(server: HttpServer, { port, host }: { port: number; host: string }): Promise<{ port: number; host: string }> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       if (err.code === 'EADDRINUSE') reject(new StartupError(`METRICS_PORT: ${host}:${port} is already in use; set METRICS_PORT to a free port`));

@@ -1,11 +1,13 @@
 /** `npm run start:cluster`'s entry with two workers on one port: Engine.IO polling keeps its worker, SSE works. */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDataDir } from '../helpers/gateway.js';
 import { freePort } from '../helpers/ports.js';
 import { postChat, readSse } from '../helpers/sse.js';
 import { waitFor } from '../helpers/wait.js';
+import { parseExposition } from '../helpers/prometheus.js';
 import { startRedisServer } from '../standins/redis-server.js';
 import { client, closeAllClients, type AiClient } from '../socket/socket-harness.js';
 
@@ -19,7 +21,7 @@ describe('start:cluster (two workers, one port)', () => {
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
     child = spawn(process.execPath, ['--import', 'tsx', 'src/node/cluster-main.ts'], {
-      env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: tempDataDir(), CLUSTER_WORKERS: '2', REDIS_URL: `redis://127.0.0.1:${redis.port}`, JWT_SECRET: 'cluster-test-secret-cluster-test-secret-01', MEMORY_ENABLED: 'false', LOG_LEVEL: 'error', RATE_LIMIT_ANON: '1000' },
+      env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: tempDataDir(), CLUSTER_WORKERS: '2', REDIS_URL: `redis://127.0.0.1:${redis.port}`, JWT_SECRET: 'cluster-test-secret-cluster-test-secret-01', MEMORY_ENABLED: 'false', LOG_LEVEL: 'error', RATE_LIMIT_ANON: '1000', REQUEST_TIMEOUT_MS: '2000' },
       stdio: 'ignore',
     });
     await waitFor(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.ok, 60_000, 200);
@@ -32,6 +34,30 @@ describe('start:cluster (two workers, one port)', () => {
       await once(child, 'exit');
     }
     await redis?.close();
+  });
+
+  it('/metrics is every worker\'s, summed: successive scrapes agree, and each request is counted once', async () => {
+    const healthz = async () => {
+      const res = await fetch(`${url}/metrics`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('connection')).toBe('close');
+      return parseExposition(await res.text()).value('gateway_http_requests_total', { method: 'GET', route: '/healthz', status: '200' });
+    };
+    const before = await healthz();
+    for (let i = 0; i < 10; i++) await (await fetch(`${url}/healthz`)).arrayBuffer();
+    const scrapes = [await healthz(), await healthz(), await healthz(), await healthz()];
+    // Round-robin over two workers: one worker's registry would read differently on every other scrape.
+    expect(scrapes).toEqual(Array(4).fill(before + 10));
+  });
+
+  it('a connection that sends nothing is closed after REQUEST_TIMEOUT_MS, as one process closes it (the primary holds no descriptor for ever)', async () => {
+    const started = performance.now();
+    const socket = net.connect(Number(new URL(url).port), '127.0.0.1');
+    socket.resume();
+    await once(socket, 'close');
+    const ms = performance.now() - started;
+    expect(ms).toBeGreaterThan(1_500);
+    expect(ms).toBeLessThan(6_000);
   });
 
   it('polling-only Socket.IO clients complete turns (every poll reaches the worker holding the session)', async () => {

@@ -5,7 +5,10 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { tempDataDir } from '../helpers/gateway.js';
 import { io } from 'socket.io-client';
-import { register } from '../helpers/accounts.js';
+import { bearer, register } from '../helpers/accounts.js';
+import { spawnGateway } from '../helpers/gateway-process.js';
+import { postChat, readSse } from '../helpers/sse.js';
+import { startOpenAIStandin } from '../standins/openai-standin.js';
 import { TEST_JWT_SECRET } from '../helpers/tokens.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -96,4 +99,39 @@ describe('graceful shutdown', () => {
       rmSync(dataDir, { recursive: true, force: true });
     }
   });
+
+  it('a memory write waiting on an embedding provider that does not answer holds the shutdown 5 s at most; its messages go back to the queue, due at once', async () => {
+    // The provider answers chat at once and never answers an embedding request (a hang).
+    const openai = await startOpenAIStandin({ script: (req) => (req.path.endsWith('/embeddings') ? { tokens: ['x'], delayMs: 600_000 } : { tokens: ['noted'] }) });
+    const gw = await spawnGateway({
+      SHUTDOWN_GRACE_MS: '2000',
+      OPENAI_BASE_URL: openai.url,
+      OPENAI_API_KEY: 'sk-test',
+      DEFAULT_MODEL: 'local',
+      EMBEDDING_PROVIDER: 'openai',
+      MEMORY_RECALL_TIMEOUT_MS: '200',
+      JWT_SECRET: TEST_JWT_SECRET,
+    });
+    try {
+      const user = await register(gw.url, 'shutdown-memory@example.com');
+      const events = await readSse(await postChat(gw.url, { message: 'Remember that my favourite colour is teal.', sessionId: 'teal' }, bearer(user)));
+      expect(events.at(-1)).toMatchObject({ done: true });
+      // The writer's request (the exchange, two texts) is waiting at the provider.
+      await waitFor(() => openai.requests.some((r) => r.path.endsWith('/embeddings') && JSON.stringify(r.body).includes('favourite colour') && JSON.stringify(r.body).includes('"input":[')), 10_000);
+      const started = performance.now();
+      process.kill(gw.pid, 'SIGTERM');
+      await waitFor(() => !gw.alive(), 15_000, 50);
+      const ms = performance.now() - started;
+      expect(gw.exit()).toEqual({ code: 0, signal: null });
+      expect(ms).toBeLessThan(9_000);
+      expect(gw.output()).toContain('its entries go back to the queue');
+      expect(gw.output()).toContain('"shut down"');
+      // Due now, not held for the rest of the dead writer's claim.
+      const queued = await gw.store.pendingMemories(10, Date.now());
+      expect(queued.map((p) => p.message.content)).toContain('Remember that my favourite colour is teal.');
+    } finally {
+      await gw.destroy();
+      await openai.close();
+    }
+  }, 60_000);
 });

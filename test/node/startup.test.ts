@@ -26,6 +26,7 @@ import type { AiServerToClientEvents } from '../../src/protocol/socket-events.js
 // ---------------------------------------------------------------------------------------------
 
 const MAIN = resolve('src/node/main.ts');
+const CLUSTER_MAIN = resolve('src/node/cluster-main.ts');
 const TSX_LOADER = createRequire(import.meta.url).resolve('tsx');
 const SECRET_KEY = 'sk-do-not-print';
 const EX_UNAVAILABLE = 69;
@@ -49,10 +50,10 @@ function scratch(): string {
 }
 
 /** Minimal environment: PATH, HOST, PORT, DATA_DIR, plus the case's variables. */
-function spawnEntry(env: Record<string, string>, cwd = scratch()): Entry {
+function spawnEntry(env: Record<string, string>, cwd = scratch(), entry = MAIN): Entry {
   // Files the entry creates must be private because it makes them so, not because of a strict umask.
   const previousUmask = process.umask(0o022);
-  const child = spawn(process.execPath, ['--import', TSX_LOADER, MAIN], {
+  const child = spawn(process.execPath, ['--import', TSX_LOADER, entry], {
     cwd,
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', DATA_DIR: join(cwd, 'data'), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -85,9 +86,9 @@ interface Outcome {
 }
 
 /** Runs the entry until it exits on its own (it is killed after `limitMs`, which fails the exit-code assertion). */
-async function runToExit(env: Record<string, string>, limitMs = 20_000): Promise<Outcome> {
+async function runToExit(env: Record<string, string>, limitMs = 20_000, main = MAIN): Promise<Outcome> {
   const started = performance.now();
-  const entry = spawnEntry(env);
+  const entry = spawnEntry(env, scratch(), main);
   const timer = setTimeout(() => entry.child.kill('SIGKILL'), limitMs);
   const code = await entry.exited;
   clearTimeout(timer);
@@ -188,6 +189,20 @@ describe('start-up errors name the variable and the fix', () => {
       expect(outcome.stderr).toMatch(/stop the process using it or set PORT to a free port/);
       expectCleanFailure(outcome, [SECRET_KEY]);
     });
+
+    it('start:cluster with PORT in use: the same exit 69 and message, and its workers end with it', async () => {
+      const outcome = await runToExit({ PORT: String(port), OPENAI_API_KEY: SECRET_KEY, CLUSTER_WORKERS: '2', MEMORY_ENABLED: 'false' }, 40_000, CLUSTER_MAIN);
+      expect(outcome.code, outcome.stderr).toBe(EX_UNAVAILABLE);
+      expect(outcome.stderr).toMatch(new RegExp(`^Cannot start: PORT: 127\\.0\\.0\\.1:${port} is already in use`, 'm'));
+      expectCleanFailure(outcome, [SECRET_KEY]);
+    });
+  });
+
+  it('HOST that does not resolve: exit 69, names HOST', async () => {
+    const outcome = await runToExit({ HOST: 'gateway.invalid', OPENAI_API_KEY: SECRET_KEY });
+    expect(outcome.code, outcome.stderr).toBe(EX_UNAVAILABLE);
+    expect(outcome.stderr).toMatch(/^Cannot start: HOST: gateway\.invalid does not resolve to an address/m);
+    expectCleanFailure(outcome, [SECRET_KEY]);
   });
 
   it('OPENAI_BASE_URL at a closed port and no DEFAULT_MODEL: exit 78, names OPENAI_BASE_URL and DEFAULT_MODEL', async () => {
