@@ -124,6 +124,7 @@ export function createServices(config: Config, backends: Backends): Services {
     hasher: new BoundedPasswordHasher(backends.hasher, config.auth.hashing),
     tokens,
     sessions,
+    apiKeys,
     limiter,
     limits: {
       perIp: config.rateLimit.authLimit,
@@ -136,7 +137,7 @@ export function createServices(config: Config, backends: Backends): Services {
   });
   if (memory) accounts.onDelete((userId) => memory.erase(userId));
   // Before the account goes: its keys' open sockets and realtime sessions are cut with them.
-  accounts.onDelete((userId) => apiKeys.revokeAll(userId));
+  accounts.onDelete(async (userId) => void (await apiKeys.revokeAll(userId)));
   const origins = originPolicy(config.corsOrigins, logger);
   return { config, logger, store, limiter, models, turns, coordinator: cluster, cluster, streams, pipeline, arrivalGate, startGate, tokens, sessions, auth, accounts, apiKeys, origins, memory, metrics };
 }

@@ -25,6 +25,8 @@ export interface AccountsDeps {
   tokens: TokenService;
   /** Without it (Workers on per-isolate memory) tokens cannot be revoked. */
   sessions: SessionRegistry | undefined;
+  /** The account's gateway API keys: tokens too, so they end with its sessions (PROTOCOLS.md). */
+  apiKeys: { revokeAll(userId: string): Promise<number> };
   limiter: RateLimiter;
   limits: AccountLimits;
   turns: TurnTracker;
@@ -89,18 +91,24 @@ export class Accounts {
     if (principal.userId && principal.sessionId && this.deps.sessions) await this.deps.sessions.revoke(principal.userId, principal.sessionId);
   }
 
-  /** Revokes every session of the caller's account, this one included; returns how many. */
-  async logoutEverywhere(principal: Principal): Promise<number> {
+  /**
+   * Revokes every session of the caller's account, this one included, and every API key (a key
+   * made with a stolen session must not outlive it); returns how many of each.
+   */
+  async logoutEverywhere(principal: Principal): Promise<{ sessions: number; apiKeys: number }> {
     const userId = requireLocalUser(principal);
-    return this.deps.sessions ? this.deps.sessions.revokeAll(userId) : 0;
+    const apiKeys = await this.deps.apiKeys.revokeAll(userId);
+    const sessions = this.deps.sessions ? await this.deps.sessions.revokeAll(userId) : 0;
+    return { sessions, apiKeys };
   }
 
-  /** Every other session is signed out; the caller gets a new token. */
+  /** Every other session and every API key is revoked; the caller gets a new token. */
   async changePassword(principal: Principal, current: string, next: string): Promise<{ user: User; token: string }> {
     const user = await this.#confirm(principal, current);
     await this.deps.store.updateUserPassword(user.id, await this.deps.hasher.hash(next));
+    const apiKeys = await this.deps.apiKeys.revokeAll(user.id);
     if (this.deps.sessions) await this.deps.sessions.revokeAll(user.id);
-    this.deps.logger.info({ userId: user.id }, 'password changed; every session signed out');
+    this.deps.logger.info({ userId: user.id, apiKeys }, 'password changed; every session signed out and every API key revoked');
     return { user, token: await this.#signIn(user) };
   }
 

@@ -109,9 +109,11 @@ export class ApiKeys {
     return true;
   }
 
-  /** Revokes every key of a user (account deletion). */
-  async revokeAll(userId: string): Promise<void> {
-    this.#forget(userId, await this.options.store.deleteUserApiKeys(userId));
+  /** Revokes every key of a user (account deletion, signing out everywhere, a password change); returns how many. */
+  async revokeAll(userId: string): Promise<number> {
+    const ids = await this.options.store.deleteUserApiKeys(userId);
+    this.#forget(userId, ids);
+    return ids.length;
   }
 
   /** Called after keys are revoked (to disconnect the sockets and realtime sessions they opened). */

@@ -63,7 +63,7 @@ export function authRoutes(services: Services): Hono<AppEnv> {
     return signedOut(c, {});
   });
 
-  routes.post('/logout-all', accountOwner, async (c) => signedOut(c, { sessions: await accounts.logoutEverywhere(c.get('principal')) }));
+  routes.post('/logout-all', accountOwner, async (c) => signedOut(c, await accounts.logoutEverywhere(c.get('principal'))));
 
   routes.post('/password', accountOwner, async (c) => {
     const input = await parse(c, passwordChangeSchema);

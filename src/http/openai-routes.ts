@@ -6,7 +6,6 @@ import { TurnAbort } from '../chat/turn-abort.js';
 import { AppError, type ErrorCode } from '../errors.js';
 import type { ModelMessage, TokenUsage } from '../models/language-model.js';
 import { listModels } from '../models/model-registry.js';
-import { apiKeyAllowsModel } from '../auth/api-key-policy.js';
 import { countTokensBounded } from '../models/tokenizer.js';
 import type { Services } from '../services.js';
 import type { FinishReason } from '../stores/conversation-store.js';
@@ -99,7 +98,7 @@ export function openaiRoutes(services: Services): Hono<AppEnv> {
   app.get('/models', auth, (c) => {
     const principal = c.get('principal');
     const allowedByKey = principal.apiKey?.models;
-    const names = listModels(services.models, config.chat.allowedModels).filter((m) => apiKeyAllowsModel(allowedByKey ?? null, m));
+    const names = listModels(services.models, config.chat.allowedModels, allowedByKey);
     return c.json({ object: 'list', data: names.map((id) => ({ id, object: 'model', created: 0, owned_by: ownerOfModel(id) })) });
   });
 

@@ -77,7 +77,7 @@ function routes(config: Config): RouteDoc[] {
     { method: 'post', path: '/api/v2/auth/register', tag: 'auth', summary: 'Create an account; sets the httpOnly token cookie', auth: 'none', body: registerSchema, ok: { 201: ['Signed in', json, signedIn] } },
     { method: 'post', path: '/api/v2/auth/login', tag: 'auth', summary: 'Sign in; sets the httpOnly token cookie', auth: 'none', body: loginSchema, ok: { 200: ['Signed in', json, signedIn] } },
     { method: 'post', path: '/api/v2/auth/logout', tag: 'auth', summary: 'Sign out this session and clear the cookie', auth: 'optional', ok: { 200: ['Signed out', json] } },
-    { method: 'post', path: '/api/v2/auth/logout-all', tag: 'auth', summary: 'Sign out every session of this user', auth: 'user', ok: { 200: ['Signed out everywhere', json] } },
+    { method: 'post', path: '/api/v2/auth/logout-all', tag: 'auth', summary: 'Sign out every session of this user and revoke every API key', auth: 'user', ok: { 200: ['Signed out everywhere', json] } },
     { method: 'post', path: '/api/v2/auth/password', tag: 'auth', summary: 'Change the password (other sessions are signed out)', auth: 'user', body: passwordChangeSchema, ok: { 200: ['Signed in with a new token', json, signedIn] } },
     { method: 'get', path: '/api/v2/auth/me', tag: 'auth', summary: 'The signed-in user', auth: 'user', ok: { 200: ['The user', json, z.object({ user })] } },
     { method: 'delete', path: '/api/v2/auth/me', tag: 'auth', summary: 'Delete the account and everything it owns', auth: 'user', body: confirmSchema, ok: { 200: ['Deleted', json] } },

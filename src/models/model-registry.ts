@@ -32,8 +32,16 @@ export class ModelRegistry {
   readonly #allowed: ReadonlySet<string> | undefined;
   readonly #localOnly: boolean;
   readonly defaultModel: string;
+  /** Names offered in `GET /v1/models` besides the default: each provider's well-known model, where it has one. */
+  readonly suggested: readonly string[];
 
-  constructor(options: { factories: Partial<Record<ProviderName, ModelFactory>>; defaultModel: string; allowedModels?: string[] | undefined }) {
+  constructor(options: {
+    factories: Partial<Record<ProviderName, ModelFactory>>;
+    defaultModel: string;
+    allowedModels?: string[] | undefined;
+    /** Default: `local` and each configured remote provider's PROVIDER_DEFAULT_MODELS name. */
+    suggested?: readonly string[] | undefined;
+  }) {
     for (const name of PROVIDERS) {
       const factory = options.factories[name];
       if (factory) this.#factories.set(name, factory);
@@ -41,6 +49,7 @@ export class ModelRegistry {
     this.#allowed = options.allowedModels ? new Set(options.allowedModels) : undefined;
     this.#localOnly = this.providers.every((p) => p === 'local');
     this.defaultModel = options.defaultModel;
+    this.suggested = options.suggested ?? this.providers.map((p) => (p === 'local' ? 'local' : PROVIDER_DEFAULT_MODELS[p]));
   }
 
   /** Providers that are configured, for /readyz and logs. */
@@ -71,17 +80,18 @@ export class ModelRegistry {
 
 /**
  * The model names a client can ask for (`GET /v1/models`): ALLOWED_MODELS when set, else the
- * default model, `local`, and each configured provider's default model.
+ * default model and the registry's suggestions (`local`, OpenAI's and Gemini's well-known
+ * models; none for an OpenAI-compatible server, whose names are its own). An API key with a
+ * list of its own gets the names on it that a request with that name would be served with.
  */
-export function listModels(registry: ModelRegistry, allowedModels: readonly string[] | undefined): string[] {
-  const candidates = allowedModels?.length
-    ? allowedModels
-    : [registry.defaultModel, ...registry.providers.map((p) => (p === 'local' ? 'local' : PROVIDER_DEFAULT_MODELS[p as keyof typeof PROVIDER_DEFAULT_MODELS]))];
+export function listModels(registry: ModelRegistry, allowedModels: readonly string[] | undefined, keyModels?: readonly string[] | null): string[] {
+  const byKey = keyModels !== undefined && keyModels !== null;
+  const candidates = byKey ? keyModels : allowedModels?.length ? allowedModels : [registry.defaultModel, ...registry.suggested];
   const names: string[] = [];
   for (const name of candidates) {
     if (!name || names.includes(name)) continue;
     try {
-      registry.resolve(name, { strict: true });
+      registry.resolve(name, { strict: !byKey });
       names.push(name);
     } catch {
       // not servable here: not listed
@@ -191,7 +201,13 @@ export function createModelRegistry(config: Config, logger: Logger = silentLogge
     });
   }
   const defaultModel = chooseDefaultModel(config, discoveredDefault);
-  const registry = new ModelRegistry({ factories, defaultModel, allowedModels: config.chat.allowedModels });
+  // An OpenAI-compatible server (OPENAI_BASE_URL) does not offer OpenAI's model names: only its own default is listed.
+  const suggested = [
+    'local',
+    ...(factories.openai && !m.openai.baseURL ? [PROVIDER_DEFAULT_MODELS.openai] : []),
+    ...(factories.gemini ? [PROVIDER_DEFAULT_MODELS.gemini] : []),
+  ];
+  const registry = new ModelRegistry({ factories, defaultModel, allowedModels: config.chat.allowedModels, suggested });
   try {
     registry.resolve(undefined, { strict: true }); // a default model that cannot be served is a start-up error, not a per-request one
   } catch (err) {

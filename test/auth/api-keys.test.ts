@@ -571,14 +571,27 @@ describe('gateway API keys', () => {
       expect(await outcome(await fetch(`${gw.url}/api/v2/conversations`, { headers: bearer(alice) }))).toBe('200');
     });
 
-    it('keys survive signing out everywhere and a password change, and die with the account (their sockets too)', async () => {
+    it('keys are tokens too: signing out everywhere and a password change revoke them (their sockets too), and they die with the account', async () => {
       const erin = await register(gw.url, 'erin-keys@example.com');
-      const { key } = await api.create(erin, { name: 'survivor' });
-      const auth = { Authorization: `Bearer ${key}` };
-      expect((await fetch(`${gw.url}/api/v2/auth/logout-all`, { method: 'POST', headers: bearer(erin) })).status).toBe(200);
-      expect(await outcome(await fetch(`${gw.url}/api/v2/conversations`, { headers: auth }))).toBe('200');
+      const usable = async (key: string) => outcome(await fetch(`${gw.url}/api/v2/conversations`, { headers: { Authorization: `Bearer ${key}` } }));
+      // A key made with a session (perhaps a stolen one) ends when its owner signs out everywhere.
+      const first = (await api.create(erin, { name: 'first' })).key;
+      const socket = client<LooseClient>(`${gw.url}/ai`, { auth: { token: first } });
+      let reason: string | undefined;
+      socket.on('disconnect', (r: string) => (reason = r));
+      await connected(socket);
+      const signedOut = await fetch(`${gw.url}/api/v2/auth/logout-all`, { method: 'POST', headers: bearer(erin) });
+      expect(signedOut.status).toBe(200);
+      expect(await signedOut.json()).toMatchObject({ ok: true, sessions: 1, apiKeys: 1 });
+      expect(await usable(first)).toBe('401 UNAUTHORIZED Invalid token');
+      await waitFor(() => reason, 3000);
+      expect(reason).toBe('io server disconnect');
+
+      // And when the password changes.
       const relogin = await fetch(`${gw.url}/api/v2/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ email: 'erin-keys@example.com', password: PASSWORD }) });
       const session = (await relogin.json()) as { token: string };
+      const second = (await api.create(session, { name: 'second' })).key;
+      expect(await usable(second)).toBe('200');
       const changed = await fetch(`${gw.url}/api/v2/auth/password`, {
         method: 'POST',
         headers: { ...bearer(session), 'Content-Type': 'application/json' },
@@ -586,19 +599,16 @@ describe('gateway API keys', () => {
       });
       expect(changed.status).toBe(200);
       const fresh = (await changed.json()) as { token: string };
-      expect(await outcome(await fetch(`${gw.url}/api/v2/conversations`, { headers: auth }))).toBe('200');
+      expect(await usable(second)).toBe('401 UNAUTHORIZED Invalid token');
 
-      const socket = client<LooseClient>(`${gw.url}/ai`, { auth: { token: key } });
-      let reason: string | undefined;
-      socket.on('disconnect', (r: string) => (reason = r));
-      await connected(socket);
+      // And with the account.
+      const third = (await api.create(fresh, { name: 'third' })).key;
+      expect(await usable(third)).toBe('200');
       const deleted = await fetch(`${gw.url}/api/v2/auth/me`, { method: 'DELETE', headers: { ...bearer(fresh), 'Content-Type': 'application/json' }, body: JSON.stringify({ password: 'another long password' }) });
       expect(deleted.status).toBe(200);
-      await waitFor(() => reason, 3000);
-      expect(reason).toBe('io server disconnect');
-      expect(await outcome(await fetch(`${gw.url}/api/v2/conversations`, { headers: auth }))).toBe('401 UNAUTHORIZED Invalid token');
-      expect(await gw.server.services.store.findApiKeyByHash(sha256(key))).toBeUndefined();
-      expect((await connectError(client<LooseClient>(gw.url, { auth: { token: key } }))).message).toBe(INVALID);
+      expect(await usable(third)).toBe('401 UNAUTHORIZED Invalid token');
+      for (const key of [first, second, third]) expect(await gw.server.services.store.findApiKeyByHash(sha256(key))).toBeUndefined();
+      expect((await connectError(client<LooseClient>(gw.url, { auth: { token: third } }))).message).toBe(INVALID);
     });
 
     it('signing out a session also closes its /v1/realtime sessions', async () => {

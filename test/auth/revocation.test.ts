@@ -268,7 +268,7 @@ describe('a revoked token dies on every entry point at once', () => {
       case 'logout-all from another session': {
         const res = await post('/api/v2/auth/logout-all', tab2.token);
         expect(res.status).toBe(200);
-        expect(await res.json()).toEqual({ ok: true, sessions: 2 });
+        expect(await res.json()).toEqual({ ok: true, sessions: 2, apiKeys: 0 });
         dead = [tab1.token, tab2.token];
         break;
       }

@@ -296,3 +296,42 @@ describe('OpenAI-compatible API rate limits', () => {
     }
   });
 });
+
+describe('GET /v1/models lists what a caller can use', () => {
+  const listed = async (url: string, apiKey: string) => {
+    const ids: string[] = [];
+    for await (const m of new OpenAI({ apiKey, baseURL: `${url}/v1`, maxRetries: 0 }).models.list()) ids.push(m.id);
+    return ids;
+  };
+
+  it('with an OpenAI-compatible server (OPENAI_BASE_URL): its own model and local, not OpenAI’s names it does not have', async () => {
+    const ollama = await startOpenAIStandin({ models: ['llama3.2'] });
+    const gw = await startGateway({ OPENAI_BASE_URL: ollama.url, OPENAI_API_KEY: 'ollama', PROVIDER_MAX_RETRIES: '0' });
+    try {
+      const user = await register(gw.url, 'models-compatible@example.com');
+      expect((await listed(gw.url, user.token)).sort()).toEqual(['local', 'openai:llama3.2']);
+    } finally {
+      await gw.destroy();
+      await ollama.close();
+    }
+  });
+
+  it('on embedded defaults, an API key limited to gpt-4o-mini lists gpt-4o-mini, the name it chats with', async () => {
+    const gw = await startGateway({});
+    try {
+      const user = await register(gw.url, 'models-key@example.com');
+      expect(await listed(gw.url, user.token)).toEqual(['local']);
+      const created = await fetch(`${gw.url}/api/v2/keys`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${user.token}` },
+        body: JSON.stringify({ name: 'docs example', models: ['gpt-4o-mini', 'gemini:gemini-2.5-pro'] }),
+      });
+      const { key } = (await created.json()) as { key: string };
+      expect(await listed(gw.url, key)).toEqual(['gpt-4o-mini', 'gemini:gemini-2.5-pro']);
+      const reply = await new OpenAI({ apiKey: key, baseURL: `${gw.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+      expect(reply.choices[0]!.message.content).toBeTruthy();
+    } finally {
+      await gw.destroy();
+    }
+  });
+});
