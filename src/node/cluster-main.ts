@@ -176,6 +176,9 @@ function clusterMetricsServer(config: Config): HttpServer {
   });
   const server = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
   server.prependListener('request', (_req, res) => res.setHeader('Connection', 'close'));
+  // A scrape that trickles in is cut as a worker would cut it.
+  server.requestTimeout = config.chat.requestTimeoutMs;
+  server.headersTimeout = config.chat.requestTimeoutMs;
   return server;
 }
 
