@@ -117,7 +117,7 @@ export function createServices(config: Config, backends: Backends): Services {
     jwks: config.auth.jwks,
   });
   const sessions = backends.revocableTokens ? new SessionRegistry(store, { cacheMs: config.auth.sessionCacheMs }) : undefined;
-  const apiKeys = new ApiKeys({ store, maxPerUser: config.auth.apiKeysMaxPerUser, cacheMs: config.auth.sessionCacheMs, logger });
+  const apiKeys = new ApiKeys({ store, maxPerUser: config.auth.apiKeysMaxPerUser, cacheMs: config.auth.sessionCacheMs, logger, revocableSessions: backends.revocableTokens });
   const auth = new Authenticator({ tokens, required: config.auth.required, anonymous: new AnonymousSessions(backends.jwtSecret), sessions, apiKeys });
   const accounts = new Accounts({
     store,

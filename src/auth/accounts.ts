@@ -97,8 +97,9 @@ export class Accounts {
    */
   async logoutEverywhere(principal: Principal): Promise<{ sessions: number; apiKeys: number }> {
     const userId = requireLocalUser(principal);
-    const apiKeys = await this.deps.apiKeys.revokeAll(userId);
+    // Sessions first: from then on no key can be created with one of them (see ApiKeys.create).
     const sessions = this.deps.sessions ? await this.deps.sessions.revokeAll(userId) : 0;
+    const apiKeys = await this.deps.apiKeys.revokeAll(userId);
     return { sessions, apiKeys };
   }
 
@@ -106,8 +107,8 @@ export class Accounts {
   async changePassword(principal: Principal, current: string, next: string): Promise<{ user: User; token: string }> {
     const user = await this.#confirm(principal, current);
     await this.deps.store.updateUserPassword(user.id, await this.deps.hasher.hash(next));
-    const apiKeys = await this.deps.apiKeys.revokeAll(user.id);
     if (this.deps.sessions) await this.deps.sessions.revokeAll(user.id);
+    const apiKeys = await this.deps.apiKeys.revokeAll(user.id);
     this.deps.logger.info({ userId: user.id, apiKeys }, 'password changed; every session signed out and every API key revoked');
     return { user, token: await this.#signIn(user) };
   }

@@ -27,6 +27,11 @@ export interface ApiKeysOptions {
   /** How long a successful lookup is remembered; a revocation on this node clears it at once. */
   cacheMs: number;
   logger: Logger;
+  /**
+   * Sign-in sessions are stored (Node): a key is kept only if the session that created it was
+   * still signed in once the key was stored (see `create`).
+   */
+  revocableSessions?: boolean | undefined;
 }
 
 export interface NewApiKey {
@@ -44,8 +49,8 @@ export const isApiKeyToken = (token: string): boolean => token.startsWith(API_KE
  * Gateway API keys: long-lived credentials a signed-in user creates for tools that expect an
  * "OpenAI API key". The secret is shown once and stored only as its SHA-256; a request's key
  * is found by that hash. A key acts as its user on every entry point, within its own model
- * allow-list and rate limit (`api-key-policy.ts`). Keys survive sign-outs and password
- * changes (they are credentials of their own) and die with their revocation or the account.
+ * allow-list and rate limit (`api-key-policy.ts`). Keys are tokens of their user: they die
+ * with their revocation, signing out everywhere, a password change and the account.
  */
 export class ApiKeys {
   /** Successful lookups by hash, until `until`. Only positives: a new key is never hidden by a cached miss. */
@@ -90,6 +95,14 @@ export class ApiKeys {
     const created = await this.#oneAtATime(userId, () => this.options.store.createApiKey(key, maxPerUser));
     if (!created) {
       throw new AppError('BAD_REQUEST', `You already have ${maxPerUser} API keys, the most allowed; revoke one you no longer use first`, { status: 409 });
+    }
+    // Signing out everywhere (or a password change) ends the sessions, then deletes the keys. A
+    // creation its session had passed before may store its key after those keys were deleted:
+    // read afresh, the creating session is then gone, and so is the key.
+    if (this.options.revocableSessions && principal.sessionId && !(await this.options.store.getSession(principal.sessionId))) {
+      await this.options.store.deleteApiKey(userId, key.id);
+      this.#forget(userId, [key.id]);
+      throw new AppError('UNAUTHORIZED', 'This session was signed out; sign in again to create keys');
     }
     this.options.logger.info({ userId, apiKeyId: key.id }, 'API key created');
     return { key, secret };

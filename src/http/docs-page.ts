@@ -10,26 +10,28 @@ const escapeAttribute = (value: string) => value.replace(/&/g, '&amp;').replace(
 
 /**
  * `GET /docs` (Swagger UI on /openapi.json) and `GET /docs/init.js`. The page's policy lets
- * scripts run only from this origin and the assets' origin, each asset only with its integrity
- * hash, fetches go only to this origin (the document and "Try it out"), and nothing frames it.
- * Swagger UI styles its elements inline, hence `'unsafe-inline'` for styles (never scripts).
+ * scripts run only from this origin and from the one file of the release it names (not the
+ * rest of the assets' origin: a CDN serves every package there), that file only with its
+ * integrity hash; fetches go only to this origin (the document and "Try it out"); only this
+ * origin may frame it. Swagger UI styles its elements inline, hence `'unsafe-inline'` for
+ * styles (never scripts).
  */
 export function addDocsRoutes(app: Hono<AppEnv>, assetsUrl: string, title: string): void {
   const base = assetsUrl.replace(/\/+$/, '');
-  const assets = new URL(base).origin;
+  const { css, js } = SWAGGER_UI_FILES;
+  // A CSP source with a path that does not end in "/" matches that file alone.
+  const source = (name: string) => new URL(`${base}/${name}`).href.replace(/[;,\s]/g, encodeURIComponent);
   const policy = [
     "default-src 'none'",
-    `script-src 'self' ${assets}`,
-    `style-src ${assets} 'unsafe-inline'`,
-    `img-src 'self' data: ${assets}`,
-    `font-src ${assets} data:`,
+    `script-src 'self' ${source(js.name)}`,
+    `style-src ${source(css.name)} 'unsafe-inline'`,
+    "img-src 'self' data:",
     "connect-src 'self'",
     "object-src 'none'",
     "base-uri 'none'",
     "form-action 'self'",
     "frame-ancestors 'self'",
   ].join('; ');
-  const { css, js } = SWAGGER_UI_FILES;
   const page = `<!doctype html>
 <html lang="en">
   <head>

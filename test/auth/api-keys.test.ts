@@ -663,3 +663,46 @@ describe('the secret never reaches the logs', () => {
     }
   });
 });
+
+describe('a key being created while its owner signs out everywhere (a stolen session racing its victim)', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startGateway({ JWT_SECRET: TEST_JWT_SECRET, RATE_LIMIT_AUTH: '100000', RATE_LIMIT_ACCOUNT: '100000' });
+  });
+  afterAll(() => gw?.destroy());
+
+  for (const how of ['logout-all', 'password'] as const) {
+    it(`is not kept, nor handed out, when its store write lands after ${how}`, async () => {
+      const victim = await register(gw.url, `victim-${how}@example.com`);
+      const store = gw.server.services.store;
+      const original = store.createApiKey.bind(store);
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let entered!: () => void;
+      const inStore = new Promise<void>((r) => (entered = r));
+      // The key's insert is held (any real store takes a moment) until the victim has acted.
+      store.createApiKey = (async (...args: Parameters<typeof original>) => {
+        entered();
+        await gate;
+        return original(...args);
+      }) as typeof store.createApiKey;
+      try {
+        const creating = fetch(`${gw.url}/api/v2/keys`, { method: 'POST', headers: { ...bearer(victim), 'Content-Type': 'application/json' }, body: JSON.stringify({ name: 'persist' }) });
+        await inStore;
+        const acted =
+          how === 'logout-all'
+            ? await fetch(`${gw.url}/api/v2/auth/logout-all`, { method: 'POST', headers: bearer(victim) })
+            : await fetch(`${gw.url}/api/v2/auth/password`, { method: 'POST', headers: { ...bearer(victim), 'Content-Type': 'application/json' }, body: JSON.stringify({ currentPassword: PASSWORD, newPassword: 'a brand new password' }) });
+        expect(acted.status).toBe(200);
+        release();
+        const created = await creating;
+        expect(created.status).toBe(401);
+        expect(await created.json()).toMatchObject({ code: 'UNAUTHORIZED' });
+        expect(await store.listApiKeys(victim.user.id)).toEqual([]);
+      } finally {
+        store.createApiKey = original;
+        release();
+      }
+    });
+  }
+});

@@ -20,7 +20,13 @@ const DIST = 'node_modules/swagger-ui-dist';
 async function startAssetServer(tamper: boolean): Promise<{ url: string; served: string[]; close(): Promise<void> }> {
   const served: string[] = [];
   const server = http.createServer((req, res) => {
-    const name = (req.url ?? '').split('?')[0]!.split('/').pop()!;
+    const url = (req.url ?? '').split('?')[0]!;
+    // Anything else a CDN serves on the same origin (another package, a GitHub file).
+    if (url.startsWith('/gh/attacker/')) {
+      res.writeHead(200, { 'Content-Type': 'text/javascript', 'Access-Control-Allow-Origin': '*' }).end('window.evil = true;');
+      return;
+    }
+    const name = url.split('/').pop()!;
     const type = name.endsWith('.css') ? 'text/css' : name.endsWith('.js') ? 'text/javascript' : undefined;
     if (!type || !['swagger-ui.css', 'swagger-ui-bundle.js'].includes(name)) {
       res.writeHead(404).end();
@@ -77,6 +83,19 @@ describe('/docs in Chromium', () => {
       expect(assets.served.sort()).toEqual(['swagger-ui-bundle.js', 'swagger-ui.css']);
       expect(console.filter((line) => /Content Security Policy|Refused|integrity/i.test(line))).toEqual([]);
       expect(console.filter((line) => line.startsWith('pageerror'))).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  it('runs no other script of the assets’ origin: the policy names the release’s file, not the whole CDN', async () => {
+    const { page, console, assets, close } = await open(false);
+    try {
+      await page.waitForSelector('.swagger-ui .info .title', { timeout: 20_000 });
+      const origin = new URL(assets.url).origin;
+      await page.addScriptTag({ url: `${origin}/gh/attacker/x@1/evil.js` }).catch(() => undefined);
+      expect(await page.evaluate(() => (window as unknown as { evil?: boolean }).evil)).toBeUndefined();
+      expect(console.some((line) => /Content Security Policy/i.test(line))).toBe(true);
     } finally {
       await close();
     }
