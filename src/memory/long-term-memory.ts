@@ -75,6 +75,12 @@ export class LongTermMemory {
   #batch: Promise<void> | undefined;
   /** Its claim and entries, once read. */
   #current: { claim: MemoryClaim; ids: string[] } | undefined;
+  /**
+   * A written batch whose settling failed (the store did not answer): settled again before the
+   * next batch, so its entries are not held for the rest of their claim, and what a deletion
+   * discarded meanwhile is still taken back.
+   */
+  #unsettled: { claim: MemoryClaim; settle: () => Promise<string[]>; written: PendingMemory[] } | undefined;
   #again = false;
   #poller: ReturnType<typeof setInterval> | undefined;
   #closing = false;
@@ -239,6 +245,7 @@ export class LongTermMemory {
     this.#closing = true;
     clearInterval(this.#poller);
     clearTimeout(this.#scheduled);
+    if (!this.#running && this.#unsettled) await this.#settleAgain();
     const running = this.#running;
     if (running) {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -266,6 +273,7 @@ export class LongTermMemory {
       return;
     }
     this.#running = (async () => {
+      if (this.#unsettled && !(await this.#settleAgain())) return;
       do {
         this.#again = false;
         const now = Date.now();
@@ -333,13 +341,44 @@ export class LongTermMemory {
       const retry = keep.map((p) => ({ messageId: p.message.id, nextAt: now + backoffMs(p.attempts) }));
       settle = () => conversations.settleMemories(dropped, retry, claim.token);
     }
-    const gone = await this.#finish('settle', settle);
-    // Past its claim another writer may have settled an entry: gone no longer means discarded.
-    if (Date.now() > claim.until) {
-      this.deps.logger.warn({ memories: keep.length }, 'a memory write outlasted its claim; what it wrote is left as it is');
+    let gone: string[];
+    try {
+      gone = await this.#finish('settle', settle);
+    } catch (err) {
+      this.#failed('queue', err);
+      this.#unsettled = { claim, settle, written: keep };
       return;
     }
-    await this.#unwrite(keep, new Set(gone));
+    await this.#settled(claim, keep, gone);
+  }
+
+  /** Takes back what a deletion discarded meanwhile, unless the claim ran out (another writer may hold the entries since). */
+  async #settled(claim: MemoryClaim, written: PendingMemory[], gone: readonly string[]): Promise<void> {
+    // Past its claim another writer may have settled an entry: gone no longer means discarded.
+    if (Date.now() > claim.until) {
+      this.deps.logger.warn({ memories: written.length }, 'a memory write outlasted its claim; what it wrote is left as it is');
+      return;
+    }
+    await this.#unwrite(written, new Set(gone));
+  }
+
+  /** Settles the batch whose settling failed; false while the store still does not answer. */
+  async #settleAgain(): Promise<boolean> {
+    const unsettled = this.#unsettled!;
+    if (Date.now() > unsettled.claim.until) {
+      // Its entries are due again for any writer.
+      this.#unsettled = undefined;
+      return true;
+    }
+    try {
+      const gone = await unsettled.settle();
+      this.#unsettled = undefined;
+      await this.#settled(unsettled.claim, unsettled.written, gone);
+      return true;
+    } catch (err) {
+      this.#failed('queue', err);
+      return false;
+    }
   }
 
   /** Runs a step that must not be skipped (settling, taking back) up to FINISH_ATTEMPTS times. */

@@ -19,7 +19,7 @@ import { startPineconeStandin, type PineconeStandin } from '../standins/pinecone
 
 const REPLY = ['orange', ' zebra'];
 /** Node B's embeddings take this long: its write is under way while the test acts. */
-const SLOW_MS = 2_500;
+const SLOW_MS = 4_000;
 
 /** A memory writer's request (it embeds the reply; a recall embeds only the question). */
 const isWrite = (r: RecordedRequest) => r.path.endsWith('/embeddings') && JSON.stringify(r.body).includes(REPLY.join(''));
@@ -79,10 +79,24 @@ describe('long-term memory written by one of two nodes', () => {
     const dana = await register(a.url, 'dana-two-nodes@example.com');
     await chatOnB(dana, 'taken-once');
     const writes = openai.requests.filter(isWrite).length;
-    // Node A's writer looks at the queue while B's write is under way (as its 5 s poll would).
-    a.server.services.memory!.wake();
-    await new Promise((r) => setTimeout(r, 300));
-    await a.server.services.memory!.idle();
+    // Node A's writer looks at the queue while B's write is under way (as its 5 s poll would):
+    // it asks for a batch, and is given nothing.
+    const store = a.server.services.store;
+    const pending = store.pendingMemories.bind(store);
+    const looks: number[] = [];
+    store.pendingMemories = async (...args) => {
+      const batch = await pending(...args);
+      if (args[2]) looks.push(batch.length);
+      return batch;
+    };
+    try {
+      a.server.services.memory!.wake();
+      await waitFor(() => looks.length > 0, 5_000, 10);
+      await a.server.services.memory!.idle();
+    } finally {
+      store.pendingMemories = pending;
+    }
+    expect(looks[0]).toBe(0);
     await waitFor(async () => (await b.server.services.memory!.list(dana.user.id, { limit: 10 })).items.length === 2, SLOW_MS + 5_000, 50);
     // Embedded once, by B: A never paid for it.
     expect(openai.requests.filter(isWrite).length).toBe(writes);

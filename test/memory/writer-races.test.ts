@@ -144,6 +144,36 @@ describe('the memory writer', () => {
     });
   }
 
+  it('a batch whose settling failed through its retries (a store outage) is settled at the next look, not held for the rest of its claim', async () => {
+    const conversations = new MemoryConversationStore();
+    const store = await vectorStore();
+    let failing = 3; // every attempt of the first batch: 1 s, then 3 s apart
+    const settle = conversations.settleMemories.bind(conversations);
+    conversations.settleMemories = async (...args) => {
+      if (failing-- > 0) throw new Error('store unavailable');
+      return settle(...args);
+    };
+    // The provider is down as well: the write fails, and is due again after its 1 s backoff.
+    const down: Embedder = { kind: 'down', model: 'local', dimensions: 64, embed: () => Promise.reject(new Error('provider 503')) };
+    const memory = await writer(conversations, store, down);
+    try {
+      const { conversation } = await conversations.ensureConversation({ id: 'c', ownerId: 'u', title: 't' });
+      await conversations.appendMessage({ conversationKey: conversation.key, role: 'user', content: 'remember me', remember: true });
+      memory.wake();
+      await waitFor(() => failing <= 0, 10_000, 50);
+      await memory.idle();
+      // Claimed for 30 minutes while the store was out.
+      expect(await conversations.pendingMemories(10, Date.now() + 60_000)).toEqual([]);
+      // The store answers again: the next look at the queue settles the batch, whose retry (its
+      // 1 s backoff long past) is then made at once, and fails again, as the provider is down.
+      memory.wake();
+      await waitFor(async () => (await conversations.pendingMemories(10, Date.now() + 60_000)).length === 1, 10_000, 50);
+      expect((await conversations.pendingMemories(10, Date.now() + 60_000))[0]!.attempts).toBeGreaterThanOrEqual(1);
+    } finally {
+      await memory.close();
+    }
+  });
+
   it('memories erased on one node while another writes them are gone, even when that writer could not settle at first', async () => {
     const shared = new MemoryConversationStore();
     const store = await vectorStore();
@@ -205,7 +235,8 @@ describe('memory settings and forgetting, through the gateway', () => {
     const put = await fetch(`${a.url}/api/v2/memory/settings`, { method: 'PUT', headers: { ...bearer(user), 'Content-Type': 'application/json' }, body: JSON.stringify({ enabled: false }) });
     expect(put.status).toBe(200);
     await (await postChat(b.url, { message: 'after opting out: my passport number is X1234567', sessionId: 'after' }, bearer(user))).text();
-    await sleep(300);
+    // B's writer has looked at what that chat queued (dropped it, or wrongly written it) before the check.
+    await waitFor(async () => (await b.server.services.store.pendingMemories(100, Date.now() + 3_600_000)).length === 0, 10_000, 50);
     await b.server.services.memory!.idle();
     const memories = (await b.server.services.memory!.list(user.user.id, { limit: 50 })).items.map((m) => m.text);
     expect(memories.filter((text) => text.includes('passport'))).toEqual([]);
