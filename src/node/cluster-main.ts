@@ -49,6 +49,11 @@ async function primary(): Promise<void> {
   let stopping = false;
   /** Workers that ended badly (an exit code other than 0, or a signal) while the cluster stopped. */
   let failedStops = 0;
+  /** Stops every worker (they drain on SIGTERM); whatever exits the primary comes after. */
+  const stopWorkers = () => {
+    stopping = true;
+    for (const w of workers) w?.process.kill('SIGTERM');
+  };
   const fork = (index: number) => {
     const w = cluster.fork({ [WORKER_ENV]: String(index) });
     workers[index] = w;
@@ -68,8 +73,7 @@ async function primary(): Promise<void> {
       }
       if (!started) {
         // It could not start (it said why): the others would not either; no restart loop.
-        stopping = true;
-        for (const other of workers) other?.process.kill('SIGTERM');
+        stopWorkers();
         process.exit(code || 1);
       }
       // One that could not start again (its data directory gone, a bad file) is retried less and
@@ -103,8 +107,7 @@ async function primary(): Promise<void> {
   const publicMetrics = metrics !== undefined && !config.metrics.listener;
   if (metrics && config.metrics.listener) {
     await listenMetrics(metrics, config.metrics.listener).catch((err: unknown) => {
-      stopping = true;
-      for (const w of workers) w?.process.kill('SIGTERM');
+      stopWorkers();
       exitOnStartupFailure(err);
     });
   }
@@ -118,12 +121,7 @@ async function primary(): Promise<void> {
       socket.pause();
       const line = head.subarray(0, Math.min(head.length, 2048)).toString('latin1');
       const requestLine = line.slice(0, line.indexOf('\r\n') >>> 0);
-      if (publicMetrics && METRICS_REQUEST.test(requestLine)) {
-        metrics.emit('connection', socket);
-        socket.emit('data', head);
-        socket.resume();
-        return;
-      }
+      if (publicMetrics && METRICS_REQUEST.test(requestLine)) return adopt(metrics, socket, head);
       const owner = /[?&]sid=([0-9a-z]+)_/.exec(requestLine);
       // A worker still starting has no server to take the connection: it would never be answered.
       const target = readyWorker(owner ? parseInt(owner[1]!, 36) : -1);
@@ -136,8 +134,7 @@ async function primary(): Promise<void> {
   });
   server.on('error', (err) => {
     // Taken port, unknown HOST: said as `npm start` says it, and the workers stopped with it.
-    stopping = true;
-    for (const w of workers) w?.process.kill('SIGTERM');
+    stopWorkers();
     exitOnStartupFailure(listenFailure(err, config.host, config.port) ?? err);
   });
   server.listen({ port: config.port, host: config.host, backlog: 4096 }, () => {
@@ -145,11 +142,10 @@ async function primary(): Promise<void> {
   });
   const shutdown = () => {
     if (stopping) process.exit(1);
-    stopping = true;
     server.close();
     metrics?.close();
     metrics?.closeAllConnections();
-    for (const w of workers) w?.process.kill('SIGTERM');
+    stopWorkers();
     Promise.all(workers.map((w) => (w && w.isConnected() ? new Promise((r) => w.once('exit', r)) : undefined))).then(() => {
       if (failedStops > 0) console.error(JSON.stringify({ level: 50, msg: 'workers did not stop cleanly', workers: failedStops }));
       process.exit(failedStops > 0 ? 1 : 0);
@@ -157,6 +153,13 @@ async function primary(): Promise<void> {
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+}
+
+/** Hands an accepted socket, and the first bytes already read from it, to an HTTP server that did not accept it. */
+function adopt(server: HttpServer, socket: net.Socket, head: Buffer): void {
+  server.emit('connection', socket);
+  socket.emit('data', head);
+  socket.resume();
 }
 
 /** A request line for /metrics (any query), which the primary answers itself. */
@@ -204,9 +207,7 @@ async function worker(index: number): Promise<void> {
     // noDelay), skipped for a handed-over socket: without it Nagle's algorithm holds each small
     // write until the client's delayed ACK, ~40 ms, on every streamed reply.
     socket.setNoDelay(true);
-    server.httpServer.emit('connection', socket);
-    socket.emit('data', Buffer.from(message.head ?? '', 'base64'));
-    socket.resume();
+    adopt(server.httpServer, socket, Buffer.from(message.head ?? '', 'base64'));
   });
   stopOnSignals(server, ['SIGTERM'], ['SIGINT']);
   process.send?.({ type: 'gateway:ready' });

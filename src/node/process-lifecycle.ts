@@ -5,13 +5,16 @@ import type { NodeServer } from './server.js';
 const EX_UNAVAILABLE = 69;
 const EX_CONFIG = 78;
 
-/** Why listening on HOST:PORT failed, in the words of the variable to change; undefined for an error it does not know. */
-export function listenFailure(err: unknown, host: string, port: number): StartupError | undefined {
+/**
+ * Why listening on host:port failed, in the words of the variables to change (HOST and PORT, or
+ * METRICS_HOST and METRICS_PORT); undefined for an error it does not know.
+ */
+export function listenFailure(err: unknown, host: string, port: number, names: { host: string; port: string } = { host: 'HOST', port: 'PORT' }): StartupError | undefined {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'EADDRINUSE') return new StartupError(`PORT: ${host}:${port} is already in use; stop the process using it or set PORT to a free port`);
-  if (code === 'EADDRNOTAVAIL') return new StartupError(`HOST: ${host} is not an address of this machine; use 127.0.0.1, 0.0.0.0 or one of its addresses`);
-  if (code === 'EACCES') return new StartupError(`PORT: not allowed to listen on ${port} (ports below 1024 need privileges); set PORT to 1024 or above`);
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME') return new StartupError(`HOST: ${host} does not resolve to an address; use 127.0.0.1, 0.0.0.0 or one of this machine's addresses`);
+  if (code === 'EADDRINUSE') return new StartupError(`${names.port}: ${host}:${port} is already in use; stop the process using it or set ${names.port} to a free port`);
+  if (code === 'EADDRNOTAVAIL') return new StartupError(`${names.host}: ${host} is not an address of this machine; use 127.0.0.1, 0.0.0.0 or one of its addresses`);
+  if (code === 'EACCES') return new StartupError(`${names.port}: not allowed to listen on ${port} (ports below 1024 need privileges); set ${names.port} to 1024 or above`);
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME') return new StartupError(`${names.host}: ${host} does not resolve to an address; use 127.0.0.1, 0.0.0.0 or one of this machine's addresses`);
   return undefined;
 }
 

@@ -16,6 +16,7 @@ import type { Logger } from '../logger.js';
 import { createServices, type Services } from '../services.js';
 import { createSocketServer, type SocketGauges } from '../socket/socket-server.js';
 import { createNodeBackends, StartupError } from './node-backends.js';
+import { listenFailure } from './process-lifecycle.js';
 import { createMetricsApp, metricsHandler } from '../http/metrics-route.js';
 import { PromMetrics } from './prom-metrics.js';
 import { createNodeLogger } from './node-logger.js';
@@ -242,12 +243,7 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
 /** The METRICS_PORT listener; a failure names the variables to change. */
 export function listenMetrics(server: HttpServer, { port, host }: { port: number; host: string }): Promise<{ port: number; host: string }> {
   return new Promise((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EADDRINUSE') reject(new StartupError(`METRICS_PORT: ${host}:${port} is already in use; set METRICS_PORT to a free port`));
-      else if (err.code === 'EADDRNOTAVAIL') reject(new StartupError(`METRICS_HOST: ${host} is not an address of this machine; use 127.0.0.1 or one of its addresses`));
-      else if (err.code === 'EACCES') reject(new StartupError(`METRICS_PORT: not allowed to listen on ${port} (ports below 1024 need privileges); set METRICS_PORT to 1024 or above`));
-      else reject(err);
-    };
+    const onError = (err: NodeJS.ErrnoException) => reject(listenFailure(err, host, port, { host: 'METRICS_HOST', port: 'METRICS_PORT' }) ?? err);
     server.once('error', onError);
     server.listen({ port, host }, () => {
       server.off('error', onError);
