@@ -6,6 +6,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { AggregatorRegistry } from 'prom-client';
 import { ConfigError, loadConfig, type Config } from '../config.js';
+import { AppError } from '../errors.js';
 import { createMetricsApp } from '../http/metrics-route.js';
 import { exitOnStartupFailure, listenFailure, stopOnSignals } from './process-lifecycle.js';
 import { createNodeServer, listenMetrics } from './server.js';
@@ -103,7 +104,7 @@ async function primary(): Promise<void> {
   // /metrics is answered here, for every worker at once (a scrape that reached one worker would
   // see that worker's counters only, another worker's on the next scrape): on METRICS_PORT, or
   // taken off the public port before a connection is handed over.
-  const metrics = config.metrics.enabled ? clusterMetricsServer(config) : undefined;
+  const metrics = config.metrics.enabled ? clusterMetricsServer(config, () => workers.filter((w, i): w is Worker => w !== undefined && ready[i] === true)) : undefined;
   const publicMetrics = metrics !== undefined && !config.metrics.listener;
   if (metrics && config.metrics.listener) {
     await listenMetrics(metrics, config.metrics.listener).catch((err: unknown) => {
@@ -165,18 +166,57 @@ function adopt(server: HttpServer, socket: net.Socket, head: Buffer): void {
 /** A request line for /metrics (any query), which the primary answers itself. */
 const METRICS_REQUEST = /^(?:GET|HEAD) \/metrics(?:\?\S*)? HTTP\/1\.[01]$/;
 
+/** prom-client's cluster messages: a worker answers the first with its registries' metrics as JSON. */
+const GET_METRICS_REQ = 'prom-client:getMetricsReq';
+const GET_METRICS_RES = 'prom-client:getMetricsRes';
+/** How long a scrape waits for every worker's answer. */
+const SCRAPE_WAIT_MS = 2_000;
+
 /**
- * The primary's /metrics: every worker's registry, asked over the cluster's IPC channel and
- * summed (prom-client's AggregatorRegistry; a worker that does not answer within 5 s fails the
- * scrape), with the token rule of a single process. Each response closes its connection.
+ * The primary's /metrics: every ready worker's registry, asked over the cluster's IPC channel
+ * (prom-client's own messages, which each worker answers) and summed with prom-client's
+ * AggregatorRegistry.aggregate. A worker that does not answer within 2 s (it is dying) makes the
+ * scrape a 503, never a partial sum that would read as counters going back. Not prom-client's
+ * `clusterMetrics()`: it asks workers that are still starting or already dead, and waits 5 s on
+ * them. The token rule is a single process's; each response closes its connection.
  */
-function clusterMetricsServer(config: Config): HttpServer {
-  const aggregator = new AggregatorRegistry();
-  const app = createMetricsApp({
-    exposition: { render: () => aggregator.clusterMetrics(), contentType: aggregator.contentType },
-    token: config.metrics.token,
-    metrics: { error: () => undefined },
+function clusterMetricsServer(config: Config, readyWorkers: () => Worker[]): HttpServer {
+  type Answer = { type?: string; requestId?: number; metrics?: unknown[]; error?: string };
+  const waiting = new Map<number, { answers: unknown[]; left: number; settle(err?: Error): void }>();
+  let nextRequest = 0;
+  cluster.on('message', (_worker, message: Answer) => {
+    if (message?.type !== GET_METRICS_RES || typeof message.requestId !== 'number') return;
+    const request = waiting.get(message.requestId);
+    if (!request) return; // late: its scrape was answered already
+    if (message.error !== undefined || !Array.isArray(message.metrics)) return request.settle(new Error('a worker could not collect its metrics'));
+    request.answers.push(...message.metrics);
+    if (--request.left === 0) request.settle();
   });
+  const unavailable = () => new AppError('INTERNAL', 'Not every worker answered for its metrics (one is starting or stopping); scrape again', { status: 503 });
+  const render = () =>
+    new Promise<string>((resolve, reject) => {
+      const workers = readyWorkers();
+      if (workers.length === 0) return reject(unavailable());
+      const requestId = nextRequest++;
+      const answers: unknown[] = [];
+      const timer = setTimeout(() => settle(unavailable()), SCRAPE_WAIT_MS);
+      const settle = (err?: Error) => {
+        clearTimeout(timer);
+        waiting.delete(requestId);
+        if (err) reject(err instanceof AppError ? err : unavailable());
+        else AggregatorRegistry.aggregate(answers as Parameters<typeof AggregatorRegistry.aggregate>[0]).metrics().then(resolve, reject);
+      };
+      waiting.set(requestId, { answers, left: workers.length, settle });
+      for (const w of workers) {
+        try {
+          w.send({ type: GET_METRICS_REQ, requestId });
+        } catch {
+          settle(unavailable());
+          return;
+        }
+      }
+    });
+  const app = createMetricsApp({ exposition: { render, contentType: AggregatorRegistry.PROMETHEUS_CONTENT_TYPE }, token: config.metrics.token, metrics: { error: () => undefined } });
   const server = createAdaptorServer({ fetch: app.fetch }) as HttpServer;
   server.prependListener('request', (_req, res) => res.setHeader('Connection', 'close'));
   // A scrape that trickles in is cut as a worker would cut it.

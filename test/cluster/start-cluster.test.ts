@@ -89,6 +89,13 @@ describe('start:cluster (two workers, one port)', () => {
     const workerPids = () => execFileSync('pgrep', ['-P', String(child.pid)]).toString().trim().split('\n').map(Number);
     const [victim] = workerPids();
     process.kill(victim!, 'SIGKILL');
+    // A scrape as the worker dies: answered at once from the workers that are up (or 503, scrape
+    // again), never left waiting on the dead one.
+    const scrapeStarted = performance.now();
+    const scrape = await fetch(`${url}/metrics`);
+    await scrape.arrayBuffer();
+    expect([200, 503]).toContain(scrape.status);
+    expect(performance.now() - scrapeStarted).toBeLessThan(3_000);
     await waitFor(() => !workerPids().includes(victim!), 5000, 20);
     // Its replacement is forked (half a second on) and starting: a second or so before it serves.
     await waitFor(() => workerPids().length === 2, 5000, 10);
