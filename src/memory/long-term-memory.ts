@@ -245,8 +245,8 @@ export class LongTermMemory {
     this.#closing = true;
     clearInterval(this.#poller);
     clearTimeout(this.#scheduled);
-    if (!this.#running && this.#unsettled) await this.#settleAgain();
-    const running = this.#running;
+    // The run under way, or a last try at settling the batch whose settling failed: both within waitMs.
+    const running: Promise<unknown> | undefined = this.#running ?? (this.#unsettled ? this.#settleAgain() : undefined);
     if (running) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const finished = await Promise.race([running.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)))]);
@@ -289,7 +289,9 @@ export class LongTermMemory {
           this.#batch = undefined;
           this.#current = undefined;
         }
-      } while (this.#again && !this.#closing);
+        // A batch left unsettled stops the run: the next batch must not take its place (its
+        // entries would then stay claimed), and the store is not answering anyway.
+      } while (this.#again && !this.#closing && !this.#unsettled);
     })()
       .catch((err: unknown) => this.#failed('queue', err))
       .finally(() => (this.#running = undefined));
