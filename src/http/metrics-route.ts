@@ -24,13 +24,17 @@ export interface MetricsRouteOptions {
  */
 export function metricsHandler(options: MetricsRouteOptions) {
   const expected = options.token === undefined ? undefined : digest(options.token);
+  // Scrapes that arrive while one is being rendered share its text: a burst of them costs one
+  // render (in a cluster, one round of questions to every worker), not one each.
+  let rendering: Promise<string> | undefined;
+  const render = () => (rendering ??= options.exposition.render().finally(() => (rendering = undefined)));
   return async (c: Context) => {
     if (expected && !(await bearerMatches(requestHeader(c, 'authorization'), await expected))) {
       const error = new AppError('UNAUTHORIZED', 'GET /metrics needs the metrics token: send Authorization: Bearer <METRICS_TOKEN>');
       options.metrics.error(error, 'http');
       return c.json(errorBody(error), 401, { 'WWW-Authenticate': 'Bearer realm="metrics"' });
     }
-    const text = await options.exposition.render();
+    const text = await render();
     return c.body(text, 200, { 'Content-Type': options.exposition.contentType, 'Cache-Control': 'no-store' });
   };
 }

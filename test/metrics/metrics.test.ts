@@ -391,3 +391,18 @@ describe('metrics configuration and helpers', () => {
     expect(ok.value('g')).toBeNaN();
   });
 });
+
+describe('a burst of scrapes', () => {
+  it('shares one render: scrapes that arrive while one is rendered get its text, a later one renders anew', async () => {
+    const { createMetricsApp } = await import('../../src/http/metrics-route.js');
+    let renders = 0;
+    const app = createMetricsApp({
+      exposition: { contentType: 'text/plain; version=0.0.4; charset=utf-8', render: async () => (await new Promise((r) => setTimeout(r, 20)), `renders ${++renders}\n`) },
+      token: undefined,
+      metrics: { error: () => undefined },
+    });
+    const texts = await Promise.all(Array.from({ length: 20 }, async () => (await app.request('/metrics')).text()));
+    expect(new Set(texts)).toEqual(new Set(['renders 1\n']));
+    expect(await (await app.request('/metrics')).text()).toBe('renders 2\n');
+  });
+});
