@@ -106,54 +106,64 @@ describe('SQLite group commit', () => {
     rmSync(oldDir, { recursive: true, force: true });
   });
 
-  it('migrates a version-4 file (before API keys): its data stays and keys can be stored', async () => {
-    const oldDir = tempDataDir();
-    const old = join(oldDir, 'v4.sqlite');
-    const current = new SqliteConversationStore(old);
-    const user = await current.createUser({ email: 'v4@example.com', name: null, passwordHash: 'h' });
-    await current.ensureConversation({ id: 'kept', ownerId: user.id, title: 'Kept' });
+  /**
+   * A file as a server of schema `version` left it: written by the current store (`fill`), then
+   * `downgrade` (SQL) takes away what later versions added.
+   */
+  async function olderFile<T>(version: number, downgrade: string, fill: (store: SqliteConversationStore) => Promise<T>) {
+    const dir = tempDataDir();
+    const file = join(dir, `v${version}.sqlite`);
+    const current = new SqliteConversationStore(file);
+    const filled = await fill(current);
     await current.close();
-    // What a version-4 server left behind: everything but the api_keys table.
-    const v4 = new Database(old);
-    v4.exec('DROP TABLE api_keys');
-    v4.pragma('user_version = 4');
-    v4.close();
+    const db = new Database(file);
+    db.exec(downgrade);
+    db.pragma(`user_version = ${version}`);
+    db.close();
+    const schemaVersion = () => {
+      const check = new Database(file, { readonly: true });
+      try {
+        return check.pragma('user_version', { simple: true });
+      } finally {
+        check.close();
+      }
+    };
+    return { file, filled, schemaVersion, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  }
 
-    const migrated = new SqliteConversationStore(old);
+  it('migrates a version-4 file (before API keys): its data stays and keys can be stored', async () => {
+    // What a version-4 server left behind: everything but the api_keys table.
+    const old = await olderFile(4, 'DROP TABLE api_keys', async (current) => {
+      const user = await current.createUser({ email: 'v4@example.com', name: null, passwordHash: 'h' });
+      await current.ensureConversation({ id: 'kept', ownerId: user.id, title: 'Kept' });
+      return user;
+    });
+    const user = old.filled;
+    const migrated = new SqliteConversationStore(old.file);
     expect(await migrated.getConversation(user.id, 'kept')).toMatchObject({ title: 'Kept' });
     const key = { id: 'k', userId: user.id, name: 'n', prefix: 'gk_x', keyHash: 'f'.repeat(64), models: null, rateLimitPerMinute: null, createdAt: 1, expiresAt: null, lastUsedAt: null };
     expect(await migrated.createApiKey(key, 50)).toBe(true);
     expect(await migrated.findApiKeyByHash('f'.repeat(64))).toEqual(key);
     await migrated.close();
-    const check = new Database(old, { readonly: true });
-    expect(check.pragma('user_version', { simple: true })).toBe(6);
-    check.close();
-    rmSync(oldDir, { recursive: true, force: true });
+    expect(old.schemaVersion()).toBe(6);
+    old.remove();
   });
 
   it('migrates a version-5 file (memory writes not claimed): what it queued is still written, by one writer', async () => {
-    const oldDir = tempDataDir();
-    const old = join(oldDir, 'v5.sqlite');
-    const current = new SqliteConversationStore(old);
-    const { conversation } = await current.ensureConversation({ id: 'queued', ownerId: 'v5-user', title: 'Queued' });
-    const message = await current.appendMessage({ conversationKey: conversation.key, role: 'user', content: 'remember this', remember: true });
-    await current.close();
     // What a version-5 server left behind: the memory queue without its claim column.
-    const v5 = new Database(old);
-    v5.exec('ALTER TABLE memory_outbox DROP COLUMN claim');
-    v5.pragma('user_version = 5');
-    v5.close();
-
-    const migrated = new SqliteConversationStore(old);
+    const old = await olderFile(5, 'ALTER TABLE memory_outbox DROP COLUMN claim', async (current) => {
+      const { conversation } = await current.ensureConversation({ id: 'queued', ownerId: 'v5-user', title: 'Queued' });
+      return current.appendMessage({ conversationKey: conversation.key, role: 'user', content: 'remember this', remember: true });
+    });
+    const message = old.filled;
+    const migrated = new SqliteConversationStore(old.file);
     const now = Date.now() + 1000;
     expect((await migrated.pendingMemories(10, now, { token: 'w', until: now + 60_000 })).map((p) => p.message.id)).toEqual([message.id]);
     expect(await migrated.pendingMemories(10, now, { token: 'other', until: now + 60_000 })).toEqual([]);
     expect(await migrated.settleMemories([message.id], [], 'w')).toEqual([]);
     await migrated.close();
-    const check = new Database(old, { readonly: true });
-    expect(check.pragma('user_version', { simple: true })).toBe(6);
-    check.close();
-    rmSync(oldDir, { recursive: true, force: true });
+    expect(old.schemaVersion()).toBe(6);
+    old.remove();
   });
 });
 
