@@ -83,7 +83,7 @@ export class Accounts {
     // Unknown email and wrong password cost the same and answer the same.
     const ok = await this.deps.hasher.verify(input.password, user?.passwordHash ?? (await this.#decoyHash()));
     if (!user || !ok) throw new AppError('UNAUTHORIZED', LOGIN_FAILED);
-    return { user, token: await this.#signIn(user) };
+    return { user, token: await this.#signInChecked(user) };
   }
 
   /** Revokes the caller's own session (its token stops working everywhere). */
@@ -157,10 +157,42 @@ export class Accounts {
     return user;
   }
 
+  /**
+   * Signs in a user whose password was checked against `user` as read before the check. The
+   * check takes tens of milliseconds, and the password may change or the account be deleted
+   * meanwhile: both revoke every session, but the one opened here would come after them. So the
+   * user is read again once the session is stored, and a session opened for a password that is
+   * no longer the account's, or for an account that is gone, is revoked at once and the login
+   * refused. (A deletion or password change that comes after that read revokes this session with
+   * the others: the stores delete the account's sessions after the account itself.)
+   */
+  async #signInChecked(user: User): Promise<string> {
+    let signedIn: { token: string; sessionId: string };
+    try {
+      signedIn = await this.#session(user);
+    } catch (err) {
+      // SQLite refuses a session for an account deleted meanwhile (a foreign key): not a server error.
+      if (!(await this.#stillValid(user))) throw new AppError('UNAUTHORIZED', LOGIN_FAILED);
+      throw err;
+    }
+    if (await this.#stillValid(user)) return signedIn.token;
+    if (this.deps.sessions) await this.deps.sessions.revoke(user.id, signedIn.sessionId);
+    throw new AppError('UNAUTHORIZED', LOGIN_FAILED);
+  }
+
+  async #stillValid(user: User): Promise<boolean> {
+    const now = await this.deps.store.findUserById(user.id);
+    return now !== undefined && now.passwordHash === user.passwordHash;
+  }
+
   async #signIn(user: User): Promise<string> {
+    return (await this.#session(user)).token;
+  }
+
+  async #session(user: User): Promise<{ token: string; sessionId: string }> {
     const ttl = this.deps.tokens.ttlSeconds;
     const sessionId = this.deps.sessions ? (await this.deps.sessions.open(user.id, ttl)).id : crypto.randomUUID();
-    return this.deps.tokens.issue(user, sessionId);
+    return { token: await this.deps.tokens.issue(user, sessionId), sessionId };
   }
 
   async #throttle(key: string, limit: number, message: string): Promise<void> {

@@ -12,6 +12,8 @@ type RevokedListener = (userId: string, sessionIds: readonly string[]) => void;
 
 interface CacheEntry {
   active: boolean;
+  /** The session's user, for an active entry: a token naming the session for another user is refused. */
+  userId: string | undefined;
   until: number;
 }
 
@@ -35,7 +37,7 @@ export class SessionRegistry {
     const now = Date.now();
     const session: Session = { id: crypto.randomUUID(), userId, createdAt: now, expiresAt: now + ttlSeconds * 1000 };
     await this.store.createSession(session);
-    this.#remember(session.id, true, Math.min(now + this.options.cacheMs, session.expiresAt));
+    this.#remember(session.id, userId, Math.min(now + this.options.cacheMs, session.expiresAt));
     return session;
   }
 
@@ -43,15 +45,18 @@ export class SessionRegistry {
   async isActive(sessionId: string, userId: string): Promise<boolean> {
     const now = Date.now();
     const cached = this.#cache.get(sessionId);
-    if (cached && cached.until > now) return cached.active;
+    if (cached && cached.until > now) return cached.active && cached.userId === userId;
     const session = await this.store.getSession(sessionId);
     // A revocation while the store answered has the last word: what was read may predate it,
     // and remembering it would let the revoked token in for another cacheMs.
     const meanwhile = this.#cache.get(sessionId);
     if (meanwhile && !meanwhile.active && meanwhile.until > Date.now()) return false;
-    const active = session !== undefined && session.userId === userId && session.expiresAt > now;
-    this.#remember(sessionId, active, active ? Math.min(now + this.options.cacheMs, session!.expiresAt) : now + this.options.cacheMs);
-    return active;
+    const live = session !== undefined && session.expiresAt > now;
+    // What the store says of the session itself is remembered, whoever asked: a token naming
+    // another user's session is refused without making the session look revoked to its own.
+    if (live) this.#remember(sessionId, session.userId, Math.min(now + this.options.cacheMs, session.expiresAt));
+    else this.#remember(sessionId, undefined, now + this.options.cacheMs);
+    return live && session.userId === userId;
   }
 
   async revoke(userId: string, sessionId: string): Promise<void> {
@@ -79,11 +84,12 @@ export class SessionRegistry {
 
   #forget(userId: string, sessionIds: readonly string[]) {
     const until = Date.now() + this.options.cacheMs;
-    for (const id of sessionIds) this.#remember(id, false, until);
+    for (const id of sessionIds) this.#remember(id, undefined, until);
     if (sessionIds.length) for (const listener of this.#listeners) listener(userId, sessionIds);
   }
 
-  #remember(sessionId: string, active: boolean, until: number) {
-    this.#cache.set(sessionId, { active, until });
+  /** `userId`: the session's user while it is active; undefined: not active (revoked, expired, unknown). */
+  #remember(sessionId: string, userId: string | undefined, until: number) {
+    this.#cache.set(sessionId, { active: userId !== undefined, userId, until });
   }
 }

@@ -185,6 +185,9 @@ export class MemoryConversationStore implements ConversationStore {
     for (let i = this.#realtime.length - 1; i >= 0; i--) if (this.#realtime[i]!.ownerId === userId) this.#realtime.splice(i, 1);
     this.#usersByEmail.delete(user.email);
     this.#users.delete(userId);
+    // Once more after the account (see the MongoDB store): what was stored while the steps above awaited.
+    await this.deleteUserSessions(userId);
+    await this.deleteUserApiKeys(userId);
     return true;
   }
 

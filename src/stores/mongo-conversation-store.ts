@@ -388,6 +388,11 @@ export class MongoConversationStore implements ConversationStore {
     await this.#settings.deleteOne({ _id: userId });
     await this.#realtime.deleteMany({ ownerId: userId });
     const res = await this.#users.deleteOne({ _id: userId });
+    // Once more after the account: a sign-in or key creation whose check of the account came
+    // before its deletion may have stored a session or a key since the first pass (no foreign
+    // keys here to refuse them). One that checks after this finds no account (Accounts.login).
+    await this.#sessions.deleteMany({ userId });
+    await this.#apiKeys.deleteMany({ userId });
     return res.deletedCount === 1;
   }
 
