@@ -15,6 +15,7 @@ const CLOSE_CODES: Partial<Record<ErrorCode, number>> = {
   RATE_LIMIT: 1013,
   UNAUTHORIZED: 1008, // policy violation
   BAD_REQUEST: 1008,
+  INVALID_MODEL: 1008, // the credential may not use the realtime model: a policy, not a server failure
   PROVIDER_ERROR: 1011, // the server met a condition it could not handle
   INTERNAL: 1011,
 };
@@ -51,7 +52,7 @@ export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'
             socket.send(JSON.stringify(realtimeErrorEvent({ code: 'UNAUTHORIZED', message: 'The credential this session was opened with was revoked' })));
             socket.close(CLOSE_CODES.UNAUTHORIZED, 'UNAUTHORIZED');
           }
-          session?.close();
+          session?.end('UNAUTHORIZED', 'The credential this session was opened with was revoked');
         },
       };
       return {
@@ -85,7 +86,7 @@ export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'
             log.warn({ userId: principal.userId }, 'realtime session closed: more messages than SOCKET_MAX_EVENTS_PER_SECOND');
             ws.send(JSON.stringify(realtimeErrorEvent(error)));
             ws.close(CLOSE_CODES.RATE_LIMIT, 'RATE_LIMIT');
-            session?.close();
+            session?.end(error.code, error.message);
             return;
           }
           if (typeof event.data === 'string') {
@@ -101,8 +102,9 @@ export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'
           session?.close();
         },
         onError() {
+          // The socket refused what the client sent (a frame over the size limit, bad UTF-8): the server's doing.
           open.delete(entry);
-          session?.close();
+          session?.end('BAD_REQUEST', 'The client sent a WebSocket frame the server refused');
         },
       };
     },

@@ -10,7 +10,7 @@ import type { ConversationStore } from '../stores/conversation-store.js';
 import { GEMINI_LIVE_MODEL, GeminiRealtimeProvider } from './gemini-realtime-provider.js';
 import { OPENAI_REALTIME_MODEL, OpenAIRealtimeProvider } from './openai-realtime-provider.js';
 import type { RealtimeConnectOptions, RealtimeProvider, RealtimeUpstream } from './realtime-provider.js';
-import { RealtimeSession, type RealtimeSessionOptions } from './realtime-session.js';
+import { DEFAULT_REALTIME_LIMITS, RealtimeSession, type RealtimeSessionOptions } from './realtime-session.js';
 
 /** What a protocol adapter gives for one session; the service adds admission, limits and usage. */
 export type RealtimeSessionCallbacks = Omit<RealtimeSessionOptions, 'provider' | 'logger' | 'limits'> & {
@@ -121,6 +121,8 @@ export class RealtimeService {
       },
       limits: {
         maxAudioChunkBytes: config.realtime.maxAudioChunkBytes,
+        // An append carries its audio as base64: the largest chunk allowed must fit in one event.
+        maxEventBytes: Math.max(DEFAULT_REALTIME_LIMITS.maxEventBytes, Math.ceil(config.realtime.maxAudioChunkBytes / 3) * 4 + 4096),
         idleTimeoutMs: config.realtime.idleTimeoutMs,
         maxSessionMs: config.realtime.maxSessionMs,
       },

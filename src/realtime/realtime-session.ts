@@ -100,6 +100,9 @@ export interface RealtimeSessionOptions {
 
 export type RealtimeSessionState = 'idle' | 'connecting' | 'open' | 'closed';
 
+/** The longest client `event_id` echoed back (OpenAI's own are ~30 characters). */
+const MAX_EVENT_ID_CHARS = 256;
+
 /** How often a paused upstream checks whether the client has caught up. */
 const BACKLOG_POLL_MS = 50;
 
@@ -116,7 +119,10 @@ export class RealtimeSession {
   private queue: Array<{ event: RealtimeClientEvent; bytes: number }> = [];
   private queuedBytes = 0;
   private queueOverflowReported = false;
-  private upstreamOverflowReported = false;
+  /** Since when client events have been dropped because the upstream socket is full (undefined: it is not). */
+  private upstreamStalledSince: number | undefined;
+  /** Since when refusals have gone unsent because the client does not read (undefined: it reads). */
+  private refusalsUnreadSince: number | undefined;
   private clientOverflowReported = false;
   private lastActivity = Date.now();
   private idleTimer: NodeJS.Timeout | undefined;
@@ -159,12 +165,12 @@ export class RealtimeSession {
    */
   handleClientEvent(input: unknown): void {
     if (this.current === 'closed') return;
-    this.touch();
     const parsed = this.parse(input);
     if (!parsed) return;
     const { event: ga, dropped } = toGaClientEvent(parsed);
     if (dropped.length > 0) this.logger.debug({ dropped }, 'realtime: beta fields without a GA equivalent dropped');
-    const eventId = typeof ga.event_id === 'string' ? ga.event_id : undefined;
+    // Echoed in refusals: an id longer than any client makes is not (the answer would be as large as the event).
+    const eventId = typeof ga.event_id === 'string' && ga.event_id.length <= MAX_EVENT_ID_CHARS ? ga.event_id : undefined;
     const type = String(ga.type);
     if (!isRealtimeClientEventType(type)) {
       this.refuse('BAD_REQUEST', `Unsupported realtime event type "${clip(type, 64)}"`, eventId);
@@ -209,7 +215,6 @@ export class RealtimeSession {
   /** One binary chunk of PCM16 mono 24 kHz audio (Socket.IO `realtime-audio`). */
   handleClientAudio(chunk: unknown): void {
     if (this.current === 'closed') return;
-    this.touch();
     const audio = toBuffer(chunk);
     if (!audio) {
       this.refuse('BAD_REQUEST', 'Realtime audio must be binary PCM16 data');
@@ -232,6 +237,15 @@ export class RealtimeSession {
   /** The client went away (or the adapter is done): closes the upstream. */
   close(): void {
     this.finish({ initiator: 'client', message: 'The client closed the realtime session' });
+  }
+
+  /**
+   * The adapter ended the session for a reason of the server's (a message flood, a revoked
+   * credential, a frame the socket refused), having told the client itself: closes the upstream,
+   * and the record says the server ended it, and why.
+   */
+  end(code: ErrorCode, message: string): void {
+    this.finish({ initiator: 'server', code, message });
   }
 
   // --- client side ---------------------------------------------------------------------
@@ -259,6 +273,8 @@ export class RealtimeSession {
   }
 
   private dispatch(event: RealtimeClientEvent, bytes: number): void {
+    // Only what is accepted is activity: refused events do not keep a session alive.
+    this.touch();
     if (this.current === 'idle') {
       // A first session.update configures the connection (Gemini can only be configured then).
       if (event.type === 'session.update') {
@@ -295,14 +311,18 @@ export class RealtimeSession {
   private forward(event: RealtimeClientEvent, bytes: number): void {
     const upstream = this.upstream as RealtimeUpstream;
     if (upstream.bufferedAmount + bytes > this.limits.maxUpstreamBufferedBytes) {
-      if (!this.upstreamOverflowReported) {
-        this.upstreamOverflowReported = true;
+      const now = Date.now();
+      if (this.upstreamStalledSince === undefined) {
+        this.upstreamStalledSince = now;
         this.logger.warn({ buffered: upstream.bufferedAmount }, 'realtime: upstream not keeping up');
         this.refuse('RATE_LIMIT', 'The realtime provider is not keeping up with this session; events are being dropped', event.event_id);
+      } else if (now - this.upstreamStalledSince > this.limits.maxClientStallMs) {
+        // Dropping the client's audio for good is no session: it ends, as a client that stops reading does.
+        this.fail('RATE_LIMIT', 'Realtime session closed: the provider stopped reading its events', 'server');
       }
       return;
     }
-    this.upstreamOverflowReported = false;
+    this.upstreamStalledSince = undefined;
     upstream.send(event);
   }
 
@@ -375,7 +395,8 @@ export class RealtimeSession {
       if (!this.clientOverflowReported) {
         this.clientOverflowReported = true;
         this.logger.warn({}, 'realtime: client not reading; dropping audio');
-        this.refuse('RATE_LIMIT', 'The client is not reading realtime audio fast enough; audio is being dropped');
+        // Once per stall, so it is sent even though the client is behind (refuse() would hold it back).
+        this.emitError({ code: 'RATE_LIMIT', message: 'The client is not reading realtime audio fast enough; audio is being dropped', fromUpstreamEvent: false });
       }
       return;
     }
@@ -459,8 +480,21 @@ export class RealtimeSession {
     this.idleTimer.unref();
   }
 
-  /** A refusal: the client is told, the session lives on. */
+  /**
+   * A refusal: the client is told, the session lives on. A client that does not read its
+   * answers is not told (the answers would pile up in memory at the pace it sends); one that goes
+   * on sending without reading for maxClientStallMs loses the session.
+   */
   private refuse(code: ErrorCode, message: string, eventId?: string): void {
+    if (this.clientBacklog() > this.limits.maxClientBacklogBytes) {
+      const now = Date.now();
+      this.refusalsUnreadSince ??= now;
+      if (now - this.refusalsUnreadSince > this.limits.maxClientStallMs) {
+        this.fail('RATE_LIMIT', 'Realtime session closed: the client is not reading events fast enough', 'server');
+      }
+      return;
+    }
+    this.refusalsUnreadSince = undefined;
     this.emitError({ code, message, fromUpstreamEvent: false, ...(eventId ? { eventId } : {}) });
   }
 

@@ -45,6 +45,10 @@ export function createSocketServer(
     pingInterval: config.socket.pingIntervalMs,
     pingTimeout: config.socket.pingTimeoutMs,
     maxHttpBufferSize: config.socket.maxBufferBytes,
+    // Engine.IO ends any other upgrade that has written nothing after a second; the server's own
+    // upgrade handler answers every one that is not Socket.IO's (a /v1/realtime upgrade still
+    // authenticating against a slow identity provider must get its 101 or 401, not a reset).
+    destroyUpgrade: false,
     perMessageDeflate: config.socket.perMessageDeflate ? { threshold: 1024 } : false,
     httpCompression: config.socket.perMessageDeflate,
     cors: {

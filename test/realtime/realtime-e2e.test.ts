@@ -285,6 +285,77 @@ describe('a /v1/realtime client that floods messages', () => {
   });
 });
 
+describe('/v1/realtime sessions the server ends, and what their records say', () => {
+  // Audio chunks of 2 MiB: larger than the 1 MiB a JSON event may otherwise be.
+  const { gw, standin } = openaiRealtimeForSuite({ SOCKET_MAX_EVENTS_PER_SECOND: '50', REALTIME_MAX_AUDIO_CHUNK_BYTES: String(2 * 1024 * 1024), SOCKET_MAX_BUFFER_BYTES: String(3 * 1024 * 1024) });
+
+  const open = async (token: string) => {
+    const ws = new WebSocket(`${gw().url.replace('http', 'ws')}/v1/realtime`, { headers: { Authorization: `Bearer ${token}` } });
+    const frames: Record<string, unknown>[] = [];
+    ws.on('message', (data) => frames.push(JSON.parse(data.toString()) as Record<string, unknown>));
+    const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    return { ws, frames, closed };
+  };
+  const records = async (token: string) => {
+    const res = await fetch(`${gw().url}/api/v2/realtime/sessions`, { headers: { Authorization: `Bearer ${token}` } });
+    return ((await res.json()) as { sessions: { endReason: string }[] }).sessions.map((r) => r.endReason);
+  };
+
+  it('a flooding session is recorded as ended by the server (RATE_LIMIT), a client close as the client', async () => {
+    const { token } = await register(gw().url, 'realtime-records@example.com');
+    const calm = await open(token);
+    await waitFor(() => calm.frames.some((f) => f.type === 'session.created'), 3000);
+    calm.ws.close();
+    await calm.closed;
+    await waitFor(async () => (await records(token)).length === 1, 3000);
+
+    const flood = await open(token);
+    await waitFor(() => flood.frames.some((f) => f.type === 'session.created'), 3000);
+    const append = JSON.stringify({ type: 'input_audio_buffer.append', audio: mic(1).subarray(0, 480).toString('base64') });
+    for (let i = 0; i < 2000; i++) flood.ws.send(append);
+    expect((await flood.closed).code).toBe(1013);
+    await waitFor(async () => (await records(token)).length === 2, 3000);
+    expect(await records(token)).toEqual(['server: RATE_LIMIT', 'client']);
+  });
+
+  it('an API key that may not use the realtime model is refused with INVALID_MODEL and closed with 1008 (a policy), not 1011', async () => {
+    const { token } = await register(gw().url, 'realtime-key-models@example.com');
+    const res = await fetch(`${gw().url}/api/v2/keys`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'chat only', models: ['local'] }),
+    });
+    expect(res.status).toBe(201);
+    const { key } = (await res.json()) as { key: string };
+    const session = await open(key);
+    const closed = await session.closed;
+    expect(session.frames.find((f) => f.type === 'error')).toMatchObject({ error: { code: 'INVALID_MODEL' } });
+    expect(closed).toEqual({ code: 1008, reason: 'INVALID_MODEL' });
+  });
+
+  it('an input_audio_buffer.append as large as REALTIME_MAX_AUDIO_CHUNK_BYTES is relayed; one byte more is refused and the session lives', async () => {
+    const { token } = await register(gw().url, 'realtime-big-chunk@example.com');
+    const session = await open(token);
+    await waitFor(() => session.frames.some((f) => f.type === 'session.created'), 3000);
+    const before = standin().audio.length;
+    const largest = Buffer.alloc(2 * 1024 * 1024, 7);
+    session.ws.send(JSON.stringify({ type: 'input_audio_buffer.append', audio: largest.toString('base64') }));
+    await waitFor(() => standin().audio.length > before, 5000);
+    expect(standin().audio.at(-1)!.equals(largest)).toBe(true);
+    expect(session.frames.filter((f) => f.type === 'error')).toEqual([]);
+    session.ws.send(JSON.stringify({ type: 'input_audio_buffer.append', audio: Buffer.alloc(2 * 1024 * 1024 + 3, 7).toString('base64'), event_id: 'too-big' }));
+    await waitFor(() => session.frames.some((f) => f.type === 'error'), 3000);
+    expect(session.frames.find((f) => f.type === 'error')).toMatchObject({ error: { code: 'BAD_REQUEST', event_id: 'too-big' } });
+    expect(session.ws.readyState).toBe(WebSocket.OPEN);
+    session.ws.close();
+    await session.closed;
+  });
+});
+
 describe('realtime over the Gemini Live stand-in', () => {
   let live: GeminiLiveStandin;
   beforeAll(async () => {

@@ -385,6 +385,58 @@ describe.each([openai, gemini])('RealtimeSession over $name', (fx) => {
     expect(fx.upstreamAudio().slice(before).map((a) => a.bytes)).toEqual([small]);
   });
 
+  it('an upstream that stays full: events are dropped with one RATE_LIMIT, then the session closes after the stall limit', async () => {
+    const { h } = await started({ limits: { maxUpstreamBufferedBytes: 2000, maxClientStallMs: 300 } });
+    h.session.handleClientAudio(Buffer.alloc(1600, 1)); // over the bound: dropped, told once
+    h.session.handleClientAudio(Buffer.alloc(1600, 1));
+    expect(h.errors.map((e) => e.code)).toEqual(['RATE_LIMIT']);
+    expect(h.closes).toEqual([]);
+    await new Promise((r) => setTimeout(r, 400));
+    h.session.handleClientAudio(Buffer.alloc(1600, 1)); // still nothing goes through, past the stall limit
+    expect(await h.closed()).toMatchObject({ initiator: 'server', code: 'RATE_LIMIT', message: expect.stringMatching(/provider stopped reading/) });
+  });
+
+  it('a client that does not read is not sent its refusals, and loses the session once it has not read for the stall limit', async () => {
+    const { h } = await started({ limits: { maxClientBacklogBytes: 10_000, maxClientStallMs: 300 } });
+    h.backlog = 50_000; // the client stopped reading
+    const id = 'e'.repeat(200);
+    for (let i = 0; i < 20; i++) h.session.handleClientEvent({ type: 'not.a.client.event', event_id: id });
+    expect(h.errors).toEqual([]); // nothing queued towards a client that does not read
+    await new Promise((r) => setTimeout(r, 400));
+    h.session.handleClientEvent({ type: 'not.a.client.event', event_id: id });
+    expect(await h.closed()).toMatchObject({ initiator: 'server', code: 'RATE_LIMIT' });
+    expect(h.errors.map((e) => e.code)).toEqual(['RATE_LIMIT']);
+  });
+
+  it('a refusal echoes an event_id up to 256 characters, a longer one not at all', async () => {
+    const { h } = await started();
+    h.session.handleClientEvent({ type: 'not.a.client.event', event_id: 'e'.repeat(256) });
+    h.session.handleClientEvent({ type: 'not.a.client.event', event_id: 'f'.repeat(257) });
+    expect(h.errors.map((e) => [e.code, e.eventId])).toEqual([
+      ['BAD_REQUEST', 'e'.repeat(256)],
+      ['BAD_REQUEST', undefined],
+    ]);
+  });
+
+  it('refused events are no activity: a client that only sends refused events is closed when idle', async () => {
+    const { h } = await started({ limits: { idleTimeoutMs: 400 } });
+    const sending = setInterval(() => h.session.handleClientEvent({ type: 'not.a.client.event' }), 50);
+    try {
+      expect(await h.closed(3000)).toMatchObject({ initiator: 'server', code: 'BAD_REQUEST', message: expect.stringMatching(/without client activity/) });
+    } finally {
+      clearInterval(sending);
+    }
+  });
+
+  it('end(): the adapter ends the session for the server, its upstream closes, and the client is not told again', async () => {
+    const { h, conn } = await started();
+    const errorsBefore = h.errors.length;
+    h.session.end('RATE_LIMIT', 'flood');
+    expect(await h.closed()).toEqual({ initiator: 'server', code: 'RATE_LIMIT', message: 'flood' });
+    expect(h.errors.length).toBe(errorsBefore);
+    await fx.waitForUpstreamClose(conn, 2500);
+  });
+
   it('delivers audio deltas as JSON events when no onAudio is given (verbatim relay)', async () => {
     const { h } = await started({ binaryAudio: false });
     h.session.handleClientEvent({ type: 'response.create' });
