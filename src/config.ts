@@ -318,6 +318,11 @@ export function loadConfig(env: Env): Config {
   if (e.METRICS_HOST && e.METRICS_PORT === undefined) missing.push('METRICS_HOST: set METRICS_PORT too (the host is that listener\'s); without it /metrics is on the public port');
   if (e.METRICS_PORT !== undefined && e.METRICS_PORT !== 0 && e.METRICS_PORT === e.PORT) missing.push('METRICS_PORT: must differ from PORT (it is a listener of its own)');
   if (!e.METRICS_ENABLED && (e.METRICS_PORT !== undefined || e.METRICS_TOKEN)) missing.push('METRICS_PORT / METRICS_TOKEN: metrics are off (METRICS_ENABLED=false); unset them or turn metrics on');
+  // A Socket.IO packet over its buffer closes the connection (Socket.IO's own bound, no error event):
+  // the largest chunk the realtime rules accept must fit in one, with room for the packet's framing.
+  if (e.REALTIME_MAX_AUDIO_CHUNK_BYTES + 1024 > e.SOCKET_MAX_BUFFER_BYTES) {
+    missing.push('REALTIME_MAX_AUDIO_CHUNK_BYTES: must be at least 1024 below SOCKET_MAX_BUFFER_BYTES (a larger Socket.IO packet closes the connection)');
+  }
   if (missing.length) throw new ConfigError(missing);
   if (e.OPENAI_BASE_URL && !e.OPENAI_API_KEY) {
     // OpenAI-compatible servers (Ollama, vLLM, llama.cpp) usually need no key, but the SDK insists on one.

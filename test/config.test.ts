@@ -65,6 +65,13 @@ describe('config', () => {
     expect(() => loadConfig({ LOG_PRETTY: 'sometimes' })).toThrow(/LOG_PRETTY/);
   });
 
+  it('the largest realtime audio chunk must fit in one Socket.IO packet', () => {
+    expect(() => loadConfig({ REALTIME_MAX_AUDIO_CHUNK_BYTES: '2000000' })).toThrow(/REALTIME_MAX_AUDIO_CHUNK_BYTES: must be at least 1024 below SOCKET_MAX_BUFFER_BYTES/);
+    expect(() => loadConfig({ REALTIME_MAX_AUDIO_CHUNK_BYTES: '999000' })).toThrow(/REALTIME_MAX_AUDIO_CHUNK_BYTES/);
+    expect(loadConfig({ REALTIME_MAX_AUDIO_CHUNK_BYTES: '998976' }).realtime.maxAudioChunkBytes).toBe(998_976);
+    expect(loadConfig({ REALTIME_MAX_AUDIO_CHUNK_BYTES: '2000000', SOCKET_MAX_BUFFER_BYTES: '3000000' }).realtime.maxAudioChunkBytes).toBe(2_000_000);
+  });
+
   it('provider base URLs must carry http:// or https://', () => {
     expect(() => loadConfig({ OPENAI_BASE_URL: 'localhost:11434/v1' })).toThrow(/OPENAI_BASE_URL: must be an http:\/\/ or https:\/\/ URL/);
     expect(() => loadConfig({ GEMINI_BASE_URL: 'ftp://example.com' })).toThrow(/GEMINI_BASE_URL/);

@@ -8,7 +8,7 @@ import type { AiClientToServerEvents, AiServerToClientEvents, InterServerEvents,
 import type { Services } from '../services.js';
 import { runSocketTurn } from './run-socket-turn.js';
 import { replayToSocket } from './replay-to-socket.js';
-import { eventPrincipal } from './socket-auth.js';
+import { connectionTokenExpiry, eventPrincipal } from './socket-auth.js';
 import { ownersOf } from '../chat/principal.js';
 import { conversationKey } from '../stores/conversation-store.js';
 import { stopConversationTurn } from '../chat/stop-turn.js';
@@ -31,6 +31,8 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
   const log = services.logger.child({ nsp: '/ai' });
   const continueOnDisconnect = services.config.streams.onDisconnect === 'continue';
   const resumeSchema = z.object({ conversationId: conversationIdSchema });
+  /** Conversations (by key) with a signed-in user's turn running on this namespace of this node: their ends reach the user's tabs. */
+  const roomTurns = new Map<string, number>();
 
   /** The `/ai` events of a turn's end (shared by live turns and replays). */
   const emitEnd = (target: { emit: AiSocket['emit'] }, e: Extract<ChatTurnEvent, { type: 'end' }>) => {
@@ -55,8 +57,19 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
     // Every socket of a signed-in user, on any node, receives that user's turns (multi-tab).
     const userRoom = socket.data.userId ? `user:${socket.data.userId}` : undefined;
     if (userRoom) void socket.join(userRoom);
+    // Its own events are refused once the connection's token expires (each is checked again), and
+    // the tabs' events stop with them: the socket leaves the user's room, and is told.
+    const validUntil = userRoom ? connectionTokenExpiry(socket, services.config.auth.clockSkewSeconds) : undefined;
+    const expiry =
+      userRoom && validUntil !== undefined
+        ? atTime(validUntil, () => {
+            void socket.leave(userRoom);
+            socket.emit('chat:error', { message: 'Invalid token: token expired; reconnect with a new token', code: 'UNAUTHORIZED' });
+          })
+        : undefined;
 
     socket.on('disconnect', (reason) => {
+      expiry?.cancel();
       // STREAM_ON_DISCONNECT=continue: the turns run to their end, stored and resumable.
       const aborted = continueOnDisconnect ? 0 : turns.abortAll('disconnect');
       sessionLog.debug({ reason, aborted }, 'socket disconnected');
@@ -85,7 +98,17 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
           const id = conversationIdSchema.safeParse(conversationId);
           if (!id.success) throw new AppError('BAD_REQUEST', 'conversationId: not a conversation id');
           const principal = await eventPrincipal(services, socket, undefined);
-          for (const owner of ownersOf(principal)) await stopConversationTurn(services, conversationKey(owner, id.data));
+          let stopped = false;
+          let viaRoom = false;
+          for (const owner of ownersOf(principal)) {
+            const key = conversationKey(owner, id.data);
+            // Its end reaches this socket through the user's room already (read before the turn ends).
+            if (userRoom && roomTurns.has(key)) viaRoom = true;
+            if (await stopConversationTurn(services, key)) stopped = true;
+          }
+          // Any other turn (one on the default namespace, an anonymous owner's, another node's) ends
+          // unseen here: the requester is answered itself.
+          if (stopped && !viaRoom) socket.emit('chat:stopped', { conversationId: id.data, messageId: null });
         } catch (err) {
           const e = toAppError(err);
           socket.emit('chat:error', { message: e.message, code: e.code });
@@ -109,6 +132,14 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
         // The same events, with the conversation named, for the user's other tabs (every node through the adapter).
         const tabs = userRoom ? socket.to(userRoom) : undefined;
         let turnConversation = '';
+        let roomKey: string | undefined;
+        const leaveRoomTurns = () => {
+          if (roomKey === undefined) return;
+          const left = (roomTurns.get(roomKey) ?? 1) - 1;
+          if (left > 0) roomTurns.set(roomKey, left);
+          else roomTurns.delete(roomKey);
+          roomKey = undefined;
+        };
         const chatMessage = tokenEmitter<{ content: string; isComplete: false }>(socket, 'chat:message');
         await runSocketTurn({
           services,
@@ -119,6 +150,10 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
           events: {
             start: (e) => {
               turnConversation = e.conversationId;
+              if (userRoom) {
+                roomKey = conversationKey(socket.data.userId!, e.conversationId);
+                roomTurns.set(roomKey, (roomTurns.get(roomKey) ?? 0) + 1);
+              }
               if (e.conversationCreated) socket.emit('chat:conversation', { conversationId: e.conversationId });
               socket.emit('chat:user-message', { messageId: e.userMessageId, content: e.content });
               if (tabs) {
@@ -133,13 +168,15 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
             end: (e) => {
               emitEnd(socket, e);
               if (tabs) emitEnd(tabs, e);
+              leaveRoomTurns();
             },
             error: (e) => {
               socket.emit('chat:error', { message: e.error.message, code: e.error.code });
               tabs?.emit('chat:error', { message: e.error.message, code: e.error.code });
+              leaveRoomTurns();
             },
           },
-        });
+        }).finally(leaveRoomTurns);
       } catch (err) {
         const e = toAppError(err);
         services.metrics.error(e, 'chat:start');
@@ -147,4 +184,24 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
       }
     });
   });
+}
+
+/** The longest delay a Node timer takes (a longer one fires at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Runs `task` at `when` (ms since the epoch), however far off; `cancel()` stops it. */
+function atTime(when: number, task: () => void): { cancel(): void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const arm = () => {
+    const wait = when - Date.now();
+    if (wait <= 0) {
+      timer = undefined;
+      task();
+      return;
+    }
+    timer = setTimeout(arm, Math.min(wait, MAX_TIMER_MS));
+    timer.unref?.();
+  };
+  arm();
+  return { cancel: () => clearTimeout(timer) };
 }

@@ -21,7 +21,10 @@ import { replayToSocket } from './replay-to-socket.js';
 type DefaultSocket = Socket<DefaultClientToServerEvents, DefaultServerToClientEvents, InterServerEvents, SocketData>;
 export type DefaultNamespace = Namespace<DefaultClientToServerEvents, DefaultServerToClientEvents, InterServerEvents, SocketData>;
 
-/** Streams one socket may run at once on `ai:chat` (each names its sessionId, so they can interleave). */
+/**
+ * Turns one socket may run at once, `ai:chat` streams and `ai-message` replies together (each
+ * names its conversation or waits for its own answer, so they can interleave); one more is BUSY.
+ */
 const MAX_PARALLEL_TURNS = 4;
 
 /**
@@ -123,6 +126,7 @@ export function attachDefaultNamespace(nsp: DefaultNamespace, services: Services
      * left; a failure (shutdown included) is thrown so the caller's error event tells the client.
      */
     async function wholeReply(s: DefaultSocket, turn: { input: Parameters<typeof runSocketTurn>[0]['input']; requireUser?: boolean }): Promise<string | undefined> {
+      if (turns.size >= MAX_PARALLEL_TURNS) throw new AppError('BUSY', `At most ${MAX_PARALLEL_TURNS} replies may be under way at once on one connection`);
       let reply: string | undefined;
       let failure: AppError | undefined;
       await runSocketTurn({

@@ -1,6 +1,7 @@
 import type { Socket } from 'socket.io';
 import { clientIp, type Principal } from '../chat/principal.js';
 import { AppError } from '../errors.js';
+import { pickToken } from '../auth/token-sources.js';
 import type { SocketData } from '../protocol/socket-events.js';
 import type { Services } from '../services.js';
 import { normaliseIp } from '../node/client-ip.js';
@@ -55,4 +56,22 @@ export async function eventPrincipal(services: Services, socket: AnySocket, payl
     await services.auth.authenticate({ payloadToken }, socket.data.ip);
   }
   return principal;
+}
+
+/**
+ * When the connection's token stops being accepted (ms since the epoch: its `exp` plus the
+ * accepted clock skew), for a JWT; undefined for an API key, no token, or a token without `exp`.
+ * Read from the token the connection middleware verified, so its signature is not checked again.
+ */
+export function connectionTokenExpiry(socket: AnySocket, clockSkewSeconds: number): number | undefined {
+  const picked = pickToken(handshakeSources(socket));
+  if (picked.kind !== 'token') return undefined;
+  const payload = picked.token.split('.')[1];
+  if (payload === undefined) return undefined;
+  try {
+    const exp = (JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { exp?: unknown }).exp;
+    return typeof exp === 'number' && Number.isFinite(exp) ? (exp + clockSkewSeconds) * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
 }
