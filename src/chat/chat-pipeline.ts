@@ -464,7 +464,13 @@ export class ChatPipeline {
     if (stateless) input.stateless = { history: [] };
     // Recall runs while the user message is stored: it costs the first token only what it takes beyond that write.
     const recall = remember ? memory!.recall(input.principal.userId!, input.message) : undefined;
-    const maxTokens = Math.min(input.maxTokens ?? options.maxOutputTokens, options.maxOutputTokens);
+    // A reply the client did not size takes at most half the model's context: reserving a whole
+    // MAX_OUTPUT_TOKENS out of a context no larger (a 4,096-token local model) would leave no
+    // room for the conversation, and every turn would go out without its history.
+    const maxTokens =
+      input.maxTokens !== undefined
+        ? Math.min(input.maxTokens, options.maxOutputTokens)
+        : Math.min(options.maxOutputTokens, Math.max(1, Math.floor(model.contextTokens / 2)));
     // A conversation created by this turn holds just the new message.
     const history: ContextMessage[] = stateless
       ? [...given, userMessage]

@@ -23,7 +23,9 @@ export interface ContextInput {
 
 /**
  * System prompt, recalled memory, then history oldest first, with the oldest history
- * dropped until the prompt fits the model's budget. The newest message always stays.
+ * dropped until the prompt fits the model's budget. The newest message always stays, and so
+ * do the history's own system messages (a client's instructions, on the OpenAI-compatible API):
+ * only user and assistant messages are dropped, oldest first.
  * History carries the token counts stored with each message, so nothing is re-tokenised.
  */
 export function buildContext(input: ContextInput): ModelMessage[] {
@@ -41,14 +43,23 @@ export function buildContext(input: ContextInput): ModelMessage[] {
   for (const m of history) upperBound += m.content.length * 3 + 16;
   if (upperBound <= budget) return [...head, ...history];
 
+  const cost = (m: ContextMessage) => (m.tokens ?? countTokensBounded(m.content)) + MESSAGE_OVERHEAD;
+  const last = input.history.length - 1;
   let total = countMessageTokens(head);
-  const kept: ModelMessage[] = [];
-  for (let i = input.history.length - 1; i >= 0; i--) {
+  for (let i = 0; i < last; i++) if (input.history[i]!.role === 'system') total += cost(input.history[i]!);
+  const keep = new Array<boolean>(input.history.length).fill(false);
+  for (let i = last; i >= 0; i--) {
     const m = input.history[i]!;
-    const cost = (m.tokens ?? countTokensBounded(m.content)) + MESSAGE_OVERHEAD;
-    if (kept.length > 0 && total + cost > budget) break;
-    total += cost;
-    kept.push(history[i]!);
+    if (m.role === 'system' && i !== last) {
+      keep[i] = true; // counted above
+      continue;
+    }
+    const c = cost(m);
+    if (i !== last && total + c > budget) break;
+    total += c;
+    keep[i] = true;
   }
-  return [...head, ...kept.reverse()];
+  // What is before the break: the system messages only.
+  for (let i = 0; i < last; i++) if (input.history[i]!.role === 'system') keep[i] = true;
+  return [...head, ...history.filter((_, i) => keep[i])];
 }

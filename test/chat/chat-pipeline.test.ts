@@ -398,6 +398,42 @@ describe('chat pipeline', () => {
     ]);
   });
 
+  it("a client's own system messages stay when the history is trimmed; the oldest user and assistant messages go", () => {
+    const history = [
+      { role: 'system' as const, content: 'CLIENT-SYSTEM: answer in French', tokens: 10 },
+      ...Array.from({ length: 8 }, (_, i) => ({ role: (i % 2 === 0 ? 'user' : 'assistant') as 'user' | 'assistant', content: `turn ${i}`, tokens: 100 })),
+      { role: 'system' as const, content: 'CLIENT-SYSTEM: be brief', tokens: 10 },
+      { role: 'user' as const, content: 'the question', tokens: 10 },
+    ];
+    const out = buildContext({ systemPrompt: 'SYS', recalled: [], history, contextTokens: 600, reserveTokens: 200 }).map((m) => m.content);
+    expect(out[0]).toBe('SYS');
+    expect(out).toContain('CLIENT-SYSTEM: answer in French');
+    expect(out).toContain('CLIENT-SYSTEM: be brief');
+    expect(out.at(-1)).toBe('the question');
+    expect(out).not.toContain('turn 0');
+    // In their places: the first instruction before the turns kept, the second after them.
+    expect(out.indexOf('CLIENT-SYSTEM: answer in French')).toBe(1);
+    expect(out.slice(2, -2).every((c) => c.startsWith('turn '))).toBe(true);
+    expect(out.slice(2, -2).length).toBeGreaterThan(0);
+  });
+
+  it('a model whose context is no larger than MAX_OUTPUT_TOKENS still gets the conversation: a reply the client did not size takes at most half the context', async () => {
+    const model = new ScriptedModel(async function* () {
+      yield { type: 'text-delta', text: 'a reply of a few words' };
+      yield { type: 'finish', finishReason: 'stop', usage: undefined };
+    });
+    (model as { contextTokens: number }).contextTokens = 400;
+    const { pipeline } = setup(model, undefined, { ...OPTIONS, maxOutputTokens: 500 });
+    await drain(await pipeline.prepare({ principal: anon, message: 'my name is Ada', conversationId: 'small', model: 'local:scripted' }));
+    await drain(await pipeline.prepare({ principal: anon, message: 'what is my name?', conversationId: 'small', model: 'local:scripted' }));
+    const second = model.calls[1]!;
+    expect(second.maxTokens).toBe(200);
+    expect(second.messages.map((m) => m.content)).toEqual(['SYS', 'my name is Ada', 'a reply of a few words', 'what is my name?']);
+    // A reply the client sized is sized as it asked (within MAX_OUTPUT_TOKENS).
+    await drain(await pipeline.prepare({ principal: anon, message: 'again', conversationId: 'small', model: 'local:scripted', maxTokens: 450 }));
+    expect(model.calls[2]!.maxTokens).toBe(450);
+  });
+
   it('refuses a message over MAX_MESSAGE_CHARS whatever protocol hands it over, before counting or storing anything', async () => {
     const { store, pipeline } = setup(undefined, { userLimit: 1, anonymousLimit: 1, authLimit: 1, windowMs: 60_000, ipv6Prefix: 56 });
     await expect(pipeline.prepare({ principal: anon, message: 'x'.repeat(32_001), conversationId: 'long' })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
