@@ -35,6 +35,7 @@ export const configSchema = z.object({
   HISTORY_LIMIT: int(1, 200).default(20),
   MAX_MESSAGE_CHARS: int(1, 1_000_000).default(32_000),
   MAX_BODY_BYTES: int(1024, 10_000_000).default(256 * 1024),
+  MAX_HISTORY_BODY_BYTES: int(1024, 64 * 1024 * 1024).default(4 * 1024 * 1024),
   REQUEST_TIMEOUT_MS: int(1000, 600_000).default(30_000),
   MAX_OUTPUT_TOKENS: int(1, 1_000_000).default(4096),
   LOCAL_MODEL_TOKEN_DELAY_MS: int(0, 10_000).default(0),
@@ -170,6 +171,8 @@ export interface Config {
     historyLimit: number;
     maxMessageChars: number;
     maxBodyBytes: number;
+    /** The body of a request that carries its whole conversation (/api/chat from useChat, /v1/chat/completions). */
+    maxHistoryBodyBytes: number;
     /** How long a client may take to send a request: its headers, and a JSON body once its route reads it. */
     requestTimeoutMs: number;
     maxOutputTokens: number;
@@ -344,6 +347,7 @@ export function loadConfig(env: Env): Config {
       historyLimit: e.HISTORY_LIMIT,
       maxMessageChars: e.MAX_MESSAGE_CHARS,
       maxBodyBytes: e.MAX_BODY_BYTES,
+      maxHistoryBodyBytes: e.MAX_HISTORY_BODY_BYTES,
       requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
       maxOutputTokens: e.MAX_OUTPUT_TOKENS,
     },

@@ -18,26 +18,46 @@ const UI_STREAM_HEADERS = { ...SSE_HEADERS, 'x-vercel-ai-ui-message-stream': 'v1
 /** How many of a conversation's latest messages a client gets back to show it again. */
 const HISTORY_LIMIT = 200;
 
-/** What `DefaultChatTransport` sends (`useChat`): the chat id, its UI messages (only the last one is new), the trigger. */
-export function aiChatSchema() {
+/** A UI message as `DefaultChatTransport` sends it: its text parts are read, other parts ignored. */
+function uiMessageSchema() {
   const textPart = z.object({ type: z.literal('text'), text: z.string() }).loose();
+  return z
+    .object({
+      id: z.string().max(256).optional(),
+      role: z.enum(['system', 'user', 'assistant']),
+      parts: z.array(z.union([textPart, z.object({ type: z.string() }).loose()])).max(1_000),
+    })
+    .loose();
+}
+
+/** Messages in one `/api/chat` request at most (the client's whole chat: only the last one is read). */
+const MAX_UI_MESSAGES = 100_000;
+
+/**
+ * What `DefaultChatTransport` sends (`useChat`): the chat id, its UI messages (only the last one
+ * is new), the trigger. `lastOnly`: the earlier messages are only counted, not checked one by one
+ * (the server keeps the conversation itself and never reads them): a long chat's request costs
+ * its parse, not a validation of every message it ever had.
+ */
+export function aiChatSchema(options: { lastOnly?: boolean } = {}) {
+  const message = uiMessageSchema();
   return z
     .object({
       id: conversationIdSchema,
       trigger: z.enum(['submit-message', 'regenerate-message']).optional(),
       messageId: z.string().max(256).optional(),
-      messages: z
-        .array(
-          z
-            .object({
-              id: z.string().max(256).optional(),
-              role: z.enum(['system', 'user', 'assistant']),
-              parts: z.array(z.union([textPart, z.object({ type: z.string() }).loose()])).max(1_000),
+      messages: options.lastOnly
+        ? z
+            .array(z.unknown())
+            .min(1)
+            .max(MAX_UI_MESSAGES)
+            .transform((all, ctx) => {
+              const last = message.safeParse(all.at(-1));
+              if (last.success) return [last.data];
+              for (const issue of last.error.issues) ctx.addIssue({ ...issue, path: [all.length - 1, ...issue.path] } as Parameters<typeof ctx.addIssue>[0]);
+              return z.NEVER;
             })
-            .loose(),
-        )
-        .min(1)
-        .max(1_000),
+        : z.array(message).min(1).max(MAX_UI_MESSAGES),
       model: z.string().min(1).max(128).optional(),
       temperature: z.number().min(0).max(2).optional(),
       maxTokens: z.number().int().min(1).max(1_000_000).optional(),
@@ -52,16 +72,17 @@ export function aiChatSchema() {
  */
 export function aiSdkRoutes(services: Services): Hono<AppEnv> {
   const { config, store } = services;
-  const schema = aiChatSchema();
+  const schema = aiChatSchema({ lastOnly: true });
   const app = new Hono<AppEnv>();
   const auth = authenticate(services);
+  const bodyLimits = { maxBodyBytes: config.chat.maxHistoryBodyBytes, requestTimeoutMs: config.chat.requestTimeoutMs };
 
   app.post('/', inArrivalOrder(services), auth, async (c) => {
-    const parsed = schema.safeParse(await readJsonBody(c, config.chat));
+    const parsed = schema.safeParse(await readJsonBody(c, bodyLimits));
     if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
     const req = parsed.data;
     const last = req.messages.at(-1)!;
-    if (last.role !== 'user') throw new AppError('BAD_REQUEST', `messages.${req.messages.length - 1}.role must be "user" (the last message is the one answered)`);
+    if (last.role !== 'user') throw new AppError('BAD_REQUEST', 'The last message must be a user message (the last message is the one answered)');
     const message = last.parts.map((p) => (p.type === 'text' && typeof p.text === 'string' ? p.text : '')).join('');
     if (message.trim() === '') throw new AppError('BAD_REQUEST', 'The last message has no text');
     if (message.length > config.chat.maxMessageChars) throw new AppError('BAD_REQUEST', `The last message must be at most ${config.chat.maxMessageChars} characters`);

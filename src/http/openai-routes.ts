@@ -36,7 +36,7 @@ export function completionRequestSchema(maxMessageChars: number, maxBodyChars: n
   return z
     .object({
       model: z.string().min(1).max(128),
-      messages: z.array(message).min(1).max(1_000),
+      messages: z.array(message).min(1).max(10_000),
       stream: z.boolean().nullable().optional(),
       stream_options: z.object({ include_usage: z.boolean().optional() }).loose().nullable().optional(),
       max_tokens: nullableInt,
@@ -88,7 +88,9 @@ function textOf(content: z.infer<typeof contentSchema> | null | undefined): stri
  */
 export function openaiRoutes(services: Services): Hono<AppEnv> {
   const { config } = services;
-  const schema = completionRequestSchema(config.chat.maxMessageChars, config.chat.maxBodyBytes);
+  const schema = completionRequestSchema(config.chat.maxMessageChars, config.chat.maxHistoryBodyBytes);
+  // A stateless client sends its whole conversation every time (it is the context).
+  const bodyLimits = { maxBodyBytes: config.chat.maxHistoryBodyBytes, requestTimeoutMs: config.chat.requestTimeoutMs };
   const app = new Hono<AppEnv>();
   // Per route, not `use('*')`: /v1/realtime (added by the Node entry) authenticates its own way.
   // A token (JWT or gateway API key) always: these are the routes any tool with an "OpenAI
@@ -103,7 +105,7 @@ export function openaiRoutes(services: Services): Hono<AppEnv> {
   });
 
   app.post('/chat/completions', inArrivalOrder(services), auth, async (c) => {
-    const parsed = schema.safeParse(await readJsonBody(c, config.chat));
+    const parsed = schema.safeParse(await readJsonBody(c, bodyLimits));
     if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
     const req = parsed.data;
     const named = requestHeader(c, CONVERSATION_HEADER) ?? req.metadata?.conversation_id;

@@ -118,7 +118,7 @@ function routes(config: Config): RouteDoc[] {
       tag: 'openai-compatible',
       summary: 'OpenAI chat completions, streaming (`stream: true`) or not; stateless unless `X-Conversation-Id` names a stored conversation',
       auth: 'user',
-      body: completionRequestSchema(config.chat.maxMessageChars, config.chat.maxBodyBytes),
+      body: completionRequestSchema(config.chat.maxMessageChars, config.chat.maxHistoryBodyBytes),
       ok: { 200: ['A chat.completion, or chat.completion.chunk events', json] },
     },
     { method: 'post', path: '/api/chat', tag: 'ai-sdk', summary: 'AI SDK UI message stream v1 (`useChat`); the chat id is the conversation', auth: 'optional', body: aiChatSchema(), ok: { 200: ['UI message stream', sse] } },

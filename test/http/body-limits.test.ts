@@ -25,7 +25,8 @@ function streamedBody(text: string): ReadableStream<Uint8Array> {
 }
 
 describe('request body over MAX_BODY_BYTES', () => {
-  const gw = gatewayForSuite({ MAX_BODY_BYTES: String(MAX_BODY_BYTES) });
+  // /api/chat (useChat sends its whole chat) reads up to MAX_HISTORY_BODY_BYTES: the same bound here.
+  const gw = gatewayForSuite({ MAX_BODY_BYTES: String(MAX_BODY_BYTES), MAX_HISTORY_BODY_BYTES: String(MAX_BODY_BYTES) });
 
   it('a chunked body gets the 413 JSON answer a Content-Length body gets, with Connection: close', async () => {
     const declared = await postChat(gw().url, bigBody);
