@@ -2,7 +2,7 @@ import { admitApiKey } from '../auth/api-key-policy.js';
 import { AppError, toAppError } from '../errors.js';
 import { type Logger, withBindings } from '../logger.js';
 import type { StartGate } from './start-gate.js';
-import type { LanguageModel, ModelFinishReason, ModelMessage, ModelStream, TokenUsage } from '../models/language-model.js';
+import type { LanguageModel, ModelFinishReason, ModelMessage, ModelStream, Sampling, TokenUsage } from '../models/language-model.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { chatLimit, type RateLimitDecision, type RateLimitPolicy, type RateLimiter } from '../ratelimit/rate-limiter.js';
 import { conversationKey, findOwnedConversation, monotonicNow, timeOrderedId, type Conversation, type ConversationStore, type FinishReason, type StoredMessage } from '../stores/conversation-store.js';
@@ -26,6 +26,8 @@ export interface ChatTurnInput {
   temperature?: number | undefined;
   /** Up to 4 sequences that end the reply where they would start (OpenAI's `stop`). */
   stop?: readonly string[] | undefined;
+  /** top_p, penalties and seed (the OpenAI-compatible API), handed to the model as they are. */
+  sampling?: Sampling | undefined;
   /**
    * A stateless turn (OpenAI-compatible clients that send the whole history): the client's
    * earlier messages come in `history`, nothing is read from or written to the store, and no
@@ -486,7 +488,7 @@ export class ChatPipeline {
     });
     signal.throwIfAborted();
     watchdog.start();
-    return model.stream({ messages, maxTokens, temperature: input.temperature, stop: input.stop, signal }, onText);
+    return model.stream({ messages, maxTokens, temperature: input.temperature, stop: input.stop, sampling: input.sampling, signal }, onText);
   }
 
   /** Waits for a full client buffer to drain; after SLOW_CLIENT_TIMEOUT_MS ends the turn instead. Resolves false when the turn ended. */

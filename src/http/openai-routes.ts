@@ -46,6 +46,28 @@ export function completionRequestSchema(maxMessageChars: number, maxBodyChars: n
       n: z.literal(1).nullable().optional(),
       tools: z.array(z.unknown()).max(0, 'are not supported by this gateway').nullable().optional(),
       functions: z.array(z.unknown()).max(0, 'are not supported by this gateway').nullable().optional(),
+      // Sampling settings, handed to the provider (Gemini has each; the local model ignores them).
+      top_p: z.number().min(0).max(1).nullable().optional(),
+      presence_penalty: z.number().min(-2).max(2).nullable().optional(),
+      frequency_penalty: z.number().min(-2).max(2).nullable().optional(),
+      seed: z.number().int().min(-(2 ** 53) + 1).max(2 ** 53 - 1).nullable().optional(),
+      // What would change the reply's form is refused rather than silently left out: a client
+      // asking for JSON, log probabilities, a tool call or audio must not get plain text as if
+      // it had been honoured.
+      response_format: z
+        .object({ type: z.string() })
+        .loose()
+        .refine((f) => f.type === 'text', 'JSON mode and structured outputs are not supported by this gateway (only {"type": "text"})')
+        .nullable()
+        .optional(),
+      logprobs: z.boolean().refine((v) => !v, 'are not supported by this gateway').nullable().optional(),
+      top_logprobs: z.number().refine((v) => v === 0, 'are not supported by this gateway').nullable().optional(),
+      logit_bias: z.record(z.string(), z.unknown()).refine((b) => Object.keys(b).length === 0, 'is not supported by this gateway').nullable().optional(),
+      tool_choice: z.unknown().refine((v) => v === 'none', 'is not supported by this gateway (no tools)').nullable().optional(),
+      function_call: z.unknown().refine((v) => v === 'none', 'is not supported by this gateway (no functions)').nullable().optional(),
+      modalities: z.array(z.string()).refine((m) => m.every((x) => x === 'text'), 'are not supported by this gateway beyond "text"').nullable().optional(),
+      audio: z.null({ error: 'audio output is not supported by this gateway' }).optional(),
+      prediction: z.null({ error: 'predicted outputs are not supported by this gateway' }).optional(),
       user: z.string().max(256).optional(),
       metadata: z.record(z.string(), z.string().max(512)).nullable().optional(),
     })
@@ -135,6 +157,12 @@ function turnInput(c: Context<AppEnv>, req: CompletionRequest, conversationId: s
     maxTokens,
     temperature: req.temperature ?? undefined,
     stop: typeof req.stop === 'string' ? [req.stop] : (req.stop ?? undefined),
+    sampling: {
+      topP: req.top_p ?? undefined,
+      presencePenalty: req.presence_penalty ?? undefined,
+      frequencyPenalty: req.frequency_penalty ?? undefined,
+      seed: req.seed ?? undefined,
+    },
     protocol: 'openai',
     arrivedInPass: c.get('arrivedInPass'),
     // A named conversation is stored (its history comes from the store, not the request); otherwise the client's history is the context.

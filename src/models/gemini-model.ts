@@ -138,6 +138,10 @@ function generateRequest(model: GeminiChatModel, options: ModelCallOptions): () 
           ...(options.maxTokens === undefined ? {} : { maxOutputTokens: options.maxTokens }),
           ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
           ...(options.stop?.length ? { stopSequences: [...options.stop] } : {}),
+          ...(options.sampling?.topP === undefined ? {} : { topP: options.sampling.topP }),
+          ...(options.sampling?.presencePenalty === undefined ? {} : { presencePenalty: options.sampling.presencePenalty }),
+          ...(options.sampling?.frequencyPenalty === undefined ? {} : { frequencyPenalty: options.sampling.frequencyPenalty }),
+          ...(options.sampling?.seed === undefined ? {} : { seed: options.sampling.seed }),
         },
       })
       .then(() => captured);

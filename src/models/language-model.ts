@@ -25,12 +25,21 @@ export interface ModelFinish {
   usage: TokenUsage | undefined;
 }
 
+export interface Sampling {
+  topP?: number | undefined;
+  presencePenalty?: number | undefined;
+  frequencyPenalty?: number | undefined;
+  seed?: number | undefined;
+}
+
 export interface ModelCallOptions {
   messages: ModelMessage[];
   maxTokens?: number | undefined;
   temperature?: number | undefined;
   /** Sequences that end the reply where one would begin (not included in it). */
   stop?: readonly string[] | undefined;
+  /** Sampling settings beyond the temperature, as OpenAI names them; a provider without one ignores it (the local model: all). */
+  sampling?: Sampling | undefined;
   /** Aborting it must end the upstream request, not just stop reading it. */
   signal: AbortSignal;
 }

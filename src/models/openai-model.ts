@@ -1,7 +1,7 @@
 import OpenAI from 'openai';
 import type { Logger } from '../logger.js';
 import type { NodeBodies } from './byte-source.js';
-import type { LanguageModel, ModelCallOptions, ModelFinishReason, ModelStream } from './language-model.js';
+import type { LanguageModel, ModelCallOptions, ModelFinishReason, ModelStream, Sampling } from './language-model.js';
 import { AppError } from '../errors.js';
 import { streamCutError } from './provider-error.js';
 import { sseModelStream } from './sse-model-stream.js';
@@ -241,10 +241,21 @@ function chatRequest(model: OpenAIChatModel, options: ModelCallOptions): () => P
           ...limit,
           ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
           ...(options.stop?.length ? { stop: [...options.stop] } : {}),
+          ...openaiSampling(options.sampling),
         },
         { signal: options.signal },
       )
       .asResponse();
+}
+
+function openaiSampling(s: Sampling | undefined) {
+  if (!s) return {};
+  return {
+    ...(s.topP === undefined ? {} : { top_p: s.topP }),
+    ...(s.presencePenalty === undefined ? {} : { presence_penalty: s.presencePenalty }),
+    ...(s.frequencyPenalty === undefined ? {} : { frequency_penalty: s.frequencyPenalty }),
+    ...(s.seed === undefined ? {} : { seed: s.seed }),
+  };
 }
 
 /** The SDK's (message, ...details) calls as structured log records, details clipped. */

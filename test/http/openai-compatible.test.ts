@@ -166,6 +166,45 @@ describe('OpenAI-compatible API', () => {
     expect(await raw.json()).toMatchObject({ error: { code: 'BAD_REQUEST', type: 'invalid_request_error' } });
   });
 
+  it('sampling settings reach the provider; what would change the form of the reply is refused, naming the parameter', async () => {
+    upstream.setScript(() => ({ tokens: ['ok'], usage: { inputTokens: 3, outputTokens: 1 } }));
+    await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'sample me' }],
+      top_p: 0.5,
+      presence_penalty: 0.25,
+      frequency_penalty: -0.5,
+      seed: 42,
+      response_format: { type: 'text' },
+      logprobs: false,
+    });
+    const sent = upstream.requests.at(-1)!.body as Record<string, unknown>;
+    expect(sent).toMatchObject({ top_p: 0.5, presence_penalty: 0.25, frequency_penalty: -0.5, seed: 42 });
+    expect(sent).not.toHaveProperty('response_format');
+
+    const refused = async (extra: Record<string, unknown>, param: string) => {
+      const before = upstream.requests.length;
+      const err = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], ...extra } as never).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err, param).toBeInstanceOf(OpenAI.BadRequestError);
+      expect((err as Error).message, param).toContain(param);
+      expect((err as Error).message, param).toContain('not supported');
+      expect(upstream.requests.length, param).toBe(before);
+    };
+    await refused({ response_format: { type: 'json_object' } }, 'response_format');
+    await refused({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } } }, 'response_format');
+    await refused({ logprobs: true }, 'logprobs');
+    await refused({ top_logprobs: 3 }, 'top_logprobs');
+    await refused({ logit_bias: { '50256': -100 } }, 'logit_bias');
+    await refused({ tool_choice: 'auto' }, 'tool_choice');
+    await refused({ function_call: 'auto' }, 'function_call');
+    await refused({ modalities: ['text', 'audio'] }, 'modalities');
+    await refused({ audio: { voice: 'alloy', format: 'wav' } }, 'audio');
+    await refused({ prediction: { type: 'content', content: 'x' } }, 'prediction');
+  });
+
   it('a provider failure mid-stream reaches the SDK as an APIError after the text that came', async () => {
     upstream.setScript(() => ({ tokens: ['part', 'ial', 'never'], cutAfter: 2, delayMs: 5 }));
     const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'fail please' }] });

@@ -26,6 +26,8 @@ interface ProviderCase {
   env(url: string): Record<string, string>;
   /** Pulls what the adapter sent out of the recorded request. */
   sent(req: RecordedRequest): { maxTokens: unknown; temperature: unknown; system: string; userText: string };
+  /** The sampling settings as the provider's wire format names them. */
+  sampling(req: RecordedRequest): Record<string, unknown>;
 }
 
 const cases: ProviderCase[] = [
@@ -43,6 +45,10 @@ const cases: ProviderCase[] = [
         system: body.messages.find((m) => m.role === 'system')!.content,
         userText: body.messages.find((m) => m.role === 'user')!.content,
       };
+    },
+    sampling(req) {
+      const { top_p, presence_penalty, frequency_penalty, seed } = req.body as Record<string, unknown>;
+      return { top_p, presence_penalty, frequency_penalty, seed };
     },
   },
   {
@@ -64,6 +70,10 @@ const cases: ProviderCase[] = [
         system: body.systemInstruction.parts[0]!.text,
         userText: body.contents[0]!.parts[0]!.text,
       };
+    },
+    sampling(req) {
+      const { topP, presencePenalty, frequencyPenalty, seed } = (req.body as { generationConfig: Record<string, unknown> }).generationConfig;
+      return { topP, presencePenalty, frequencyPenalty, seed };
     },
   },
 ];
@@ -112,6 +122,14 @@ for (const pc of cases) for (const { name: via, transport } of transports) {
       expect(finish).toEqual({ type: 'finish', finishReason: 'stop', usage: { inputTokens: 11, outputTokens: 3 } });
       const sent = pc.sent(standin.requests.at(-1)!);
       expect(sent).toEqual({ maxTokens: 55, temperature: 0.3, system: 'Be brief.', userText: 'Hi there' });
+    });
+
+    it('passes top_p, the penalties and the seed, as the provider names them', async () => {
+      script({ tokens: ['ok'] });
+      const sampling = { topP: 0.4, presencePenalty: 0.5, frequencyPenalty: -0.25, seed: 7 };
+      await modelParts(model, { messages, signal: new AbortController().signal, sampling }, () => undefined);
+      const sent = pc.sampling(standin.requests.at(-1)!);
+      expect(sent).toEqual(pc.name.startsWith('Gemini') ? sampling : { top_p: 0.4, presence_penalty: 0.5, frequency_penalty: -0.25, seed: 7 });
     });
 
     it('tokens that arrive together (one network read) come as one delta, in order', async () => {
