@@ -541,8 +541,18 @@ function safeErrorEvent(event: RealtimeServerEvent): { event: RealtimeServerEven
   const text = safeProviderText(error.message);
   const message = text ? `Realtime provider error: ${text}` : 'The realtime provider reported an error';
   const eventId = typeof error.event_id === 'string' ? error.event_id : undefined;
-  const safe = text === error.message ? event : { ...event, error: { ...error, message: text ?? null } };
-  return { event: safe, message, eventId };
+  // Every text of the error, not only its message: a provider may echo a (masked) key in `param` or `code` too.
+  const cleaned: Record<string, unknown> = { ...error, message: text ?? null };
+  let changed = text !== error.message;
+  for (const [field, value] of Object.entries(error)) {
+    if (field === 'message' || field === 'event_id' || typeof value !== 'string') continue;
+    const clean = safeProviderText(value) ?? value;
+    if (clean !== value) {
+      cleaned[field] = clean;
+      changed = true;
+    }
+  }
+  return { event: changed ? { ...event, error: cleaned } : event, message, eventId };
 }
 
 function toBuffer(chunk: unknown): Buffer | undefined {

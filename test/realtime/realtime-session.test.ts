@@ -552,6 +552,17 @@ describe('RealtimeSession over OpenAI: the GA protocol passes through', () => {
     expect((relayed.error as Json).message).toBe('Incorrect API key provided: [redacted] and [redacted]');
   });
 
+  it("redacts a masked key in every text of an upstream error event (its code and param too), not only in its message", async () => {
+    const h = harness(openai.provider());
+    h.session.open();
+    await h.next('session.created');
+    openaiStandin.sendEvent({ type: 'error', event_id: 'evt_1', error: { type: 'invalid_request_error', code: 'bad sk-rev***7890', param: 'key=sk-rev***7890', message: 'no good' } });
+    await h.error('PROVIDER_ERROR');
+    const relayed = (h.of('error')[0] as Json).error as Json;
+    expect(relayed).toEqual({ type: 'invalid_request_error', code: 'bad [redacted]', param: 'key=[redacted]', message: 'no good' });
+    expect(JSON.stringify(h.events)).not.toContain('sk-rev');
+  });
+
   it('times out a provider that never answers the handshake', async () => {
     openaiStandin.hang(true);
     const h = harness(openai.provider({ handshakeTimeoutMs: 300 }));
