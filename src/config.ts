@@ -323,8 +323,12 @@ export function loadConfig(env: Env): Config {
   if (!e.METRICS_ENABLED && (e.METRICS_PORT !== undefined || e.METRICS_TOKEN)) missing.push('METRICS_PORT / METRICS_TOKEN: metrics are off (METRICS_ENABLED=false); unset them or turn metrics on');
   // A Socket.IO packet over its buffer closes the connection (Socket.IO's own bound, no error event):
   // the largest chunk the realtime rules accept must fit in one, with room for the packet's framing.
-  if (e.REALTIME_MAX_AUDIO_CHUNK_BYTES + 1024 > e.SOCKET_MAX_BUFFER_BYTES) {
-    missing.push('REALTIME_MAX_AUDIO_CHUNK_BYTES: must be at least 1024 below SOCKET_MAX_BUFFER_BYTES (a larger Socket.IO packet closes the connection)');
+  // Set both, they must agree; with only the buffer lowered, the chunk limit follows it down.
+  const chunkFits = Math.max(1024, e.SOCKET_MAX_BUFFER_BYTES - 1024);
+  if (e.REALTIME_MAX_AUDIO_CHUNK_BYTES > chunkFits) {
+    if (withoutEmpty(env).REALTIME_MAX_AUDIO_CHUNK_BYTES !== undefined) {
+      missing.push('REALTIME_MAX_AUDIO_CHUNK_BYTES: must be at least 1024 below SOCKET_MAX_BUFFER_BYTES (a larger Socket.IO packet closes the connection)');
+    } else e.REALTIME_MAX_AUDIO_CHUNK_BYTES = chunkFits;
   }
   if (missing.length) throw new ConfigError(missing);
   if (e.OPENAI_BASE_URL && !e.OPENAI_API_KEY) {

@@ -70,6 +70,9 @@ describe('config', () => {
     expect(() => loadConfig({ REALTIME_MAX_AUDIO_CHUNK_BYTES: '999000' })).toThrow(/REALTIME_MAX_AUDIO_CHUNK_BYTES/);
     expect(loadConfig({ REALTIME_MAX_AUDIO_CHUNK_BYTES: '998976' }).realtime.maxAudioChunkBytes).toBe(998_976);
     expect(loadConfig({ REALTIME_MAX_AUDIO_CHUNK_BYTES: '2000000', SOCKET_MAX_BUFFER_BYTES: '3000000' }).realtime.maxAudioChunkBytes).toBe(2_000_000);
+    // Only the buffer lowered: the chunk limit (its default) follows it down.
+    expect(loadConfig({ SOCKET_MAX_BUFFER_BYTES: '100000' }).realtime.maxAudioChunkBytes).toBe(100_000 - 1024);
+    expect(loadConfig({}).realtime.maxAudioChunkBytes).toBe(262_144);
   });
 
   it('provider base URLs must carry http:// or https://', () => {
