@@ -193,7 +193,8 @@ export class ChatPipeline {
     const owners = ownersOf(input.principal);
 
     // A conversation is reached only through its owner: someone else's id is simply not found here.
-    const existing = input.conversationId && !input.stateless ? await findOwnedConversation(store, owners, input.conversationId) : undefined;
+    const found = input.conversationId && !input.stateless ? await findOwnedConversation(store, owners, input.conversationId) : undefined;
+    const existing = found && input.principal.anonymousId ? await this.#adopt(found, owners) : found;
     // A new conversation is written with its first message (one commit, when the turn runs).
     const created = !existing;
     const conversation = existing ?? newConversation(owners[0]!, (!input.stateless && input.conversationId) || timeOrderedId(), titleOf(input.message));
@@ -239,6 +240,28 @@ export class ChatPipeline {
   }
 
   /** Several nodes: the conversation's running-turn slot, or BUSY. One node keeps no lock (turns of a conversation may overlap, as before). */
+  /**
+   * A conversation an anonymous browser started from its IP, before it had its cookie (its first
+   * turn), moves to the cookie with the next turn it makes there: what it says from then on is
+   * not reachable from its IP (everyone behind the same NAT). Left where it is while a turn runs
+   * in it (that turn's reply is written to it), and when the move fails (logged): the turn goes
+   * on in the conversation as found.
+   */
+  async #adopt(found: Conversation, owners: readonly string[]): Promise<Conversation> {
+    const { store, turns, coordinator, logger } = this.deps;
+    const cookie = owners[0]!;
+    if (!found.ownerId.startsWith('ip:') || found.ownerId === cookie) return found;
+    if (turns.isRunning(found.key)) return found;
+    if (coordinator && (await coordinator.isRunning(found.key).catch(() => true))) return found;
+    try {
+      // Undefined: the cookie has one under this id already (made meanwhile): that one is its.
+      return (await store.moveConversation(found.ownerId, found.id, cookie)) ?? (await findOwnedConversation(store, owners, found.id)) ?? found;
+    } catch (err) {
+      logger.warn({ err, conversationId: found.id }, 'could not move an anonymous conversation from its IP to its cookie');
+      return found;
+    }
+  }
+
   async #claim(conversationKey: string): Promise<TurnLease | undefined> {
     const { coordinator, turns } = this.deps;
     if (!coordinator) return undefined;

@@ -30,9 +30,11 @@ export function ownerOf(p: Principal): string {
 
 /**
  * The owners whose conversations this caller may reach, preferred first. An anonymous client
- * that carries the cookie may also reach what it started from its IP before it had one (a
- * browser's first turn): anyone on that IP without a cookie can reach those anyway, so this
- * grants nothing new, and two cookie holders on one IP never see each other's.
+ * that carries the cookie may also reach what was started from its IP without one (a browser's
+ * first turn, before it had the cookie): anyone on that IP without a cookie can reach those
+ * anyway, so this grants nothing new. What a cookie holder starts is its own; and a conversation
+ * started from the IP moves to the cookie with the first turn a cookie holder makes in it
+ * (ChatPipeline), so what it says from then on is not reachable from the IP either.
  */
 export function ownersOf(p: Principal): string[] {
   if (p.userId !== null) return [p.userId];

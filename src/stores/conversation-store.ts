@@ -151,6 +151,13 @@ export interface ConversationStore {
   /** Deletes the owner's conversation and its messages; returns the deleted message ids. */
   deleteConversation(ownerId: string, id: string): Promise<string[]>;
   /**
+   * Gives `fromOwner`'s conversation `id`, with its messages, to `toOwner` under the same id (an
+   * anonymous browser's first conversation, started from its IP, moving to its cookie). Answers the
+   * conversation as it now is; undefined, and nothing changed, when `fromOwner` has no such
+   * conversation or `toOwner` has one already.
+   */
+  moveConversation(fromOwner: string, id: string, toOwner: string): Promise<Conversation | undefined>;
+  /**
    * Stores a message dated `createdAt` (the clock, by default), but never before its
    * conversation's latest activity: a conversation's messages stay in the order they were
    * written even after the clock stepped back, or under dates an earlier version set ahead of

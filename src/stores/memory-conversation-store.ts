@@ -73,6 +73,28 @@ export class MemoryConversationStore implements ConversationStore {
     return { ...c };
   }
 
+  async moveConversation(fromOwner: string, id: string, toOwner: string) {
+    const from = conversationKey(fromOwner, id);
+    const to = conversationKey(toOwner, id);
+    const c = this.#conversations.get(from);
+    if (!c || this.#conversations.has(to)) return undefined;
+    const moved: Conversation = { ...c, key: to, ownerId: toOwner };
+    this.#conversations.delete(from);
+    this.#conversations.set(to, moved);
+    const messages = this.#messages.get(from);
+    if (messages) {
+      for (const m of messages) m.conversationKey = to;
+      this.#messages.delete(from);
+      this.#messages.set(to, messages);
+    }
+    for (const entry of this.#outbox.values()) {
+      if (entry.conversationKey !== from) continue;
+      entry.conversationKey = to;
+      entry.ownerId = toOwner;
+    }
+    return { ...moved };
+  }
+
   async deleteConversation(ownerId: string, id: string) {
     const key = conversationKey(ownerId, id);
     const ids = (this.#messages.get(key) ?? []).map((m) => m.id);

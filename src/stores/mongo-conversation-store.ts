@@ -229,6 +229,30 @@ export class MongoConversationStore implements ConversationStore {
     return d ? toConversation(d) : undefined;
   }
 
+  /**
+   * The new conversation first (refused when `toOwner` has one), then its messages and queued
+   * memory writes, then the old conversation. Without transactions a failure between the steps
+   * leaves the messages moved so far under the new one and the rest under the old: both stay
+   * reachable by the new owner's id, and a retry moves the rest.
+   */
+  async moveConversation(fromOwner: string, id: string, toOwner: string) {
+    const from = conversationKey(fromOwner, id);
+    const to = conversationKey(toOwner, id);
+    const old = await this.#conversations.findOne({ _id: from });
+    if (!old) return undefined;
+    const moved: ConversationDoc = { ...old, _id: to, ownerId: toOwner };
+    try {
+      await this.#conversations.insertOne(moved);
+    } catch (err) {
+      if ((err as { code?: unknown }).code === DUPLICATE_KEY) return undefined;
+      throw err;
+    }
+    await this.#messages.updateMany({ conversationKey: from }, { $set: { conversationKey: to } });
+    await this.#outbox.updateMany({ conversationKey: from }, { $set: { conversationKey: to, ownerId: toOwner } });
+    await this.#conversations.deleteOne({ _id: from });
+    return toConversation(moved);
+  }
+
   async deleteConversation(ownerId: string, id: string) {
     const key = conversationKey(ownerId, id);
     const ids = (await this.#messages.find({ conversationKey: key }, { projection: { _id: 1 } }).toArray()).map((d) => d._id);

@@ -319,6 +319,8 @@ export class SqliteConversationStore implements ConversationStore {
       renameConversation: db.prepare<[string, string]>('UPDATE conversations SET title = ? WHERE key = ?'),
       messageIds: db.prepare<[string], { id: string }>('SELECT id FROM messages WHERE conversation_key = ?'),
       deleteConversation: db.prepare<[string]>('DELETE FROM conversations WHERE key = ?'),
+      moveMessages: db.prepare<[string, string]>('UPDATE messages SET conversation_key = ? WHERE conversation_key = ?'),
+      moveOutbox: db.prepare<[string, string]>('UPDATE memory_outbox SET owner_id = ? WHERE message_id IN (SELECT id FROM messages WHERE conversation_key = ?)'),
       insertMessage: db.prepare<[string, string, string, string, number, string | null, string | null, number | null, number | null, number | null]>(
         `INSERT INTO messages (id, conversation_key, role, content, created_at, model, finish_reason, input_tokens, output_tokens, tokens)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -487,6 +489,21 @@ export class SqliteConversationStore implements ConversationStore {
     const key = conversationKey(ownerId, id);
     const changed = await this.#write(() => this.#stmt.renameConversation.run(title, key).changes);
     return changed ? this.getConversation(ownerId, id) : undefined;
+  }
+
+  async moveConversation(fromOwner: string, id: string, toOwner: string) {
+    const from = conversationKey(fromOwner, id);
+    const to = conversationKey(toOwner, id);
+    return this.#write(() => {
+      const row = this.#stmt.getConversation.get(from);
+      if (!row || this.#stmt.getConversation.get(to)) return undefined;
+      // One transaction: the new row, its messages pointed at it, then the old row (now without messages).
+      this.#stmt.insertConversation.run(to, id, toOwner, row.title, row.created_at, row.updated_at);
+      this.#stmt.moveMessages.run(to, from);
+      this.#stmt.moveOutbox.run(toOwner, to);
+      this.#stmt.deleteConversation.run(from);
+      return toConversation({ ...row, key: to, owner_id: toOwner });
+    });
   }
 
   async deleteConversation(ownerId: string, id: string) {

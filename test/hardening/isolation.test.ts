@@ -95,6 +95,33 @@ describe('anonymous clients own their conversations', () => {
     expect(peek.body).not.toContain('SECRET');
   });
 
+  it("a browser's first conversation, begun from its IP before it had the cookie, moves to the cookie with its next turn: others on the IP no longer reach it", async () => {
+    const first = await sseFrom(gw.url, '127.0.0.9', { message: 'my first question', sessionId: 'nat-first' });
+    const cookieA = anonymousCookie(first.headers)!;
+    // Its next turn, with the cookie: the whole conversation is there (its first turn included).
+    const second = await sseFrom(gw.url, '127.0.0.9', { message: 'SECRET after the cookie', sessionId: 'nat-first' }, cookieA);
+    expect(contentOf(events(second.body))).toContain('2 earlier messages');
+    const messagesOf = async (cookie?: string) => {
+      const res = await fetch(`${gw.url}/api/chat/nat-first/messages`, { headers: cookie ? { Cookie: cookie } : {} });
+      return { status: res.status, text: await res.text() };
+    };
+    const mine = await messagesOf(cookieA);
+    expect(mine.status).toBe(200);
+    expect(mine.text).toContain('my first question');
+    expect(mine.text).toContain('SECRET after the cookie');
+    // Someone else behind the same address: without a cookie, and with one of their own.
+    const stranger = await sseFrom(gw.url, '127.0.0.9', { message: 'what was said?', sessionId: 'other' });
+    const cookieB = anonymousCookie(stranger.headers)!;
+    for (const cookie of [undefined, cookieB]) {
+      const theirs = await messagesOf(cookie);
+      expect(theirs.status).toBe(404);
+      expect(theirs.text).not.toContain('SECRET');
+    }
+    const peek = await sseFrom(gw.url, '127.0.0.9', { message: 'continue it', sessionId: 'nat-first' });
+    expect(contentOf(events(peek.body))).toContain('This is the start of the conversation');
+    expect(peek.body).not.toContain('SECRET');
+  });
+
   it('a forged or altered cookie counts as no cookie', async () => {
     const real = anonymousCookie((await sseFrom(gw.url, '127.0.0.5', { message: 'mine', sessionId: 'forged-target' })).headers)!;
     await sseFrom(gw.url, '127.0.0.5', { message: 'SECRET behind the cookie', sessionId: 'cookie-only' }, real);

@@ -317,6 +317,37 @@ for (const adapter of adapters) {
       expect(await store.deleteConversation('u1', 'c-del')).toEqual([]);
     });
 
+    it('moves a conversation with its messages to another owner under the same id; never onto one that owner has', async () => {
+      const { conversation } = await store.ensureConversation({ id: 'c-move', ownerId: 'ip:10.9.9.9', title: 'first turn' });
+      const m1 = await store.appendMessage({ conversationKey: conversation.key, role: 'user', content: 'hello from the IP' });
+      const m2 = await store.appendMessage({ conversationKey: conversation.key, role: 'assistant', content: 'hi' });
+      const before = await store.getConversation('ip:10.9.9.9', 'c-move');
+      const moved = await store.moveConversation('ip:10.9.9.9', 'c-move', 'anon:cookie-1');
+      expect(moved).toEqual({ ...before, key: conversationKey('anon:cookie-1', 'c-move'), ownerId: 'anon:cookie-1' });
+      expect(await store.getConversation('ip:10.9.9.9', 'c-move')).toBeUndefined();
+      expect(await store.getConversation('anon:cookie-1', 'c-move')).toEqual(moved);
+      const messages = await store.recentMessages(moved!.key, 10);
+      expect(messages.map((m) => [m.id, m.content, m.conversationKey])).toEqual([
+        [m1.id, 'hello from the IP', moved!.key],
+        [m2.id, 'hi', moved!.key],
+      ]);
+      expect(await store.recentMessages(conversation.key, 10)).toEqual([]);
+      // It goes on there; the old key takes nothing.
+      await store.appendMessage({ conversationKey: moved!.key, role: 'user', content: 'and now with my cookie' });
+      await expect(store.appendMessage({ conversationKey: conversation.key, role: 'user', content: 'lost?' })).rejects.toThrow();
+      expect((await store.listConversations('ip:10.9.9.9', { limit: 10 })).items.map((c) => c.id)).not.toContain('c-move');
+      expect((await store.listConversations('anon:cookie-1', { limit: 10 })).items.map((c) => c.id)).toContain('c-move');
+
+      // Nothing to move, or the target owner has one under that id already: nothing changes.
+      expect(await store.moveConversation('ip:10.9.9.9', 'c-move', 'anon:cookie-2')).toBeUndefined();
+      await store.ensureConversation({ id: 'c-move', ownerId: 'ip:10.9.9.9', title: 'another' });
+      expect(await store.moveConversation('ip:10.9.9.9', 'c-move', 'anon:cookie-1')).toBeUndefined();
+      expect(await store.getConversation('ip:10.9.9.9', 'c-move')).toMatchObject({ title: 'another' });
+      expect((await store.recentMessages(moved!.key, 10)).map((m) => m.content)).toEqual(['hello from the IP', 'hi', 'and now with my cookie']);
+      await store.deleteConversation('ip:10.9.9.9', 'c-move');
+      expect((await store.deleteConversation('anon:cookie-1', 'c-move')).length).toBe(3);
+    });
+
     it('users: unique email (case-insensitive), lookup by email and id', async () => {
       const u = await store.createUser({ email: 'Ada@Example.com', name: 'Ada', passwordHash: '$argon2id$x' });
       expect(u).toMatchObject({ email: 'ada@example.com', name: 'Ada', passwordHash: '$argon2id$x' });
