@@ -1,10 +1,11 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
 import { conversationIdSchema, describeIssues } from '../chat/chat-request.js';
-import { ownersOf } from '../chat/principal.js';
+import { ownersOf, type Principal } from '../chat/principal.js';
+import type { Logger } from '../logger.js';
 import { AppError } from '../errors.js';
 import type { Services } from '../services.js';
-import { findOwnedConversation, type FinishReason, type StoredMessage } from '../stores/conversation-store.js';
+import { findOwnedConversation, type Conversation, type FinishReason, type StoredMessage } from '../stores/conversation-store.js';
 import type { AppEnv } from './app-env.js';
 import { inArrivalOrder } from './arrival-order.js';
 import { authenticate } from './authenticate.js';
@@ -37,7 +38,9 @@ const MAX_UI_MESSAGES = 100_000;
  * What `DefaultChatTransport` sends (`useChat`): the chat id, its UI messages (only the last one
  * is new), the trigger. `lastOnly`: the earlier messages are only counted, not checked one by one
  * (the server keeps the conversation itself and never reads them): a long chat's request costs
- * its parse, not a validation of every message it ever had.
+ * its parse, not a validation of every message it ever had. The one before the last is kept
+ * when it is well formed (a regenerate or an edit is placed by it), so `messages` is then the
+ * last one or two.
  */
 export function aiChatSchema(options: { lastOnly?: boolean } = {}) {
   const message = uiMessageSchema();
@@ -53,7 +56,10 @@ export function aiChatSchema(options: { lastOnly?: boolean } = {}) {
             .max(MAX_UI_MESSAGES)
             .transform((all, ctx) => {
               const last = message.safeParse(all.at(-1));
-              if (last.success) return [last.data];
+              if (last.success) {
+                const previous = all.length > 1 ? message.safeParse(all.at(-2)) : undefined;
+                return previous?.success ? [previous.data, last.data] : [last.data];
+              }
               for (const issue of last.error.issues) ctx.addIssue({ ...issue, path: [all.length - 1, ...issue.path] } as Parameters<typeof ctx.addIssue>[0]);
               return z.NEVER;
             })
@@ -78,15 +84,15 @@ export function aiSdkRoutes(services: Services): Hono<AppEnv> {
   const bodyLimits = { maxBodyBytes: config.chat.maxHistoryBodyBytes, requestTimeoutMs: config.chat.requestTimeoutMs };
 
   app.post('/', inArrivalOrder(services), auth, async (c) => {
-    const parsed = schema.safeParse(await readJsonBody(c, bodyLimits));
+    const body = await readJsonBody(c, bodyLimits);
+    const parsed = schema.safeParse(body);
     if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
     const req = parsed.data;
     const last = req.messages.at(-1)!;
     if (last.role !== 'user') throw new AppError('BAD_REQUEST', 'The last message must be a user message (the last message is the one answered)');
-    const message = last.parts.map((p) => (p.type === 'text' && typeof p.text === 'string' ? p.text : '')).join('');
+    const message = textOfUi(last);
     if (message.trim() === '') throw new AppError('BAD_REQUEST', 'The last message has no text');
     if (message.length > config.chat.maxMessageChars) throw new AppError('BAD_REQUEST', `The last message must be at most ${config.chat.maxMessageChars} characters`);
-
     const turn = await services.pipeline.prepare({
       principal: c.get('principal'),
       message,
@@ -98,6 +104,13 @@ export function aiSdkRoutes(services: Services): Hono<AppEnv> {
       arrivedInPass: c.get('arrivedInPass'),
     });
     setRateLimitHeaders(c, turn.rateLimit);
+    // Once the turn is admitted (a refused one changes nothing), before it reads the history.
+    if (!turn.conversationCreated && (req.trigger === 'regenerate-message' || req.messageId !== undefined)) {
+      const sent = (body as { messages: unknown[] }).messages.length;
+      const previous = req.messages.length > 1 ? req.messages.at(-2)! : undefined;
+      const before = sent === 1 ? 'none' : previous ? { role: previous.role, text: textOfUi(previous) } : 'unknown';
+      await rewind(services, c.get('principal'), turn.conversation, { messageId: req.messageId, before, text: message }, c.get('logger'));
+    }
     return respondWithTurn(c, turn, uiMessageFrames(turn.conversation.id), UI_STREAM_HEADERS);
   });
 
@@ -122,6 +135,68 @@ export function aiSdkRoutes(services: Services): Hono<AppEnv> {
     return c.json(messages.map(uiMessage));
   });
   return app;
+}
+
+const textOfUi = (m: { parts: readonly { type: string; text?: unknown }[] }) => m.parts.map((p) => (p.type === 'text' && typeof p.text === 'string' ? p.text : '')).join('');
+
+/** Stored messages looked at to place a regenerate or an edit (it is placed near the end). */
+const REWIND_WINDOW = 400;
+
+/** Where a regenerate or an edit goes: the message it names, the one the client has before it, the text it sends. */
+interface RewindPlace {
+  messageId: string | undefined;
+  before: { role: string; text: string } | 'none' | 'unknown';
+  text: string;
+}
+
+/**
+ * `regenerate()` and editing a message (`trigger: "regenerate-message"`, or a submit naming the
+ * `messageId` it replaces): the client dropped the reply it wants again (and, for an edit,
+ * everything after the edited message). The stored conversation is cut back the same way before
+ * the turn, so it keeps one answer per question, the model does not see the answer it is asked
+ * to replace, and a reload shows what the page showed. The cut is placed by the stored message
+ * the `messageId` names (a page loaded from /messages has the stored ids); else by the message
+ * the client has before the one it sends, the latest stored one with its role and text; with
+ * nothing before it (the client sent one message), only a tail that is an earlier answer to the
+ * same text goes. Nothing is cut when the place is not found, or while a reply is streaming in
+ * the conversation. Memories of the messages cut are forgotten with them.
+ */
+async function rewind(services: Services, principal: Principal, conversation: Conversation, place: RewindPlace, logger: Logger): Promise<void> {
+  const { store, turns, memory } = services;
+  if (turns.isRunning(conversation.key)) return;
+  try {
+    const stored = await store.recentMessages(conversation.key, REWIND_WINDOW);
+    const keep = cutPoint(stored, place);
+    if (keep === undefined || keep >= stored.length) return;
+    const ids = stored.slice(keep).map((m) => m.id);
+    if (memory && principal.userId !== null) {
+      for (const id of ids) await memory.forget(conversation.ownerId, id).catch((err: unknown) => logger.warn({ err, messageId: id }, 'could not forget a replaced message'));
+    }
+    const deleted = await store.deleteMessages(conversation.key, ids);
+    logger.info({ conversationId: conversation.id, deleted: deleted.length }, 'messages replaced by a regenerate or an edit');
+  } catch (err) {
+    // The turn goes on as a new one after them, as before this existed.
+    logger.warn({ err, conversationId: conversation.id }, 'could not replace messages for a regenerate or an edit');
+  }
+}
+
+/** How many stored messages stay (see rewind); undefined: nothing is cut. */
+function cutPoint(stored: readonly StoredMessage[], { messageId, before, text }: RewindPlace): number | undefined {
+  const n = stored.length;
+  const named = messageId === undefined ? -1 : stored.findIndex((m) => m.id === messageId);
+  if (named >= 0) {
+    // A reply named (regenerate): its question goes too, as the turn asks it again.
+    if (stored[named]!.role === 'assistant') return named > 0 && stored[named - 1]!.role === 'user' && stored[named - 1]!.content === text ? named - 1 : named;
+    return named;
+  }
+  if (before === 'unknown') return undefined;
+  if (before === 'none') {
+    if (n >= 2 && stored[n - 1]!.role === 'assistant' && stored[n - 2]!.role === 'user' && stored[n - 2]!.content === text) return n - 2;
+    if (n >= 1 && stored[n - 1]!.role === 'user' && stored[n - 1]!.content === text) return n - 1;
+    return undefined;
+  }
+  for (let i = n - 1; i >= 0; i--) if (stored[i]!.role === before.role && stored[i]!.content === before.text) return i + 1;
+  return undefined;
 }
 
 function uiMessage(m: StoredMessage) {

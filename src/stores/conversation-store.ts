@@ -157,6 +157,8 @@ export interface ConversationStore {
    * conversation or `toOwner` has one already.
    */
   moveConversation(fromOwner: string, id: string, toOwner: string): Promise<Conversation | undefined>;
+  /** Deletes these messages of the conversation (and their queued memory writes); answers the ids it deleted (others' ids are left alone). */
+  deleteMessages(conversationKey: string, ids: readonly string[]): Promise<string[]>;
   /**
    * Stores a message dated `createdAt` (the clock, by default), but never before its
    * conversation's latest activity: a conversation's messages stay in the order they were

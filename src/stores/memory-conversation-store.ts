@@ -95,6 +95,20 @@ export class MemoryConversationStore implements ConversationStore {
     return { ...moved };
   }
 
+  async deleteMessages(conversationKey: string, ids: readonly string[]) {
+    const messages = this.#messages.get(conversationKey);
+    if (!messages) return [];
+    const wanted = new Set(ids);
+    const deleted = messages.filter((m) => wanted.has(m.id)).map((m) => m.id);
+    if (deleted.length === 0) return [];
+    this.#messages.set(
+      conversationKey,
+      messages.filter((m) => !wanted.has(m.id)),
+    );
+    for (const id of deleted) this.#outbox.delete(id);
+    return deleted;
+  }
+
   async deleteConversation(ownerId: string, id: string) {
     const key = conversationKey(ownerId, id);
     const ids = (this.#messages.get(key) ?? []).map((m) => m.id);

@@ -253,6 +253,15 @@ export class MongoConversationStore implements ConversationStore {
     return toConversation(moved);
   }
 
+  async deleteMessages(conversationKey: string, ids: readonly string[]) {
+    if (ids.length === 0) return [];
+    const found = (await this.#messages.find({ _id: { $in: [...ids] }, conversationKey }, { projection: { _id: 1 } }).toArray()).map((d) => d._id);
+    if (found.length === 0) return [];
+    await this.#messages.deleteMany({ _id: { $in: found }, conversationKey });
+    await this.#outbox.deleteMany({ _id: { $in: found } });
+    return found;
+  }
+
   async deleteConversation(ownerId: string, id: string) {
     const key = conversationKey(ownerId, id);
     const ids = (await this.#messages.find({ conversationKey: key }, { projection: { _id: 1 } }).toArray()).map((d) => d._id);

@@ -319,6 +319,7 @@ export class SqliteConversationStore implements ConversationStore {
       renameConversation: db.prepare<[string, string]>('UPDATE conversations SET title = ? WHERE key = ?'),
       messageIds: db.prepare<[string], { id: string }>('SELECT id FROM messages WHERE conversation_key = ?'),
       deleteConversation: db.prepare<[string]>('DELETE FROM conversations WHERE key = ?'),
+      deleteMessage: db.prepare<[string, string]>('DELETE FROM messages WHERE id = ? AND conversation_key = ?'),
       moveMessages: db.prepare<[string, string]>('UPDATE messages SET conversation_key = ? WHERE conversation_key = ?'),
       moveOutbox: db.prepare<[string, string]>('UPDATE memory_outbox SET owner_id = ? WHERE message_id IN (SELECT id FROM messages WHERE conversation_key = ?)'),
       insertMessage: db.prepare<[string, string, string, string, number, string | null, string | null, number | null, number | null, number | null]>(
@@ -503,6 +504,16 @@ export class SqliteConversationStore implements ConversationStore {
       this.#stmt.moveOutbox.run(toOwner, to);
       this.#stmt.deleteConversation.run(from);
       return toConversation({ ...row, key: to, owner_id: toOwner });
+    });
+  }
+
+  async deleteMessages(conversationKey: string, ids: readonly string[]) {
+    if (ids.length === 0) return [];
+    return this.#write(() => {
+      const deleted: string[] = [];
+      // Their queued memory writes go with them (ON DELETE CASCADE).
+      for (const id of ids) if (this.#stmt.deleteMessage.run(id, conversationKey).changes === 1) deleted.push(id);
+      return deleted;
     });
   }
 

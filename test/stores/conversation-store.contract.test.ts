@@ -348,6 +348,24 @@ for (const adapter of adapters) {
       expect((await store.deleteConversation('anon:cookie-1', 'c-move')).length).toBe(3);
     });
 
+    it('deletes chosen messages of a conversation (and their queued memory writes), never another conversation’s', async () => {
+      const { conversation } = await store.ensureConversation({ id: 'c-cut', ownerId: 'u-cut', title: 't' });
+      const { conversation: other } = await store.ensureConversation({ id: 'c-cut-other', ownerId: 'u-cut', title: 't' });
+      const kept = await store.appendMessage({ conversationKey: conversation.key, role: 'user', content: 'q1' });
+      const cut1 = await store.appendMessage({ conversationKey: conversation.key, role: 'assistant', content: 'a1', remember: true });
+      const cut2 = await store.appendMessage({ conversationKey: conversation.key, role: 'user', content: 'q2' });
+      const elsewhere = await store.appendMessage({ conversationKey: other.key, role: 'user', content: 'not yours' });
+      const queued = async () => (await store.pendingMemories(1000, Date.now() + 60_000)).map((p) => p.message.id);
+      expect(await queued()).toContain(cut1.id);
+      expect((await store.deleteMessages(conversation.key, [cut1.id, cut2.id, elsewhere.id, 'no-such-id'])).sort()).toEqual([cut1.id, cut2.id].sort());
+      expect((await store.recentMessages(conversation.key, 10)).map((m) => m.id)).toEqual([kept.id]);
+      expect((await store.recentMessages(other.key, 10)).map((m) => m.id)).toEqual([elsewhere.id]);
+      expect(await queued()).not.toContain(cut1.id);
+      expect(await store.deleteMessages(conversation.key, [])).toEqual([]);
+      await store.deleteConversation('u-cut', 'c-cut');
+      await store.deleteConversation('u-cut', 'c-cut-other');
+    });
+
     it('users: unique email (case-insensitive), lookup by email and id', async () => {
       const u = await store.createUser({ email: 'Ada@Example.com', name: 'Ada', passwordHash: '$argon2id$x' });
       expect(u).toMatchObject({ email: 'ada@example.com', name: 'Ada', passwordHash: '$argon2id$x' });
