@@ -1,4 +1,5 @@
 import { createAdaptorServer } from '@hono/node-server';
+import { answerClientError } from './client-errors.js';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { createNodeWebSocket } from '@hono/node-ws';
 import { EventEmitter } from 'node:events';
@@ -133,6 +134,9 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
     createServer: ((options: ServerOptions, listener: RequestListener) => createHttpServer(options, boundPipelining(listener))) as typeof createHttpServer,
   }) as HttpServer;
   httpServer.keepAliveTimeout = 65_000;
+  // A request Node cannot read (headers over 16 KiB, not HTTP, headers past the deadline) is
+  // answered with Node's status and a coded JSON body, as every other refusal is.
+  httpServer.on('clientError', answerClientError);
   // A client that trickles its request holds a socket and its buffers: Node's defaults allow a
   // minute for the headers and five for the whole request. Headers get REQUEST_TIMEOUT_MS; a
   // JSON body is answered with a coded 408 at that deadline by its route (readJsonBody), and

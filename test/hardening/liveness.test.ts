@@ -463,6 +463,25 @@ describe('a client that trickles its request is bounded', () => {
     expect(t.answer()).toMatch(/^HTTP\/1\.1 408 /);
   });
 
+  it('what Node cannot read as HTTP gets Node’s status with a coded JSON body, then the connection closes: headers over the limit, bytes that are not HTTP, headers past the deadline', async () => {
+    const cases = [
+      { head: `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(20_000)}\r\n\r\n`, status: 431, error: 'The request headers are too large' },
+      { head: 'NOT HTTP AT ALL\r\n\r\n', status: 400, error: 'The request could not be read as HTTP' },
+      { head: 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ', status: 408, error: 'The request did not arrive in time (REQUEST_TIMEOUT_MS)' },
+    ];
+    for (const { head: request, status, error } of cases) {
+      const t = await trickle(request);
+      await t.closed;
+      const [head, body] = t.answer().split('\r\n\r\n');
+      expect(head, request.slice(0, 20)).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+      expect(head).toMatch(/\r\nconnection: close/i);
+      expect(head).toMatch(/\r\ncontent-type: application\/json/i);
+      expect(JSON.parse(body!)).toEqual({ error, code: 'BAD_REQUEST' });
+    }
+    // The server goes on serving.
+    expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
+  });
+
   it('a reply that streams for longer than the deadline is not cut, and the server goes on serving', async () => {
     const started = performance.now();
     const res = await postChat(gw.url, { message: 'Tell me about the weather in some detail, please.' });
