@@ -66,7 +66,7 @@ export class Accounts {
   async register(input: { email: string; password: string; name: string | null }, ip: string): Promise<{ user: User; token: string }> {
     await this.#throttle(`auth:ip:${addressKey(ip, this.deps.limits.ipv6Prefix)}`, this.deps.limits.perIp, 'Too many sign-in attempts; try again later');
     try {
-      const user = await this.deps.store.createUser({ email: input.email, name: input.name, passwordHash: await this.deps.hasher.hash(input.password) });
+      const user = await this.deps.store.createUser({ email: input.email, name: input.name, passwordHash: await this.deps.hasher.hash(normalised(input.password)) });
       this.deps.logger.info({ userId: user.id }, 'user registered');
       return { user, token: await this.#signIn(user) };
     } catch (err) {
@@ -81,7 +81,7 @@ export class Accounts {
     await this.#throttle(`auth:account:${await sha256(input.email)}`, this.deps.limits.perAccount, 'Too many sign-in attempts for this account; try again later');
     const user = await this.deps.store.findUserByEmail(input.email);
     // Unknown email and wrong password cost the same and answer the same.
-    const ok = await this.deps.hasher.verify(input.password, user?.passwordHash ?? (await this.#decoyHash()));
+    const ok = await this.#verify(input.password, user?.passwordHash ?? (await this.#decoyHash()));
     if (!user || !ok) throw new AppError('UNAUTHORIZED', LOGIN_FAILED);
     return { user, token: await this.#signInChecked(user) };
   }
@@ -106,7 +106,7 @@ export class Accounts {
   /** Every other session and every API key is revoked; the caller gets a new token. */
   async changePassword(principal: Principal, current: string, next: string): Promise<{ user: User; token: string }> {
     const user = await this.#confirm(principal, current);
-    await this.deps.store.updateUserPassword(user.id, await this.deps.hasher.hash(next));
+    await this.deps.store.updateUserPassword(user.id, await this.deps.hasher.hash(normalised(next)));
     if (this.deps.sessions) await this.deps.sessions.revokeAll(user.id);
     const apiKeys = await this.deps.apiKeys.revokeAll(user.id);
     this.deps.logger.info({ userId: user.id, apiKeys }, 'password changed; every session signed out and every API key revoked');
@@ -153,7 +153,7 @@ export class Accounts {
     await this.#throttle(`auth:account-user:${userId}`, this.deps.limits.perAccount, 'Too many password attempts; try again later');
     const user = await this.deps.store.findUserById(userId);
     if (!user) throw new AppError('UNAUTHORIZED', 'This account no longer exists');
-    if (!(await this.deps.hasher.verify(password, user.passwordHash))) throw new AppError('UNAUTHORIZED', 'The password is not correct');
+    if (!(await this.#verify(password, user.passwordHash))) throw new AppError('UNAUTHORIZED', 'The password is not correct');
     return user;
   }
 
@@ -195,6 +195,17 @@ export class Accounts {
     return { token: await this.deps.tokens.issue(user, sessionId), sessionId };
   }
 
+  /**
+   * A password is checked in its NFC form, as it is hashed (the same password typed on a keyboard
+   * that composes characters, or one that does not, is one password). A hash made before that
+   * (from the password as typed) still matches it as typed.
+   */
+  async #verify(password: string, hash: string): Promise<boolean> {
+    const nfc = normalised(password);
+    if (await this.deps.hasher.verify(nfc, hash)) return true;
+    return nfc !== password && this.deps.hasher.verify(password, hash);
+  }
+
   async #throttle(key: string, limit: number, message: string): Promise<void> {
     const decision = await this.deps.limiter.consume(key, limit);
     // The HTTP error handler sets Retry-After and RateLimit-* from the details.
@@ -205,6 +216,11 @@ export class Accounts {
     this.#decoy ??= this.deps.hasher.hash(crypto.randomUUID());
     return this.#decoy;
   }
+}
+
+/** Unicode NFC (NIST SP 800-63B 5.1.1.2: passwords are normalised before they are hashed). */
+function normalised(password: string): string {
+  return password.normalize('NFC');
 }
 
 function requireLocalUser(principal: Principal): string {

@@ -204,3 +204,21 @@ describe('the session check remembers whose session it is', () => {
     expect(await fresh.isActive(session.id, 'user-b')).toBe(false);
   });
 });
+
+describe('passwords are compared in Unicode NFC', () => {
+  it('a password registered composed signs in typed decomposed, and the reverse; one hashed as typed before still signs in', async () => {
+    const store = new MemoryConversationStore();
+    const { accounts, hasher } = setUp(store);
+    const composed = 'caf\u00e9-\u00c5ngstr\u00f6m'; // é, Å, ö as one code point each
+    const decomposed = composed.normalize('NFD');
+    expect(decomposed).not.toBe(composed);
+    await accounts.register({ email: 'nfc@example.com', password: composed, name: null }, IP);
+    await expect(accounts.login({ email: 'nfc@example.com', password: decomposed }, IP)).resolves.toMatchObject({ user: { email: 'nfc@example.com' } });
+    await accounts.register({ email: 'nfd@example.com', password: decomposed, name: null }, IP);
+    await expect(accounts.login({ email: 'nfd@example.com', password: composed }, IP)).resolves.toMatchObject({ user: { email: 'nfd@example.com' } });
+    // An account whose hash was made from the decomposed form as typed (before passwords were normalised).
+    const old = await store.createUser({ email: 'old@example.com', name: null, passwordHash: await hasher.hash(decomposed) });
+    await expect(accounts.login({ email: 'old@example.com', password: decomposed }, IP)).resolves.toMatchObject({ user: { id: old.id } });
+    await expect(accounts.login({ email: 'old@example.com', password: 'wrong' }, IP)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+  });
+});
