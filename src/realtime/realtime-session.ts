@@ -121,8 +121,6 @@ export class RealtimeSession {
   private queueOverflowReported = false;
   /** Since when client events have been dropped because the upstream socket is full (undefined: it is not). */
   private upstreamStalledSince: number | undefined;
-  /** Since when refusals have gone unsent because the client does not read (undefined: it reads). */
-  private refusalsUnreadSince: number | undefined;
   private clientOverflowReported = false;
   private lastActivity = Date.now();
   private idleTimer: NodeJS.Timeout | undefined;
@@ -170,7 +168,7 @@ export class RealtimeSession {
     const { event: ga, dropped } = toGaClientEvent(parsed);
     if (dropped.length > 0) this.logger.debug({ dropped }, 'realtime: beta fields without a GA equivalent dropped');
     // Echoed in refusals: an id longer than any client makes is not (the answer would be as large as the event).
-    const eventId = typeof ga.event_id === 'string' && ga.event_id.length <= MAX_EVENT_ID_CHARS ? ga.event_id : undefined;
+    const eventId = echoedId(ga.event_id);
     const type = String(ga.type);
     if (!isRealtimeClientEventType(type)) {
       this.refuse('BAD_REQUEST', `Unsupported realtime event type "${clip(type, 64)}"`, eventId);
@@ -299,7 +297,7 @@ export class RealtimeSession {
         this.refuse(
           'RATE_LIMIT',
           `Too many realtime events while the provider connection is opening (limit ${maxQueuedEvents} events or ${maxQueuedBytes} bytes); events are being dropped`,
-          event.event_id,
+          echoedId(event.event_id),
         );
       }
       return;
@@ -315,7 +313,7 @@ export class RealtimeSession {
       if (this.upstreamStalledSince === undefined) {
         this.upstreamStalledSince = now;
         this.logger.warn({ buffered: upstream.bufferedAmount }, 'realtime: upstream not keeping up');
-        this.refuse('RATE_LIMIT', 'The realtime provider is not keeping up with this session; events are being dropped', event.event_id);
+        this.refuse('RATE_LIMIT', 'The realtime provider is not keeping up with this session; events are being dropped', echoedId(event.event_id));
       } else if (now - this.upstreamStalledSince > this.limits.maxClientStallMs) {
         // Dropping the client's audio for good is no session: it ends, as a client that stops reading does.
         this.fail('RATE_LIMIT', 'Realtime session closed: the provider stopped reading its events', 'server');
@@ -482,19 +480,11 @@ export class RealtimeSession {
 
   /**
    * A refusal: the client is told, the session lives on. A client that does not read its
-   * answers is not told (the answers would pile up in memory at the pace it sends); one that goes
-   * on sending without reading for maxClientStallMs loses the session.
+   * answers is not told: the answers would pile up in memory at the pace it sends. (Refused
+   * events are no activity either: such a client is closed at the idle limit.)
    */
   private refuse(code: ErrorCode, message: string, eventId?: string): void {
-    if (this.clientBacklog() > this.limits.maxClientBacklogBytes) {
-      const now = Date.now();
-      this.refusalsUnreadSince ??= now;
-      if (now - this.refusalsUnreadSince > this.limits.maxClientStallMs) {
-        this.fail('RATE_LIMIT', 'Realtime session closed: the client is not reading events fast enough', 'server');
-      }
-      return;
-    }
-    this.refusalsUnreadSince = undefined;
+    if (this.clientBacklog() > this.limits.maxClientBacklogBytes) return;
     this.emitError({ code, message, fromUpstreamEvent: false, ...(eventId ? { eventId } : {}) });
   }
 
@@ -553,6 +543,11 @@ function safeErrorEvent(event: RealtimeServerEvent): { event: RealtimeServerEven
     }
   }
   return { event: changed ? { ...event, error: cleaned } : event, message, eventId };
+}
+
+/** A client's `event_id` as a refusal may echo it: up to MAX_EVENT_ID_CHARS, else none. */
+function echoedId(id: unknown): string | undefined {
+  return typeof id === 'string' && id.length <= MAX_EVENT_ID_CHARS ? id : undefined;
 }
 
 function toBuffer(chunk: unknown): Buffer | undefined {

@@ -53,6 +53,8 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
 
   nsp.on('connection', (socket: AiSocket) => {
     const turns = new SocketTurns();
+    /** Conversations with a turn of this socket's running: their ends reach this socket anyway. */
+    const ownTurns = new Map<string, number>();
     const sessionLog = withBindings(log, { socketId: socket.id, userId: socket.data.userId });
     // Every socket of a signed-in user, on any node, receives that user's turns (multi-tab).
     const userRoom = socket.data.userId ? `user:${socket.data.userId}` : undefined;
@@ -99,10 +101,11 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
           if (!id.success) throw new AppError('BAD_REQUEST', 'conversationId: not a conversation id');
           const principal = await eventPrincipal(services, socket, undefined);
           let stopped = false;
-          let viaRoom = false;
+          let viaRoom = ownTurns.has(id.data);
           for (const owner of ownersOf(principal)) {
             const key = conversationKey(owner, id.data);
-            // Its end reaches this socket through the user's room already (read before the turn ends).
+            // Its end reaches this socket through the user's room already, or as this socket's own
+            // turn (read before the turn ends).
             if (userRoom && roomTurns.has(key)) viaRoom = true;
             if (await stopConversationTurn(services, key)) stopped = true;
           }
@@ -133,7 +136,14 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
         const tabs = userRoom ? socket.to(userRoom) : undefined;
         let turnConversation = '';
         let roomKey: string | undefined;
+        let ownId: string | undefined;
         const leaveRoomTurns = () => {
+          if (ownId !== undefined) {
+            const own = (ownTurns.get(ownId) ?? 1) - 1;
+            if (own > 0) ownTurns.set(ownId, own);
+            else ownTurns.delete(ownId);
+            ownId = undefined;
+          }
           if (roomKey === undefined) return;
           const left = (roomTurns.get(roomKey) ?? 1) - 1;
           if (left > 0) roomTurns.set(roomKey, left);
@@ -150,6 +160,8 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
           events: {
             start: (e) => {
               turnConversation = e.conversationId;
+              ownId = e.conversationId;
+              ownTurns.set(ownId, (ownTurns.get(ownId) ?? 0) + 1);
               if (userRoom) {
                 roomKey = conversationKey(socket.data.userId!, e.conversationId);
                 roomTurns.set(roomKey, (roomTurns.get(roomKey) ?? 0) + 1);

@@ -396,16 +396,21 @@ describe.each([openai, gemini])('RealtimeSession over $name', (fx) => {
     expect(await h.closed()).toMatchObject({ initiator: 'server', code: 'RATE_LIMIT', message: expect.stringMatching(/provider stopped reading/) });
   });
 
-  it('a client that does not read is not sent its refusals, and loses the session once it has not read for the stall limit', async () => {
+  it('a client that does not read is not sent its refusals (they would pile up); once it reads again, it is told again', async () => {
     const { h } = await started({ limits: { maxClientBacklogBytes: 10_000, maxClientStallMs: 300 } });
     h.backlog = 50_000; // the client stopped reading
     const id = 'e'.repeat(200);
     for (let i = 0; i < 20; i++) h.session.handleClientEvent({ type: 'not.a.client.event', event_id: id });
     expect(h.errors).toEqual([]); // nothing queued towards a client that does not read
     await new Promise((r) => setTimeout(r, 400));
-    h.session.handleClientEvent({ type: 'not.a.client.event', event_id: id });
-    expect(await h.closed()).toMatchObject({ initiator: 'server', code: 'RATE_LIMIT' });
-    expect(h.errors.map((e) => e.code)).toEqual(['RATE_LIMIT']);
+    h.backlog = 0; // it caught up
+    h.session.handleClientEvent({ type: 'not.a.client.event', event_id: 'again' });
+    expect(h.errors.map((e) => [e.code, e.eventId])).toEqual([['BAD_REQUEST', 'again']]);
+    // Behind again, well after the first time: still no answers, and the session is not closed for it.
+    h.backlog = 50_000;
+    h.session.handleClientEvent({ type: 'not.a.client.event' });
+    expect(h.errors).toHaveLength(1);
+    expect(h.closes).toEqual([]);
   });
 
   it('a refusal echoes an event_id up to 256 characters, a longer one not at all', async () => {
@@ -416,6 +421,12 @@ describe.each([openai, gemini])('RealtimeSession over $name', (fx) => {
       ['BAD_REQUEST', 'e'.repeat(256)],
       ['BAD_REQUEST', undefined],
     ]);
+  });
+
+  it('the upstream-full refusal echoes the event_id under the same cap', async () => {
+    const { h } = await started({ limits: { maxUpstreamBufferedBytes: 10 } });
+    h.session.handleClientEvent({ type: 'response.create', event_id: 'x'.repeat(100_000) });
+    expect(h.errors.map((e) => [e.code, e.eventId])).toEqual([['RATE_LIMIT', undefined]]);
   });
 
   it('refused events are no activity: a client that only sends refused events is closed when idle', async () => {

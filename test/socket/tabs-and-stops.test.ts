@@ -67,6 +67,17 @@ describe('Socket.IO: tabs, stops by id, replies under way', () => {
     expect(await running.log.next('chat:stopped')).toMatchObject({ conversationId: 'stop-anon-1' });
   });
 
+  it('chat:stop {conversationId} naming the socket’s own turn (anonymous): one chat:stopped, the turn’s own', async () => {
+    const own = await ai();
+    own.socket.emit('chat:start', { message: 'a long answer please', conversationId: 'stop-own-1' });
+    await own.log.next('chat:message');
+    own.socket.emit('chat:stop', { conversationId: 'stop-own-1' });
+    const stopped = await own.log.next('chat:stopped');
+    expect(stopped).toMatchObject({ conversationId: 'stop-own-1', messageId: expect.any(String) });
+    await sleep(200);
+    expect(own.log.all('chat:stopped')).toHaveLength(1);
+  });
+
   it('chat:stop {conversationId} on /ai stops a turn of the same user on the default namespace, and answers chat:stopped', async () => {
     const bob = await register(gw().url, 'tabs-stop-default@example.com');
     const seed = client<DefaultClient>(gw().url, { transports: ['websocket'], auth: { token: bob.token } });
