@@ -16,6 +16,7 @@ import type { TurnCoordinator, TurnLease } from './turn-coordinator.js';
 import { eventId, type TurnLog, type TurnStreams } from './turn-streams.js';
 import type { LongTermMemory } from '../memory/long-term-memory.js';
 import { noopMetrics, type Metrics } from '../metrics/metrics.js';
+import { BoundedMap } from '../bounded-map.js';
 
 export interface ChatTurnInput {
   principal: Principal;
@@ -168,7 +169,15 @@ function shuttingDown(): AppError {
   return new AppError('INTERNAL', 'The server is shutting down; retry in a moment');
 }
 
+/** How long a conversation moved from an IP to a cookie is remembered as moved (a lookup under way then reads it again). */
+const MOVED_REMEMBERED_MS = 60_000;
+
 export class ChatPipeline {
+  /** Conversations known by an IP that requests have in hand, and the move of one under way (#adopt). */
+  readonly #held = new Map<string, { count: number; moving?: Promise<void> | undefined }>();
+  /** Conversations moved from an IP to a cookie lately, by their old key (bounded: the oldest go first). */
+  readonly #movedAway = new BoundedMap<string, number>(10_000);
+
   constructor(private readonly deps: ChatPipelineDeps) {}
 
   /** Throws AppError (INVALID_MODEL, RATE_LIMIT, ...) before anything is streamed or stored. */
@@ -193,75 +202,145 @@ export class ChatPipeline {
     const owners = ownersOf(input.principal);
 
     // A conversation is reached only through its owner: someone else's id is simply not found here.
-    const found = input.conversationId && !input.stateless ? await findOwnedConversation(store, owners, input.conversationId) : undefined;
-    const existing = found && input.principal.anonymousId ? await this.#adopt(found, owners) : found;
+    let found = input.conversationId && !input.stateless ? await findOwnedConversation(store, owners, input.conversationId) : undefined;
+    // Moved to a cookie by another request while it was read (see #adopt): read again.
+    if (found && this.#wasMoved(found.key)) {
+      await this.#held.get(found.key)?.moving;
+      found = await findOwnedConversation(store, owners, found.id);
+    }
+    // Conversations that may move (those known by an IP) are held from here to the turn's end.
+    const held = found?.ownerId.startsWith('ip:') ? this.#hold(found.key) : undefined;
     // A new conversation is written with its first message (one commit, when the turn runs).
-    const created = !existing;
-    const conversation = existing ?? newConversation(owners[0]!, (!input.stateless && input.conversationId) || timeOrderedId(), titleOf(input.message));
-    const lease = input.stateless ? undefined : await this.#claim(conversation.key);
-
-    const { key, limit } = chatLimit(input.principal, this.deps.rateLimits);
-    const rateLimit = await limiter.consume(key, limit).catch((err: unknown) => {
-      lease?.release();
-      throw err;
-    });
-    if (!rateLimit.allowed) {
-      lease?.release();
-      const retryAfterSeconds = Math.max(1, Math.ceil((rateLimit.reset - Date.now()) / 1000));
-      throw new AppError('RATE_LIMIT', `Too many chat requests; retry in ${retryAfterSeconds} s`, {
-        details: { rateLimit, retryAfterSeconds },
+    const created = !found;
+    let conversation = found ?? newConversation(owners[0]!, (!input.stateless && input.conversationId) || timeOrderedId(), titleOf(input.message));
+    let lease: TurnLease | undefined;
+    let rateLimit: RateLimitDecision;
+    try {
+      lease = input.stateless ? undefined : await this.#claim(conversation.key);
+      // Several nodes: another node may have moved it before this one had its slot.
+      if (held && lease && !(await store.getConversation(conversation.ownerId, conversation.id))) {
+        lease.release();
+        throw new AppError('BUSY', 'This conversation moved while the turn started; send it again');
+      }
+      const { key, limit } = chatLimit(input.principal, this.deps.rateLimits);
+      rateLimit = await limiter.consume(key, limit).catch((err: unknown) => {
+        lease?.release();
+        throw err;
       });
+      if (!rateLimit.allowed) {
+        lease?.release();
+        const retryAfterSeconds = Math.max(1, Math.ceil((rateLimit.reset - Date.now()) / 1000));
+        throw new AppError('RATE_LIMIT', `Too many chat requests; retry in ${retryAfterSeconds} s`, {
+          details: { rateLimit, retryAfterSeconds },
+        });
+      }
+      // The turn's expensive part (the store, the model request) starts in the pass its request was
+      // let through in. Checks that waited on the network (a shared limiter, a remote store) may end
+      // in a later pass, together with a burst of others: such a start waits its pass of the start
+      // gate. After admission: a client flooding starts is refused at its rate limit there.
+      if (!arrivalGate || arrivalGate.pass !== arrivedInPass) {
+        const wait = startGate?.admit();
+        if (wait) await wait;
+      }
+      if (turns.closing) {
+        lease?.release();
+        throw shuttingDown();
+      }
+      if (input.principal.userId !== null && turns.isOwnerClosed(input.principal.userId)) {
+        lease?.release();
+        throw new AppError('UNAUTHORIZED', 'This account is being deleted');
+      }
+      // Admitted: a conversation the browser began from its IP moves to its cookie now.
+      if (found && held && input.principal.anonymousId) ({ conversation, lease } = await this.#adopt(found, owners[0]!, lease));
+    } catch (err) {
+      held?.release();
+      throw err;
     }
-    // The turn's expensive part (the store, the model request) starts in the pass its request was
-    // let through in. Checks that waited on the network (a shared limiter, a remote store) may end
-    // in a later pass, together with a burst of others: such a start waits its pass of the start
-    // gate. After admission: a client flooding starts is refused at its rate limit there.
-    if (!arrivalGate || arrivalGate.pass !== arrivedInPass) {
-      const wait = startGate?.admit();
-      if (wait) await wait;
-    }
-    if (turns.closing) {
-      lease?.release();
-      throw shuttingDown();
-    }
-    if (input.principal.userId !== null && turns.isOwnerClosed(input.principal.userId)) {
-      lease?.release();
-      throw new AppError('UNAUTHORIZED', 'This account is being deleted');
-    }
+    const turnLease = lease;
+    const turnConversation = conversation;
 
     return {
-      conversation,
+      conversation: turnConversation,
       conversationCreated: created,
       model,
       rateLimit,
       continueOnDisconnect: !input.stateless && this.deps.options.continueOnDisconnect === true,
-      run: (sink, signal) => this.#run(input, conversation, created, model, sink, signal, lease),
+      run: held
+        ? async (sink, signal) => {
+            try {
+              await this.#run(input, turnConversation, created, model, sink, signal, turnLease);
+            } finally {
+              held.release();
+            }
+          }
+        : (sink, signal) => this.#run(input, turnConversation, created, model, sink, signal, turnLease),
     };
   }
 
-  /** Several nodes: the conversation's running-turn slot, or BUSY. One node keeps no lock (turns of a conversation may overlap, as before). */
   /**
-   * A conversation an anonymous browser started from its IP, before it had its cookie (its first
-   * turn), moves to the cookie with the next turn it makes there: what it says from then on is
-   * not reachable from its IP (everyone behind the same NAT). Left where it is while a turn runs
-   * in it (that turn's reply is written to it), and when the move fails (logged): the turn goes
-   * on in the conversation as found.
+   * Marks a conversation known by an IP as in the hands of a request, from its lookup to its
+   * turn's end: #adopt moves only one nobody else holds. `release()` once.
    */
-  async #adopt(found: Conversation, owners: readonly string[]): Promise<Conversation> {
-    const { store, turns, coordinator, logger } = this.deps;
-    const cookie = owners[0]!;
-    if (!found.ownerId.startsWith('ip:') || found.ownerId === cookie) return found;
-    if (turns.isRunning(found.key)) return found;
-    if (coordinator && (await coordinator.isRunning(found.key).catch(() => true))) return found;
-    try {
-      // Undefined: the cookie has one under this id already (made meanwhile): that one is its.
-      return (await store.moveConversation(found.ownerId, found.id, cookie)) ?? (await findOwnedConversation(store, owners, found.id)) ?? found;
-    } catch (err) {
-      logger.warn({ err, conversationId: found.id }, 'could not move an anonymous conversation from its IP to its cookie');
-      return found;
-    }
+  #hold(key: string): { release(): void } {
+    let entry = this.#held.get(key);
+    if (!entry) this.#held.set(key, (entry = { count: 0 }));
+    entry.count++;
+    let released = false;
+    const held = entry;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        if (--held.count === 0 && held.moving === undefined && this.#held.get(key) === held) this.#held.delete(key);
+      },
+    };
   }
 
+  /** Whether the conversation under this key is being moved, or was moved lately (a lookup that began before may have read it). */
+  #wasMoved(key: string): boolean {
+    if (this.#held.get(key)?.moving) return true;
+    const at = this.#movedAway.get(key);
+    return at !== undefined && performance.now() - at < MOVED_REMEMBERED_MS;
+  }
+
+  /**
+   * A conversation an anonymous browser started from its IP, before it had its cookie (its first
+   * turn), moves to the cookie with the next turn it makes there, once that turn is admitted: what
+   * it says from then on is not reachable from its IP (everyone behind the same NAT). Only when no
+   * other request has it in hand (a cookie-less client on the same address sending to the same
+   * id, another browser): it then stays where it is this time. With several nodes this turn holds
+   * the conversation's slot (no other node runs a turn in it) and takes the new key's too; a
+   * node that had read it before the move finds it gone once it has the slot (BUSY, send again).
+   * A move that fails (logged) leaves it where it is.
+   */
+  async #adopt(found: Conversation, cookie: string, lease: TurnLease | undefined): Promise<{ conversation: Conversation; lease: TurnLease | undefined }> {
+    const unchanged = { conversation: found, lease };
+    const { store, turns, coordinator, logger } = this.deps;
+    const entry = this.#held.get(found.key);
+    if (!entry || entry.count > 1 || entry.moving || turns.isRunning(found.key)) return unchanged;
+    const next = coordinator ? await coordinator.acquire(conversationKey(cookie, found.id)).catch(() => undefined) : undefined;
+    if (coordinator && !next) return unchanged;
+    let moved: Conversation | undefined;
+    const move = store.moveConversation(found.ownerId, found.id, cookie).then(
+      (c) => void (moved = c),
+      (err: unknown) => logger.warn({ err, conversationId: found.id }, 'could not move an anonymous conversation from its IP to its cookie'),
+    );
+    entry.moving = move;
+    try {
+      await move;
+    } finally {
+      entry.moving = undefined;
+    }
+    if (!moved) {
+      next?.release();
+      return unchanged;
+    }
+    this.#movedAway.set(found.key, performance.now());
+    lease?.release();
+    return { conversation: moved, lease: next };
+  }
+
+  /** Several nodes: the conversation's running-turn slot, or BUSY. One node keeps no lock (turns of a conversation may overlap, as before). */
   async #claim(conversationKey: string): Promise<TurnLease | undefined> {
     const { coordinator, turns } = this.deps;
     if (!coordinator) return undefined;

@@ -230,10 +230,11 @@ export class MongoConversationStore implements ConversationStore {
   }
 
   /**
-   * The new conversation first (refused when `toOwner` has one), then its messages and queued
-   * memory writes, then the old conversation. Without transactions a failure between the steps
-   * leaves the messages moved so far under the new one and the rest under the old: both stay
-   * reachable by the new owner's id, and a retry moves the rest.
+   * The new conversation first (refused when `toOwner` has one), then the old one is taken out
+   * (only one of two concurrent moves finds it: the other takes its new one back and answers
+   * undefined, as SQLite and the memory store do), then the messages and queued memory writes
+   * follow. Without transactions a failure between the last steps leaves some messages under the
+   * old key, unreachable; a crash there is the only way to lose them.
    */
   async moveConversation(fromOwner: string, id: string, toOwner: string) {
     const from = conversationKey(fromOwner, id);
@@ -247,10 +248,14 @@ export class MongoConversationStore implements ConversationStore {
       if ((err as { code?: unknown }).code === DUPLICATE_KEY) return undefined;
       throw err;
     }
+    const taken = await this.#conversations.findOneAndDelete({ _id: from });
+    if (!taken) {
+      await this.#conversations.deleteOne({ _id: to });
+      return undefined;
+    }
     await this.#messages.updateMany({ conversationKey: from }, { $set: { conversationKey: to } });
     await this.#outbox.updateMany({ conversationKey: from }, { $set: { conversationKey: to, ownerId: toOwner } });
-    await this.#conversations.deleteOne({ _id: from });
-    return toConversation(moved);
+    return toConversation({ ...taken, _id: to, ownerId: toOwner });
   }
 
   async deleteMessages(conversationKey: string, ids: readonly string[]) {

@@ -434,6 +434,84 @@ describe('chat pipeline', () => {
     expect(model.calls[2]!.maxTokens).toBe(450);
   });
 
+  describe("an anonymous browser's conversation begun from its IP, moving to its cookie", () => {
+    const curl: Principal = { userId: null, ip: '10.0.0.1', anonymousId: null };
+    const browserA: Principal = { userId: null, ip: '10.0.0.1', anonymousId: 'cookie-a' };
+    const browserB: Principal = { userId: null, ip: '10.0.0.1', anonymousId: 'cookie-b' };
+
+    it('moves with the next turn a cookie holder makes there, its messages with it', async () => {
+      const { store, pipeline } = setup();
+      await drain(await pipeline.prepare({ principal: curl, message: 'first', conversationId: 'nat-1' }));
+      const turn = await pipeline.prepare({ principal: browserA, message: 'second', conversationId: 'nat-1' });
+      expect(turn.conversation.key).toBe(conversationKey('anon:cookie-a', 'nat-1'));
+      expect((await drain(turn)).at(-1)).toMatchObject({ type: 'end', finishReason: 'stop' });
+      expect(await store.getConversation('ip:10.0.0.1', 'nat-1')).toBeUndefined();
+      expect((await store.recentMessages(conversationKey('anon:cookie-a', 'nat-1'), 10)).map((m) => m.role)).toEqual(['user', 'assistant', 'user', 'assistant']);
+    });
+
+    it('a cookie-less client and a browser sending to it at once: both turns end as turns, none fails', async () => {
+      const { store, pipeline } = setup();
+      await drain(await pipeline.prepare({ principal: curl, message: 'first', conversationId: 'nat-2' }));
+      const [fromCurl, fromBrowser] = await Promise.all([
+        pipeline.prepare({ principal: curl, message: 'from curl', conversationId: 'nat-2' }),
+        pipeline.prepare({ principal: browserA, message: 'from the browser', conversationId: 'nat-2' }),
+      ]);
+      const [e1, e2] = await Promise.all([drain(fromCurl), drain(fromBrowser)]);
+      expect(e1.at(-1)).toMatchObject({ type: 'end', finishReason: 'stop' });
+      expect(e2.at(-1)).toMatchObject({ type: 'end', finishReason: 'stop' });
+      // Both in hand at once: it stayed where it was this time; the browser's next turn moves it.
+      const next = await pipeline.prepare({ principal: browserA, message: 'later', conversationId: 'nat-2' });
+      expect(next.conversation.ownerId).toBe('anon:cookie-a');
+      await drain(next);
+      expect(await store.recentMessages(conversationKey('anon:cookie-a', 'nat-2'), 20)).toHaveLength(8);
+    });
+
+    it('two browsers sending to it at once: both turns end as turns, none fails, and it moves at most once', async () => {
+      const { store, pipeline } = setup();
+      await drain(await pipeline.prepare({ principal: curl, message: 'first', conversationId: 'nat-3' }));
+      const [a, b] = await Promise.all([
+        pipeline.prepare({ principal: browserA, message: 'A', conversationId: 'nat-3' }),
+        pipeline.prepare({ principal: browserB, message: 'B', conversationId: 'nat-3' }),
+      ]);
+      const [ea, eb] = await Promise.all([drain(a), drain(b)]);
+      expect(ea.at(-1)).toMatchObject({ type: 'end', finishReason: 'stop' });
+      expect(eb.at(-1)).toMatchObject({ type: 'end', finishReason: 'stop' });
+      const holders = await Promise.all(['ip:10.0.0.1', 'anon:cookie-a', 'anon:cookie-b'].map((o) => store.getConversation(o, 'nat-3')));
+      expect(holders.filter((c) => c !== undefined)).toHaveLength(1);
+    });
+
+    it('a turn that is refused (rate limit) moves nothing', async () => {
+      const { store, pipeline } = setup(undefined, { userLimit: 100, anonymousLimit: 1, authLimit: 1, windowMs: 60_000, ipv6Prefix: 56 });
+      await drain(await pipeline.prepare({ principal: curl, message: 'my notes', conversationId: 'nat-4' }));
+      await expect(pipeline.prepare({ principal: browserA, message: 'hi', conversationId: 'nat-4' })).rejects.toMatchObject({ code: 'RATE_LIMIT' });
+      expect(await store.getConversation('ip:10.0.0.1', 'nat-4')).toBeDefined();
+      expect(await store.getConversation('anon:cookie-a', 'nat-4')).toBeUndefined();
+    });
+
+    it('a lookup that read it before another request moved it reads it again: the cookie-less client gets a conversation of its own', async () => {
+      const { store, pipeline } = setup();
+      await drain(await pipeline.prepare({ principal: curl, message: 'first', conversationId: 'nat-5' }));
+      // The browser's turn moves it; a cookie-less request whose lookup was already under way comes next.
+      const getConversation = store.getConversation.bind(store);
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let reads = 0;
+      store.getConversation = async (owner, id) => {
+        const found = await getConversation(owner, id);
+        if (owner === 'ip:10.0.0.1' && id === 'nat-5' && reads++ === 0) await held;
+        return found;
+      };
+      const late = pipeline.prepare({ principal: curl, message: 'from curl', conversationId: 'nat-5' });
+      await drain(await pipeline.prepare({ principal: browserA, message: 'moved', conversationId: 'nat-5' }));
+      release();
+      const turn = await late;
+      expect(turn.conversationCreated).toBe(true);
+      expect((await drain(turn)).at(-1)).toMatchObject({ type: 'end', finishReason: 'stop' });
+      expect(await store.recentMessages(conversationKey('ip:10.0.0.1', 'nat-5'), 10)).toHaveLength(2);
+      expect(await store.recentMessages(conversationKey('anon:cookie-a', 'nat-5'), 10)).toHaveLength(4);
+    });
+  });
+
   it('refuses a message over MAX_MESSAGE_CHARS whatever protocol hands it over, before counting or storing anything', async () => {
     const { store, pipeline } = setup(undefined, { userLimit: 1, anonymousLimit: 1, authLimit: 1, windowMs: 60_000, ipv6Prefix: 56 });
     await expect(pipeline.prepare({ principal: anon, message: 'x'.repeat(32_001), conversationId: 'long' })).rejects.toMatchObject({ code: 'BAD_REQUEST' });

@@ -5,6 +5,7 @@
  * Redis with REDIS_URL alone; and with Upstash, through a stand-in over the same Redis), and a
  * Redis restart that neither process dies of.
  */
+import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, register, type Account } from '../helpers/accounts.js';
 import { messagesOf } from '../helpers/conversations.js';
@@ -240,6 +241,48 @@ describe('two nodes on one Redis', () => {
     expect(body.endsWith('data: [DONE]\n\n')).toBe(true);
     while (!(await reader.read()).done);
     expect((await fetch(`${b.url}/api/chat/${id}/stream`, { headers: bearer(user) })).status).toBe(204);
+  });
+
+  it("an anonymous conversation begun from the IP on node A moves to the browser's cookie with its turn on node B; a cookie-less client then has its own", async () => {
+    // From an address of its own: the anonymous quota of 127.0.0.1 is the next test's.
+    const turn = (gw: GatewayProcess, message: string, cookie?: string) =>
+      new Promise<{ cookie: string | undefined; body: string; status: number }>((resolve, reject) => {
+        const payload = JSON.stringify({ message, sessionId: 'cluster-nat', maxTokens: 100 });
+        const req = http.request(
+          `${gw.url}/api/v2/ai/chat/stream`,
+          {
+            method: 'POST',
+            localAddress: '127.0.0.5',
+            agent: false,
+            headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload), ...(cookie ? { Cookie: cookie } : {}) },
+          },
+          (res) => {
+            let body = '';
+            res.setEncoding('utf8');
+            res.on('data', (c: string) => (body += c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: textOfSse(body), cookie: res.headers['set-cookie']?.map((c) => c.split(';')[0]!).find((c) => c.startsWith('anon_session=')) }));
+          },
+        );
+        req.on('error', reject);
+        req.end(payload);
+      });
+    const textOfSse = (raw: string) =>
+      raw
+        .split('\n')
+        .filter((l) => l.startsWith('data: '))
+        .map((l) => (JSON.parse(l.slice(6)) as { content?: string }).content ?? '')
+        .join('');
+    const first = await turn(a, 'begun without a cookie');
+    expect(first.status).toBe(200);
+    const cookie = first.cookie!;
+    expect(cookie).toBeDefined();
+    const second = await turn(b, 'SECRET once the cookie is there', cookie);
+    expect(second.status).toBe(200);
+    expect(second.body).toContain('2 earlier messages');
+    const cookieless = await turn(a, 'what was said?');
+    expect(cookieless.status).toBe(200);
+    expect(cookieless.body).toContain('This is the start of the conversation');
+    expect(cookieless.body).not.toContain('SECRET');
   });
 
   it('the rate limit is exact across both nodes, counted in Redis with REDIS_URL alone', async () => {

@@ -348,6 +348,20 @@ for (const adapter of adapters) {
       expect((await store.deleteConversation('anon:cookie-1', 'c-move')).length).toBe(3);
     });
 
+    it('two moves of one conversation at once (two browsers behind one address): one moves it, the other answers undefined and leaves nothing', async () => {
+      const { conversation } = await store.ensureConversation({ id: 'c-move-race', ownerId: 'ip:10.1.1.1', title: 't' });
+      await store.appendMessage({ conversationKey: conversation.key, role: 'user', content: 'q' });
+      await store.appendMessage({ conversationKey: conversation.key, role: 'assistant', content: 'a' });
+      const [a, b] = await Promise.all([store.moveConversation('ip:10.1.1.1', 'c-move-race', 'anon:race-a'), store.moveConversation('ip:10.1.1.1', 'c-move-race', 'anon:race-b')]);
+      expect([a, b].filter((m) => m !== undefined)).toHaveLength(1);
+      const winner = (a ?? b)!;
+      const loser = a ? 'anon:race-b' : 'anon:race-a';
+      expect(await store.getConversation(loser, 'c-move-race')).toBeUndefined();
+      expect(await store.getConversation('ip:10.1.1.1', 'c-move-race')).toBeUndefined();
+      expect((await store.recentMessages(winner.key, 10)).map((m) => m.content)).toEqual(['q', 'a']);
+      await store.deleteConversation(winner.ownerId, 'c-move-race');
+    });
+
     it('deletes chosen messages of a conversation (and their queued memory writes), never another conversation’s', async () => {
       const { conversation } = await store.ensureConversation({ id: 'c-cut', ownerId: 'u-cut', title: 't' });
       const { conversation: other } = await store.ensureConversation({ id: 'c-cut-other', ownerId: 'u-cut', title: 't' });
