@@ -218,9 +218,16 @@ export class ChatPipeline {
     try {
       lease = input.stateless ? undefined : await this.#claim(conversation.key);
       // Several nodes: another node may have moved it before this one had its slot.
-      if (held && lease && !(await store.getConversation(conversation.ownerId, conversation.id))) {
-        lease.release();
-        throw new AppError('BUSY', 'This conversation moved while the turn started; send it again');
+      if (held && lease) {
+        const taken = lease;
+        const still = await store.getConversation(conversation.ownerId, conversation.id).catch((err: unknown) => {
+          taken.release();
+          throw err;
+        });
+        if (!still) {
+          taken.release();
+          throw new AppError('BUSY', 'This conversation moved while the turn started; send it again');
+        }
       }
       const { key, limit } = chatLimit(input.principal, this.deps.rateLimits);
       rateLimit = await limiter.consume(key, limit).catch((err: unknown) => {

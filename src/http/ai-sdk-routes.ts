@@ -156,10 +156,9 @@ interface RewindPlace {
  * the turn, so it keeps one answer per question, the model does not see the answer it is asked
  * to replace, and a reload shows what the page showed. The cut is placed by the stored message
  * the `messageId` names (a page loaded from /messages has the stored ids); else by the message
- * the client has before the one it sends, the latest stored one with its role and text; with
- * nothing before it (the client sent one message), only a tail that is an earlier answer to the
- * same text goes. Nothing is cut when the place is not found, or while a reply is streaming in
- * the conversation. Memories of the messages cut are forgotten with them.
+ * the client has before the one it sends, the latest stored one with its role and text. Nothing
+ * is cut when the place is not found (a client that sends only its last message gives none), or
+ * while a reply is streaming in the conversation. Memories of the messages cut are forgotten with them.
  */
 async function rewind(services: Services, principal: Principal, conversation: Conversation, place: RewindPlace, logger: Logger): Promise<void> {
   const { store, turns, memory } = services;
@@ -182,20 +181,18 @@ async function rewind(services: Services, principal: Principal, conversation: Co
 
 /** How many stored messages stay (see rewind); undefined: nothing is cut. */
 function cutPoint(stored: readonly StoredMessage[], { messageId, before, text }: RewindPlace): number | undefined {
-  const n = stored.length;
   const named = messageId === undefined ? -1 : stored.findIndex((m) => m.id === messageId);
   if (named >= 0) {
     // A reply named (regenerate): its question goes too, as the turn asks it again.
     if (stored[named]!.role === 'assistant') return named > 0 && stored[named - 1]!.role === 'user' && stored[named - 1]!.content === text ? named - 1 : named;
     return named;
   }
-  if (before === 'unknown') return undefined;
-  if (before === 'none') {
-    if (n >= 2 && stored[n - 1]!.role === 'assistant' && stored[n - 2]!.role === 'user' && stored[n - 2]!.content === text) return n - 2;
-    if (n >= 1 && stored[n - 1]!.role === 'user' && stored[n - 1]!.content === text) return n - 1;
-    return undefined;
-  }
-  for (let i = n - 1; i >= 0; i--) if (stored[i]!.role === before.role && stored[i]!.content === before.text) return i + 1;
+  // Nothing before the message sent (a client that sends only its last one): a regenerate of the
+  // last reply looks exactly like the retry of a message that was refused (the AI SDK's retry is
+  // a regenerate too), whose earlier exchange with the same text the page still shows. Nothing
+  // is cut: a duplicate answer is better than a lost one.
+  if (before === 'unknown' || before === 'none') return undefined;
+  for (let i = stored.length - 1; i >= 0; i--) if (stored[i]!.role === before.role && stored[i]!.content === before.text) return i + 1;
   return undefined;
 }
 

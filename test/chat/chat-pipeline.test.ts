@@ -480,6 +480,45 @@ describe('chat pipeline', () => {
       expect(holders.filter((c) => c !== undefined)).toHaveLength(1);
     });
 
+    it('with a coordinator (several nodes): the turn moves it and holds the new slot, the old one is free; a store error after the slot was taken frees it', async () => {
+      /** Slots in one process, as the Redis coordinator keeps them across nodes. */
+      const slots = new Set<string>();
+      const coordinator = {
+        acquire: async (key: string) => {
+          if (slots.has(key)) return undefined;
+          slots.add(key);
+          let released = false;
+          return { release: () => void (!released && (released = true) && slots.delete(key)) };
+        },
+        isRunning: async (key: string) => slots.has(key),
+        publishStop: async () => {},
+        onStop: () => {},
+      };
+      const store = new MemoryConversationStore();
+      const local = new LocalModel({ tokenDelayMs: 0, contextTokens: 8192 });
+      const models = new ModelRegistry({ factories: { local: { model: () => local } }, defaultModel: 'local' });
+      const limits = { userLimit: 100, anonymousLimit: 100, authLimit: 10, windowMs: 60_000, ipv6Prefix: 56 };
+      const pipeline = new ChatPipeline({ store, models, limiter: new MemoryRateLimiter(60_000), rateLimits: limits, turns: new TurnTracker(), coordinator, logger: silentLogger, options: OPTIONS });
+      await drain(await pipeline.prepare({ principal: curl, message: 'first', conversationId: 'nat-6' }));
+      const turn = await pipeline.prepare({ principal: browserA, message: 'second', conversationId: 'nat-6' });
+      expect(turn.conversation.key).toBe(conversationKey('anon:cookie-a', 'nat-6'));
+      expect([...slots]).toEqual([conversationKey('anon:cookie-a', 'nat-6')]);
+      await drain(turn);
+      expect(slots.size).toBe(0);
+
+      await drain(await pipeline.prepare({ principal: curl, message: 'another', conversationId: 'nat-7' }));
+      const getConversation = store.getConversation.bind(store);
+      let calls = 0;
+      store.getConversation = async (owner, id) => {
+        if (++calls === 2) throw new Error('store hiccup'); // the check once the slot is taken
+        return getConversation(owner, id);
+      };
+      await expect(pipeline.prepare({ principal: curl, message: 'again', conversationId: 'nat-7' })).rejects.toThrow('store hiccup');
+      expect(slots.size).toBe(0);
+      store.getConversation = getConversation;
+      await drain(await pipeline.prepare({ principal: curl, message: 'and again', conversationId: 'nat-7' }));
+    });
+
     it('a turn that is refused (rate limit) moves nothing', async () => {
       const { store, pipeline } = setup(undefined, { userLimit: 100, anonymousLimit: 1, authLimit: 1, windowMs: 60_000, ipv6Prefix: 56 });
       await drain(await pipeline.prepare({ principal: curl, message: 'my notes', conversationId: 'nat-4' }));

@@ -88,13 +88,18 @@ describe('useChat regenerate and edit (/api/chat)', () => {
     expect(shown(await stored())).toEqual(shown(reloaded.messages));
   });
 
-  it('a client that sends only its last message (prepareSendMessagesRequest): regenerate replaces the last reply', async () => {
+  it('a client that sends only its last message (prepareSendMessagesRequest): a regenerate deletes nothing, since it looks exactly like the retry of a refused message', async () => {
     const { stored, api, headers } = await setUp('regen-last-only@example.com', 'regen-3');
     const post = (body: object) => fetch(api, { method: 'POST', headers: { ...headers, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
-    const ask = { id: 'regen-3', messages: [{ id: 'u1', role: 'user', parts: [{ type: 'text', text: 'only me' }] }] };
-    await (await post({ ...ask, trigger: 'submit-message' })).text();
-    await (await post({ ...ask, trigger: 'submit-message', messages: [{ id: 'u2', role: 'user', parts: [{ type: 'text', text: 'and me' }] }] })).text();
-    await (await post({ id: 'regen-3', trigger: 'regenerate-message', messages: [{ id: 'u2', role: 'user', parts: [{ type: 'text', text: 'and me' }] }] })).text();
-    expect(shown(await stored()).map(([role, text]) => (role === 'user' ? text : role))).toEqual(['only me', 'assistant', 'and me', 'assistant']);
+    const only = (id: string, text: string) => [{ id, role: 'user', parts: [{ type: 'text', text }] }];
+    expect((await post({ id: 'regen-3', trigger: 'submit-message', messages: only('u1', 'continue') })).status).toBe(200);
+    // The same text again, refused before anything is stored (here a bad temperature; a 429 or a lost request alike).
+    expect((await post({ id: 'regen-3', trigger: 'submit-message', messages: only('u2', 'continue'), temperature: 5 })).status).toBe(400);
+    // The AI SDK's retry is a regenerate of that last user message, sent alone.
+    const retry = await post({ id: 'regen-3', trigger: 'regenerate-message', messages: only('u2', 'continue') });
+    expect(retry.status).toBe(200);
+    await retry.text();
+    // The first exchange, which the page still shows, is kept.
+    expect(shown(await stored()).map(([role, text]) => (role === 'user' ? text : role))).toEqual(['continue', 'assistant', 'continue', 'assistant']);
   });
 });
