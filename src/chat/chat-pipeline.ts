@@ -9,6 +9,7 @@ import { conversationKey, findOwnedConversation, monotonicNow, timeOrderedId, ty
 import type { MemoryMatch } from '../memory/memory-store.js';
 import { countTokensBounded } from '../models/tokenizer.js';
 import { buildContext, type ContextMessage } from './context-builder.js';
+import { cleanLabel } from './chat-request.js';
 import { ownersOf, type Principal } from './principal.js';
 import { TurnAbort, asTurnAbort } from './turn-abort.js';
 import type { TurnTracker } from './turn-tracker.js';
@@ -736,7 +737,7 @@ function newConversation(ownerId: string, id: string, title: string): Conversati
 }
 
 function titleOf(message: string): string {
-  const flat = message.replace(/\s+/g, ' ').trim();
+  const flat = cleanLabel(message);
   return flat.length <= TITLE_CHARS ? flat : `${flat.slice(0, TITLE_CHARS - 1)}…`;
 }
 

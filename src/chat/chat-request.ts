@@ -1,5 +1,23 @@
 import { z } from 'zod';
 
+/** Control characters, bidirectional overrides and isolates, zero-width characters and the BOM. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const UNSHOWN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g;
+
+/**
+ * A name a person gave something, as it may be shown and stored: well-formed Unicode (a lone
+ * surrogate becomes U+FFFD), without control, bidirectional-override or zero-width characters
+ * (which hide or reorder what is shown), whitespace runs as one space, trimmed.
+ */
+export function cleanLabel(text: string): string {
+  return (text as string & { toWellFormed(): string }).toWellFormed().replace(UNSHOWN, '').replace(/\s+/g, ' ').trim();
+}
+
+/** A label field: cleaned (cleanLabel), then 1 to `max` characters. */
+export function labelSchema(max: number) {
+  return z.string().transform(cleanLabel).pipe(z.string().min(1, 'must not be empty').max(max));
+}
+
 /** Conversation ids a client may choose (PROTOCOLS.md section 0). */
 export const conversationIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, 'must be 1-128 characters of A-Z, a-z, 0-9, _ and -');
 

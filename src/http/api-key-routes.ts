@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
-import { describeIssues } from '../chat/chat-request.js';
+import { describeIssues, labelSchema } from '../chat/chat-request.js';
 import { AppError } from '../errors.js';
 import { routeModel } from '../models/model-registry.js';
 import type { Services } from '../services.js';
@@ -17,7 +17,7 @@ const modelName = z
 
 /** Strict: a misspelt `models` or `rateLimitPerMinute` must not quietly create an unrestricted key. */
 export const createKeySchema = z.strictObject({
-  name: z.string().trim().min(1, 'must not be empty').max(100),
+  name: labelSchema(100),
   models: z
     .array(modelName)
     .min(1, 'must name at least one model (omit it for every model the server allows)')

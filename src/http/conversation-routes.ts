@@ -1,9 +1,9 @@
 import { Hono, type Context } from 'hono';
 import { z } from 'zod';
-import { conversationIdSchema, describeIssues } from '../chat/chat-request.js';
+import { conversationIdSchema, describeIssues, labelSchema } from '../chat/chat-request.js';
 import { AppError } from '../errors.js';
 import type { Services } from '../services.js';
-import type { Conversation, StoredMessage } from '../stores/conversation-store.js';
+import { decodeCursor, type Conversation, type StoredMessage } from '../stores/conversation-store.js';
 import type { AppEnv } from './app-env.js';
 import { readJsonBody } from './http-helpers.js';
 import { authenticate } from './authenticate.js';
@@ -14,7 +14,16 @@ export const pageQuery = z.object({
   cursor: z.string().max(300).optional(),
 });
 
-export const renameSchema = z.object({ title: z.string().trim().min(1, 'must not be empty').max(200) });
+/** A page of what the conversation store keeps: its cursors (encodeCursor) only, so a page request with another is refused, not answered with page one. */
+export const storePageQuery = pageQuery.extend({
+  cursor: z
+    .string()
+    .max(300)
+    .refine((c) => decodeCursor(c) !== undefined, 'not a cursor this server gave out')
+    .optional(),
+});
+
+export const renameSchema = z.object({ title: labelSchema(200) });
 
 const conversationJson = (c: Conversation) => ({
   id: c.id,
@@ -40,7 +49,7 @@ export function conversationRoutes(services: Services): Hono<AppEnv> {
   routes.use(authenticate(services, { requireUser: true }));
 
   const page = (c: Context<AppEnv>) => {
-    const parsed = pageQuery.safeParse({ limit: c.req.query('limit'), cursor: c.req.query('cursor') });
+    const parsed = storePageQuery.safeParse({ limit: c.req.query('limit'), cursor: c.req.query('cursor') });
     if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
     return parsed.data;
   };

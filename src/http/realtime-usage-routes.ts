@@ -5,7 +5,7 @@ import type { Services } from '../services.js';
 import type { RealtimeSessionRecord } from '../stores/conversation-store.js';
 import type { AppEnv } from './app-env.js';
 import { authenticate } from './authenticate.js';
-import { pageQuery } from './conversation-routes.js';
+import { storePageQuery } from './conversation-routes.js';
 
 const sessionJson = (r: RealtimeSessionRecord) => ({
   id: r.id,
@@ -21,7 +21,7 @@ const sessionJson = (r: RealtimeSessionRecord) => ({
 export function realtimeUsageRoutes(services: Services): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
   routes.get('/sessions', authenticate(services, { requireUser: true }), async (c) => {
-    const parsed = pageQuery.safeParse({ limit: c.req.query('limit'), cursor: c.req.query('cursor') });
+    const parsed = storePageQuery.safeParse({ limit: c.req.query('limit'), cursor: c.req.query('cursor') });
     if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
     const page = await services.store.listRealtimeSessions(c.get('principal').userId!, { limit: parsed.data.limit, before: parsed.data.cursor });
     return c.json({ sessions: page.items.map(sessionJson), nextCursor: page.nextCursor });

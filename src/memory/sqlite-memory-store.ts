@@ -5,7 +5,7 @@ import * as sqliteVec from 'sqlite-vec';
 import { decodeCursor, toPage, type Page } from '../stores/conversation-store.js';
 import { offLoopCheckpoints, type CheckpointOptions, type CheckpointStats, type WalCheckpointer } from '../stores/wal-checkpointer.js';
 import { READ_BUSY_TIMEOUT_MS, WriteLock } from '../stores/sqlite-write-lock.js';
-import { MemoryStoreError } from './memory-store-error.js';
+import { InvalidCursorError, MemoryStoreError } from './memory-store-error.js';
 import type { MemoryMatch, MemoryQuery, MemoryRecord, MemoryStore } from './memory-store.js';
 import { mulberry32 } from './seeded-random.js';
 
@@ -917,6 +917,7 @@ export class SqliteMemoryStore implements MemoryStore {
   async list(ownerId: string, options: { limit: number; cursor?: string | undefined }): Promise<Page<MemoryRecord>> {
     const s = this.#s;
     const after = decodeCursor(options.cursor);
+    if (options.cursor && !after) throw new InvalidCursorError();
     const rows = after
       ? s.listAfter.all(ownerId, after.createdAt, after.createdAt, after.id, options.limit + 1)
       : s.list.all(ownerId, options.limit + 1);
