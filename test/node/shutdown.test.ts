@@ -35,7 +35,9 @@ describe('graceful shutdown', () => {
       const url = `http://127.0.0.1:${port}/api/v2/ai/chat/stream`;
       const post = (body: object) => fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
 
-      const short = await post({ message: 'short', sessionId: 'short', maxTokens: 5 });
+      // 12 tokens at 40 ms: still streaming when SIGTERM comes (with 5 it ended first once in CI,
+      // the second request's head having taken long), and done well within the grace period.
+      const short = await post({ message: 'short', sessionId: 'short', maxTokens: 12 });
       const long = await post({ message: 'long', sessionId: 'long' });
       const shortText = short.text();
       const longText = long.text();
