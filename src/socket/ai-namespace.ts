@@ -32,7 +32,7 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
   const continueOnDisconnect = services.config.streams.onDisconnect === 'continue';
   const resumeSchema = z.object({ conversationId: conversationIdSchema });
   /** Conversations (by key) with a signed-in user's turn running on this namespace of this node: their ends reach the user's tabs. */
-  const roomTurns = new Map<string, number>();
+  const roomTurns = new CountedSet();
 
   /** The `/ai` events of a turn's end (shared by live turns and replays). */
   const emitEnd = (target: { emit: AiSocket['emit'] }, e: Extract<ChatTurnEvent, { type: 'end' }>) => {
@@ -54,7 +54,7 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
   nsp.on('connection', (socket: AiSocket) => {
     const turns = new SocketTurns();
     /** Conversations with a turn of this socket's running: their ends reach this socket anyway. */
-    const ownTurns = new Map<string, number>();
+    const ownTurns = new CountedSet();
     const sessionLog = withBindings(log, { socketId: socket.id, userId: socket.data.userId });
     // Every socket of a signed-in user, on any node, receives that user's turns (multi-tab).
     const userRoom = socket.data.userId ? `user:${socket.data.userId}` : undefined;
@@ -138,17 +138,9 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
         let roomKey: string | undefined;
         let ownId: string | undefined;
         const leaveRoomTurns = () => {
-          if (ownId !== undefined) {
-            const own = (ownTurns.get(ownId) ?? 1) - 1;
-            if (own > 0) ownTurns.set(ownId, own);
-            else ownTurns.delete(ownId);
-            ownId = undefined;
-          }
-          if (roomKey === undefined) return;
-          const left = (roomTurns.get(roomKey) ?? 1) - 1;
-          if (left > 0) roomTurns.set(roomKey, left);
-          else roomTurns.delete(roomKey);
-          roomKey = undefined;
+          if (ownId !== undefined) ownTurns.remove(ownId);
+          if (roomKey !== undefined) roomTurns.remove(roomKey);
+          ownId = roomKey = undefined;
         };
         const chatMessage = tokenEmitter<{ content: string; isComplete: false }>(socket, 'chat:message');
         await runSocketTurn({
@@ -161,10 +153,10 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
             start: (e) => {
               turnConversation = e.conversationId;
               ownId = e.conversationId;
-              ownTurns.set(ownId, (ownTurns.get(ownId) ?? 0) + 1);
+              ownTurns.add(ownId);
               if (userRoom) {
                 roomKey = conversationKey(socket.data.userId!, e.conversationId);
-                roomTurns.set(roomKey, (roomTurns.get(roomKey) ?? 0) + 1);
+                roomTurns.add(roomKey);
               }
               if (e.conversationCreated) socket.emit('chat:conversation', { conversationId: e.conversationId });
               socket.emit('chat:user-message', { messageId: e.userMessageId, content: e.content });
@@ -216,4 +208,23 @@ function atTime(when: number, task: () => void): { cancel(): void } {
   };
   arm();
   return { cancel: () => clearTimeout(timer) };
+}
+
+/** Keys held by several holders at once: a key is in the set while any holder has added it and not removed it. */
+class CountedSet {
+  readonly #counts = new Map<string, number>();
+
+  add(key: string): void {
+    this.#counts.set(key, (this.#counts.get(key) ?? 0) + 1);
+  }
+
+  remove(key: string): void {
+    const left = (this.#counts.get(key) ?? 1) - 1;
+    if (left > 0) this.#counts.set(key, left);
+    else this.#counts.delete(key);
+  }
+
+  has(key: string): boolean {
+    return this.#counts.has(key);
+  }
 }
