@@ -276,7 +276,13 @@ describe('two nodes on one Redis', () => {
     expect(first.status).toBe(200);
     const cookie = first.cookie!;
     expect(cookie).toBeDefined();
-    const second = await turn(b, 'SECRET once the cookie is there', cookie);
+    // Node A frees the conversation's slot once the first reply is stored, a moment after its
+    // stream ended: until then node B answers BUSY (409), which a client retries.
+    let second = await turn(b, 'SECRET once the cookie is there', cookie);
+    for (let i = 0; i < 40 && second.status === 409; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      second = await turn(b, 'SECRET once the cookie is there', cookie);
+    }
     expect(second.status).toBe(200);
     expect(second.body).toContain('2 earlier messages');
     const cookieless = await turn(a, 'what was said?');
