@@ -406,6 +406,9 @@ export class ChatPipeline {
     const logger = withBindings(this.deps.logger, { conversationId: conversation.id, model: model.modelId, provider: model.provider });
     // A stream timeout aborts the turn with a PROVIDER_ERROR as the reason (a turn abort is a TurnAbort).
     const watchdog = new StreamWatchdog(options.firstByteTimeoutMs, options.idleTimeoutMs, (err) => turn.abort(err));
+    /** The reply, joined once it ends: appended with `+=`, it would hold a string object per token until then (copied by every young-generation GC while it streams). */
+    const pieces: string[] = [];
+    let textLength = 0;
     let text = '';
     // No token is this long (o200k's longest are a few dozen characters): far past it, the
     // provider is not keeping to the reply's limit.
@@ -483,16 +486,19 @@ export class ChatPipeline {
         watchdog.touch();
         if (capped) return;
         let delta = received;
-        if (text.length + delta.length > maxReplyChars) {
+        if (textLength + delta.length > maxReplyChars) {
           // A provider that ignores max_tokens would grow the reply (and the memory it holds,
           // and the row it is stored in) without end: it is cut at maxReplyChars (not inside a
           // surrogate pair) and ends as a reply at its limit, once that text reached the client.
           capped = true;
-          let end = maxReplyChars - text.length;
+          let end = maxReplyChars - textLength;
           if (end > 0 && isHighSurrogate(delta.charCodeAt(end - 1))) end--;
           delta = delta.slice(0, end);
         }
-        text += delta;
+        if (delta) {
+          pieces.push(delta);
+          textLength += delta.length;
+        }
         if (!userStored) early += delta;
         else {
           // A sink that throws is an adapter bug. Caught here, where every provider's text comes
@@ -536,8 +542,10 @@ export class ChatPipeline {
       const rememberReply = remember && (ending.finishReason === 'stop' || ending.finishReason === 'length');
       // After the user message, and only if it was stored: a reply never stands without its question.
       const userStored = userWrite ? await userWrite.then(() => true, () => false) : false;
-      if (!userStored) text = ''; // what the model said to an unstored question was never shown
-      else announce();
+      // What the model said to an unstored question was never shown.
+      text = userStored ? pieces.join('') : '';
+      pieces.length = 0;
+      if (userStored) announce();
       messageId = !userStored
         ? undefined
         : input.stateless

@@ -80,25 +80,14 @@ interface PackedEvents {
   readonly others: ReadonlyMap<number, ChatTurnEvent>;
 }
 
-function pack(events: readonly ChatTurnEvent[]): PackedEvents {
-  const offsets = new Int32Array(events.length + 1);
-  const others = new Map<number, ChatTurnEvent>();
-  const texts: string[] = [];
+function pack(texts: readonly string[], others: ReadonlyMap<number, ChatTurnEvent>): PackedEvents {
+  const offsets = new Int32Array(texts.length + 1);
   let reply: string | undefined;
-  events.forEach((event, i) => {
-    let length = 0;
-    if (event.type === 'delta') {
-      texts.push(event.text);
-      length = event.text.length;
-    } else {
-      others.set(i, event);
-      if (event.type === 'end' || event.type === 'error') reply = event.content;
-    }
-    offsets[i + 1] = offsets[i]! + length;
-  });
+  for (const event of others.values()) if (event.type === 'end' || event.type === 'error') reply = event.content;
+  for (let i = 0; i < texts.length; i++) offsets[i + 1] = offsets[i]! + texts[i]!.length;
   const joined = texts.join('');
   const shared = joined === reply;
-  return { length: events.length, text: shared ? reply! : joined, shared, offsets, others };
+  return { length: texts.length, text: shared ? reply! : joined, shared, offsets, others };
 }
 
 /** What a packed log costs the in-process buffer, roughly. */
@@ -109,8 +98,13 @@ function packedBytes(packed: PackedEvents): number {
 }
 
 class Log {
-  /** The events while the turn runs (an ended turn's are packed). */
-  events: ChatTurnEvent[] = [];
+  /**
+   * While the turn runs, each event's text: a delta's, or '' for the other events, which are in
+   * `others` (an ended turn's are packed). A string per token, not an object: a running turn's
+   * log is young, and every young-generation GC copies it while the reply streams.
+   */
+  texts: string[] = [];
+  others = new Map<number, ChatTurnEvent>();
   packed: PackedEvents | undefined;
   /** Events appended so far; the log stops growing once it is dropped and nobody follows it. */
   seq = 0;
@@ -126,13 +120,21 @@ class Log {
 
   /** Events held (appended, unless the log was dropped). */
   get length(): number {
-    return this.packed ? this.packed.length : this.events.length;
+    return this.packed ? this.packed.length : this.texts.length;
   }
 
   eventAt(i: number): ChatTurnEvent {
     const packed = this.packed;
-    if (!packed) return this.events[i]!;
+    if (!packed) return this.others.get(i) ?? { type: 'delta', text: this.texts[i]! };
     return packed.others.get(i) ?? { type: 'delta', text: packed.text.slice(packed.offsets[i], packed.offsets[i + 1]) };
+  }
+
+  record(event: ChatTurnEvent): void {
+    if (event.type === 'delta') this.texts.push(event.text);
+    else {
+      this.others.set(this.texts.length, event);
+      this.texts.push('');
+    }
   }
 
   /** Called for every event: with nobody waiting, it allocates nothing. */
@@ -217,9 +219,9 @@ export class InProcessTurnStreams implements TurnStreams {
   #append(log: Log, event: ChatTurnEvent): number {
     if (log.ended) return log.seq;
     const seq = ++log.seq;
-    if (!log.counted && log.followers > 0) log.events.push(event);
+    if (!log.counted && log.followers > 0) log.record(event);
     else if (log.counted) {
-      log.events.push(event);
+      log.record(event);
       const size = eventBytes(event);
       log.bytes += size;
       this.#bytes += size;
@@ -230,8 +232,8 @@ export class InProcessTurnStreams implements TurnStreams {
       log.endedAt = Date.now();
       // Kept for resuming only from now on: packed, and counted at what it holds then.
       if (log.counted) {
-        log.packed = pack(log.events);
-        log.events = [];
+        log.packed = pack(log.texts, log.others); // (which keeps `others`)
+        log.texts = [];
         const bytes = packedBytes(log.packed);
         this.#bytes += bytes - log.bytes;
         log.bytes = bytes;
@@ -248,7 +250,8 @@ export class InProcessTurnStreams implements TurnStreams {
     log.counted = false;
     // No new follower can find a dropped log: unless one follows it already, its events go now, not at its turn's end.
     if (log.followers === 0) {
-      log.events.length = 0;
+      log.texts = [];
+      log.others.clear();
       log.packed = undefined;
     }
     log.bytes = 0;

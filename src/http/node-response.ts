@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
 import type { AppEnv } from './app-env.js';
+import { flattenHead } from './flat-head.js';
 import { headValue } from './http-helpers.js';
 
 /**
@@ -122,6 +123,7 @@ class Writer implements NodeStream {
     if (this.#gone || this.outgoing.destroyed) return;
     try {
       this.outgoing.writeHead(200, head());
+      flattenHead(this.outgoing);
     } catch (err) {
       // A value Node refuses (a header with a line break); the client's close then ends the turn.
       this.refused(err);

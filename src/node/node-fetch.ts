@@ -2,6 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { NodeBodyLookup, NodeReadableLike } from '../models/byte-source.js';
+import { flattenHead } from '../http/flat-head.js';
 
 /**
  * A `fetch` for the provider SDKs over node:http(s) keep-alive agents: it sends what an SDK
@@ -47,6 +48,7 @@ export function createNodeFetch(options: { maxSockets?: number } = {}): { fetch:
     const response = awaitResponse(request, signal, method !== 'HEAD', bodies);
     try {
       request.end(body);
+      flattenHead(request);
     } catch (err) {
       request.destroy(err as Error); // rejects `response` through its 'error' listener
     }
