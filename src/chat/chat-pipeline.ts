@@ -65,6 +65,11 @@ export type ChatTurnEvent =
       finishReason: FinishReason;
       usage: TokenUsage | undefined;
       model: string;
+      /**
+       * The provider ended the reply with its content filter (stored as `stop`, as the contract's
+       * finish reasons have no other name for it): the OpenAI and AI SDK routes say so in theirs.
+       */
+      filtered?: boolean;
     }
   | { type: 'error'; conversationId: string; messageId: string | undefined; content: string; error: AppError };
 
@@ -156,6 +161,8 @@ interface Ending {
   finishReason: FinishReason;
   usage: TokenUsage | undefined;
   error?: AppError | undefined;
+  /** The provider's content filter ended the reply. */
+  filtered?: boolean;
 }
 
 const TITLE_CHARS = 80;
@@ -379,8 +386,17 @@ export class ChatPipeline {
       if (result.ending.error) {
         sink.error({ type: 'error', conversationId, messageId: result.messageId, content: result.text, error: result.ending.error });
       } else {
-        const { finishReason, usage } = result.ending;
-        sink.end({ type: 'end', conversationId, messageId: result.messageId ?? '', content: result.text, finishReason, usage, model: modelName });
+        const { finishReason, usage, filtered } = result.ending;
+        sink.end({
+          type: 'end',
+          conversationId,
+          messageId: result.messageId ?? '',
+          content: result.text,
+          finishReason,
+          usage,
+          model: modelName,
+          ...(filtered ? { filtered } : {}),
+        });
       }
     } catch (err) {
       // A sink that throws is a bug in an adapter: log it, never let it escape into the socket layer.
@@ -522,7 +538,11 @@ export class ChatPipeline {
       early = '';
       if (capped && !streamEnded && !signal.aborted) turn.abort(new TurnAbort('too-long'));
       const finish = await done;
-      ending = { finishReason: capped ? 'length' : storedFinish(finish.finishReason), usage: finish.usage };
+      ending = {
+        finishReason: capped ? 'length' : storedFinish(finish.finishReason),
+        usage: finish.usage,
+        ...(finish.finishReason === 'content-filter' && !capped ? { filtered: true } : {}),
+      };
     } catch (err) {
       if (signal.aborted && !(signal.reason instanceof AppError)) {
         const abort = asTurnAbort(signal.reason);

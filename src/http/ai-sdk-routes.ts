@@ -234,7 +234,7 @@ function uiMessageFrames(conversationId: string): StreamFrames {
       close() +
       sse({
         type: 'finish',
-        finishReason: FINISH[e.finishReason],
+        finishReason: e.filtered ? 'content-filter' : FINISH[e.finishReason],
         messageMetadata: { conversationId, messageId: e.messageId, model: e.model, finishReason: e.finishReason, ...(e.usage ? { usage: e.usage } : {}) },
       }) +
       'data: [DONE]\n\n',

@@ -172,6 +172,11 @@ function turnInput(c: Context<AppEnv>, req: CompletionRequest, conversationId: s
 
 const FINISH: Record<FinishReason, string> = { stop: 'stop', length: 'length', stopped: 'stop', aborted: 'stop', error: 'stop' };
 
+/** OpenAI's finish reason for a reply: `content_filter` when the provider's filter ended it. */
+function finishOf(e: StreamEnd): string {
+  return e.filtered ? 'content_filter' : FINISH[e.finishReason];
+}
+
 function usageOf(e: StreamEnd): { prompt_tokens: number; completion_tokens: number; total_tokens: number } {
   const usage: TokenUsage = e.usage ?? { inputTokens: 0, outputTokens: countTokensBounded(e.content) };
   return { prompt_tokens: usage.inputTokens, completion_tokens: usage.outputTokens, total_tokens: usage.inputTokens + usage.outputTokens };
@@ -194,7 +199,7 @@ function chunkFrames(id: string, created: number, turn: PreparedTurn, includeUsa
     content: (text) => `${open()}${head}{"content":${JSON.stringify(text)}}${tail}`,
     end: (e) =>
       open() +
-      chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: FINISH[e.finishReason] }], includeUsage ? { usage: null } : {}) +
+      chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: finishOf(e) }], includeUsage ? { usage: null } : {}) +
       (includeUsage ? chunk([], { usage: usageOf(e) }) : '') +
       'data: [DONE]\n\n',
     // The openai SDK raises an APIError for an `error` event mid-stream.
@@ -235,7 +240,7 @@ async function completeTurn(c: Context<AppEnv>, turn: PreparedTurn, id: string, 
     created,
     model: publicModelName(turn),
     system_fingerprint: null,
-    choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: FINISH[e.finishReason] }],
+    choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: finishOf(e) }],
     usage: usageOf(e),
   });
 }

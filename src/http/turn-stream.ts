@@ -17,6 +17,8 @@ export interface StreamEnd {
   usage: TokenUsage | undefined;
   content: string;
   model: string;
+  /** The provider's content filter ended the reply (its stored finish reason is `stop`). */
+  filtered?: boolean | undefined;
 }
 
 /**
