@@ -1,7 +1,7 @@
 import type { ApiError, Content, GoogleGenAI } from '@google/genai';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { LanguageModel, ModelCallOptions, ModelFinishReason, ModelStream } from './language-model.js';
+import type { LanguageModel, ModelCallOptions, ModelFinishReason, ModelMessage, ModelStream, Sampling } from './language-model.js';
 import type { ProviderTransport } from './openai-model.js';
 import { streamCutError } from './provider-error.js';
 import { genaiClient, isGenaiApiError } from './genai-sdk.js';
@@ -115,9 +115,7 @@ function generateRequest(model: GeminiChatModel, options: ModelCallOptions): () 
   const { owner, modelId } = model;
   const { signal } = options;
   const system = options.messages.filter((m) => m.role === 'system').map((m) => m.content);
-  const contents: Content[] = options.messages
-    .filter((m) => m.role !== 'system')
-    .map((m) => ({ role: m.role === 'assistant' ? 'model' : 'user', parts: [{ text: m.content }] }));
+  const contents = geminiContents(options.messages);
   const baseFetch = owner.transport.fetch ?? fetch;
   let captured: Response | undefined;
   const capture = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
@@ -145,6 +143,47 @@ function generateRequest(model: GeminiChatModel, options: ModelCallOptions): () 
         },
       })
       .then(() => captured);
+}
+
+/**
+ * The conversation as Gemini `contents`. Google refuses a whole request (400 INVALID_ARGUMENT,
+ * "required oneof field 'data'") for one part with empty text, and a stored reply can be empty
+ * (stopped or cut before its first token, a safety finish with no text): sent as it is, it
+ * would fail every later turn of its conversation. Empty messages are left out, and what that
+ * leaves side by side with the same role is joined into one content (its parts in order), so
+ * the turns still alternate as they did.
+ */
+export function geminiContents(messages: readonly ModelMessage[]): Content[] {
+  const contents: Content[] = [];
+  for (const m of messages) {
+    if (m.role === 'system' || m.content === '') continue;
+    const role = m.role === 'assistant' ? 'model' : 'user';
+    const last = contents.at(-1);
+    if (last?.role === role) last.parts!.push({ text: m.content });
+    else contents.push({ role, parts: [{ text: m.content }] });
+  }
+  return contents;
+}
+
+const INT32_MIN = -(2 ** 31);
+const INT32_MAX = 2 ** 31 - 1;
+
+/**
+ * The OpenAI sampling value a Gemini model would refuse, if any, so the gateway can refuse it
+ * itself, naming it, before any request: Google's answer (400 "Penalty is not enabled for
+ * models/...", or an int32 error for the seed) reaches a client only as an opaque provider
+ * error. The 2.5 models take no penalties at all, and which model takes them is Google's to
+ * change, so a non-zero penalty is refused for every Gemini model.
+ */
+export function geminiSamplingIssue(sampling: Sampling | undefined): { field: keyof Sampling; message: string } | undefined {
+  const seed = sampling?.seed;
+  if (seed !== undefined && (seed < INT32_MIN || seed > INT32_MAX)) {
+    return { field: 'seed', message: `must be a signed 32-bit integer (${INT32_MIN} to ${INT32_MAX}) for Gemini models` };
+  }
+  for (const field of ['presencePenalty', 'frequencyPenalty'] as const) {
+    if (sampling?.[field]) return { field, message: 'Gemini models do not take presence or frequency penalties (send 0 or leave it out)' };
+  }
+  return undefined;
 }
 
 /**

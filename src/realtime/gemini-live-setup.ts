@@ -82,9 +82,18 @@ export function geminiSetup(session: GaSession, options: GeminiSetupOptions): Ge
 
   const turn = turnDetection(input.turn_detection, config, ignored);
 
-  for (const key of ['tools', 'tool_choice', 'tracing', 'truncation', 'prompt', 'include']) {
+  // Function calls are not relayed from Gemini (no functionDeclarations in the setup, no
+  // function_call items): a client that configured tools would wait for calls that never come,
+  // so it is told. No tools (an empty list), or a choice that needs none, is fine.
+  const tools = s.tools;
+  if (tools !== undefined && tools !== null && !(Array.isArray(tools) && tools.length === 0)) {
+    refused.push('tools (function calling is not available with Gemini Live on this gateway)');
+  } else if (s.tool_choice !== undefined && s.tool_choice !== null && s.tool_choice !== 'none' && s.tool_choice !== 'auto') {
+    refused.push('tool_choice (no tools: function calling is not available with Gemini Live on this gateway)');
+  }
+  for (const key of ['tracing', 'truncation', 'prompt', 'include']) {
     const v = s[key];
-    if (v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0) && !(key === 'tool_choice' && v === 'auto')) ignored.push(key);
+    if (v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0)) ignored.push(key);
   }
   for (const key of ['noise_reduction']) if (input[key] !== undefined && input[key] !== null) ignored.push(`audio.input.${key}`);
   if (output.speed !== undefined) ignored.push('audio.output.speed');

@@ -55,8 +55,22 @@ export class GeminiLiveTranslator {
   }
 
   /** A GA `error` event, as the OpenAI server would send it for a refused client event. */
-  error(code: string, message: string, clientEventId?: string, type = 'invalid_request_error'): void {
-    this.emit({ type: 'error', event_id: newId('event'), error: { type, code, message, param: null, event_id: clientEventId ?? null } });
+  error(code: string, message: string, clientEventId?: string, type = 'invalid_request_error', param: string | null = null): void {
+    this.emit({ type: 'error', event_id: newId('event'), error: { type, code, message, param, event_id: clientEventId ?? null } });
+  }
+
+  /**
+   * A client event or setting this adapter does not carry out, refused with the gateway's code
+   * for refused client events (BAD_REQUEST, as the session's own refusals): it is the request,
+   * not the provider, that failed.
+   */
+  refuse(message: string, clientEventId?: string, param: string | null = null): void {
+    this.error('BAD_REQUEST', message, clientEventId, 'invalid_request_error', param);
+  }
+
+  /** A server event answering a client event the adapter handles itself (Gemini has no counterpart). */
+  reply(event: RealtimeServerEvent): void {
+    this.emit({ ...event, event_id: newId('event') } as unknown as GA.RealtimeServerEvent);
   }
 
   /** The user input item audio is currently going into (created on first use). */

@@ -141,8 +141,12 @@ class GeminiRealtimeUpstream implements RealtimeUpstream {
           this.translator.error('response_cancel_not_active', 'Cancellation failed: no active response found', event.event_id);
         }
         return;
+      case 'conversation.item.truncate':
+        return this.truncateItem(event);
+      case 'input_audio_buffer.clear':
+        return this.clearAudio();
       default:
-        this.translator.error('unsupported_event', `The Gemini realtime provider does not support "${event.type}"`, event.event_id);
+        this.translator.refuse(`The Gemini realtime provider does not support "${event.type}"`, event.event_id);
     }
   }
 
@@ -233,6 +237,35 @@ class GeminiRealtimeUpstream implements RealtimeUpstream {
     this.translator.committed();
   }
 
+  /**
+   * OpenAI clients send it on every barge-in, to cut the assistant's audio item at what was
+   * played. Gemini drops the output of an interrupted turn itself and keeps no item to cut, so
+   * it is acknowledged as OpenAI acknowledges it, with the client's values.
+   */
+  private truncateItem(event: RealtimeClientEvent): void {
+    if (typeof event.item_id !== 'string' || event.item_id.length === 0) {
+      this.translator.error('invalid_value', 'conversation.item.truncate needs an item_id', event.event_id, 'invalid_request_error', 'item_id');
+      return;
+    }
+    this.translator.reply({
+      type: 'conversation.item.truncated',
+      item_id: event.item_id,
+      content_index: typeof event.content_index === 'number' ? event.content_index : 0,
+      audio_end_ms: typeof event.audio_end_ms === 'number' ? event.audio_end_ms : 0,
+    });
+  }
+
+  /**
+   * Audio already streamed to Gemini cannot be taken back (its activity detection has heard
+   * it); what is cleared is the adapter's record of uncommitted audio, so a commit that
+   * follows is refused as empty, as OpenAI refuses it. An open manual activity stays open:
+   * ending it would make Gemini answer the audio the client just discarded.
+   */
+  private clearAudio(): void {
+    this.audioSinceCommit = false;
+    this.translator.reply({ type: 'input_audio_buffer.cleared' });
+  }
+
   private createItem(event: RealtimeClientEvent): void {
     const item = asRecord(event.item);
     const role = item.role;
@@ -297,7 +330,7 @@ class GeminiRealtimeUpstream implements RealtimeUpstream {
 
   private reportRefused(eventId: string | undefined, setup: GeminiSetup = this.setup): void {
     for (const what of setup.refused) {
-      this.translator.error('unsupported_value', `The Gemini realtime provider does not support ${what}`, eventId);
+      this.translator.refuse(`The Gemini realtime provider does not support ${what}`, eventId, what.split(' ')[0]);
     }
   }
 

@@ -378,7 +378,10 @@ export class RealtimeSession {
     } else if (event.type === 'error') {
       const safe = safeErrorEvent(event);
       this.call(() => this.options.onServerEvent(safe.event));
-      this.emitError({ code: 'PROVIDER_ERROR', message: safe.message, fromUpstreamEvent: true, ...(safe.eventId ? { eventId: safe.eventId } : {}) });
+      // An adapter that refuses a client event it cannot carry out (Gemini Live) says BAD_REQUEST,
+      // as this session's own refusals do: the client's request failed, not the provider.
+      const code = (event.error as { code?: unknown } | undefined)?.code === 'BAD_REQUEST' ? 'BAD_REQUEST' : 'PROVIDER_ERROR';
+      this.emitError({ code, message: safe.message, fromUpstreamEvent: true, ...(safe.eventId ? { eventId: safe.eventId } : {}) });
     } else {
       this.call(() => this.options.onServerEvent(event));
     }

@@ -118,8 +118,43 @@ function responseId(): string {
   return randomBytes(15).toString('base64url');
 }
 
-function finishName(reason: 'stop' | 'length' | undefined): string {
-  return reason === 'length' ? 'MAX_TOKENS' : 'STOP';
+function finishName(reason: 'stop' | 'length' | 'content_filter' | undefined): string {
+  return reason === 'length' ? 'MAX_TOKENS' : reason === 'content_filter' ? 'SAFETY' : 'STOP';
+}
+
+/** Fields of a `Part`'s `data` oneof (the kinds of content a part can hold). */
+const PART_DATA = ['text', 'inlineData', 'fileData', 'functionCall', 'functionResponse', 'executableCode', 'codeExecutionResult'];
+
+/**
+ * What generativelanguage.googleapis.com refuses in `contents`, with its own message: a
+ * content without parts, and a part whose data is unset. In proto3 JSON an empty string is
+ * the default value, so `{"text": ""}` counts as unset: Google answers it with the same
+ * "required oneof field 'data'" 400 as a part with no field at all.
+ */
+function invalidContents(contents: unknown): string | undefined {
+  if (!Array.isArray(contents)) return undefined;
+  for (const [i, content] of contents.entries()) {
+    const parts = asRecord(content)?.['parts'];
+    if (!Array.isArray(parts) || parts.length === 0) return `* GenerateContentRequest.contents[${i}].parts: contents.parts must not be empty.\n`;
+    for (const [j, part] of parts.entries()) {
+      const rec = asRecord(part) ?? {};
+      const set = PART_DATA.some((key) => rec[key] !== undefined && rec[key] !== null && rec[key] !== '');
+      if (!set) return `* GenerateContentRequest.contents[${i}].parts[${j}].data: required oneof field 'data' must have one initialized field\n`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The generation settings Google refuses, with its messages: the seed is an int32, and the
+ * 2.5 models take no presence or frequency penalty (a zero one is accepted).
+ */
+function invalidGenerationConfig(model: string, config: unknown): string | undefined {
+  const g = asRecord(config) ?? {};
+  const seed = g['seed'];
+  if (typeof seed === 'number' && (seed > 2 ** 31 - 1 || seed < -(2 ** 31))) return `Invalid value at 'generation_config.seed' (TYPE_INT32), ${seed}`;
+  if (model.startsWith('gemini-2.5') && (g['presencePenalty'] || g['frequencyPenalty'])) return `Penalty is not enabled for models/${model}`;
+  return undefined;
 }
 
 function generate(ex: Exchange, ctx: RouteContext, model: string, stream: boolean): void {
@@ -130,6 +165,11 @@ function generate(ex: Exchange, ctx: RouteContext, model: string, stream: boolea
   }
   if (body['contents'] === undefined) {
     sendError(ex.res, 400, '* GenerateContentRequest.contents: contents is not specified\n');
+    return;
+  }
+  const invalid = invalidContents(body['contents']) ?? invalidGenerationConfig(model, body['generationConfig']);
+  if (invalid) {
+    sendError(ex.res, 400, invalid);
     return;
   }
   const script = ctx.script(ex.record);

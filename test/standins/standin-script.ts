@@ -33,8 +33,8 @@ export interface Script {
    * For non-streamed requests the connection is closed without any response.
    */
   cutAfter?: number;
-  /** Default `'stop'`. */
-  finishReason?: 'stop' | 'length';
+  /** Default `'stop'`. `content_filter` is Gemini's `SAFETY`. */
+  finishReason?: 'stop' | 'length' | 'content_filter';
   /**
    * Usage to report. Default: `tokens.length` output tokens and an input count estimated from
    * the request text ({@link estimateTokens}). `false`: report no usage at all.
