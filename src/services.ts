@@ -16,6 +16,7 @@ import { createModelRegistry, type ModelRegistry } from './models/model-registry
 import type { RateLimiter } from './ratelimit/rate-limiter.js';
 import type { ConversationStore } from './stores/conversation-store.js';
 import type { LongTermMemory } from './memory/long-term-memory.js';
+import type { MemoryEraser } from './memory/memory-deletions.js';
 import { originPolicy, type OriginPolicy } from './origins.js';
 import { noopMetrics, type Metrics } from './metrics/metrics.js';
 import { countingRefusals } from './ratelimit/counting-refusals.js';
@@ -50,6 +51,12 @@ export interface Services {
   origins: OriginPolicy;
   /** Long-term memory of signed-in users; undefined when switched off (MEMORY_ENABLED=false, or Workers). */
   memory: LongTermMemory | undefined;
+  /**
+   * What deleting a conversation or an account deletes from long-term memory: `memory` when it
+   * is on; while it is off, the store kept from when it was on (see MemoryDeletions); undefined
+   * when there is none (Workers).
+   */
+  memoryDeletions: MemoryEraser | undefined;
   /** What the gateway reports about itself; the no-op implementation unless the runtime entry passes one. */
   metrics: Metrics;
 }
@@ -67,6 +74,8 @@ export interface Backends {
   /** The model registry, when the runtime entry built it (Node picks a default model by asking the provider). */
   models?: ModelRegistry | undefined;
   memory?: LongTermMemory | undefined;
+  /** Deletions from a memory store kept while memory is switched off (unused when `memory` is set). */
+  memoryDeletions?: MemoryEraser | undefined;
   /** Several nodes: Redis (REDIS_URL). */
   cluster?: ClusterLink | undefined;
   metrics?: Metrics | undefined;
@@ -79,6 +88,7 @@ export function createServices(config: Config, backends: Backends): Services {
   const models = backends.models ?? createModelRegistry(config, logger);
   const turns = new TurnTracker();
   const { memory, cluster } = backends;
+  const memoryDeletions = memory ?? backends.memoryDeletions;
   const { resumeTtlSeconds, maxBytes, onDisconnect } = config.streams;
   const streams = resumeTtlSeconds === 0 ? undefined : cluster ? cluster.streams : new InProcessTurnStreams({ ttlMs: resumeTtlSeconds * 1000, maxBytes });
   // A stop asked on any node reaches the turn here, if it runs here.
@@ -135,9 +145,10 @@ export function createServices(config: Config, backends: Backends): Services {
     turns,
     logger,
   });
-  if (memory) accounts.onDelete((userId) => memory.erase(userId));
+  // Memory switched off still deletes what was remembered while it was on.
+  if (memoryDeletions) accounts.onDelete((userId) => memoryDeletions.erase(userId));
   // Before the account goes: its keys' open sockets and realtime sessions are cut with them.
   accounts.onDelete(async (userId) => void (await apiKeys.revokeAll(userId)));
   const origins = originPolicy(config.corsOrigins, logger);
-  return { config, logger, store, limiter, models, turns, coordinator: cluster, cluster, streams, pipeline, arrivalGate, startGate, tokens, sessions, auth, accounts, apiKeys, origins, memory, metrics };
+  return { config, logger, store, limiter, models, turns, coordinator: cluster, cluster, streams, pipeline, arrivalGate, startGate, tokens, sessions, auth, accounts, apiKeys, origins, memory, memoryDeletions, metrics };
 }

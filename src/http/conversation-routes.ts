@@ -95,8 +95,10 @@ export function conversationRoutes(services: Services): Hono<AppEnv> {
     const conversation = await owned(c);
     // A reply still streaming ends first (its client is told, with a code), then nothing is left to write.
     const stopped = await services.turns.abortConversation(conversation.key, 'deleted');
-    // Its memories go first: if the memory store cannot answer, nothing is deleted and the client may retry.
-    if (services.memory) await forgetOrRefuse(() => services.memory!.forgetConversation(conversation.ownerId, conversation.id), c);
+    // Its memories go first: if the memory store cannot answer, nothing is deleted and the client
+    // may retry. Memory switched off still deletes what was remembered while it was on.
+    const memories = services.memoryDeletions;
+    if (memories) await forgetOrRefuse(() => memories.forgetConversation(conversation.ownerId, conversation.id), c);
     const deleted = await store.deleteConversation(conversation.ownerId, conversation.id);
     // Once more now that its queued memory writes are gone with it: a write under way (the
     // stopped turn's end wakes the writer) may have stored a memory after the first pass.

@@ -4,6 +4,7 @@ import type { ConversationStore, MemoryClaim, Page, PendingMemory } from '../sto
 import type { Embedder } from './embedder.js';
 import type { MemoryMatch, MemoryRecord, MemoryStore } from './memory-store.js';
 import { BoundedMap } from '../bounded-map.js';
+import { MemoryStoreError } from './memory-store-error.js';
 
 export interface LongTermMemoryOptions {
   /** Memories put into a prompt at most. */
@@ -55,6 +56,15 @@ const CLAIM_MARGIN_MS = 10 * 60_000;
 const FINISH_ATTEMPTS = 3;
 /** Backoff for a failed write: 1 s doubling up to 5 min, retried for as long as it takes. */
 const backoffMs = (attempts: number) => Math.min(300_000, 1_000 * 2 ** Math.min(attempts, 9));
+/**
+ * How long a deletion waits for the batch being written before it deletes anyway. That batch
+ * holds other users' messages, and its embedding call is bounded only by the provider's timeout
+ * and retries (minutes): a deletion must not wait for that. Waiting is not what makes a deletion
+ * complete: it discards its queued entries first, and whatever the batch writes of entries gone
+ * by the time it settles is taken back (#unwrite). The short wait only lets the usual batch (well
+ * under a second) land before the deletion, so that nothing needs taking back.
+ */
+export const DELETION_WAIT_MS = 1_000;
 /** A failure this recent (and no success since) makes memory "degraded" in /readyz. */
 const DEGRADED_FOR_MS = 60_000;
 /** How long a user's memory setting is taken from this node's cache for recall and queueing (the writer reads it afresh). */
@@ -75,6 +85,8 @@ export class LongTermMemory {
   #batch: Promise<void> | undefined;
   /** Its claim and entries, once read. */
   #current: { claim: MemoryClaim; ids: string[] } | undefined;
+  /** The batch a deletion already stopped waiting for: later deletions do not wait for it again. */
+  #overdue: Promise<void> | undefined;
   /**
    * A written batch whose settling failed (the store did not answer): settled again before the
    * next batch, so its entries are not held for the rest of their claim, and what a deletion
@@ -164,7 +176,9 @@ export class LongTermMemory {
     try {
       const work = (async () => {
         const [vector] = await this.deps.embedder.embed([text], 'query', controller.signal);
-        if (!vector) return [];
+        // A text without letters or digits ("???") embeds to the zero vector under the local
+        // embedder: it is similar to nothing, and Pinecone refuses it.
+        if (!vector || isZero(vector)) return [];
         return this.deps.store.query(userId, vector, { topK: topK + windowSize, minScore });
       })();
       const matches = await Promise.race([work, timeout]);
@@ -191,11 +205,27 @@ export class LongTermMemory {
 
   /**
    * Resolves when the batch being written now, if any, is done (taken back if a deletion
-   * discarded its entries). A deletion discards the entries first, so a later batch cannot hold
-   * them; waiting for the writer's whole run instead would wait for as long as anyone chats.
+   * discarded its entries), or after `maxWaitMs`, whichever comes first. A deletion discards the
+   * entries first, so a later batch cannot hold them; waiting for the writer's whole run instead
+   * would wait for as long as anyone chats. A batch that outlasted one deletion's wait is not
+   * waited for again (its embedding call hangs): what it writes of deleted entries is taken back
+   * when it settles.
    */
-  async idle(): Promise<void> {
-    await this.#batch?.catch(() => {});
+  async idle(maxWaitMs = Infinity): Promise<void> {
+    const batch = this.#batch;
+    if (!batch || batch === this.#overdue) return;
+    const done = batch.then(
+      () => true,
+      () => true,
+    );
+    if (maxWaitMs === Infinity) {
+      await done;
+      return;
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const finished = await Promise.race([done, new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), maxWaitMs)))]);
+    clearTimeout(timer);
+    if (!finished && this.#batch === batch) this.#overdue = batch;
   }
 
   list(userId: string, options: { limit: number; cursor?: string | undefined }): Promise<Page<MemoryRecord>> {
@@ -205,20 +235,20 @@ export class LongTermMemory {
   /** Forgets one memory (and its write, if it is still queued or being retried); false when the user has none with this id. */
   async forget(userId: string, id: string): Promise<boolean> {
     await this.deps.conversations.discardPendingMemories(userId, [id]);
-    await this.idle();
+    await this.idle(DELETION_WAIT_MS);
     return (await this.deps.store.delete(userId, [id])) > 0;
   }
 
   /** Erases everything the user has, queued writes included. */
   async erase(userId: string): Promise<void> {
     await this.deps.conversations.discardPendingMemories(userId);
-    await this.idle();
+    await this.idle(DELETION_WAIT_MS);
     await this.deps.store.deleteAll(userId);
   }
 
   /** Forgets what one conversation taught (its queued writes go with its messages). */
   async forgetConversation(userId: string, conversationId: string): Promise<void> {
-    await this.idle();
+    await this.idle(DELETION_WAIT_MS);
     await this.deps.store.deleteByConversation(userId, conversationId);
   }
 
@@ -288,6 +318,7 @@ export class LongTermMemory {
         } finally {
           this.#batch = undefined;
           this.#current = undefined;
+          this.#overdue = undefined;
         }
         // A batch left unsettled stops the run: the next batch must not take its place (its
         // entries would then stay claimed), and the store is not answering anyway.
@@ -300,7 +331,7 @@ export class LongTermMemory {
 
   async #write(batch: PendingMemory[], claim: MemoryClaim): Promise<void> {
     const { conversations, embedder, store } = this.deps;
-    const keep: PendingMemory[] = [];
+    let keep: PendingMemory[] = [];
     const dropped: string[] = [];
     // Read afresh (a node's cache may not have seen an opt-out made on another node yet).
     const enabled = new Map<string, boolean>();
@@ -314,7 +345,9 @@ export class LongTermMemory {
       if (!enabled.get(p.ownerId) || p.message.content.trim() === '') dropped.push(p.message.id);
       else keep.push(p);
     }
-    let settle: () => Promise<string[]>;
+    /** Entries whose write failed: retried after a backoff. */
+    let failed: PendingMemory[] = [];
+    let failure: unknown;
     try {
       if (keep.length) {
         const vectors = await embedder.embed(
@@ -322,8 +355,16 @@ export class LongTermMemory {
           'document',
         );
         if (Date.now() > claim.until - CLAIM_MARGIN_MS) throw new Error('the batch took too long to embed; retried under a new claim');
-        await store.upsert(
-          keep.map((p, i) => ({
+        // A text without letters or digits ("???", an emoji) embeds to the zero vector under the
+        // local embedder: it has no direction, so it is never recalled, and Pinecone refuses it
+        // (which would fail its whole batch, again and again). Nothing to remember, like a blank text.
+        const records: (MemoryRecord & { vector: Float32Array })[] = [];
+        const written: PendingMemory[] = [];
+        keep.forEach((p, i) => {
+          const vector = vectors[i]!;
+          if (isZero(vector)) return void dropped.push(p.message.id);
+          written.push(p);
+          records.push({
             id: p.message.id,
             ownerId: p.ownerId,
             conversationId: p.conversationId,
@@ -331,18 +372,39 @@ export class LongTermMemory {
             role: p.message.role,
             text: p.message.content,
             createdAt: p.message.createdAt,
-            vector: vectors[i]!,
-          })),
-        );
+            vector,
+          });
+        });
+        keep = written;
+        try {
+          await store.upsert(records);
+        } catch (err) {
+          if (!refusedRequest(err) || records.length < 2) throw err;
+          // The store refused the request itself (not an outage): one entry it cannot take must
+          // not hold back the rest of its batch. Each is written alone, once (at most BATCH
+          // requests); those refused again are retried later, alone of their batch.
+          const refused = new Set<string>();
+          for (const record of records) {
+            try {
+              await store.upsert([record]);
+            } catch (one) {
+              refused.add(record.id);
+              failure = one;
+            }
+          }
+          failed = keep.filter((p) => refused.has(p.message.id));
+        }
       }
-      settle = () => conversations.settleMemories([...dropped, ...keep.map((p) => p.message.id)], [], claim.token);
-      if (keep.length) this.#succeeded();
     } catch (err) {
-      const now = Date.now();
-      this.#failed('write', err, { queued: keep.length, maxAttempts: Math.max(...keep.map((p) => p.attempts + 1)) });
-      const retry = keep.map((p) => ({ messageId: p.message.id, nextAt: now + backoffMs(p.attempts) }));
-      settle = () => conversations.settleMemories(dropped, retry, claim.token);
+      failed = keep;
+      failure = err;
     }
+    const now = Date.now();
+    const done = [...dropped, ...keep.filter((p) => !failed.includes(p)).map((p) => p.message.id)];
+    const retry = failed.map((p) => ({ messageId: p.message.id, nextAt: now + backoffMs(p.attempts) }));
+    if (failed.length) this.#failed('write', failure, { queued: failed.length, maxAttempts: Math.max(...failed.map((p) => p.attempts + 1)) });
+    else if (keep.length) this.#succeeded();
+    const settle = () => conversations.settleMemories(done, retry, claim.token);
     let gone: string[];
     try {
       gone = await this.#finish('settle', settle);
@@ -438,6 +500,20 @@ export class LongTermMemory {
           : 'long-term memory write failed; it stays queued and is retried',
     );
   }
+}
+
+/** Whether every component is zero (a vector without direction). */
+function isZero(vector: Float32Array): boolean {
+  for (let i = 0; i < vector.length; i++) if (vector[i] !== 0) return false;
+  return true;
+}
+
+/**
+ * A store's refusal of the request itself (HTTP 400, 413 or 422: something in it is invalid),
+ * as opposed to an outage, a rate limit or a configuration the store refuses for every request.
+ */
+function refusedRequest(err: unknown): boolean {
+  return err instanceof MemoryStoreError && (err.status === 400 || err.status === 413 || err.status === 422);
 }
 
 function describe(err: unknown): string {

@@ -162,6 +162,16 @@ export class PineconeMemoryStore implements MemoryStore {
     this.#checkDimension(stats.dimension);
   }
 
+  /**
+   * Resolves the index's host, checking nothing else: for deletions while memory is switched off,
+   * when there is no embedder whose dimension the index must match (`init()` is for writing).
+   */
+  async connect(): Promise<void> {
+    if (this.#index) return;
+    const model = await this.#call('describe index', () => this.#pc.describeIndex(this.#options.indexName));
+    this.#index = this.#pc.index<MemoryMetadata>({ host: model.host });
+  }
+
   #checkDimension(indexDimension: number | undefined): void {
     const { indexName, dimensions } = this.#options;
     if (indexDimension === undefined || indexDimension === dimensions) return;

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import * as sqliteVec from 'sqlite-vec';
 import { decodeCursor, toPage, type Page } from '../stores/conversation-store.js';
@@ -547,6 +547,32 @@ interface StoredShape {
   hasMemories: boolean;
 }
 
+/** The dimension, embedder, layout and codes a file was built with, if it holds memory already. */
+function storedShape(db: Database.Database): StoredShape {
+  const tables = new Set(
+    db
+      .prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE name IN ('memory_meta', 'memory_vectors', 'memories')")
+      .all()
+      .map((r) => r.name),
+  );
+  const meta = (key: string) =>
+    tables.has('memory_meta')
+      ? db.prepare<[string], { value: string }>('SELECT value FROM memory_meta WHERE key = ?').get(key)?.value
+      : undefined;
+  const hasVec0 = tables.has('memory_vectors');
+  let dimensions = meta('dimensions') === undefined ? undefined : Number(meta('dimensions'));
+  if (dimensions === undefined && hasVec0) {
+    // No meta row (an older or hand-edited file): the vec0 declaration is the truth.
+    const sql = db.prepare<[], { sql: string }>("SELECT sql FROM sqlite_master WHERE name = 'memory_vectors'").get()?.sql ?? '';
+    const m = /float\[(\d+)\]/i.exec(sql);
+    dimensions = m ? Number(m[1]) : undefined;
+  }
+  const formatValue = meta('format');
+  // Layout 1 never wrote its version.
+  const format = formatValue !== undefined ? Number(formatValue) : hasVec0 || tables.has('memories') ? 1 : undefined;
+  return { dimensions, embedder: meta('embedder'), format, codes: meta('codes'), hasVec0, hasMemories: tables.has('memories') };
+}
+
 /** A write queued for the next group commit; `run` reports what it changed in owners' codes, for the cache. */
 interface PendingWrite {
   run: (changes: CodeChange[]) => unknown;
@@ -642,9 +668,27 @@ export class SqliteMemoryStore implements MemoryStore {
     }
   }
 
+  /**
+   * The dimension and embedder of the long-term memory a file holds; undefined when the file
+   * does not exist or holds none (it is not created). For opening a file without an embedder,
+   * to delete from it while memory is switched off: a store made with these passes `init()`.
+   * Only reads; the embedder is undefined in a file of layout 1 that never recorded it.
+   */
+  static storedSettings(file: string): { dimensions: number; embedder: string | undefined } | undefined {
+    if (!existsSync(file)) return undefined;
+    // Not read-only: a read-only connection cannot open a WAL file whose -shm is gone.
+    const db = new Database(file, { fileMustExist: true });
+    try {
+      const stored = storedShape(db);
+      return stored.format !== undefined && stored.dimensions !== undefined ? { dimensions: stored.dimensions, embedder: stored.embedder } : undefined;
+    } finally {
+      db.close();
+    }
+  }
+
   async init(): Promise<void> {
     const { dimensions, embedder } = this.#options;
-    const stored = this.#storedShape();
+    const stored = storedShape(this.#db);
     const hint = this.#options.eraseHint ?? 'or erase long-term memory (SqliteMemoryStore.erase on this file drops only the memory tables; conversations stay)';
     if (stored.format !== undefined && !(stored.format >= 1 && stored.format <= MEMORY_FORMAT)) {
       throw new MemoryStoreError(
@@ -687,33 +731,6 @@ export class SqliteMemoryStore implements MemoryStore {
       );
     }
     this.#stmt = prepareStatements(db);
-  }
-
-  /** The dimension, embedder, layout and codes the file was built with, if it holds memory already. */
-  #storedShape(): StoredShape {
-    const db = this.#db;
-    const tables = new Set(
-      db
-        .prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE name IN ('memory_meta', 'memory_vectors', 'memories')")
-        .all()
-        .map((r) => r.name),
-    );
-    const meta = (key: string) =>
-      tables.has('memory_meta')
-        ? db.prepare<[string], { value: string }>('SELECT value FROM memory_meta WHERE key = ?').get(key)?.value
-        : undefined;
-    const hasVec0 = tables.has('memory_vectors');
-    let dimensions = meta('dimensions') === undefined ? undefined : Number(meta('dimensions'));
-    if (dimensions === undefined && hasVec0) {
-      // No meta row (an older or hand-edited file): the vec0 declaration is the truth.
-      const sql = db.prepare<[], { sql: string }>("SELECT sql FROM sqlite_master WHERE name = 'memory_vectors'").get()?.sql ?? '';
-      const m = /float\[(\d+)\]/i.exec(sql);
-      dimensions = m ? Number(m[1]) : undefined;
-    }
-    const formatValue = meta('format');
-    // Layout 1 never wrote its version.
-    const format = formatValue !== undefined ? Number(formatValue) : hasVec0 || tables.has('memories') ? 1 : undefined;
-    return { dimensions, embedder: meta('embedder'), format, codes: meta('codes'), hasVec0, hasMemories: tables.has('memories') };
   }
 
   /** Layout 1 to 2, inside init's transaction: moves the float vectors out of vec0 and drops it. */

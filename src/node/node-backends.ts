@@ -13,8 +13,9 @@ import { SqliteConversationStore } from '../stores/sqlite-conversation-store.js'
 import type { CheckpointStats } from '../stores/wal-checkpointer.js';
 import { NativePasswordHasher } from './native-password-hasher.js';
 import { createNodeFetch } from './node-fetch.js';
-import { createEmbedder } from '../memory/create-embedder.js';
+import { createEmbedder, EMBEDDING_DEFAULTS } from '../memory/create-embedder.js';
 import { LongTermMemory } from '../memory/long-term-memory.js';
+import { MemoryDeletions } from '../memory/memory-deletions.js';
 import { MemoryStoreError } from '../memory/memory-store-error.js';
 import type { MemoryStore } from '../memory/memory-store.js';
 import { SqliteMemoryStore } from '../memory/sqlite-memory-store.js';
@@ -52,6 +53,7 @@ export async function createNodeBackends(
   const limiter = createRateLimiter(config, logger, redis);
   const jwtSecret = config.auth.jwtSecret ? new TextEncoder().encode(config.auth.jwtSecret) : persistedSecret(config.dataDir, logger);
   const { memory, memoryStore } = await createMemory(config, store, logger, metrics);
+  const memoryDeletions = memory ? undefined : deletionsOnly(config, store, logger);
   /** The SQLite files whose WAL checkpoints run on the worker, for the gauge. */
   const walFiles: [string, { readonly checkpoints: Readonly<CheckpointStats> | undefined }][] = [];
   if (store instanceof SqliteConversationStore) walFiles.push(['gateway', store]);
@@ -76,7 +78,7 @@ export async function createNodeBackends(
     }
     return pages;
   };
-  return { logger, store, limiter, jwtSecret, hasher: new NativePasswordHasher(), revocableTokens: true, models, memory, metrics, reads, sqliteWalPages };
+  return { logger, store, limiter, jwtSecret, hasher: new NativePasswordHasher(), revocableTokens: true, models, memory, memoryDeletions, metrics, reads, sqliteWalPages };
 }
 
 /**
@@ -131,6 +133,60 @@ async function createMemory(
     throw new StartupError(`long-term memory: ${err instanceof Error ? err.message : String(err)}`);
   }
   return { memory, memoryStore: store };
+}
+
+/**
+ * Memory switched off (MEMORY_ENABLED=false) stops recall and writes, but what was remembered
+ * while it was on is still deleted with its conversation or account (docs/protocols.md). The
+ * store is opened only by such a deletion, without an embedder: the embedded file only if it
+ * exists (a server that never had memory on neither creates nor opens it), Pinecone if configured.
+ */
+function deletionsOnly(config: Config, conversations: ConversationStore, logger: Logger): MemoryDeletions {
+  const { embedding, pinecone } = config.memory;
+  const log = logger.child({ component: 'memory' });
+  let open: () => Promise<MemoryStore | undefined>;
+  if (pinecone) {
+    let connected: Promise<MemoryStore> | undefined;
+    open = () =>
+      (connected ??= (async () => {
+        const { PineconeMemoryStore } = await import('../memory/pinecone-memory-store.js');
+        const store = new PineconeMemoryStore({
+          apiKey: pinecone.apiKey,
+          indexName: pinecone.index ?? 'memory',
+          indexHost: pinecone.host,
+          // Only checked by init(), which deletions do not call.
+          dimensions: embedding.dimensions ?? EMBEDDING_DEFAULTS[embedding.provider].dimensions,
+          maxRetries: pinecone.maxRetries,
+        });
+        await store.connect();
+        return store;
+      })().catch((err: unknown) => {
+        connected = undefined;
+        throw err;
+      }));
+  } else {
+    const file = join(config.dataDir, 'memory.sqlite');
+    open = async () => {
+      // The file's own dimension and embedder: it is opened as it is, whatever is configured now.
+      const stored = SqliteMemoryStore.storedSettings(file);
+      if (!stored) return undefined;
+      const store = new SqliteMemoryStore(file, {
+        dimensions: stored.dimensions,
+        embedder: stored.embedder ?? `${embedding.provider}:${embedding.model ?? EMBEDDING_DEFAULTS[embedding.provider].model}`,
+        logger: log,
+        // Opened for a deletion and closed after it: no checkpoint worker for that.
+        walCheckpoint: 'inline',
+      });
+      try {
+        await store.init();
+      } catch (err) {
+        await store.close();
+        throw err;
+      }
+      return store;
+    };
+  }
+  return new MemoryDeletions({ open, conversations, logger: log });
 }
 
 async function connectMongo(mongo: NonNullable<Config['mongo']>): Promise<ConversationStore> {
