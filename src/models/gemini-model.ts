@@ -49,9 +49,12 @@ const FINISH: Record<string, ModelFinishReason> = {
   BLOCKLIST: 'content-filter',
   PROHIBITED_CONTENT: 'content-filter',
   SPII: 'content-filter',
+  IMAGE_SAFETY: 'content-filter',
 };
 
 interface GeminiChunk {
+  /** Set, with no candidates, when Google blocked the prompt itself. */
+  promptFeedback?: { blockReason?: string };
   candidates?: { content?: { parts?: { text?: string; thought?: boolean }[] }; finishReason?: string }[];
   usageMetadata?: { promptTokenCount?: number; candidatesTokenCount?: number; thoughtsTokenCount?: number };
   error?: unknown;
@@ -100,6 +103,8 @@ class GeminiChatModel implements LanguageModel {
         const candidate = chunk.candidates?.[0];
         for (const part of candidate?.content?.parts ?? []) if (part.text && !part.thought) report.text(part.text);
         if (candidate?.finishReason) report.finish(FINISH[candidate.finishReason] ?? 'other');
+        // A blocked prompt gets no candidate at all: an empty reply its content filter ended, not a cut stream.
+        else if (!candidate && chunk.promptFeedback?.blockReason) report.finish('content-filter');
       },
       statusOf: (err) => (isGenaiApiError(err) ? geminiStatus(err) : undefined),
     });

@@ -192,6 +192,21 @@ function generate(ex: Exchange, ctx: RouteContext, model: string, stream: boolea
   const finish = finishName(script.finishReason);
   const id = responseId();
 
+  if (script.blockedPrompt !== undefined) {
+    const blocked = {
+      promptFeedback: { blockReason: script.blockedPrompt, safetyRatings: [{ category: 'HARM_CATEGORY_DANGEROUS_CONTENT', probability: 'HIGH' }] },
+      ...(usage ? { usageMetadata: { promptTokenCount: usage.input, totalTokenCount: usage.input } } : {}),
+      modelVersion: model,
+      responseId: id,
+    };
+    after(ex, totalDelay(script), () => {
+      if (!stream) return sendJson(ex.res, 200, blocked, undefined, JSON_CT);
+      ex.res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
+      ex.res.end(`data: ${JSON.stringify(blocked)}\r\n\r\n`);
+    });
+    return;
+  }
+
   if (!stream) {
     after(ex, totalDelay(script), () => {
       if (script.cutAfter !== undefined) {

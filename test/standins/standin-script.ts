@@ -33,6 +33,11 @@ export interface Script {
    * For non-streamed requests the connection is closed without any response.
    */
   cutAfter?: number;
+  /**
+   * Gemini: the prompt is blocked (`promptFeedback.blockReason`, e.g. `SAFETY`): the answer is
+   * one chunk with no candidates, as Google sends it. `tokens` are not sent.
+   */
+  blockedPrompt?: string;
   /** Default `'stop'`. `content_filter` is Gemini's `SAFETY`. */
   finishReason?: 'stop' | 'length' | 'content_filter';
   /**
