@@ -5,8 +5,13 @@ import { createNodeServer } from './server.js';
 
 /** The Node entry: the only place that reads process.env. */
 async function main(): Promise<void> {
-  // A .env file in the working directory fills in what the real environment does not set.
-  if (existsSync('.env')) process.loadEnvFile('.env');
+  // A .env file in the working directory fills in what the real environment does not set. A
+  // variable set empty (or blank) counts as unset, as it does everywhere in the configuration:
+  // it must not keep the file's value out (loadEnvFile never replaces a variable that exists).
+  if (existsSync('.env')) {
+    for (const [name, value] of Object.entries(process.env)) if (value !== undefined && value.trim() === '') delete process.env[name];
+    process.loadEnvFile('.env');
+  }
   const config = loadConfig(process.env);
   const server = await createNodeServer(config);
   try {

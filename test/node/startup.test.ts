@@ -133,6 +133,17 @@ describe('start-up errors name the variable and the fix', () => {
     expectCleanFailure(outcome, []);
   });
 
+  it('a variable set empty in the environment is unset: the .env file fills it in (here DEFAULT_MODEL=gpt-4o: exit 78)', async () => {
+    const cwd = scratch();
+    writeFileSync(join(cwd, '.env'), 'DEFAULT_MODEL=gpt-4o\n');
+    const entry = spawnEntry({ DEFAULT_MODEL: '', LOG_LEVEL: ' ' }, cwd);
+    const timer = setTimeout(() => entry.child.kill('SIGKILL'), 20_000);
+    const code = await entry.exited;
+    clearTimeout(timer);
+    expect(code, entry.stderr()).toBe(EX_CONFIG);
+    expect(entry.stderr()).toMatch(/DEFAULT_MODEL=gpt-4o/);
+  });
+
   it('DEFAULT_MODEL=gemini-2.5-pro with only OPENAI_API_KEY: exit 78, says to set GEMINI_API_KEY, key never printed', async () => {
     const outcome = await runToExit({ DEFAULT_MODEL: 'gemini-2.5-pro', OPENAI_API_KEY: SECRET_KEY });
     expect(outcome.code, outcome.stderr).toBe(EX_CONFIG);
