@@ -213,12 +213,17 @@ export function createModelRegistry(config: Config, logger: Logger = silentLogge
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
     const route = routeModel(defaultModel);
-    const hint =
-      route?.provider === 'openai'
+    // The fix for why it was refused: a model ALLOWED_MODELS leaves out needs no key.
+    const notAllowed = config.chat.allowedModels !== undefined && reason.includes('is not allowed');
+    const hint = notAllowed
+      ? `add it to ALLOWED_MODELS (now ${config.chat.allowedModels!.join(',')})`
+      : route?.provider === 'openai'
         ? 'set OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server)'
         : route?.provider === 'gemini'
           ? 'set GEMINI_API_KEY'
-          : 'use gpt-*, o*, gemini-*, local or provider:model, and list it in ALLOWED_MODELS when that is set';
+          : !route
+            ? 'name a model the server knows'
+            : 'configure its provider';
     throw new ConfigError([`DEFAULT_MODEL=${defaultModel}: ${reason}; ${hint}, or choose another DEFAULT_MODEL`]);
   }
   return registry;

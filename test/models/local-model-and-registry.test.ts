@@ -108,6 +108,23 @@ describe('model routing', () => {
     expect(() => createModelRegistry(loadConfig({ DEFAULT_MODEL: 'gpt-4o' }))).toThrow(/DEFAULT_MODEL=gpt-4o: .*needs the openai provider.*set OPENAI_API_KEY/);
     expect(() => createModelRegistry(loadConfig({ DEFAULT_MODEL: 'gemini-2.5-pro', OPENAI_API_KEY: 'k' }))).toThrow(/set GEMINI_API_KEY/);
     expect(() => createModelRegistry(loadConfig({ ALLOWED_MODELS: 'gpt-4o', OPENAI_API_KEY: 'k' }))).toThrow(/DEFAULT_MODEL=gpt-4o-mini: .*not allowed/);
+    // Refused by ALLOWED_MODELS, with its key set: the fix is the list, not a key.
+    let message = '';
+    try {
+      createModelRegistry(loadConfig({ ALLOWED_MODELS: 'gpt-4o', OPENAI_API_KEY: 'k' }));
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/add it to ALLOWED_MODELS \(now gpt-4o\)/);
+    expect(message).not.toMatch(/OPENAI_API_KEY/);
+    // An unknown name: the list of prefixes once, not twice.
+    let unknown = '';
+    try {
+      createModelRegistry(loadConfig({ DEFAULT_MODEL: 'claude-3' }));
+    } catch (err) {
+      unknown = (err as Error).message;
+    }
+    expect(unknown.match(/use gpt-\*/g)).toHaveLength(1);
   });
 
   it('without DEFAULT_MODEL, the default comes from the configured providers', () => {
