@@ -3,6 +3,7 @@ import pretty from 'pino-pretty';
 import type { Config } from '../config.js';
 import { redactLogFields, redactLogEntry } from '../log-redaction.js';
 import type { Logger } from '../logger.js';
+import { redactSecrets } from '../realtime/redact-secrets.js';
 
 /**
  * Structured JSON logs; secrets are hidden wherever they could appear (`redactLogEntry`: a
@@ -22,12 +23,23 @@ export function createNodeLogger(
     // Each entry, as it is written (a child logger's bindings: see childWithoutSecrets).
     formatters: { log: (entry) => redactLogEntry(entry, 'err') },
     // The error becomes a plain object first (its message, stack, cause and own fields), then its secrets are hidden.
-    serializers: { err: (err: Error) => redactLogFields(pino.stdSerializers.err(err)) },
+    serializers: { err: (err: Error) => withoutKeys(redactLogFields(pino.stdSerializers.err(err))) },
   };
   if (!(config.logPretty ?? stdoutIsTTY)) return childWithoutSecrets(destination ? pino(options, destination) : pino(options));
   // Synchronous, in this thread: a line is on the terminal before the process can exit.
   const prettyOptions = { sync: true, colorize: stdoutIsTTY, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' };
   return childWithoutSecrets(pino(options, pretty(destination ? { ...prettyOptions, destination } : prettyOptions)));
+}
+
+/**
+ * An error's message and stack with anything shaped like a key masked: they carry the messages
+ * of its causes, and a provider's error text may echo the key it was sent ("Incorrect API key
+ * provided: sk-…"; OpenAI masks most of it, a compatible server or a proxy may not).
+ */
+function withoutKeys<T extends { message?: unknown; stack?: unknown }>(err: T): T {
+  const message = typeof err.message === 'string' ? redactSecrets(err.message) : err.message;
+  const stack = typeof err.stack === 'string' ? redactSecrets(err.stack) : err.stack;
+  return message === err.message && stack === err.stack ? err : { ...err, message, stack };
 }
 
 /**

@@ -17,6 +17,20 @@ function capture() {
 const SECRET = 'sk-live-0123456789abcdef';
 
 describe('the Node logger hides secrets', () => {
+  it("in an error's message and stack, its causes' included: a provider's error text that echoes a key", () => {
+    const out = capture();
+    const log = createNodeLogger({ logLevel: 'info', logPretty: false }, false, out.stream);
+    const upstream = new Error('401 Incorrect API key provided: sk-wrong-SECRET-0042. You can find your API key at …');
+    const err = new Error('The OpenAI model provider rejected the request (HTTP 401)', { cause: upstream });
+    log.error({ err }, 'chat turn failed');
+    expect(out.lines).toHaveLength(1);
+    expect(out.lines[0]).not.toContain('sk-wrong-SECRET');
+    const line = JSON.parse(out.lines[0]!) as { err: { message: string; stack: string } };
+    expect(line.err.message).toContain(`Incorrect API key provided: ${REDACTED}`);
+    expect(line.err.stack).toContain('caused by');
+    expect(line.err.stack).not.toContain('sk-wrong');
+  });
+
   it('in the entry, in its headers, and in any object directly in it', () => {
     const out = capture();
     const log = createNodeLogger({ logLevel: 'info', logPretty: false }, false, out.stream);
