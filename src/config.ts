@@ -9,11 +9,42 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** A whole number written in decimal digits: `1e3`, `0x10` or `12.0` is a typo more often than a number. */
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^[+-]?\d+$/, { error: 'must be a whole number in decimal digits' })
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
 
 const commaList = z
   .string()
   .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
+
+/**
+ * Browser origins (`scheme://host[:port]`, or `*`), as a browser sends them in `Origin`: each is
+ * compared exactly, so `https://app.example.com/` (a trailing slash) or `HTTPS://App.example.com`
+ * is written as the origin it means, and a path, a query or a non-http scheme, which can never
+ * match, is refused at start-up.
+ */
+const originList = commaList.transform((entries, ctx) =>
+  entries.map((entry, i) => {
+    if (entry === '*') return entry;
+    let url: URL | undefined;
+    try {
+      url = new URL(entry);
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.username || url.password || url.pathname !== '/' || url.search || url.hash) {
+      // Its position, not its value: a value is never echoed (it could hold credentials).
+      ctx.addIssue({ code: 'custom', message: `entry ${i + 1} is not an origin: write scheme://host[:port] with no path, e.g. https://app.example.com, or *` });
+      return entry;
+    }
+    return url.origin;
+  }),
+);
 
 const url = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL, e.g. http://localhost:11434/v1' });
 
@@ -24,7 +55,7 @@ export const configSchema = z.object({
   /** Unset: human-readable when stdout is a terminal, JSON lines otherwise. */
   LOG_PRETTY: bool.optional(),
   /** Unset: browsers on loopback origins (any port) and the gateway's own origin only. */
-  CORS_ORIGIN: commaList.optional(),
+  CORS_ORIGIN: originList.optional(),
   DATA_DIR: z.string().min(1).default('./data'),
   SQLITE_CHECKPOINTS: z.enum(['worker', 'inline']).default('worker'),
 

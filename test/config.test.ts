@@ -52,6 +52,26 @@ describe('config', () => {
     expect(message).not.toContain('sk-secret');
   });
 
+  it('CORS_ORIGIN holds origins as browsers send them: a trailing slash or upper case is normalised, a path or another scheme refused (unechoed)', () => {
+    expect(loadConfig({ CORS_ORIGIN: 'https://App.example.com/, http://localhost:5173, *' }).corsOrigins).toEqual(['https://app.example.com', 'http://localhost:5173', '*']);
+    expect(loadConfig({ CORS_ORIGIN: 'https://a.test:443' }).corsOrigins).toEqual(['https://a.test']);
+    for (const bad of ['not a url', 'https://a.test/app', 'ftp://a.test', 'https://a.test/?x=1', 'https://user:pw-secret@a.test']) {
+      let message = '';
+      try {
+        loadConfig({ CORS_ORIGIN: `http://ok.test, ${bad}` });
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message, bad).toMatch(/CORS_ORIGIN: entry 2 is not an origin/);
+      expect(message).not.toContain('pw-secret');
+    }
+  });
+
+  it('whole numbers are decimal digits: 1e3, 0x10 and 12.0 are refused, surrounding blanks are not', () => {
+    expect(loadConfig({ PORT: ' 8080 ' }).port).toBe(8080);
+    for (const bad of ['1e3', '0x10', '12.0', '8080abc']) expect(() => loadConfig({ PORT: bad }), bad).toThrow(/PORT: must be a whole number in decimal digits/);
+  });
+
   it('RATE_LIMIT_IPV6_PREFIX: 16 to 128 bits', () => {
     expect(loadConfig({ RATE_LIMIT_IPV6_PREFIX: '64' }).rateLimit.ipv6Prefix).toBe(64);
     expect(loadConfig({ RATE_LIMIT_IPV6_PREFIX: '128' }).rateLimit.ipv6Prefix).toBe(128);
