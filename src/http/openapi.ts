@@ -144,8 +144,8 @@ export const REALTIME_ROUTE_DOC: RouteDoc = {
   method: 'get',
   path: '/v1/realtime',
   tag: 'realtime',
-  summary: 'WebSocket upgrade: the OpenAI Realtime protocol (GA), relayed to the configured provider (Node only)',
-  auth: 'optional',
+  summary: 'WebSocket upgrade: the OpenAI Realtime protocol (GA), relayed to the configured provider (Node only); signed-in users only, as all of /v1',
+  auth: 'user',
   ok: { 101: ['Switching protocols', 'application/octet-stream'] },
 };
 

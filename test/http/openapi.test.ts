@@ -36,6 +36,17 @@ describe('OpenAPI', () => {
     expect(missing).toEqual([]);
   });
 
+  it('every /v1 operation, the realtime upgrade included, needs a signed-in user (no anonymous security entry), as the routes do', () => {
+    for (const [path, item] of Object.entries(doc.paths ?? {})) {
+      if (!path.startsWith('/v1/')) continue;
+      for (const [method, op] of Object.entries(item ?? {})) {
+        const security = (op as OpenAPIV3_1.OperationObject).security ?? [];
+        expect(security.length, `${method} ${path}`).toBeGreaterThan(0);
+        expect(security.some((s) => Object.keys(s).length === 0), `${method} ${path}`).toBe(false);
+      }
+    }
+  });
+
   it('request bodies come from the validating schemas (limits included)', async () => {
     const chat = doc.paths!['/api/v2/ai/chat/stream']!.post!.requestBody as OpenAPIV3_1.RequestBodyObject;
     const schema = chat.content['application/json']!.schema as OpenAPIV3_1.SchemaObject;
