@@ -32,7 +32,11 @@ export function memoryRoutes(services: Services): Hono<AppEnv> {
   routes.use(authenticate(services, { requireUser: true }));
 
   const memory = (): LongTermMemory => {
-    if (!services.memory) throw new AppError('NOT_FOUND', 'Long-term memory is switched off on this server (MEMORY_ENABLED=false)');
+    if (!services.memory) {
+      // Switched off by the operator, or not available where this runs (Workers has no memory store).
+      const why = services.config.memory.enabled ? 'is not available on this deployment (it needs the Node entry)' : 'is switched off on this server (MEMORY_ENABLED=false)';
+      throw new AppError('NOT_FOUND', `Long-term memory ${why}`);
+    }
     return services.memory;
   };
   const userId = (c: Context<AppEnv>) => c.get('principal').userId!;

@@ -71,4 +71,26 @@ describe('Workers bindings', () => {
     expect(logged[0]).toContain('RATE_LIMIT_USER');
     expect(logged[0]).not.toContain('sk-secret-value');
   });
+
+  it('the memory routes say memory is not available on Workers, not that MEMORY_ENABLED=false was set', async () => {
+    const worker = await freshWorker();
+    const env = { JWT_SECRET: 'w'.repeat(48) };
+    const registered = await worker.fetch(
+      new Request('http://worker.test/api/v2/auth/register', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'cf-connecting-ip': '203.0.113.10' },
+        body: JSON.stringify({ email: 'worker-memory@example.com', password: 'correct horse battery' }),
+      }),
+      env,
+      ctx,
+    );
+    expect(registered.status).toBe(201);
+    const { token } = (await registered.json()) as { token: string };
+    const res = await worker.fetch(new Request('http://worker.test/api/v2/memory', { headers: { authorization: `Bearer ${token}` } }), env, ctx);
+    expect(res.status).toBe(404);
+    const body = (await res.json()) as { error: string; code: string };
+    expect(body.code).toBe('NOT_FOUND');
+    expect(body.error).toMatch(/not available on this deployment/);
+    expect(body.error).not.toMatch(/MEMORY_ENABLED/);
+  });
 });
