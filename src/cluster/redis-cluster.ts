@@ -13,8 +13,16 @@ import { NodeRedisRatelimitClient } from './node-redis-ratelimit-client.js';
 
 type Client = ReturnType<typeof createClient>;
 
-/** How long a running-turn lock outlives a node that died holding it; refreshed every third of it. */
+/** How long a running-turn lock outlives a node that died holding it. */
 const LEASE_MS = 10_000;
+/** How often a running turn refreshes its lock, and a resume of a running turn checks it. */
+const REFRESH_MS = LEASE_MS / 3;
+/**
+ * How long a resume must find its turn's lock missing before it believes the turn is gone: longer
+ * than REFRESH_MS, as a live holder whose lock lapsed (Redis restarted, or it started without
+ * Redis) takes it back at its next refresh.
+ */
+const LOCK_MISSING_MS = LEASE_MS / 2;
 /** Entries one turn's log may hold (a reply of this many network reads is cut short in the log, not on the wire). */
 const LOG_MAX_ENTRIES = 50_000;
 /** A running turn's log is kept this long past the TTL in case the turn runs long. */
@@ -37,7 +45,28 @@ const COMMAND_TIMEOUT_MS = 1_000;
 const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 /** Deletes a turn's log, and the conversation's latest-turn pointer if it still names that turn. */
 const FORGET = "redis.call('del', KEYS[1]); if redis.call('get', KEYS[2]) == ARGV[1] then redis.call('del', KEYS[2]) end; return 1";
-const REFRESH = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
+/**
+ * Extends a turn's lock, or takes it again if it is missing: a Redis that restarted (or was away
+ * or stalled when the turn started) no longer holds it, and without it another node would start
+ * a second reply in the conversation and a stop sent there would reach nobody. 0 when another
+ * turn holds it.
+ */
+const REFRESH = `local held = redis.call('get', KEYS[1])
+if held == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+if not held then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]); return 1 end
+return 0`;
+/**
+ * Ends the log of a turn whose node is gone with an error entry, unless the log moved past what
+ * the resume read (ARGV[1]) meanwhile. Returns the entry's seq, or 0.
+ */
+const INTERRUPT = `local top = redis.call('xrevrange', KEYS[1], '+', '-', 'COUNT', 1)[1]
+if not top then return 0 end
+local seq = tonumber(string.match(top[1], '%-(%d+)$'))
+if seq > tonumber(ARGV[1]) then return 0 end
+redis.call('xadd', KEYS[1], '0-' .. (seq + 1), 'e', ARGV[2])
+redis.call('expire', KEYS[1], ARGV[3])
+if redis.call('get', KEYS[2]) == ARGV[4] then redis.call('expire', KEYS[2], ARGV[3]) end
+return seq + 1`;
 
 /**
  * Several nodes on one Redis: the Socket.IO Redis Streams adapter (rooms across nodes), a
@@ -52,6 +81,12 @@ export class RedisCluster implements ClusterLink {
   readonly #prefix: string;
   /** The adapter's own connections (a stream reader, a pub/sub one): closed here, after the adapter. */
   readonly #adapterCopies = new Set<{ readonly isOpen: boolean; destroy(): void }>();
+  /**
+   * The lock token of each turn this node claimed and has not yet opened a log for, by
+   * conversation: the log takes it as its turn id, so a resume on any node can tell whether the
+   * lock is still held by the turn it follows.
+   */
+  readonly #unopened = new Map<string, string>();
   #down = false;
   #closed = false;
   readonly #answers: RedisAnswers;
@@ -69,7 +104,14 @@ export class RedisCluster implements ClusterLink {
     this.#prefix = config.redis!.prefix;
     this.#answers = redisAnswers(logger);
     const ttl = config.streams.resumeTtlSeconds;
-    this.streams = ttl > 0 ? new RedisTurnStreams(client, this.#prefix, ttl, logger, config.streams.redisReaders, this.#answers) : undefined;
+    const turnIdFor = (conversationKey: string) => {
+      const token = this.#unopened.get(conversationKey);
+      this.#unopened.delete(conversationKey);
+      return token ?? newTurnId();
+    };
+    const lockKey = (conversationKey: string) => this.#lockKey(conversationKey);
+    this.streams =
+      ttl > 0 ? new RedisTurnStreams(client, this.#prefix, ttl, logger, config.streams.redisReaders, this.#answers, turnIdFor, lockKey) : undefined;
   }
 
   static async connect(config: Config, logger: Logger): Promise<RedisCluster> {
@@ -109,10 +151,26 @@ export class RedisCluster implements ClusterLink {
       cluster.#adapterCopies.add(copy);
       return copy;
     }) as typeof adapterClient.duplicate;
+    // Connecting proves little: a frozen Redis (SIGSTOP, a black hole) still has its connections
+    // accepted by the kernel, and the handshake sends nothing. So each connection must answer a
+    // PING, and the stop channel's SUBSCRIBE must be confirmed, all within the one deadline: else
+    // start-up would wait forever on a Redis it cannot use, instead of exiting 69 with the reason.
+    const ready = async (c: Client) => {
+      await c.connect();
+      await c.ping();
+    };
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       await Promise.race([
-        Promise.all([client.connect(), subscriber.connect(), adapterClient.connect()]),
+        Promise.all([
+          ready(client),
+          ready(adapterClient),
+          ready(subscriber).then(() =>
+            subscriber.subscribe(cluster.#channel('stop'), (message) => {
+              for (const listener of cluster.#stopListeners) listener(message);
+            }),
+          ),
+        ]),
         new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS))),
       ]);
     } catch (err) {
@@ -121,9 +179,6 @@ export class RedisCluster implements ClusterLink {
     } finally {
       clearTimeout(timer);
     }
-    await subscriber.subscribe(cluster.#channel('stop'), (message) => {
-      for (const listener of cluster.#stopListeners) listener(message);
-    });
     log.info({ streams: cluster.streams ? 'redis' : 'off' }, 'connected to Redis: rooms, turn locks, stops and resumable streams are shared');
     return cluster;
   }
@@ -185,30 +240,37 @@ export class RedisCluster implements ClusterLink {
     const key = this.#lockKey(conversationKey);
     const token = newTurnId();
     let won: unknown;
-    let sent = false;
     try {
       if (!this.client.isReady) throw new Error('Redis is not connected');
-      won = await this.#answers.ask(() => {
-        sent = true;
-        return this.client.set(key, token, { NX: true, PX: LEASE_MS });
-      }, 'a turn lock');
+      won = await this.#answers.ask(() => this.client.set(key, token, { NX: true, PX: LEASE_MS }), 'a turn lock');
     } catch {
       // Redis is gone or stalled: this node decides alone (its own tracker already said no turn
-      // runs here). A lock that a stalled Redis takes later is released as soon as it answers.
-      if (sent && this.client.isReady) this.client.sendCommand(['EVAL', RELEASE, '1', key, token]).catch(() => undefined);
-      return { release: () => undefined };
+      // runs here). The lease still refreshes: once Redis answers, the refresh takes the lock (or
+      // keeps the one a stalled Redis took late), so the rest of this reply is BUSY and stoppable
+      // on every node; it is given back at the reply's end.
+      won = 'OK';
     }
     if (won !== 'OK') return undefined;
-    const refresh = setInterval(() => {
-      if (this.client.isReady) this.client.sendCommand(['EVAL', REFRESH, '1', key, token, String(LEASE_MS)]).catch(() => undefined);
-    }, LEASE_MS / 3);
-    refresh.unref?.();
+    if (!this.#unopened.has(conversationKey)) this.#unopened.set(conversationKey, token);
     let released = false;
+    const refresh = setInterval(() => {
+      if (!this.client.isReady) return;
+      this.client.sendCommand<number>(['EVAL', REFRESH, '1', key, token, String(LEASE_MS)]).then((held) => {
+        if (held !== 0 || released) return;
+        // Another turn holds it (this node was cut off from Redis longer than the lease, and another
+        // node started a reply there). This reply streams on to its client, but it is no longer
+        // BUSY or stoppable elsewhere; taking the lock back would only take it from that turn.
+        clearInterval(refresh);
+        this.logger.warn({ conversationId: conversationIdOf(conversationKey) }, 'a running reply lost its conversation lock to another reply: it streams on, but no longer cluster-wide');
+      }, () => undefined);
+    }, REFRESH_MS);
+    refresh.unref?.();
     return {
       release: () => {
         if (released) return;
         released = true;
         clearInterval(refresh);
+        if (this.#unopened.get(conversationKey) === token) this.#unopened.delete(conversationKey);
         if (this.client.isReady) this.client.sendCommand(['EVAL', RELEASE, '1', key, token]).catch(() => undefined);
       },
     };
@@ -267,6 +329,9 @@ class RedisTurnStreams implements TurnStreams {
     /** Resumed streams that get a Redis connection of their own (STREAM_RESUME_REDIS_READERS). */
     private readonly maxBlockingReaders: number,
     private readonly answers: RedisAnswers,
+    /** The id of a turn about to run here: its lock's token, so a resume can tell whether that turn still holds the lock. */
+    private readonly turnIdFor: (conversationKey: string) => string,
+    private readonly lockKey: (conversationKey: string) => string,
   ) {}
 
   #latestKey(conversationKey: string): string {
@@ -279,7 +344,7 @@ class RedisTurnStreams implements TurnStreams {
 
   open(conversationKey: string): TurnLog {
     const { client } = this;
-    const turnId = newTurnId();
+    const turnId = this.turnIdFor(conversationKey);
     const latest = this.#latestKey(conversationKey);
     const key = this.#logKey(conversationKey, turnId);
     const running = String(this.ttlSeconds + RUNNING_GRACE_S);
@@ -357,6 +422,35 @@ class RedisTurnStreams implements TurnStreams {
 
   #blockingFollowers = 0;
 
+  /**
+   * Appends the error entry that ends an interrupted turn's log, unless the log grew past
+   * `afterSeq` (the turn was alive after all). Returns that entry, or undefined.
+   */
+  async #interrupt(
+    reader: Client,
+    conversationKey: string,
+    turnId: string,
+    afterSeq: number,
+    ask: <T>(send: () => Promise<T>) => Promise<T>,
+  ): Promise<LoggedEvent | undefined> {
+    const key = this.#logKey(conversationKey, turnId);
+    // The conversation id is in the turn's first entry (its `start`).
+    const first = await ask(() => reader.sendCommand<RawEntry[]>(['XRANGE', key, '-', '+', 'COUNT', '1']));
+    const start = first[0] ? decode(first[0][1]).find((e) => e.type === 'start') : undefined;
+    const event: ChatTurnEvent = {
+      type: 'error',
+      conversationId: start?.type === 'start' ? start.conversationId : '',
+      messageId: undefined,
+      content: '',
+      error: new AppError('INTERNAL', INTERRUPTED_MESSAGE),
+    };
+    const args = [String(afterSeq), encode(event), String(this.ttlSeconds), turnId];
+    const seq = await ask(() => reader.sendCommand<number>(['EVAL', INTERRUPT, '2', key, this.#latestKey(conversationKey), ...args]));
+    if (!seq) return undefined;
+    this.logger.warn({ conversationId: conversationIdOf(conversationKey), turnId }, 'a resumed reply was interrupted: its node stopped before its end (its lock is gone)');
+    return { seq, event };
+  }
+
   async *follow(conversationKey: string, turnId: string, afterSeq: number, signal: AbortSignal): AsyncIterable<LoggedEvent> {
     if (!this.client.isReady || signal.aborted) return;
     const key = this.#logKey(conversationKey, turnId);
@@ -378,12 +472,38 @@ class RedisTurnStreams implements TurnStreams {
       if ((await ask(() => reader.exists(key))) === 0) return;
       let last = afterSeq;
       let quietSince = Date.now();
+      // A turn whose node died never writes its last entry: while the log is quiet, its lock says
+      // whether the turn still runs (the lease frees it within LEASE_MS of the node's death).
+      let lockCheckAt = Date.now() + REFRESH_MS;
+      let lockMissingSince: number | undefined;
       while (!signal.aborted) {
         const read = ['XREAD', 'COUNT', '500', ...(blocking ? ['BLOCK', String(BLOCK_MS)] : []), 'STREAMS', key, `0-${last}`];
         const reply = await ask(() => reader.sendCommand<[string, RawEntry[]][] | null>(read), blocking ? BLOCK_MS : 0);
         if (!reply) {
           if (!blocking) await abortableSleep(POLL_MS, signal);
           if (Date.now() - quietSince > FOLLOW_IDLE_MS || (await ask(() => reader.exists(key))) === 0) return;
+          if (Date.now() < lockCheckAt) continue;
+          const holder = await ask(() => reader.get(this.lockKey(conversationKey)));
+          const now = Date.now();
+          if (holder === turnId) {
+            lockMissingSince = undefined;
+            lockCheckAt = now + REFRESH_MS;
+            continue;
+          }
+          if (holder === null && now - (lockMissingSince ??= now) < LOCK_MISSING_MS) {
+            lockCheckAt = lockMissingSince + LOCK_MISSING_MS;
+            continue;
+          }
+          // Gone, or another turn's: this one ended without its last entry. Its log gets one, so
+          // this resume and every later one (an EventSource reconnects by itself) end at once.
+          const ending = await this.#interrupt(reader, conversationKey, turnId, last, ask);
+          if (ending) {
+            yield ending;
+            return;
+          }
+          // The log moved on meanwhile: read on.
+          lockMissingSince = undefined;
+          lockCheckAt = now + REFRESH_MS;
           continue;
         }
         quietSince = Date.now();
@@ -415,6 +535,14 @@ class RedisTurnStreams implements TurnStreams {
 }
 
 type RawEntry = [string, string[]];
+
+/** What a resume of a turn whose node stopped mid-reply ends with (the reply was not stored: that node is gone). */
+const INTERRUPTED_MESSAGE = 'The reply was interrupted: the server that was streaming it stopped. Send the message again';
+
+/** A conversation key's id part, for logs (its owner part may be an anonymous client's cookie id). */
+function conversationIdOf(conversationKey: string): string {
+  return conversationKey.slice(conversationKey.lastIndexOf('/') + 1);
+}
 
 /** An entry id `0-<seq>` as its sequence number. */
 function seqOf(id: string): number {
