@@ -162,8 +162,11 @@ export interface ConversationStore {
   /**
    * Stores a message dated `createdAt` (the clock, by default), but never before its
    * conversation's latest activity: a conversation's messages stay in the order they were
-   * written even after the clock stepped back, or under dates an earlier version set ahead of
-   * it. Its memory write (`remember`) is due at the clock's time all the same.
+   * written even after the clock stepped back, under dates an earlier version set ahead of it,
+   * or on a node whose clock is behind another's. A message that would be dated before that
+   * activity is dated 1 ms after it, not at it: at the same millisecond the tie would fall to
+   * the ids, and the id of a node whose clock is behind sorts first. Its memory write
+   * (`remember`) is due at the clock's time all the same.
    */
   appendMessage(message: NewMessage): Promise<StoredMessage>;
   /** The last `limit` messages, oldest first. */

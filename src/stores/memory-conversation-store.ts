@@ -125,8 +125,8 @@ export class MemoryConversationStore implements ConversationStore {
     const conversation = this.#conversations.get(message.conversationKey);
     if (!list || !conversation) throw new Error('No such conversation');
     const dueAt = stored.createdAt;
-    // Never before the conversation's latest activity (see ConversationStore).
-    if (conversation.updatedAt > stored.createdAt) stored.createdAt = conversation.updatedAt;
+    // Never before the conversation's latest activity: just after it (see ConversationStore).
+    if (conversation.updatedAt > stored.createdAt) stored.createdAt = conversation.updatedAt + 1;
     list.push(stored);
     conversation.updatedAt = stored.createdAt;
     if (remember) this.#outbox.set(stored.id, { ownerId: conversation.ownerId, conversationKey: conversation.key, attempts: 0, nextAt: dueAt });

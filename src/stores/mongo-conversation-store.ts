@@ -289,7 +289,10 @@ export class MongoConversationStore implements ConversationStore {
       const touched = await this.#conversations.findOneAndUpdate({ _id: stored.conversationKey }, { $max: { updatedAt: dueAt } }, { returnDocument: 'after', projection: { updatedAt: 1 } });
       // As SQLite's foreign key does: a message of no conversation would be kept by nothing and deleted with nothing.
       if (!touched) throw new Error('No such conversation');
-      if (touched.updatedAt.getTime() > stored.createdAt) stored.createdAt = touched.updatedAt.getTime();
+      if (touched.updatedAt.getTime() > stored.createdAt) {
+        stored.createdAt = touched.updatedAt.getTime() + 1;
+        await this.#conversations.updateOne({ _id: stored.conversationKey }, { $max: { updatedAt: new Date(stored.createdAt) } });
+      }
     }
     const createdAt = new Date(stored.createdAt);
     await this.#messages.insertOne({

@@ -537,7 +537,10 @@ export class SqliteConversationStore implements ConversationStore {
       const created = create !== undefined && this.#ensureConversation(create, stored.createdAt).created;
       if (!created) {
         const latest = this.#stmt.touchConversation.get(stored.createdAt, stored.conversationKey)?.updated_at;
-        if (latest !== undefined && latest > stored.createdAt) stored.createdAt = latest;
+        if (latest !== undefined && latest > stored.createdAt) {
+          stored.createdAt = latest + 1;
+          this.#stmt.touchConversation.get(stored.createdAt, stored.conversationKey);
+        }
       }
       this.#stmt.insertMessage.run(
         stored.id,

@@ -10,6 +10,13 @@ import { tempDataDir } from '../helpers/gateway.js';
 import { waitFor } from '../helpers/wait.js';
 import { startMongoStandin, type MongoStandin } from '../standins/mongo-standin.js';
 
+/** A UUIDv7 as another node makes it when its clock reads `ms` (this process's own ids never go back in time). */
+function uuidV7At(ms: number): string {
+  const random = crypto.randomUUID();
+  const time = ms.toString(16).padStart(12, '0');
+  return `${time.slice(0, 8)}-${time.slice(8, 12)}-7${random.slice(15, 18)}${random.slice(18)}`;
+}
+
 /** Resolves once Date.now() has moved past the millisecond it was called in. */
 async function nextMillisecond(): Promise<void> {
   const start = Date.now();
@@ -272,18 +279,34 @@ for (const adapter of adapters) {
       const first = await store.appendMessage({ conversationKey: conversation.key, role: 'user', content: 'dated ahead', createdAt: ahead });
       const second = await store.appendMessage({ conversationKey: conversation.key, role: 'assistant', content: 'written after', remember: true });
       expect(first.createdAt).toBe(ahead);
-      expect(second.createdAt).toBe(ahead); // not before the conversation's latest message
+      expect(second.createdAt).toBe(ahead + 1); // not before the conversation's latest message: just after it
       expect((await store.recentMessages(conversation.key, 10)).map((m) => [m.content, m.createdAt])).toEqual([
         ['dated ahead', ahead],
-        ['written after', ahead],
+        ['written after', ahead + 1],
       ]);
       const page1 = await store.listMessages(conversation.key, { limit: 1 });
       const page2 = await store.listMessages(conversation.key, { limit: 1, after: page1.nextCursor! });
       expect([...page1.items, ...page2.items].map((m) => m.content)).toEqual(['dated ahead', 'written after']);
-      expect((await store.getConversation('clock-user', 'c-clock'))?.updatedAt).toBe(ahead);
+      expect((await store.getConversation('clock-user', 'c-clock'))?.updatedAt).toBe(ahead + 1);
       // The memory write is not held back until the date the message carries.
       expect((await store.pendingMemories(10, Date.now())).map((p) => p.message.id)).toContain(second.id);
       await store.deleteConversation('clock-user', 'c-clock');
+    });
+
+    it('a message written by a node whose clock is behind comes after the ones written before it, its id notwithstanding', async () => {
+      const { conversation } = await store.ensureConversation({ id: 'c-skew', ownerId: 'skew-user', title: 't' });
+      // Node A: the question and the reply of turn 1.
+      await store.appendMessage({ conversationKey: conversation.key, role: 'user', content: 'turn 1 question' });
+      const reply = await store.appendMessage({ conversationKey: conversation.key, role: 'assistant', content: 'turn 1 reply' });
+      // Node B, its clock 1 s behind: turn 2's question, its id and date from B's clock.
+      const behind = reply.createdAt - 1_000;
+      const question = await store.appendMessage({ id: uuidV7At(behind), createdAt: behind, conversationKey: conversation.key, role: 'user', content: 'turn 2 question' });
+      expect(question.id < reply.id).toBe(true); // what used to decide the order
+      expect(question.createdAt).toBeGreaterThan(reply.createdAt);
+      const order = ['turn 1 question', 'turn 1 reply', 'turn 2 question'];
+      expect((await store.listMessages(conversation.key, { limit: 10 })).items.map((m) => m.content)).toEqual(order);
+      expect((await store.recentMessages(conversation.key, 10)).map((m) => m.content)).toEqual(order);
+      await store.deleteConversation('skew-user', 'c-skew');
     });
 
     it('lists an owner’s conversations newest activity first, paginated, never another owner’s', async () => {
