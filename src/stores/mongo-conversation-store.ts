@@ -271,8 +271,8 @@ export class MongoConversationStore implements ConversationStore {
     const key = conversationKey(ownerId, id);
     const ids = (await this.#messages.find({ conversationKey: key }, { projection: { _id: 1 } }).toArray()).map((d) => d._id);
     // The conversation first: from then on a message appended to it (another node's reply) is
-    // refused (appendMessage's touch finds nothing) instead of outliving it. One appended just
-    // before, between these steps, is left without its conversation: pendingMemories clears it.
+    // refused (appendMessage's touch finds nothing) instead of outliving it. One whose touch came
+    // just before is taken back by its own appendMessage, which reads the conversation again.
     await this.#conversations.deleteOne({ _id: key });
     await this.#messages.deleteMany({ conversationKey: key });
     await this.#outbox.deleteMany({ conversationKey: key });
@@ -280,15 +280,23 @@ export class MongoConversationStore implements ConversationStore {
   }
 
   async appendMessage({ remember, conversation: create, ...message }: NewMessage) {
-    const created = create !== undefined && (await this.ensureConversation(create)).created;
+    const ensured = create === undefined ? undefined : await this.ensureConversation(create);
+    const created = ensured?.created ?? false;
+    /** Which conversation of that key the message belongs to: one deleted and started again under the same id is another. */
+    let incarnation = ensured?.conversation.createdAt;
     const stored: StoredMessage = { ...message, id: message.id ?? timeOrderedId(), createdAt: message.createdAt ?? monotonicNow(), tokens: tokensOf(message) };
     const dueAt = new Date(stored.createdAt);
     if (!created) {
       // Never before the conversation's latest activity (see ConversationStore): touched first, and
       // its date read back. (A conversation created just now has no message to come after.)
-      const touched = await this.#conversations.findOneAndUpdate({ _id: stored.conversationKey }, { $max: { updatedAt: dueAt } }, { returnDocument: 'after', projection: { updatedAt: 1 } });
+      const touched = await this.#conversations.findOneAndUpdate(
+        { _id: stored.conversationKey },
+        { $max: { updatedAt: dueAt } },
+        { returnDocument: 'after', projection: { updatedAt: 1, createdAt: 1 } },
+      );
       // As SQLite's foreign key does: a message of no conversation would be kept by nothing and deleted with nothing.
       if (!touched) throw new Error('No such conversation');
+      incarnation = touched.createdAt.getTime();
       if (touched.updatedAt.getTime() > stored.createdAt) {
         stored.createdAt = touched.updatedAt.getTime() + 1;
         await this.#conversations.updateOne({ _id: stored.conversationKey }, { $max: { updatedAt: new Date(stored.createdAt) } });
@@ -308,6 +316,16 @@ export class MongoConversationStore implements ConversationStore {
     });
     if (remember) {
       await this.#outbox.insertOne({ _id: stored.id, ownerId: ownerOfKey(stored.conversationKey), conversationKey: stored.conversationKey, attempts: 0, nextAt: dueAt });
+    }
+    // The touch and the insert are two steps (no transaction): a deletion of the conversation in
+    // between would leave this message kept by nothing, and listed in the next conversation its
+    // owner starts under the same id (seed 002's clients all send the same one). Read again after
+    // the insert: gone, or started again, the message goes too.
+    const still = await this.#conversations.findOne({ _id: stored.conversationKey }, { projection: { createdAt: 1 } });
+    if (!still || still.createdAt.getTime() !== incarnation) {
+      await this.#messages.deleteOne({ _id: stored.id });
+      await this.#outbox.deleteOne({ _id: stored.id });
+      throw new Error('No such conversation');
     }
     return stored;
   }
