@@ -92,7 +92,7 @@ export function createServices(config: Config, backends: Backends): Services {
   const { resumeTtlSeconds, maxBytes, onDisconnect } = config.streams;
   const streams = resumeTtlSeconds === 0 ? undefined : cluster ? cluster.streams : new InProcessTurnStreams({ ttlMs: resumeTtlSeconds * 1000, maxBytes });
   // A stop asked on any node reaches the turn here, if it runs here.
-  cluster?.onStop((conversationKey) => void turns.abortConversation(conversationKey, 'stop'));
+  cluster?.onStop((conversationKey) => turns.stopWhenStarted(conversationKey));
   const arrivalGate = new StartGate(config.turnStartsPerTick);
   const startGate = new StartGate(config.turnStartsPerTick);
   const pipeline = new ChatPipeline({

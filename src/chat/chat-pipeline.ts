@@ -363,7 +363,13 @@ export class ChatPipeline {
     if (turns.isRunning(conversationKey)) throw busy();
     const lease = await coordinator.acquire(conversationKey);
     if (!lease) throw busy();
-    return lease;
+    const unlease = turns.leased(conversationKey);
+    return {
+      release: () => {
+        unlease();
+        lease.release();
+      },
+    };
   }
 
   async #run(

@@ -16,6 +16,11 @@ interface ActiveTurn {
 export class TurnTracker {
   readonly #active = new Set<ActiveTurn>();
   readonly #byConversation = new Map<string, Set<ActiveTurn>>();
+  /**
+   * Conversations whose cluster-wide slot this node holds, from its claim to the turn's end, and
+   * whether a stop came for one before its turn was tracked (see stopWhenStarted).
+   */
+  readonly #leased = new Map<string, { stop: boolean }>();
   /** Owners whose accounts are being deleted: no new turn of theirs starts (see closeOwner). */
   readonly #closedOwners = new Map<string, number>();
   #closing = false;
@@ -47,6 +52,11 @@ export class TurnTracker {
     let resolve!: () => void;
     const turn: ActiveTurn = { controller, conversationKey: conversation.key, ownerId: conversation.ownerId, done: new Promise<void>((r) => (resolve = r)) };
     this.#active.add(turn);
+    const leased = this.#leased.get(conversation.key);
+    if (leased?.stop) {
+      leased.stop = false;
+      controller.abort(new TurnAbort('stop'));
+    }
     let peers = this.#byConversation.get(conversation.key);
     if (!peers) this.#byConversation.set(conversation.key, (peers = new Set()));
     peers.add(turn);
@@ -61,6 +71,32 @@ export class TurnTracker {
         resolve();
       },
     };
+  }
+
+  /**
+   * This node holds the conversation's cluster-wide slot (its lock) until the returned function
+   * is called. Between the claim and the turn's start (the rate limit, the start gate), a stop
+   * sent from another node finds the lock but no turn here: {@link stopWhenStarted} keeps it.
+   */
+  leased(conversationKey: string): () => void {
+    const entry = { stop: false };
+    this.#leased.set(conversationKey, entry);
+    return () => {
+      if (this.#leased.get(conversationKey) === entry) this.#leased.delete(conversationKey);
+    };
+  }
+
+  /**
+   * A stop for a conversation: its running turn is aborted; a turn this node holds the slot for
+   * but has not started yet is aborted as it starts (stored as `stopped`, as any stop).
+   */
+  stopWhenStarted(conversationKey: string): void {
+    if (this.#byConversation.has(conversationKey)) {
+      void this.abortConversation(conversationKey, 'stop');
+      return;
+    }
+    const leased = this.#leased.get(conversationKey);
+    if (leased) leased.stop = true;
   }
 
   /** True while a turn of this conversation runs. */

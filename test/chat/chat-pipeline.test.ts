@@ -5,6 +5,7 @@ import { passCounter } from '../helpers/wait.js';
 import { buildContext } from '../../src/chat/context-builder.js';
 import { TurnAbort } from '../../src/chat/turn-abort.js';
 import { TurnTracker } from '../../src/chat/turn-tracker.js';
+import { stopConversationTurn } from '../../src/chat/stop-turn.js';
 import { StartGate } from '../../src/chat/start-gate.js';
 import { AppError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
@@ -517,6 +518,59 @@ describe('chat pipeline', () => {
       expect(slots.size).toBe(0);
       store.getConversation = getConversation;
       await drain(await pipeline.prepare({ principal: curl, message: 'and again', conversationId: 'nat-7' }));
+    });
+
+    it('with a coordinator: a stop that comes while the turn is admitted (its slot taken, its rate limit still being asked) stops it as it starts', async () => {
+      const slots = new Set<string>();
+      const turns = new TurnTracker();
+      const coordinator = {
+        acquire: async (key: string) => {
+          if (slots.has(key)) return undefined;
+          slots.add(key);
+          let released = false;
+          return { release: () => void (!released && (released = true) && slots.delete(key)) };
+        },
+        isRunning: async (key: string) => slots.has(key),
+        // As the cluster does: a stop published on any node reaches this one too.
+        publishStop: async (key: string) => turns.stopWhenStarted(key),
+        onStop: () => {},
+      };
+      const limiter = new MemoryRateLimiter(60_000);
+      const consume = limiter.consume.bind(limiter);
+      let asked!: () => void;
+      const asking = new Promise<void>((r) => (asked = r));
+      let answer!: () => void;
+      const answered = new Promise<void>((r) => (answer = r));
+      limiter.consume = async (key, limit) => {
+        asked();
+        await answered; // a distant shared limiter (Upstash in another region)
+        return consume(key, limit);
+      };
+      const model = new ScriptedModel(async function* (o) {
+        for (let i = 0; i < 200 && !o.signal?.aborted; i++) {
+          yield { type: 'text-delta', text: `w${i} ` };
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        yield { type: 'finish', finishReason: 'stop', usage: undefined };
+      });
+      const store = new MemoryConversationStore();
+      const models = new ModelRegistry({ factories: { local: { model: () => model } }, defaultModel: 'local:scripted' });
+      const limits = { userLimit: 100, anonymousLimit: 100, authLimit: 10, windowMs: 60_000, ipv6Prefix: 56 };
+      const pipeline = new ChatPipeline({ store, models, limiter, rateLimits: limits, turns, coordinator, logger: silentLogger, options: OPTIONS });
+      const preparing = pipeline.prepare({ principal: alice, message: 'hi', conversationId: 'admitted' });
+      await asking;
+      const key = conversationKey('alice', 'admitted');
+      expect(slots.has(key)).toBe(true);
+      expect(turns.isRunning(key)).toBe(false);
+      expect(await stopConversationTurn({ turns, coordinator }, key)).toBe(true);
+      answer();
+      const events = await drain(await preparing);
+      expect(events.at(-1)).toMatchObject({ type: 'end', finishReason: 'stopped' });
+      expect(events.filter((e) => e.type === 'delta').length).toBeLessThan(5);
+      expect(slots.size).toBe(0);
+      // The next turn of the conversation is not stopped by it.
+      const next = await drain(await pipeline.prepare({ principal: alice, message: 'again', conversationId: 'admitted' }));
+      expect(next.at(-1)).toMatchObject({ type: 'end', finishReason: 'stop' });
     });
 
     it('a turn that is refused (rate limit) moves nothing', async () => {
