@@ -46,7 +46,8 @@ export class GeminiLiveTranslator {
   /** Model audio that cannot be played is logged once per session, not once per part. */
   private unplayableAudioLogged = false;
   private lastItemId: string | null = null;
-  private input: { itemId: string; startMs: number; transcript: string; done: boolean } | undefined;
+  /** The user input item; `announced` once the client was told of it (`conversation.item.added`). */
+  private input: { itemId: string; startMs: number; transcript: string; done: boolean; announced: boolean } | undefined;
 
   constructor(private readonly options: GeminiLiveTranslatorOptions) {}
 
@@ -76,17 +77,23 @@ export class GeminiLiveTranslator {
   /** The user input item audio is currently going into (created on first use). */
   inputItemId(): string {
     if (!this.input || this.input.done) {
-      this.input = { itemId: newId('item'), startMs: this.options.inputAudioMs(), transcript: '', done: false };
+      this.input = { itemId: newId('item'), startMs: this.options.inputAudioMs(), transcript: '', done: false, announced: false };
     }
     return this.input.itemId;
   }
 
-  /** `input_audio_buffer.commit`: the input item is complete; acknowledge it the GA way. */
+  /**
+   * `input_audio_buffer.commit`, or a turn Gemini's activity detection found in the audio (its
+   * transcription comes first): the input item is complete; acknowledge it the GA way, once.
+   */
   committed(): void {
     const itemId = this.inputItemId();
     const previous = this.lastItemId;
-    this.lastItemId = itemId;
     this.emit({ type: 'input_audio_buffer.committed', event_id: newId('event'), item_id: itemId, previous_item_id: previous });
+    // Announced already (its transcription came before the client's commit): acknowledged only.
+    if (this.input!.announced) return;
+    this.input!.announced = true;
+    this.lastItemId = itemId;
     const item: GA.ConversationItem = {
       id: itemId,
       object: 'realtime.item',
@@ -181,7 +188,10 @@ export class GeminiLiveTranslator {
 
   private inputTranscript(text: string): void {
     const itemId = this.inputItemId();
-    if (this.input) this.input.transcript += text;
+    // A turn Gemini found by itself (server VAD): the client commits nothing, so the item it is
+    // about to hear of is announced first, as OpenAI announces the items its VAD commits.
+    if (!this.input!.announced) this.committed();
+    this.input!.transcript += text;
     this.emit({
       type: 'conversation.item.input_audio_transcription.delta',
       event_id: newId('event'),
