@@ -23,7 +23,12 @@ const REFRESH_MS = LEASE_MS / 3;
  * Redis) takes it back at its next refresh.
  */
 const LOCK_MISSING_MS = LEASE_MS / 2;
-/** Entries one turn's log may hold (a reply of this many network reads is cut short in the log, not on the wire). */
+/**
+ * Entries one turn's log may hold (an entry is what one tick handed over: a network read, most
+ * often). A reply that needs more streams on to its client but is no longer kept for resuming:
+ * its log is deleted, as a broken one is, rather than trimmed (trimming drops its beginning,
+ * and a resume would replay it with a hole).
+ */
 const LOG_MAX_ENTRIES = 50_000;
 /** A running turn's log is kept this long past the TTL in case the turn runs long. */
 const RUNNING_GRACE_S = 3_600;
@@ -362,14 +367,28 @@ class RedisTurnStreams implements TurnStreams {
     const breakLog = () => {
       broken = true;
     };
+    const forgetLog = () => {
+      if (forget !== 'no' || !client.isReady) return;
+      forget = 'sent';
+      client.sendCommand(['EVAL', FORGET, '2', key, latest, turnId]).then(
+        () => (forget = 'done'),
+        () => (forget = 'no'),
+      );
+    };
+    let entries = 0;
     let pending: string[] = [];
     const flush = () => {
       const events = pending;
       pending = [];
       if (events.length === 0 || broken) return;
+      if (++entries > LOG_MAX_ENTRIES) {
+        broken = true;
+        forgetLog();
+        return;
+      }
       const fields: string[] = [];
       for (const e of events) fields.push('e', e);
-      client.sendCommand(['XADD', key, 'MAXLEN', '~', String(LOG_MAX_ENTRIES), `0-${seq}`, ...fields]).catch(breakLog);
+      client.sendCommand(['XADD', key, `0-${seq}`, ...fields]).catch(breakLog);
       if (seq === events.length || ended) client.sendCommand(['EXPIRE', key, ended ? ttl : running]).catch(ignore);
       if (ended) client.sendCommand(['SET', latest, turnId, 'EX', ttl]).catch(ignore);
     };
@@ -383,13 +402,7 @@ class RedisTurnStreams implements TurnStreams {
         ended = terminal;
         if (!broken && (!client.isReady || client.socketEpoch !== connection)) broken = true;
         if (broken) {
-          if (forget === 'no' && client.isReady) {
-            forget = 'sent';
-            client.sendCommand(['EVAL', FORGET, '2', key, latest, turnId]).then(
-              () => (forget = 'done'),
-              () => (forget = 'no'),
-            );
-          }
+          forgetLog();
           return seq;
         }
         // Fire and forget, pipelined on one connection (so in order): the client's stream never waits
