@@ -129,7 +129,12 @@ export function openaiRoutes(services: Services): Hono<AppEnv> {
 
   app.post('/chat/completions', inArrivalOrder(services), auth, async (c) => {
     const parsed = schema.safeParse(await readJsonBody(c, bodyLimits));
-    if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
+    if (!parsed.success) {
+      // OpenAI names the offending parameter in `param`: SDKs and tools show it next to the message.
+      const path = parsed.error.issues[0]?.path;
+      const param = path?.length ? path.join('.') : undefined;
+      throw new AppError('BAD_REQUEST', describeIssues(parsed.error), param === undefined ? {} : { details: { param } });
+    }
     const req = parsed.data;
     const named = requestHeader(c, CONVERSATION_HEADER) ?? req.metadata?.conversation_id;
     if (named !== undefined && !conversationIdSchema.safeParse(named).success) {

@@ -125,6 +125,9 @@ describe('OpenAI-compatible API', () => {
     const lastNotUser = await refusal(client.chat.completions.create({ model: 'local', messages: [{ role: 'assistant', content: 'x' }] }));
     expect(lastNotUser.status).toBe(400);
     expect(lastNotUser.message).toContain('messages.0.role');
+    expect(lastNotUser.error).toMatchObject({ code: 'BAD_REQUEST', type: 'invalid_request_error', param: 'messages.0.role' });
+    const hot = await refusal(client.chat.completions.create({ model: 'local', temperature: 'hot' as unknown as number, messages: [{ role: 'user', content: 'x' }] }));
+    expect(hot.error).toMatchObject({ code: 'BAD_REQUEST', param: 'temperature' });
 
     const image = await refusal(
       client.chat.completions.create({ model: 'local', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://x/y.png' } }] }] }),
