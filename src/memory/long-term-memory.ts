@@ -15,6 +15,8 @@ export interface LongTermMemoryOptions {
   recallTimeoutMs: number;
   /** Extra candidates asked for, so memories already in the short-term window can be skipped. */
   windowSize: number;
+  /** How long the writer waits for one batch's embedding (default WRITE_EMBED_TIMEOUT_MS). */
+  writeEmbedTimeoutMs?: number | undefined;
 }
 
 export interface LongTermMemoryDeps {
@@ -65,6 +67,13 @@ const backoffMs = (attempts: number) => Math.min(300_000, 1_000 * 2 ** Math.min(
  * under a second) land before the deletion, so that nothing needs taking back.
  */
 export const DELETION_WAIT_MS = 1_000;
+/**
+ * How long the writer waits for a batch's embedding before it gives up on it (retried with the
+ * usual backoff). The provider's own bound is PROVIDER_TIMEOUT_MS per attempt, times its retries:
+ * minutes, during which this node would write no memory for anyone. A batch is at most 64
+ * texts of at most 8 KiB each, which a provider that answers embeds in seconds.
+ */
+const WRITE_EMBED_TIMEOUT_MS = 60_000;
 /** A failure this recent (and no success since) makes memory "degraded" in /readyz. */
 const DEGRADED_FOR_MS = 60_000;
 /** How long a user's memory setting is taken from this node's cache for recall and queueing (the writer reads it afresh). */
@@ -350,10 +359,9 @@ export class LongTermMemory {
     let failure: unknown;
     try {
       if (keep.length) {
-        const vectors = await embedder.embed(
-          keep.map((p) => p.message.content),
-          'document',
-        );
+        const deadline = AbortSignal.timeout(this.deps.options.writeEmbedTimeoutMs ?? WRITE_EMBED_TIMEOUT_MS);
+        // Raced too: an embedder that does not honour its signal must not hold the writer either.
+        const vectors = await Promise.race([embedder.embed(keep.map((p) => p.message.content), 'document', deadline), rejectOnAbort(deadline)]);
         if (Date.now() > claim.until - CLAIM_MARGIN_MS) throw new Error('the batch took too long to embed; retried under a new claim');
         // A text without letters or digits ("???", an emoji) embeds to the zero vector under the
         // local embedder: it has no direction, so it is never recalled, and Pinecone refuses it
@@ -500,6 +508,15 @@ export class LongTermMemory {
           : 'long-term memory write failed; it stays queued and is retried',
     );
   }
+}
+
+/** Rejects with the signal's reason once it aborts (never settles otherwise). */
+function rejectOnAbort(signal: AbortSignal): Promise<never> {
+  return new Promise<never>((_, reject) => {
+    const fail = () => reject(new Error('the embedding of a batch of memories took too long; retried later', { cause: signal.reason }));
+    if (signal.aborted) fail();
+    else signal.addEventListener('abort', fail, { once: true });
+  });
 }
 
 /** Whether every component is zero (a vector without direction). */
