@@ -207,6 +207,9 @@ export class ChatPipeline {
     if (input.message.length > maxMessageChars) throw new AppError('BAD_REQUEST', `message: must be at most ${maxMessageChars} characters`);
     const model = models.resolve(input.model);
     if (input.principal.apiKey) await admitApiKey(input.principal, { requested: input.model ?? models.defaultModel, served: model }, limiter);
+    const refused = input.sampling && model.refusedSampling?.(input.sampling);
+    // `details.sampling` names the field: each protocol words it its own way (/v1: `param`).
+    if (refused) throw new AppError('BAD_REQUEST', refused.message, { details: { sampling: refused.field } });
     const owners = ownersOf(input.principal);
 
     // A conversation is reached only through its owner: someone else's id is simply not found here.

@@ -4,7 +4,6 @@ import type { ChatTurnInput, PreparedTurn } from '../chat/chat-pipeline.js';
 import { conversationIdSchema, describeIssues } from '../chat/chat-request.js';
 import { TurnAbort } from '../chat/turn-abort.js';
 import { AppError, type ErrorCode } from '../errors.js';
-import { geminiSamplingIssue } from '../models/gemini-model.js';
 import type { ModelMessage, Sampling, TokenUsage } from '../models/language-model.js';
 import { listModels } from '../models/model-registry.js';
 import { countTokensBounded } from '../models/tokenizer.js';
@@ -140,7 +139,6 @@ export function openaiRoutes(services: Services): Hono<AppEnv> {
     if (named !== undefined && !conversationIdSchema.safeParse(named).success) {
       throw new AppError('BAD_REQUEST', `${CONVERSATION_HEADER} must be 1-128 characters of A-Z, a-z, 0-9, _ and -`);
     }
-    refuseProviderSampling(services, req);
     const turn = await services.pipeline.prepare(turnInput(c, req, named));
     setRateLimitHeaders(c, turn.rateLimit);
     const id = `chatcmpl-${turn.conversation.id}-${Date.now().toString(36)}`;
@@ -153,26 +151,8 @@ export function openaiRoutes(services: Services): Hono<AppEnv> {
   return app;
 }
 
+/** The OpenAI names of the pipeline's sampling fields (a refused one is named in `param`). */
 const SAMPLING_PARAMS: Record<keyof Sampling, string> = { topP: 'top_p', presencePenalty: 'presence_penalty', frequencyPenalty: 'frequency_penalty', seed: 'seed' };
-
-/**
- * Sampling values the routed model's provider would refuse are refused here, naming the
- * parameter, before anything is counted or sent (Gemini: seeds outside int32, penalties).
- * A model name that does not resolve is left for `prepare`, which refuses it as it always does.
- */
-function refuseProviderSampling(services: Services, req: CompletionRequest): void {
-  let provider: string;
-  try {
-    provider = services.models.resolve(req.model).provider;
-  } catch {
-    return;
-  }
-  if (provider !== 'gemini') return;
-  const issue = geminiSamplingIssue({ presencePenalty: req.presence_penalty ?? undefined, frequencyPenalty: req.frequency_penalty ?? undefined, seed: req.seed ?? undefined });
-  if (!issue) return;
-  const param = SAMPLING_PARAMS[issue.field];
-  throw new AppError('BAD_REQUEST', `${param}: ${issue.message}`, { details: { param } });
-}
 
 function turnInput(c: Context<AppEnv>, req: CompletionRequest, conversationId: string | undefined): ChatTurnInput {
   const messages = req.messages.map((m): ModelMessage => ({ role: m.role === 'developer' ? 'system' : m.role, content: textOf(m.content) ?? '' }));
@@ -298,6 +278,10 @@ const OPENAI_TYPES: Record<ErrorCode, string> = {
 
 /** OpenAI's error body; `code` is the gateway's stable code (PROTOCOLS.md section 0). */
 export function openaiError(error: AppError): { error: { message: string; type: string; code: string; param: string | null } } {
-  const param = error.code === 'INVALID_MODEL' ? 'model' : typeof error.details?.param === 'string' ? error.details.param : null;
-  return { error: { message: error.message, type: OPENAI_TYPES[error.code] ?? 'api_error', code: error.code, param } };
+  // A sampling value the model's provider would refuse (ChatPipeline.prepare), by its OpenAI name.
+  const sampling = error.details?.sampling;
+  const refused = typeof sampling === 'string' && Object.hasOwn(SAMPLING_PARAMS, sampling) ? SAMPLING_PARAMS[sampling as keyof Sampling] : undefined;
+  const param = error.code === 'INVALID_MODEL' ? 'model' : (refused ?? (typeof error.details?.param === 'string' ? error.details.param : null));
+  const message = refused ? `${refused}: ${error.message}` : error.message;
+  return { error: { message, type: OPENAI_TYPES[error.code] ?? 'api_error', code: error.code, param } };
 }

@@ -79,6 +79,10 @@ class GeminiChatModel implements LanguageModel {
     return this.owner.contextTokens;
   }
 
+  refusedSampling(sampling: Sampling): { field: keyof Sampling; message: string } | undefined {
+    return geminiSamplingIssue(sampling);
+  }
+
   stream(options: ModelCallOptions, onText: (text: string) => void): ModelStream {
     return sseModelStream({
       provider: 'Gemini',

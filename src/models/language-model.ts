@@ -70,6 +70,12 @@ export interface LanguageModel {
   /** Tokens the model accepts in one request (prompt plus output). */
   readonly contextTokens: number;
   stream(options: ModelCallOptions, onText: (text: string) => void): ModelStream;
+  /**
+   * A sampling value this model's provider would refuse (Gemini: penalties, a seed outside
+   * int32), so the pipeline refuses it first, naming it, before anything is counted or sent:
+   * the provider's own answer reaches a client only as an opaque provider error.
+   */
+  refusedSampling?(sampling: Sampling): { field: keyof Sampling; message: string } | undefined;
 }
 
 /**
