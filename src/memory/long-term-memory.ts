@@ -5,6 +5,7 @@ import type { Embedder } from './embedder.js';
 import type { MemoryMatch, MemoryRecord, MemoryStore } from './memory-store.js';
 import { BoundedMap } from '../bounded-map.js';
 import { MemoryStoreError } from './memory-store-error.js';
+import { withDeadline } from '../stall-breaker.js';
 
 export interface LongTermMemoryOptions {
   /** Memories put into a prompt at most. */
@@ -74,6 +75,8 @@ export const DELETION_WAIT_MS = 1_000;
  * texts of at most 8 KiB each, which a provider that answers embeds in seconds.
  */
 const WRITE_EMBED_TIMEOUT_MS = 60_000;
+/** What a deletion's bounded wait for the batch being written ends with (never seen outside idle()). */
+const OVERDUE = new Error('the batch being written is overdue');
 /** A failure this recent (and no success since) makes memory "degraded" in /readyz. */
 const DEGRADED_FOR_MS = 60_000;
 /** How long a user's memory setting is taken from this node's cache for recall and queueing (the writer reads it afresh). */
@@ -227,13 +230,7 @@ export class LongTermMemory {
       () => true,
       () => true,
     );
-    if (maxWaitMs === Infinity) {
-      await done;
-      return;
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const finished = await Promise.race([done, new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), maxWaitMs)))]);
-    clearTimeout(timer);
+    const finished = maxWaitMs === Infinity ? await done : await withDeadline(done, maxWaitMs, OVERDUE).catch(() => false);
     if (!finished && this.#batch === batch) this.#overdue = batch;
   }
 
@@ -359,9 +356,17 @@ export class LongTermMemory {
     let failure: unknown;
     try {
       if (keep.length) {
-        const deadline = AbortSignal.timeout(this.deps.options.writeEmbedTimeoutMs ?? WRITE_EMBED_TIMEOUT_MS);
-        // Raced too: an embedder that does not honour its signal must not hold the writer either.
-        const vectors = await Promise.race([embedder.embed(keep.map((p) => p.message.content), 'document', deadline), rejectOnAbort(deadline)]);
+        // Raced, and the request aborted at the deadline: an embedder that does not honour its
+        // signal must not hold the writer either.
+        const abort = new AbortController();
+        const vectors = await withDeadline(
+          embedder.embed(keep.map((p) => p.message.content), 'document', abort.signal),
+          this.deps.options.writeEmbedTimeoutMs ?? WRITE_EMBED_TIMEOUT_MS,
+          new Error('the embedding of a batch of memories took too long; retried later'),
+        ).catch((err: unknown) => {
+          abort.abort();
+          throw err;
+        });
         if (Date.now() > claim.until - CLAIM_MARGIN_MS) throw new Error('the batch took too long to embed; retried under a new claim');
         // A text without letters or digits ("???", an emoji) embeds to the zero vector under the
         // local embedder: it has no direction, so it is never recalled, and Pinecone refuses it
@@ -508,15 +513,6 @@ export class LongTermMemory {
           : 'long-term memory write failed; it stays queued and is retried',
     );
   }
-}
-
-/** Rejects with the signal's reason once it aborts (never settles otherwise). */
-function rejectOnAbort(signal: AbortSignal): Promise<never> {
-  return new Promise<never>((_, reject) => {
-    const fail = () => reject(new Error('the embedding of a batch of memories took too long; retried later', { cause: signal.reason }));
-    if (signal.aborted) fail();
-    else signal.addEventListener('abort', fail, { once: true });
-  });
 }
 
 /** Whether every component is zero (a vector without direction). */
