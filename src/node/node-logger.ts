@@ -1,9 +1,8 @@
 import { pino, type DestinationStream, type LoggerOptions } from 'pino';
 import pretty from 'pino-pretty';
 import type { Config } from '../config.js';
-import { redactLogFields, redactLogEntry } from '../log-redaction.js';
+import { redactLogFields, redactLogEntry, redactSecrets } from '../log-redaction.js';
 import type { Logger } from '../logger.js';
-import { redactSecrets } from '../realtime/redact-secrets.js';
 
 /**
  * Structured JSON logs; secrets are hidden wherever they could appear (`redactLogEntry`: a

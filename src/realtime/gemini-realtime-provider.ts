@@ -19,7 +19,8 @@ import { geminiSetup, mergeGaSession, type GaSession, type GeminiSetup } from '.
 import { GeminiLiveTranslator } from './gemini-live-translator.js';
 import { newId } from './realtime-ids.js';
 import type { RealtimeClientEvent, RealtimeConnectOptions, RealtimeProvider, RealtimeUpstream } from './realtime-provider.js';
-import { redactSecrets, safeProviderText } from './redact-secrets.js';
+import { redactSecrets } from '../log-redaction.js';
+import { safeProviderText } from './redact-secrets.js';
 
 export const GEMINI_LIVE_MODEL = 'gemini-2.5-flash-native-audio-preview-09-2025';
 

@@ -15,7 +15,8 @@ import type {
   RealtimeServerEvent,
   RealtimeUpstream,
 } from './realtime-provider.js';
-import { redactSecrets, safeProviderText } from './redact-secrets.js';
+import { redactSecrets } from '../log-redaction.js';
+import { safeProviderText } from './redact-secrets.js';
 
 export const OPENAI_REALTIME_URL = 'wss://api.openai.com/v1/realtime';
 export const OPENAI_REALTIME_MODEL = 'gpt-realtime';
