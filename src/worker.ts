@@ -1,5 +1,6 @@
 import type { Hono } from 'hono';
 import { ConfigError, loadConfig, type Env } from './config.js';
+import { AppError, errorBody } from './errors.js';
 import type { AppEnv } from './http/app-env.js';
 import { createApp } from './http/app.js';
 import { createConsoleLogger } from './logger.js';
@@ -56,7 +57,7 @@ export default {
 };
 
 function misconfiguredResponse(): Response {
-  return new Response(JSON.stringify({ error: 'The server is misconfigured', code: 'INTERNAL' }), {
+  return new Response(JSON.stringify(errorBody(new AppError('INTERNAL', 'The server is misconfigured'))), {
     status: 503,
     headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' },
   });

@@ -105,13 +105,7 @@ async function createMemory(
     timeoutMs: config.models.timeoutMs,
   });
   const store = pinecone
-    ? new (await import('../memory/pinecone-memory-store.js')).PineconeMemoryStore({
-        apiKey: pinecone.apiKey,
-        indexName: pinecone.index ?? 'memory',
-        indexHost: pinecone.host,
-        dimensions: embedder.dimensions,
-        maxRetries: pinecone.maxRetries,
-      })
+    ? await pineconeStore(pinecone, embedder.dimensions)
     : new SqliteMemoryStore(join(config.dataDir, 'memory.sqlite'), {
         dimensions: embedder.dimensions,
         embedder: `${embedder.kind}:${embedder.model}`,
@@ -149,15 +143,8 @@ function deletionsOnly(config: Config, conversations: ConversationStore, logger:
     let connected: Promise<MemoryStore> | undefined;
     open = () =>
       (connected ??= (async () => {
-        const { PineconeMemoryStore } = await import('../memory/pinecone-memory-store.js');
-        const store = new PineconeMemoryStore({
-          apiKey: pinecone.apiKey,
-          indexName: pinecone.index ?? 'memory',
-          indexHost: pinecone.host,
-          // Only checked by init(), which deletions do not call.
-          dimensions: embedding.dimensions ?? EMBEDDING_DEFAULTS[embedding.provider].dimensions,
-          maxRetries: pinecone.maxRetries,
-        });
+        // The dimension is only checked by init(), which deletions do not call.
+        const store = await pineconeStore(pinecone, embedding.dimensions ?? EMBEDDING_DEFAULTS[embedding.provider].dimensions);
         await store.connect();
         return store;
       })().catch((err: unknown) => {
@@ -187,6 +174,12 @@ function deletionsOnly(config: Config, conversations: ConversationStore, logger:
     };
   }
   return new MemoryDeletions({ open, conversations, logger: log });
+}
+
+/** The Pinecone index of PINECONE_* (its SDK loaded only when it is configured). */
+async function pineconeStore(pinecone: NonNullable<Config['memory']['pinecone']>, dimensions: number) {
+  const { PineconeMemoryStore } = await import('../memory/pinecone-memory-store.js');
+  return new PineconeMemoryStore({ apiKey: pinecone.apiKey, indexName: pinecone.index ?? 'memory', indexHost: pinecone.host, dimensions, maxRetries: pinecone.maxRetries });
 }
 
 async function connectMongo(mongo: NonNullable<Config['mongo']>): Promise<ConversationStore> {
