@@ -368,6 +368,7 @@ export class ChatPipeline {
     if (!lease) throw busy();
     const unlease = turns.leased(conversationKey);
     return {
+      turnId: lease.turnId,
       release: () => {
         unlease();
         lease.release();
@@ -387,7 +388,7 @@ export class ChatPipeline {
     // Registered until the sink has the final event: shutdown and deletion wait for that.
     const turn = this.deps.turns.track(outer, conversation);
     const streams = input.stateless ? undefined : this.deps.streams;
-    const sink = streams ? recorded(client, streams.open(conversation.key)) : client;
+    const sink = streams ? recorded(client, streams.open(conversation.key, lease?.turnId)) : client;
     try {
       const modelName = model.provider === 'local' ? model.modelId : `${model.provider}:${model.modelId}`;
       const result = await this.#stream(input, conversation, conversationCreated, model, modelName, sink, turn);

@@ -3,6 +3,11 @@ import type { TurnStreams } from './turn-streams.js';
 /** A conversation's running-turn slot, held while the turn runs. */
 export interface TurnLease {
   release(): void;
+  /**
+   * The id the turn holding this lease is known by cluster-wide (the lock's token): its resumable
+   * log takes it, so a resume on any node can tell whether the lock is still that turn's.
+   */
+  readonly turnId?: string | undefined;
 }
 
 /**

@@ -20,7 +20,8 @@ export interface TurnLog {
  */
 export interface TurnStreams {
   readonly kind: string;
-  open(conversationKey: string): TurnLog;
+  /** A new turn's log; `turnId` when the turn has one already (its lease's), else a new one. */
+  open(conversationKey: string, turnId?: string): TurnLog;
   /** The conversation's latest recorded turn, if still kept. */
   latest(conversationKey: string): Promise<{ turnId: string; ended: boolean } | undefined>;
   /** How far the turn's log goes: its last sequence number, and whether that event ended the turn. Undefined when the turn is not kept. */
@@ -175,9 +176,9 @@ export class InProcessTurnStreams implements TurnStreams {
     return this.#bytes;
   }
 
-  open(conversationKey: string): TurnLog {
+  open(conversationKey: string, turnId?: string): TurnLog {
     this.#sweep();
-    const log = new Log(conversationKey, newTurnId());
+    const log = new Log(conversationKey, turnId ?? newTurnId());
     this.#logs.set(key(conversationKey, log.turnId), log);
     this.#latest.set(conversationKey, log.turnId);
     return { turnId: log.turnId, append: (event) => this.#append(log, event) };

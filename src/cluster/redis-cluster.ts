@@ -86,12 +86,6 @@ export class RedisCluster implements ClusterLink {
   readonly #prefix: string;
   /** The adapter's own connections (a stream reader, a pub/sub one): closed here, after the adapter. */
   readonly #adapterCopies = new Set<{ readonly isOpen: boolean; destroy(): void }>();
-  /**
-   * The lock token of each turn this node claimed and has not yet opened a log for, by
-   * conversation: the log takes it as its turn id, so a resume on any node can tell whether the
-   * lock is still held by the turn it follows.
-   */
-  readonly #unopened = new Map<string, string>();
   #down = false;
   #closed = false;
   readonly #answers: RedisAnswers;
@@ -109,14 +103,8 @@ export class RedisCluster implements ClusterLink {
     this.#prefix = config.redis!.prefix;
     this.#answers = redisAnswers(logger);
     const ttl = config.streams.resumeTtlSeconds;
-    const turnIdFor = (conversationKey: string) => {
-      const token = this.#unopened.get(conversationKey);
-      this.#unopened.delete(conversationKey);
-      return token ?? newTurnId();
-    };
     const lockKey = (conversationKey: string) => this.#lockKey(conversationKey);
-    this.streams =
-      ttl > 0 ? new RedisTurnStreams(client, this.#prefix, ttl, logger, config.streams.redisReaders, this.#answers, turnIdFor, lockKey) : undefined;
+    this.streams = ttl > 0 ? new RedisTurnStreams(client, this.#prefix, ttl, logger, config.streams.redisReaders, this.#answers, lockKey) : undefined;
   }
 
   static async connect(config: Config, logger: Logger): Promise<RedisCluster> {
@@ -256,7 +244,6 @@ export class RedisCluster implements ClusterLink {
       won = 'OK';
     }
     if (won !== 'OK') return undefined;
-    if (!this.#unopened.has(conversationKey)) this.#unopened.set(conversationKey, token);
     let released = false;
     const refresh = setInterval(() => {
       if (!this.client.isReady) return;
@@ -271,11 +258,12 @@ export class RedisCluster implements ClusterLink {
     }, REFRESH_MS);
     refresh.unref?.();
     return {
+      // The turn's log takes it as its id: a resume can then tell whether the lock is still this turn's.
+      turnId: token,
       release: () => {
         if (released) return;
         released = true;
         clearInterval(refresh);
-        if (this.#unopened.get(conversationKey) === token) this.#unopened.delete(conversationKey);
         if (this.client.isReady) this.client.sendCommand(['EVAL', RELEASE, '1', key, token]).catch(() => undefined);
       },
     };
@@ -334,8 +322,6 @@ class RedisTurnStreams implements TurnStreams {
     /** Resumed streams that get a Redis connection of their own (STREAM_RESUME_REDIS_READERS). */
     private readonly maxBlockingReaders: number,
     private readonly answers: RedisAnswers,
-    /** The id of a turn about to run here: its lock's token, so a resume can tell whether that turn still holds the lock. */
-    private readonly turnIdFor: (conversationKey: string) => string,
     private readonly lockKey: (conversationKey: string) => string,
   ) {}
 
@@ -347,9 +333,9 @@ class RedisTurnStreams implements TurnStreams {
     return `${this.prefix}:turn:${conversationKey}:${turnId}`;
   }
 
-  open(conversationKey: string): TurnLog {
+  /** `turnId`: the turn's lease's (its lock's token), so a resume can tell whether the lock is still this turn's. */
+  open(conversationKey: string, turnId = newTurnId()): TurnLog {
     const { client } = this;
-    const turnId = this.turnIdFor(conversationKey);
     const latest = this.#latestKey(conversationKey);
     const key = this.#logKey(conversationKey, turnId);
     const running = String(this.ttlSeconds + RUNNING_GRACE_S);
