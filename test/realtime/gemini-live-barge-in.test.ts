@@ -1,40 +1,21 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { GeminiRealtimeProvider } from '../../src/realtime/gemini-realtime-provider.js';
-import { defaultGeminiLiveScript, startGeminiLiveStandin, type GeminiLiveStandin } from '../standins/gemini-live-standin.js';
+import { describe, expect, it } from 'vitest';
+import { defaultGeminiLiveScript } from '../standins/gemini-live-standin.js';
 import { until } from '../standins/ws-standin-server.js';
-import { Harness } from './realtime-harness.js';
-import { SEED_004_SESSION_CREATE } from './seed-004.js';
+import { geminiLiveSuite } from './gemini-live-suite.js';
 
 type Json = Record<string, unknown>;
 
 const KEY = 'AIzaBargeInTestKey0123456789abcdefghijkl';
-let standin: GeminiLiveStandin;
-const harnesses: Harness[] = [];
-
-async function opened(): Promise<Harness> {
-  const h = new Harness(new GeminiRealtimeProvider({ apiKey: KEY, baseUrl: standin.url, model: 'gemini-2.5-flash-native-audio-preview-09-2025' }));
-  harnesses.push(h);
-  h.session.handleClientEvent(SEED_004_SESSION_CREATE);
-  await h.nth('session.updated', 0);
-  return h;
-}
-
-beforeAll(async () => {
-  standin = await startGeminiLiveStandin({ apiKey: KEY });
-});
-afterAll(async () => standin.close());
-afterEach(() => {
-  for (const h of harnesses.splice(0)) h.session.close();
-  standin.setScript(defaultGeminiLiveScript());
-});
+const live = geminiLiveSuite(KEY);
+const opened = () => live.open();
 
 describe('Gemini Live: what OpenAI clients send on a barge-in', () => {
   it('conversation.item.truncate and input_audio_buffer.clear are answered as OpenAI answers them, without errors', async () => {
-    standin.setScript({ ...defaultGeminiLiveScript(), delayMs: 150 });
+    live.standin.setScript({ ...defaultGeminiLiveScript(), delayMs: 150 });
     const h = await opened();
     h.session.handleClientEvent({ type: 'response.create' });
     await until(() => h.audio[0], 'first audio');
-    standin.interrupt();
+    live.standin.interrupt();
     await h.next('input_audio_buffer.speech_started');
     const item = h.of('response.output_item.added')[0]!.item as { id: string };
     // What openai-realtime-api-beta's RealtimeClient and the realtime console send on speech_started.
@@ -53,7 +34,7 @@ describe('Gemini Live: what OpenAI clients send on a barge-in', () => {
   it('input_audio_buffer.clear forgets the uncommitted audio: a commit right after it is refused as empty', async () => {
     const h = await opened();
     h.session.handleClientEvent({ type: 'input_audio_buffer.append', audio: Buffer.alloc(4800).toString('base64') });
-    await until(() => standin.audio.length > 0, 'audio upstream');
+    await until(() => live.standin.audio.length > 0, 'audio upstream');
     h.session.handleClientEvent({ type: 'input_audio_buffer.clear' });
     await h.next('input_audio_buffer.cleared');
     h.session.handleClientEvent({ type: 'input_audio_buffer.commit', event_id: 'evt_commit' });
