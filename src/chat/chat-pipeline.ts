@@ -336,8 +336,11 @@ export class ChatPipeline {
     const { store, turns, coordinator, logger } = this.deps;
     const entry = this.#held.get(found.key);
     if (!entry || entry.count > 1 || entry.moving || turns.isRunning(found.key)) return unchanged;
-    const next = coordinator ? await coordinator.acquire(conversationKey(cookie, found.id)).catch(() => undefined) : undefined;
-    if (coordinator && !next) return unchanged;
+    const newKey = conversationKey(cookie, found.id);
+    const acquired = coordinator ? await coordinator.acquire(newKey).catch(() => undefined) : undefined;
+    if (coordinator && !acquired) return unchanged;
+    // A stop sent for the conversation under its new key before the turn starts is kept, as for any slot (#claim).
+    const next = acquired && this.#registered(newKey, acquired);
     let moved: Conversation | undefined;
     const move = store.moveConversation(found.ownerId, found.id, cookie).then(
       (c) => void (moved = c),
@@ -366,7 +369,12 @@ export class ChatPipeline {
     if (turns.isRunning(conversationKey)) throw busy();
     const lease = await coordinator.acquire(conversationKey);
     if (!lease) throw busy();
-    const unlease = turns.leased(conversationKey);
+    return this.#registered(conversationKey, lease);
+  }
+
+  /** A slot this node holds for a turn it has not started yet: a stop for that conversation meanwhile stops the turn as it starts. */
+  #registered(conversationKey: string, lease: TurnLease): TurnLease {
+    const unlease = this.deps.turns.leased(conversationKey);
     return {
       turnId: lease.turnId,
       release: () => {

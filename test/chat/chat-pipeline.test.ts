@@ -573,6 +573,56 @@ describe('chat pipeline', () => {
       expect(next.at(-1)).toMatchObject({ type: 'end', finishReason: 'stop' });
     });
 
+    it('with a coordinator: a stop for the new key that comes while the conversation moves to its cookie stops the turn as it starts', async () => {
+      const slots = new Set<string>();
+      const turns = new TurnTracker();
+      const coordinator = {
+        acquire: async (key: string) => {
+          if (slots.has(key)) return undefined;
+          slots.add(key);
+          let released = false;
+          return { release: () => void (!released && (released = true) && slots.delete(key)) };
+        },
+        isRunning: async (key: string) => slots.has(key),
+        publishStop: async (key: string) => turns.stopWhenStarted(key),
+        onStop: () => {},
+      };
+      const model = new ScriptedModel(async function* (o) {
+        for (let i = 0; i < 200 && !o.signal?.aborted; i++) {
+          yield { type: 'text-delta', text: `w${i} ` };
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        yield { type: 'finish', finishReason: 'stop', usage: undefined };
+      });
+      const store = new MemoryConversationStore();
+      const models = new ModelRegistry({ factories: { local: { model: () => model } }, defaultModel: 'local:scripted' });
+      const limits = { userLimit: 100, anonymousLimit: 100, authLimit: 10, windowMs: 60_000, ipv6Prefix: 56 };
+      const pipeline = new ChatPipeline({ store, models, limiter: new MemoryRateLimiter(60_000), rateLimits: limits, turns, coordinator, logger: silentLogger, options: OPTIONS });
+      await drain(await pipeline.prepare({ principal: curl, message: 'first', conversationId: 'nat-8' }));
+      const move = store.moveConversation.bind(store);
+      let moving!: () => void;
+      const started = new Promise<void>((r) => (moving = r));
+      let finish!: () => void;
+      const finished = new Promise<void>((r) => (finish = r));
+      store.moveConversation = async (...args) => {
+        moving();
+        await finished; // a distant store
+        return move(...args);
+      };
+      const preparing = pipeline.prepare({ principal: browserA, message: 'second', conversationId: 'nat-8' });
+      await started;
+      const newKey = conversationKey('anon:cookie-a', 'nat-8');
+      expect(slots.has(newKey)).toBe(true);
+      expect(await stopConversationTurn({ turns, coordinator }, newKey)).toBe(true);
+      finish();
+      const turn = await preparing;
+      expect(turn.conversation.key).toBe(newKey);
+      const events = await drain(turn);
+      expect(events.at(-1)).toMatchObject({ type: 'end', finishReason: 'stopped' });
+      expect(events.filter((e) => e.type === 'delta').length).toBeLessThan(5);
+      expect(slots.size).toBe(0);
+    });
+
     it('a turn that is refused (rate limit) moves nothing', async () => {
       const { store, pipeline } = setup(undefined, { userLimit: 100, anonymousLimit: 1, authLimit: 1, windowMs: 60_000, ipv6Prefix: 56 });
       await drain(await pipeline.prepare({ principal: curl, message: 'my notes', conversationId: 'nat-4' }));
