@@ -225,7 +225,7 @@ function normalised(password: string): string {
 
 function requireLocalUser(principal: Principal): string {
   if (!principal.userId) throw new AppError('UNAUTHORIZED', 'Sign in to manage your account');
-  if (principal.userId.startsWith('ext:')) throw new AppError('BAD_REQUEST', 'This account is managed by your identity provider');
+  if (principal.userId.startsWith('ext:')) throw new AppError('BAD_REQUEST', 'This account is managed by your identity provider', { status: 403 });
   return principal.userId;
 }
 

@@ -35,6 +35,7 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
   const app = new Hono<AppEnv>();
 
   app.use(platform(services, options));
+  app.use(refuseCrossSiteWrites(services));
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', async (c) => {
@@ -72,6 +73,28 @@ export function createApp(services: Services, options: AppOptions): Hono<AppEnv>
   return app;
 }
 
+
+/**
+ * A browser sends some cross-origin requests without asking first (a form's POST, a `no-cors`
+ * fetch), with the user's cookies when their SameSite lets it (`COOKIE_SAMESITE=None`, or a
+ * sibling site under `Lax`): the response is hidden from the page, but the request runs. A
+ * request that changes something (any method but GET, HEAD, OPTIONS) from an origin the
+ * origin rule does not allow is refused before its route runs (403), as the WebSocket upgrades
+ * are. A request the browser marks `Sec-Fetch-Site: same-origin` is the gateway's own page (a
+ * proxy in front may have changed its Host); clients other than browsers send no Origin.
+ */
+function refuseCrossSiteWrites(services: Services): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const method = c.req.method;
+    if (method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS') {
+      const origin = requestHeader(c, 'origin');
+      if (origin !== undefined && origin !== '' && requestHeader(c, 'sec-fetch-site') !== 'same-origin' && !services.origins(origin, requestHeader(c, 'host'), { quiet: true })) {
+        throw new AppError('UNAUTHORIZED', 'Origin not allowed', { status: 403 });
+      }
+    }
+    await next();
+  };
+}
 
 /** Hono's secureHeaders() defaults. */
 const SECURITY_HEADERS: readonly (readonly [string, string])[] = [

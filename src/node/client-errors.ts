@@ -32,3 +32,16 @@ export function answerClientError(err: Error & { code?: string }, socket: Client
   );
   setTimeout(() => socket.destroy(), CLOSE_AFTER_MS).unref();
 }
+
+/**
+ * `@hono/node-server`'s `errorHandler`: a request Node parsed but that cannot become a web
+ * Request (a Host header that is not a host, a backslash in the path, `OPTIONS *`) gets the same
+ * coded 400 as one Node could not read (node-server's own answer is an empty text 400), then the
+ * connection closes. Anything else that escaped the app (Hono answers its errors itself) is a
+ * bare coded 500: never a stack.
+ */
+export function requestErrorResponse(err: unknown): Response {
+  const unreadable = err instanceof Error && err.name === 'RequestError';
+  const [status, body] = unreadable ? [400, { error: BAD_HTTP[1], code: 'BAD_REQUEST' }] : [500, { error: 'Internal server error', code: 'INTERNAL' }];
+  return new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json', Connection: 'close' } });
+}

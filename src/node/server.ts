@@ -1,9 +1,9 @@
-import { createAdaptorServer } from '@hono/node-server';
-import { answerClientError } from './client-errors.js';
+import { createAdaptorServer, getRequestListener } from '@hono/node-server';
+import { answerClientError, requestErrorResponse } from './client-errors.js';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { createNodeWebSocket } from '@hono/node-ws';
 import { EventEmitter } from 'node:events';
-import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server as HttpServer, type ServerOptions } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server as HttpServer } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Server as SocketIOServer } from 'socket.io';
@@ -127,12 +127,9 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
   // Like the rest of /v1, never anonymous (PROTOCOLS.md 3c): it spends the server's realtime key.
   app.get('/v1/realtime', authenticate(services, { queryToken: true, subprotocolToken: true, requireUser: true }), realtimeRoute(upgradeWebSocket, services, realtime));
 
-  const httpServer = createAdaptorServer({
-    fetch: app.fetch,
-    serverOptions: { connectionsCheckingInterval: checkInterval(config.chat.requestTimeoutMs) },
-    // @hono/node-server calls it as (options, listener).
-    createServer: ((options: ServerOptions, listener: RequestListener) => createHttpServer(options, boundPipelining(listener))) as typeof createHttpServer,
-  }) as HttpServer;
+  // What createAdaptorServer builds, with an errorHandler it does not pass on (requestErrorResponse).
+  const listener = getRequestListener(app.fetch, { errorHandler: requestErrorResponse }) as RequestListener;
+  const httpServer = createHttpServer({ connectionsCheckingInterval: checkInterval(config.chat.requestTimeoutMs) }, boundPipelining(listener));
   httpServer.keepAliveTimeout = 65_000;
   // A request Node cannot read (headers over 16 KiB, not HTTP, headers past the deadline) is
   // answered with Node's status and a coded JSON body, as every other refusal is.
