@@ -39,8 +39,9 @@ describe('CSRF: body-less cookie-authenticated POST routes from a foreign origin
   });
 
   it('the allowed origin, and the gateway\'s own page behind a proxy that changed its Host (Sec-Fetch-Site: same-origin), still sign out', async () => {
-    for (const headers of [{ Origin: 'https://app.example' }, { Origin: 'https://chat.example', 'Sec-Fetch-Site': 'same-origin' }]) {
-      const user = await register(gw().url, `ok-${headers.Origin.length}-${Date.now()}@example.com`);
+    const cases: Record<string, string>[] = [{ Origin: 'https://app.example' }, { Origin: 'https://chat.example', 'Sec-Fetch-Site': 'same-origin' }];
+    for (const headers of cases) {
+      const user = await register(gw().url, `ok-${cases.indexOf(headers)}-${Date.now()}@example.com`);
       const res = await fetch(`${gw().url}/api/v2/auth/logout-all`, { method: 'POST', headers: { ...headers, Cookie: user.cookie } });
       expect(res.status).toBe(200);
       const me = await fetch(`${gw().url}/api/v2/auth/me`, { headers: { Authorization: `Bearer ${user.token}` } });
