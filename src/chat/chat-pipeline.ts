@@ -55,6 +55,13 @@ export type ChatTurnEvent =
       userMessageId: string;
       content: string;
       model: string;
+      /**
+       * When the user message was known stored (ms, `monotonicNow`): its conversation existed by
+       * then, so a turn stamped before a conversation's `createdAt` belongs to an earlier one under
+       * the same id (deleted since), whose kept log must not be resumed (see findResumable).
+       * Absent from events recorded by an earlier version.
+       */
+      storedAt?: number;
     }
   | { type: 'delta'; text: string }
   | {
@@ -490,7 +497,7 @@ export class ChatPipeline {
       userWrite.catch(() => {}); // awaited below; a failure must not surface as unhandled first
       announce = () => {
         announce = () => {};
-        sink.start({ type: 'start', conversationId: conversation.id, conversationCreated, userMessageId: userMessage.id, content: userMessage.content, model: modelName });
+        sink.start({ type: 'start', conversationId: conversation.id, conversationCreated, userMessageId: userMessage.id, content: userMessage.content, model: modelName, storedAt: monotonicNow() });
       };
 
       let waitingForClient = false;

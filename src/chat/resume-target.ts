@@ -9,14 +9,26 @@ export interface ResumeTarget {
   afterSeq: number;
   /** The turn had ended when looked up. */
   ended: boolean;
+  /**
+   * The Last-Event-ID named a turn of an earlier conversation under this id (deleted since), or
+   * one no longer kept: nothing of it may be sent (hasEventsToSend says no, so the HTTP routes
+   * answer 204, as for any turn no longer kept while the conversation has a newer one).
+   */
+  withheld?: true;
 }
 
 /**
  * The recorded turn a client may resume: the latest of the caller's own conversation with this
  * id (or the one its Last-Event-ID names). Keys carry the owner, so nobody reaches another's.
- * The conversation must still exist: a turn's events are kept for STREAM_RESUME_TTL_S, and
- * those of a deleted conversation (its messages, the user's words among them) must not come
- * back through a resume.
+ * The conversation must still exist, and the turn must be one of it, not of an earlier one under
+ * the same id: a turn's events are kept for STREAM_RESUME_TTL_S under (owner, id), and those of
+ * a deleted conversation (its messages, the user's words among them) must not come back through
+ * a resume, even once the client started a new conversation with that id (seed 002's clients
+ * always send the same one). A turn belongs to the current conversation when its `start` was
+ * stamped (`storedAt`, once its user message was stored, so once its conversation existed) at
+ * or after the conversation's `createdAt`. A latest turn that has recorded no start yet (its
+ * user message is still being stored) may be followed: what it records from then on is the
+ * current conversation's.
  */
 export async function findResumable(
   streams: TurnStreams | undefined,
@@ -29,8 +41,20 @@ export async function findResumable(
   for (const owner of ownersOf(principal)) {
     const key = conversationKey(owner, conversationId);
     const latest = await streams.latest(key);
-    if (!latest || !(await store.getConversation(owner, conversationId))) continue;
-    if (last && last.turnId !== latest.turnId) return { conversationKey: key, turnId: last.turnId, afterSeq: last.seq, ended: true };
+    if (!latest) continue;
+    const conversation = await store.getConversation(owner, conversationId);
+    if (!conversation) continue;
+    /** Whether the kept turn is one of this conversation (false when not kept, or started before it). */
+    const ofThis = async (turnId: string, unstarted: boolean) => {
+      const storedAt = (await streams.startOf(key, turnId))?.storedAt;
+      return storedAt === undefined ? unstarted : storedAt >= conversation.createdAt;
+    };
+    if (last && last.turnId !== latest.turnId) {
+      const target: ResumeTarget = { conversationKey: key, turnId: last.turnId, afterSeq: last.seq, ended: true };
+      return (await ofThis(last.turnId, false)) ? target : { ...target, withheld: true };
+    }
+    // An earlier conversation's turn: nothing of this one is kept.
+    if (!(await ofThis(latest.turnId, !latest.ended))) continue;
     return { conversationKey: key, turnId: latest.turnId, afterSeq: last?.seq ?? 0, ended: latest.ended };
   }
   return undefined;
@@ -42,6 +66,7 @@ export async function findResumable(
  * answer 204 (which also ends an EventSource's reconnecting).
  */
 export async function hasEventsToSend(streams: TurnStreams, target: ResumeTarget): Promise<boolean> {
+  if (target.withheld) return false;
   const kept = await streams.extent(target.conversationKey, target.turnId);
   return kept !== undefined && (!kept.ended || kept.lastSeq > target.afterSeq);
 }

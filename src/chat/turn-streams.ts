@@ -1,5 +1,7 @@
 import type { ChatTurnEvent } from './chat-pipeline.js';
 
+export type StartEvent = Extract<ChatTurnEvent, { type: 'start' }>;
+
 /** One recorded event of a turn; `seq` counts from 1 within the turn. */
 export interface LoggedEvent {
   seq: number;
@@ -24,6 +26,11 @@ export interface TurnStreams {
   open(conversationKey: string, turnId?: string): TurnLog;
   /** The conversation's latest recorded turn, if still kept. */
   latest(conversationKey: string): Promise<{ turnId: string; ended: boolean } | undefined>;
+  /**
+   * The turn's `start` event (recorded first), for telling which conversation under its key the
+   * turn belongs to. Undefined when the turn is not kept or has recorded no start (yet).
+   */
+  startOf(conversationKey: string, turnId: string): Promise<StartEvent | undefined>;
   /** How far the turn's log goes: its last sequence number, and whether that event ended the turn. Undefined when the turn is not kept. */
   extent(conversationKey: string, turnId: string): Promise<{ lastSeq: number; ended: boolean } | undefined>;
   /** The turn's events after `afterSeq`, then live ones until its end (or `signal`). Empty when the turn is not kept. */
@@ -189,6 +196,13 @@ export class InProcessTurnStreams implements TurnStreams {
     const turnId = this.#latest.get(conversationKey);
     const log = turnId === undefined ? undefined : this.#logs.get(key(conversationKey, turnId));
     return log ? { turnId: log.turnId, ended: log.ended } : undefined;
+  }
+
+  async startOf(conversationKey: string, turnId: string): Promise<StartEvent | undefined> {
+    this.#sweep();
+    const log = this.#logs.get(key(conversationKey, turnId));
+    const first = log && log.length > 0 ? log.eventAt(0) : undefined;
+    return first?.type === 'start' ? first : undefined;
   }
 
   async extent(conversationKey: string, turnId: string): Promise<{ lastSeq: number; ended: boolean } | undefined> {

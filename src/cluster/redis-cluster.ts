@@ -3,7 +3,7 @@ import { createClient } from 'redis';
 import type { ServerOptions } from 'socket.io';
 import type { ChatTurnEvent } from '../chat/chat-pipeline.js';
 import type { ClusterLink, TurnLease } from '../chat/turn-coordinator.js';
-import { isTerminal, newTurnId, type LoggedEvent, type TurnLog, type TurnStreams } from '../chat/turn-streams.js';
+import { isTerminal, newTurnId, type LoggedEvent, type StartEvent, type TurnLog, type TurnStreams } from '../chat/turn-streams.js';
 import type { Config } from '../config.js';
 import { AppError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -408,6 +408,15 @@ class RedisTurnStreams implements TurnStreams {
     const turnId = await this.answers.ask(() => this.client.get(this.#latestKey(conversationKey)), 'a resume').catch(() => null);
     if (!turnId) return undefined;
     return { turnId, ended: (await this.extent(conversationKey, turnId))?.ended ?? false };
+  }
+
+  async startOf(conversationKey: string, turnId: string): Promise<StartEvent | undefined> {
+    if (!this.client.isReady) return undefined;
+    // The start is the first event of the first entry.
+    const read = () => this.client.sendCommand<RawEntry[]>(['XRANGE', this.#logKey(conversationKey, turnId), '-', '+', 'COUNT', '1']);
+    const first = await this.answers.ask(read, 'a resume').catch((): RawEntry[] => []);
+    const event = first[0] ? decode(first[0][1])[0] : undefined;
+    return event?.type === 'start' ? event : undefined;
   }
 
   async extent(conversationKey: string, turnId: string): Promise<{ lastSeq: number; ended: boolean } | undefined> {
