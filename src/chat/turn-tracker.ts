@@ -7,6 +7,11 @@ interface ActiveTurn {
   done: Promise<void>;
 }
 
+interface PendingTurn {
+  controller: AbortController;
+  done: Promise<void>;
+}
+
 /**
  * Knows every running chat turn, by conversation: a gauge for monitoring, the handle that
  * stops a conversation's turn from outside its connection (delete, stop by id), and what
@@ -21,6 +26,12 @@ export class TurnTracker {
    * whether a stop came for one before its turn was tracked (see stopWhenStarted).
    */
   readonly #leased = new Map<string, { stop: boolean }>();
+  /**
+   * Turns asked for in a conversation and not tracked yet (their request is being admitted: the
+   * caller's principal, the store, the rate limit), by conversation key: a stop meanwhile aborts
+   * them through their controller (see pending).
+   */
+  readonly #pending = new Map<string, Set<PendingTurn>>();
   /** Owners whose accounts are being deleted: no new turn of theirs starts (see closeOwner). */
   readonly #closedOwners = new Map<string, number>();
   #closing = false;
@@ -87,14 +98,47 @@ export class TurnTracker {
   }
 
   /**
+   * A turn requested in these conversations (the keys its owner may mean) whose request is being
+   * admitted; `controller` is the one the turn will run with, `done` resolves when the request is
+   * over (its turn ended, or it was refused). Until the returned function is called, a stop for
+   * one of these conversations aborts it: the turn then starts stopped (its message and an empty
+   * reply stored as `stopped`), as a stop sent a moment later would have had it.
+   */
+  pending(conversationKeys: readonly string[], controller: AbortController, done: Promise<void>): () => void {
+    const entry: PendingTurn = { controller, done };
+    for (const key of conversationKeys) {
+      let set = this.#pending.get(key);
+      if (!set) this.#pending.set(key, (set = new Set()));
+      set.add(entry);
+    }
+    return () => {
+      for (const key of conversationKeys) {
+        const set = this.#pending.get(key);
+        set?.delete(entry);
+        if (set?.size === 0) this.#pending.delete(key);
+      }
+    };
+  }
+
+  /** Aborts the conversation's requested turns not tracked yet; returns their ends to wait for (one per turn). */
+  stopPending(conversationKey: string): Promise<void>[] {
+    const set = this.#pending.get(conversationKey);
+    if (!set) return [];
+    const stopped = [...set].filter((t) => !t.controller.signal.aborted);
+    for (const t of stopped) t.controller.abort(new TurnAbort('stop'));
+    return stopped.map((t) => t.done);
+  }
+
+  /**
    * A stop for a conversation: its running turn is aborted; a turn this node holds the slot for
-   * but has not started yet is aborted as it starts (stored as `stopped`, as any stop).
+   * or is admitting but has not started yet is aborted as it starts (stored as `stopped`, as any stop).
    */
   stopWhenStarted(conversationKey: string): void {
     if (this.#byConversation.has(conversationKey)) {
       void this.abortConversation(conversationKey, 'stop');
       return;
     }
+    this.stopPending(conversationKey);
     const leased = this.#leased.get(conversationKey);
     if (leased) leased.stop = true;
   }

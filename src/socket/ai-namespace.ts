@@ -11,10 +11,11 @@ import { replayToSocket } from './replay-to-socket.js';
 import { connectionTokenExpiry, eventPrincipal } from './socket-auth.js';
 import { ownersOf } from '../chat/principal.js';
 import { conversationKey } from '../stores/conversation-store.js';
-import { stopConversationTurn } from '../chat/stop-turn.js';
+import { stopConversationTurnWithReply } from '../chat/stop-turn.js';
 import type { ChatTurnEvent } from '../chat/chat-pipeline.js';
 import { SocketTurns } from './socket-turns.js';
 import { tokenEmitter } from './token-emitter.js';
+import { BacklogWatch } from './backlog-watch.js';
 
 type AiSocket = Socket<AiClientToServerEvents, AiServerToClientEvents, InterServerEvents, SocketData>;
 export type AiNamespace = Namespace<AiClientToServerEvents, AiServerToClientEvents, InterServerEvents, SocketData>;
@@ -33,6 +34,41 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
   const resumeSchema = z.object({ conversationId: conversationIdSchema });
   /** Conversations (by key) with a signed-in user's turn running on this namespace of this node: their ends reach the user's tabs. */
   const roomTurns = new CountedSet();
+  /** Each socket's own turns and replays: those bound its backlog themselves while they run. */
+  const selfBounded = new Map<string, { turns: SocketTurns; replays: number }>();
+  const { maxBacklogBytes } = services.config.socket;
+  const slowTimeoutMs = services.config.slowClientTimeoutMs;
+  const backlogs = new BacklogWatch<AiSocket>(nsp.sockets, {
+    maxBytes: maxBacklogBytes,
+    timeoutMs: slowTimeoutMs,
+    exempt: (s) => {
+      const own = selfBounded.get(s.id);
+      return own !== undefined && (own.turns.size > 0 || own.replays > 0);
+    },
+    cut: (s, bytes) => {
+      log.info({ socketId: s.id, userId: s.data.userId, bytes }, 'socket cut: its outgoing buffer stayed full');
+      s.emit('chat:error', {
+        message: `The connection left over ${maxBacklogBytes} bytes unread for ${slowTimeoutMs} ms and was disconnected; reconnect and resume`,
+        code: 'BAD_REQUEST',
+      });
+      s.disconnect(true);
+    },
+  });
+  /**
+   * The user's other tabs (every node through the adapter), without this node's tabs whose backlog
+   * is over the bound: a copy cannot make the turn wait for them. Tabs are few: one look each.
+   */
+  const tabsOf = (socket: AiSocket, userRoom: string, all: ReturnType<AiSocket['to']>) => {
+    const ids = nsp.adapter.rooms.get(userRoom);
+    if (!ids || ids.size < 2) return all;
+    let slow: string[] | undefined;
+    for (const id of ids) {
+      if (id === socket.id) continue;
+      const tab = nsp.sockets.get(id);
+      if (tab && backlogs.over(tab)) (slow ??= []).push(id);
+    }
+    return slow ? all.except(slow) : all;
+  };
 
   /** The `/ai` events of a turn's end (shared by live turns and replays). */
   const emitEnd = (target: { emit: AiSocket['emit'] }, e: Extract<ChatTurnEvent, { type: 'end' }>) => {
@@ -53,6 +89,9 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
 
   nsp.on('connection', (socket: AiSocket) => {
     const turns = new SocketTurns();
+    const bounded = { turns, replays: 0 };
+    selfBounded.set(socket.id, bounded);
+    backlogs.watch();
     /** Conversations with a turn of this socket's running: their ends reach this socket anyway. */
     const ownTurns = new CountedSet();
     const sessionLog = withBindings(log, { socketId: socket.id, userId: socket.data.userId });
@@ -72,6 +111,7 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
 
     socket.on('disconnect', (reason) => {
       expiry?.cancel();
+      selfBounded.delete(socket.id);
       // STREAM_ON_DISCONNECT=continue: the turns run to their end, stored and resumable.
       const aborted = continueOnDisconnect ? 0 : turns.abortAll('disconnect');
       sessionLog.debug({ reason, aborted }, 'socket disconnected');
@@ -81,11 +121,12 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
       try {
         const parsed = resumeSchema.safeParse(payload);
         if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
+        bounded.replays++;
         await replayToSocket(services, socket, parsed.data.conversationId, (e) => {
           if (e.type === 'delta') socket.emit('chat:message', { content: e.text, isComplete: false });
           else if (e.type === 'end') emitEnd(socket, e);
           else if (e.type === 'error') socket.emit('chat:error', { message: e.error.message, code: e.error.code });
-        });
+        }).finally(() => bounded.replays--);
       } catch (err) {
         const e = toAppError(err);
         socket.emit('chat:error', { message: e.message, code: e.code });
@@ -99,19 +140,26 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
         try {
           const id = conversationIdSchema.safeParse(conversationId);
           if (!id.success) throw new AppError('BAD_REQUEST', 'conversationId: not a conversation id');
+          // This socket's own start for it, still being admitted: stopped before anything is awaited.
+          // Its end (chat:stopped, with the stored reply) reaches this socket as its own turn's.
+          const ownQueued = turns.abortRequested(id.data) > 0;
           const principal = await eventPrincipal(services, socket, undefined);
-          let stopped = false;
-          let viaRoom = ownTurns.has(id.data);
+          let stopped = ownQueued;
+          let messageId: string | null = null;
+          let viaRoom = ownQueued || ownTurns.has(id.data);
           for (const owner of ownersOf(principal)) {
             const key = conversationKey(owner, id.data);
             // Its end reaches this socket through the user's room already, or as this socket's own
             // turn (read before the turn ends).
             if (userRoom && roomTurns.has(key)) viaRoom = true;
-            if (await stopConversationTurn(services, key)) stopped = true;
+            const result = await stopConversationTurnWithReply(services, key);
+            if (!result.stopped) continue;
+            stopped = true;
+            messageId ??= result.messageId;
           }
           // Any other turn (one on the default namespace, an anonymous owner's, another node's) ends
-          // unseen here: the requester is answered itself.
-          if (stopped && !viaRoom) socket.emit('chat:stopped', { conversationId: id.data, messageId: null });
+          // unseen here: the requester is answered itself, once the stopped reply is stored.
+          if (stopped && !viaRoom) socket.emit('chat:stopped', { conversationId: id.data, messageId });
         } catch (err) {
           const e = toAppError(err);
           socket.emit('chat:error', { message: e.message, code: e.code });
@@ -133,7 +181,8 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
         if (!parsed.success) throw new AppError('BAD_REQUEST', describeIssues(parsed.error));
         const { message, conversationId, model, maxTokens, temperature } = parsed.data;
         // The same events, with the conversation named, for the user's other tabs (every node through the adapter).
-        const tabs = userRoom ? socket.to(userRoom) : undefined;
+        const allTabs = userRoom ? socket.to(userRoom) : undefined;
+        const tabs = allTabs && userRoom ? () => tabsOf(socket, userRoom, allTabs) : undefined;
         let turnConversation = '';
         let roomKey: string | undefined;
         let ownId: string | undefined;
@@ -142,6 +191,16 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
           if (roomKey !== undefined) roomTurns.remove(roomKey);
           ownId = roomKey = undefined;
         };
+        // A named conversation is this socket's (and the user's room's) from the request on: a stop
+        // naming it while the turn is admitted is answered by the turn's own end.
+        if (conversationId) {
+          ownId = conversationId;
+          ownTurns.add(ownId);
+          if (userRoom) {
+            roomKey = conversationKey(socket.data.userId!, conversationId);
+            roomTurns.add(roomKey);
+          }
+        }
         const chatMessage = tokenEmitter<{ content: string; isComplete: false }>(socket, 'chat:message');
         await runSocketTurn({
           services,
@@ -152,31 +211,34 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
           events: {
             start: (e) => {
               turnConversation = e.conversationId;
-              ownId = e.conversationId;
-              ownTurns.add(ownId);
-              if (userRoom) {
-                roomKey = conversationKey(socket.data.userId!, e.conversationId);
-                roomTurns.add(roomKey);
+              if (ownId === undefined) {
+                ownId = e.conversationId;
+                ownTurns.add(ownId);
+                if (userRoom) {
+                  roomKey = conversationKey(socket.data.userId!, e.conversationId);
+                  roomTurns.add(roomKey);
+                }
               }
               if (e.conversationCreated) socket.emit('chat:conversation', { conversationId: e.conversationId });
               socket.emit('chat:user-message', { messageId: e.userMessageId, content: e.content });
               if (tabs) {
-                if (e.conversationCreated) tabs.emit('chat:conversation', { conversationId: e.conversationId });
-                tabs.emit('chat:user-message', { messageId: e.userMessageId, content: e.content });
+                const to = tabs();
+                if (e.conversationCreated) to.emit('chat:conversation', { conversationId: e.conversationId });
+                to.emit('chat:user-message', { messageId: e.userMessageId, content: e.content });
               }
             },
             delta: (text) => {
               chatMessage({ content: text, isComplete: false });
-              tabs?.emit('chat:message', { content: text, isComplete: false, conversationId: turnConversation });
+              tabs?.().emit('chat:message', { content: text, isComplete: false, conversationId: turnConversation });
             },
             end: (e) => {
               emitEnd(socket, e);
-              if (tabs) emitEnd(tabs, e);
+              if (tabs) emitEnd(tabs(), e);
               leaveRoomTurns();
             },
             error: (e) => {
               socket.emit('chat:error', { message: e.error.message, code: e.error.code });
-              tabs?.emit('chat:error', { message: e.error.message, code: e.error.code });
+              tabs?.().emit('chat:error', { message: e.error.message, code: e.error.code });
               leaveRoomTurns();
             },
           },

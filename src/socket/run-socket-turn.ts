@@ -4,6 +4,8 @@ import type { Services } from '../services.js';
 import { outgoingBytes, waitForRoom } from './backpressure.js';
 import { eventPrincipal, type AnySocket } from './socket-auth.js';
 import type { SocketTurns } from './socket-turns.js';
+import { ownersOf } from '../chat/principal.js';
+import { conversationKey } from '../stores/conversation-store.js';
 
 /** How a Socket.IO protocol puts a turn's events on its socket. */
 export interface SocketTurnEvents {
@@ -33,16 +35,28 @@ export async function runSocketTurn(options: {
 }): Promise<void> {
   const { services, socket, turns, events } = options;
   const { maxBacklogBytes } = services.config.socket;
+  const requested = options.input.stateless ? undefined : options.input.conversationId;
   // Registered before the first await, so a stop, a second start or a disconnect sees it at once.
-  const running = turns.begin();
+  const running = turns.begin(requested);
+  let unpend: (() => void) | undefined;
   try {
     await options.after;
     const principal = await eventPrincipal(services, socket, options.payloadToken);
     if (options.requireUser && principal.userId === null) throw new AppError('UNAUTHORIZED', 'Sign in to use persisted chats');
+    // From here the owner is known: a stop naming the conversation from any of its sockets (or
+    // HTTP, or another node) reaches the turn while the pipeline admits it.
+    if (requested !== undefined) {
+      const keys = ownersOf(principal).map((owner) => conversationKey(owner, requested));
+      unpend = services.turns.pending(keys, running.controller, running.done);
+    }
     const turn = await services.pipeline.prepare({ ...options.input, principal });
     await turn.run(
       {
-        start: (e) => events.start?.(e),
+        start: (e) => {
+          running.started();
+          unpend?.();
+          events.start?.(e);
+        },
         delta: (text) => {
           events.delta(text);
           return !socket.connected || outgoingBytes(socket) <= maxBacklogBytes;
@@ -54,6 +68,7 @@ export async function runSocketTurn(options: {
       running.controller,
     );
   } finally {
+    unpend?.();
     running.end();
   }
 }

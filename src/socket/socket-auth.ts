@@ -33,6 +33,13 @@ export function socketAuthMiddleware(services: Services) {
       socket.data.ip = ip;
       socket.data.sessionId = principal.sessionId ?? null;
       socket.data.apiKeyId = principal.apiKey?.id ?? null;
+      if (principal.apiKey && principal.userId !== null) {
+        const id = principal.apiKey.id;
+        const key = (await services.store.listApiKeys(principal.userId)).find((k) => k.id === id);
+        // Revoked while it was looked up: the connection is refused like any unknown key.
+        if (!key) throw new AppError('UNAUTHORIZED', 'Invalid token: API key not recognised');
+        if (key.expiresAt !== null) apiKeyExpiry.set(socket, key.expiresAt);
+      }
       next();
     } catch (err) {
       const missing = err instanceof AppError && err.details?.reason === 'missing';
@@ -59,14 +66,32 @@ export async function eventPrincipal(services: Services, socket: AnySocket, payl
 }
 
 /**
- * When the connection's token stops being accepted (ms since the epoch: its `exp` plus the
- * accepted clock skew), for a JWT; undefined for an API key, no token, or a token without `exp`.
- * Read from the token the connection middleware verified, so its signature is not checked again.
+ * When the connection's gateway API key expires (ms since the epoch), by socket: read from the
+ * key's record by the connection middleware (the principal it resolves to does not carry it).
+ */
+const apiKeyExpiry = new WeakMap<object, number>();
+
+/**
+ * When the connection's token stops being accepted (ms since the epoch): for a JWT its `exp` plus
+ * the accepted clock skew; for a gateway API key its record's `expiresAt` (keys are checked
+ * against the server's own clock, no skew); undefined for no token, a token without `exp` or a
+ * key that never expires. Read from what the connection middleware verified, so nothing is
+ * checked again.
  */
 export function connectionTokenExpiry(socket: AnySocket, clockSkewSeconds: number): number | undefined {
   const picked = pickToken(handshakeSources(socket));
   if (picked.kind !== 'token') return undefined;
-  const payload = picked.token.split('.')[1];
+  if (socket.data.apiKeyId) return apiKeyExpiry.get(socket);
+  return jwtExpiry(picked.token, clockSkewSeconds);
+}
+
+/**
+ * When a JWT that was verified already stops being accepted (ms since the epoch: its `exp` plus
+ * the accepted clock skew); undefined for a token that is no JWT or has no `exp`. Its signature
+ * is not checked again.
+ */
+export function jwtExpiry(token: string, clockSkewSeconds: number): number | undefined {
+  const payload = token.split('.')[1];
   if (payload === undefined) return undefined;
   try {
     const exp = (JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { exp?: unknown }).exp;
