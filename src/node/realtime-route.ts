@@ -1,5 +1,9 @@
 import type { NodeWebSocket } from '@hono/node-ws';
+import type { Context } from 'hono';
 import type { WSContext } from 'hono/ws';
+import { pickToken } from '../auth/token-sources.js';
+import { requestHeader } from '../http/http-helpers.js';
+import { jwtExpiry } from '../socket/socket-auth.js';
 import type { Principal } from '../chat/principal.js';
 import type { ErrorCode } from '../errors.js';
 import type { AppEnv } from '../http/app-env.js';
@@ -40,6 +44,7 @@ export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'
   return upgradeWebSocket(
     (c) => {
       const principal = c.get('principal' as keyof AppEnv['Variables']) as AppEnv['Variables']['principal'];
+      const validUntil = tokenExpiry(c, services.config.auth.clockSkewSeconds);
       let session: RealtimeSession | undefined;
       let socket: WSContext | undefined;
       const withinBudget = eventBudget(perSecond);
@@ -57,11 +62,15 @@ export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'
       };
       return {
         onOpen(_event, ws) {
+          // Not open: the upgrade was refused or the client left first (server.ts releases such upgrades this way).
+          if (ws.readyState !== 1) return;
           socket = ws;
           open.add(entry);
           session = realtime.session({
             protocol: 'websocket',
             principal: async () => principal,
+            // Admitted on this token: the session ends when the token does.
+            validUntil: () => validUntil,
             onServerEvent: (event) => ws.send(JSON.stringify(event)),
             // An upstream `error` event was relayed verbatim already; others become one.
             onError: (error) => {
@@ -93,9 +102,8 @@ export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'
             session?.handleClientEvent(event.data);
             return;
           }
-          const error = { code: 'BAD_REQUEST', message: 'The Realtime protocol uses JSON text frames; send audio as input_audio_buffer.append' } as const;
-          services.metrics.error(error, 'realtime:websocket');
-          ws.send(JSON.stringify(realtimeErrorEvent(error)));
+          // Through the session's refusals: not answered while the client is not reading (its backlog bound).
+          session?.refuse('BAD_REQUEST', 'The Realtime protocol uses JSON text frames; send audio as input_audio_buffer.append');
         },
         onClose() {
           open.delete(entry);
@@ -110,4 +118,24 @@ export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'
     },
     { onError: (err: unknown) => log.error({ err }, 'realtime socket handler failed') },
   );
+}
+
+/** OpenAI's browser clients offer the key as this subprotocol (see authenticate). */
+const INSECURE_KEY_PROTOCOL = 'openai-insecure-api-key.';
+
+/**
+ * When the JWT the `authenticate` middleware accepted stops being accepted (ms since the epoch),
+ * picked from the same sources in the same order; undefined for an API key or a token without `exp`.
+ */
+function tokenExpiry(c: Context, clockSkewSeconds: number): number | undefined {
+  const offered = requestHeader(c, 'sec-websocket-protocol')
+    ?.split(',')
+    .map((p) => p.trim())
+    .find((p) => p.startsWith(INSECURE_KEY_PROTOCOL) && p.length > INSECURE_KEY_PROTOCOL.length);
+  const picked = pickToken({
+    authorization: requestHeader(c, 'authorization'),
+    cookie: requestHeader(c, 'cookie'),
+    payloadToken: c.req.query('token') ?? offered?.slice(INSECURE_KEY_PROTOCOL.length),
+  });
+  return picked.kind === 'token' ? jwtExpiry(picked.token, clockSkewSeconds) : undefined;
 }

@@ -3,6 +3,7 @@ import { answerClientError, requestErrorResponse } from './client-errors.js';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { createNodeWebSocket } from '@hono/node-ws';
 import { EventEmitter } from 'node:events';
+import type { WebSocketServer } from 'ws';
 import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server as HttpServer } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -153,6 +154,7 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
   // Socket.IO's websocket transport. It gets a private emitter and only non-Socket.IO upgrades.
   const wsUpgrades = new EventEmitter();
   injectWebSocket(wsUpgrades as unknown as HttpServer);
+  releaseRefusedWaiters(wss);
   httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (req.url?.startsWith(SOCKET_IO_PATH)) return;
     // Browsers apply no CORS to WebSockets, and a cross-site page's upgrade carries the victim's
@@ -161,6 +163,13 @@ export async function createNodeServer(config: Config, options: { logger?: Logge
     if (origin !== undefined && !services.origins(origin, req.headers.host)) {
       services.metrics.error({ code: 'UNAUTHORIZED' }, 'websocket');
       socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n{"error":"Origin not allowed","code":"UNAUTHORIZED"}');
+      return;
+    }
+    // What ws would refuse after authentication (which node-ws would then remember forever) is refused here, before it.
+    const problem = handshakeProblem(req);
+    if (problem) {
+      services.metrics.error({ code: 'BAD_REQUEST' }, 'websocket');
+      socket.end(`HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n${JSON.stringify({ error: problem, code: 'BAD_REQUEST' })}`);
       return;
     }
     wsUpgrades.emit('upgrade', req, socket, head);
@@ -252,6 +261,48 @@ export function listenMetrics(server: HttpServer, { port, host }: { port: number
       resolve({ port: typeof addr === 'object' && addr ? addr.port : port, host });
     });
   });
+}
+
+/** RFC 7230 `token`: a subprotocol name. */
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
+const SUBPROTOCOLS = new RegExp(`^${TOKEN}(?:[ \\t]*,[ \\t]*${TOKEN})*$`);
+
+/**
+ * Why `ws` would refuse this WebSocket handshake (its handleUpgrade checks), or undefined; only
+ * for `Upgrade: websocket` (no other upgrade reaches ws). Node-ws runs the route first and keeps
+ * the request until ws accepts it, so these are checked before the route runs.
+ */
+function handshakeProblem(req: IncomingMessage): string | undefined {
+  if (req.headers.upgrade?.toLowerCase() !== 'websocket') return undefined;
+  if (req.method !== 'GET') return 'A WebSocket handshake must be a GET';
+  const key = req.headers['sec-websocket-key'];
+  if (key === undefined || !/^[+/0-9A-Za-z]{22}==$/.test(key)) return 'Missing or invalid Sec-WebSocket-Key header';
+  const version = req.headers['sec-websocket-version'];
+  if (version !== '13' && version !== '8') return 'Missing or invalid Sec-WebSocket-Version header (13 or 8)';
+  const protocols = req.headers['sec-websocket-protocol'];
+  if (protocols !== undefined && (!SUBPROTOCOLS.test(protocols) || new Set(protocols.split(/[ \t]*,[ \t]*/)).size !== protocols.split(',').length)) {
+    return 'Invalid Sec-WebSocket-Protocol header';
+  }
+  return undefined;
+}
+
+/**
+ * Node-ws keeps each authenticated upgrade (its request and Hono context) in a private map until
+ * ws emits `connection` for it; one ws then refuses (the client left during authentication, the
+ * server is closing) would stay there forever. ws answers synchronously here (no verifyClient):
+ * when it did not upgrade, node-ws is handed a stand-in for a closed socket, which releases the
+ * entry (the route's onOpen ignores a socket that is not open).
+ */
+function releaseRefusedWaiters(wss: WebSocketServer): void {
+  const handleUpgrade = wss.handleUpgrade.bind(wss);
+  wss.handleUpgrade = (req, socket, head, cb) => {
+    let upgraded = false;
+    handleUpgrade(req, socket, head, (ws, request) => {
+      upgraded = true;
+      cb(ws, request);
+    });
+    if (!upgraded) wss.emit('connection', Object.assign(new EventEmitter(), { readyState: 3 /* CLOSED */, protocol: '' }), req);
+  };
 }
 
 function isLoopback(host: string): boolean {

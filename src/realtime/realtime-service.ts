@@ -21,7 +21,15 @@ export type RealtimeSessionCallbacks = Omit<RealtimeSessionOptions, 'provider' |
   principal(): Promise<Principal>;
   /** `socket.io` or `websocket`, for logs. */
   protocol: string;
+  /**
+   * When the caller's credential stops being accepted (ms since the epoch: a JWT's `exp` plus the
+   * clock skew), read at admission; undefined when it does not expire. The session ends then.
+   */
+  validUntil?(): number | undefined;
 };
+
+/** What a session whose token expires while it is open is told. */
+const TOKEN_EXPIRED = 'Invalid token: token expired; reconnect with a new token';
 
 export interface RealtimeServiceDeps {
   config: Config;
@@ -64,13 +72,23 @@ export class RealtimeService {
     const { config, logger } = this.deps;
     let admitted: { owner: string; clientKey: string; startedAt: number } | undefined;
     let closed = false;
+    let expiry: NodeJS.Timeout | undefined;
     const sessionId = crypto.randomUUID();
     const log = logger.child({ realtimeSession: sessionId, protocol: callbacks.protocol });
     const provider = this.provider
       ? this.#gated(this.provider, callbacks, (a) => {
           // Closed while connecting: the session never used its slot.
-          if (closed) this.#release(a.clientKey);
-          else admitted = a;
+          if (closed) {
+            this.#release(a.clientKey);
+            return;
+          }
+          admitted = a;
+          // The token was checked once, here: the session must not outlive it on the server's key.
+          const until = callbacks.validUntil?.();
+          if (until !== undefined && until - Date.now() < config.realtime.maxSessionMs) {
+            expiry = setTimeout(() => session.terminate('UNAUTHORIZED', TOKEN_EXPIRED), Math.max(0, until - Date.now()));
+            expiry.unref();
+          }
         })
       : null;
     const session: RealtimeSession = new RealtimeSession({
@@ -91,6 +109,7 @@ export class RealtimeService {
       },
       onClose: (reason) => {
         closed = true;
+        clearTimeout(expiry);
         this.#sessions.delete(session);
         if (admitted) {
           this.#release(admitted.clientKey);

@@ -246,6 +246,14 @@ export class RealtimeSession {
     this.finish({ initiator: 'server', code, message });
   }
 
+  /**
+   * The server ends the session for a reason of its own (the caller's token expired, its
+   * credential was revoked): the client is told (onError), and the record says the server ended it.
+   */
+  terminate(code: ErrorCode, message: string): void {
+    this.fail(code, message, 'server');
+  }
+
   // --- client side ---------------------------------------------------------------------
 
   private parse(input: unknown): Record<string, unknown> | undefined {
@@ -265,6 +273,18 @@ export class RealtimeSession {
     }
     if (typeof value !== 'object' || value === null || Array.isArray(value) || typeof (value as { type?: unknown }).type !== 'string') {
       this.refuse('BAD_REQUEST', 'Realtime events must be JSON objects with a string `type`');
+      return undefined;
+    }
+    if (value !== input) return value as Record<string, unknown>;
+    // A decoded object (Socket.IO): binary attachments would be serialised as arrays of numbers
+    // (to measure, translate and send it), at a cost of tens of milliseconds a megabyte.
+    const found = binaryOrOversized(value, this.limits.maxEventBytes);
+    if (found === 'binary') {
+      this.refuse('BAD_REQUEST', 'Realtime events are JSON: binary data inside one is refused (send audio as base64, or as realtime-audio)');
+      return undefined;
+    }
+    if (found === 'oversized') {
+      this.refuse('BAD_REQUEST', `Realtime event exceeds the ${this.limits.maxEventBytes}-byte limit`);
       return undefined;
     }
     return value as Record<string, unknown>;
@@ -484,9 +504,10 @@ export class RealtimeSession {
   /**
    * A refusal: the client is told, the session lives on. A client that does not read its
    * answers is not told: the answers would pile up in memory at the pace it sends. (Refused
-   * events are no activity either: such a client is closed at the idle limit.)
+   * events are no activity either: such a client is closed at the idle limit.) Adapters refuse
+   * what they cannot hand to the session (a binary WebSocket frame) through it too.
    */
-  private refuse(code: ErrorCode, message: string, eventId?: string): void {
+  refuse(code: ErrorCode, message: string, eventId?: string): void {
     if (this.clientBacklog() > this.limits.maxClientBacklogBytes) return;
     this.emitError({ code, message, fromUpstreamEvent: false, ...(eventId ? { eventId } : {}) });
   }
@@ -546,6 +567,26 @@ function safeErrorEvent(event: RealtimeServerEvent): { event: RealtimeServerEven
     }
   }
   return { event: changed ? { ...event, error: cleaned } : event, message, eventId };
+}
+
+/**
+ * Whether a decoded client event holds binary data (a Buffer, ArrayBuffer or typed array)
+ * anywhere, or more values than an event of `maxBytes` can hold (each serialises to a byte at
+ * least): found without serialising it, visiting at most `maxBytes` values.
+ */
+function binaryOrOversized(event: object, maxBytes: number): 'binary' | 'oversized' | undefined {
+  const pending: unknown[] = [event];
+  let values = 1;
+  while (pending.length > 0) {
+    const value = pending.pop();
+    if (typeof value !== 'object' || value === null) continue;
+    if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return 'binary';
+    for (const child of Object.values(value)) {
+      if (++values > maxBytes) return 'oversized';
+      pending.push(child);
+    }
+  }
+  return undefined;
 }
 
 /** A client's `event_id` as a refusal may echo it: up to MAX_EVENT_ID_CHARS, else none. */

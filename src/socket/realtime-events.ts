@@ -5,7 +5,19 @@ import type { DefaultClientToServerEvents, DefaultServerToClientEvents, InterSer
 import type { Services } from '../services.js';
 import { toAppError } from '../errors.js';
 import { outgoingBytes } from './backpressure.js';
-import { eventPrincipal, type AnySocket } from './socket-auth.js';
+import { connectionTokenExpiry, eventPrincipal, type AnySocket } from './socket-auth.js';
+import type { ErrorCode } from '../errors.js';
+
+/** Each socket's way to end its realtime session as the server's doing (endRealtimeSession). */
+const enders = new WeakMap<object, (code: ErrorCode, message: string) => void>();
+
+/**
+ * Ends the socket's realtime session, if it has one, for a reason of the server's (a revoked
+ * credential): the client gets `realtime-error` with the code, and the record says the server ended it.
+ */
+export function endRealtimeSession(socket: object, code: ErrorCode, message: string): void {
+  enders.get(socket)?.(code, message);
+}
 
 const REFUSAL_COOLDOWN_MS = 1_000;
 
@@ -28,6 +40,8 @@ export function attachRealtimeEvents(socket: DefaultSocket, services: Services, 
       protocol: 'socket.io',
       // The connection's token is checked again when the session opens: a token that died since the handshake opens nothing.
       principal: () => eventPrincipal(services, socket as unknown as AnySocket, undefined),
+      // Admitted on the connection's token: the session ends when that token does.
+      validUntil: () => connectionTokenExpiry(socket as unknown as AnySocket, services.config.auth.clockSkewSeconds),
       onServerEvent: (event) => socket.emit('realtime-response', event),
       onAudio: (chunk) => socket.emit('realtime-response', chunk),
       onError: ({ message, code }) => socket.emit('realtime-error', { message, code }),
@@ -53,5 +67,6 @@ export function attachRealtimeEvents(socket: DefaultSocket, services: Services, 
   };
   socket.on('realtime-message', guarded((event) => current()?.handleClientEvent(event)));
   socket.on('realtime-audio', guarded((chunk) => current()?.handleClientAudio(chunk)));
+  enders.set(socket, (code, message) => session?.terminate(code, message));
   socket.on('disconnect', () => session?.close());
 }

@@ -7,6 +7,7 @@ import type { Services } from '../services.js';
 import { attachAiNamespace, type AiNamespace } from './ai-namespace.js';
 import { attachDefaultNamespace, type DefaultNamespace } from './default-namespace.js';
 import { socketAuthMiddleware } from './socket-auth.js';
+import { endRealtimeSession } from './realtime-events.js';
 import { clientIp } from '../chat/principal.js';
 import { normaliseIp } from '../node/client-ip.js';
 import { addressKey } from '../ratelimit/address-key.js';
@@ -89,18 +90,23 @@ export function createSocketServer(
   attachDefaultNamespace(root, services, realtime);
   attachAiNamespace(ai, services);
 
+  // Its realtime session ends first, as the server's doing, and the client is told why (as on /v1/realtime).
+  const revokeSocket = (socket: { disconnect(close: boolean): unknown }) => {
+    endRealtimeSession(socket, 'UNAUTHORIZED', 'The credential this session was opened with was revoked');
+    socket.disconnect(true);
+  };
   // A revoked session (logout, password change, deleted account) loses its open sockets too.
   services.sessions?.onRevoked((_userId, sessionIds) => {
     const revoked = new Set(sessionIds);
     for (const nsp of [root, ai]) {
-      for (const socket of nsp.sockets.values()) if (socket.data.sessionId && revoked.has(socket.data.sessionId)) socket.disconnect(true);
+      for (const socket of nsp.sockets.values()) if (socket.data.sessionId && revoked.has(socket.data.sessionId)) revokeSocket(socket);
     }
   });
   // So does a revoked API key (and, through the account deletion, every key of a deleted user).
   services.apiKeys.onRevoked((_userId, keyIds) => {
     const revoked = new Set(keyIds);
     for (const nsp of [root, ai]) {
-      for (const socket of nsp.sockets.values()) if (socket.data.apiKeyId && revoked.has(socket.data.apiKeyId)) socket.disconnect(true);
+      for (const socket of nsp.sockets.values()) if (socket.data.apiKeyId && revoked.has(socket.data.apiKeyId)) revokeSocket(socket);
     }
   });
 
