@@ -177,7 +177,8 @@ function boundClients(io: Server<Record<string, never>, Record<string, never>, I
           if (withinBudget() || raw.readyState !== 'open') return;
           refused();
           services.logger.warn({ ip: address, packet: packet.type }, 'socket connection closed: more packets than SOCKET_MAX_EVENTS_PER_SECOND');
-          raw.close();
+          tellFlooded(io, raw, perSecond);
+          raw.close(); // after the packets already queued (engine.io flushes before it closes)
         });
       }
     });
@@ -192,6 +193,22 @@ function boundClients(io: Server<Record<string, never>, Record<string, never>, I
       return true;
     },
   };
+}
+
+/**
+ * A connection closed for sending more than SOCKET_MAX_EVENTS_PER_SECOND is told why first (a
+ * bound that is hit answers with a code): each of its namespace sockets gets its protocol's error
+ * event with RATE_LIMIT. Once per closed connection; the namespaces' sockets are looked through.
+ */
+function tellFlooded(io: Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>, raw: unknown, perSecond: number): void {
+  const message = `More than ${perSecond} events a second on this connection: it is closed; slow down before reconnecting`;
+  for (const [name, event] of [['/', 'ai:error'], ['/ai', 'chat:error']] as const) {
+    for (const socket of io.of(name).sockets.values()) {
+      if (socket.conn !== raw) continue;
+      const emit = socket.emit.bind(socket) as (ev: string, payload: unknown) => boolean;
+      emit(event, name === '/' ? { error: message, code: 'RATE_LIMIT' } : { message, code: 'RATE_LIMIT' });
+    }
+  }
 }
 
 /** What a namespace handshake reads of the upgrade request (socket.io's buildHandshake), nothing else. */
