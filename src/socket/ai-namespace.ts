@@ -16,6 +16,7 @@ import type { ChatTurnEvent } from '../chat/chat-pipeline.js';
 import { SocketTurns } from './socket-turns.js';
 import { tokenEmitter } from './token-emitter.js';
 import { BacklogWatch } from './backlog-watch.js';
+import { outgoingBytes } from './backpressure.js';
 
 type AiSocket = Socket<AiClientToServerEvents, AiServerToClientEvents, InterServerEvents, SocketData>;
 export type AiNamespace = Namespace<AiClientToServerEvents, AiServerToClientEvents, InterServerEvents, SocketData>;
@@ -34,8 +35,13 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
   const resumeSchema = z.object({ conversationId: conversationIdSchema });
   /** Conversations (by key) with a signed-in user's turn running on this namespace of this node: their ends reach the user's tabs. */
   const roomTurns = new CountedSet();
-  /** Each socket's own turns and replays: those bound its backlog themselves while they run. */
-  const selfBounded = new Map<string, { turns: SocketTurns; replays: number }>();
+  /**
+   * Each socket's own turns and replays: those bound its backlog themselves while they run (and
+   * end themselves when it is not read). `ownBacklog`: one of them ended with the socket over the
+   * bound; what is left unread is its own, and it stays connected (its next resume replays the
+   * turn) until it reads below the bound.
+   */
+  const selfBounded = new Map<string, { turns: SocketTurns; replays: number; ownBacklog: boolean }>();
   const { maxBacklogBytes } = services.config.socket;
   const slowTimeoutMs = services.config.slowClientTimeoutMs;
   const backlogs = new BacklogWatch<AiSocket>(nsp.sockets, {
@@ -43,7 +49,9 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
     timeoutMs: slowTimeoutMs,
     exempt: (s) => {
       const own = selfBounded.get(s.id);
-      return own !== undefined && (own.turns.size > 0 || own.replays > 0);
+      if (own === undefined) return false;
+      if (own.ownBacklog && outgoingBytes(s) <= maxBacklogBytes) own.ownBacklog = false;
+      return own.turns.size > 0 || own.replays > 0 || own.ownBacklog;
     },
     cut: (s, bytes) => {
       log.info({ socketId: s.id, userId: s.data.userId, bytes }, 'socket cut: its outgoing buffer stayed full');
@@ -89,7 +97,11 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
 
   nsp.on('connection', (socket: AiSocket) => {
     const turns = new SocketTurns();
-    const bounded = { turns, replays: 0 };
+    const bounded = { turns, replays: 0, ownBacklog: false };
+    /** A turn or replay of this socket's ended: whether it left the socket over the bound. */
+    const ownEnded = () => {
+      bounded.ownBacklog ||= outgoingBytes(socket) > maxBacklogBytes;
+    };
     selfBounded.set(socket.id, bounded);
     backlogs.watch();
     /** Conversations with a turn of this socket's running: their ends reach this socket anyway. */
@@ -126,7 +138,10 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
           if (e.type === 'delta') socket.emit('chat:message', { content: e.text, isComplete: false });
           else if (e.type === 'end') emitEnd(socket, e);
           else if (e.type === 'error') socket.emit('chat:error', { message: e.error.message, code: e.error.code });
-        }).finally(() => bounded.replays--);
+        }).finally(() => {
+          bounded.replays--;
+          ownEnded();
+        });
       } catch (err) {
         const e = toAppError(err);
         socket.emit('chat:error', { message: e.message, code: e.code });
@@ -242,7 +257,10 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
               leaveRoomTurns();
             },
           },
-        }).finally(leaveRoomTurns);
+        }).finally(() => {
+          leaveRoomTurns();
+          ownEnded();
+        });
       } catch (err) {
         const e = toAppError(err);
         services.metrics.error(e, 'chat:start');
