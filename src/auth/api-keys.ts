@@ -156,7 +156,7 @@ export class ApiKeys {
       ip,
       anonymousId: null,
       sessionId: null,
-      apiKey: { id: record.id, models: record.models, rateLimitPerMinute: record.rateLimitPerMinute },
+      apiKey: { id: record.id, models: record.models, rateLimitPerMinute: record.rateLimitPerMinute, expiresAt: record.expiresAt },
     };
   }
 

@@ -12,9 +12,11 @@ export interface Principal {
   /**
    * The gateway API key the caller authenticated with (`Authorization: Bearer gk_…`); the
    * principal is then the key's user. `models`: the key's allow-list (null: whatever the server
-   * allows); `rateLimitPerMinute`: its own chat limit on top of the user's (null: none).
+   * allows); `rateLimitPerMinute`: its own chat limit on top of the user's (null: none);
+   * `expiresAt`: when it stops being accepted (ms since the epoch; null: never), for what outlives
+   * the request (a socket, a realtime session).
    */
-  apiKey?: { id: string; models: string[] | null; rateLimitPerMinute: number | null } | undefined;
+  apiKey?: { id: string; models: string[] | null; rateLimitPerMinute: number | null; expiresAt?: number | null | undefined } | undefined;
 }
 
 export const isAnonymous = (p: Principal): boolean => p.userId === null;

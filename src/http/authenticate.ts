@@ -43,7 +43,7 @@ function giveAnonymousCookie(c: Context<AppEnv>, services: Services): void {
 /** OpenAI's browser clients cannot set headers on a WebSocket, so they offer `openai-insecure-api-key.<key>` as a subprotocol. */
 const INSECURE_KEY_PROTOCOL = 'openai-insecure-api-key.';
 
-function subprotocolToken(header: string | undefined): string | undefined {
+export function subprotocolToken(header: string | undefined): string | undefined {
   for (const protocol of header?.split(',') ?? []) {
     const p = protocol.trim();
     if (p.startsWith(INSECURE_KEY_PROTOCOL) && p.length > INSECURE_KEY_PROTOCOL.length) return p.slice(INSECURE_KEY_PROTOCOL.length);

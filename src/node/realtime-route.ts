@@ -3,6 +3,7 @@ import type { Context } from 'hono';
 import type { WSContext } from 'hono/ws';
 import { pickToken } from '../auth/token-sources.js';
 import { requestHeader } from '../http/http-helpers.js';
+import { subprotocolToken } from '../http/authenticate.js';
 import { jwtExpiry } from '../socket/socket-auth.js';
 import type { Principal } from '../chat/principal.js';
 import type { ErrorCode } from '../errors.js';
@@ -44,7 +45,7 @@ export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'
   return upgradeWebSocket(
     (c) => {
       const principal = c.get('principal' as keyof AppEnv['Variables']) as AppEnv['Variables']['principal'];
-      const validUntil = tokenExpiry(c, services.config.auth.clockSkewSeconds);
+      const validUntil = credentialExpiry(c, principal, services.config.auth.clockSkewSeconds);
       let session: RealtimeSession | undefined;
       let socket: WSContext | undefined;
       const withinBudget = eventBudget(perSecond);
@@ -120,22 +121,17 @@ export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'
   );
 }
 
-/** OpenAI's browser clients offer the key as this subprotocol (see authenticate). */
-const INSECURE_KEY_PROTOCOL = 'openai-insecure-api-key.';
-
 /**
- * When the JWT the `authenticate` middleware accepted stops being accepted (ms since the epoch),
- * picked from the same sources in the same order; undefined for an API key or a token without `exp`.
+ * When the credential the `authenticate` middleware accepted stops being accepted (ms since the
+ * epoch): a gateway API key's expiry, or a JWT's `exp` plus the clock skew (the token picked from
+ * the same sources in the same order); undefined when it does not expire.
  */
-function tokenExpiry(c: Context, clockSkewSeconds: number): number | undefined {
-  const offered = requestHeader(c, 'sec-websocket-protocol')
-    ?.split(',')
-    .map((p) => p.trim())
-    .find((p) => p.startsWith(INSECURE_KEY_PROTOCOL) && p.length > INSECURE_KEY_PROTOCOL.length);
+function credentialExpiry(c: Context, principal: Principal, clockSkewSeconds: number): number | undefined {
+  if (principal.apiKey) return principal.apiKey.expiresAt ?? undefined;
   const picked = pickToken({
     authorization: requestHeader(c, 'authorization'),
     cookie: requestHeader(c, 'cookie'),
-    payloadToken: c.req.query('token') ?? offered?.slice(INSECURE_KEY_PROTOCOL.length),
+    payloadToken: c.req.query('token') ?? subprotocolToken(requestHeader(c, 'sec-websocket-protocol')),
   });
   return picked.kind === 'token' ? jwtExpiry(picked.token, clockSkewSeconds) : undefined;
 }

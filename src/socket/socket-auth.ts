@@ -33,13 +33,8 @@ export function socketAuthMiddleware(services: Services) {
       socket.data.ip = ip;
       socket.data.sessionId = principal.sessionId ?? null;
       socket.data.apiKeyId = principal.apiKey?.id ?? null;
-      if (principal.apiKey && principal.userId !== null) {
-        const id = principal.apiKey.id;
-        const key = (await services.store.listApiKeys(principal.userId)).find((k) => k.id === id);
-        // Revoked while it was looked up: the connection is refused like any unknown key.
-        if (!key) throw new AppError('UNAUTHORIZED', 'Invalid token: API key not recognised');
-        if (key.expiresAt !== null) apiKeyExpiry.set(socket, key.expiresAt);
-      }
+      const keyExpiresAt = principal.apiKey?.expiresAt;
+      if (typeof keyExpiresAt === 'number') apiKeyExpiry.set(socket, keyExpiresAt);
       next();
     } catch (err) {
       const missing = err instanceof AppError && err.details?.reason === 'missing';
@@ -65,10 +60,7 @@ export async function eventPrincipal(services: Services, socket: AnySocket, payl
   return principal;
 }
 
-/**
- * When the connection's gateway API key expires (ms since the epoch), by socket: read from the
- * key's record by the connection middleware (the principal it resolves to does not carry it).
- */
+/** When the connection's gateway API key expires (ms since the epoch), by socket: from the principal the connection middleware resolved. */
 const apiKeyExpiry = new WeakMap<object, number>();
 
 /**

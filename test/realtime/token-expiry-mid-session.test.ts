@@ -89,4 +89,28 @@ describe('a realtime session whose token expires while it is open', () => {
     expect(errors).toContainEqual(expect.objectContaining({ code: 'UNAUTHORIZED' }));
     expect(await endReasons(account.token)).toEqual(['server: UNAUTHORIZED']);
   });
+
+  it('/v1/realtime opened with a gateway API key: ends with UNAUTHORIZED when the key expires', async () => {
+    const account = await register(gw.url, 'expiry-key-ws@example.com');
+    // A key that expires 2 s from now (the route takes whole days; the service takes any span).
+    const { secret } = await gw.server.services.apiKeys.create(
+      { userId: account.user.id, ip: '127.0.0.1', anonymousId: null, sessionId: null },
+      { name: 'short-lived', models: null, rateLimitPerMinute: null, expiresInDays: 2 / 86_400 },
+    );
+    const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/v1/realtime`, { headers: { Authorization: `Bearer ${secret}` } });
+    const frames: Array<Record<string, unknown>> = [];
+    ws.on('message', (d) => frames.push(JSON.parse(d.toString()) as Record<string, unknown>));
+    await waitFor(() => frames.some((f) => f.type === 'session.created'), 3000);
+    await new Promise((r) => setTimeout(r, 3500));
+    if (ws.readyState === WebSocket.OPEN) {
+      ws.send(JSON.stringify({ type: 'conversation.item.create', item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hi' }] } }));
+      ws.send(JSON.stringify({ type: 'response.create' }));
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    const responded = frames.some((f) => f.type === 'response.done');
+    ws.terminate();
+    expect(responded).toBe(false);
+    expect(frames.find((f) => f.type === 'error')).toMatchObject({ error: { code: 'UNAUTHORIZED' } });
+    expect(await endReasons(account.token)).toEqual(['server: UNAUTHORIZED']);
+  });
 });
