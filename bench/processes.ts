@@ -276,6 +276,7 @@ export async function startGatewayProcess(
       RATE_LIMIT_USER: '1000000',
       // Every bench client connects from 127.0.0.1 (10,000 idle Socket.IO connections, 1,000 streams).
       SOCKET_MAX_CONNECTIONS_PER_IP: '0',
+      SOCKET_MAX_EVENTS_PER_IP_PER_SECOND: '0',
       PROVIDER_MAX_RETRIES: '0',
       SHUTDOWN_GRACE_MS: '1000',
       ...extraEnv,

@@ -122,6 +122,7 @@ export const configSchema = z.object({
   SOCKET_MAX_BUFFER_BYTES: int(1024, 100_000_000).default(1_000_000),
   SOCKET_MAX_CONNECTIONS_PER_IP: int(0, 10_000_000).default(1000),
   SOCKET_MAX_EVENTS_PER_SECOND: int(0, 1_000_000).default(400),
+  SOCKET_MAX_EVENTS_PER_IP_PER_SECOND: int(0, 100_000_000).default(4000),
   SOCKET_MAX_BACKLOG_BYTES: int(4096, 1_000_000_000).default(1_048_576),
   SLOW_CLIENT_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
   TURN_STARTS_PER_TICK: int(0, 10_000).default(8),
@@ -259,6 +260,8 @@ export interface Config {
     maxConnectionsPerIp: number;
     /** Packets a client may send on one Socket.IO connection per second, sustained (twice that at once); over it the connection is closed. 0: no limit. */
     maxEventsPerSecond: number;
+    /** Packets all of one client address's Socket.IO connections may send per second together (twice that at once); over it, the connection that sent is closed. 0: no limit. */
+    maxEventsPerIpPerSecond: number;
     transports: ('polling' | 'websocket')[];
     /** Bytes a socket may have waiting to be sent before the reply stops pulling from the model. */
     maxBacklogBytes: number;
@@ -433,6 +436,7 @@ export function loadConfig(env: Env): Config {
       maxBufferBytes: e.SOCKET_MAX_BUFFER_BYTES,
       maxConnectionsPerIp: e.SOCKET_MAX_CONNECTIONS_PER_IP,
       maxEventsPerSecond: e.SOCKET_MAX_EVENTS_PER_SECOND,
+      maxEventsPerIpPerSecond: e.SOCKET_MAX_EVENTS_PER_IP_PER_SECOND,
       transports: e.SOCKET_TRANSPORTS,
       maxBacklogBytes: e.SOCKET_MAX_BACKLOG_BYTES,
     },

@@ -147,13 +147,15 @@ function addressOf(req: { headers: IncomingMessage['headers']; socket?: { remote
  *   answered): its connection is closed, and what it sent after that is not read.
  */
 function boundClients(io: Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>, services: Services) {
-  const { maxConnectionsPerIp: max, maxEventsPerSecond: perSecond } = services.config.socket;
+  const { maxConnectionsPerIp: max, maxEventsPerSecond: perSecond, maxEventsPerIpPerSecond: perIp } = services.config.socket;
   const trustProxy = services.config.trustProxy;
   const ipv6Prefix = services.config.rateLimit.ipv6Prefix;
   const open = new Map<string, number>();
+  /** Each address's shared packet budget, kept while it has connections open. */
+  const addressBudgets = new Map<string, { take: () => boolean; connections: number }>();
   const refused = () => services.metrics.error({ code: 'RATE_LIMIT' }, 'socket.io');
   type RawConnection = { request: IncomingMessage; readyState: string; close(): void; once(event: 'close', listener: () => void): unknown; on(event: 'packet', listener: (packet: { type: string }) => void): unknown };
-  if (max > 0 || perSecond > 0) {
+  if (max > 0 || perSecond > 0 || perIp > 0) {
     // Before keepOnlyTheHandshake's listener replaces `request` with a copy without the socket.
     io.engine.prependListener('connection', (raw: RawConnection) => {
       const address = addressOf(raw.request, trustProxy, ipv6Prefix);
@@ -171,13 +173,32 @@ function boundClients(io: Server<Record<string, never>, Record<string, never>, I
           else open.delete(address);
         });
       }
-      if (perSecond > 0) {
+      let shared: { take: () => boolean; connections: number } | undefined;
+      if (perIp > 0) {
+        shared = addressBudgets.get(address);
+        if (!shared) addressBudgets.set(address, (shared = { take: eventBudget(perIp), connections: 0 }));
+        shared.connections++;
+        const mine = shared;
+        raw.once('close', () => {
+          if (--mine.connections === 0 && addressBudgets.get(address) === mine) addressBudgets.delete(address);
+        });
+      }
+      if (perSecond > 0 || shared) {
         const withinBudget = eventBudget(perSecond);
+        const fromAddress = shared?.take;
         raw.on('packet', (packet) => {
-          if (withinBudget() || raw.readyState !== 'open') return;
+          const over = !withinBudget() ? 'connection' : fromAddress && !fromAddress() ? 'address' : undefined;
+          if (over === undefined || raw.readyState !== 'open') return;
           refused();
-          services.logger.warn({ ip: address, packet: packet.type }, 'socket connection closed: more packets than SOCKET_MAX_EVENTS_PER_SECOND');
-          tellFlooded(io, raw, perSecond);
+          const bound = over === 'connection' ? 'SOCKET_MAX_EVENTS_PER_SECOND' : 'SOCKET_MAX_EVENTS_PER_IP_PER_SECOND';
+          services.logger.warn({ ip: address, packet: packet.type }, `socket connection closed: more packets than ${bound}`);
+          tellFlooded(
+            io,
+            raw,
+            over === 'connection'
+              ? `More than ${perSecond} events a second on this connection: it is closed; slow down before reconnecting`
+              : `More than ${perIp} events a second from this address's connections together: this one is closed; slow down before reconnecting`,
+          );
           raw.close(); // after the packets already queued (engine.io flushes before it closes)
         });
       }
@@ -196,12 +217,12 @@ function boundClients(io: Server<Record<string, never>, Record<string, never>, I
 }
 
 /**
- * A connection closed for sending more than SOCKET_MAX_EVENTS_PER_SECOND is told why first (a
+ * A connection closed for sending more packets than its budget (SOCKET_MAX_EVENTS_PER_SECOND, or
+ * its address's SOCKET_MAX_EVENTS_PER_IP_PER_SECOND) is told why first (a
  * bound that is hit answers with a code): each of its namespace sockets gets its protocol's error
  * event with RATE_LIMIT. Once per closed connection; the namespaces' sockets are looked through.
  */
-function tellFlooded(io: Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>, raw: unknown, perSecond: number): void {
-  const message = `More than ${perSecond} events a second on this connection: it is closed; slow down before reconnecting`;
+function tellFlooded(io: Server<Record<string, never>, Record<string, never>, InterServerEvents, SocketData>, raw: unknown, message: string): void {
   for (const [name, event] of [['/', 'ai:error'], ['/ai', 'chat:error']] as const) {
     for (const socket of io.of(name).sockets.values()) {
       if (socket.conn !== raw) continue;
