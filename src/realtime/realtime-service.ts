@@ -144,6 +144,7 @@ export class RealtimeService {
         maxEventBytes: Math.max(DEFAULT_REALTIME_LIMITS.maxEventBytes, Math.ceil(config.realtime.maxAudioChunkBytes / 3) * 4 + 4096),
         idleTimeoutMs: config.realtime.idleTimeoutMs,
         maxSessionMs: config.realtime.maxSessionMs,
+        upstreamIdleMs: config.models.idleTimeoutMs,
       },
     });
     this.#sessions.add(session);

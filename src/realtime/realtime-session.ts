@@ -38,6 +38,12 @@ export interface RealtimeSessionLimits {
   maxClientBacklogBytes: number;
   /** A client that keeps the backlog over the bound this long is disconnected. */
   maxClientStallMs: number;
+  /**
+   * A response the upstream started (`response.created`) and then left without an event this long
+   * (not counting while it is paused for the client) ends the session with PROVIDER_ERROR, as a
+   * chat reply that goes quiet does (PROVIDER_IDLE_TIMEOUT_MS). 0: not watched.
+   */
+  upstreamIdleMs: number;
 }
 
 export const DEFAULT_REALTIME_LIMITS: Readonly<RealtimeSessionLimits> = {
@@ -50,6 +56,7 @@ export const DEFAULT_REALTIME_LIMITS: Readonly<RealtimeSessionLimits> = {
   maxUpstreamBufferedBytes: 4 * 1024 * 1024,
   maxClientBacklogBytes: 4 * 1024 * 1024,
   maxClientStallMs: 30_000,
+  upstreamIdleMs: 30_000,
 };
 
 /** What the session reports to the client adapter. Messages are safe to show. */
@@ -127,6 +134,10 @@ export class RealtimeSession {
   private lengthTimer: NodeJS.Timeout | undefined;
   private pausedSince: number | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
+  /** A response of the upstream's is under way (between its `response.created` and `response.done`). */
+  private responding = false;
+  private lastUpstreamAt = 0;
+  private responseTimer: NodeJS.Timeout | undefined;
   private total: RealtimeUsage = emptyUsage();
 
   constructor(options: RealtimeSessionOptions) {
@@ -393,6 +404,11 @@ export class RealtimeSession {
 
   private fromUpstream(event: RealtimeServerEvent): void {
     if (this.current === 'closed') return;
+    this.lastUpstreamAt = Date.now();
+    if (event.type === 'response.created') {
+      this.responding = true;
+      this.watchResponse();
+    } else if (event.type === 'response.done') this.responding = false;
     if (this.options.onAudio && AUDIO_DELTA_TYPES.has(event.type)) {
       this.deliverAudio(event);
     } else if (event.type === 'error') {
@@ -432,6 +448,29 @@ export class RealtimeSession {
     this.total = addUsage(this.total, usage);
     const total = this.usage;
     if (this.options.onUsage) this.call(() => this.options.onUsage?.(usage, total));
+  }
+
+  /** Ends the session when a response under way goes quiet for upstreamIdleMs (one timer, re-armed for what is left). */
+  private watchResponse(): void {
+    const idleMs = this.limits.upstreamIdleMs;
+    if (!(idleMs > 0) || this.responseTimer !== undefined) return;
+    const check = (): void => {
+      this.responseTimer = undefined;
+      if (this.current === 'closed' || !this.responding) return;
+      const now = Date.now();
+      // Paused for the client: the upstream is not being read, its silence says nothing.
+      if (this.pausedSince !== undefined) this.lastUpstreamAt = now;
+      const quiet = now - this.lastUpstreamAt;
+      if (quiet >= idleMs) {
+        this.logger.warn({ quietMs: quiet }, 'realtime: the upstream went quiet in the middle of a response');
+        this.fail('PROVIDER_ERROR', `The realtime provider sent nothing for ${duration(idleMs)} in the middle of a response; the session is closed`, 'upstream');
+        return;
+      }
+      this.responseTimer = setTimeout(check, idleMs - quiet);
+      this.responseTimer.unref();
+    };
+    this.responseTimer = setTimeout(check, idleMs);
+    this.responseTimer.unref();
   }
 
   private upstreamClosed(reason: RealtimeUpstreamClose): void {
@@ -524,6 +563,7 @@ export class RealtimeSession {
     this.current = 'closed';
     clearTimeout(this.idleTimer);
     clearTimeout(this.lengthTimer);
+    clearTimeout(this.responseTimer);
     clearInterval(this.pollTimer);
     this.connectAbort?.abort();
     this.connectAbort = undefined;
