@@ -260,7 +260,7 @@ export interface Config {
     maxConnectionsPerIp: number;
     /** Packets a client may send on one Socket.IO connection per second, sustained (twice that at once); over it the connection is closed. 0: no limit. */
     maxEventsPerSecond: number;
-    /** Packets all of one client address's Socket.IO connections may send per second together (twice that at once); over it, the connection that sent is closed. 0: no limit. */
+    /** Packets all of one client address's Socket.IO connections may send per second together (twice that at once); over it, a connection over its share is closed. 0: no limit. */
     maxEventsPerIpPerSecond: number;
     transports: ('polling' | 'websocket')[];
     /** Bytes a socket may have waiting to be sent before the reply stops pulling from the model. */

@@ -185,9 +185,22 @@ function boundClients(io: Server<Record<string, never>, Record<string, never>, I
       }
       if (perSecond > 0 || shared) {
         const withinBudget = eventBudget(perSecond);
-        const fromAddress = shared?.take;
+        const addressBudget = shared;
+        // This connection's packets in the current second: when the address's budget runs out,
+        // only a connection over its share of it is closed, not a quiet neighbour that sent next.
+        let windowAt = 0;
+        let sent = 0;
+        const overShare = (): boolean => {
+          const now = performance.now();
+          if (now - windowAt >= 1000) {
+            windowAt = now;
+            sent = 0;
+          }
+          sent++;
+          return addressBudget !== undefined && !addressBudget.take() && sent > perIp / addressBudget.connections;
+        };
         raw.on('packet', (packet) => {
-          const over = !withinBudget() ? 'connection' : fromAddress && !fromAddress() ? 'address' : undefined;
+          const over = !withinBudget() ? 'connection' : overShare() ? 'address' : undefined;
           if (over === undefined || raw.readyState !== 'open') return;
           refused();
           const bound = over === 'connection' ? 'SOCKET_MAX_EVENTS_PER_SECOND' : 'SOCKET_MAX_EVENTS_PER_IP_PER_SECOND';
@@ -197,7 +210,7 @@ function boundClients(io: Server<Record<string, never>, Record<string, never>, I
             raw,
             over === 'connection'
               ? `More than ${perSecond} events a second on this connection: it is closed; slow down before reconnecting`
-              : `More than ${perIp} events a second from this address's connections together: this one is closed; slow down before reconnecting`,
+              : `More than ${perIp} events a second from this address's connections together, this one over its share: it is closed; slow down before reconnecting`,
           );
           raw.close(); // after the packets already queued (engine.io flushes before it closes)
         });
