@@ -26,9 +26,8 @@ export interface ResumeTarget {
  * a resume, even once the client started a new conversation with that id (seed 002's clients
  * always send the same one). A turn belongs to the current conversation when its `start` was
  * stamped (`storedAt`, once its user message was stored, so once its conversation existed) at
- * or after the conversation's `createdAt`. A latest turn that has recorded no start yet (its
- * user message is still being stored) may be followed: what it records from then on is the
- * current conversation's.
+ * or after the conversation's `createdAt`. A turn whose start cannot be read (not recorded yet,
+ * or by an earlier version) is resumed as before.
  */
 export async function findResumable(
   streams: TurnStreams | undefined,
@@ -44,17 +43,22 @@ export async function findResumable(
     if (!latest) continue;
     const conversation = await store.getConversation(owner, conversationId);
     if (!conversation) continue;
-    /** Whether the kept turn is one of this conversation (false when not kept, or started before it). */
-    const ofThis = async (turnId: string, unstarted: boolean) => {
+    /**
+     * Whether the kept turn may be one of this conversation: false when its start says it began
+     * before it. A start that cannot be read (none recorded yet, a turn recorded by an earlier
+     * version, the shared log not answering in time) decides nothing: the turn is resumed as
+     * before, and what follows finds whatever is kept.
+     */
+    const ofThis = async (turnId: string) => {
       const storedAt = (await streams.startOf(key, turnId))?.storedAt;
-      return storedAt === undefined ? unstarted : storedAt >= conversation.createdAt;
+      return storedAt === undefined || storedAt >= conversation.createdAt;
     };
     if (last && last.turnId !== latest.turnId) {
       const target: ResumeTarget = { conversationKey: key, turnId: last.turnId, afterSeq: last.seq, ended: true };
-      return (await ofThis(last.turnId, false)) ? target : { ...target, withheld: true };
+      return (await ofThis(last.turnId)) ? target : { ...target, withheld: true };
     }
     // An earlier conversation's turn: nothing of this one is kept.
-    if (!(await ofThis(latest.turnId, !latest.ended))) continue;
+    if (!(await ofThis(latest.turnId))) continue;
     return { conversationKey: key, turnId: latest.turnId, afterSeq: last?.seq ?? 0, ended: latest.ended };
   }
   return undefined;
