@@ -1,3 +1,4 @@
+import { withDeadline } from '../stall-breaker.js';
 import type { TurnCoordinator } from './turn-coordinator.js';
 import type { TurnTracker } from './turn-tracker.js';
 import type { TurnStreams } from './turn-streams.js';
@@ -76,12 +77,6 @@ async function replyOf(streams: TurnStreams, conversationKey: string, turnId: st
 }
 
 /** Whether `promise` settled within `ms`. */
-async function within(promise: Promise<boolean>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  try {
-    return await Promise.race([promise.catch(() => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+function within(promise: Promise<boolean>, ms: number): Promise<boolean> {
+  return withDeadline(promise.catch(() => true), ms, new Error('not within the wait')).catch(() => false);
 }
