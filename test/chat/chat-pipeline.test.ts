@@ -435,6 +435,37 @@ describe('chat pipeline', () => {
     expect(model.calls[2]!.maxTokens).toBe(450);
   });
 
+  /**
+   * Slots in one process, as the Redis coordinator keeps them across nodes; with `turns`, a stop
+   * published for a conversation reaches them, as the cluster's does on every node.
+   */
+  function slotCoordinator(turns?: TurnTracker) {
+    const slots = new Set<string>();
+    const coordinator = {
+      acquire: async (key: string) => {
+        if (slots.has(key)) return undefined;
+        slots.add(key);
+        let released = false;
+        return { release: () => void (!released && (released = true) && slots.delete(key)) };
+      },
+      isRunning: async (key: string) => slots.has(key),
+      publishStop: async (key: string) => turns?.stopWhenStarted(key),
+      onStop: () => {},
+    };
+    return { slots, coordinator };
+  }
+
+  /** A reply of 200 words, 5 ms apart, that ends early when its turn is aborted. */
+  function longReply(): ScriptedModel {
+    return new ScriptedModel(async function* (o) {
+      for (let i = 0; i < 200 && !o.signal?.aborted; i++) {
+        yield { type: 'text-delta', text: `w${i} ` };
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      yield { type: 'finish', finishReason: 'stop', usage: undefined };
+    });
+  }
+
   describe("an anonymous browser's conversation begun from its IP, moving to its cookie", () => {
     const curl: Principal = { userId: null, ip: '10.0.0.1', anonymousId: null };
     const browserA: Principal = { userId: null, ip: '10.0.0.1', anonymousId: 'cookie-a' };
@@ -482,19 +513,7 @@ describe('chat pipeline', () => {
     });
 
     it('with a coordinator (several nodes): the turn moves it and holds the new slot, the old one is free; a store error after the slot was taken frees it', async () => {
-      /** Slots in one process, as the Redis coordinator keeps them across nodes. */
-      const slots = new Set<string>();
-      const coordinator = {
-        acquire: async (key: string) => {
-          if (slots.has(key)) return undefined;
-          slots.add(key);
-          let released = false;
-          return { release: () => void (!released && (released = true) && slots.delete(key)) };
-        },
-        isRunning: async (key: string) => slots.has(key),
-        publishStop: async () => {},
-        onStop: () => {},
-      };
+      const { slots, coordinator } = slotCoordinator();
       const store = new MemoryConversationStore();
       const local = new LocalModel({ tokenDelayMs: 0, contextTokens: 8192 });
       const models = new ModelRegistry({ factories: { local: { model: () => local } }, defaultModel: 'local' });
@@ -521,20 +540,8 @@ describe('chat pipeline', () => {
     });
 
     it('with a coordinator: a stop that comes while the turn is admitted (its slot taken, its rate limit still being asked) stops it as it starts', async () => {
-      const slots = new Set<string>();
       const turns = new TurnTracker();
-      const coordinator = {
-        acquire: async (key: string) => {
-          if (slots.has(key)) return undefined;
-          slots.add(key);
-          let released = false;
-          return { release: () => void (!released && (released = true) && slots.delete(key)) };
-        },
-        isRunning: async (key: string) => slots.has(key),
-        // As the cluster does: a stop published on any node reaches this one too.
-        publishStop: async (key: string) => turns.stopWhenStarted(key),
-        onStop: () => {},
-      };
+      const { slots, coordinator } = slotCoordinator(turns);
       const limiter = new MemoryRateLimiter(60_000);
       const consume = limiter.consume.bind(limiter);
       let asked!: () => void;
@@ -546,13 +553,7 @@ describe('chat pipeline', () => {
         await answered; // a distant shared limiter (Upstash in another region)
         return consume(key, limit);
       };
-      const model = new ScriptedModel(async function* (o) {
-        for (let i = 0; i < 200 && !o.signal?.aborted; i++) {
-          yield { type: 'text-delta', text: `w${i} ` };
-          await new Promise((r) => setTimeout(r, 5));
-        }
-        yield { type: 'finish', finishReason: 'stop', usage: undefined };
-      });
+      const model = longReply();
       const store = new MemoryConversationStore();
       const models = new ModelRegistry({ factories: { local: { model: () => model } }, defaultModel: 'local:scripted' });
       const limits = { userLimit: 100, anonymousLimit: 100, authLimit: 10, windowMs: 60_000, ipv6Prefix: 56 };
@@ -574,26 +575,9 @@ describe('chat pipeline', () => {
     });
 
     it('with a coordinator: a stop for the new key that comes while the conversation moves to its cookie stops the turn as it starts', async () => {
-      const slots = new Set<string>();
       const turns = new TurnTracker();
-      const coordinator = {
-        acquire: async (key: string) => {
-          if (slots.has(key)) return undefined;
-          slots.add(key);
-          let released = false;
-          return { release: () => void (!released && (released = true) && slots.delete(key)) };
-        },
-        isRunning: async (key: string) => slots.has(key),
-        publishStop: async (key: string) => turns.stopWhenStarted(key),
-        onStop: () => {},
-      };
-      const model = new ScriptedModel(async function* (o) {
-        for (let i = 0; i < 200 && !o.signal?.aborted; i++) {
-          yield { type: 'text-delta', text: `w${i} ` };
-          await new Promise((r) => setTimeout(r, 5));
-        }
-        yield { type: 'finish', finishReason: 'stop', usage: undefined };
-      });
+      const { slots, coordinator } = slotCoordinator(turns);
+      const model = longReply();
       const store = new MemoryConversationStore();
       const models = new ModelRegistry({ factories: { local: { model: () => model } }, defaultModel: 'local:scripted' });
       const limits = { userLimit: 100, anonymousLimit: 100, authLimit: 10, windowMs: 60_000, ipv6Prefix: 56 };

@@ -32,6 +32,26 @@ async function endReasons(token: string): Promise<string[]> {
 
 let gw: TestGateway;
 
+/**
+ * Opens /v1/realtime with `credential`, waits past its expiry (3.5 s; `check` runs then), asks
+ * for a response if the socket is still open, and returns every frame received 1 s later.
+ */
+async function askAfterExpiry(credential: string, check?: () => Promise<void>): Promise<Array<Record<string, unknown>>> {
+  const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/v1/realtime`, { headers: { Authorization: `Bearer ${credential}` } });
+  const frames: Array<Record<string, unknown>> = [];
+  ws.on('message', (d) => frames.push(JSON.parse(d.toString()) as Record<string, unknown>));
+  await waitFor(() => frames.some((f) => f.type === 'session.created'), 3000);
+  await new Promise((r) => setTimeout(r, 3500));
+  await check?.();
+  if (ws.readyState === WebSocket.OPEN) {
+    ws.send(JSON.stringify({ type: 'conversation.item.create', item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hi' }] } }));
+    ws.send(JSON.stringify({ type: 'response.create' }));
+  }
+  await new Promise((r) => setTimeout(r, 1000));
+  ws.terminate();
+  return frames;
+}
+
 describe('a realtime session whose token expires while it is open', () => {
   let standin: RealtimeStandin;
   beforeAll(async () => {
@@ -46,22 +66,12 @@ describe('a realtime session whose token expires while it is open', () => {
   it('/v1/realtime: is told UNAUTHORIZED and closed, instead of running on the server key', async () => {
     const account = await register(gw.url, 'expiry-ws@example.com');
     const token = await shortLived(account.token, 2);
-    const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/v1/realtime`, { headers: { Authorization: `Bearer ${token}` } });
-    const frames: Array<Record<string, unknown>> = [];
-    ws.on('message', (d) => frames.push(JSON.parse(d.toString()) as Record<string, unknown>));
-    await waitFor(() => frames.some((f) => f.type === 'session.created'), 3000);
-    // The token is now past its exp (no clock skew allowed).
-    await new Promise((r) => setTimeout(r, 3500));
-    const rejected = await fetch(`${gw.url}/api/v2/auth/me`, { headers: { Authorization: `Bearer ${token}` } });
-    expect(rejected.status).toBe(401);
-    if (ws.readyState === WebSocket.OPEN) {
-      ws.send(JSON.stringify({ type: 'conversation.item.create', item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hi' }] } }));
-      ws.send(JSON.stringify({ type: 'response.create' }));
-    }
-    await new Promise((r) => setTimeout(r, 1000));
-    const responded = frames.some((f) => f.type === 'response.done');
-    ws.terminate();
-    expect(responded).toBe(false);
+    const frames = await askAfterExpiry(token, async () => {
+      // The token is now past its exp (no clock skew allowed).
+      const rejected = await fetch(`${gw.url}/api/v2/auth/me`, { headers: { Authorization: `Bearer ${token}` } });
+      expect(rejected.status).toBe(401);
+    });
+    expect(frames.some((f) => f.type === 'response.done')).toBe(false);
     expect(frames.find((f) => f.type === 'error')).toMatchObject({ error: { code: 'UNAUTHORIZED' } });
     expect(await endReasons(account.token)).toEqual(['server: UNAUTHORIZED']);
   });
@@ -97,19 +107,8 @@ describe('a realtime session whose token expires while it is open', () => {
       { userId: account.user.id, ip: '127.0.0.1', anonymousId: null, sessionId: null },
       { name: 'short-lived', models: null, rateLimitPerMinute: null, expiresInDays: 2 / 86_400 },
     );
-    const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/v1/realtime`, { headers: { Authorization: `Bearer ${secret}` } });
-    const frames: Array<Record<string, unknown>> = [];
-    ws.on('message', (d) => frames.push(JSON.parse(d.toString()) as Record<string, unknown>));
-    await waitFor(() => frames.some((f) => f.type === 'session.created'), 3000);
-    await new Promise((r) => setTimeout(r, 3500));
-    if (ws.readyState === WebSocket.OPEN) {
-      ws.send(JSON.stringify({ type: 'conversation.item.create', item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hi' }] } }));
-      ws.send(JSON.stringify({ type: 'response.create' }));
-    }
-    await new Promise((r) => setTimeout(r, 1000));
-    const responded = frames.some((f) => f.type === 'response.done');
-    ws.terminate();
-    expect(responded).toBe(false);
+    const frames = await askAfterExpiry(secret);
+    expect(frames.some((f) => f.type === 'response.done')).toBe(false);
     expect(frames.find((f) => f.type === 'error')).toMatchObject({ error: { code: 'UNAUTHORIZED' } });
     expect(await endReasons(account.token)).toEqual(['server: UNAUTHORIZED']);
   });
