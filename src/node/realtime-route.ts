@@ -1,10 +1,10 @@
 import type { NodeWebSocket } from '@hono/node-ws';
 import type { Context } from 'hono';
 import type { WSContext } from 'hono/ws';
-import { pickToken } from '../auth/token-sources.js';
+import { pickToken, type PickedToken } from '../auth/token-sources.js';
 import { requestHeader } from '../http/http-helpers.js';
 import { subprotocolToken } from '../http/authenticate.js';
-import { jwtExpiry } from '../socket/socket-auth.js';
+import { credentialExpiry } from '../auth/credential-expiry.js';
 import type { Principal } from '../chat/principal.js';
 import type { ErrorCode } from '../errors.js';
 import type { AppEnv } from '../http/app-env.js';
@@ -45,7 +45,7 @@ export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'
   return upgradeWebSocket(
     (c) => {
       const principal = c.get('principal' as keyof AppEnv['Variables']) as AppEnv['Variables']['principal'];
-      const validUntil = credentialExpiry(c, principal, services.config.auth.clockSkewSeconds);
+      const validUntil = credentialExpiry(principal, acceptedToken(c), services.config.auth.clockSkewSeconds);
       let session: RealtimeSession | undefined;
       let socket: WSContext | undefined;
       const withinBudget = eventBudget(perSecond);
@@ -121,17 +121,11 @@ export function realtimeRoute(upgradeWebSocket: NodeWebSocket['upgradeWebSocket'
   );
 }
 
-/**
- * When the credential the `authenticate` middleware accepted stops being accepted (ms since the
- * epoch): a gateway API key's expiry, or a JWT's `exp` plus the clock skew (the token picked from
- * the same sources in the same order); undefined when it does not expire.
- */
-function credentialExpiry(c: Context, principal: Principal, clockSkewSeconds: number): number | undefined {
-  if (principal.apiKey) return principal.apiKey.expiresAt ?? undefined;
-  const picked = pickToken({
+/** The token the `authenticate` middleware accepted: picked from the same sources in the same order. */
+function acceptedToken(c: Context): PickedToken {
+  return pickToken({
     authorization: requestHeader(c, 'authorization'),
     cookie: requestHeader(c, 'cookie'),
     payloadToken: c.req.query('token') ?? subprotocolToken(requestHeader(c, 'sec-websocket-protocol')),
   });
-  return picked.kind === 'token' ? jwtExpiry(picked.token, clockSkewSeconds) : undefined;
 }

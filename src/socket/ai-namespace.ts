@@ -112,7 +112,7 @@ export function attachAiNamespace(nsp: AiNamespace, services: Services): void {
     if (userRoom) void socket.join(userRoom);
     // Its own events are refused once the connection's token expires (each is checked again), and
     // the tabs' events stop with them: the socket leaves the user's room, and is told.
-    const validUntil = userRoom ? connectionTokenExpiry(socket, services.config.auth.clockSkewSeconds) : undefined;
+    const validUntil = userRoom ? connectionTokenExpiry(socket) : undefined;
     const expiry =
       userRoom && validUntil !== undefined
         ? atTime(validUntil, () => {

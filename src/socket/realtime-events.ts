@@ -41,7 +41,7 @@ export function attachRealtimeEvents(socket: DefaultSocket, services: Services, 
       // The connection's token is checked again when the session opens: a token that died since the handshake opens nothing.
       principal: () => eventPrincipal(services, socket as unknown as AnySocket, undefined),
       // Admitted on the connection's token: the session ends when that token does.
-      validUntil: () => connectionTokenExpiry(socket as unknown as AnySocket, services.config.auth.clockSkewSeconds),
+      validUntil: () => connectionTokenExpiry(socket as unknown as AnySocket),
       onServerEvent: (event) => socket.emit('realtime-response', event),
       onAudio: (chunk) => socket.emit('realtime-response', chunk),
       onError: ({ message, code }) => socket.emit('realtime-error', { message, code }),

@@ -2,6 +2,7 @@ import type { Socket } from 'socket.io';
 import { clientIp, type Principal } from '../chat/principal.js';
 import { AppError } from '../errors.js';
 import { pickToken } from '../auth/token-sources.js';
+import { credentialExpiry } from '../auth/credential-expiry.js';
 import type { SocketData } from '../protocol/socket-events.js';
 import type { Services } from '../services.js';
 import { normaliseIp } from '../node/client-ip.js';
@@ -33,8 +34,8 @@ export function socketAuthMiddleware(services: Services) {
       socket.data.ip = ip;
       socket.data.sessionId = principal.sessionId ?? null;
       socket.data.apiKeyId = principal.apiKey?.id ?? null;
-      const keyExpiresAt = principal.apiKey?.expiresAt;
-      if (typeof keyExpiresAt === 'number') apiKeyExpiry.set(socket, keyExpiresAt);
+      const expiresAt = credentialExpiry(principal, pickToken(handshakeSources(socket)), services.config.auth.clockSkewSeconds);
+      if (expiresAt !== undefined) connectionExpiry.set(socket, expiresAt);
       next();
     } catch (err) {
       const missing = err instanceof AppError && err.details?.reason === 'missing';
@@ -60,35 +61,13 @@ export async function eventPrincipal(services: Services, socket: AnySocket, payl
   return principal;
 }
 
-/** When the connection's gateway API key expires (ms since the epoch), by socket: from the principal the connection middleware resolved. */
-const apiKeyExpiry = new WeakMap<object, number>();
+/** When each connection's credential stops being accepted (ms since the epoch), worked out once by the connection middleware. */
+const connectionExpiry = new WeakMap<object, number>();
 
 /**
- * When the connection's token stops being accepted (ms since the epoch): for a JWT its `exp` plus
- * the accepted clock skew; for a gateway API key its record's `expiresAt` (keys are checked
- * against the server's own clock, no skew); undefined for no token, a token without `exp` or a
- * key that never expires. Read from what the connection middleware verified, so nothing is
- * checked again.
+ * When the connection's credential stops being accepted (see credentialExpiry): undefined for
+ * an anonymous connection or a credential that does not expire.
  */
-export function connectionTokenExpiry(socket: AnySocket, clockSkewSeconds: number): number | undefined {
-  const picked = pickToken(handshakeSources(socket));
-  if (picked.kind !== 'token') return undefined;
-  if (socket.data.apiKeyId) return apiKeyExpiry.get(socket);
-  return jwtExpiry(picked.token, clockSkewSeconds);
-}
-
-/**
- * When a JWT that was verified already stops being accepted (ms since the epoch: its `exp` plus
- * the accepted clock skew); undefined for a token that is no JWT or has no `exp`. Its signature
- * is not checked again.
- */
-export function jwtExpiry(token: string, clockSkewSeconds: number): number | undefined {
-  const payload = token.split('.')[1];
-  if (payload === undefined) return undefined;
-  try {
-    const exp = (JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { exp?: unknown }).exp;
-    return typeof exp === 'number' && Number.isFinite(exp) ? (exp + clockSkewSeconds) * 1000 : undefined;
-  } catch {
-    return undefined;
-  }
+export function connectionTokenExpiry(socket: AnySocket): number | undefined {
+  return connectionExpiry.get(socket);
 }
